@@ -1,0 +1,68 @@
+//! Sizes and limits of the allocator, gathered in one place.
+//!
+//! Every invariant the rest of the crate relies on is checked here at compile
+//! time, so changing a tunable either keeps the allocator correct or fails to
+//! build.
+
+/// Every block is aligned to this, and every size class is a multiple of it.
+pub(crate) const ALIGNMENT: usize = 16;
+pub(crate) const ALIGNMENT_SHIFT: u32 = 4;
+
+/// An arena: the unit obtained from the OS, aligned to its own size so that
+/// the arena of any block is `addr & !ARENA_MASK`.
+pub(crate) const ARENA_SHIFT: u32 = 18;
+pub(crate) const ARENA_SIZE: usize = 1 << ARENA_SHIFT; // 256 KiB
+pub(crate) const ARENA_MASK: usize = ARENA_SIZE - 1;
+
+/// A pool unit: arenas are cut into `UNITS_PER_ARENA` units of this size.
+/// Unit 0 holds the arena header; a pool spans one or more of the others.
+pub(crate) const UNIT_SHIFT: u32 = 14;
+pub(crate) const UNIT_SIZE: usize = 1 << UNIT_SHIFT; // 16 KiB, pymalloc's pool size
+pub(crate) const UNITS_PER_ARENA: usize = ARENA_SIZE / UNIT_SIZE; // 16
+/// Units 1..UNITS_PER_ARENA can hold pools.
+pub(crate) const USABLE_UNITS: usize = UNITS_PER_ARENA - 1;
+
+/// Small classes step by 16 bytes up to this size (pymalloc on 64-bit).
+pub(crate) const SMALL_MAX: usize = 512;
+pub(crate) const SMALL_CLASSES: usize = SMALL_MAX / ALIGNMENT; // 32
+/// Medium classes: this many per power of two, so a block wastes at most
+/// 1/(MEDIUM_STEPS+1) of its size (11.1%).
+pub(crate) const MEDIUM_STEPS_SHIFT: u32 = 3;
+pub(crate) const MEDIUM_STEPS: usize = 1 << MEDIUM_STEPS_SHIFT; // 8
+/// The largest size served from pools; above it a block is mapped on its own.
+pub(crate) const MEDIUM_MAX_SHIFT: u32 = 17;
+pub(crate) const MEDIUM_MAX: usize = 1 << MEDIUM_MAX_SHIFT; // 128 KiB
+pub(crate) const MEDIUM_CLASSES: usize =
+    (MEDIUM_MAX_SHIFT as usize - SMALL_MAX.trailing_zeros() as usize) * MEDIUM_STEPS; // 64
+pub(crate) const NUM_CLASSES: usize = SMALL_CLASSES + MEDIUM_CLASSES; // 96
+
+/// The OS page size the allocator assumes (checked at start-up).
+pub(crate) const PAGE_SIZE: usize = 4096;
+
+/// Arenas are reserved from the OS this many at a time, so that aligning
+/// them costs one over-sized mmap per batch rather than one per arena.
+pub(crate) const ARENA_BATCH: usize = 16; // 4 MiB
+/// Empty arenas kept mapped (pages discarded) for reuse before unmapping.
+pub(crate) const ARENA_RETAIN_MAX: usize = 256; // 64 MiB of address space, no RSS
+/// Empty arenas a thread heap keeps with their pages, so a loop that
+/// allocates and frees at an arena boundary does not call madvise each time.
+pub(crate) const HEAP_SPARE_ARENAS: usize = 1;
+
+/// Large blocks (above MEDIUM_MAX) are mapped on their own; freed ones are
+/// cached up to these bounds so a malloc/free loop does not mmap each time.
+pub(crate) const LARGE_CACHE_SLOTS: usize = 16;
+pub(crate) const LARGE_CACHE_MAX_BYTES: usize = 64 << 20;
+pub(crate) const LARGE_CACHE_MAX_BLOCK: usize = 32 << 20;
+
+/// Requests above this fail with ENOMEM (PTRDIFF_MAX, as glibc).
+pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
+
+// The invariants the design relies on.
+const _: () = assert!(ARENA_SIZE % UNIT_SIZE == 0, "arena not a whole number of units");
+const _: () = assert!(UNITS_PER_ARENA <= 16, "the unit bitmap is a u16");
+const _: () = assert!(SMALL_MAX % ALIGNMENT == 0);
+const _: () = assert!(SMALL_MAX.is_power_of_two());
+const _: () = assert!(MEDIUM_MAX <= USABLE_UNITS * UNIT_SIZE, "largest class must fit an arena");
+const _: () = assert!(UNIT_SIZE % PAGE_SIZE == 0);
+const _: () = assert!(ALIGNMENT == 1 << ALIGNMENT_SHIFT);
+const _: () = assert!(NUM_CLASSES <= 255, "class index is stored in a u8");

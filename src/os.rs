@@ -1,0 +1,170 @@
+//! The OS layer: the only module that makes system calls.
+//!
+//! Every function here is safe to call before anything is initialised and
+//! never allocates. Mapping functions return null on failure (errno set by
+//! the kernel); callers turn that into ENOMEM.
+
+use core::ptr;
+
+/// Test-only fault injection: `OBMEM_FAIL_MMAP=N` makes the N-th mapping
+/// call fail (and every later one while N is 0). Read once at start-up
+/// by `env`; 0 disables.
+pub static FAIL_MMAP_AT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static MMAP_CALLS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+fn injected_failure() -> bool {
+    use core::sync::atomic::Ordering::Relaxed;
+    let at = FAIL_MMAP_AT.load(Relaxed);
+    at != 0 && MMAP_CALLS.fetch_add(1, Relaxed) + 1 >= at
+}
+
+/// Maps `size` bytes of fresh zeroed read-write memory, or returns null.
+pub fn map(size: usize) -> *mut u8 {
+    if injected_failure() {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    // SAFETY: an anonymous private mapping with no address hint touches no
+    // existing memory.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        p as *mut u8
+    }
+}
+
+/// Maps `size` bytes aligned to `align` (a power of two >= PAGE_SIZE) by
+/// over-mapping and trimming both ends.
+pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    let Some(total) = size.checked_add(align) else {
+        return ptr::null_mut();
+    };
+    let raw = map(total);
+    if raw.is_null() {
+        return raw;
+    }
+    let start = (raw as usize + align - 1) & !(align - 1);
+    let head = start - raw as usize;
+    let tail = total - head - size;
+    // SAFETY: [raw, raw+head) and [start+size, raw+total) are parts of the
+    // mapping just made, which nobody else knows about.
+    unsafe {
+        if head > 0 {
+            unmap(raw, head);
+        }
+        if tail > 0 {
+            unmap((start + size) as *mut u8, tail);
+        }
+    }
+    start as *mut u8
+}
+
+/// Returns a mapping (or part of one) to the OS.
+///
+/// # Safety
+/// `[p, p+size)` must be mapped by this module and hold no live block.
+pub unsafe fn unmap(p: *mut u8, size: usize) {
+    // SAFETY: per the contract above.
+    unsafe { libc::munmap(p as *mut libc::c_void, size) };
+}
+
+/// Tells the OS the pages of `[p, p+size)` may be dropped; they read as
+/// zero afterwards and cost no memory until written.
+///
+/// # Safety
+/// `[p, p+size)` must be mapped by this module and hold no live block.
+pub unsafe fn discard(p: *mut u8, size: usize) {
+    // SAFETY: per the contract above.
+    unsafe { libc::madvise(p as *mut libc::c_void, size, libc::MADV_DONTNEED) };
+}
+
+/// Grows or shrinks a mapping in place; false if the pages after it are taken.
+///
+/// # Safety
+/// `[p, p+old)` must be a mapping made by this module.
+pub unsafe fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
+    if new > old && injected_failure() {
+        return false;
+    }
+    // SAFETY: without MREMAP_MAYMOVE the mapping either changes size in place or not at all.
+    let r = unsafe { libc::mremap(p as *mut libc::c_void, old, new, 0) };
+    r != libc::MAP_FAILED
+}
+
+/// Moves the pages of `[old_p, old_p+old)` to `new_p` (a reserved region of
+/// `new` bytes, which it replaces) without copying them.
+///
+/// # Safety
+/// Both regions are mappings made by this module; `new_p` holds nothing live.
+pub unsafe fn remap_to(old_p: *mut u8, old: usize, new_p: *mut u8, new: usize) -> bool {
+    // SAFETY: MREMAP_FIXED replaces the mapping at new_p, which the caller owns.
+    let r = unsafe {
+        libc::mremap(
+            old_p as *mut libc::c_void,
+            old,
+            new,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            new_p as *mut libc::c_void,
+        )
+    };
+    r != libc::MAP_FAILED
+}
+
+#[inline]
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+#[inline]
+pub fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Writes all of `bytes` to `fd`, ignoring errors (used for reports).
+pub fn write_all(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid slice for the length passed.
+        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+        if n <= 0 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Ends the process as glibc does on heap corruption.
+pub fn abort() -> ! {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// Reads an environment variable without allocating. The bytes live as long
+/// as the environment is not modified, which callers tolerate by copying
+/// what they need at once.
+pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv takes a NUL-terminated name and returns null or a
+    // NUL-terminated string.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: p is a NUL-terminated string from the environment.
+        Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
+    }
+}

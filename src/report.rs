@@ -1,0 +1,64 @@
+//! Messages to stderr without allocating: a fixed buffer that implements
+//! `core::fmt::Write`, and the fatal-error path every misuse report ends in.
+
+use core::fmt::{self, Write};
+
+/// A line buffer on the stack; output past its capacity is dropped.
+pub struct LineBuf {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl LineBuf {
+    pub const fn new() -> Self {
+        LineBuf { buf: [0; 1024], len: 0 }
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    pub fn flush_to(&mut self, fd: i32) {
+        crate::os::write_all(fd, self.as_bytes());
+        self.len = 0;
+    }
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writes one formatted message to stderr.
+pub fn eprint(args: fmt::Arguments<'_>) {
+    let mut b = LineBuf::new();
+    let _ = b.write_fmt(args);
+    b.flush_to(2);
+}
+
+/// Prints `obmem: <message>` and aborts.
+#[cold]
+#[inline(never)]
+pub fn fatal(args: fmt::Arguments<'_>) -> ! {
+    let mut b = LineBuf::new();
+    let _ = b.write_str("obmem: ");
+    let _ = b.write_fmt(args);
+    let _ = b.write_str("\n");
+    b.flush_to(2);
+    crate::os::abort()
+}
+
+/// The glibc-style report for a pointer obmem never returned.
+#[cold]
+#[inline(never)]
+pub fn invalid_pointer(func: &str, p: *const u8) -> ! {
+    fatal(format_args!("{func}(): invalid pointer {p:p}"))
+}

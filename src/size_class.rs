@@ -1,0 +1,185 @@
+//! Size classes: request size <-> class index <-> block size.
+//!
+//! Classes 0..32 are pymalloc's: 16, 32, .. 512 bytes. Above 512 each power of
+//! two (2^k, 2^(k+1)] is split into 8 equal steps of 2^(k-3), up to 128 KiB,
+//! so rounding up wastes at most 1/9 of a block. Every class is a multiple of
+//! 16, and a class of size 2^k*m with m odd gives blocks aligned to
+//! gcd(2^k, UNIT_SIZE) because pools start on unit boundaries.
+
+use crate::config::*;
+
+/// The class serving `size` bytes, or `None` above `MEDIUM_MAX`.
+#[inline(always)]
+pub fn class_of(size: usize) -> Option<usize> {
+    if size <= SMALL_MAX {
+        // size 0 is served as 16 bytes, like 1..=16.
+        Some(size.saturating_sub(1) >> ALIGNMENT_SHIFT)
+    } else if size <= MEDIUM_MAX {
+        Some(medium_class_of(size))
+    } else {
+        None
+    }
+}
+
+#[inline]
+fn medium_class_of(size: usize) -> usize {
+    // size is in (2^k, 2^(k+1)] with k >= 9.
+    let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
+    let step_shift = k - MEDIUM_STEPS_SHIFT as usize;
+    // i in 1..=8: the number of steps above 2^k needed to hold `size`.
+    let i = (size - (1 << k) + (1 << step_shift) - 1) >> step_shift;
+    SMALL_CLASSES + (k - SMALL_MAX.trailing_zeros() as usize) * MEDIUM_STEPS + (i - 1)
+}
+
+/// The block size of class `class` (which must be < NUM_CLASSES).
+pub(crate) const fn block_size(class: usize) -> usize {
+    if class < SMALL_CLASSES {
+        (class + 1) * ALIGNMENT
+    } else {
+        let m = class - SMALL_CLASSES;
+        let k = (m / MEDIUM_STEPS) + SMALL_MAX.trailing_zeros() as usize;
+        let i = m % MEDIUM_STEPS + 1;
+        (1 << k) + i * (1 << (k - MEDIUM_STEPS_SHIFT as usize))
+    }
+}
+
+/// How many pool units a pool of `class` spans: the fewest whose tail waste
+/// is under 1/16 of the pool, or failing that the count that wastes least.
+pub(crate) const fn pool_units(class: usize) -> usize {
+    let size = block_size(class);
+    let mut best = 0;
+    let mut best_waste = usize::MAX;
+    let mut n = 1;
+    while n <= USABLE_UNITS {
+        let bytes = n * UNIT_SIZE;
+        if bytes >= size {
+            let waste = bytes % size;
+            if waste * 16 <= bytes {
+                return n;
+            }
+            // Compare waste as a fraction of the pool: waste/bytes.
+            if best == 0 || waste * (best * UNIT_SIZE) < best_waste * bytes {
+                best = n;
+                best_waste = waste;
+            }
+        }
+        n += 1;
+    }
+    best
+}
+
+/// Blocks in one pool of `class`.
+pub(crate) const fn pool_capacity(class: usize) -> usize {
+    pool_units(class) * UNIT_SIZE / block_size(class)
+}
+
+/// Per-class constants used on the hot paths, computed at compile time.
+#[derive(Clone, Copy)]
+pub struct ClassInfo {
+    pub block_size: u32,
+    pub capacity: u32,
+    pub units: u8,
+    /// ceil(2^40 / block_size): `(off * inv) >> 40 == off / block_size` for
+    /// every offset inside a pool (off < 2^18, block_size <= 2^17).
+    pub inv: u64,
+}
+
+pub(crate) const INV_SHIFT: u32 = 40;
+
+const fn make_table() -> [ClassInfo; NUM_CLASSES] {
+    let mut t = [ClassInfo { block_size: 0, capacity: 0, units: 0, inv: 0 }; NUM_CLASSES];
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        let size = block_size(c);
+        t[c] = ClassInfo {
+            block_size: size as u32,
+            capacity: pool_capacity(c) as u32,
+            units: pool_units(c) as u8,
+            inv: ((1u64 << INV_SHIFT) + size as u64 - 1) / size as u64,
+        };
+        c += 1;
+    }
+    t
+}
+
+pub(crate) static CLASSES: [ClassInfo; NUM_CLASSES] = make_table();
+
+const _: () = assert!(block_size(NUM_CLASSES - 1) == MEDIUM_MAX);
+const _: () = assert!(block_size(SMALL_CLASSES - 1) == SMALL_MAX);
+const _: () = {
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        assert!(block_size(c) % ALIGNMENT == 0);
+        assert!(pool_units(c) >= 1 && pool_capacity(c) >= 1);
+        assert!(c == 0 || block_size(c) > block_size(c - 1));
+        c += 1;
+    }
+};
+
+#[inline(always)]
+pub fn info(class: usize) -> &'static ClassInfo {
+    debug_assert!(class < NUM_CLASSES);
+    // SAFETY: every caller passes a class from `class_of` or a pool header,
+    // both of which are < NUM_CLASSES.
+    unsafe { CLASSES.get_unchecked(class) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_classes_are_pymalloc() {
+        assert_eq!(class_of(0), Some(0));
+        assert_eq!(class_of(1), Some(0));
+        assert_eq!(class_of(16), Some(0));
+        assert_eq!(class_of(17), Some(1));
+        assert_eq!(class_of(512), Some(31));
+        for c in 0..SMALL_CLASSES {
+            assert_eq!(block_size(c), 16 * (c + 1));
+            assert_eq!(pool_units(c), 1);
+        }
+    }
+
+    #[test]
+    fn every_size_maps_to_the_smallest_fitting_class() {
+        for size in 0..=MEDIUM_MAX {
+            let c = class_of(size).unwrap();
+            assert!(block_size(c) >= size, "size {size} class {c}");
+            if c > 0 {
+                assert!(block_size(c - 1) < size.max(1), "size {size} not in smallest class");
+            }
+        }
+        assert_eq!(class_of(MEDIUM_MAX + 1), None);
+        assert_eq!(class_of(usize::MAX), None);
+    }
+
+    #[test]
+    fn medium_waste_is_bounded() {
+        for size in SMALL_MAX + 1..=MEDIUM_MAX {
+            let b = block_size(class_of(size).unwrap());
+            assert!((b - size) * 9 <= b, "size {size} block {b}");
+        }
+    }
+
+    #[test]
+    fn pools_waste_little() {
+        for c in 0..NUM_CLASSES {
+            let bytes = pool_units(c) * UNIT_SIZE;
+            let waste = bytes - pool_capacity(c) * block_size(c);
+            assert!(waste * 8 <= bytes || pool_capacity(c) >= 1, "class {c}");
+            assert!(waste * 4 <= bytes, "class {c} wastes {waste} of {bytes}");
+        }
+    }
+
+    #[test]
+    fn reciprocal_divides_exactly() {
+        for c in 0..NUM_CLASSES {
+            let inf = info(c);
+            let max_off = inf.units as u64 * UNIT_SIZE as u64;
+            for off in (0..max_off).step_by(16) {
+                assert_eq!((off * inf.inv) >> INV_SHIFT, off / inf.block_size as u64);
+            }
+        }
+    }
+}
