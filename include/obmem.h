@@ -13,4 +13,154 @@
 #define OBM_OBJECT_HEAD obm_object ob_base;
 
 
+/*
+ The number of size classes (`obm_stats.classes`).
+ */
+#define OBM_NUM_CLASSES 96
+
+/*
+ An allocation domain (PyMemAllocatorDomain).
+ */
+typedef enum obm_domain {
+  /*
+   Raw memory: thread-safe, usable anywhere (PyMem_RawMalloc).
+   */
+  OBM_DOMAIN_RAW = 0,
+  /*
+   General memory (PyMem_Malloc).
+   */
+  OBM_DOMAIN_MEM = 1,
+  /*
+   Object memory (PyObject_Malloc); the drop-in malloc family uses it too.
+   */
+  OBM_DOMAIN_OBJ = 2,
+} obm_domain;
+
+/*
+ An allocator for one domain (PyMemAllocatorEx). `ctx` is passed as the
+ first argument of every function.
+ */
+typedef struct obm_allocator {
+  void *ctx;
+  void *(*malloc)(void *ctx, size_t n);
+  void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+  void *(*realloc)(void *ctx, void *p, size_t n);
+  void (*free)(void *ctx, void *p);
+} obm_allocator;
+
+/*
+ Statistics of one size class.
+ */
+typedef struct obm_class_stats {
+  /*
+   Bytes per block.
+   */
+  size_t block_size;
+  /*
+   Pools serving this class.
+   */
+  size_t pools;
+  /*
+   Blocks handed out and not yet freed (blocks freed by another thread
+   count until the owning thread takes them back).
+   */
+  size_t blocks_in_use;
+  /*
+   Blocks of those pools available for allocation.
+   */
+  size_t blocks_free;
+  /*
+   Allocations served from this class since the start.
+   */
+  size_t allocations;
+} obm_class_stats;
+
+/*
+ A snapshot of the allocator's statistics (`obm_get_stats`).
+ */
+typedef struct obm_stats {
+  /*
+   Bytes in blocks handed out (block sizes, pools and large blocks).
+   */
+  size_t bytes_in_use;
+  /*
+   Bytes currently mapped from the OS (arenas, large blocks, metadata).
+   */
+  size_t bytes_mapped;
+  /*
+   The most `bytes_mapped` has been.
+   */
+  size_t peak_mapped;
+  /*
+   Arenas handed to thread heaps since the start.
+   */
+  size_t arenas_allocated;
+  /*
+   Arenas returned empty since the start.
+   */
+  size_t arenas_freed;
+  /*
+   Arenas held by thread heaps now.
+   */
+  size_t arenas_in_use;
+  /*
+   The most arenas held at once.
+   */
+  size_t arenas_peak;
+  /*
+   Large (mapped) blocks in use and their usable bytes.
+   */
+  size_t large_blocks;
+  size_t large_bytes;
+  /*
+   Large blocks allocated since the start.
+   */
+  size_t large_allocations;
+  /*
+   Freed large mappings kept for reuse, and their bytes.
+   */
+  size_t large_cached;
+  size_t large_cached_bytes;
+  /*
+   Thread heaps ever created.
+   */
+  size_t heaps;
+  size_t num_classes;
+  struct obm_class_stats classes[OBM_NUM_CLASSES];
+} obm_stats;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/*
+ The usable size of a block from any domain or from malloc (0 for NULL).
+ */
+size_t obm_usable_size(const void *p);
+
+/*
+ Copies the allocator of domain `d` into `*out` (PyMem_GetAllocator).
+ */
+void obm_get_allocator(enum obm_domain d, struct obm_allocator *out);
+
+/*
+ Installs `*a` as the allocator of domain `d` (PyMem_SetAllocator). To
+ wrap the current allocator, get it first and call it from the new one.
+ */
+void obm_set_allocator(enum obm_domain d, const struct obm_allocator *a);
+
+/*
+ Fills `*out` with a snapshot of the allocator's statistics.
+ */
+void obm_get_stats(struct obm_stats *out);
+
+/*
+ Prints a table of the statistics to file descriptor `fd`.
+ */
+void obm_print_stats(int32_t fd);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
 #endif  /* OBMEM_H */

@@ -27,6 +27,8 @@ static ROOT: [AtomicPtr<Leaf>; ROOT_LEN] = [const { AtomicPtr::new(ptr::null_mut
 pub(crate) const CHUNK_NONE: u8 = 0;
 pub(crate) const CHUNK_ARENA: u8 = 1;
 pub(crate) const CHUNK_LARGE: u8 = 2;
+/// A large block aligned to an arena or more: its header is one arena back.
+pub(crate) const CHUNK_LARGE_BEHIND: u8 = 3;
 
 #[inline(always)]
 fn split(addr: usize) -> Option<(usize, usize)> {
@@ -40,7 +42,9 @@ fn split(addr: usize) -> Option<(usize, usize)> {
 /// The kind of chunk containing `addr` (CHUNK_NONE if not ours).
 #[inline(always)]
 pub fn lookup(addr: usize) -> u8 {
-    let Some((r, l)) = split(addr) else { return CHUNK_NONE };
+    let Some((r, l)) = split(addr) else {
+        return CHUNK_NONE;
+    };
     // SAFETY: r < ROOT_LEN because addr < 2^48.
     let leaf = unsafe { ROOT.get_unchecked(r) }.load(Ordering::Acquire);
     if leaf.is_null() {
@@ -54,7 +58,9 @@ pub fn lookup(addr: usize) -> u8 {
 /// Records that the chunk at `addr` holds `kind`. Returns false if a leaf
 /// could not be mapped (the caller then fails the allocation).
 pub fn set(addr: usize, kind: u8) -> bool {
-    let Some((r, l)) = split(addr) else { return false };
+    let Some((r, l)) = split(addr) else {
+        return false;
+    };
     let slot = &ROOT[r];
     let mut leaf = slot.load(Ordering::Acquire);
     if leaf.is_null() {

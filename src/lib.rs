@@ -1,13 +1,86 @@
-//! obmem: CPython's memory management for any C or C++ program.
-//! (The design comment is written with the allocator core.)
+//! # obmem: CPython's memory management for any C or C++ program
+//!
+//! ```text
+//!   C program ──► malloc/free/...        obm_raw_* / obm_mem_* / obm_object_*
+//!                 (ffi::malloc)          (ffi::domains)
+//!                        │                      │
+//!                        └──► domain: per-domain allocator table (hooks) ◄── debug hooks
+//!                                   │ (default)
+//!                                   ▼
+//!                        alloc: malloc/calloc/realloc/aligned/free/usable_size
+//!                        │                         │
+//!               size ≤ 128 KiB                size > 128 KiB
+//!                        ▼                         ▼
+//!   heap (per thread, TLS) ─► pool queue per class    large: own mapping, span cache, mremap
+//!                        │
+//!                        ▼
+//!   arena (256 KiB, aligned) ─► 15 pool units of 16 KiB; header in unit 0
+//!                        │
+//!                        ▼
+//!   os (mmap/munmap/madvise/mremap)     arena_map: radix tree "is this pointer ours?"
+//! ```
+//!
+//! Vocabulary (as in CPython's obmalloc.c): a *block* is what malloc returns;
+//! a *size class* is a block size (16-byte steps to 512, then 8 steps per
+//! power of two to 128 KiB); a *pool* is a run of 16 KiB units in an arena
+//! serving one class; an *arena* is a 256 KiB chunk aligned to its size; a
+//! *heap* is a thread's set of arenas and its per-class pool queues.
+//!
+//! Life of a block: `malloc(n)` finds the class of `n`, takes the calling
+//! thread's heap from TLS and pops a block from the head pool of that class
+//! (its free list, else its untouched tail). When the head pool is full it
+//! leaves the queue; the next pool, blocks handed back by other threads, a
+//! free unit run in an owned arena, or a new arena from the reserve refill
+//! it, in that order. `free(p)` asks the arena map whether `p`'s chunk is
+//! ours, finds the pool by address arithmetic, and checks that `p` is a
+//! block start. If the arena's owner is the calling thread's heap the block
+//! goes on the pool's free list; otherwise onto the owner's remote list.
+//! An emptied pool returns its units to the arena, an emptied arena returns
+//! to the reserve with its pages discarded, and the reserve unmaps beyond a
+//! bound. Every module states the invariants of its own structures.
+//!
+//! Rules the whole crate keeps: nothing allocates through Rust's global
+//! allocator (this library *is* malloc), nothing panics across the C
+//! boundary (`panic = "abort"`, no unwrap on these paths), and the fast
+//! paths take no lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::missing_safety_doc)]
 
+pub mod alloc;
+pub mod arena;
 pub mod arena_map;
 pub mod config;
 pub mod domain;
+pub mod env;
+pub mod ffi;
+pub mod heap;
+pub mod large;
 pub mod os;
+pub mod pool;
 pub mod report;
 pub mod size_class;
+pub mod stats;
 pub mod sync;
+
+/// Runs when the library is loaded: read the environment and register the
+/// fork handlers (pthread_atfork may allocate, so not from inside malloc).
+extern "C" fn obmem_init() {
+    env::init();
+    heap::install_fork_handlers();
+}
+
+/// Runs at exit: the statistics table for `OBMEM_SHOW_STATS=1`.
+extern "C" fn obmem_fini() {
+    if env::SHOW_STATS.load(core::sync::atomic::Ordering::Relaxed) {
+        stats::print(2);
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = obmem_init;
+
+#[used]
+#[link_section = ".fini_array"]
+static FINI: extern "C" fn() = obmem_fini;

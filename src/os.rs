@@ -4,6 +4,7 @@
 //! never allocates. Mapping functions return null on failure (errno set by
 //! the kernel); callers turn that into ENOMEM.
 
+use crate::config::PAGE_SIZE;
 use core::ptr;
 
 /// Test-only fault injection: `OBMEM_FAIL_MMAP=N` makes the N-th mapping
@@ -43,18 +44,20 @@ pub fn map(size: usize) -> *mut u8 {
     }
 }
 
-/// Maps `size` bytes aligned to `align` (a power of two >= PAGE_SIZE) by
-/// over-mapping and trimming both ends.
-pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
-    debug_assert!(align.is_power_of_two());
+/// Maps `size` bytes starting at an address `base` such that `base + offset`
+/// is aligned to `align` (a power of two >= PAGE_SIZE; `offset` a multiple
+/// of PAGE_SIZE), by over-mapping and trimming both ends.
+pub fn map_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two() && offset % PAGE_SIZE == 0);
     let Some(total) = size.checked_add(align) else {
+        set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
     let raw = map(total);
     if raw.is_null() {
         return raw;
     }
-    let start = (raw as usize + align - 1) & !(align - 1);
+    let start = ((raw as usize + offset + align - 1) & !(align - 1)) - offset;
     let head = start - raw as usize;
     let tail = total - head - size;
     // SAFETY: [raw, raw+head) and [start+size, raw+total) are parts of the
@@ -70,13 +73,21 @@ pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
     start as *mut u8
 }
 
+/// Maps `size` bytes aligned to `align`.
+pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
+    map_aligned_at(size, align, 0)
+}
+
 /// Returns a mapping (or part of one) to the OS.
 ///
 /// # Safety
 /// `[p, p+size)` must be mapped by this module and hold no live block.
 pub unsafe fn unmap(p: *mut u8, size: usize) {
+    // free() must preserve errno, and it may get here.
+    let saved = errno();
     // SAFETY: per the contract above.
     unsafe { libc::munmap(p as *mut libc::c_void, size) };
+    set_errno(saved);
 }
 
 /// Tells the OS the pages of `[p, p+size)` may be dropped; they read as
@@ -85,8 +96,10 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
 /// # Safety
 /// `[p, p+size)` must be mapped by this module and hold no live block.
 pub unsafe fn discard(p: *mut u8, size: usize) {
+    let saved = errno();
     // SAFETY: per the contract above.
     unsafe { libc::madvise(p as *mut libc::c_void, size, libc::MADV_DONTNEED) };
+    set_errno(saved);
 }
 
 /// Grows or shrinks a mapping in place; false if the pages after it are taken.

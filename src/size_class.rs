@@ -87,7 +87,12 @@ pub struct ClassInfo {
 pub(crate) const INV_SHIFT: u32 = 40;
 
 const fn make_table() -> [ClassInfo; NUM_CLASSES] {
-    let mut t = [ClassInfo { block_size: 0, capacity: 0, units: 0, inv: 0 }; NUM_CLASSES];
+    let mut t = [ClassInfo {
+        block_size: 0,
+        capacity: 0,
+        units: 0,
+        inv: 0,
+    }; NUM_CLASSES];
     let mut c = 0;
     while c < NUM_CLASSES {
         let size = block_size(c);
@@ -147,7 +152,10 @@ mod tests {
             let c = class_of(size).unwrap();
             assert!(block_size(c) >= size, "size {size} class {c}");
             if c > 0 {
-                assert!(block_size(c - 1) < size.max(1), "size {size} not in smallest class");
+                assert!(
+                    block_size(c - 1) < size.max(1),
+                    "size {size} not in smallest class"
+                );
             }
         }
         assert_eq!(class_of(MEDIUM_MAX + 1), None);

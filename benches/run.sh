@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# obmem allocator benchmarks: `make bench` or `bash benches/run.sh` from the
+# repo root.  Compiles the C workloads into build/bench/, runs each one under
+# glibc, obmem, mimalloc, jemalloc and tcmalloc (all via LD_PRELOAD, same
+# binary, same arguments, same seed) and prints one table per workload.
+# See benches/README.md for the workloads and how to read the output.
+#
+# Environment knobs (all optional):
+#   BENCH_REPS=N          runs per measurement, best time kept (default 3)
+#   BENCH_SCALE=F         multiply every iteration count by F (default 1;
+#                         0.1 gives a quick smoke run)
+#   BENCH_ALLOCATORS="…"  subset/order of: glibc obmem mimalloc jemalloc tcmalloc
+#   BENCH_WORKLOADS="…"   subset/order of: ring512 ring64 ring64k realloc
+#                         prodcons larson python
+#   OBMEM_SO=path         obmem library (default target/release/libobmem.so)
+#   BENCH_NO_INSTALL=1    do not apt-get install the comparison allocators
+#   BENCH_TIMEOUT=S       per-run time limit in seconds (default 120)
+# Exit status: 0 if every run that was attempted succeeded with correct
+# results, 1 if any run crashed, timed out, found corrupted blocks or
+# produced a checksum different from glibc's.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BENCH_DIR=$ROOT/benches
+BUILD=$ROOT/build/bench
+LOGS=$BUILD/logs
+RESULTS=$BUILD/results.tsv
+
+REPS=${BENCH_REPS:-3}
+SCALE=${BENCH_SCALE:-1}
+TIMEOUT=${BENCH_TIMEOUT:-120}
+OBMEM_SO=${OBMEM_SO:-$ROOT/target/release/libobmem.so}
+ALLOCATORS=(${BENCH_ALLOCATORS:-glibc obmem mimalloc jemalloc tcmalloc})
+WORKLOADS=(${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson python})
+CC=${CC:-gcc}
+CFLAGS=${CFLAGS:--O2 -g -Wall -Wextra}
+
+PROBLEMS=()       # human-readable list of failures, printed at the end
+NOTES=()          # skipped allocators etc.
+
+say() { printf '%s\n' "$*"; }
+note() { NOTES+=("$*"); }  # printed in the header and again at the end
+problem() { say "PROBLEM: $*"; PROBLEMS+=("$*"); }
+
+# scale an iteration count, never below 1
+n() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); print (v < 1 ? 1 : v) }'; }
+
+# ---------------------------------------------------------------- install --
+MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+declare -A PKG=([mimalloc]=libmimalloc2.0 [jemalloc]=libjemalloc2 [tcmalloc]=libtcmalloc-minimal4)
+declare -A SO_RE=([mimalloc]='/libmimalloc\.so\.[0-9]+$' [jemalloc]='/libjemalloc\.so\.[0-9]+$'
+                  [tcmalloc]='/libtcmalloc_minimal\.so\.[0-9]+$')
+
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+install_missing() {
+    local missing=() a
+    for a in "${ALLOCATORS[@]}"; do
+        [[ -n ${PKG[$a]:-} ]] && ! pkg_installed "${PKG[$a]}" && missing+=("${PKG[$a]}")
+    done
+    if [[ " ${WORKLOADS[*]} " == *" python "* ]] && ! command -v python3 >/dev/null; then
+        missing+=(python3)
+    fi
+    ((${#missing[@]})) || return 0
+    if [[ ${BENCH_NO_INSTALL:-0} == 1 ]]; then
+        note "not installing ${missing[*]} (BENCH_NO_INSTALL=1)"
+        return 0
+    fi
+    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
+        note "cannot install ${missing[*]} (needs root and apt-get); those runs are skipped"
+        return 0
+    fi
+    say "Installing ${missing[*]} ..."
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends "${missing[@]}"; } >"$BUILD/apt.log" 2>&1; then
+        note "apt-get failed (see $BUILD/apt.log); missing allocators are skipped"
+    fi
+}
+
+# ------------------------------------------------------- locate allocators --
+declare -A SO=()      # allocator -> .so path ("" for glibc)
+declare -A EXPECT=()  # allocator -> basename malloc must resolve to
+declare -A VERSION=()
+ACTIVE=()             # allocators that will be measured
+
+exports_symbol() { nm -D --defined-only "$1" 2>/dev/null | awk -v s="$2" '$3 == s { f = 1 } END { exit !f }'; }
+
+locate_allocators() {
+    local a so missing sym
+    for a in "${ALLOCATORS[@]}"; do
+        case $a in
+        glibc)
+            SO[$a]=""; EXPECT[$a]=$(basename "$(ldd /bin/true | awk '/libc\.so/ { print $3 }')")
+            VERSION[$a]=$(ldd --version 2>/dev/null | awk 'NR == 1 { print $NF }')
+            ;;
+        obmem)
+            if [[ ! -f $OBMEM_SO ]]; then
+                note "obmem skipped: $OBMEM_SO not found (build it with 'cargo build --release')"
+                continue
+            fi
+            missing=()
+            for sym in malloc free realloc calloc; do
+                exports_symbol "$OBMEM_SO" "$sym" || missing+=("$sym")
+            done
+            if ((${#missing[@]})); then
+                note "obmem skipped: $OBMEM_SO does not export ${missing[*]} (preloading it would silently measure glibc or mix allocators)"
+                continue
+            fi
+            for sym in posix_memalign aligned_alloc memalign malloc_usable_size; do
+                exports_symbol "$OBMEM_SO" "$sym" || note "obmem does not export $sym (programs calling it get glibc's, whose blocks obmem's free cannot handle)"
+            done
+            SO[$a]=$OBMEM_SO; EXPECT[$a]=$(basename "$OBMEM_SO")
+            VERSION[$a]="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+dirty'), built $(date -r "$OBMEM_SO" '+%F %T')"
+            ;;
+        mimalloc | jemalloc | tcmalloc)
+            so=$(dpkg -L "${PKG[$a]}" 2>/dev/null | grep -E "${SO_RE[$a]}" | head -1 || true)
+            if [[ -z $so || ! -f $so ]]; then
+                note "$a skipped: package ${PKG[$a]} not installed"
+                continue
+            fi
+            SO[$a]=$so; EXPECT[$a]=$(basename "$so")
+            VERSION[$a]=$(dpkg-query -W -f='${Version}' "${PKG[$a]}")
+            ;;
+        *)
+            note "unknown allocator '$a' ignored"
+            continue
+            ;;
+        esac
+        ACTIVE+=("$a")
+    done
+}
+
+# ------------------------------------------------------------------ build --
+build() {
+    mkdir -p "$BUILD" "$LOGS"
+    local prog
+    for prog in ring realloc_grow prodcons larson timeexec; do
+        $CC $CFLAGS -pthread -o "$BUILD/$prog" "$BENCH_DIR/$prog.c" -ldl
+    done
+}
+
+# ---------------------------------------------------------------- running --
+# run_one ALLOC OUTFILE CMD...: run CMD with ALLOC preloaded (the python
+# workload passes its own timeexec wrapper); returns the exit status.
+run_one() {
+    local alloc=$1 out=$2
+    shift 2
+    local pre=()
+    [[ -n ${SO[$alloc]:-} ]] && pre=(LD_PRELOAD="${SO[$alloc]}")
+    # only the measured program gets the preload, not timeout(1)
+    env -u LD_PRELOAD timeout -k 5 "$TIMEOUT" env "${pre[@]}" "$@" >"$out" 2>"${out%.out}.err"
+}
+
+field() { # field KEY LINE
+    local kv
+    for kv in $2; do
+        if [[ $kv == "$1="* ]]; then
+            printf '%s' "${kv#*=}"
+            return 0
+        fi
+    done
+    return 0
+}
+
+# Workload definitions: title, unit, command (arguments scaled by BENCH_SCALE).
+workload_title() {
+    case $1 in
+    ring512) echo "1. ring, 16-512 B, 1000 live blocks (single thread; ns per malloc+free pair)" ;;
+    ring64) echo "2. ring, 16-64 B, 1000 live blocks (single thread; ns per malloc+free pair)" ;;
+    ring64k) echo "3. ring, 1-64 KiB, 1000 live blocks, every page touched (single thread; ns per malloc+free pair)" ;;
+    realloc) echo "4. realloc growth: 16 interleaved buffers grown by 16-256 B steps to 1 MiB (ns per realloc)" ;;
+    prodcons) echo "5. producer/consumer, 2 threads, SPSC ring, 16-512 B (ns per block, malloc on one thread, free on the other)" ;;
+    larson) echo "6. larson-like server, 2 threads x 1000 slots, 16-1024 B, set hand-off every 10k ops (aggregate ns per op)" ;;
+    python) echo "7. CPython allocation-heavy script (benches/py_alloc.py), PYTHONMALLOC=malloc (wall seconds of the whole process)" ;;
+    esac
+}
+
+workload_cmd() {
+    case $1 in
+    ring512) echo "$BUILD/ring --min 16 --max 512 --slots 1000 --ops $(n 40000000)" ;;
+    ring64) echo "$BUILD/ring --min 16 --max 64 --slots 1000 --ops $(n 40000000)" ;;
+    ring64k) echo "$BUILD/ring --min 1024 --max 65536 --slots 1000 --stride 4096 --ops $(n 3000000)" ;;
+    realloc) echo "$BUILD/realloc_grow --buffers 16 --max 1048576 --step-min 16 --step-max 256 --rounds $(n 24)" ;;
+    prodcons) echo "$BUILD/prodcons --min 16 --max 512 --ring 1024 --blocks $(n 3000000)" ;;
+    larson) echo "$BUILD/larson --threads 2 --slots 1000 --min 16 --max 1024 --handoff 10000 --ops $(n 10000000)" ;;
+    python) echo "$PYTHON $BENCH_DIR/py_alloc.py $(n 2)" ;;
+    esac
+}
+
+# Per-(workload, allocator) results of the current workload.
+declare -A BEST=() RSS=() SUM=() ERR=() FROM=() EXTRA=()
+
+# measure WORKLOAD ALLOC REP: one run; records the result or a problem.
+measure() {
+    local w=$1 a=$2 rep=$3 out="$LOGS/$1.$2.$3.out" rc=0 line t rss sum
+    local -a cmd
+    read -r -a cmd <<<"$(workload_cmd "$w")"
+    if [[ $w == python ]]; then
+        local -a envs=(-e PYTHONHASHSEED=0 -e PYTHONMALLOC=malloc)
+        [[ $a == pymalloc ]] && envs=(-e PYTHONHASHSEED=0 -e PYTHONMALLOC=pymalloc)
+        [[ -n ${SO[$a]:-} ]] && envs+=(-e "LD_PRELOAD=${SO[$a]}")
+        # timeexec itself runs without the preload; only python gets it
+        timeout -k 5 "$TIMEOUT" env -u LD_PRELOAD "$BUILD/timeexec" "${envs[@]}" -- "${cmd[@]}" \
+            >"$out" 2>"${out%.out}.err" || rc=$?
+    elif [[ $a == harness ]]; then
+        run_one glibc "$out" "${cmd[@]}" --null 1 || rc=$?
+    else
+        run_one "$a" "$out" "${cmd[@]}" || rc=$?
+    fi
+    if ((rc != 0)); then
+        local why="exit status $rc"
+        ((rc == 124 || rc == 137)) && why="timed out after ${TIMEOUT}s"
+        ((rc == 2)) && why="found corrupted blocks"
+        ((rc > 128 && rc < 160 && rc != 137)) && why="killed by signal $((rc - 128))"
+        ERR[$a]="FAILED: $why"
+        problem "$w under $a (run $rep): $why; see ${out%.out}.err"
+        return
+    fi
+    line=$(grep '^RESULT ' "$out" | tail -1 || true)
+    if [[ -z $line ]]; then
+        ERR[$a]="FAILED: no RESULT line"
+        problem "$w under $a (run $rep): no RESULT line; see $out"
+        return
+    fi
+    if [[ $w == python ]]; then
+        t=$(field wall_s "$line")
+        sum=$(grep -o 'checksum=[0-9a-f]*' "$out" | head -1 | cut -d= -f2 || true)
+    else
+        t=$(field ns_per_op "$line")
+        sum=$(field checksum "$line")
+        FROM[$a]=$(field malloc_from "$line")
+        [[ $w == larson ]] && EXTRA[$a]="$(awk -v v="$(field ops_per_s "$line")" 'BEGIN { printf "%.1f Mops/s", v / 1e6 }'), $(field cross_pct "$line")% cross-thread hand-offs"
+    fi
+    rss=$(field maxrss_kib "$line")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$a" "$rep" "$t" "$rss" "$sum" >>"$RESULTS"
+    if [[ -z ${BEST[$a]:-} ]] || awk -v a="$t" -v b="${BEST[$a]}" 'BEGIN { exit !(a < b) }'; then
+        BEST[$a]=$t
+    fi
+    if [[ -z ${RSS[$a]:-} ]] || ((rss > RSS[$a])); then RSS[$a]=$rss; fi
+    SUM[$a]=$sum
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+
+print_table() {
+    local w=$1 unit=$2
+    shift 2
+    local a base_t=${BEST[glibc]:-} base_rss=${RSS[glibc]:-} base_sum=${SUM[glibc]:-} notes
+    printf '  %-22s %12s %9s %14s %9s  %s\n' allocator "$unit" "vs glibc" "peak RSS KiB" "RSS/glibc" notes
+    for a in "$@"; do
+        notes=""
+        local label=$a
+        [[ $a == pymalloc ]] && label="pymalloc (no preload)"
+        [[ $w == python && $a == glibc ]] && label="glibc malloc"
+        [[ $a == harness ]] && label="(harness only)"
+        if [[ -n ${ERR[$a]:-} ]]; then
+            notes=${ERR[$a]}
+            [[ -z ${BEST[$a]:-} ]] && { printf '  %-22s %12s %9s %14s %9s  %s\n' "$label" - - - - "$notes"; continue; }
+        fi
+        if [[ -n ${FROM[$a]:-} && -n ${EXPECT[$a]:-} && ${FROM[$a]} != "${EXPECT[$a]}" ]]; then
+            notes+="${notes:+; }WRONG ALLOCATOR: malloc came from ${FROM[$a]}"
+            problem "$w under $a: malloc resolved to ${FROM[$a]}, expected ${EXPECT[$a]}"
+        fi
+        if [[ -n $base_sum && $base_sum != - && -n ${SUM[$a]:-} && ${SUM[$a]} != "$base_sum" ]]; then
+            notes+="${notes:+; }CHECKSUM MISMATCH (${SUM[$a]} vs glibc $base_sum)"
+            problem "$w under $a: checksum ${SUM[$a]} differs from glibc's $base_sum"
+        fi
+        [[ -n ${EXTRA[$a]:-} ]] && notes+="${notes:+; }${EXTRA[$a]}"
+        local rt rr
+        rt=$(ratio "$base_t" "${BEST[$a]}") rr=$(ratio "${RSS[$a]}" "$base_rss")
+        [[ $a == harness ]] && rt=- rr=- notes="same loop, no malloc/free (not an allocator)"
+        printf '  %-22s %12s %9s %14s %9s  %s\n' "$label" "${BEST[$a]}" "$rt" "${RSS[$a]}" "$rr" "$notes"
+    done
+    return 0
+}
+
+declare -A SUMMARY=() SUMMARY_RSS=()  # "workload alloc" -> ratio vs glibc
+
+run_workload() {
+    local w=$1 a rep unit="ns/op"
+    local -a allocs=("${ACTIVE[@]}")
+    BEST=() RSS=() SUM=() ERR=() FROM=() EXTRA=()
+    if [[ $w == python ]]; then
+        if [[ -z ${PYTHON:-} ]]; then
+            say ""; say "== $(workload_title "$w")"; say "  skipped: python3 not available"
+            NOTES+=("python workload skipped: python3 not available")
+            return
+        fi
+        unit="seconds"
+        allocs+=(pymalloc)
+    fi
+    # the small-block rings also run their loop without malloc/free, to show
+    # how much of each ns/op is the benchmark's own work (RNG, writes, checks)
+    [[ $w == ring512 || $w == ring64 ]] && allocs+=(harness)
+    say ""
+    say "== $(workload_title "$w")"
+    say "   cmd: $(workload_cmd "$w" | sed "s|$ROOT/||g")   (best of $REPS)"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for a in "${allocs[@]}"; do
+            [[ -n ${ERR[$a]:-} ]] && continue  # a failed allocator is not retried
+            measure "$w" "$a" "$rep"
+        done
+    done
+    print_table "$w" "$unit" "${allocs[@]}"
+    for a in "${allocs[@]}"; do
+        if [[ -n ${BEST[$a]:-} && -z ${ERR[$a]:-} && $a != harness ]]; then
+            SUMMARY["$w $a"]=$(ratio "${BEST[glibc]:-0}" "${BEST[$a]}")
+            SUMMARY_RSS["$w $a"]=$(ratio "${RSS[$a]}" "${RSS[glibc]:-0}")
+        fi
+    done
+    return 0
+}
+
+print_summary() {
+    local w a
+    local -a cols=("${ACTIVE[@]}")
+    [[ " ${WORKLOADS[*]} " == *" python "* && -n ${PYTHON:-} ]] && cols+=(pymalloc)
+    say ""
+    say "== Summary: speed vs glibc (glibc time / allocator time; >1 is faster)"
+    printf '  %-10s' workload
+    for a in "${cols[@]}"; do printf ' %9s' "$a"; done
+    printf '\n'
+    for w in "${WORKLOADS[@]}"; do
+        printf '  %-10s' "$w"
+        for a in "${cols[@]}"; do printf ' %9s' "${SUMMARY["$w $a"]:--}"; done
+        printf '\n'
+    done
+    say ""
+    say "== Summary: peak RSS vs glibc (allocator RSS / glibc RSS; <1 is smaller)"
+    printf '  %-10s' workload
+    for a in "${cols[@]}"; do printf ' %9s' "$a"; done
+    printf '\n'
+    for w in "${WORKLOADS[@]}"; do
+        printf '  %-10s' "$w"
+        for a in "${cols[@]}"; do printf ' %9s' "${SUMMARY_RSS["$w $a"]:--}"; done
+        printf '\n'
+    done
+}
+
+# ------------------------------------------------------------------- main --
+mkdir -p "$BUILD" "$LOGS"
+rm -f "$LOGS"/*.out "$LOGS"/*.err
+install_missing
+locate_allocators
+build
+PYTHON=""
+if command -v python3 >/dev/null; then
+    # the real interpreter, not a wrapper script (pyenv shims are bash scripts)
+    PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+fi
+printf 'workload\tallocator\trep\ttime\tmaxrss_kib\tchecksum\n' >"$RESULTS"
+
+say "obmem allocator benchmarks  ($(date '+%F %T'))"
+say "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
+say "compiler: $($CC --version | awk 'NR == 1'); CFLAGS: $CFLAGS; reps: $REPS; scale: $SCALE"
+[[ -n $PYTHON ]] && say "python: $PYTHON ($("$PYTHON" -c 'import platform; print(platform.python_version())'))"
+for a in "${ACTIVE[@]}"; do
+    say "  $(printf '%-9s' "$a") ${SO[$a]:-(no preload)}  [${VERSION[$a]:-}]"
+done
+((${#NOTES[@]})) && for x in "${NOTES[@]}"; do say "  note: $x"; done
+
+# smoke test: an allocator that cannot run a tiny ring is dropped up front
+SMOKE=()
+for a in "${ACTIVE[@]}"; do
+    if run_one "$a" "$LOGS/smoke.$a.out" "$BUILD/ring" --ops 20000 --slots 100 &&
+        line=$(grep '^RESULT ' "$LOGS/smoke.$a.out") &&
+        [[ $(field malloc_from "$line") == "${EXPECT[$a]}" ]]; then
+        SMOKE+=("$a")
+    else
+        problem "$a failed the smoke test (see $LOGS/smoke.$a.out/.err); not measured"
+    fi
+done
+ACTIVE=("${SMOKE[@]}")
+if [[ " ${ACTIVE[*]} " != *" glibc "* ]]; then
+    note "glibc is not in the run: ratio columns are empty"
+fi
+
+START=$SECONDS
+for w in "${WORKLOADS[@]}"; do
+    if [[ -z $(workload_title "$w") ]]; then
+        note "unknown workload '$w' ignored"
+        continue
+    fi
+    run_workload "$w"
+done
+print_summary
+say ""
+say "ratios: time = glibc / allocator (>1 faster than glibc); RSS = allocator / glibc (<1 smaller)."
+say "time is the best of $REPS runs, peak RSS the largest; raw data: ${RESULTS#$ROOT/}, logs: ${LOGS#$ROOT/}/"
+say "benchmarks took $((SECONDS - START)) s"
+
+if [[ -f $BENCH_DIR/gc/run.sh ]]; then
+    say ""
+    say "== benches/gc/run.sh"
+    bash "$BENCH_DIR/gc/run.sh" || problem "benches/gc/run.sh exited with status $?"
+fi
+
+if ((${#NOTES[@]})); then
+    say ""
+    for x in "${NOTES[@]}"; do say "note: $x"; done
+fi
+if ((${#PROBLEMS[@]})); then
+    say ""
+    say "${#PROBLEMS[@]} problem(s):"
+    for x in "${PROBLEMS[@]}"; do say "  - $x"; done
+    exit 1
+fi

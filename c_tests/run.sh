@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# c_tests/run.sh: build and run every c_tests/test_*.c and c_tests/test_*.cc
+# against target/release/libobmem.so. Run from the repository root (after
+# `cargo build --release`). Prints PASS/FAIL per test and ends with one line
+# "N passed, M failed"; exits non-zero if anything failed.
+#
+# Environment: TEST_TIMEOUT (seconds per test, default 120), CC, CXX,
+# and optionally a list of test names as arguments (e.g. test_malloc_basic).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LIBDIR=$ROOT/target/release
+BUILD=$ROOT/build/c_tests
+CC=${CC:-gcc}
+CXX=${CXX:-g++}
+TIMEOUT=${TEST_TIMEOUT:-120}
+
+mkdir -p "$BUILD"
+passed=0
+failed=0
+failed_names=()
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() {
+    local name=$1 why=$2 log=${3:-}
+    echo "FAIL $name ($why)"
+    if [[ -n $log && -s $log ]]; then
+        sed -e 's/^/    /' "$log" | head -n 200
+    fi
+    failed=$((failed + 1))
+    failed_names+=("$name")
+}
+
+if [[ ! -f $LIBDIR/libobmem.so ]]; then
+    echo "c_tests: $LIBDIR/libobmem.so is missing (run cargo build --release)" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+if [[ ! -f include/obmem.h ]]; then
+    echo "c_tests: include/obmem.h is missing" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+# The header must compile on its own, as strict C and as C++.
+log=$BUILD/header_c.log
+printf '#include <obmem.h>\n#include <obmem.h>\nint main(void) { return 0; }\n' >"$BUILD/header_c.c"
+if "$CC" -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude -c "$BUILD/header_c.c" \
+    -o "$BUILD/header_c.o" >"$log" 2>&1; then
+    pass header_c
+else
+    fail header_c "does not compile standalone as C" "$log"
+fi
+log=$BUILD/header_cxx.log
+printf '#include <obmem.h>\n#include <obmem.h>\nint main() { return 0; }\n' >"$BUILD/header_cxx.cc"
+if "$CXX" -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -c "$BUILD/header_cxx.cc" \
+    -o "$BUILD/header_cxx.o" >"$log" 2>&1; then
+    pass header_cxx
+else
+    fail header_cxx "does not compile standalone as C++" "$log"
+fi
+
+shopt -s nullglob
+sources=(c_tests/test_*.c c_tests/test_*.cc)
+shopt -u nullglob
+if (($# > 0)); then
+    wanted=()
+    for arg in "$@"; do
+        arg=${arg##*/}
+        arg=${arg%.c}
+        arg=${arg%.cc}
+        for src in "${sources[@]}"; do
+            n=${src##*/}
+            n=${n%.*}
+            [[ $n == "$arg" ]] && wanted+=("$src")
+        done
+    done
+    sources=("${wanted[@]}")
+fi
+
+for src in "${sources[@]}"; do
+    file=${src##*/}
+    name=${file%.*}
+    exe=$BUILD/$name
+    log=$BUILD/$name.log
+    case $file in
+    *.cc) compiler=("$CXX" -std=c++17) ;;
+    *) compiler=("$CC" -std=gnu11) ;;
+    esac
+    if ! "${compiler[@]}" -O1 -g -Wall -Wextra -Werror -Iinclude "$src" \
+        -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -lpthread -o "$exe" >"$log" 2>&1; then
+        fail "$name" "compile error" "$log"
+        continue
+    fi
+    start=$SECONDS
+    set +e
+    timeout -k 10 "$TIMEOUT" "$exe" </dev/null >"$log" 2>&1
+    rc=$?
+    set -e
+    secs=$((SECONDS - start))
+    if ((rc == 0)); then
+        pass "$name"
+        ((secs >= 20)) && echo "    (took ${secs}s)"
+    elif ((rc == 124)); then
+        fail "$name" "timed out after ${TIMEOUT}s" "$log"
+    elif ((rc == 137 && secs >= TIMEOUT)); then
+        fail "$name" "timed out after ${TIMEOUT}s, killed" "$log"
+    elif ((rc > 128)); then
+        sig=$((rc - 128))
+        fail "$name" "signal $sig SIG$(kill -l "$sig" 2>/dev/null || echo '?')" "$log"
+    else
+        fail "$name" "exit code $rc" "$log"
+    fi
+done
+
+if ((failed > 0)); then
+    echo "failed: ${failed_names[*]}"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))

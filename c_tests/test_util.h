@@ -1,0 +1,337 @@
+/*
+ * test_util.h: helpers shared by the obmem C tests (c_tests/test_*.c).
+ *
+ * Every test is a standalone program linked with -lobmem: exit status 0 means
+ * pass; a failed check prints "file:line: ..." with the values involved and
+ * exits 1 at once (with _exit, so it is safe in threads and forked children).
+ */
+#ifndef OBMEM_TEST_UTIL_H
+#define OBMEM_TEST_UTIL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <obmem.h>
+
+/* ---- failing ------------------------------------------------------------ */
+
+static void __attribute__((noreturn, format(printf, 3, 4)))
+t_fail(const char *file, int line, const char *fmt, ...)
+{
+    char buf[2048];
+    int n = snprintf(buf, sizeof buf, "%s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < sizeof buf)
+        n += vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof buf - 1)
+        n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    fflush(stdout);
+    ssize_t w = write(2, buf, (size_t)n);
+    (void)w;
+    _exit(1);
+}
+
+#define FAIL(...) t_fail(__FILE__, __LINE__, __VA_ARGS__)
+
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (!(cond))                                                        \
+            FAIL("check failed: %s", #cond);                                \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            char m_[1024];                                                  \
+            snprintf(m_, sizeof m_, __VA_ARGS__);                           \
+            FAIL("check failed: %s (%s)", #cond, m_);                       \
+        }                                                                   \
+    } while (0)
+
+/* Unsigned comparisons print both values (decimal and hex). */
+#define CHECK_OP_U(a, op, b)                                                \
+    do {                                                                    \
+        unsigned long long a_ = (unsigned long long)(a);                    \
+        unsigned long long b_ = (unsigned long long)(b);                    \
+        if (!(a_ op b_))                                                    \
+            FAIL("check failed: %s %s %s (%llu [0x%llx] vs %llu [0x%llx])", \
+                 #a, #op, #b, a_, a_, b_, b_);                              \
+    } while (0)
+#define CHECK_EQ(a, b) CHECK_OP_U(a, ==, b)
+#define CHECK_NE(a, b) CHECK_OP_U(a, !=, b)
+#define CHECK_GE(a, b) CHECK_OP_U(a, >=, b)
+#define CHECK_LE(a, b) CHECK_OP_U(a, <=, b)
+#define CHECK_GT(a, b) CHECK_OP_U(a, >, b)
+#define CHECK_LT(a, b) CHECK_OP_U(a, <, b)
+
+#define CHECK_NOT_NULL(p)                                                   \
+    do {                                                                    \
+        if ((p) == NULL)                                                    \
+            FAIL("%s returned NULL (errno %d)", #p, errno);                 \
+    } while (0)
+
+#define CHECK_ALIGNED(p, a)                                                 \
+    do {                                                                    \
+        uintptr_t p_ = (uintptr_t)(p);                                      \
+        uintptr_t al_ = (uintptr_t)(a);                                     \
+        if (p_ % al_ != 0)                                                  \
+            FAIL("%s = %p is not aligned to %lu", #p, (void *)p_,           \
+                 (unsigned long)al_);                                       \
+    } while (0)
+
+/* ---- keeping the compiler out of the way -------------------------------- */
+/* GCC knows malloc's semantics: it may fold malloc(SIZE_MAX) == NULL, drop a
+ * malloc/free pair or warn on free(&stack). Values laundered through these
+ * are opaque to it. */
+static inline void *opaque_ptr(void *p) { __asm__ volatile("" : "+r"(p)); return p; }
+static inline size_t opaque_size(size_t n) { __asm__ volatile("" : "+r"(n)); return n; }
+static inline void escape(const void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
+/* memset that the compiler cannot drop as a dead store before free. */
+static inline void dirty(void *p, int c, size_t n) { memset(p, c, n); escape(p); }
+
+/* ---- patterns ----------------------------------------------------------- */
+
+static inline unsigned char pat_byte(uint64_t seed, size_t i)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + i * 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return (unsigned char)(x ^ (x >> 8));
+}
+
+static inline void fill_pattern(void *p, size_t n, uint64_t seed)
+{
+    unsigned char *c = (unsigned char *)p;
+    for (size_t i = 0; i < n; i++)
+        c[i] = pat_byte(seed, i);
+}
+
+/* Returns the index of the first wrong byte, or (size_t)-1 if all match. */
+static inline size_t find_pattern_mismatch(const void *p, size_t n, uint64_t seed)
+{
+    const unsigned char *c = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != pat_byte(seed, i))
+            return i;
+    return (size_t)-1;
+}
+
+#define CHECK_PATTERN(p, n, seed)                                           \
+    do {                                                                    \
+        size_t bad_ = find_pattern_mismatch((p), (n), (seed));              \
+        if (bad_ != (size_t)-1)                                             \
+            FAIL("pattern of block %p (%zu bytes, seed %llu) broken at "   \
+                 "byte %zu: 0x%02x, expected 0x%02x",                       \
+                 (void *)(p), (size_t)(n), (unsigned long long)(seed),      \
+                 bad_, ((const unsigned char *)(p))[bad_],                  \
+                 pat_byte((seed), bad_));                                   \
+    } while (0)
+
+static inline size_t find_nonzero(const void *p, size_t n)
+{
+    const unsigned char *c = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != 0)
+            return i;
+    return (size_t)-1;
+}
+
+#define CHECK_ZERO(p, n)                                                    \
+    do {                                                                    \
+        size_t bad_ = find_nonzero((p), (n));                               \
+        if (bad_ != (size_t)-1)                                             \
+            FAIL("block %p (%zu bytes) not zeroed: byte %zu is 0x%02x",     \
+                 (void *)(p), (size_t)(n), bad_,                            \
+                 ((const unsigned char *)(p))[bad_]);                       \
+    } while (0)
+
+/* xorshift64*: a small deterministic PRNG, one state per thread. */
+static inline uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* ---- obmem's size classes (from the spec) -------------------------------- */
+
+#define T_PAGE 4096u
+#define T_MEDIUM_MAX ((size_t)128 * 1024)
+#define T_LARGE_HEADER 64u
+
+static inline size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+/* The usable size obmem gives a malloc(n): 1..16 -> 16, 16-byte steps to 512,
+ * then 8 classes per power of two up to 128 KiB; above that a mapping of
+ * n + 64 bytes rounded to 4 KiB pages, minus the 64-byte header. */
+static inline size_t expected_usable(size_t n)
+{
+    if (n <= 16)
+        return 16;
+    if (n <= 512)
+        return round_up(n, 16);
+    if (n <= T_MEDIUM_MAX) {
+        unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
+        size_t base = (size_t)1 << k, step = base >> 3;
+        return base + round_up(n - base, step);
+    }
+    return round_up(n + T_LARGE_HEADER, T_PAGE) - T_LARGE_HEADER;
+}
+
+/* The 96 class sizes in order: 16..512 by 16, then 8 per power of two. */
+static inline size_t expected_class_size(size_t idx)
+{
+    if (idx < 32)
+        return (idx + 1) * 16;
+    size_t m = idx - 32, k = m / 8 + 9, i = m % 8 + 1;
+    return ((size_t)1 << k) + i * ((size_t)1 << (k - 3));
+}
+#define T_NUM_CLASSES 96u
+
+/* ---- proof that this program got obmem's malloc -------------------------- */
+
+static inline void check_obmem_is_malloc(void)
+{
+    void *p = malloc(opaque_size(600));
+    CHECK_NOT_NULL(p);
+    CHECK_EQ(malloc_usable_size(p), 640);
+    CHECK_EQ(obm_usable_size(p), 640);
+    free(p);
+
+    /* malloc as the program sees it must be the one defined in libobmem. */
+    Dl_info info;
+    void *(*volatile m)(size_t) = malloc;
+    CHECK(dladdr((void *)m, &info) != 0);
+    CHECK_MSG(info.dli_fname && strstr(info.dli_fname, "libobmem"),
+              "malloc resolves to %s", info.dli_fname ? info.dli_fname : "?");
+    void (*volatile f)(void *) = free;
+    CHECK(dladdr((void *)f, &info) != 0);
+    CHECK_MSG(info.dli_fname && strstr(info.dli_fname, "libobmem"),
+              "free resolves to %s", info.dli_fname ? info.dli_fname : "?");
+}
+
+/* ---- statistics ---------------------------------------------------------- */
+
+static inline obm_stats stats_now(void)
+{
+    obm_stats st;
+    memset(&st, 0, sizeof st);
+    obm_get_stats(&st);
+    return st;
+}
+
+/* The index in st.classes of the class with block size `bs`, or -1. */
+static inline long stats_class_index(const obm_stats *st, size_t bs)
+{
+    for (size_t i = 0; i < st->num_classes && i < sizeof st->classes / sizeof st->classes[0]; i++)
+        if (st->classes[i].block_size == bs)
+            return (long)i;
+    return -1;
+}
+
+static inline size_t abs_diff(size_t a, size_t b) { return a > b ? a - b : b - a; }
+
+/* ---- running code in a forked child, capturing its stderr ---------------- */
+
+typedef struct {
+    int status;        /* from waitpid */
+    char out[16384];   /* the child's stderr (and stdout), NUL-terminated */
+    size_t len;
+} child_result;
+
+/* Forks; the child runs fn(arg) with stderr and stdout on a pipe, no core
+ * dumps and a 30 s alarm, then _exit(0) if fn returns. */
+static inline void run_in_child(void (*fn)(void *), void *arg, child_result *r)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        FAIL("pipe: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        FAIL("fork: %s", strerror(errno));
+    if (pid == 0) {
+        struct rlimit rl = {0, 0};
+        setrlimit(RLIMIT_CORE, &rl);
+        close(fds[0]);
+        dup2(fds[1], 2);
+        dup2(fds[1], 1);
+        close(fds[1]);
+        alarm(30);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    r->len = 0;
+    for (;;) {
+        ssize_t n = read(fds[0], r->out + r->len, sizeof r->out - 1 - r->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        r->len += (size_t)n;
+        if (r->len == sizeof r->out - 1)
+            break;
+    }
+    r->out[r->len] = '\0';
+    close(fds[0]);
+    while (waitpid(pid, &r->status, 0) < 0)
+        if (errno != EINTR)
+            FAIL("waitpid: %s", strerror(errno));
+}
+
+static inline const char *describe_status(int st, char *buf, size_t n)
+{
+    if (WIFEXITED(st))
+        snprintf(buf, n, "exit %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(buf, n, "signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+    else
+        snprintf(buf, n, "status 0x%x", st);
+    return buf;
+}
+
+/* True if `out` has a line that starts with `prefix` and contains each of
+ * the non-NULL strings a, b. */
+static inline int has_line(const char *out, const char *prefix, const char *a, const char *b)
+{
+    const char *line = out;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        char tmp[2048];
+        size_t l = len < sizeof tmp - 1 ? len : sizeof tmp - 1;
+        memcpy(tmp, line, l);
+        tmp[l] = '\0';
+        if (strncmp(tmp, prefix, strlen(prefix)) == 0 && (!a || strstr(tmp, a)) &&
+            (!b || strstr(tmp, b)))
+            return 1;
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return 0;
+}
+
+#endif /* OBMEM_TEST_UTIL_H */

@@ -1,0 +1,310 @@
+//! Arenas: 256 KiB chunks, aligned to their size, cut into 16 units of 16 KiB.
+//!
+//! Unit 0 holds the arena header: the owner heap, the free-unit bitmap and
+//! one pool descriptor per unit. Units 1..16 hold pools; a pool spans one
+//! unit (small classes) or a run of units (medium classes), and its
+//! descriptor is the one of its first unit, the others pointing back to it
+//! with `head_offset`. So the pool of any block is found by arithmetic:
+//! arena = p & !ARENA_MASK, unit = (p & ARENA_MASK) >> UNIT_SHIFT,
+//! pool = arena.pools[unit - arena.pools[unit].head_offset].
+//!
+//! Every arena belongs to one heap for its whole life in use (`owner` never
+//! changes while the arena holds pools); only that heap's thread, or a
+//! thread that has taken over an abandoned heap, touches its pools.
+//!
+//! Arenas come from a global reserve, refilled from the OS `ARENA_BATCH` at a
+//! time. An empty arena goes back to the reserve with its pages discarded
+//! (MADV_DONTNEED: no RSS, zero header, so stale pointers into it are
+//! recognised as invalid); beyond `ARENA_RETAIN_MAX` it is unmapped.
+
+use crate::arena_map::{self, CHUNK_ARENA};
+use crate::config::*;
+use crate::heap::Heap;
+use crate::os;
+use crate::pool::Pool;
+use crate::stats;
+use crate::sync::SpinLock;
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
+
+/// Stored in `magic` while the arena is in use by a heap.
+const ARENA_MAGIC: usize = 0x6f62_6d65_6d41_524e; // "obmemARN"
+
+/// All units but unit 0 (the header).
+pub(crate) const ALL_UNITS: u16 = ((1u32 << UNITS_PER_ARENA) - 2) as u16;
+
+#[repr(C)]
+pub struct Arena {
+    /// ARENA_MAGIC while owned by a heap, 0 in the reserve (shared, relaxed).
+    pub magic: AtomicUsize,
+    /// The heap owning every pool of this arena (shared).
+    pub owner: AtomicPtr<Heap>,
+    /// Bit i set: unit i is free. Owner only, like the fields below.
+    pub free_units: Cell<u16>,
+    /// Linked in the owner's list of arenas with a free unit.
+    pub in_partial: Cell<bool>,
+    pub next: Cell<*mut Arena>,
+    pub prev: Cell<*mut Arena>,
+    pub pools: [Pool; UNITS_PER_ARENA],
+}
+
+const _: () = assert!(
+    core::mem::size_of::<Arena>() <= UNIT_SIZE,
+    "header must fit unit 0"
+);
+
+/// The arena containing `p`.
+#[inline(always)]
+pub fn arena_of(p: *const u8) -> *mut Arena {
+    ((p as usize) & !ARENA_MASK) as *mut Arena
+}
+
+/// The pool descriptor for the unit holding `p`, following `head_offset`
+/// back to the pool's first unit.
+///
+/// # Safety
+/// `p` lies in a chunk the arena map says is an arena (so its header is mapped).
+#[inline(always)]
+pub unsafe fn pool_of(p: *const u8) -> *mut Pool {
+    let arena = arena_of(p);
+    let unit = ((p as usize) & ARENA_MASK) >> UNIT_SHIFT;
+    // SAFETY: the header is mapped (contract) and unit < UNITS_PER_ARENA.
+    unsafe {
+        let pools = ptr::addr_of_mut!((*arena).pools) as *mut Pool;
+        let desc = pools.add(unit);
+        let back = (*desc).head_offset.load(Relaxed) as usize;
+        pools.add(unit.saturating_sub(back))
+    }
+}
+
+/// The first byte of the pool whose descriptor is `pool`.
+#[inline(always)]
+pub fn pool_start(pool: *const Pool) -> *mut u8 {
+    let base = (pool as usize) & !ARENA_MASK;
+    let first = base + core::mem::offset_of!(Arena, pools);
+    let index = (pool as usize - first) / core::mem::size_of::<Pool>();
+    (base + index * UNIT_SIZE) as *mut u8
+}
+
+impl Arena {
+    #[inline(always)]
+    pub fn is_live(&self) -> bool {
+        self.magic.load(Relaxed) == ARENA_MAGIC
+    }
+
+    /// Finds and takes a run of `n` free units; returns the first unit's index.
+    pub fn take_units(&self, n: usize) -> Option<usize> {
+        let mut m = self.free_units.get();
+        for _ in 1..n {
+            m &= m >> 1;
+        }
+        if m == 0 {
+            return None;
+        }
+        let first = m.trailing_zeros() as usize;
+        self.free_units
+            .set(self.free_units.get() & !run_mask(first, n));
+        Some(first)
+    }
+
+    pub fn give_units(&self, first: usize, n: usize) {
+        debug_assert!(self.free_units.get() & run_mask(first, n) == 0);
+        self.free_units
+            .set(self.free_units.get() | run_mask(first, n));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.free_units.get() == ALL_UNITS
+    }
+
+    /// The descriptor of unit `u` (< UNITS_PER_ARENA).
+    #[inline(always)]
+    pub fn pool(&self, u: usize) -> &Pool {
+        debug_assert!(u < UNITS_PER_ARENA);
+        // SAFETY: callers pass unit indexes < UNITS_PER_ARENA.
+        unsafe { self.pools.get_unchecked(u) }
+    }
+}
+
+fn run_mask(first: usize, n: usize) -> u16 {
+    (((1u32 << n) - 1) << first) as u16
+}
+
+/// Arenas ready to be handed out: fresh from the OS or returned empty.
+struct Reserve {
+    arenas: [usize; ARENA_RETAIN_MAX],
+    count: usize,
+}
+
+static RESERVE: SpinLock<Reserve> = SpinLock::new(Reserve {
+    arenas: [0; ARENA_RETAIN_MAX],
+    count: 0,
+});
+
+/// Maps `n` arenas in one aligned mapping and registers them in the arena map.
+fn map_arenas(n: usize) -> *mut u8 {
+    let base = os::map_aligned(n * ARENA_SIZE, ARENA_SIZE);
+    if base.is_null() {
+        return base;
+    }
+    for i in 0..n {
+        if !arena_map::set(base as usize + i * ARENA_SIZE, CHUNK_ARENA) {
+            for j in 0..i {
+                arena_map::clear(base as usize + j * ARENA_SIZE);
+            }
+            // SAFETY: the mapping was made above and is not yet published.
+            unsafe { os::unmap(base, n * ARENA_SIZE) };
+            return ptr::null_mut();
+        }
+    }
+    stats::add_mapped(n * ARENA_SIZE);
+    base
+}
+
+/// Takes an arena for `owner`, mapping more from the OS if the reserve is empty.
+/// Null (errno ENOMEM) if the OS refuses.
+pub fn acquire(owner: *mut Heap) -> *mut Arena {
+    let addr = {
+        let mut r = RESERVE.lock();
+        if r.count == 0 {
+            // One big mapping per batch; a single arena if memory is tight.
+            let mut n = ARENA_BATCH;
+            let mut base = map_arenas(n);
+            if base.is_null() {
+                n = 1;
+                base = map_arenas(1);
+            }
+            if base.is_null() {
+                os::set_errno(libc::ENOMEM);
+                return ptr::null_mut();
+            }
+            // Push in reverse so the lowest address is handed out first.
+            for i in (0..n).rev() {
+                let c = r.count;
+                r.arenas[c] = base as usize + i * ARENA_SIZE;
+                r.count += 1;
+            }
+        }
+        r.count -= 1;
+        let c = r.count;
+        r.arenas[c]
+    };
+    stats::arena_acquired();
+    let a = addr as *mut Arena;
+    // SAFETY: `a` came from the reserve, so it is a mapped, registered arena
+    // that nobody else references; its header is zero or stale and is
+    // rewritten field by field before the arena is published to its owner.
+    unsafe {
+        ptr::addr_of_mut!((*a).free_units).write(Cell::new(ALL_UNITS));
+        ptr::addr_of_mut!((*a).in_partial).write(Cell::new(false));
+        ptr::addr_of_mut!((*a).next).write(Cell::new(ptr::null_mut()));
+        ptr::addr_of_mut!((*a).prev).write(Cell::new(ptr::null_mut()));
+        let pools = ptr::addr_of_mut!((*a).pools) as *mut Pool;
+        for u in 0..UNITS_PER_ARENA {
+            pools.add(u).write(Pool::unused());
+        }
+        (*a).owner.store(owner, Relaxed);
+        (*a).magic.store(ARENA_MAGIC, Release);
+    }
+    a
+}
+
+/// Returns an empty arena: its pages are discarded and it goes back to the
+/// reserve, or to the OS when the reserve is full.
+///
+/// # Safety
+/// `a` is an empty arena, unlinked from its owner, and no pointer into it is live.
+pub unsafe fn release(a: *mut Arena) {
+    // SAFETY: per the contract nobody uses the arena any more; discarding
+    // zeroes the header, so `magic` reads 0 and stale pointers are rejected.
+    unsafe {
+        (*a).magic.store(0, Relaxed);
+        os::discard(a as *mut u8, ARENA_SIZE);
+    }
+    stats::arena_released();
+    let mut r = RESERVE.lock();
+    if r.count < ARENA_RETAIN_MAX {
+        let c = r.count;
+        r.arenas[c] = a as usize;
+        r.count += 1;
+    } else {
+        drop(r);
+        arena_map::clear(a as usize);
+        // SAFETY: the arena is empty and unregistered.
+        unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
+        stats::sub_mapped(ARENA_SIZE);
+    }
+}
+
+pub fn lock_for_fork() {
+    RESERVE.lock_for_fork();
+}
+
+/// # Safety
+/// Called after `lock_for_fork`, in the parent or the child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: per the contract.
+    unsafe { RESERVE.unlock_after_fork() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_runs() {
+        let a = Arena {
+            magic: AtomicUsize::new(0),
+            owner: AtomicPtr::new(ptr::null_mut()),
+            free_units: Cell::new(ALL_UNITS),
+            in_partial: Cell::new(false),
+            next: Cell::new(ptr::null_mut()),
+            prev: Cell::new(ptr::null_mut()),
+            pools: [const { Pool::unused() }; UNITS_PER_ARENA],
+        };
+        assert_eq!(a.take_units(1), Some(1));
+        assert_eq!(a.take_units(8), Some(2));
+        assert_eq!(a.take_units(8), None, "only units 10..15 are left");
+        assert_eq!(a.take_units(6), Some(10));
+        assert_eq!(a.free_units.get(), 0);
+        a.give_units(2, 8);
+        assert_eq!(a.take_units(3), Some(2));
+        a.give_units(2, 3);
+        a.give_units(1, 1);
+        a.give_units(10, 6);
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn pool_lookup_is_arithmetic() {
+        let owner = 0x1000 as *mut Heap;
+        let a = acquire(owner);
+        assert!(!a.is_null());
+        assert_eq!(a as usize % ARENA_SIZE, 0);
+        unsafe {
+            assert!((*a).is_live());
+            let first = (*a).take_units(3).unwrap();
+            let pools = ptr::addr_of_mut!((*a).pools) as *mut Pool;
+            let head = pools.add(first);
+            (*head).init(0, pool_start(head));
+            for k in 1..3 {
+                (*pools.add(first + k)).head_offset.store(k as u8, Relaxed);
+            }
+            let start = pool_start(head);
+            assert_eq!(start as usize, a as usize + first * UNIT_SIZE);
+            assert_eq!(pool_of(start), head);
+            assert_eq!(pool_of(start.add(3 * UNIT_SIZE - 1)), head);
+            assert_eq!(pool_of(start.add(3 * UNIT_SIZE)), pools.add(first + 3));
+            assert_eq!(arena_map::lookup(start as usize), CHUNK_ARENA);
+            (*a).give_units(first, 3);
+            release(a);
+            assert_eq!(
+                arena_map::lookup(a as usize),
+                CHUNK_ARENA,
+                "kept in the reserve"
+            );
+            assert!(!(*a).is_live(), "a released arena's header is rejected");
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Configuration from the environment, read once, without allocating,
+//! before the first allocation is served (from the first heap's creation
+//! or the library constructor, whichever comes first).
+//!
+//! A bad value prints one `obmem: ` warning and the default is kept: the
+//! host program is never stopped by its environment.
+
+use crate::os;
+use crate::report;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
+
+/// `OBMEM_SHOW_STATS=1`: print the statistics table to stderr at exit.
+pub static SHOW_STATS: AtomicBool = AtomicBool::new(false);
+
+const UNREAD: u8 = 0;
+const READING: u8 = 1;
+const READ: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(UNREAD);
+
+/// Reads the environment once. Re-entrant calls (the reading thread
+/// allocating) and concurrent ones return at once.
+#[inline]
+pub fn init() {
+    if STATE.load(Acquire) != UNREAD {
+        return;
+    }
+    if STATE
+        .compare_exchange(UNREAD, READING, AcqRel, Acquire)
+        .is_err()
+    {
+        return;
+    }
+    read_all();
+    STATE.store(READ, Release);
+}
+
+fn read_all() {
+    if let Some(v) = os::getenv(c"OBMEM_SHOW_STATS") {
+        match v {
+            b"" | b"0" => {}
+            b"1" => SHOW_STATS.store(true, Relaxed),
+            _ => warn("OBMEM_SHOW_STATS", v, "0 or 1", "0"),
+        }
+    }
+    if let Some(v) = os::getenv(c"OBMEM_FAIL_MMAP") {
+        match parse_usize(v) {
+            Some(n) => os::FAIL_MMAP_AT.store(n, Relaxed),
+            None => warn("OBMEM_FAIL_MMAP", v, "a number", "0"),
+        }
+    }
+}
+
+/// Parses a decimal number without allocating.
+pub fn parse_usize(v: &[u8]) -> Option<usize> {
+    if v.is_empty() || v.len() > 18 {
+        return None;
+    }
+    v.iter().try_fold(0usize, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as usize)
+    })
+}
+
+/// Prints the one-line warning for a bad value.
+pub fn warn(name: &str, value: &[u8], expected: &str, default: &str) {
+    let shown = core::str::from_utf8(&value[..value.len().min(64)]).unwrap_or("<not UTF-8>");
+    report::eprint(format_args!(
+        "obmem: {name}: invalid value '{shown}' (expected {expected}); using {default}\n"
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_usize(b"0"), Some(0));
+        assert_eq!(parse_usize(b"700"), Some(700));
+        assert_eq!(parse_usize(b""), None);
+        assert_eq!(parse_usize(b"7x"), None);
+        assert_eq!(parse_usize(b"-1"), None);
+        assert_eq!(parse_usize(b"9999999999999999999999"), None);
+    }
+}

@@ -1,0 +1,6 @@
+//! The C ABI: thin `extern "C"` wrappers over the core modules. Nothing here
+//! holds logic beyond argument checks and C conventions (errno, NULL).
+
+pub mod domains;
+pub mod malloc;
+pub mod stats;

@@ -1,0 +1,317 @@
+//! Large blocks: requests above the largest size class get a mapping of
+//! their own, aligned to the arena size so the arena map finds them.
+//!
+//! Layout: a 64-byte header at the start of the mapping, the block right
+//! after it (or at the requested alignment). For alignments of an arena or
+//! more, the block starts one arena after the header, and the map marks the
+//! block's chunk `CHUNK_LARGE_BEHIND`. `malloc_usable_size` is the mapping's
+//! end minus the block's start.
+//!
+//! Freed mappings of up to `LARGE_CACHE_MAX_BLOCK` are kept in a small cache
+//! (bounded in slots and bytes) so a malloc/free loop does not map and unmap
+//! each time; they stay registered with a FREED header, which makes a double
+//! free detectable. `realloc` grows with mremap, in place when the pages
+//! after the mapping are free, otherwise by moving the pages (no copy) to a
+//! new aligned reservation.
+
+use crate::arena_map::{self, CHUNK_LARGE, CHUNK_LARGE_BEHIND};
+use crate::config::*;
+use crate::os;
+use crate::report;
+use crate::stats;
+use crate::sync::SpinLock;
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::*};
+
+pub(crate) const HEADER: usize = 64;
+const LIVE: usize = 0x6f62_6d65_6d4c_5247; // "obmemLRG"
+const FREED: usize = 0x6f62_6d65_6d46_5245; // "obmemFRE"
+
+#[repr(C)]
+struct Header {
+    magic: AtomicUsize,
+    /// Bytes mapped, from the header to the end.
+    map_size: usize,
+    /// The block handed out.
+    user: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() <= HEADER);
+
+#[inline]
+fn round_pages(n: usize) -> Option<usize> {
+    n.checked_add(PAGE_SIZE - 1).map(|v| v & !(PAGE_SIZE - 1))
+}
+
+/// The header of the large block at `p`, given the map's kind for `p`'s chunk.
+fn header_of(p: *const u8, kind: u8) -> *mut Header {
+    let chunk = (p as usize) & !ARENA_MASK;
+    let base = if kind == CHUNK_LARGE_BEHIND {
+        chunk - ARENA_SIZE
+    } else {
+        chunk
+    };
+    base as *mut Header
+}
+
+struct Cache {
+    slots: [(usize, usize); LARGE_CACHE_SLOTS],
+    count: usize,
+    bytes: usize,
+}
+
+static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
+    slots: [(0, 0); LARGE_CACHE_SLOTS],
+    count: 0,
+    bytes: 0,
+});
+
+/// A cached mapping of between `need` and `need * 5/4` bytes.
+fn cache_take(need: usize) -> Option<(usize, usize)> {
+    let mut c = CACHE.lock();
+    let mut best: Option<usize> = None;
+    for i in 0..c.count {
+        let size = c.slots[i].1;
+        if size >= need && size - need <= need / 4 && best.is_none_or(|b| size < c.slots[b].1) {
+            best = Some(i);
+        }
+    }
+    let i = best?;
+    let e = c.slots[i];
+    let last = c.count - 1;
+    c.slots[i] = c.slots[last];
+    c.count = last;
+    c.bytes -= e.1;
+    Some(e)
+}
+
+/// Caches a freed mapping, evicting the oldest if needed. False if it is
+/// not cacheable (the caller unmaps it).
+fn cache_put(base: usize, size: usize) -> bool {
+    if size > LARGE_CACHE_MAX_BLOCK {
+        return false;
+    }
+    let mut evicted = [(0usize, 0usize); LARGE_CACHE_SLOTS];
+    let mut n_evicted = 0;
+    {
+        let mut c = CACHE.lock();
+        while c.count > 0
+            && (c.count == LARGE_CACHE_SLOTS || c.bytes + size > LARGE_CACHE_MAX_BYTES)
+        {
+            let e = c.slots[0];
+            let last = c.count - 1;
+            c.slots.copy_within(1..=last, 0);
+            c.count = last;
+            c.bytes -= e.1;
+            evicted[n_evicted] = e;
+            n_evicted += 1;
+        }
+        let n = c.count;
+        c.slots[n] = (base, size);
+        c.count += 1;
+        c.bytes += size;
+    }
+    for &(b, s) in &evicted[..n_evicted] {
+        unmap_block(b, s);
+    }
+    true
+}
+
+fn unmap_block(base: usize, size: usize) {
+    // Only blocks with the header in their own chunk (CHUNK_LARGE) are cached.
+    arena_map::clear(base);
+    // SAFETY: the mapping holds no live block and is no longer registered.
+    unsafe { os::unmap(base as *mut u8, size) };
+    stats::sub_mapped(size);
+}
+
+/// Allocates a large block of `n` bytes aligned to `align` (a power of two).
+/// Returns the block and whether its memory is known to be zero.
+pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
+    let behind = align >= ARENA_SIZE;
+    let offset = if behind {
+        ARENA_SIZE
+    } else {
+        align.max(HEADER)
+    };
+    let Some(map_size) = n.checked_add(offset).and_then(round_pages) else {
+        os::set_errno(libc::ENOMEM);
+        return (ptr::null_mut(), false);
+    };
+    if n > MAX_REQUEST {
+        os::set_errno(libc::ENOMEM);
+        return (ptr::null_mut(), false);
+    }
+    let mut zeroed = true;
+    let cached = if offset == HEADER {
+        cache_take(map_size)
+    } else {
+        None
+    };
+    let (base, size) = match cached {
+        Some(e) => {
+            zeroed = false;
+            e
+        }
+        None => {
+            // The header is at `base`; the block at base + offset must be
+            // aligned to `align` (and its chunk to the arena size).
+            let base = os::map_aligned_at(map_size, align.max(ARENA_SIZE), offset & !ARENA_MASK);
+            if base.is_null() {
+                os::set_errno(libc::ENOMEM);
+                return (ptr::null_mut(), false);
+            }
+            stats::add_mapped(map_size);
+            (base as usize, map_size)
+        }
+    };
+    let user = base + offset;
+    let kind = if behind {
+        CHUNK_LARGE_BEHIND
+    } else {
+        CHUNK_LARGE
+    };
+    if !arena_map::set(user & !ARENA_MASK, kind) {
+        unmap_block(base, size);
+        os::set_errno(libc::ENOMEM);
+        return (ptr::null_mut(), false);
+    }
+    let hdr = base as *mut Header;
+    // SAFETY: the header lies at the start of the mapping, which nobody
+    // else references.
+    unsafe {
+        (*hdr).map_size = size;
+        (*hdr).user = user;
+        (*hdr).magic.store(LIVE, Release);
+    }
+    stats::LARGE_BLOCKS.fetch_add(1, Relaxed);
+    stats::LARGE_ALLOCS.fetch_add(1, Relaxed);
+    stats::LARGE_BYTES.fetch_add(base + size - user, Relaxed);
+    (user as *mut u8, zeroed)
+}
+
+/// Validates a pointer the arena map marks as large; returns its header.
+fn checked_header(p: *const u8, kind: u8, func: &str) -> *mut Header {
+    let hdr = header_of(p, kind);
+    // SAFETY: the map says a large block's header is mapped at `hdr`.
+    let (magic, user) = unsafe { ((*hdr).magic.load(Acquire), (*hdr).user) };
+    if user != p as usize {
+        report::invalid_pointer(func, p);
+    }
+    if magic == FREED {
+        report::fatal(format_args!("{func}(): double free of {p:p}"));
+    }
+    if magic != LIVE {
+        report::invalid_pointer(func, p);
+    }
+    hdr
+}
+
+/// Usable bytes of the large block `p`.
+pub fn usable_size(p: *const u8, kind: u8, func: &str) -> usize {
+    let hdr = checked_header(p, kind, func);
+    // SAFETY: checked_header validated a live header.
+    unsafe { hdr as usize + (*hdr).map_size - p as usize }
+}
+
+/// Frees the large block `p`.
+pub fn free(p: *mut u8, kind: u8, func: &str) {
+    let hdr = checked_header(p, kind, func);
+    // SAFETY: checked_header validated a live header.
+    let (map_size, user) = unsafe { ((*hdr).map_size, (*hdr).user) };
+    let base = hdr as usize;
+    stats::LARGE_BLOCKS.fetch_sub(1, Relaxed);
+    stats::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
+    // SAFETY: the header is ours; marking it FREED makes a second free fail loudly.
+    unsafe { (*hdr).magic.store(FREED, Release) };
+    if kind == CHUNK_LARGE && user == base + HEADER && cache_put(base, map_size) {
+        return;
+    }
+    arena_map::clear(user & !ARENA_MASK);
+    // SAFETY: the block is freed and unregistered.
+    unsafe { os::unmap(base as *mut u8, map_size) };
+    stats::sub_mapped(map_size);
+}
+
+/// Resizes the large block `p` to `n` bytes in place or by moving its pages.
+/// Null if it cannot (the caller falls back to allocate-copy-free); `p`
+/// then stays valid.
+pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
+    let hdr = checked_header(p, kind, func);
+    // SAFETY: checked_header validated a live header.
+    let (old_size, user) = unsafe { ((*hdr).map_size, (*hdr).user) };
+    let base = hdr as usize;
+    if kind != CHUNK_LARGE || user != base + HEADER {
+        return ptr::null_mut();
+    }
+    let Some(new_size) = n.checked_add(HEADER).and_then(round_pages) else {
+        return ptr::null_mut();
+    };
+    if new_size == old_size {
+        return p;
+    }
+    if new_size < old_size {
+        // Shrinking in place always succeeds; the tail goes back to the OS.
+        // SAFETY: [base, base+old_size) is this block's mapping.
+        if unsafe { os::remap_in_place(base as *mut u8, old_size, new_size) } {
+            // SAFETY: the header stays at base.
+            unsafe { (*hdr).map_size = new_size };
+            stats::sub_mapped(old_size - new_size);
+            stats::LARGE_BYTES.fetch_sub(old_size - new_size, Relaxed);
+            return p;
+        }
+        return ptr::null_mut();
+    }
+    // SAFETY: as above.
+    if unsafe { os::remap_in_place(base as *mut u8, old_size, new_size) } {
+        // SAFETY: the header stays at base.
+        unsafe { (*hdr).map_size = new_size };
+    } else {
+        let dest = os::map_aligned(new_size, ARENA_SIZE);
+        if dest.is_null() {
+            return ptr::null_mut();
+        }
+        if !arena_map::set(dest as usize, CHUNK_LARGE) {
+            // SAFETY: dest was just mapped and is unpublished.
+            unsafe { os::unmap(dest, new_size) };
+            return ptr::null_mut();
+        }
+        // SAFETY: both are our mappings; dest holds nothing yet.
+        if !unsafe { os::remap_to(base as *mut u8, old_size, dest, new_size) } {
+            arena_map::clear(dest as usize);
+            // SAFETY: as above.
+            unsafe { os::unmap(dest, new_size) };
+            return ptr::null_mut();
+        }
+        arena_map::clear(base);
+        let nh = dest as *mut Header;
+        // SAFETY: the header moved with the pages to dest.
+        unsafe {
+            (*nh).map_size = new_size;
+            (*nh).user = dest as usize + HEADER;
+        }
+        stats::add_mapped(new_size - old_size);
+        stats::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
+        return (dest as usize + HEADER) as *mut u8;
+    }
+    stats::add_mapped(new_size - old_size);
+    stats::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
+    p
+}
+
+/// Cached mappings and their bytes (for statistics).
+pub fn cached() -> (usize, usize) {
+    let c = CACHE.lock();
+    (c.count, c.bytes)
+}
+
+pub fn lock_for_fork() {
+    CACHE.lock_for_fork();
+}
+
+/// # Safety
+/// Called after `lock_for_fork`, in the parent or the child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: per the contract.
+    unsafe { CACHE.unlock_after_fork() };
+}

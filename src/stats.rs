@@ -1,0 +1,215 @@
+//! Statistics: per-heap counters bumped by their owner with plain relaxed
+//! stores (no read-modify-write on the fast path), global atomics for the
+//! slow paths, merged on demand by `snapshot`.
+
+use crate::config::NUM_CLASSES;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+/// Counters owned by one heap: only the thread owning the heap writes them,
+/// so a relaxed load+store is an exact increment; anyone may read them.
+/// They wrap: a pool released by a heap that adopted another's memory may
+/// drive one heap's count "negative"; the sum over all heaps is exact.
+pub struct HeapStats {
+    pub allocs: [AtomicU64; NUM_CLASSES],
+    pub frees: [AtomicU64; NUM_CLASSES],
+    pub pools: [AtomicU64; NUM_CLASSES],
+}
+
+impl HeapStats {
+    pub const fn new() -> Self {
+        HeapStats {
+            allocs: [const { AtomicU64::new(0) }; NUM_CLASSES],
+            frees: [const { AtomicU64::new(0) }; NUM_CLASSES],
+            pools: [const { AtomicU64::new(0) }; NUM_CLASSES],
+        }
+    }
+}
+
+impl Default for HeapStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `c += 1` by the only writer of `c`.
+#[inline(always)]
+pub fn owner_inc(c: &AtomicU64) {
+    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+}
+
+#[inline(always)]
+pub fn owner_dec(c: &AtomicU64) {
+    c.store(c.load(Relaxed).wrapping_sub(1), Relaxed);
+}
+
+pub static MAPPED: AtomicUsize = AtomicUsize::new(0);
+pub static PEAK_MAPPED: AtomicUsize = AtomicUsize::new(0);
+pub static ARENAS_ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+pub static ARENAS_FREED: AtomicUsize = AtomicUsize::new(0);
+pub static ARENAS_PEAK: AtomicUsize = AtomicUsize::new(0);
+pub static LARGE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+pub static LARGE_BYTES: AtomicUsize = AtomicUsize::new(0);
+pub static LARGE_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn add_mapped(n: usize) {
+    let now = MAPPED.fetch_add(n, Relaxed) + n;
+    PEAK_MAPPED.fetch_max(now, Relaxed);
+}
+
+pub fn sub_mapped(n: usize) {
+    MAPPED.fetch_sub(n, Relaxed);
+}
+
+pub fn arena_acquired() {
+    let n = ARENAS_ALLOCATED.fetch_add(1, Relaxed) + 1;
+    ARENAS_PEAK.fetch_max(n - ARENAS_FREED.load(Relaxed), Relaxed);
+}
+
+pub fn arena_released() {
+    ARENAS_FREED.fetch_add(1, Relaxed);
+}
+
+/// Statistics of one size class.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct obm_class_stats {
+    /// Bytes per block.
+    pub block_size: usize,
+    /// Pools serving this class.
+    pub pools: usize,
+    /// Blocks handed out and not yet freed (blocks freed by another thread
+    /// count until the owning thread takes them back).
+    pub blocks_in_use: usize,
+    /// Blocks of those pools available for allocation.
+    pub blocks_free: usize,
+    /// Allocations served from this class since the start.
+    pub allocations: usize,
+}
+
+/// The number of size classes (`obm_stats.classes`).
+pub const OBM_NUM_CLASSES: usize = 96;
+const _: () = assert!(OBM_NUM_CLASSES == NUM_CLASSES);
+
+/// A snapshot of the allocator's statistics (`obm_get_stats`).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct obm_stats {
+    /// Bytes in blocks handed out (block sizes, pools and large blocks).
+    pub bytes_in_use: usize,
+    /// Bytes currently mapped from the OS (arenas, large blocks, metadata).
+    pub bytes_mapped: usize,
+    /// The most `bytes_mapped` has been.
+    pub peak_mapped: usize,
+    /// Arenas handed to thread heaps since the start.
+    pub arenas_allocated: usize,
+    /// Arenas returned empty since the start.
+    pub arenas_freed: usize,
+    /// Arenas held by thread heaps now.
+    pub arenas_in_use: usize,
+    /// The most arenas held at once.
+    pub arenas_peak: usize,
+    /// Large (mapped) blocks in use and their usable bytes.
+    pub large_blocks: usize,
+    pub large_bytes: usize,
+    /// Large blocks allocated since the start.
+    pub large_allocations: usize,
+    /// Freed large mappings kept for reuse, and their bytes.
+    pub large_cached: usize,
+    pub large_cached_bytes: usize,
+    /// Thread heaps ever created.
+    pub heaps: usize,
+    pub num_classes: usize,
+    pub classes: [obm_class_stats; OBM_NUM_CLASSES],
+}
+
+/// Merges every heap's counters and the global ones.
+pub fn snapshot() -> obm_stats {
+    crate::alloc::collect_abandoned();
+    let mut s = obm_stats {
+        bytes_in_use: 0,
+        bytes_mapped: MAPPED.load(Relaxed),
+        peak_mapped: PEAK_MAPPED.load(Relaxed),
+        arenas_allocated: ARENAS_ALLOCATED.load(Relaxed),
+        arenas_freed: ARENAS_FREED.load(Relaxed),
+        arenas_in_use: 0,
+        arenas_peak: ARENAS_PEAK.load(Relaxed),
+        large_blocks: LARGE_BLOCKS.load(Relaxed),
+        large_bytes: LARGE_BYTES.load(Relaxed),
+        large_allocations: LARGE_ALLOCS.load(Relaxed),
+        large_cached: 0,
+        large_cached_bytes: 0,
+        heaps: 0,
+        num_classes: NUM_CLASSES,
+        classes: [obm_class_stats::default(); OBM_NUM_CLASSES],
+    };
+    s.arenas_in_use = s.arenas_allocated - s.arenas_freed.min(s.arenas_allocated);
+    (s.large_cached, s.large_cached_bytes) = crate::large::cached();
+    let mut allocs = [0u64; NUM_CLASSES];
+    let mut frees = [0u64; NUM_CLASSES];
+    let mut pools = [0u64; NUM_CLASSES];
+    crate::heap::for_each_heap(|h| {
+        s.heaps += 1;
+        for c in 0..NUM_CLASSES {
+            allocs[c] = allocs[c].wrapping_add(h.stats.allocs[c].load(Relaxed));
+            frees[c] = frees[c].wrapping_add(h.stats.frees[c].load(Relaxed));
+            pools[c] = pools[c].wrapping_add(h.stats.pools[c].load(Relaxed));
+        }
+    });
+    for c in 0..NUM_CLASSES {
+        let info = crate::size_class::info(c);
+        let cs = &mut s.classes[c];
+        cs.block_size = info.block_size as usize;
+        cs.pools = pools[c] as usize;
+        // Racing threads may make a snapshot momentarily inconsistent; clamp.
+        cs.blocks_in_use = allocs[c].saturating_sub(frees[c]) as usize;
+        cs.blocks_free = (cs.pools * info.capacity as usize).saturating_sub(cs.blocks_in_use);
+        cs.allocations = allocs[c] as usize;
+        s.bytes_in_use += cs.blocks_in_use * cs.block_size;
+    }
+    s.bytes_in_use += s.large_bytes;
+    s
+}
+
+/// Writes the statistics table to `fd` (sys._debugmallocstats style).
+pub fn print(fd: i32) {
+    use core::fmt::Write;
+    let s = snapshot();
+    let mut b = crate::report::LineBuf::new();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let _ = writeln!(b, "obmem statistics (pid {pid})");
+    let _ = writeln!(
+        b,
+        "class   size   pools    in use      free     allocations"
+    );
+    b.flush_to(fd);
+    for (c, cs) in s.classes.iter().enumerate() {
+        if cs.pools == 0 && cs.allocations == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            b,
+            "{c:>5} {:>6} {:>7} {:>9} {:>9} {:>15}",
+            cs.block_size, cs.pools, cs.blocks_in_use, cs.blocks_free, cs.allocations
+        );
+        b.flush_to(fd);
+    }
+    let _ = writeln!(b, "bytes in use          {:>14}", s.bytes_in_use);
+    let _ = writeln!(b, "bytes mapped          {:>14}", s.bytes_mapped);
+    let _ = writeln!(b, "peak bytes mapped     {:>14}", s.peak_mapped);
+    let _ = writeln!(
+        b,
+        "arenas in use         {:>14}   (allocated {}, freed {}, peak {})",
+        s.arenas_in_use, s.arenas_allocated, s.arenas_freed, s.arenas_peak
+    );
+    b.flush_to(fd);
+    let _ = writeln!(
+        b,
+        "large blocks in use   {:>14}   ({} bytes; {} allocated; {} cached, {} bytes)",
+        s.large_blocks, s.large_bytes, s.large_allocations, s.large_cached, s.large_cached_bytes
+    );
+    let _ = writeln!(b, "thread heaps          {:>14}", s.heaps);
+    b.flush_to(fd);
+}
