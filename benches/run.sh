@@ -14,7 +14,8 @@
 #                         prodcons larson python
 #   OBMEM_SO=path         obmem library (default target/release/libobmem.so)
 #   BENCH_NO_INSTALL=1    do not apt-get install the comparison allocators
-#   BENCH_TIMEOUT=S       per-run time limit in seconds (default 120)
+#   BENCH_TIMEOUT=S       per-run time limit in seconds (default 60)
+#   BENCH_CC, BENCH_CFLAGS compiler and flags (default gcc, -O2 -g -Wall -Wextra)
 # Exit status: 0 if every run that was attempted succeeded with correct
 # results, 1 if any run crashed, timed out, found corrupted blocks or
 # produced a checksum different from glibc's.
@@ -29,12 +30,13 @@ RESULTS=$BUILD/results.tsv
 
 REPS=${BENCH_REPS:-3}
 SCALE=${BENCH_SCALE:-1}
-TIMEOUT=${BENCH_TIMEOUT:-120}
+TIMEOUT=${BENCH_TIMEOUT:-60}
 OBMEM_SO=${OBMEM_SO:-$ROOT/target/release/libobmem.so}
-ALLOCATORS=(${BENCH_ALLOCATORS:-glibc obmem mimalloc jemalloc tcmalloc})
-WORKLOADS=(${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson python})
-CC=${CC:-gcc}
-CFLAGS=${CFLAGS:--O2 -g -Wall -Wextra}
+read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc obmem mimalloc jemalloc tcmalloc}"
+read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson python}"
+# not CC/CFLAGS: a Makefile may export those for other targets
+CC=${BENCH_CC:-gcc}
+CFLAGS=${BENCH_CFLAGS:--O2 -g -Wall -Wextra}
 
 PROBLEMS=()       # human-readable list of failures, printed at the end
 NOTES=()          # skipped allocators etc.
@@ -47,12 +49,11 @@ problem() { say "PROBLEM: $*"; PROBLEMS+=("$*"); }
 n() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); print (v < 1 ? 1 : v) }'; }
 
 # ---------------------------------------------------------------- install --
-MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 declare -A PKG=([mimalloc]=libmimalloc2.0 [jemalloc]=libjemalloc2 [tcmalloc]=libtcmalloc-minimal4)
 declare -A SO_RE=([mimalloc]='/libmimalloc\.so\.[0-9]+$' [jemalloc]='/libjemalloc\.so\.[0-9]+$'
                   [tcmalloc]='/libtcmalloc_minimal\.so\.[0-9]+$')
 
-pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+pkg_installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]; }
 
 install_missing() {
     local missing=() a
@@ -107,11 +108,19 @@ locate_allocators() {
                 note "obmem skipped: $OBMEM_SO does not export ${missing[*]} (preloading it would silently measure glibc or mix allocators)"
                 continue
             fi
+            missing=()
             for sym in posix_memalign aligned_alloc memalign malloc_usable_size; do
-                exports_symbol "$OBMEM_SO" "$sym" || note "obmem does not export $sym (programs calling it get glibc's, whose blocks obmem's free cannot handle)"
+                exports_symbol "$OBMEM_SO" "$sym" || missing+=("$sym")
             done
+            if ((${#missing[@]})); then
+                note "obmem does not export ${missing[*]}: a program calling those gets glibc's version, which is wrong for obmem's blocks (measured anyway; none of the C workloads calls them)"
+            fi
             SO[$a]=$OBMEM_SO; EXPECT[$a]=$(basename "$OBMEM_SO")
-            VERSION[$a]="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+dirty'), built $(date -r "$OBMEM_SO" '+%F %T')"
+            local rev="?"
+            if command -v git >/dev/null && rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+                git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || rev+="+dirty src"
+            fi
+            VERSION[$a]="git $rev, .so built $(date -r "$OBMEM_SO" '+%F %T')"
             ;;
         mimalloc | jemalloc | tcmalloc)
             so=$(dpkg -L "${PKG[$a]}" 2>/dev/null | grep -E "${SO_RE[$a]}" | head -1 || true)
@@ -136,6 +145,7 @@ build() {
     mkdir -p "$BUILD" "$LOGS"
     local prog
     for prog in ring realloc_grow prodcons larson timeexec; do
+        # shellcheck disable=SC2086 # CFLAGS is a list of flags
         $CC $CFLAGS -pthread -o "$BUILD/$prog" "$BENCH_DIR/$prog.c" -ldl
     done
 }
@@ -148,8 +158,10 @@ run_one() {
     shift 2
     local pre=()
     [[ -n ${SO[$alloc]:-} ]] && pre=(LD_PRELOAD="${SO[$alloc]}")
-    # only the measured program gets the preload, not timeout(1)
-    env -u LD_PRELOAD timeout -k 5 "$TIMEOUT" env "${pre[@]}" "$@" >"$out" 2>"${out%.out}.err"
+    # only the measured program gets the preload, not timeout(1); the outer
+    # 2>/dev/null only silences bash's own "Aborted"/"Segmentation fault"
+    # report, the program's stderr goes to the .err file
+    { env -u LD_PRELOAD timeout -k 5 "$TIMEOUT" env "${pre[@]}" "$@" >"$out" 2>"${out%.out}.err"; } 2>/dev/null
 }
 
 field() { # field KEY LINE
@@ -184,7 +196,7 @@ workload_cmd() {
     realloc) echo "$BUILD/realloc_grow --buffers 16 --max 1048576 --step-min 16 --step-max 256 --rounds $(n 24)" ;;
     prodcons) echo "$BUILD/prodcons --min 16 --max 512 --ring 1024 --blocks $(n 3000000)" ;;
     larson) echo "$BUILD/larson --threads 2 --slots 1000 --min 16 --max 1024 --handoff 10000 --ops $(n 10000000)" ;;
-    python) echo "$PYTHON $BENCH_DIR/py_alloc.py $(n 2)" ;;
+    python) echo "$PYTHON $BENCH_DIR/py_alloc.py $(n 3)" ;;
     esac
 }
 
@@ -201,20 +213,25 @@ measure() {
         [[ $a == pymalloc ]] && envs=(-e PYTHONHASHSEED=0 -e PYTHONMALLOC=pymalloc)
         [[ -n ${SO[$a]:-} ]] && envs+=(-e "LD_PRELOAD=${SO[$a]}")
         # timeexec itself runs without the preload; only python gets it
-        timeout -k 5 "$TIMEOUT" env -u LD_PRELOAD "$BUILD/timeexec" "${envs[@]}" -- "${cmd[@]}" \
-            >"$out" 2>"${out%.out}.err" || rc=$?
+        { env -u LD_PRELOAD timeout -k 5 "$TIMEOUT" "$BUILD/timeexec" "${envs[@]}" -- "${cmd[@]}" \
+            >"$out" 2>"${out%.out}.err"; } 2>/dev/null || rc=$?
     elif [[ $a == harness ]]; then
         run_one glibc "$out" "${cmd[@]}" --null 1 || rc=$?
     else
         run_one "$a" "$out" "${cmd[@]}" || rc=$?
     fi
     if ((rc != 0)); then
-        local why="exit status $rc"
-        ((rc == 124 || rc == 137)) && why="timed out after ${TIMEOUT}s"
-        ((rc == 2)) && why="found corrupted blocks"
-        ((rc > 128 && rc < 160 && rc != 137)) && why="killed by signal $((rc - 128))"
+        local why="exit status $rc" detail
+        if ((rc == 124 || rc == 137)); then
+            why="timed out after ${TIMEOUT}s"
+        elif ((rc == 2)) && [[ $w != python ]]; then
+            why="found corrupted blocks ($(grep -o 'errors=[0-9]*' "$out" || true))"
+        elif ((rc > 128 && rc < 160)); then
+            why="killed by signal $((rc - 128))"
+        fi
         ERR[$a]="FAILED: $why"
-        problem "$w under $a (run $rep): $why; see ${out%.out}.err"
+        detail=$(grep -v '^\s*$' "${out%.out}.err" 2>/dev/null | tail -1 | cut -c1-160 || true)
+        problem "$w under $a (run $rep): $why${detail:+ [$detail]}; logs: ${out%.out}.{out,err}"
         return
     fi
     line=$(grep '^RESULT ' "$out" | tail -1 || true)
@@ -230,7 +247,7 @@ measure() {
         t=$(field ns_per_op "$line")
         sum=$(field checksum "$line")
         FROM[$a]=$(field malloc_from "$line")
-        [[ $w == larson ]] && EXTRA[$a]="$(awk -v v="$(field ops_per_s "$line")" 'BEGIN { printf "%.1f Mops/s", v / 1e6 }'), $(field cross_pct "$line")% cross-thread hand-offs"
+        [[ $w == larson ]] && EXTRA[$a]="$(awk -v v="$(field ops_per_s "$line")" 'BEGIN { printf "%.1f Mops/s", v / 1e6 }'), waited at $(field wait_pct "$line")% of hand-offs"
     fi
     rss=$(field maxrss_kib "$line")
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$a" "$rep" "$t" "$rss" "$sum" >>"$RESULTS"
@@ -338,6 +355,23 @@ print_summary() {
     done
 }
 
+# CPU use by other processes (other developers' builds and tests skew the
+# figures).  cpu_sample prints "busy total ours" in clock ticks: busy and
+# total from /proc/stat (all cores), ours = this script's CPU plus that of
+# every child it has waited for (/proc/$$/stat utime stime cutime cstime).
+cpu_sample() {
+    local ours
+    ours=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$$/stat")
+    awk -v o="$ours" '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6, o }' /proc/stat
+}
+# other_load_pct "SAMPLE_BEFORE" "SAMPLE_AFTER": % of all cores used by others
+other_load_pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        tot = y[2] - x[2]; oth = (y[1] - x[1]) - (y[3] - x[3]);
+        printf "%.0f", (tot > 0 && oth > 0) ? 100 * oth / tot : 0 }'
+}
+LOAD_WARN=10  # percent of all cores
+
 # ------------------------------------------------------------------- main --
 mkdir -p "$BUILD" "$LOGS"
 rm -f "$LOGS"/*.out "$LOGS"/*.err
@@ -347,12 +381,18 @@ build
 PYTHON=""
 if command -v python3 >/dev/null; then
     # the real interpreter, not a wrapper script (pyenv shims are bash scripts)
-    PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+    PYTHON=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || true)
 fi
 printf 'workload\tallocator\trep\ttime\tmaxrss_kib\tchecksum\n' >"$RESULTS"
 
+S0=$(cpu_sample)
+sleep 1
+BUSY=$(other_load_pct "$S0" "$(cpu_sample)")
+((BUSY > LOAD_WARN)) && note "other processes were using ${BUSY}% of the CPUs when the run started: timings will be noisy"
+
 say "obmem allocator benchmarks  ($(date '+%F %T'))"
 say "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
+say "other CPU load before the run: ${BUSY}% of all cores"
 say "compiler: $($CC --version | awk 'NR == 1'); CFLAGS: $CFLAGS; reps: $REPS; scale: $SCALE"
 [[ -n $PYTHON ]] && say "python: $PYTHON ($("$PYTHON" -c 'import platform; print(platform.python_version())'))"
 for a in "${ACTIVE[@]}"; do
@@ -368,7 +408,7 @@ for a in "${ACTIVE[@]}"; do
         [[ $(field malloc_from "$line") == "${EXPECT[$a]}" ]]; then
         SMOKE+=("$a")
     else
-        problem "$a failed the smoke test (see $LOGS/smoke.$a.out/.err); not measured"
+        problem "$a failed the smoke test (see $LOGS/smoke.$a.{out,err}); not measured"
     fi
 done
 ACTIVE=("${SMOKE[@]}")
@@ -377,18 +417,26 @@ if [[ " ${ACTIVE[*]} " != *" glibc "* ]]; then
 fi
 
 START=$SECONDS
+S_START=$(cpu_sample)
 for w in "${WORKLOADS[@]}"; do
     if [[ -z $(workload_title "$w") ]]; then
         note "unknown workload '$w' ignored"
         continue
     fi
+    S_W=$(cpu_sample)
     run_workload "$w"
+    OTHER=$(other_load_pct "$S_W" "$(cpu_sample)")
+    if ((OTHER > LOAD_WARN)); then
+        say "  WARNING: other processes used ${OTHER}% of the CPUs during this workload; its figures are unreliable"
+        note "other processes used ${OTHER}% of the CPUs during workload $w"
+    fi
 done
+OTHER=$(other_load_pct "$S_START" "$(cpu_sample)")
 print_summary
 say ""
 say "ratios: time = glibc / allocator (>1 faster than glibc); RSS = allocator / glibc (<1 smaller)."
-say "time is the best of $REPS runs, peak RSS the largest; raw data: ${RESULTS#$ROOT/}, logs: ${LOGS#$ROOT/}/"
-say "benchmarks took $((SECONDS - START)) s"
+say "time is the best of $REPS runs, peak RSS the largest; raw data: ${RESULTS#"$ROOT"/}, logs: ${LOGS#"$ROOT"/}/"
+say "benchmarks took $((SECONDS - START)) s; other processes used ${OTHER}% of the CPUs meanwhile"
 
 if [[ -f $BENCH_DIR/gc/run.sh ]]; then
     say ""

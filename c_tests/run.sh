@@ -6,6 +6,7 @@
 #
 # Environment: TEST_TIMEOUT (seconds per test, default 120), CC, CXX,
 # and optionally a list of test names as arguments (e.g. test_malloc_basic).
+# OBMEM_* variables of the caller are removed: each test sets its own.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ CXX=${CXX:-g++}
 TIMEOUT=${TEST_TIMEOUT:-120}
 
 mkdir -p "$BUILD"
+# Tests set the OBMEM_* variables they need themselves; none leak in from
+# the caller's environment (OBMEM_MALLOC=debug would change usable sizes).
+while IFS= read -r v; do unset "$v"; done < <(env | sed -n 's/^\(OBMEM_[A-Za-z0-9_]*\)=.*/\1/p')
 passed=0
 failed=0
 failed_names=()
@@ -41,6 +45,14 @@ if [[ ! -f include/obmem.h ]]; then
     echo "c_tests: include/obmem.h is missing" >&2
     echo "0 passed, 1 failed"
     exit 1
+fi
+
+# Programs linked with -lobmem load the library by its soname (e.g.
+# libobmem.so.0); `make build` makes that link, do it here too if missing.
+soname=$(readelf -d "$LIBDIR/libobmem.so" 2>/dev/null |
+    sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p' || true)
+if [[ -n $soname && $soname != libobmem.so && ! -e $LIBDIR/$soname ]]; then
+    ln -sf libobmem.so "$LIBDIR/$soname"
 fi
 
 # The header must compile on its own, as strict C and as C++.
@@ -94,10 +106,13 @@ for src in "${sources[@]}"; do
         continue
     fi
     start=$SECONDS
-    set +e
-    timeout -k 10 "$TIMEOUT" "$exe" </dev/null >"$log" 2>&1
-    rc=$?
-    set -e
+    # In a subshell whose stderr is dropped: bash's own "Aborted" notice for
+    # a test killed by a signal would otherwise clutter the report.
+    rc=$( (
+        set +e
+        timeout -k 10 "$TIMEOUT" "$exe" </dev/null >"$log" 2>&1
+        echo $?
+    ) 2>/dev/null)
     secs=$((SECONDS - start))
     if ((rc == 0)); then
         pass "$name"

@@ -2,7 +2,8 @@
  * Environment variables (API.md 5): the test re-executes itself with
  * different settings and checks the child's exit status and stderr.
  * - OBMEM_SHOW_STATS=1 prints the statistics table to stderr at exit, first
- *   line starting "obmem statistics"; without it nothing is printed;
+ *   line starting "obmem statistics"; without it, or with 0, nothing is
+ *   printed; a bad value is reported in one line and the table stays off;
  * - OBMEM_MALLOC=pymalloc | malloc | debug | pymalloc_debug: a correct
  *   program runs silently and exits 0 in every mode;
  * - OBMEM_GC_THRESHOLD=100,5,3 sets obm_gc_get_threshold;
@@ -15,17 +16,29 @@
 
 extern char **environ;
 
+/* obm_gc_get_threshold is looked up at run time, so that this allocator
+ * test builds before the gc module exists (its absence is then a failure
+ * of the OBMEM_GC_THRESHOLD checks only). */
+static void gc_threshold(int out[3])
+{
+    void (*fn)(int *) = (void (*)(int *))dlsym(RTLD_DEFAULT, "obm_gc_get_threshold");
+    CHECK_MSG(fn != NULL, "obm_gc_get_threshold is not exported by libobmem");
+    fn(out);
+}
+
 /* The child's workload: a correct program using every allocator entry. */
 static int child_main(const char *mode)
 {
     int th[3] = {-1, -1, -1};
     if (strcmp(mode, "default") == 0) {
         check_obmem_is_malloc();
-        obm_gc_get_threshold(th);
+    } else if (strcmp(mode, "gcdefault") == 0) {
+        check_obmem_is_malloc();
+        gc_threshold(th);
         CHECK_MSG(th[0] == 700 && th[1] == 10 && th[2] == 10, "gc thresholds %d,%d,%d", th[0],
                   th[1], th[2]);
     } else if (strcmp(mode, "gc100") == 0) {
-        obm_gc_get_threshold(th);
+        gc_threshold(th);
         CHECK_MSG(th[0] == 100 && th[1] == 5 && th[2] == 3, "gc thresholds %d,%d,%d", th[0],
                   th[1], th[2]);
     }
@@ -166,6 +179,19 @@ int main(int argc, char **argv)
     CHECK_MSG(r.len > 200, "OBMEM_SHOW_STATS=1: only %zu bytes:\n%s", r.len, r.err);
     printf("OBMEM_SHOW_STATS=1 ok\n");
 
+    /* OBMEM_SHOW_STATS=0: off, silent. A bad value: one line, default (off). */
+    spawn_child("default", (const char *const[]){"OBMEM_SHOW_STATS=0", NULL}, &r);
+    EXPECT_CLEAN_EXIT(r, "OBMEM_SHOW_STATS=0");
+    CHECK_MSG(r.len == 0, "OBMEM_SHOW_STATS=0: unexpected stderr:\n%s", r.err);
+    spawn_child("default", (const char *const[]){"OBMEM_SHOW_STATS=banana", NULL}, &r);
+    EXPECT_CLEAN_EXIT(r, "OBMEM_SHOW_STATS=banana");
+    int lines = count_lines_with(r.err, "OBMEM_SHOW_STATS", "banana");
+    CHECK_MSG(lines == 1, "OBMEM_SHOW_STATS=banana: %d lines of stderr name it (expected 1):\n%s",
+              lines, r.err);
+    CHECK_MSG(!has_line(r.err, "obmem statistics", NULL, NULL),
+              "OBMEM_SHOW_STATS=banana: the default (off) is not used:\n%s", r.err);
+    printf("OBMEM_SHOW_STATS=0 / bad value ok\n");
+
     /* Every valid OBMEM_MALLOC mode runs a correct program silently. */
     static const char *const modes[] = {"pymalloc", "malloc", "debug", "pymalloc_debug"};
     for (size_t i = 0; i < 4; i++) {
@@ -177,6 +203,16 @@ int main(int argc, char **argv)
     }
     printf("OBMEM_MALLOC modes ok\n");
 
+    spawn_child("default", (const char *const[]){"OBMEM_MALLOC=bogus_mode", NULL}, &r);
+    EXPECT_CLEAN_EXIT(r, "OBMEM_MALLOC=bogus_mode");
+    lines = count_lines_with(r.err, "OBMEM_MALLOC", "bogus_mode");
+    CHECK_MSG(lines == 1, "OBMEM_MALLOC=bogus_mode: %d lines of stderr name it (expected 1):\n%s",
+              lines, r.err);
+    printf("bad OBMEM_MALLOC ok\n");
+
+    /* The gc thresholds (needs obm_gc_get_threshold). */
+    spawn_child("gcdefault", (const char *const[]){NULL}, &r);
+    EXPECT_CLEAN_EXIT(r, "default gc thresholds");
     spawn_child("gc100", (const char *const[]){"OBMEM_GC_THRESHOLD=100,5,3", NULL}, &r);
     EXPECT_CLEAN_EXIT(r, "OBMEM_GC_THRESHOLD=100,5,3");
     CHECK_MSG(r.len == 0, "OBMEM_GC_THRESHOLD=100,5,3: unexpected stderr:\n%s", r.err);
@@ -186,18 +222,17 @@ int main(int argc, char **argv)
     struct {
         const char *kv, *name, *value;
     } bad[] = {
-        {"OBMEM_MALLOC=bogus_mode", "OBMEM_MALLOC", "bogus_mode"},
         {"OBMEM_GC_THRESHOLD=abc,def", "OBMEM_GC_THRESHOLD", "abc,def"},
         {"OBMEM_GC_THRESHOLD=12x", "OBMEM_GC_THRESHOLD", "12x"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        spawn_child("default", (const char *const[]){bad[i].kv, NULL}, &r);
+        spawn_child("gcdefault", (const char *const[]){bad[i].kv, NULL}, &r);
         EXPECT_CLEAN_EXIT(r, bad[i].kv);
-        int lines = count_lines_with(r.err, bad[i].name, bad[i].value);
+        lines = count_lines_with(r.err, bad[i].name, bad[i].value);
         CHECK_MSG(lines == 1, "%s: %d lines of stderr name it (expected exactly 1):\n%s",
                   bad[i].kv, lines, r.err);
     }
-    printf("bad values ok\n");
+    printf("bad OBMEM_GC_THRESHOLD ok\n");
     printf("test_malloc_env: all ok\n");
     return 0;
 }

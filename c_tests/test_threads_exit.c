@@ -11,10 +11,11 @@
  * grow it by ~30 MB per cycle; peak_mapped would be a sum of cycles), and
  * the main thread allocates the same volume again in between.
  */
-#include <pthread.h>
-#include <stdatomic.h>
 
 #include "test_util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 enum { NBLK = 60000, FREERS = 3, CYCLES = 12 };
 

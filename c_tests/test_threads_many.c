@@ -8,9 +8,10 @@
  * use did not grow with the number of threads (a per-thread heap or cache
  * lost at exit, even one arena, would add >= 500 MB over 2000 threads).
  */
-#include <pthread.h>
 
 #include "test_util.h"
+
+#include <pthread.h>
 
 enum { THREADS = 2000, AT_ONCE = 4, PER_THREAD = 300, LEFT = 40 };
 
@@ -44,6 +45,7 @@ static void *worker(void *arg)
             break;
         }
         case 2:
+            n[i] += 1; /* realloc(p, 0) would free p */
             p[i] = malloc(opaque_size(n[i] / 2));
             CHECK_NOT_NULL(p[i]);
             p[i] = realloc(opaque_ptr(p[i]), opaque_size(n[i]));

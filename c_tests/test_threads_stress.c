@@ -9,10 +9,11 @@
  * starting value, and a second identical round does not map more memory
  * (remote frees are really reused).
  */
-#include <pthread.h>
-#include <stdatomic.h>
 
 #include "test_util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 enum { PRODUCERS = 2, CONSUMERS = 2, PER_PRODUCER = 150000, QCAP = 1024 };
 

@@ -30,23 +30,50 @@
 
 /* ---- failing ------------------------------------------------------------ */
 
+/* Formats "file:line: [check failed: COND (]message[)]" and exits 1. The
+ * buffer is large enough for a captured child's output. */
+static void __attribute__((noreturn))
+t_vfail(const char *file, int line, const char *cond, const char *fmt, va_list ap)
+{
+    static char buf[96 * 1024];
+    size_t cap = sizeof buf - 2, n = 0;
+    int w = snprintf(buf, cap, "%s:%d: ", file, line);
+    n = w < 0 ? 0 : (size_t)w < cap ? (size_t)w : cap;
+    if (cond && n < cap) {
+        w = snprintf(buf + n, cap - n, "check failed: %s (", cond);
+        n += w < 0 ? 0 : (size_t)w < cap - n ? (size_t)w : cap - n;
+    }
+    if (n < cap) {
+        w = vsnprintf(buf + n, cap - n, fmt, ap);
+        n += w < 0 ? 0 : (size_t)w < cap - n ? (size_t)w : cap - n;
+    }
+    if (cond && n < cap)
+        buf[n++] = ')';
+    buf[n++] = '\n';
+    fflush(stdout);
+    for (size_t off = 0; off < n;) {
+        ssize_t k = write(2, buf + off, n - off);
+        if (k <= 0)
+            break;
+        off += (size_t)k;
+    }
+    _exit(1);
+}
+
 static void __attribute__((noreturn, format(printf, 3, 4)))
 t_fail(const char *file, int line, const char *fmt, ...)
 {
-    char buf[2048];
-    int n = snprintf(buf, sizeof buf, "%s:%d: ", file, line);
     va_list ap;
     va_start(ap, fmt);
-    if (n >= 0 && (size_t)n < sizeof buf)
-        n += vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof buf - 1)
-        n = (int)sizeof buf - 2;
-    buf[n++] = '\n';
-    fflush(stdout);
-    ssize_t w = write(2, buf, (size_t)n);
-    (void)w;
-    _exit(1);
+    t_vfail(file, line, NULL, fmt, ap);
+}
+
+static void __attribute__((noreturn, format(printf, 4, 5)))
+t_fail_check(const char *file, int line, const char *cond, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    t_vfail(file, line, cond, fmt, ap);
 }
 
 #define FAIL(...) t_fail(__FILE__, __LINE__, __VA_ARGS__)
@@ -59,11 +86,8 @@ t_fail(const char *file, int line, const char *fmt, ...)
 
 #define CHECK_MSG(cond, ...)                                                \
     do {                                                                    \
-        if (!(cond)) {                                                      \
-            char m_[1024];                                                  \
-            snprintf(m_, sizeof m_, __VA_ARGS__);                           \
-            FAIL("check failed: %s (%s)", #cond, m_);                       \
-        }                                                                   \
+        if (!(cond))                                                        \
+            t_fail_check(__FILE__, __LINE__, #cond, __VA_ARGS__);           \
     } while (0)
 
 /* Unsigned comparisons print both values (decimal and hex). */
@@ -197,6 +221,22 @@ static inline size_t expected_usable(size_t n)
     }
     return round_up(n + T_LARGE_HEADER, T_PAGE) - T_LARGE_HEADER;
 }
+
+/* Whether u is a right usable size for malloc(n): exact for pool blocks; a
+ * large block may reuse a cached, somewhat bigger mapping, so its usable size
+ * is page-rounded (mapping - 64), at least the fresh one and at most 1.5x. */
+static inline int usable_matches(size_t n, size_t u)
+{
+    size_t e = expected_usable(n);
+    if (n <= T_MEDIUM_MAX)
+        return u == e;
+    return u >= e && (u + T_LARGE_HEADER) % T_PAGE == 0 && u - e <= e / 2;
+}
+
+#define CHECK_USABLE(n, u)                                                   \
+    CHECK_MSG(usable_matches((n), (u)), "size %zu: usable %zu, expected %zu%s", \
+              (size_t)(n), (size_t)(u), expected_usable(n),                  \
+              (n) > T_MEDIUM_MAX ? " (or a page-rounded reused mapping <= 1.5x)" : "")
 
 /* The 96 class sizes in order: 16..512 by 16, then 8 per power of two. */
 static inline size_t expected_class_size(size_t idx)

@@ -134,6 +134,66 @@ extern "C" {
 #endif // __cplusplus
 
 /*
+ `n` bytes from the raw domain (PyMem_RawMalloc style); a unique block for 0, NULL on failure.
+ */
+void *obm_raw_malloc(size_t n);
+
+/*
+ Zeroed `nelem * elsize` bytes from the raw domain; NULL on overflow or failure.
+ */
+void *obm_raw_calloc(size_t nelem, size_t elsize);
+
+/*
+ Resizes a block of the raw domain; `n == 0` gives a unique block.
+ */
+void *obm_raw_realloc(void *p, size_t n);
+
+/*
+ Frees a block of the raw domain (NULL is ignored).
+ */
+void obm_raw_free(void *p);
+
+/*
+ `n` bytes from the mem domain (PyMem_Malloc style); a unique block for 0, NULL on failure.
+ */
+void *obm_mem_malloc(size_t n);
+
+/*
+ Zeroed `nelem * elsize` bytes from the mem domain; NULL on overflow or failure.
+ */
+void *obm_mem_calloc(size_t nelem, size_t elsize);
+
+/*
+ Resizes a block of the mem domain; `n == 0` gives a unique block.
+ */
+void *obm_mem_realloc(void *p, size_t n);
+
+/*
+ Frees a block of the mem domain (NULL is ignored).
+ */
+void obm_mem_free(void *p);
+
+/*
+ `n` bytes from the object domain (PyObject_Malloc style); a unique block for 0, NULL on failure.
+ */
+void *obm_object_malloc(size_t n);
+
+/*
+ Zeroed `nelem * elsize` bytes from the object domain; NULL on overflow or failure.
+ */
+void *obm_object_calloc(size_t nelem, size_t elsize);
+
+/*
+ Resizes a block of the object domain; `n == 0` gives a unique block.
+ */
+void *obm_object_realloc(void *p, size_t n);
+
+/*
+ Frees a block of the object domain (NULL is ignored).
+ */
+void obm_object_free(void *p);
+
+/*
  The usable size of a block from any domain or from malloc (0 for NULL).
  */
 size_t obm_usable_size(const void *p);

@@ -543,6 +543,15 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     r.abandoned = heap;
 }
 
+/// Takes back the blocks other threads freed into the calling thread's heap.
+pub fn drain_current() {
+    let h = current();
+    if !h.is_null() {
+        // SAFETY: our own live heap.
+        unsafe { &*h }.drain_remote();
+    }
+}
+
 /// Drains every abandoned heap (so statistics count what was freed into them).
 pub fn reclaim_abandoned() {
     let r = REGISTRY.lock();

@@ -3,53 +3,86 @@
 //! a unique non-NULL pointer; failure returns NULL.
 
 use crate::alloc;
-use crate::domain::{self, obm_allocator, obm_domain};
+use crate::domain::{self, obm_allocator, obm_domain, obm_domain::*};
 use core::ffi::c_void;
 
-macro_rules! domain_api {
-    ($d:expr, $malloc:ident, $calloc:ident, $realloc:ident, $free:ident) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $malloc(n: usize) -> *mut c_void {
-            domain::malloc($d, n) as *mut c_void
-        }
-        #[no_mangle]
-        pub unsafe extern "C" fn $calloc(nelem: usize, elsize: usize) -> *mut c_void {
-            domain::calloc($d, nelem, elsize) as *mut c_void
-        }
-        #[no_mangle]
-        pub unsafe extern "C" fn $realloc(p: *mut c_void, n: usize) -> *mut c_void {
-            // SAFETY: the caller passes null or a live block of this domain.
-            unsafe { domain::realloc($d, p as *mut u8, n) as *mut c_void }
-        }
-        #[no_mangle]
-        pub unsafe extern "C" fn $free(p: *mut c_void) {
-            // SAFETY: the caller passes null or a live block of this domain.
-            unsafe { domain::free($d, p as *mut u8) }
-        }
-    };
+/// `n` bytes from the raw domain (PyMem_RawMalloc style); a unique block for 0, NULL on failure.
+#[no_mangle]
+pub unsafe extern "C" fn obm_raw_malloc(n: usize) -> *mut c_void {
+    domain::malloc(OBM_DOMAIN_RAW, n) as *mut c_void
 }
 
-domain_api!(
-    obm_domain::OBM_DOMAIN_RAW,
-    obm_raw_malloc,
-    obm_raw_calloc,
-    obm_raw_realloc,
-    obm_raw_free
-);
-domain_api!(
-    obm_domain::OBM_DOMAIN_MEM,
-    obm_mem_malloc,
-    obm_mem_calloc,
-    obm_mem_realloc,
-    obm_mem_free
-);
-domain_api!(
-    obm_domain::OBM_DOMAIN_OBJ,
-    obm_object_malloc,
-    obm_object_calloc,
-    obm_object_realloc,
-    obm_object_free
-);
+/// Zeroed `nelem * elsize` bytes from the raw domain; NULL on overflow or failure.
+#[no_mangle]
+pub unsafe extern "C" fn obm_raw_calloc(nelem: usize, elsize: usize) -> *mut c_void {
+    domain::calloc(OBM_DOMAIN_RAW, nelem, elsize) as *mut c_void
+}
+
+/// Resizes a block of the raw domain; `n == 0` gives a unique block.
+#[no_mangle]
+pub unsafe extern "C" fn obm_raw_realloc(p: *mut c_void, n: usize) -> *mut c_void {
+    // SAFETY: the caller passes null or a live block of this domain.
+    unsafe { domain::realloc(OBM_DOMAIN_RAW, p as *mut u8, n) as *mut c_void }
+}
+
+/// Frees a block of the raw domain (NULL is ignored).
+#[no_mangle]
+pub unsafe extern "C" fn obm_raw_free(p: *mut c_void) {
+    // SAFETY: the caller passes null or a live block of this domain.
+    unsafe { domain::free(OBM_DOMAIN_RAW, p as *mut u8) }
+}
+
+/// `n` bytes from the mem domain (PyMem_Malloc style); a unique block for 0, NULL on failure.
+#[no_mangle]
+pub unsafe extern "C" fn obm_mem_malloc(n: usize) -> *mut c_void {
+    domain::malloc(OBM_DOMAIN_MEM, n) as *mut c_void
+}
+
+/// Zeroed `nelem * elsize` bytes from the mem domain; NULL on overflow or failure.
+#[no_mangle]
+pub unsafe extern "C" fn obm_mem_calloc(nelem: usize, elsize: usize) -> *mut c_void {
+    domain::calloc(OBM_DOMAIN_MEM, nelem, elsize) as *mut c_void
+}
+
+/// Resizes a block of the mem domain; `n == 0` gives a unique block.
+#[no_mangle]
+pub unsafe extern "C" fn obm_mem_realloc(p: *mut c_void, n: usize) -> *mut c_void {
+    // SAFETY: the caller passes null or a live block of this domain.
+    unsafe { domain::realloc(OBM_DOMAIN_MEM, p as *mut u8, n) as *mut c_void }
+}
+
+/// Frees a block of the mem domain (NULL is ignored).
+#[no_mangle]
+pub unsafe extern "C" fn obm_mem_free(p: *mut c_void) {
+    // SAFETY: the caller passes null or a live block of this domain.
+    unsafe { domain::free(OBM_DOMAIN_MEM, p as *mut u8) }
+}
+
+/// `n` bytes from the object domain (PyObject_Malloc style); a unique block for 0, NULL on failure.
+#[no_mangle]
+pub unsafe extern "C" fn obm_object_malloc(n: usize) -> *mut c_void {
+    domain::malloc(OBM_DOMAIN_OBJ, n) as *mut c_void
+}
+
+/// Zeroed `nelem * elsize` bytes from the object domain; NULL on overflow or failure.
+#[no_mangle]
+pub unsafe extern "C" fn obm_object_calloc(nelem: usize, elsize: usize) -> *mut c_void {
+    domain::calloc(OBM_DOMAIN_OBJ, nelem, elsize) as *mut c_void
+}
+
+/// Resizes a block of the object domain; `n == 0` gives a unique block.
+#[no_mangle]
+pub unsafe extern "C" fn obm_object_realloc(p: *mut c_void, n: usize) -> *mut c_void {
+    // SAFETY: the caller passes null or a live block of this domain.
+    unsafe { domain::realloc(OBM_DOMAIN_OBJ, p as *mut u8, n) as *mut c_void }
+}
+
+/// Frees a block of the object domain (NULL is ignored).
+#[no_mangle]
+pub unsafe extern "C" fn obm_object_free(p: *mut c_void) {
+    // SAFETY: the caller passes null or a live block of this domain.
+    unsafe { domain::free(OBM_DOMAIN_OBJ, p as *mut u8) }
+}
 
 /// The usable size of a block from any domain or from malloc (0 for NULL).
 #[no_mangle]
