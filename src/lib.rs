@@ -7,6 +7,9 @@
 pub mod arena_map;
 pub mod config;
 pub mod domain;
+pub mod ffi;
+pub mod gc;
+pub mod object;
 pub mod os;
 pub mod report;
 pub mod size_class;
