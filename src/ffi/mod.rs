@@ -1,0 +1,4 @@
+//! The exported C functions: thin wrappers over the core modules.
+
+pub mod gc;
+pub mod object;
