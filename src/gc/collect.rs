@@ -23,6 +23,13 @@
 //! `move_unreachable` restores it); the work lists are heads on this stack.
 //! Every traversal looks one reference deep, so nothing recurses.
 //!
+//! Passes: a collection that finds no finalizer to run walks the young
+//! objects twice (steps 2 and 3) and the garbage once more (step 6). Members
+//! of the unreachable list are recognised by a mark in their header
+//! (`COLLECTING` with generation `PERMANENT`, which no collected object can
+//! otherwise have) instead of CPython's tagged `next` links, so the list
+//! needs no pass to untag it.
+//!
 //! Fusing steps 2: the first pass initialises an object's `gc_refs` the first
 //! time it is seen, either as a referent or in list order, and decrements it
 //! for each reference from a young object. Membership of young is read from
@@ -32,7 +39,7 @@
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
-use super::list::{self, GcHead, COLLECTING, FINALIZED, GEN_MASK, NEXT_UNREACHABLE, REFS_SHIFT};
+use super::list::{self, GcHead, COLLECTING, FINALIZED, GEN_MASK, GEN_SHIFT, PERMANENT, REFS_SHIFT};
 use super::{GcState, NUM_GENERATIONS, OBM_GC_DEBUG_COLLECTABLE, OBM_GC_DEBUG_SAVEALL, OBM_GC_DEBUG_STATS};
 use crate::object::{self, obm_object, type_name};
 
@@ -107,29 +114,31 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
         let mut unreachable = GcHead::new();
         let unreachable = &raw mut unreachable;
         list::init(unreachable);
-        let survivors = move_unreachable(young, unreachable, old_gen);
+        let r = move_unreachable(young, unreachable, old_gen);
 
         if young != old {
             if g == NUM_GENERATIONS - 2 {
-                s.long_lived_pending.set(s.long_lived_pending.get() + survivors);
+                s.long_lived_pending.set(s.long_lived_pending.get() + r.survivors);
             }
             list::merge(young, old);
         } else {
             s.long_lived_pending.set(0);
-            s.long_lived_total.set(survivors);
+            s.long_lived_total.set(r.survivors);
         }
-        let found = clear_unreachable_marks(unreachable, debug & OBM_GC_DEBUG_COLLECTABLE != 0);
+        if debug & OBM_GC_DEBUG_COLLECTABLE != 0 {
+            print_collectable(unreachable);
+        }
 
-        // Steps 4 and 5. Without a finalizer no user code ran, so nothing
-        // can have been resurrected and the second pass is skipped.
+        // Steps 4 and 5. Without a finalizer no user code runs, so nothing
+        // can be resurrected and both are skipped.
         let mut final_unreachable = GcHead::new();
         let final_unreachable = &raw mut final_unreachable;
         list::init(final_unreachable);
-        let collected = if finalize_garbage(unreachable) > 0 {
+        let collected = if r.finalizers > 0 && finalize_garbage(unreachable) > 0 {
             handle_resurrected_objects(unreachable, final_unreachable, old, old_gen)
         } else {
             list::merge(unreachable, final_unreachable);
-            found
+            r.unreachable
         };
 
         // Step 6.
@@ -174,7 +183,8 @@ unsafe fn show_stats_each_generation(s: &GcState) {
 // ---------------------------------------------------------------------------
 // gc_refs
 
-/// Starts examining `g`: gc_refs = refcount, COLLECTING set.
+/// Starts examining `g`: gc_refs = refcount, COLLECTING set, generation
+/// bits 0 (so that only `move_unreachable` sets the unreachable mark).
 ///
 /// # Safety
 /// `g` is the header of a tracked, live GC object.
@@ -187,7 +197,7 @@ unsafe fn init_refs(g: *mut GcHead) {
         if rc <= 0 {
             zero_refcount_tracked(o);
         }
-        (*g).prev = ((*g).prev & (FINALIZED | GEN_MASK)) | COLLECTING | ((rc as usize) << REFS_SHIFT);
+        (*g).prev = ((*g).prev & FINALIZED) | COLLECTING | ((rc as usize) << REFS_SHIFT);
     }
 }
 
@@ -331,7 +341,7 @@ unsafe extern "C" fn visit_decref_fused(op: *mut obm_object, arg: *mut c_void) -
 /// CPython's `update_refs`: gc_refs = refcount for every member.
 ///
 /// # Safety
-/// `containers` is a list of tracked, live GC objects without COLLECTING.
+/// `containers` is a normal list of tracked, live GC objects.
 unsafe fn update_refs(containers: *mut GcHead) {
     // SAFETY: per the contract.
     unsafe {
@@ -374,73 +384,101 @@ unsafe extern "C" fn visit_decref(op: *mut obm_object, parent: *mut c_void) -> c
 // ---------------------------------------------------------------------------
 // move_unreachable
 
+/// The mark of a member of the unreachable list (see the module docs).
+const UNREACHABLE_MARK: usize = COLLECTING | (PERMANENT << GEN_SHIFT);
+
+#[inline(always)]
+unsafe fn is_marked_unreachable(g: *const GcHead) -> bool {
+    // SAFETY: g is a valid header.
+    unsafe { (*g).prev & (COLLECTING | GEN_MASK) == UNREACHABLE_MARK }
+}
+
+/// What `move_unreachable` found.
+pub(crate) struct Moved {
+    /// Members left in young (reachable).
+    survivors: usize,
+    /// Members moved to the unreachable list.
+    unreachable: usize,
+    /// Of these, how many have a finalizer still to run (an upper bound: an
+    /// object moved back to young is not subtracted).
+    finalizers: usize,
+}
+
+struct ReachCtx {
+    young: *mut GcHead,
+    /// Objects moved back from the unreachable list.
+    moved_back: usize,
+}
+
 /// Moves the members of `young` with gc_refs 0 that nothing reachable
-/// refers to into `unreachable` (with NEXT_UNREACHABLE tags); restores the
-/// prev links of `young`, clears COLLECTING on its members and sets their
-/// generation to `survivor_gen`. Returns how many stayed in `young`.
+/// refers to into `unreachable`, marked; restores the prev links of
+/// `young`, clears COLLECTING on its members and sets their generation to
+/// `survivor_gen`.
 ///
 /// Invariant of the walk: the members of `young` to the left of `g` are
 /// reachable and scanned, have valid prev links and no COLLECTING; the
 /// original members not left of `g` are either right of it (unscanned) or
-/// in `unreachable`.
+/// in `unreachable` (marked, with valid links: it is a normal list).
 ///
 /// # Safety
 /// After steps 2 on `young`; `unreachable` is an empty list.
-unsafe fn move_unreachable(young: *mut GcHead, unreachable: *mut GcHead, survivor_gen: usize) -> usize {
-    let mut survivors = 0;
-    // SAFETY: per the contract. `prev` is always young or a scanned member,
-    // whose next is untagged.
+unsafe fn move_unreachable(young: *mut GcHead, unreachable: *mut GcHead, survivor_gen: usize) -> Moved {
+    let mut ctx = ReachCtx { young, moved_back: 0 };
+    let mut r = Moved { survivors: 0, unreachable: 0, finalizers: 0 };
+    // SAFETY: per the contract. `prev` is always young or a scanned member.
     unsafe {
         let mut prev = young;
         let mut g = list::next(young);
         while g != young {
+            let o = object::object_of(g);
             if get_refs(g) > 0 {
                 // Reachable: so is everything it refers to. visit_reachable
                 // may append to young, and may change g.next when g is last:
                 // read the next member only after the traversal.
-                traverse(object::object_of(g), Some(visit_reachable), young as *mut c_void);
+                traverse(o, Some(visit_reachable), &raw mut ctx as *mut c_void);
                 list::set_prev(g, prev);
-                (*g).prev = ((*g).prev & !(COLLECTING | GEN_MASK)) | (survivor_gen << list::GEN_SHIFT);
+                (*g).prev = ((*g).prev & !(COLLECTING | GEN_MASK)) | (survivor_gen << GEN_SHIFT);
                 prev = g;
-                survivors += 1;
+                r.survivors += 1;
             } else {
                 // Maybe unreachable: move it, a later visit may bring it back.
                 (*prev).next = (*g).next;
-                let last = list::prev(unreachable);
-                (*last).next = NEXT_UNREACHABLE | g as usize;
-                list::set_prev(g, last);
-                (*g).next = NEXT_UNREACHABLE | unreachable as usize;
-                (*unreachable).prev = g as usize;
+                list::append(g, unreachable);
+                (*g).prev |= UNREACHABLE_MARK;
+                r.unreachable += 1;
+                if (*g).prev & FINALIZED == 0 && object::type_of(o).finalize.is_some() {
+                    r.finalizers += 1;
+                }
             }
             g = (*prev).next as *mut GcHead;
         }
         (*young).prev = prev as usize;
-        // The head itself got tagged when the list was empty; untag it.
-        (*unreachable).next &= !NEXT_UNREACHABLE;
     }
-    survivors
+    r.unreachable -= ctx.moved_back;
+    r
 }
 
-unsafe extern "C" fn visit_reachable(op: *mut obm_object, young: *mut c_void) -> c_int {
-    let young = young as *mut GcHead;
-    // SAFETY: op is null or live; the list states are those described in
-    // move_unreachable.
+unsafe extern "C" fn visit_reachable(op: *mut obm_object, arg: *mut c_void) -> c_int {
+    // SAFETY: arg is move_unreachable's ReachCtx; op is null or live; the
+    // list states are those described in move_unreachable.
     unsafe {
+        let ctx = &mut *(arg as *mut ReachCtx);
         let g = gc_head_or_null(op);
         // Not in the set, or already scanned and known reachable.
         if g.is_null() || (*g).prev & COLLECTING == 0 {
             return 0;
         }
-        if (*g).next & NEXT_UNREACHABLE != 0 {
+        if is_marked_unreachable(g) {
             // It had gc_refs 0 when the walk passed it, but it is reachable
-            // after all: unlink it from `unreachable` (whose links are tagged)
-            // and append it to young, where the walk will scan it.
+            // after all: back to young, where the walk will scan it.
             let p = list::prev(g);
             let n = list::next(g);
-            (*p).next = (*g).next; // keeps the tag
+            (*p).next = n as usize;
             list::set_prev(n, p);
-            list::append(g, young);
+            list::append(g, ctx.young);
+            (*g).prev &= !GEN_MASK;
             set_refs(g, 1);
+            ctx.moved_back += 1;
         } else if get_refs(g) == 0 {
             // Ahead of the walk: tell it this one is reachable.
             set_refs(g, 1);
@@ -450,28 +488,20 @@ unsafe extern "C" fn visit_reachable(op: *mut obm_object, young: *mut c_void) ->
     0
 }
 
-/// Removes the NEXT_UNREACHABLE tags and COLLECTING bits from the members of
-/// `list` (optionally printing each); returns their number.
+/// DEBUG_COLLECTABLE: names each unreachable object.
 ///
 /// # Safety
-/// `list` is an unreachable list as left by `move_unreachable`.
-unsafe fn clear_unreachable_marks(list: *mut GcHead, print: bool) -> usize {
-    let mut n = 0;
-    // SAFETY: per the contract (prev links are valid, next links tagged).
+/// `list` is a normal list of live GC objects.
+unsafe fn print_collectable(list: *mut GcHead) {
+    // SAFETY: per the contract.
     unsafe {
         let mut g = list::next(list);
         while g != list {
-            (*g).next &= !NEXT_UNREACHABLE;
-            (*g).prev &= !COLLECTING;
-            if print {
-                let o = object::object_of(g);
-                crate::report::eprint(format_args!("gc: collectable <{} {:p}>\n", type_name((*o).ob_type), o));
-            }
-            n += 1;
+            let o = object::object_of(g);
+            crate::report::eprint(format_args!("gc: collectable <{} {:p}>\n", type_name((*o).ob_type), o));
             g = list::next(g);
         }
     }
-    n
 }
 
 /// The full CPython `deduce_unreachable`, on an arbitrary list.
@@ -479,7 +509,7 @@ unsafe fn clear_unreachable_marks(list: *mut GcHead, print: bool) -> usize {
 /// # Safety
 /// `base` is a list of tracked, live GC objects without COLLECTING;
 /// `unreachable` an empty list.
-unsafe fn deduce_unreachable(base: *mut GcHead, unreachable: *mut GcHead, survivor_gen: usize) -> usize {
+unsafe fn deduce_unreachable(base: *mut GcHead, unreachable: *mut GcHead, survivor_gen: usize) -> Moved {
     // SAFETY: per the contract.
     unsafe {
         update_refs(base);
@@ -528,8 +558,9 @@ unsafe fn finalize_garbage(collectable: *mut GcHead) -> usize {
 /// not) to `old`; the rest goes to `still_unreachable`. Returns its size.
 ///
 /// # Safety
-/// `unreachable` is a normal list of tracked, live GC objects without
-/// COLLECTING; `still_unreachable` an empty list.
+/// `unreachable` is a normal list of tracked, live GC objects (marked
+/// unreachable: update_refs resets the mark); `still_unreachable` an empty
+/// list.
 unsafe fn handle_resurrected_objects(
     unreachable: *mut GcHead,
     still_unreachable: *mut GcHead,
@@ -538,15 +569,14 @@ unsafe fn handle_resurrected_objects(
 ) -> usize {
     // SAFETY: per the contract.
     unsafe {
-        deduce_unreachable(unreachable, still_unreachable, old_gen);
-        let n = clear_unreachable_marks(still_unreachable, false);
+        let r = deduce_unreachable(unreachable, still_unreachable, old_gen);
         list::merge(unreachable, old);
-        n
+        r.unreachable
     }
 }
 
 /// Breaks the cycles of `collectable` with `clear` (or saves the objects in
-/// the garbage list); objects that survive move to `old`.
+/// the garbage list); objects that survive move to `old`, unmarked.
 ///
 /// # Safety
 /// `collectable` is a normal list of tracked, live GC objects.
@@ -571,7 +601,7 @@ unsafe fn delete_garbage(s: &GcState, collectable: *mut GcHead, old: *mut GcHead
                 // Still alive (no clear, SAVEALL, or held by something else):
                 // it may die later.
                 list::move_to(g, old);
-                list::set_generation(g, old_gen);
+                (*g).prev = ((*g).prev & !(COLLECTING | GEN_MASK)) | (old_gen << GEN_SHIFT);
             }
         }
     }

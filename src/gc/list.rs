@@ -8,9 +8,7 @@
 //! bits of every link free for flags.
 //!
 //! # Fields
-//! - `next`: the next header in the list; **0 means untracked**. During
-//!   `move_unreachable` the members of the unreachable list carry
-//!   `NEXT_UNREACHABLE` in this field; nowhere else is it tagged.
+//! - `next`: the next header in the list; **0 means untracked**.
 //! - `prev`: the previous header, ORed with the flag bits below. Between
 //!   `update_refs` and `move_unreachable` (inside a collection only) the
 //!   pointer part holds `gc_refs << REFS_SHIFT` instead and the list is singly
@@ -18,12 +16,15 @@
 //!
 //! # Flag bits of `prev` (kept by every list operation)
 //! - `FINALIZED`: `finalize` has run (PEP 442); survives untracking.
-//! - `COLLECTING`: the object is in the set being collected and its `gc_refs`
-//!   are valid. Invariant: no object has it outside `deduce_unreachable`.
+//! - `COLLECTING`: the object is in the set being collected. Invariant: an
+//!   object on a generation list has it only inside steps 2-3 of a
+//!   collection (`collect.rs`); objects on a collection's own unreachable
+//!   lists keep it until they are freed or moved back to a generation.
 //! - `GEN_MASK`: the generation list the object is on (0, 1, 2, or
-//!   `PERMANENT`). Invariant: for a tracked object it always names its list,
-//!   except for the unreachable/finalizer lists inside a collection, whose
-//!   members keep the generation (<= the one collected) they came from.
+//!   `PERMANENT`). Invariant: for a tracked object without COLLECTING it
+//!   names its list. With COLLECTING it is 0, or `PERMANENT` to mark a
+//!   member of the unreachable list (frozen objects are never collected, so
+//!   the pair is unambiguous).
 //!
 //! List heads are plain `GcHead`s that are not followed by an object; their
 //! flag bits are always zero.
@@ -52,9 +53,6 @@ pub(crate) const FLAGS_MASK: usize = FINALIZED | COLLECTING | GEN_MASK;
 pub(crate) const REFS_SHIFT: u32 = 4;
 const _: () = assert!(FLAGS_MASK < (1 << REFS_SHIFT) && (1 << REFS_SHIFT) <= HEAD_SIZE);
 
-/// Tag in `next` of the members of the unreachable list during `move_unreachable`.
-pub(crate) const NEXT_UNREACHABLE: usize = 1;
-
 impl GcHead {
     pub(crate) const fn new() -> Self {
         GcHead { next: 0, prev: 0 }
@@ -70,7 +68,7 @@ impl GcHead {
 #[inline]
 pub(crate) unsafe fn next(g: *mut GcHead) -> *mut GcHead {
     // SAFETY: g is a valid header (module contract).
-    (unsafe { (*g).next } & !NEXT_UNREACHABLE) as *mut GcHead
+    unsafe { (*g).next as *mut GcHead }
 }
 
 #[inline]
