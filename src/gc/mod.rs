@@ -471,3 +471,19 @@ pub fn set_debug(flags: c_uint) {
 pub fn get_debug() -> c_uint {
     gc().debug.get()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_thresholds;
+
+    #[test]
+    fn thresholds_parse_like_set_threshold() {
+        assert_eq!(parse_thresholds(b"5,3,2"), Some([5, 3, 2]));
+        assert_eq!(parse_thresholds(b"100"), Some([100, 10, 10]));
+        assert_eq!(parse_thresholds(b"0,1"), Some([0, 1, 10]));
+        assert_eq!(parse_thresholds(b"2147483647"), Some([i32::MAX, 10, 10]));
+        for bad in [&b""[..], b"abc", b"1,2,3,4", b"-1", b"5,,3", b"2147483648", b"99999999999", b" 7", b"7,"] {
+            assert_eq!(parse_thresholds(bad), None, "{:?}", core::str::from_utf8(bad));
+        }
+    }
+}
