@@ -175,8 +175,9 @@ pub extern "C" fn obm_gc_callback_remove(cb: obm_gc_callback, ctx: *mut c_void) 
 /// `visit` may incref objects but must not free, track or untrack tracked
 /// objects; no collection runs during the walk.
 #[no_mangle]
-pub extern "C" fn obm_gc_get_objects(generation: c_int, visit: obm_visitproc, arg: *mut c_void) -> c_int {
-    introspect::get_objects(generation, visit, arg)
+pub unsafe extern "C" fn obm_gc_get_objects(generation: c_int, visit: obm_visitproc, arg: *mut c_void) -> c_int {
+    // SAFETY: arg is the caller's, for its visitor.
+    unsafe { introspect::get_objects(generation, visit, arg) }
 }
 
 /// Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse reports
@@ -190,8 +191,9 @@ pub unsafe extern "C" fn obm_gc_get_referents(o: *mut obm_object, visit: obm_vis
 /// Calls `visit(r, arg)` once on each tracked object `r` (generations 0-2)
 /// that refers to `target`. Same rules as obm_gc_get_objects.
 #[no_mangle]
-pub extern "C" fn obm_gc_get_referrers(target: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int {
-    introspect::get_referrers(target, visit, arg)
+pub unsafe extern "C" fn obm_gc_get_referrers(target: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int {
+    // SAFETY: arg is the caller's, for its visitor.
+    unsafe { introspect::get_referrers(target, visit, arg) }
 }
 
 /// Takes the lock that serialises the object and gc functions (CPython's

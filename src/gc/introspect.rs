@@ -42,7 +42,10 @@ fn walk_generations(lo: usize, hi: usize, mut f: impl FnMut(*mut obm_object) -> 
 
 /// Calls `visit` on each object tracked in `generation` (0..=2, or -1 for
 /// all three). Returns -1 for another generation.
-pub fn get_objects(generation: c_int, visit: obm_visitproc, arg: *mut c_void) -> c_int {
+///
+/// # Safety
+/// `visit` accepts `arg` (it is passed through untouched).
+pub unsafe fn get_objects(generation: c_int, visit: obm_visitproc, arg: *mut c_void) -> c_int {
     let (lo, hi) = match generation {
         -1 => (0, NUM_GENERATIONS),
         g if (0..NUM_GENERATIONS as c_int).contains(&g) => (g as usize, g as usize + 1),
@@ -96,7 +99,10 @@ unsafe extern "C" fn visit_is_target(op: *mut obm_object, target: *mut c_void) -
 
 /// Calls `visit` once on each tracked object (generations 0..=2) whose
 /// traverse reports a reference to `target`.
-pub fn get_referrers(target: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int {
+///
+/// # Safety
+/// As `get_objects`; `target` is only compared, never dereferenced.
+pub unsafe fn get_referrers(target: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int {
     let Some(visit) = visit else { return -1 };
     walk_generations(0, NUM_GENERATIONS, |o| {
         // SAFETY: o is a tracked, live GC object; the user's visitor is

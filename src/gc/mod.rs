@@ -201,8 +201,7 @@ impl GcState {
 /// their defaults, as `gc.set_threshold` does.
 pub(crate) fn parse_thresholds(s: &[u8]) -> Option<[i32; NUM_GENERATIONS]> {
     let mut out = DEFAULT_THRESHOLDS;
-    let mut n = 0;
-    for field in s.split(|&b| b == b',') {
+    for (n, field) in s.split(|&b| b == b',').enumerate() {
         if n == NUM_GENERATIONS || field.is_empty() || field.len() > 10 {
             return None;
         }
@@ -214,7 +213,6 @@ pub(crate) fn parse_thresholds(s: &[u8]) -> Option<[i32; NUM_GENERATIONS]> {
             v = v * 10 + i64::from(b - b'0');
         }
         out[n] = i32::try_from(v).ok()?;
-        n += 1;
     }
     Some(out)
 }
