@@ -9,9 +9,52 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/* obm_visitproc and obm_type refer to obm_object before its definition. */
+struct obm_object;
 /* Put this first in every object struct: struct my_obj { OBM_OBJECT_HEAD int x; }; */
 #define OBM_OBJECT_HEAD obm_object ob_base;
 
+
+/*
+ Debug flag: print a few lines to stderr for each collection.
+ */
+#define OBM_GC_DEBUG_STATS 1
+
+/*
+ Debug flag: print each collectable object found.
+ */
+#define OBM_GC_DEBUG_COLLECTABLE 2
+
+/*
+ Debug flag: print each uncollectable object found.
+ */
+#define OBM_GC_DEBUG_UNCOLLECTABLE 4
+
+/*
+ Debug flag: keep unreachable objects in the garbage list instead of clearing them.
+ */
+#define OBM_GC_DEBUG_SAVEALL 32
+
+/*
+ Debug flags for finding leaks: COLLECTABLE | UNCOLLECTABLE | SAVEALL.
+ */
+#define OBM_GC_DEBUG_LEAK ((OBM_GC_DEBUG_COLLECTABLE | OBM_GC_DEBUG_UNCOLLECTABLE) | OBM_GC_DEBUG_SAVEALL)
+
+/*
+ Callback phase: a collection is about to start.
+ */
+#define OBM_GC_START 0
+
+/*
+ Callback phase: a collection has finished.
+ */
+#define OBM_GC_STOP 1
+
+/*
+ Type flag: objects of the type may form cycles and carry a collector
+ header; the type must have `traverse` (and should have `clear`).
+ */
+#define OBM_TPFLAGS_HAVE_GC (1 << 14)
 
 /*
  The number of size classes (`obm_stats.classes`).
@@ -47,6 +90,96 @@ typedef struct obm_allocator {
   void *(*realloc)(void *ctx, void *p, size_t n);
   void (*free)(void *ctx, void *p);
 } obm_allocator;
+
+/*
+ Called by a type's `traverse` for each reference the object owns; a
+ non-zero return stops the traversal and must be returned by `traverse`.
+ */
+typedef int (*obm_visitproc)(struct obm_object *o, void *arg);
+
+/*
+ A type: what obmem needs to know to create, finalize, traverse, clear and
+ destroy its objects. It must not change while objects of it exist.
+ */
+typedef struct obm_type {
+  /*
+   Used in messages ("negative refcount on <name> object").
+   */
+  const char *name;
+  /*
+   sizeof the user's struct, head included (at least sizeof(obm_object)).
+   */
+  size_t size;
+  /*
+   OBM_TPFLAGS_HAVE_GC for objects that may form reference cycles.
+   */
+  unsigned long flags;
+  /*
+   Optional; PEP 442: runs at most once per object, may resurrect it.
+   */
+  void (*finalize)(struct obm_object *o);
+  /*
+   Optional; drops what the object owns. obmem frees the memory.
+   */
+  void (*dealloc)(struct obm_object *o);
+  /*
+   Required for GC types: call visit on each owned reference (NULL ones
+   may be skipped or passed); return the first non-zero result of visit.
+   */
+  int (*traverse)(struct obm_object *o, obm_visitproc visit, void *arg);
+  /*
+   GC types: drop owned references (set each field to NULL before the
+   decref); the collector calls it to break cycles.
+   */
+  int (*clear)(struct obm_object *o);
+} obm_type;
+
+/*
+ The head of every object; put `OBM_OBJECT_HEAD` first in your struct.
+ */
+typedef struct obm_object {
+  /*
+   The reference count; read it with `obm_refcnt`.
+   */
+  ptrdiff_t ob_refcnt;
+  /*
+   The object's type; it must outlive the object.
+   */
+  const struct obm_type *ob_type;
+} obm_object;
+
+/*
+ Statistics of one generation since the start of the process.
+ */
+typedef struct obm_gc_gen_stats {
+  /*
+   Collections of this generation.
+   */
+  size_t collections;
+  /*
+   Objects found unreachable and collected by them.
+   */
+  size_t collected;
+  /*
+   Objects found unreachable that could not be collected.
+   */
+  size_t uncollectable;
+} obm_gc_gen_stats;
+
+/*
+ What a callback is told about a collection (collected and uncollectable
+ are 0 in the OBM_GC_START phase).
+ */
+typedef struct obm_gc_info {
+  int generation;
+  size_t collected;
+  size_t uncollectable;
+} obm_gc_info;
+
+/*
+ Called before (OBM_GC_START) and after (OBM_GC_STOP) each collection.
+ */
+typedef void (*obm_gc_callback)(int phase, const struct obm_gc_info *info, void *ctx);
 
 /*
  Statistics of one size class.
@@ -208,6 +341,204 @@ void obm_get_allocator(enum obm_domain d, struct obm_allocator *out);
  wrap the current allocator, get it first and call it from the new one.
  */
 void obm_set_allocator(enum obm_domain d, const struct obm_allocator *a);
+
+/*
+ Starts tracking `o`, whose type has OBM_TPFLAGS_HAVE_GC, so the collector
+ sees it; do this once the object is fully initialised. Tracking a tracked
+ object does nothing. May run an automatic collection first.
+ */
+void obm_gc_track(struct obm_object *o);
+
+/*
+ Stops tracking `o`; untracking an untracked object does nothing.
+ */
+void obm_gc_untrack(struct obm_object *o);
+
+/*
+ 1 if `o` is tracked by the collector, else 0.
+ */
+int obm_gc_is_tracked(const struct obm_object *o);
+
+/*
+ 1 if `o`'s finalize has run, else 0.
+ */
+int obm_gc_is_finalized(const struct obm_object *o);
+
+/*
+ Collects generations 0..=`generation` (2 = full collection), even when
+ automatic collection is disabled. Returns the number of unreachable
+ objects found (resurrected ones excluded, as CPython), 0 if a collection
+ is already running (e.g. called from a callback or finalizer), -1 if
+ `generation` is not 0, 1 or 2.
+ */
+ptrdiff_t obm_gc_collect(int generation);
+
+/*
+ Enables automatic collection (the default).
+ */
+void obm_gc_enable(void);
+
+/*
+ Disables automatic collection; obm_gc_collect still works.
+ */
+void obm_gc_disable(void);
+
+/*
+ 1 if automatic collection is enabled.
+ */
+int obm_gc_isenabled(void);
+
+/*
+ Writes the three collection thresholds (default 700, 10, 10, or
+ OBMEM_GC_THRESHOLD=t0,t1,t2) to `out[0..3]`.
+ */
+void obm_gc_get_threshold(int *out);
+
+/*
+ Sets the thresholds; t0 = 0 disables automatic collection.
+ */
+void obm_gc_set_threshold(int t0, int t1, int t2);
+
+/*
+ Writes the collection counts to `out[0..3]`: tracked objects minus freed
+ ones since the last collection of generation 0, then collections of
+ generations 0 and 1 since the last collection of generations 1 and 2.
+ */
+void obm_gc_get_count(int *out);
+
+/*
+ Writes the per-generation statistics since start-up to `out[0..3]`.
+ */
+void obm_gc_get_stats(struct obm_gc_gen_stats *out);
+
+/*
+ Moves every tracked object to the permanent generation, ignored by
+ collections until obm_gc_unfreeze.
+ */
+void obm_gc_freeze(void);
+
+/*
+ Moves the permanent generation back into generation 2.
+ */
+void obm_gc_unfreeze(void);
+
+/*
+ The number of objects in the permanent generation.
+ */
+size_t obm_gc_get_freeze_count(void);
+
+/*
+ Sets the debug flags (OBM_GC_DEBUG_*); 0 turns debugging off.
+ */
+void obm_gc_set_debug(unsigned int flags);
+
+/*
+ The current debug flags.
+ */
+unsigned int obm_gc_get_debug(void);
+
+/*
+ The number of objects in the garbage list (kept by OBM_GC_DEBUG_SAVEALL).
+ */
+size_t obm_gc_garbage_count(void);
+
+/*
+ The i-th object of the garbage list (a borrowed reference), or NULL.
+ */
+struct obm_object *obm_gc_garbage_get(size_t i);
+
+/*
+ Empties the garbage list, dropping its references.
+ */
+void obm_gc_garbage_clear(void);
+
+/*
+ Registers `cb(phase, info, ctx)` to be called before (OBM_GC_START) and
+ after (OBM_GC_STOP) each collection. Returns 0, or -1 if `cb` is NULL or
+ memory ran out. A callback may not start a collection (obm_gc_collect
+ returns 0 there).
+ */
+int obm_gc_callback_add(obm_gc_callback cb, void *ctx);
+
+/*
+ Removes the first registration of (`cb`, `ctx`). Returns 0, or -1 if
+ there is none.
+ */
+int obm_gc_callback_remove(obm_gc_callback cb, void *ctx);
+
+/*
+ Calls `visit(o, arg)` on each object tracked in `generation` (0, 1, 2, or
+ -1 for all; the permanent generation is not included). A non-zero result
+ stops the walk and is returned; -1 for a bad generation or NULL visit.
+ `visit` may incref objects but must not free, track or untrack tracked
+ objects; no collection runs during the walk.
+ */
+int obm_gc_get_objects(int generation, obm_visitproc visit, void *arg);
+
+/*
+ Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse reports
+ (none for non-GC objects). Returns what traverse returns.
+ */
+int obm_gc_get_referents(struct obm_object *o, obm_visitproc visit, void *arg);
+
+/*
+ Calls `visit(r, arg)` once on each tracked object `r` (generations 0-2)
+ that refers to `target`. Same rules as obm_gc_get_objects.
+ */
+int obm_gc_get_referrers(struct obm_object *target, obm_visitproc visit, void *arg);
+
+/*
+ Takes the lock that serialises the object and gc functions (CPython's
+ GIL). Re-entrant; never allocates. A single-threaded program never needs it.
+ */
+void obm_lock(void);
+
+/*
+ Releases one level of obm_lock. Unlocking a lock the calling thread does
+ not hold is reported and aborts.
+ */
+void obm_unlock(void);
+
+/*
+ Creates an object of type `t`: `t->size` bytes, zero-filled, refcount 1,
+ not tracked. Returns NULL when out of memory, or (with a message on
+ stderr) when `t` is unusable: NULL, too small, or OBM_TPFLAGS_HAVE_GC
+ without `traverse`.
+ */
+struct obm_object *obm_new(const struct obm_type *t);
+
+/*
+ As obm_new with `t->size + extra` bytes (for variable-size objects).
+ */
+struct obm_object *obm_new_var(const struct obm_type *t, size_t extra);
+
+/*
+ Adds a reference to `o` (which must not be NULL).
+ */
+void obm_incref(struct obm_object *o);
+
+/*
+ Drops a reference to `o` (which must not be NULL); at zero the object is
+ finalized (at most once; it may resurrect), untracked, deallocated and
+ freed. A decref of an object whose count is already 0 is reported and
+ aborts.
+ */
+void obm_decref(struct obm_object *o);
+
+/*
+ obm_incref that ignores NULL.
+ */
+void obm_xincref(struct obm_object *o);
+
+/*
+ obm_decref that ignores NULL.
+ */
+void obm_xdecref(struct obm_object *o);
+
+/*
+ The reference count of `o` (0 for NULL).
+ */
+ptrdiff_t obm_refcnt(const struct obm_object *o);
 
 /*
  Fills `*out` with a snapshot of the allocator's statistics.

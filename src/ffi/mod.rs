@@ -2,5 +2,7 @@
 //! holds logic beyond argument checks and C conventions (errno, NULL).
 
 pub mod domains;
+pub mod gc;
 pub mod malloc;
+pub mod object;
 pub mod stats;

@@ -1,0 +1,157 @@
+/* obmem object and collector benchmarks. Prints one line per measurement:
+ *   obmem <benchmark> <shape> <state> <N> <ns per object or op>
+ * Shapes: "pairs" (a <-> b) and "ring" (one cycle through all objects);
+ * state: "garbage" (no outside reference: the collection frees them all)
+ * or "reachable" (held from outside: the collection keeps them all). */
+#include <obmem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct Obj {
+    OBM_OBJECT_HEAD
+    obm_object *other;
+} Obj;
+
+static int obj_traverse(obm_object *o, obm_visitproc visit, void *arg) {
+    Obj *x = (Obj *)o;
+    return x->other ? visit(x->other, arg) : 0;
+}
+static int obj_clear(obm_object *o) {
+    Obj *x = (Obj *)o;
+    obm_object *t = x->other;
+    x->other = NULL;
+    obm_xdecref(t);
+    return 0;
+}
+static void obj_dealloc(obm_object *o) { obj_clear(o); }
+static const obm_type ObjType = { "Obj", sizeof(Obj), OBM_TPFLAGS_HAVE_GC, NULL, obj_dealloc, obj_traverse, obj_clear };
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static Obj *new_obj(void) {
+    Obj *o = (Obj *)obm_new(&ObjType);
+    if (!o) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return o;
+}
+
+/* Builds n objects of the shape; returns the outside references to keep
+ * (one per pair, or the ring's head) in keep[], count in *nkeep. */
+static void build(const char *shape, long n, obm_object **keep, long *nkeep) {
+    *nkeep = 0;
+    if (strcmp(shape, "pairs") == 0) {
+        for (long i = 0; i < n / 2; i++) {
+            Obj *a = new_obj(), *b = new_obj();
+            a->other = (obm_object *)b; /* owns the creation reference of b */
+            obm_incref((obm_object *)a);
+            b->other = (obm_object *)a;
+            obm_gc_track((obm_object *)a);
+            obm_gc_track((obm_object *)b);
+            keep[(*nkeep)++] = (obm_object *)a;
+        }
+    } else {
+        Obj *head = new_obj(), *cur = head;
+        for (long i = 1; i < n; i++) {
+            Obj *x = new_obj();
+            cur->other = (obm_object *)x;
+            obm_gc_track((obm_object *)cur);
+            cur = x;
+        }
+        obm_incref((obm_object *)head);
+        cur->other = (obm_object *)head;
+        obm_gc_track((obm_object *)cur);
+        keep[(*nkeep)++] = (obm_object *)head;
+    }
+}
+
+static double bench_collect(const char *shape, const char *state, long n, obm_object **keep) {
+    long nkeep;
+    build(shape, n, keep, &nkeep);
+    int garbage = strcmp(state, "garbage") == 0;
+    if (garbage)
+        for (long i = 0; i < nkeep; i++)
+            obm_decref(keep[i]);
+    double t0 = now();
+    long found = obm_gc_collect(2);
+    double t = now() - t0;
+    if (found != (garbage ? n : 0)) {
+        fprintf(stderr, "collect found %ld, expected %ld\n", found, garbage ? n : 0L);
+        exit(1);
+    }
+    if (!garbage) {
+        for (long i = 0; i < nkeep; i++)
+            obm_decref(keep[i]);
+        obm_gc_collect(2);
+    }
+    return t;
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    obm_gc_disable();
+    /* incref + decref of one object */
+    {
+        Obj *o = new_obj();
+        long iters = quick ? 10000000 : 200000000;
+        double best = 1e9;
+        for (int r = 0; r < 3; r++) {
+            double t0 = now();
+            for (long i = 0; i < iters; i++) {
+                obm_incref((obm_object *)o);
+                obm_decref((obm_object *)o);
+            }
+            double t = now() - t0;
+            if (t < best)
+                best = t;
+        }
+        printf("obmem incref_decref - - %ld %.2f\n", iters, best / iters * 1e9);
+        obm_decref((obm_object *)o);
+    }
+    /* create + track + destroy a GC object, automatic collection enabled
+     * (as for CPython objects) */
+    {
+        obm_gc_enable();
+        long iters = quick ? 1000000 : 20000000;
+        double best = 1e9;
+        for (int r = 0; r < 3; r++) {
+            double t0 = now();
+            for (long i = 0; i < iters; i++) {
+                Obj *o = new_obj();
+                obm_gc_track((obm_object *)o);
+                obm_decref((obm_object *)o);
+            }
+            double t = now() - t0;
+            if (t < best)
+                best = t;
+        }
+        printf("obmem create_destroy - - %ld %.2f\n", iters, best / iters * 1e9);
+        obm_gc_disable();
+    }
+    /* full collections */
+    static const long sizes[] = { 100000, 1000000, 3000000 };
+    static const char *shapes[] = { "pairs", "ring" };
+    static const char *states[] = { "garbage", "reachable" };
+    obm_object **keep = malloc(sizeof(obm_object *) * 3000000);
+    for (int si = 0; si < (quick ? 1 : 3); si++)
+        for (int sh = 0; sh < 2; sh++)
+            for (int st = 0; st < 2; st++) {
+                double best = 1e9;
+                for (int r = 0; r < 3; r++) {
+                    double t = bench_collect(shapes[sh], states[st], sizes[si], keep);
+                    if (t < best)
+                        best = t;
+                }
+                printf("obmem collect %s %s %ld %.2f\n", shapes[sh], states[st], sizes[si], best / sizes[si] * 1e9);
+                fflush(stdout);
+            }
+    free(keep);
+    return 0;
+}

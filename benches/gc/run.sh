@@ -1,0 +1,72 @@
+#!/bin/bash
+# Builds and runs the object/collector benchmarks of obmem, CPython and Boehm
+# GC on the same shapes, then prints ns/object and the ratios.
+#   benches/gc/run.sh           full run (1e5, 1e6 and 3e6 objects)
+#   benches/gc/run.sh --quick   1e5 objects only, fewer iterations
+# Needs cargo, gcc and python3; installs Debian's libgc-dev if missing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+out=$root/build/bench_gc
+mkdir -p "$out"
+args=("$@")
+
+cargo build --release --quiet
+gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c -Ltarget/release -lobmem \
+    -Wl,-rpath,"$root/target/release" -o "$out/bench_obmem"
+
+have_boehm=1
+if ! echo '#include <gc.h>' | gcc -E -x c - >/dev/null 2>&1; then
+    echo "libgc-dev missing: installing it (apt-get update; apt-get install -y libgc-dev)" >&2
+    if ! { apt-get update -qq && apt-get install -y -qq libgc-dev; } >&2; then
+        echo "could not install libgc-dev: Boehm GC is left out" >&2
+        have_boehm=0
+    fi
+fi
+if [ $have_boehm = 1 ]; then
+    gcc -std=gnu11 -O2 -Wall -Wextra benches/gc/bench_boehm.c -lgc -o "$out/bench_boehm"
+fi
+
+results=$out/results.txt
+: > "$results"
+echo "python3: $(python3 --version 2>&1)" >&2
+echo "running obmem..." >&2
+"$out/bench_obmem" "${args[@]}" | tee -a "$results" >&2
+echo "running CPython..." >&2
+python3 benches/gc/bench_cpython.py "${args[@]}" | tee -a "$results" >&2
+if [ $have_boehm = 1 ]; then
+    echo "running Boehm GC..." >&2
+    "$out/bench_boehm" "${args[@]}" | tee -a "$results" >&2
+fi
+
+python3 - "$results" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    impl, bench, shape, state, n, ns = line.split()
+    rows[(impl, bench, shape, state, n)] = float(ns)
+
+def get(impl, *k):
+    return rows.get((impl,) + k)
+
+print()
+print("ns per operation (lower is better)")
+for bench in ("incref_decref", "create_destroy"):
+    o = get("obmem", bench, "-", "-", next(k[4] for k in rows if k[0] == "obmem" and k[1] == bench))
+    cp = [v for k, v in rows.items() if k[0] == "cpython" and k[1] == bench]
+    line = f"  {bench:<16} obmem {o:8.2f}"
+    if cp:
+        line += f"   cpython {cp[0]:8.2f}   cpython/obmem {cp[0] / o:6.1f}x"
+    print(line)
+print()
+print("full collection, ns per object (lower is better)")
+print(f"  {'shape':<6} {'state':<10} {'N':>8} {'obmem':>8} {'cpython':>8} {'boehm':>8} {'cpy/obm':>8} {'boehm/obm':>9}")
+keys = sorted({(k[2], k[3], int(k[4])) for k in rows if k[1] == "collect"}, key=lambda k: (k[2], k[0], k[1]))
+for shape, state, n in keys:
+    o = get("obmem", "collect", shape, state, str(n))
+    c = get("cpython", "collect", shape, state, str(n))
+    b = get("boehm", "collect", shape, state, str(n))
+    fmt = lambda v: f"{v:8.2f}" if v is not None else f"{'-':>8}"
+    ratio = lambda v: f"{v / o:7.1f}x" if v is not None and o else f"{'-':>8}"
+    print(f"  {shape:<6} {state:<10} {n:>8} {fmt(o)} {fmt(c)} {fmt(b)} {ratio(c)} {ratio(b):>9}")
+PY

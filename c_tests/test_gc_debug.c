@@ -1,0 +1,107 @@
+/* Debug flags: SAVEALL keeps the garbage in the garbage list; STATS prints
+ * CPython's lines per collection to stderr; COLLECTABLE names each object.
+ * Mirrors CPython Lib/test/test_gc.py test_saveall and the DEBUG_STATS
+ * output of gcmodule.c. */
+#include "gc_test_util.h"
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* test_saveall */
+static void test_saveall(void) {
+    gc_settle();
+    CHECK_EQ(obm_gc_garbage_count(), 0);
+    Node *l = node_new(1);
+    node_set(l, 0, l);
+    unsigned debug = obm_gc_get_debug();
+    obm_gc_set_debug(debug | OBM_GC_DEBUG_SAVEALL);
+    CHECK_EQ(obm_gc_get_debug(), debug | OBM_GC_DEBUG_SAVEALL);
+    obm_decref(OBJ(l));
+    long d0 = node_deallocs;
+    CHECK_EQ(obm_gc_collect(2), 1);
+    obm_gc_set_debug(debug);
+    CHECK_EQ(obm_gc_garbage_count(), 1);
+    CHECK(obm_gc_garbage_get(0) == OBJ(l));
+    CHECK(obm_gc_garbage_get(1) == NULL);
+    CHECK_EQ(node_deallocs, d0); /* not cleared */
+    CHECK_EQ(l->slot[0], OBJ(l));
+    /* The list owns a reference; clearing it leaves a normal cycle. */
+    obm_gc_garbage_clear();
+    CHECK_EQ(obm_gc_garbage_count(), 0);
+    CHECK_EQ(obm_gc_collect(2), 1);
+    CHECK_EQ(node_deallocs - d0, 1);
+}
+
+/* DEBUG_LEAK as in CPython: COLLECTABLE | UNCOLLECTABLE | SAVEALL. */
+static void test_debug_constants(void) {
+    CHECK_EQ(OBM_GC_DEBUG_STATS, 1);
+    CHECK_EQ(OBM_GC_DEBUG_COLLECTABLE, 2);
+    CHECK_EQ(OBM_GC_DEBUG_UNCOLLECTABLE, 4);
+    CHECK_EQ(OBM_GC_DEBUG_SAVEALL, 32);
+    CHECK_EQ(OBM_GC_DEBUG_LEAK, 38);
+}
+
+/* Runs fn in a child with stderr captured into buf. */
+static void capture_stderr(void (*fn)(void), char *buf, size_t size) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        fn();
+        _exit(0);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < size && (r = read(p[0], buf + n, size - 1 - n)) > 0)
+        n += (size_t)r;
+    buf[n] = 0;
+    close(p[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void stats_child(void) {
+    Node *keep = node_new(7);
+    obm_gc_collect(0); /* keep in gen 1 */
+    Node *a = node_new(1), *b = node_new(2);
+    node_set(a, 0, b);
+    node_set(b, 0, a);
+    obm_decref(OBJ(a));
+    obm_decref(OBJ(b));
+    obm_gc_set_debug(OBM_GC_DEBUG_STATS | OBM_GC_DEBUG_COLLECTABLE);
+    obm_gc_collect(2);
+    obm_gc_set_debug(0);
+    obm_decref(OBJ(keep));
+}
+
+/* DEBUG_STATS prints, per collection:
+ *   gc: collecting generation 2...
+ *   gc: objects in each generation: 2 1 0
+ *   gc: objects in permanent generation: 0
+ *   gc: done, 2 unreachable, 0 uncollectable, 0.0000s elapsed
+ * and DEBUG_COLLECTABLE a "gc: collectable <Node 0x...>" line per object. */
+static void test_debug_stats(void) {
+    char err[4096];
+    capture_stderr(stats_child, err, sizeof err);
+    CHECK(strstr(err, "gc: collecting generation 2...\n") == err);
+    CHECK(strstr(err, "gc: objects in each generation: 2 1 0\n") != NULL);
+    CHECK(strstr(err, "gc: objects in permanent generation: 0\n") != NULL);
+    const char *c1 = strstr(err, "gc: collectable <Node 0x");
+    CHECK(c1 != NULL);
+    CHECK(strstr(c1 + 1, "gc: collectable <Node 0x") != NULL);
+    const char *done = strstr(err, "gc: done, 2 unreachable, 0 uncollectable, ");
+    CHECK(done != NULL);
+    CHECK(strstr(done, "s elapsed\n") != NULL);
+}
+
+int main(void) {
+    obm_gc_disable();
+    RUN(test_saveall);
+    RUN(test_debug_constants);
+    RUN(test_debug_stats);
+    printf("test_gc_debug: all passed\n");
+    return 0;
+}

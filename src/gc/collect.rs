@@ -1,0 +1,608 @@
+//! One collection, step by step (CPython's `gc_collect_main`).
+//!
+//! 1. Merge the generations 0..=g into generation g: that list is "young".
+//! 2. `update_refs` + `subtract_refs` (fused, see below): for each young
+//!    object, `gc_refs` = its refcount minus the references to it from young
+//!    objects. `gc_refs > 0` means something outside young holds it.
+//! 3. `move_unreachable`: walk young; an object with `gc_refs > 0` is
+//!    reachable and so is everything it refers to (they are marked or moved
+//!    back); the others go to the `unreachable` list, from which a later
+//!    reachable object may still pull them back. Survivors then join the
+//!    next generation.
+//! 4. `finalize` runs on each unreachable object that has one and has not
+//!    been finalized.
+//! 5. If any finalizer ran, it may have resurrected objects: steps 2-3 run
+//!    again on the unreachable set alone, and whatever is now held from
+//!    outside (transitively) moves to the old generation.
+//! 6. `clear` on each object still unreachable (or, with DEBUG_SAVEALL, keep
+//!    it in the garbage list); reference counting then frees the cycles.
+//!    Objects that survive their `clear` move to the old generation.
+//!
+//! Memory: `gc_refs` lives in the `prev` field of each header while the set
+//! is being examined (the list is singly linked meanwhile, and
+//! `move_unreachable` restores it); the work lists are heads on this stack.
+//! Every traversal looks one reference deep, so nothing recurses.
+//!
+//! Passes: a collection that finds no finalizer to run walks the young
+//! objects twice (steps 2 and 3) and the garbage once more (step 6). Members
+//! of the unreachable list are recognised by a mark in their header
+//! (`COLLECTING` with generation `PERMANENT`, which no collected object can
+//! otherwise have) instead of CPython's tagged `next` links, so the list
+//! needs no pass to untag it.
+//!
+//! Fusing steps 2: the first pass initialises an object's `gc_refs` the first
+//! time it is seen, either as a referent or in list order, and decrements it
+//! for each reference from a young object. Membership of young is read from
+//! the generation bits (tracked and generation <= g), which the list module
+//! keeps equal to the object's list; this saves one pass over the heap.
+
+use core::ffi::{c_int, c_void};
+use core::ptr;
+
+use super::list::{self, GcHead, COLLECTING, FINALIZED, GEN_MASK, GEN_SHIFT, PERMANENT, REFS_SHIFT};
+use super::{GcState, NUM_GENERATIONS, OBM_GC_DEBUG_COLLECTABLE, OBM_GC_DEBUG_SAVEALL, OBM_GC_DEBUG_STATS};
+use crate::object::{self, obm_object, type_name};
+
+/// Collects the oldest generation whose count exceeds its threshold, if any
+/// (the automatic collection). Returns the unreachable objects found.
+pub(crate) fn collect_generations(s: &GcState) -> usize {
+    for i in (0..NUM_GENERATIONS).rev() {
+        if s.count[i].get() > s.threshold[i].get() {
+            // A full collection waits until the objects promoted since the
+            // last one are 25% of those that survived it, which keeps the
+            // total cost linear in the number of objects (CPython issue 4074).
+            if i == NUM_GENERATIONS - 1 && s.long_lived_pending.get() < s.long_lived_total.get() / 4 {
+                continue;
+            }
+            return collect_with_callback(s, i);
+        }
+    }
+    0
+}
+
+/// A collection of generation `g` between the START and STOP callbacks.
+/// The caller has set `s.collecting`.
+pub(crate) fn collect_with_callback(s: &GcState, g: usize) -> usize {
+    let gen = g as c_int;
+    super::invoke_callbacks(s, super::OBM_GC_START, &super::obm_gc_info { generation: gen, collected: 0, uncollectable: 0 });
+    // SAFETY: s.collecting is set, so no other collection runs; the lists
+    // hold only tracked, live objects (list.rs and object.rs invariants).
+    let (collected, uncollectable) = unsafe { collect_main(s, g) };
+    super::invoke_callbacks(s, super::OBM_GC_STOP, &super::obm_gc_info { generation: gen, collected, uncollectable });
+    collected + uncollectable
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Returns (collected, uncollectable).
+///
+/// # Safety
+/// See `collect_with_callback`.
+unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
+    let debug = s.debug.get();
+    let mut t1 = 0;
+    if debug & OBM_GC_DEBUG_STATS != 0 {
+        crate::report::eprint(format_args!("gc: collecting generation {g}...\n"));
+        // SAFETY: the heads are initialised lists.
+        unsafe { show_stats_each_generation(s) };
+        t1 = now_ns();
+    }
+
+    if g + 1 < NUM_GENERATIONS {
+        s.count[g + 1].set(s.count[g + 1].get().saturating_add(1));
+    }
+    for i in 0..=g {
+        s.count[i].set(0);
+    }
+
+    // SAFETY (whole body): the heads are initialised lists (GcState::init)
+    // and the local heads below never move while objects link to them.
+    unsafe {
+        for i in 0..g {
+            list::merge(s.gen(i), s.gen(g));
+        }
+        let young = s.gen(g);
+        let (old, old_gen) = if g + 1 < NUM_GENERATIONS { (s.gen(g + 1), g + 1) } else { (young, g) };
+
+        // Steps 2 and 3.
+        update_and_subtract_refs(young, g);
+        let mut unreachable = GcHead::new();
+        let unreachable = &raw mut unreachable;
+        list::init(unreachable);
+        let r = move_unreachable(young, unreachable, old_gen);
+
+        if young != old {
+            if g == NUM_GENERATIONS - 2 {
+                s.long_lived_pending.set(s.long_lived_pending.get() + r.survivors);
+            }
+            list::merge(young, old);
+        } else {
+            s.long_lived_pending.set(0);
+            s.long_lived_total.set(r.survivors);
+        }
+        if debug & OBM_GC_DEBUG_COLLECTABLE != 0 {
+            print_collectable(unreachable);
+        }
+
+        // Steps 4 and 5. Without a finalizer no user code runs, so nothing
+        // can be resurrected and both are skipped.
+        let mut final_unreachable = GcHead::new();
+        let final_unreachable = &raw mut final_unreachable;
+        list::init(final_unreachable);
+        let collected = if r.finalizers > 0 && finalize_garbage(unreachable) > 0 {
+            handle_resurrected_objects(unreachable, final_unreachable, old, old_gen)
+        } else {
+            list::merge(unreachable, final_unreachable);
+            r.unreachable
+        };
+
+        // Step 6.
+        delete_garbage(s, final_unreachable, old, old_gen);
+
+        // Objects with a legacy (tp_del-style) finalizer are CPython's only
+        // uncollectable ones; obmem's types have none.
+        let uncollectable = 0;
+        if debug & OBM_GC_DEBUG_STATS != 0 {
+            let secs = (now_ns() - t1) as f64 / 1e9;
+            crate::report::eprint(format_args!(
+                "gc: done, {} unreachable, {} uncollectable, {:.4}s elapsed\n",
+                collected + uncollectable,
+                uncollectable,
+                secs
+            ));
+        }
+        let mut st = s.stats[g].get();
+        st.collections += 1;
+        st.collected += collected;
+        st.uncollectable += uncollectable;
+        s.stats[g].set(st);
+        (collected, uncollectable)
+    }
+}
+
+/// # Safety
+/// The generation heads are initialised lists.
+unsafe fn show_stats_each_generation(s: &GcState) {
+    // SAFETY: per the contract.
+    unsafe {
+        crate::report::eprint(format_args!(
+            "gc: objects in each generation: {} {} {}\ngc: objects in permanent generation: {}\n",
+            list::size(s.gen(0)),
+            list::size(s.gen(1)),
+            list::size(s.gen(2)),
+            list::size(s.permanent())
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// gc_refs
+
+/// Starts examining `g`: gc_refs = refcount, COLLECTING set, generation
+/// bits 0 (so that only `move_unreachable` sets the unreachable mark).
+///
+/// # Safety
+/// `g` is the header of a tracked, live GC object.
+#[inline(always)]
+unsafe fn init_refs(g: *mut GcHead) {
+    // SAFETY: per the contract.
+    unsafe {
+        let o = object::object_of(g);
+        let rc = (*o).ob_refcnt;
+        if rc <= 0 {
+            zero_refcount_tracked(o);
+        }
+        (*g).prev = ((*g).prev & FINALIZED) | COLLECTING | ((rc as usize) << REFS_SHIFT);
+    }
+}
+
+#[inline(always)]
+unsafe fn get_refs(g: *const GcHead) -> usize {
+    // SAFETY: g is a valid header.
+    unsafe { (*g).prev >> REFS_SHIFT }
+}
+
+#[inline(always)]
+unsafe fn set_refs(g: *mut GcHead, refs: usize) {
+    // SAFETY: g is a valid header.
+    unsafe { (*g).prev = ((*g).prev & list::FLAGS_MASK) | (refs << REFS_SHIFT) };
+}
+
+/// One reference from inside the set to `g`'s object.
+///
+/// # Safety
+/// `g` has COLLECTING set; `parent` is the live object whose traverse saw it.
+#[inline(always)]
+unsafe fn decref_refs(g: *mut GcHead, parent: *mut obm_object) {
+    // SAFETY: per the contract.
+    unsafe {
+        if get_refs(g) == 0 {
+            too_many_references(parent, object::object_of(g));
+        }
+        (*g).prev -= 1 << REFS_SHIFT;
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn zero_refcount_tracked(o: *mut obm_object) -> ! {
+    // SAFETY: o is on a gc list, so its type pointer was valid when tracked.
+    let t = unsafe { (*o).ob_type };
+    crate::report::fatal(format_args!(
+        "gc: tracked {} object at {:p} has refcount {} (freed while tracked, or a decref too many)",
+        type_name(t),
+        o,
+        // SAFETY: as above.
+        unsafe { (*o).ob_refcnt }
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn too_many_references(parent: *mut obm_object, child: *mut obm_object) -> ! {
+    // SAFETY: both are live objects being examined by the collector.
+    let (pt, ct) = unsafe { ((*parent).ob_type, (*child).ob_type) };
+    crate::report::fatal(format_args!(
+        "gc: the traverse of {} object at {:p} visits {} object at {:p} more often than its refcount allows \
+         (a reference that is visited but not counted)",
+        type_name(pt),
+        parent,
+        type_name(ct),
+        child
+    ))
+}
+
+/// Calls `o`'s traverse with `visit` and `arg`.
+///
+/// # Safety
+/// `o` is a live GC object.
+#[inline(always)]
+unsafe fn traverse(o: *mut obm_object, visit: super::super::object::obm_visitproc, arg: *mut c_void) {
+    // SAFETY: per the contract; GC types have traverse (checked by obm_new).
+    unsafe {
+        if let Some(tr) = object::type_of(o).traverse {
+            // The return value only matters to introspection (a visitor here
+            // never stops the traversal).
+            let _ = tr(o, visit, arg);
+        }
+    }
+}
+
+/// The header of `op` if it is a GC object, else null.
+///
+/// # Safety
+/// `op` is null or a live object.
+#[inline(always)]
+unsafe fn gc_head_or_null(op: *mut obm_object) -> *mut GcHead {
+    // SAFETY: per the contract.
+    unsafe {
+        if op.is_null() || !object::is_gc(op) {
+            ptr::null_mut()
+        } else {
+            object::head_of(op)
+        }
+    }
+}
+
+struct FusedCtx {
+    max_gen: usize,
+    parent: *mut obm_object,
+}
+
+/// Steps 2 fused (see the module docs). After it every young object has
+/// COLLECTING and its final gc_refs; `young` is singly linked.
+///
+/// # Safety
+/// `young` is generation `max_gen`'s list after the merge; the generation
+/// bits of every tracked object name its list.
+unsafe fn update_and_subtract_refs(young: *mut GcHead, max_gen: usize) {
+    let mut ctx = FusedCtx { max_gen, parent: ptr::null_mut() };
+    // SAFETY: per the contract; this pass never changes `next` links.
+    unsafe {
+        let mut g = list::next(young);
+        while g != young {
+            if (*g).prev & COLLECTING == 0 {
+                init_refs(g);
+            }
+            let o = object::object_of(g);
+            ctx.parent = o;
+            traverse(o, Some(visit_decref_fused), &raw mut ctx as *mut c_void);
+            g = list::next(g);
+        }
+    }
+}
+
+unsafe extern "C" fn visit_decref_fused(op: *mut obm_object, arg: *mut c_void) -> c_int {
+    // SAFETY: arg is the FusedCtx of update_and_subtract_refs; op is a
+    // reference owned by a live object, so it is null or live.
+    unsafe {
+        let ctx = &*(arg as *const FusedCtx);
+        let g = gc_head_or_null(op);
+        if g.is_null() {
+            return 0;
+        }
+        if (*g).prev & COLLECTING == 0 {
+            // Not seen yet: young iff tracked and of a collected generation.
+            if !list::is_tracked(g) || list::generation(g) > ctx.max_gen {
+                return 0;
+            }
+            init_refs(g);
+        }
+        decref_refs(g, ctx.parent);
+    }
+    0
+}
+
+/// CPython's `update_refs`: gc_refs = refcount for every member.
+///
+/// # Safety
+/// `containers` is a normal list of tracked, live GC objects.
+unsafe fn update_refs(containers: *mut GcHead) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut g = list::next(containers);
+        while g != containers {
+            init_refs(g);
+            g = list::next(g);
+        }
+    }
+}
+
+/// CPython's `subtract_refs`: remove references from members to members.
+///
+/// # Safety
+/// After `update_refs` on the same list.
+unsafe fn subtract_refs(containers: *mut GcHead) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut g = list::next(containers);
+        while g != containers {
+            let o = object::object_of(g);
+            traverse(o, Some(visit_decref), o as *mut c_void);
+            g = list::next(g);
+        }
+    }
+}
+
+unsafe extern "C" fn visit_decref(op: *mut obm_object, parent: *mut c_void) -> c_int {
+    // SAFETY: op is null or live (owned by a live object); only members of
+    // the examined set have COLLECTING.
+    unsafe {
+        let g = gc_head_or_null(op);
+        if !g.is_null() && (*g).prev & COLLECTING != 0 {
+            decref_refs(g, parent as *mut obm_object);
+        }
+    }
+    0
+}
+
+// ---------------------------------------------------------------------------
+// move_unreachable
+
+/// The mark of a member of the unreachable list (see the module docs).
+const UNREACHABLE_MARK: usize = COLLECTING | (PERMANENT << GEN_SHIFT);
+
+#[inline(always)]
+unsafe fn is_marked_unreachable(g: *const GcHead) -> bool {
+    // SAFETY: g is a valid header.
+    unsafe { (*g).prev & (COLLECTING | GEN_MASK) == UNREACHABLE_MARK }
+}
+
+/// What `move_unreachable` found.
+pub(crate) struct Moved {
+    /// Members left in young (reachable).
+    survivors: usize,
+    /// Members moved to the unreachable list.
+    unreachable: usize,
+    /// Of these, how many have a finalizer still to run (an upper bound: an
+    /// object moved back to young is not subtracted).
+    finalizers: usize,
+}
+
+struct ReachCtx {
+    young: *mut GcHead,
+    /// Objects moved back from the unreachable list.
+    moved_back: usize,
+}
+
+/// Moves the members of `young` with gc_refs 0 that nothing reachable
+/// refers to into `unreachable`, marked; restores the prev links of
+/// `young`, clears COLLECTING on its members and sets their generation to
+/// `survivor_gen`.
+///
+/// Invariant of the walk: the members of `young` to the left of `g` are
+/// reachable and scanned, have valid prev links and no COLLECTING; the
+/// original members not left of `g` are either right of it (unscanned) or
+/// in `unreachable` (marked, with valid links: it is a normal list).
+///
+/// # Safety
+/// After steps 2 on `young`; `unreachable` is an empty list.
+unsafe fn move_unreachable(young: *mut GcHead, unreachable: *mut GcHead, survivor_gen: usize) -> Moved {
+    let mut ctx = ReachCtx { young, moved_back: 0 };
+    let mut r = Moved { survivors: 0, unreachable: 0, finalizers: 0 };
+    // SAFETY: per the contract. `prev` is always young or a scanned member.
+    unsafe {
+        let mut prev = young;
+        let mut g = list::next(young);
+        while g != young {
+            let o = object::object_of(g);
+            if get_refs(g) > 0 {
+                // Reachable: so is everything it refers to. visit_reachable
+                // may append to young, and may change g.next when g is last:
+                // read the next member only after the traversal.
+                traverse(o, Some(visit_reachable), &raw mut ctx as *mut c_void);
+                list::set_prev(g, prev);
+                (*g).prev = ((*g).prev & !(COLLECTING | GEN_MASK)) | (survivor_gen << GEN_SHIFT);
+                prev = g;
+                r.survivors += 1;
+            } else {
+                // Maybe unreachable: move it, a later visit may bring it back.
+                (*prev).next = (*g).next;
+                list::append(g, unreachable);
+                (*g).prev |= UNREACHABLE_MARK;
+                r.unreachable += 1;
+                if (*g).prev & FINALIZED == 0 && object::type_of(o).finalize.is_some() {
+                    r.finalizers += 1;
+                }
+            }
+            g = (*prev).next as *mut GcHead;
+        }
+        (*young).prev = prev as usize;
+    }
+    r.unreachable -= ctx.moved_back;
+    r
+}
+
+unsafe extern "C" fn visit_reachable(op: *mut obm_object, arg: *mut c_void) -> c_int {
+    // SAFETY: arg is move_unreachable's ReachCtx; op is null or live; the
+    // list states are those described in move_unreachable.
+    unsafe {
+        let ctx = &mut *(arg as *mut ReachCtx);
+        let g = gc_head_or_null(op);
+        // Not in the set, or already scanned and known reachable.
+        if g.is_null() || (*g).prev & COLLECTING == 0 {
+            return 0;
+        }
+        if is_marked_unreachable(g) {
+            // It had gc_refs 0 when the walk passed it, but it is reachable
+            // after all: back to young, where the walk will scan it.
+            let p = list::prev(g);
+            let n = list::next(g);
+            (*p).next = n as usize;
+            list::set_prev(n, p);
+            list::append(g, ctx.young);
+            (*g).prev &= !GEN_MASK;
+            set_refs(g, 1);
+            ctx.moved_back += 1;
+        } else if get_refs(g) == 0 {
+            // Ahead of the walk: tell it this one is reachable.
+            set_refs(g, 1);
+        }
+        // Else gc_refs > 0: ahead of the walk, which will scan it.
+    }
+    0
+}
+
+/// DEBUG_COLLECTABLE: names each unreachable object.
+///
+/// # Safety
+/// `list` is a normal list of live GC objects.
+unsafe fn print_collectable(list: *mut GcHead) {
+    // SAFETY: per the contract.
+    unsafe {
+        let mut g = list::next(list);
+        while g != list {
+            let o = object::object_of(g);
+            crate::report::eprint(format_args!("gc: collectable <{} {:p}>\n", type_name((*o).ob_type), o));
+            g = list::next(g);
+        }
+    }
+}
+
+/// The full CPython `deduce_unreachable`, on an arbitrary list.
+///
+/// # Safety
+/// `base` is a list of tracked, live GC objects without COLLECTING;
+/// `unreachable` an empty list.
+unsafe fn deduce_unreachable(base: *mut GcHead, unreachable: *mut GcHead, survivor_gen: usize) -> Moved {
+    // SAFETY: per the contract.
+    unsafe {
+        update_refs(base);
+        subtract_refs(base);
+        move_unreachable(base, unreachable, survivor_gen)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Finalizers, resurrection, clearing
+
+/// Calls `finalize` on each member of `collectable` that has one and has not
+/// been finalized. Returns how many ran.
+///
+/// # Safety
+/// `collectable` is a normal list of tracked GC objects.
+unsafe fn finalize_garbage(collectable: *mut GcHead) -> usize {
+    let mut ran = 0;
+    // A finalizer may free or untrack any object, so always take the first
+    // member and move it to `seen` before calling user code.
+    let mut seen = GcHead::new();
+    let seen = &raw mut seen;
+    // SAFETY: per the contract; `seen` does not move while used.
+    unsafe {
+        list::init(seen);
+        while !list::is_empty(collectable) {
+            let g = list::next(collectable);
+            list::move_to(g, seen);
+            let o = object::object_of(g);
+            if list::flags(g) & FINALIZED == 0 {
+                if let Some(fin) = object::type_of(o).finalize {
+                    list::set_flag(g, FINALIZED);
+                    object::incref(o);
+                    fin(o);
+                    object::decref(o);
+                    ran += 1;
+                }
+            }
+        }
+        list::merge(seen, collectable);
+    }
+    ran
+}
+
+/// Moves what finalizers resurrected (held from outside again, directly or
+/// not) to `old`; the rest goes to `still_unreachable`. Returns its size.
+///
+/// # Safety
+/// `unreachable` is a normal list of tracked, live GC objects (marked
+/// unreachable: update_refs resets the mark); `still_unreachable` an empty
+/// list.
+unsafe fn handle_resurrected_objects(
+    unreachable: *mut GcHead,
+    still_unreachable: *mut GcHead,
+    old: *mut GcHead,
+    old_gen: usize,
+) -> usize {
+    // SAFETY: per the contract.
+    unsafe {
+        let r = deduce_unreachable(unreachable, still_unreachable, old_gen);
+        list::merge(unreachable, old);
+        r.unreachable
+    }
+}
+
+/// Breaks the cycles of `collectable` with `clear` (or saves the objects in
+/// the garbage list); objects that survive move to `old`, unmarked.
+///
+/// # Safety
+/// `collectable` is a normal list of tracked, live GC objects.
+unsafe fn delete_garbage(s: &GcState, collectable: *mut GcHead, old: *mut GcHead, old_gen: usize) {
+    let saveall = s.debug.get() & OBM_GC_DEBUG_SAVEALL != 0;
+    // SAFETY: per the contract. Each object is live while it is first in the
+    // list: a freed object is untracked (and so unlinked) by its dealloc.
+    unsafe {
+        while !list::is_empty(collectable) {
+            let g = list::next(collectable);
+            let o = object::object_of(g);
+            if saveall {
+                if s.garbage.push(o) {
+                    object::incref(o);
+                }
+            } else if let Some(clear) = object::type_of(o).clear {
+                object::incref(o);
+                let _ = clear(o);
+                object::decref(o);
+            }
+            if list::next(collectable) == g {
+                // Still alive (no clear, SAVEALL, or held by something else):
+                // it may die later.
+                list::move_to(g, old);
+                (*g).prev = ((*g).prev & !(COLLECTING | GEN_MASK)) | (old_gen << GEN_SHIFT);
+            }
+        }
+    }
+}

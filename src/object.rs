@@ -1,0 +1,379 @@
+//! Reference-counted objects: layout, creation, reference counts, and the
+//! deallocation path with its trashcan.
+//!
+//! # Layout
+//! Every object starts with `obm_object` (refcount, type). Objects of a type
+//! with `OBM_TPFLAGS_HAVE_GC`, or with a `finalize` function, carry a 16-byte
+//! header *in front of* the object (`gc::list::GcHead`): list links for the
+//! collector and the FINALIZED bit that makes `finalize` run at most once.
+//! Other objects pay nothing. The memory block therefore starts at
+//! `object - prefix_size(type)`; a type must not change its `flags` or
+//! `finalize` while objects of it exist.
+//!
+//! # Deallocation (refcount reaches zero)
+//! 1. `finalize`, if the type has one and it has not run yet; the object is
+//!    given a temporary reference meanwhile, and if the count is still above
+//!    zero after it, the object was resurrected and we stop (PEP 442).
+//! 2. A tracked GC object is untracked; then the type's `dealloc` drops what
+//!    the object owns; then the memory goes back to the object domain.
+//!
+//! # The trashcan
+//! `dealloc` of a chain drops the next link, whose refcount reaches zero, so
+//! freeing a long chain would recurse once per link. As CPython does, each
+//! thread counts how deeply deallocations are nested; past `TRASH_UNWIND_LEVEL`
+//! an object is not destroyed but put on the thread's "delete later" list,
+//! and the outermost deallocation destroys that list in a loop. The stack
+//! depth is thus bounded by `TRASH_UNWIND_LEVEL` nested user `dealloc`s.
+//! The list is threaded through `ob_refcnt`, which holds the bitwise NOT of
+//! the next link (a negative number, so a stray decref of a pending object is
+//! reported as a negative refcount); bit 0 of the link remembers whether the
+//! object was tracked, so that a pending `finalize` runs on a tracked object
+//! as it would have without the deferral.
+
+use core::cell::Cell;
+use core::ffi::{c_char, c_int, c_ulong, c_void, CStr};
+use core::ptr;
+
+use crate::gc::list::{self, GcHead, FINALIZED, HEAD_SIZE};
+
+/// The head of every object; put `OBM_OBJECT_HEAD` first in your struct.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct obm_object {
+    /// The reference count; read it with `obm_refcnt`.
+    pub ob_refcnt: isize,
+    /// The object's type; it must outlive the object.
+    pub ob_type: *const obm_type,
+}
+
+/// Called by a type's `traverse` for each reference the object owns; a
+/// non-zero return stops the traversal and must be returned by `traverse`.
+#[allow(non_camel_case_types)]
+pub type obm_visitproc = Option<unsafe extern "C" fn(o: *mut obm_object, arg: *mut c_void) -> c_int>;
+
+/// A type: what obmem needs to know to create, finalize, traverse, clear and
+/// destroy its objects. It must not change while objects of it exist.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct obm_type {
+    /// Used in messages ("negative refcount on <name> object").
+    pub name: *const c_char,
+    /// sizeof the user's struct, head included (at least sizeof(obm_object)).
+    pub size: usize,
+    /// OBM_TPFLAGS_HAVE_GC for objects that may form reference cycles.
+    pub flags: c_ulong,
+    /// Optional; PEP 442: runs at most once per object, may resurrect it.
+    pub finalize: Option<unsafe extern "C" fn(o: *mut obm_object)>,
+    /// Optional; drops what the object owns. obmem frees the memory.
+    pub dealloc: Option<unsafe extern "C" fn(o: *mut obm_object)>,
+    /// Required for GC types: call visit on each owned reference (NULL ones
+    /// may be skipped or passed); return the first non-zero result of visit.
+    pub traverse: Option<unsafe extern "C" fn(o: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int>,
+    /// GC types: drop owned references (set each field to NULL before the
+    /// decref); the collector calls it to break cycles.
+    pub clear: Option<unsafe extern "C" fn(o: *mut obm_object) -> c_int>,
+}
+
+/// Type flag: objects of the type may form cycles and carry a collector
+/// header; the type must have `traverse` (and should have `clear`).
+pub const OBM_TPFLAGS_HAVE_GC: c_ulong = 1 << 14;
+
+/// Nested deallocations allowed before the trashcan defers (CPython's value).
+pub(crate) const TRASH_UNWIND_LEVEL: u32 = 50;
+
+// ---------------------------------------------------------------------------
+// Type helpers
+
+/// # Safety
+/// `o` points to a live object (its type pointer is valid).
+#[inline(always)]
+pub(crate) unsafe fn type_of(o: *const obm_object) -> &'static obm_type {
+    // SAFETY: a live object's type outlives it (obm_type contract).
+    unsafe { &*(*o).ob_type }
+}
+
+#[inline(always)]
+pub(crate) fn type_is_gc(t: &obm_type) -> bool {
+    t.flags & OBM_TPFLAGS_HAVE_GC != 0
+}
+
+/// # Safety
+/// `o` points to a live object.
+#[inline(always)]
+pub(crate) unsafe fn is_gc(o: *const obm_object) -> bool {
+    // SAFETY: per the contract.
+    type_is_gc(unsafe { type_of(o) })
+}
+
+/// Bytes of header in front of objects of `t`.
+#[inline(always)]
+pub(crate) fn prefix_size(t: &obm_type) -> usize {
+    if type_is_gc(t) || t.finalize.is_some() {
+        HEAD_SIZE
+    } else {
+        0
+    }
+}
+
+/// The header in front of `o`.
+///
+/// # Safety
+/// `o`'s type has a prefix (`prefix_size != 0`).
+#[inline(always)]
+pub(crate) unsafe fn head_of(o: *const obm_object) -> *mut GcHead {
+    // SAFETY: the header occupies the HEAD_SIZE bytes before the object,
+    // in the same allocation.
+    unsafe { (o as *mut u8).sub(HEAD_SIZE) as *mut GcHead }
+}
+
+/// The object behind a collector header.
+///
+/// # Safety
+/// `g` is the header of a GC object.
+#[inline(always)]
+pub(crate) unsafe fn object_of(g: *mut GcHead) -> *mut obm_object {
+    // SAFETY: the object follows its header in the same allocation.
+    unsafe { (g as *mut u8).add(HEAD_SIZE) as *mut obm_object }
+}
+
+/// The type's name for messages (never fails, never allocates).
+pub(crate) fn type_name(t: *const obm_type) -> &'static str {
+    if t.is_null() {
+        return "<NULL type>";
+    }
+    // SAFETY: a non-null type pointer given to obmem points to an obm_type.
+    let name = unsafe { (*t).name };
+    if name.is_null() {
+        return "?";
+    }
+    // SAFETY: obm_type::name is a NUL-terminated string that lives as long
+    // as the type.
+    let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+    core::str::from_utf8(bytes).unwrap_or("<non-UTF-8 name>")
+}
+
+// ---------------------------------------------------------------------------
+// Creation
+
+/// Creates an object of `t` with `extra` bytes after `t.size`, zero-filled,
+/// refcount 1, not tracked. Null on bad type (reported) or out of memory.
+///
+/// # Safety
+/// `t` is null or points to an `obm_type` that outlives its objects.
+pub unsafe fn new_object(t: *const obm_type, extra: usize, caller: &str) -> *mut obm_object {
+    if t.is_null() {
+        crate::report::eprint(format_args!("obmem: {caller}: type is NULL\n"));
+        return ptr::null_mut();
+    }
+    // SAFETY: non-null, per the contract.
+    let ty = unsafe { &*t };
+    if ty.size < core::mem::size_of::<obm_object>() {
+        crate::report::eprint(format_args!(
+            "obmem: {caller}: type \"{}\" has size {} < sizeof(obm_object); refusing to create the object\n",
+            type_name(t),
+            ty.size
+        ));
+        return ptr::null_mut();
+    }
+    if type_is_gc(ty) && ty.traverse.is_none() {
+        crate::report::eprint(format_args!(
+            "obmem: {caller}: type \"{}\" has OBM_TPFLAGS_HAVE_GC but no traverse function; refusing to create the object\n",
+            type_name(t)
+        ));
+        return ptr::null_mut();
+    }
+    let prefix = prefix_size(ty);
+    let Some(total) = ty.size.checked_add(extra).and_then(|n| n.checked_add(prefix)) else {
+        crate::os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    };
+    let base = crate::domain::object_malloc(total);
+    if base.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: base is a fresh block of `total` bytes, 16-byte aligned, and
+    // prefix is 0 or HEAD_SIZE (a multiple of 16), so o is aligned too.
+    unsafe {
+        ptr::write_bytes(base, 0, total);
+        let o = base.add(prefix) as *mut obm_object;
+        (*o).ob_refcnt = 1;
+        (*o).ob_type = t;
+        o
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reference counts
+
+/// # Safety
+/// `o` is a live object.
+#[inline(always)]
+pub unsafe fn incref(o: *mut obm_object) {
+    // SAFETY: per the contract.
+    unsafe { (*o).ob_refcnt += 1 };
+}
+
+/// # Safety
+/// `o` is a live object and the caller owns one of its references.
+#[inline(always)]
+pub unsafe fn decref(o: *mut obm_object) {
+    // SAFETY: per the contract.
+    unsafe {
+        let rc = (*o).ob_refcnt;
+        if rc > 1 {
+            (*o).ob_refcnt = rc - 1;
+        } else if rc == 1 {
+            (*o).ob_refcnt = 0;
+            dealloc(o);
+        } else {
+            negative_refcount(o);
+        }
+    }
+}
+
+/// Reports a decref of an object whose count is already 0 (or a pending or
+/// freed one) and aborts.
+#[cold]
+#[inline(never)]
+pub(crate) fn negative_refcount(o: *const obm_object) -> ! {
+    // SAFETY: o was passed as an object; reading its type pointer is the
+    // best we can do to name it (it may be garbage if o was freed).
+    let t = unsafe { (*o).ob_type };
+    crate::report::fatal(format_args!("negative refcount on {} object at {:p}", type_name(t), o))
+}
+
+// ---------------------------------------------------------------------------
+// Deallocation and the trashcan
+
+/// Per-thread trashcan state (see the module docs).
+struct Trash {
+    /// Deallocations currently nested on this thread's stack.
+    depth: Cell<u32>,
+    /// The first object waiting to be destroyed, or null.
+    later: Cell<*mut obm_object>,
+}
+
+thread_local! {
+    // A const initialiser and no Drop: no allocation, no destructor registration.
+    static TRASH: Trash = const { Trash { depth: Cell::new(0), later: Cell::new(ptr::null_mut()) } };
+}
+
+/// Bit 0 of a trash link: the object was tracked when deposited.
+const TRASH_WAS_TRACKED: usize = 1;
+
+/// Destroys `o`, whose refcount has just reached zero.
+///
+/// # Safety
+/// `o` is a live object with refcount 0 that nobody else will use.
+pub(crate) unsafe fn dealloc(o: *mut obm_object) {
+    TRASH.with(|t| {
+        let depth = t.depth.get();
+        if depth >= TRASH_UNWIND_LEVEL {
+            // SAFETY: per the contract.
+            unsafe { deposit(t, o) };
+            return;
+        }
+        t.depth.set(depth + 1);
+        // SAFETY: per the contract.
+        unsafe { destroy(o) };
+        t.depth.set(depth);
+        if depth == 0 && !t.later.get().is_null() {
+            // SAFETY: the list holds only deposited objects (see deposit).
+            unsafe { destroy_chain(t) };
+        }
+    })
+}
+
+/// Puts `o` on the thread's delete-later list.
+///
+/// # Safety
+/// As `dealloc`.
+unsafe fn deposit(t: &Trash, o: *mut obm_object) {
+    let mut link = t.later.get() as usize;
+    // SAFETY: o is live; a GC object has a header. A pending object must be
+    // untracked: the collector could otherwise see its encoded refcount.
+    unsafe {
+        if is_gc(o) {
+            let g = head_of(o);
+            if list::is_tracked(g) {
+                list::remove(g);
+                link |= TRASH_WAS_TRACKED;
+            }
+        }
+        (*o).ob_refcnt = !(link as isize);
+    }
+    t.later.set(o);
+}
+
+/// Destroys the delete-later list; called at nesting depth 0.
+///
+/// # Safety
+/// Every object on the list was put there by `deposit` and is untouched since.
+unsafe fn destroy_chain(t: &Trash) {
+    loop {
+        let o = t.later.get();
+        if o.is_null() {
+            break;
+        }
+        // SAFETY: o is a deposited object: ob_refcnt holds !link.
+        unsafe {
+            let link = !(*o).ob_refcnt as usize;
+            t.later.set((link & !TRASH_WAS_TRACKED) as *mut obm_object);
+            (*o).ob_refcnt = 0;
+            if link & TRASH_WAS_TRACKED != 0 {
+                let ty = type_of(o);
+                let g = head_of(o);
+                // Re-track only when finalize is still to run: it may resurrect.
+                if ty.finalize.is_some() && list::flags(g) & FINALIZED == 0 {
+                    crate::gc::relink_young(g);
+                }
+            }
+            t.depth.set(1);
+            destroy(o);
+            t.depth.set(0);
+        }
+    }
+}
+
+/// Finalize (once), untrack, dealloc, free.
+///
+/// # Safety
+/// As `dealloc`.
+unsafe fn destroy(o: *mut obm_object) {
+    // SAFETY: o is live with refcount 0 and owned by us (contract).
+    unsafe {
+        let ty = type_of(o);
+        if let Some(fin) = ty.finalize {
+            let g = head_of(o);
+            if list::flags(g) & FINALIZED == 0 {
+                list::set_flag(g, FINALIZED);
+                // A temporary reference, so that incref/decref inside finalize
+                // do not free the object under it.
+                (*o).ob_refcnt = 1;
+                fin(o);
+                let rc = (*o).ob_refcnt - 1;
+                (*o).ob_refcnt = rc;
+                if rc > 0 {
+                    return; // resurrected
+                }
+                if rc < 0 {
+                    negative_refcount(o);
+                }
+            }
+        }
+        let gc = type_is_gc(ty);
+        if gc {
+            let g = head_of(o);
+            if list::is_tracked(g) {
+                list::remove(g);
+            }
+        }
+        if let Some(d) = ty.dealloc {
+            d(o);
+        }
+        if gc {
+            crate::gc::note_gc_object_freed();
+        }
+        crate::domain::object_free((o as *mut u8).sub(prefix_size(ty)));
+    }
+}
