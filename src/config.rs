@@ -45,8 +45,12 @@ pub(crate) const ARENA_BATCH: usize = 16; // 4 MiB
 /// Empty arenas kept mapped (pages discarded) for reuse before unmapping.
 pub(crate) const ARENA_RETAIN_MAX: usize = 256; // 64 MiB of address space, no RSS
 /// Empty arenas a thread heap keeps with their pages, so a loop that
-/// allocates and frees at an arena boundary does not call madvise each time.
-pub(crate) const HEAP_SPARE_ARENAS: usize = 1;
+/// allocates and frees at an arena boundary does not call madvise and fault
+/// the pages back each time: one per HEAP_SPARE_DIVISOR arenas owned,
+/// between HEAP_SPARE_MIN and HEAP_SPARE_MAX (4 MiB).
+pub(crate) const HEAP_SPARE_DIVISOR: usize = 8;
+pub(crate) const HEAP_SPARE_MIN: usize = 1;
+pub(crate) const HEAP_SPARE_MAX: usize = 16;
 
 /// Large blocks (above MEDIUM_MAX) are mapped on their own; freed ones are
 /// cached up to these bounds so a malloc/free loop does not mmap each time.

@@ -54,6 +54,8 @@ pub struct Heap {
     partial: Cell<*mut Arena>,
     /// How many arenas in `partial` are entirely free.
     empty_arenas: Cell<usize>,
+    /// Arenas this heap owns.
+    arenas: Cell<usize>,
     /// Blocks freed by other threads, linked through their first word.
     remote: AtomicPtr<Block>,
     state: AtomicU8,
@@ -70,6 +72,7 @@ impl Heap {
             queues: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
             partial: Cell::new(ptr::null_mut()),
             empty_arenas: Cell::new(0),
+            arenas: Cell::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
             state: AtomicU8::new(FREE),
             next_all: AtomicPtr::new(ptr::null_mut()),
@@ -239,6 +242,7 @@ impl Heap {
                 if arena.is_null() {
                     return ptr::null_mut();
                 }
+                self.arenas.set(self.arenas.get() + 1);
                 // SAFETY: a freshly acquired arena, owned by us.
                 let a = unsafe { &*arena };
                 self.link_partial(a);
@@ -265,7 +269,7 @@ impl Heap {
     }
 
     /// Gives an empty pool's units back to its arena, and the arena back to
-    /// the reserve once empty (beyond `HEAP_SPARE_ARENAS`).
+    /// the reserve once empty (beyond the spare-arena bound in config.rs).
     fn release_pool(&self, pool: &Pool) {
         debug_assert!(pool.is_empty());
         if pool.in_queue.get() {
@@ -289,10 +293,15 @@ impl Heap {
             self.link_partial(a);
         }
         if a.is_empty() {
-            if self.empty_arenas.get() < HEAP_SPARE_ARENAS {
+            // Hysteresis: keep a few empty arenas, more for a bigger heap, so
+            // a workload that oscillates does not discard and re-fault pages.
+            let spare =
+                (self.arenas.get() / HEAP_SPARE_DIVISOR).clamp(HEAP_SPARE_MIN, HEAP_SPARE_MAX);
+            if self.empty_arenas.get() < spare {
                 self.empty_arenas.set(self.empty_arenas.get() + 1);
             } else {
                 self.unlink_partial(a);
+                self.arenas.set(self.arenas.get() - 1);
                 // SAFETY: empty, unlinked, and no block of it is live.
                 unsafe { arena::release(arena_ptr) };
             }
@@ -367,6 +376,7 @@ impl Heap {
             if a.is_empty() {
                 self.unlink_partial(a);
                 self.empty_arenas.set(self.empty_arenas.get() - 1);
+                self.arenas.set(self.arenas.get() - 1);
                 // SAFETY: empty and unlinked.
                 unsafe { arena::release(arena) };
             }

@@ -49,7 +49,8 @@ pub struct obm_object {
 /// Called by a type's `traverse` for each reference the object owns; a
 /// non-zero return stops the traversal and must be returned by `traverse`.
 #[allow(non_camel_case_types)]
-pub type obm_visitproc = Option<unsafe extern "C" fn(o: *mut obm_object, arg: *mut c_void) -> c_int>;
+pub type obm_visitproc =
+    Option<unsafe extern "C" fn(o: *mut obm_object, arg: *mut c_void) -> c_int>;
 
 /// A type: what obmem needs to know to create, finalize, traverse, clear and
 /// destroy its objects. It must not change while objects of it exist.
@@ -68,7 +69,9 @@ pub struct obm_type {
     pub dealloc: Option<unsafe extern "C" fn(o: *mut obm_object)>,
     /// Required for GC types: call visit on each owned reference (NULL ones
     /// may be skipped or passed); return the first non-zero result of visit.
-    pub traverse: Option<unsafe extern "C" fn(o: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int>,
+    pub traverse: Option<
+        unsafe extern "C" fn(o: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int,
+    >,
     /// GC types: drop owned references (set each field to NULL before the
     /// decref); the collector calls it to break cycles.
     pub clear: Option<unsafe extern "C" fn(o: *mut obm_object) -> c_int>,
@@ -183,7 +186,11 @@ pub unsafe fn new_object(t: *const obm_type, extra: usize, caller: &str) -> *mut
         return ptr::null_mut();
     }
     let prefix = prefix_size(ty);
-    let Some(total) = ty.size.checked_add(extra).and_then(|n| n.checked_add(prefix)) else {
+    let Some(total) = ty
+        .size
+        .checked_add(extra)
+        .and_then(|n| n.checked_add(prefix))
+    else {
         crate::os::set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
@@ -239,7 +246,11 @@ pub(crate) fn negative_refcount(o: *const obm_object) -> ! {
     // SAFETY: o was passed as an object; reading its type pointer is the
     // best we can do to name it (it may be garbage if o was freed).
     let t = unsafe { (*o).ob_type };
-    crate::report::fatal(format_args!("negative refcount on {} object at {:p}", type_name(t), o))
+    crate::report::fatal(format_args!(
+        "negative refcount on {} object at {:p}",
+        type_name(t),
+        o
+    ))
 }
 
 // ---------------------------------------------------------------------------

@@ -115,8 +115,12 @@ impl Pool {
         let b = self.free.get();
         if !b.is_null() {
             // SAFETY: blocks on the free list are free blocks of this pool,
-            // each at least 16 bytes, whose first word is the link.
-            self.free.set(unsafe { (*b).next });
+            // each at least 16 bytes, whose first word is the link. The key is
+            // cleared so freeing the block later does not look like a double free.
+            unsafe {
+                self.free.set((*b).next);
+                (*b).freed_key = 0;
+            }
             self.used.set(self.used.get() + 1);
             return b as *mut u8;
         }

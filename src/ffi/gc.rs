@@ -74,7 +74,10 @@ pub extern "C" fn obm_gc_isenabled() -> c_int {
 pub unsafe extern "C" fn obm_gc_get_threshold(out: *mut c_int) {
     if !out.is_null() {
         // SAFETY: the caller passes room for three ints.
-        unsafe { out.cast::<[c_int; NUM_GENERATIONS]>().write(gc::get_threshold()) }
+        unsafe {
+            out.cast::<[c_int; NUM_GENERATIONS]>()
+                .write(gc::get_threshold())
+        }
     }
 }
 
@@ -91,7 +94,10 @@ pub extern "C" fn obm_gc_set_threshold(t0: c_int, t1: c_int, t2: c_int) {
 pub unsafe extern "C" fn obm_gc_get_count(out: *mut c_int) {
     if !out.is_null() {
         // SAFETY: the caller passes room for three ints.
-        unsafe { out.cast::<[c_int; NUM_GENERATIONS]>().write(gc::get_count()) }
+        unsafe {
+            out.cast::<[c_int; NUM_GENERATIONS]>()
+                .write(gc::get_count())
+        }
     }
 }
 
@@ -100,7 +106,10 @@ pub unsafe extern "C" fn obm_gc_get_count(out: *mut c_int) {
 pub unsafe extern "C" fn obm_gc_get_stats(out: *mut obm_gc_gen_stats) {
     if !out.is_null() {
         // SAFETY: the caller passes room for three structs.
-        unsafe { out.cast::<[obm_gc_gen_stats; NUM_GENERATIONS]>().write(gc::get_stats()) }
+        unsafe {
+            out.cast::<[obm_gc_gen_stats; NUM_GENERATIONS]>()
+                .write(gc::get_stats())
+        }
     }
 }
 
@@ -175,7 +184,11 @@ pub extern "C" fn obm_gc_callback_remove(cb: obm_gc_callback, ctx: *mut c_void) 
 /// `visit` may incref objects but must not free, track or untrack tracked
 /// objects; no collection runs during the walk.
 #[no_mangle]
-pub unsafe extern "C" fn obm_gc_get_objects(generation: c_int, visit: obm_visitproc, arg: *mut c_void) -> c_int {
+pub unsafe extern "C" fn obm_gc_get_objects(
+    generation: c_int,
+    visit: obm_visitproc,
+    arg: *mut c_void,
+) -> c_int {
     // SAFETY: arg is the caller's, for its visitor.
     unsafe { introspect::get_objects(generation, visit, arg) }
 }
@@ -183,7 +196,11 @@ pub unsafe extern "C" fn obm_gc_get_objects(generation: c_int, visit: obm_visitp
 /// Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse reports
 /// (none for non-GC objects). Returns what traverse returns.
 #[no_mangle]
-pub unsafe extern "C" fn obm_gc_get_referents(o: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int {
+pub unsafe extern "C" fn obm_gc_get_referents(
+    o: *mut obm_object,
+    visit: obm_visitproc,
+    arg: *mut c_void,
+) -> c_int {
     // SAFETY: the caller passes a live object (or NULL).
     unsafe { introspect::get_referents(o, visit, arg) }
 }
@@ -191,7 +208,11 @@ pub unsafe extern "C" fn obm_gc_get_referents(o: *mut obm_object, visit: obm_vis
 /// Calls `visit(r, arg)` once on each tracked object `r` (generations 0-2)
 /// that refers to `target`. Same rules as obm_gc_get_objects.
 #[no_mangle]
-pub unsafe extern "C" fn obm_gc_get_referrers(target: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int {
+pub unsafe extern "C" fn obm_gc_get_referrers(
+    target: *mut obm_object,
+    visit: obm_visitproc,
+    arg: *mut c_void,
+) -> c_int {
     // SAFETY: arg is the caller's, for its visitor.
     unsafe { introspect::get_referrers(target, visit, arg) }
 }

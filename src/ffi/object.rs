@@ -23,7 +23,9 @@ pub unsafe extern "C" fn obm_new_var(t: *const obm_type, extra: usize) -> *mut o
 #[no_mangle]
 pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
     if o.is_null() {
-        crate::report::fatal(format_args!("obm_incref(NULL); use obm_xincref for pointers that may be NULL"));
+        crate::report::fatal(format_args!(
+            "obm_incref(NULL); use obm_xincref for pointers that may be NULL"
+        ));
     }
     // SAFETY: the caller passes a live object.
     unsafe { object::incref(o) }
@@ -36,7 +38,9 @@ pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
 #[no_mangle]
 pub unsafe extern "C" fn obm_decref(o: *mut obm_object) {
     if o.is_null() {
-        crate::report::fatal(format_args!("obm_decref(NULL); use obm_xdecref for pointers that may be NULL"));
+        crate::report::fatal(format_args!(
+            "obm_decref(NULL); use obm_xdecref for pointers that may be NULL"
+        ));
     }
     // SAFETY: the caller passes a live object and owns a reference.
     unsafe { object::decref(o) }

@@ -17,7 +17,11 @@ pub(crate) struct Array<T: Copy> {
 
 impl<T: Copy> Array<T> {
     pub(crate) const fn new() -> Self {
-        Array { ptr: Cell::new(ptr::null_mut()), len: Cell::new(0), cap: Cell::new(0) }
+        Array {
+            ptr: Cell::new(ptr::null_mut()),
+            len: Cell::new(0),
+            cap: Cell::new(0),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -39,8 +39,12 @@
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
-use super::list::{self, GcHead, COLLECTING, FINALIZED, GEN_MASK, GEN_SHIFT, PERMANENT, REFS_SHIFT};
-use super::{GcState, NUM_GENERATIONS, OBM_GC_DEBUG_COLLECTABLE, OBM_GC_DEBUG_SAVEALL, OBM_GC_DEBUG_STATS};
+use super::list::{
+    self, GcHead, COLLECTING, FINALIZED, GEN_MASK, GEN_SHIFT, PERMANENT, REFS_SHIFT,
+};
+use super::{
+    GcState, NUM_GENERATIONS, OBM_GC_DEBUG_COLLECTABLE, OBM_GC_DEBUG_SAVEALL, OBM_GC_DEBUG_STATS,
+};
 use crate::object::{self, obm_object, type_name};
 
 /// Collects the oldest generation whose count exceeds its threshold, if any
@@ -51,7 +55,8 @@ pub(crate) fn collect_generations(s: &GcState) -> usize {
             // A full collection waits until the objects promoted since the
             // last one are 25% of those that survived it, which keeps the
             // total cost linear in the number of objects (CPython issue 4074).
-            if i == NUM_GENERATIONS - 1 && s.long_lived_pending.get() < s.long_lived_total.get() / 4 {
+            if i == NUM_GENERATIONS - 1 && s.long_lived_pending.get() < s.long_lived_total.get() / 4
+            {
                 continue;
             }
             return collect_with_callback(s, i);
@@ -64,16 +69,35 @@ pub(crate) fn collect_generations(s: &GcState) -> usize {
 /// The caller has set `s.collecting`.
 pub(crate) fn collect_with_callback(s: &GcState, g: usize) -> usize {
     let gen = g as c_int;
-    super::invoke_callbacks(s, super::OBM_GC_START, &super::obm_gc_info { generation: gen, collected: 0, uncollectable: 0 });
+    super::invoke_callbacks(
+        s,
+        super::OBM_GC_START,
+        &super::obm_gc_info {
+            generation: gen,
+            collected: 0,
+            uncollectable: 0,
+        },
+    );
     // SAFETY: s.collecting is set, so no other collection runs; the lists
     // hold only tracked, live objects (list.rs and object.rs invariants).
     let (collected, uncollectable) = unsafe { collect_main(s, g) };
-    super::invoke_callbacks(s, super::OBM_GC_STOP, &super::obm_gc_info { generation: gen, collected, uncollectable });
+    super::invoke_callbacks(
+        s,
+        super::OBM_GC_STOP,
+        &super::obm_gc_info {
+            generation: gen,
+            collected,
+            uncollectable,
+        },
+    );
     collected + uncollectable
 }
 
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -107,7 +131,11 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
             list::merge(s.gen(i), s.gen(g));
         }
         let young = s.gen(g);
-        let (old, old_gen) = if g + 1 < NUM_GENERATIONS { (s.gen(g + 1), g + 1) } else { (young, g) };
+        let (old, old_gen) = if g + 1 < NUM_GENERATIONS {
+            (s.gen(g + 1), g + 1)
+        } else {
+            (young, g)
+        };
 
         // Steps 2 and 3.
         update_and_subtract_refs(young, g);
@@ -118,7 +146,8 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
 
         if young != old {
             if g == NUM_GENERATIONS - 2 {
-                s.long_lived_pending.set(s.long_lived_pending.get() + r.survivors);
+                s.long_lived_pending
+                    .set(s.long_lived_pending.get() + r.survivors);
             }
             list::merge(young, old);
         } else {
@@ -262,7 +291,11 @@ fn too_many_references(parent: *mut obm_object, child: *mut obm_object) -> ! {
 /// # Safety
 /// `o` is a live GC object.
 #[inline(always)]
-unsafe fn traverse(o: *mut obm_object, visit: super::super::object::obm_visitproc, arg: *mut c_void) {
+unsafe fn traverse(
+    o: *mut obm_object,
+    visit: super::super::object::obm_visitproc,
+    arg: *mut c_void,
+) {
     // SAFETY: per the contract; GC types have traverse (checked by obm_new).
     unsafe {
         if let Some(tr) = object::type_of(o).traverse {
@@ -301,7 +334,10 @@ struct FusedCtx {
 /// `young` is generation `max_gen`'s list after the merge; the generation
 /// bits of every tracked object name its list.
 unsafe fn update_and_subtract_refs(young: *mut GcHead, max_gen: usize) {
-    let mut ctx = FusedCtx { max_gen, parent: ptr::null_mut() };
+    let mut ctx = FusedCtx {
+        max_gen,
+        parent: ptr::null_mut(),
+    };
     // SAFETY: per the contract; this pass never changes `next` links.
     unsafe {
         let mut g = list::next(young);
@@ -422,9 +458,20 @@ struct ReachCtx {
 ///
 /// # Safety
 /// After steps 2 on `young`; `unreachable` is an empty list.
-unsafe fn move_unreachable(young: *mut GcHead, unreachable: *mut GcHead, survivor_gen: usize) -> Moved {
-    let mut ctx = ReachCtx { young, moved_back: 0 };
-    let mut r = Moved { survivors: 0, unreachable: 0, finalizers: 0 };
+unsafe fn move_unreachable(
+    young: *mut GcHead,
+    unreachable: *mut GcHead,
+    survivor_gen: usize,
+) -> Moved {
+    let mut ctx = ReachCtx {
+        young,
+        moved_back: 0,
+    };
+    let mut r = Moved {
+        survivors: 0,
+        unreachable: 0,
+        finalizers: 0,
+    };
     // SAFETY: per the contract. `prev` is always young or a scanned member.
     unsafe {
         let mut prev = young;
@@ -498,7 +545,11 @@ unsafe fn print_collectable(list: *mut GcHead) {
         let mut g = list::next(list);
         while g != list {
             let o = object::object_of(g);
-            crate::report::eprint(format_args!("gc: collectable <{} {:p}>\n", type_name((*o).ob_type), o));
+            crate::report::eprint(format_args!(
+                "gc: collectable <{} {:p}>\n",
+                type_name((*o).ob_type),
+                o
+            ));
             g = list::next(g);
         }
     }
@@ -509,7 +560,11 @@ unsafe fn print_collectable(list: *mut GcHead) {
 /// # Safety
 /// `base` is a list of tracked, live GC objects without COLLECTING;
 /// `unreachable` an empty list.
-unsafe fn deduce_unreachable(base: *mut GcHead, unreachable: *mut GcHead, survivor_gen: usize) -> Moved {
+unsafe fn deduce_unreachable(
+    base: *mut GcHead,
+    unreachable: *mut GcHead,
+    survivor_gen: usize,
+) -> Moved {
     // SAFETY: per the contract.
     unsafe {
         update_refs(base);

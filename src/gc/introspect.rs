@@ -102,13 +102,19 @@ unsafe extern "C" fn visit_is_target(op: *mut obm_object, target: *mut c_void) -
 ///
 /// # Safety
 /// As `get_objects`; `target` is only compared, never dereferenced.
-pub unsafe fn get_referrers(target: *mut obm_object, visit: obm_visitproc, arg: *mut c_void) -> c_int {
+pub unsafe fn get_referrers(
+    target: *mut obm_object,
+    visit: obm_visitproc,
+    arg: *mut c_void,
+) -> c_int {
     let Some(visit) = visit else { return -1 };
     walk_generations(0, NUM_GENERATIONS, |o| {
         // SAFETY: o is a tracked, live GC object; the user's visitor is
         // called with it.
         unsafe {
-            let Some(tr) = object::type_of(o).traverse else { return 0 };
+            let Some(tr) = object::type_of(o).traverse else {
+                return 0;
+            };
             if tr(o, Some(visit_is_target), target as *mut c_void) != 0 {
                 visit(o, arg)
             } else {

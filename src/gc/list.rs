@@ -40,7 +40,9 @@ pub(crate) struct GcHead {
 
 /// Bytes in front of the object; a multiple of 16 so objects stay aligned.
 pub(crate) const HEAD_SIZE: usize = 16;
-const _: () = assert!(core::mem::size_of::<GcHead>() == HEAD_SIZE && core::mem::align_of::<GcHead>() == HEAD_SIZE);
+const _: () = assert!(
+    core::mem::size_of::<GcHead>() == HEAD_SIZE && core::mem::align_of::<GcHead>() == HEAD_SIZE
+);
 
 pub(crate) const FINALIZED: usize = 1;
 pub(crate) const COLLECTING: usize = 2;

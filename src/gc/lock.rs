@@ -49,7 +49,9 @@ pub fn lock() {
 /// Unlocking a lock the caller does not hold is reported and aborts.
 pub fn unlock() {
     if LOCK.owner.load(Ordering::Relaxed) != me() {
-        crate::report::fatal(format_args!("obm_unlock: the calling thread does not hold the lock"));
+        crate::report::fatal(format_args!(
+            "obm_unlock: the calling thread does not hold the lock"
+        ));
     }
     let depth = LOCK.depth.load(Ordering::Relaxed);
     if depth > 1 {

@@ -67,7 +67,8 @@ pub const OBM_GC_DEBUG_UNCOLLECTABLE: c_uint = 4;
 /// Debug flag: keep unreachable objects in the garbage list instead of clearing them.
 pub const OBM_GC_DEBUG_SAVEALL: c_uint = 32;
 /// Debug flags for finding leaks: COLLECTABLE | UNCOLLECTABLE | SAVEALL.
-pub const OBM_GC_DEBUG_LEAK: c_uint = OBM_GC_DEBUG_COLLECTABLE | OBM_GC_DEBUG_UNCOLLECTABLE | OBM_GC_DEBUG_SAVEALL;
+pub const OBM_GC_DEBUG_LEAK: c_uint =
+    OBM_GC_DEBUG_COLLECTABLE | OBM_GC_DEBUG_UNCOLLECTABLE | OBM_GC_DEBUG_SAVEALL;
 
 /// Callback phase: a collection is about to start.
 pub const OBM_GC_START: c_int = 0;
@@ -100,7 +101,8 @@ pub struct obm_gc_info {
 
 /// Called before (OBM_GC_START) and after (OBM_GC_STOP) each collection.
 #[allow(non_camel_case_types)]
-pub type obm_gc_callback = Option<unsafe extern "C" fn(phase: c_int, info: *const obm_gc_info, ctx: *mut c_void)>;
+pub type obm_gc_callback =
+    Option<unsafe extern "C" fn(phase: c_int, info: *const obm_gc_info, ctx: *mut c_void)>;
 
 /// The collector's state (see "Thread model" above).
 pub(crate) struct GcState {
@@ -135,14 +137,24 @@ static GC: Global = Global(GcState {
     inited: Cell::new(false),
     gens: [const { UnsafeCell::new(GcHead::new()) }; NUM_GENERATIONS],
     permanent: UnsafeCell::new(GcHead::new()),
-    threshold: [Cell::new(DEFAULT_THRESHOLDS[0]), Cell::new(DEFAULT_THRESHOLDS[1]), Cell::new(DEFAULT_THRESHOLDS[2])],
+    threshold: [
+        Cell::new(DEFAULT_THRESHOLDS[0]),
+        Cell::new(DEFAULT_THRESHOLDS[1]),
+        Cell::new(DEFAULT_THRESHOLDS[2]),
+    ],
     count: [const { Cell::new(0) }; NUM_GENERATIONS],
     enabled: Cell::new(true),
     collecting: Cell::new(false),
     debug: Cell::new(0),
     long_lived_total: Cell::new(0),
     long_lived_pending: Cell::new(0),
-    stats: [const { Cell::new(obm_gc_gen_stats { collections: 0, collected: 0, uncollectable: 0 }) }; NUM_GENERATIONS],
+    stats: [const {
+        Cell::new(obm_gc_gen_stats {
+            collections: 0,
+            collected: 0,
+            uncollectable: 0,
+        })
+    }; NUM_GENERATIONS],
     garbage: Array::new(),
     callbacks: Array::new(),
 });
@@ -291,7 +303,10 @@ pub unsafe fn is_tracked(o: *const obm_object) -> bool {
 /// `o` is a live object.
 pub unsafe fn is_finalized(o: *const obm_object) -> bool {
     // SAFETY: o is live; objects with a prefix have a header.
-    unsafe { object::prefix_size(object::type_of(o)) != 0 && list::flags(object::head_of(o)) & list::FINALIZED != 0 }
+    unsafe {
+        object::prefix_size(object::type_of(o)) != 0
+            && list::flags(object::head_of(o)) & list::FINALIZED != 0
+    }
 }
 
 /// Links a GC object back into generation 0 without counting it (the
@@ -362,9 +377,9 @@ pub fn callback_add(cb: obm_gc_callback, ctx: *mut c_void) -> c_int {
 }
 
 pub fn callback_remove(cb: obm_gc_callback, ctx: *mut c_void) -> c_int {
-    let found = gc().callbacks.remove_first(|&(c, x)| {
-        c.map(|f| f as usize) == cb.map(|f| f as usize) && x == ctx
-    });
+    let found = gc()
+        .callbacks
+        .remove_first(|&(c, x)| c.map(|f| f as usize) == cb.map(|f| f as usize) && x == ctx);
     if found {
         0
     } else {
@@ -384,7 +399,11 @@ pub fn set_threshold(t: [c_int; NUM_GENERATIONS]) {
 
 pub fn get_threshold() -> [c_int; NUM_GENERATIONS] {
     let s = gc();
-    [s.threshold[0].get(), s.threshold[1].get(), s.threshold[2].get()]
+    [
+        s.threshold[0].get(),
+        s.threshold[1].get(),
+        s.threshold[2].get(),
+    ]
 }
 
 pub fn get_count() -> [c_int; NUM_GENERATIONS] {
@@ -480,8 +499,23 @@ mod tests {
         assert_eq!(parse_thresholds(b"100"), Some([100, 10, 10]));
         assert_eq!(parse_thresholds(b"0,1"), Some([0, 1, 10]));
         assert_eq!(parse_thresholds(b"2147483647"), Some([i32::MAX, 10, 10]));
-        for bad in [&b""[..], b"abc", b"1,2,3,4", b"-1", b"5,,3", b"2147483648", b"99999999999", b" 7", b"7,"] {
-            assert_eq!(parse_thresholds(bad), None, "{:?}", core::str::from_utf8(bad));
+        for bad in [
+            &b""[..],
+            b"abc",
+            b"1,2,3,4",
+            b"-1",
+            b"5,,3",
+            b"2147483648",
+            b"99999999999",
+            b" 7",
+            b"7,",
+        ] {
+            assert_eq!(
+                parse_thresholds(bad),
+                None,
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
         }
     }
 }
