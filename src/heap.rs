@@ -437,14 +437,10 @@ static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
 /// pthread key + 1 (0: not created yet).
 static KEY: AtomicUsize = AtomicUsize::new(0);
 
-thread_local! {
-    static CURRENT: Cell<*mut Heap> = const { Cell::new(ptr::null_mut()) };
-}
-
 /// The calling thread's heap, or null if it has none yet.
 #[inline(always)]
 pub fn current() -> *mut Heap {
-    CURRENT.with(|c| c.get())
+    crate::tls::get()
 }
 
 /// The calling thread's heap, made or adopted on first use; null if the
@@ -516,11 +512,11 @@ fn init_current() -> *mut Heap {
             (h, false)
         }
     };
-    CURRENT.with(|c| c.set(heap));
+    crate::tls::set(heap);
     let key = KEY.load(Relaxed);
     if key != 0 {
         // SAFETY: the key was created above. For keys >= 32 glibc may calloc
-        // here, which re-enters malloc and finds CURRENT already set.
+        // here, which re-enters malloc and finds the TLS slot already set.
         unsafe {
             libc::pthread_setspecific(
                 (key - 1) as libc::pthread_key_t,
@@ -538,11 +534,9 @@ fn init_current() -> *mut Heap {
 /// The pthread key destructor: abandons the exiting thread's heap.
 extern "C" fn thread_exit(arg: *mut libc::c_void) {
     let heap = arg as *mut Heap;
-    CURRENT.with(|c| {
-        if c.get() == heap {
-            c.set(ptr::null_mut())
-        }
-    });
+    if crate::tls::get() == heap {
+        crate::tls::set(ptr::null_mut());
+    }
     let mut r = REGISTRY.lock();
     // SAFETY: the heap was this thread's; it is valid forever.
     let h = unsafe { &*heap };

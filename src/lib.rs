@@ -64,6 +64,7 @@ pub mod report;
 pub mod size_class;
 pub mod stats;
 pub mod sync;
+pub mod tls;
 
 /// Runs when the library is loaded: read the environment and register the
 /// fork handlers (pthread_atfork may allocate, so not from inside malloc).

@@ -1,0 +1,78 @@
+//! The calling thread's heap pointer, in native TLS.
+//!
+//! On x86-64 the slot is defined in assembly and read with the
+//! initial-exec model (`mov reg, [rip + sym@GOTTPOFF]; mov reg, fs:[reg]`):
+//! two loads, where Rust's `thread_local!` in a shared library goes through
+//! a call to `__tls_get_addr` on every malloc and free. Stable Rust cannot
+//! choose the TLS model, hence the assembly. The cost is a static TLS
+//! reservation of 8 bytes, which glibc always has room for, also when the
+//! library is dlopen'ed. Other targets use `thread_local!`.
+
+use crate::heap::Heap;
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::Heap;
+
+    core::arch::global_asm!(
+        ".section .tbss,\"awT\",@nobits",
+        ".p2align 3",
+        ".type obmem_tls_heap,@object",
+        ".size obmem_tls_heap,8",
+        "obmem_tls_heap:",
+        ".zero 8",
+        ".text",
+    );
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        let v: *mut Heap;
+        // SAFETY: reads this thread's 8-byte TLS slot defined above; the
+        // GOT entry holds its offset from the thread pointer (fs base).
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + obmem_tls_heap@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        v
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        // SAFETY: writes this thread's TLS slot, as in `get`.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + obmem_tls_heap@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {h}",
+                t = out(reg) _,
+                h = in(reg) h,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    use super::Heap;
+    use core::cell::Cell;
+
+    thread_local! {
+        static CURRENT: Cell<*mut Heap> = const { Cell::new(core::ptr::null_mut()) };
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        CURRENT.with(|c| c.get())
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        CURRENT.with(|c| c.set(h))
+    }
+}
+
+pub use imp::{get, set};
