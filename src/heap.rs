@@ -602,6 +602,7 @@ extern "C" fn after_fork_child() {
         arena::unlock_after_fork();
         REGISTRY.unlock_after_fork();
     }
+    crate::gc::lock::after_fork_child();
     let me = current();
     for_each_heap(|h| {
         if h as *const Heap != me as *const Heap && h.state.load(Relaxed) == ACTIVE {
@@ -623,3 +624,52 @@ pub fn install_fork_handlers() {
 }
 
 const _: () = assert!(core::mem::size_of::<Heap>() % 64 == 0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc;
+
+    #[test]
+    fn remote_frees_reach_the_owner_and_are_drained() {
+        // Run in a fresh thread so no other test shares this heap.
+        std::thread::spawn(|| {
+            // A class the test harness itself does not use, for exact counts.
+            let class = size_class::class_of(3000).unwrap();
+            let blocks: Vec<usize> = (0..100).map(|_| alloc::malloc(3000) as usize).collect();
+            let h = current();
+            assert!(!h.is_null());
+            // SAFETY: our own heap.
+            let heap = unsafe { &*h };
+            let in_use = |heap: &Heap| {
+                heap.stats.allocs[class].load(Relaxed) - heap.stats.frees[class].load(Relaxed)
+            };
+            let before = in_use(heap);
+            std::thread::spawn(move || {
+                for p in blocks {
+                    // SAFETY: live blocks of the other thread, freed once.
+                    unsafe { alloc::free(p as *mut u8, "free") };
+                }
+            })
+            .join()
+            .unwrap();
+            // The blocks wait on our remote list (with whatever the thread
+            // machinery freed remotely), still counted as in use.
+            let mut n = 0;
+            let mut b = heap.remote.load(Acquire);
+            while !b.is_null() {
+                n += 1;
+                // SAFETY: remote-list blocks are free blocks linked by their first word.
+                b = unsafe { (*b).next };
+            }
+            assert!(n >= 100, "{n} blocks on the remote list");
+            assert_eq!(in_use(heap), before);
+            assert!(heap.drain_remote());
+            assert!(heap.remote.load(Acquire).is_null());
+            assert_eq!(in_use(heap), before - 100);
+            assert!(!heap.drain_remote(), "nothing left to drain");
+        })
+        .join()
+        .unwrap();
+    }
+}

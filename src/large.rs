@@ -315,3 +315,59 @@ pub unsafe fn unlock_after_fork() {
     // SAFETY: per the contract.
     unsafe { CACHE.unlock_after_fork() };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_spans_are_cached_and_reused() {
+        // A size no other test uses, so the cache entry is ours.
+        let n = (1 << 20) + 12_345;
+        let (p, zeroed) = alloc(n, ALIGNMENT);
+        assert!(!p.is_null() && zeroed);
+        assert_eq!(p as usize % ARENA_SIZE, HEADER, "header at the chunk start");
+        assert!(usable_size(p, CHUNK_LARGE, "test") >= n);
+        free(p, CHUNK_LARGE, "test");
+        let (q, zeroed) = alloc(n, ALIGNMENT);
+        assert_eq!(q, p, "the freed mapping is reused");
+        assert!(!zeroed, "a reused span is not known to be zero");
+        free(q, CHUNK_LARGE, "test");
+    }
+
+    #[test]
+    fn oversized_spans_are_not_cached() {
+        let n = LARGE_CACHE_MAX_BLOCK + 1;
+        let (p, _) = alloc(n, ALIGNMENT);
+        assert!(!p.is_null());
+        free(p, CHUNK_LARGE, "test");
+        assert_eq!(arena_map::lookup(p as usize), arena_map::CHUNK_NONE, "unmapped and forgotten");
+    }
+
+    #[test]
+    fn realloc_keeps_contents_and_alignment() {
+        let (p, _) = alloc(300_000, ALIGNMENT);
+        // SAFETY: p has 300_000 usable bytes.
+        unsafe { core::ptr::write_bytes(p, 0xab, 300_000) };
+        let q = realloc(p, CHUNK_LARGE, 40 << 20, "test");
+        assert!(!q.is_null());
+        assert_eq!(q as usize % ARENA_SIZE, HEADER);
+        // SAFETY: q keeps the first 300_000 bytes.
+        assert!(unsafe { core::slice::from_raw_parts(q, 300_000) }.iter().all(|&b| b == 0xab));
+        assert!(usable_size(q, CHUNK_LARGE, "test") >= 40 << 20);
+        let r = realloc(q, CHUNK_LARGE, 200_000, "test");
+        assert_eq!(r, q, "shrinking stays in place");
+        free(r, CHUNK_LARGE, "test");
+    }
+
+    #[test]
+    fn huge_alignment_puts_the_header_one_arena_back() {
+        let align = 4 * ARENA_SIZE;
+        let (p, _) = alloc(1000, align);
+        assert_eq!(p as usize % align, 0);
+        assert_eq!(arena_map::lookup(p as usize), CHUNK_LARGE_BEHIND);
+        assert!(usable_size(p, CHUNK_LARGE_BEHIND, "test") >= 1000);
+        free(p, CHUNK_LARGE_BEHIND, "test");
+        assert_eq!(arena_map::lookup(p as usize), arena_map::CHUNK_NONE);
+    }
+}

@@ -68,3 +68,16 @@ pub fn unlock() {
 pub fn held_by_me() -> bool {
     LOCK.owner.load(Ordering::Relaxed) == me()
 }
+
+/// In the child of `fork`: only the forking thread exists. If another
+/// thread held the lock, it can never release it, so the lock starts over
+/// unheld (CPython re-creates its GIL the same way).
+pub fn after_fork_child() {
+    if LOCK.owner.load(Ordering::Relaxed) != me() {
+        LOCK.owner.store(0, Ordering::Relaxed);
+        LOCK.depth.store(0, Ordering::Relaxed);
+        // SAFETY: the child is single-threaded, so nobody uses the mutex
+        // while it is re-initialised.
+        unsafe { LOCK.mutex.get().write(libc::PTHREAD_MUTEX_INITIALIZER) };
+    }
+}
