@@ -13,7 +13,7 @@ BUILD    := build
 # The real interpreter, not a wrapper script (pyenv shims spawn helpers).
 PYTHON   := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 
-.PHONY: all build check-header run test test-rust test-c test-dropin bench install clean
+.PHONY: all build check-header run test test-rust test-c test-dropin test-install bench install clean
 
 all: build
 
@@ -42,7 +42,7 @@ run: build $(EXAMPLES)
 	OBMEM_SHOW_STATS=1 PYTHONMALLOC=malloc LD_PRELOAD=$(CURDIR)/$(LIB) \
 	  $(PYTHON) examples/workload.py
 
-test: check-header test-rust test-c test-dropin
+test: check-header test-rust test-c test-dropin test-install
 
 test-rust:
 	cargo test --release -- --test-threads=2
@@ -52,6 +52,9 @@ test-c: build
 
 test-dropin: build
 	bash tests/dropin/run.sh
+
+test-install: build
+	bash tests/install/run.sh
 
 bench: build
 	bash benches/run.sh
