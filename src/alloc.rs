@@ -77,7 +77,7 @@ pub fn aligned(align: usize, n: usize) -> *mut u8 {
         // multiple of `align` has every block aligned to it.
         if let Some(first) = class_of(n) {
             for class in first..NUM_CLASSES {
-                if size_class::block_size(class) % align == 0 {
+                if size_class::block_size(class).is_multiple_of(align) {
                     return alloc_class(class);
                 }
             }
@@ -124,6 +124,9 @@ pub unsafe fn free(p: *mut u8, func: &str) {
 }
 
 /// The usable size of `p` (0 for null); aborts on a foreign pointer.
+/// Safe for any address: `p` is only dereferenced once the arena map says
+/// its chunk is ours, and then only in headers that are always mapped.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn usable_size(p: *const u8, func: &str) -> usize {
     if p.is_null() {
         return 0;

@@ -63,16 +63,16 @@ pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
 
 // The invariants the design relies on.
 const _: () = assert!(
-    ARENA_SIZE % UNIT_SIZE == 0,
+    ARENA_SIZE.is_multiple_of(UNIT_SIZE),
     "arena not a whole number of units"
 );
 const _: () = assert!(UNITS_PER_ARENA <= 16, "the unit bitmap is a u16");
-const _: () = assert!(SMALL_MAX % ALIGNMENT == 0);
+const _: () = assert!(SMALL_MAX.is_multiple_of(ALIGNMENT));
 const _: () = assert!(SMALL_MAX.is_power_of_two());
 const _: () = assert!(
     MEDIUM_MAX <= USABLE_UNITS * UNIT_SIZE,
     "largest class must fit an arena"
 );
-const _: () = assert!(UNIT_SIZE % PAGE_SIZE == 0);
+const _: () = assert!(UNIT_SIZE.is_multiple_of(PAGE_SIZE));
 const _: () = assert!(ALIGNMENT == 1 << ALIGNMENT_SHIFT);
 const _: () = assert!(NUM_CLASSES <= 255, "class index is stored in a u8");

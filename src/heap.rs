@@ -152,7 +152,7 @@ impl Heap {
         owner_inc(unsafe { self.stats.frees.get_unchecked(class) });
         if !pool.in_queue.get() {
             self.push_front(pool);
-        } else if pool.is_empty() && self.queue(class).get() != pool as *const Pool as *mut Pool {
+        } else if pool.is_empty() && !std::ptr::eq(self.queue(class).get(), pool) {
             self.release_pool(pool);
         }
     }
@@ -605,7 +605,7 @@ extern "C" fn after_fork_child() {
     crate::gc::lock::after_fork_child();
     let me = current();
     for_each_heap(|h| {
-        if h as *const Heap != me as *const Heap && h.state.load(Relaxed) == ACTIVE {
+        if !std::ptr::eq(h, me) && h.state.load(Relaxed) == ACTIVE {
             h.state.store(ORPHANED, Relaxed);
         }
     });
@@ -623,7 +623,7 @@ pub fn install_fork_handlers() {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<Heap>() % 64 == 0);
+const _: () = assert!(core::mem::size_of::<Heap>().is_multiple_of(64));
 
 #[cfg(test)]
 mod tests {

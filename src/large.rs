@@ -341,7 +341,11 @@ mod tests {
         let (p, _) = alloc(n, ALIGNMENT);
         assert!(!p.is_null());
         free(p, CHUNK_LARGE, "test");
-        assert_eq!(arena_map::lookup(p as usize), arena_map::CHUNK_NONE, "unmapped and forgotten");
+        assert_eq!(
+            arena_map::lookup(p as usize),
+            arena_map::CHUNK_NONE,
+            "unmapped and forgotten"
+        );
     }
 
     #[test]
@@ -353,7 +357,9 @@ mod tests {
         assert!(!q.is_null());
         assert_eq!(q as usize % ARENA_SIZE, HEADER);
         // SAFETY: q keeps the first 300_000 bytes.
-        assert!(unsafe { core::slice::from_raw_parts(q, 300_000) }.iter().all(|&b| b == 0xab));
+        assert!(unsafe { core::slice::from_raw_parts(q, 300_000) }
+            .iter()
+            .all(|&b| b == 0xab));
         assert!(usable_size(q, CHUNK_LARGE, "test") >= 40 << 20);
         let r = realloc(q, CHUNK_LARGE, 200_000, "test");
         assert_eq!(r, q, "shrinking stays in place");

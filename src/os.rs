@@ -48,7 +48,7 @@ pub fn map(size: usize) -> *mut u8 {
 /// is aligned to `align` (a power of two >= PAGE_SIZE; `offset` a multiple
 /// of PAGE_SIZE), by over-mapping and trimming both ends.
 pub fn map_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
-    debug_assert!(align.is_power_of_two() && offset % PAGE_SIZE == 0);
+    debug_assert!(align.is_power_of_two() && offset.is_multiple_of(PAGE_SIZE));
     let Some(total) = size.checked_add(align) else {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();

@@ -100,7 +100,7 @@ const fn make_table() -> [ClassInfo; NUM_CLASSES] {
             block_size: size as u32,
             capacity: pool_capacity(c) as u32,
             units: pool_units(c) as u8,
-            inv: ((1u64 << INV_SHIFT) + size as u64 - 1) / size as u64,
+            inv: (1u64 << INV_SHIFT).div_ceil(size as u64),
         };
         c += 1;
     }
@@ -114,7 +114,7 @@ const _: () = assert!(block_size(SMALL_CLASSES - 1) == SMALL_MAX);
 const _: () = {
     let mut c = 0;
     while c < NUM_CLASSES {
-        assert!(block_size(c) % ALIGNMENT == 0);
+        assert!(block_size(c).is_multiple_of(ALIGNMENT));
         assert!(pool_units(c) >= 1 && pool_capacity(c) >= 1);
         assert!(c == 0 || block_size(c) > block_size(c - 1));
         c += 1;
