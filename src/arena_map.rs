@@ -69,7 +69,10 @@ pub fn set(addr: usize, kind: u8) -> bool {
             return false;
         }
         match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => leaf = fresh,
+            Ok(_) => {
+                crate::stats::add_mapped(core::mem::size_of::<Leaf>());
+                leaf = fresh
+            }
             Err(winner) => {
                 // SAFETY: `fresh` was mapped above and never published.
                 unsafe { os::unmap(fresh as *mut u8, core::mem::size_of::<Leaf>()) };

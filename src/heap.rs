@@ -168,10 +168,20 @@ impl Heap {
             report::invalid_pointer(func, p);
         }
         // SAFETY: p is a block start of a live pool, so >= 16 readable bytes.
-        if unsafe { (*(p as *const Block)).freed_key } == crate::pool::freed_key()
-            && pool.free_list_contains(p)
-        {
-            report::fatal(format_args!("{func}(): double free of {p:p}"));
+        if unsafe { (*(p as *const Block)).freed_key } == crate::pool::freed_key() {
+            // Already freed by us (on the free list), or by another thread
+            // (on our remote list: drain it, which moves it to the free
+            // list, or releases its pool or arena if it was the last block).
+            let freed_again = pool.free_list_contains(p)
+                || (self.drain_remote()
+                    && (crate::arena_map::lookup(p as usize) != crate::arena_map::CHUNK_ARENA
+                        // SAFETY: the map says the arena is still mapped.
+                        || !unsafe { &*arena::arena_of(p) }.is_live()
+                        || !pool.is_block_start(start, p, true)
+                        || pool.free_list_contains(p)));
+            if freed_again {
+                report::fatal(format_args!("{func}(): double free of {p:p}"));
+            }
         }
         // SAFETY: validated above as a handed-out block that is not free.
         unsafe { self.free_local(pool, p) }
@@ -343,12 +353,13 @@ impl Heap {
         }
         while !b.is_null() {
             // SAFETY: blocks on the remote list were validated as block
-            // starts of our pools by the thread that pushed them.
+            // starts of our pools, and checked against a double free, by
+            // the thread that pushed them (see `free_remote`).
             unsafe {
                 let next = (*b).next;
                 let p = b as *mut u8;
                 let pool = &*arena::pool_of(p);
-                self.free_checked(pool, p, "free");
+                self.free_local(pool, p);
                 b = next;
             }
         }
@@ -393,6 +404,16 @@ pub unsafe fn free_remote(owner: *mut Heap, p: *mut u8) {
     // SAFETY: heaps are never unmapped, so `owner` stays valid.
     let h = unsafe { &*owner };
     let b = p as *mut Block;
+    let key = crate::pool::freed_key();
+    // SAFETY: p is a block start, so >= 16 bytes are ours to read and write.
+    unsafe {
+        // The owner's lists cannot be inspected from here: a block already
+        // marked free is reported (the key is cleared on every hand-out).
+        if (*b).freed_key == key {
+            report::fatal(format_args!("free(): double free of {p:p}"));
+        }
+        (*b).freed_key = key;
+    }
     let mut head = h.remote.load(Relaxed);
     loop {
         // SAFETY: the block is ours to link until the owner drains it.

@@ -8,8 +8,8 @@ use crate::config::PAGE_SIZE;
 use core::ptr;
 
 /// Test-only fault injection: `OBMEM_FAIL_MMAP=N` makes the N-th mapping
-/// call fail (and every later one while N is 0). Read once at start-up
-/// by `env`; 0 disables.
+/// call and every later one fail with ENOMEM. Read once by `env`; 0 (the
+/// default) disables it.
 pub static FAIL_MMAP_AT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 static MMAP_CALLS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 

@@ -34,8 +34,10 @@ pub struct Block {
     pub freed_key: usize,
 }
 
-/// Written into every block on the free list; a block that already holds it
-/// is checked against the free list before being freed again.
+/// Written into every block on a free list or a remote list, and cleared
+/// whenever a block is handed out: a block that already holds it when freed
+/// is a suspected double free (confirmed against the lists by the owner,
+/// reported at once by another thread, which cannot inspect them).
 #[inline(always)]
 pub fn freed_key() -> usize {
     // The address of a private static, scrambled: differs between processes
@@ -128,6 +130,10 @@ impl Pool {
         if b < self.limit.get() {
             self.bump.set(b.wrapping_add(self.block_size()));
             self.used.set(self.used.get() + 1);
+            // SAFETY: b is a block of this pool (below limit), >= 16 bytes.
+            // Memory of an earlier pool may hold a stale key at this address;
+            // every handed-out block starts with the key cleared.
+            unsafe { (*(b as *mut Block)).freed_key = 0 };
             return b;
         }
         ptr::null_mut()
