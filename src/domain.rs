@@ -121,6 +121,17 @@ pub fn set(d: obm_domain, a: &obm_allocator) {
     HOOKED.store(true, Release);
 }
 
+pub fn lock_for_fork() {
+    SLOTS_LOCK.lock_for_fork();
+}
+
+/// # Safety
+/// Called after `lock_for_fork`, in the parent or the child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: per the contract.
+    unsafe { SLOTS_LOCK.unlock_after_fork() };
+}
+
 #[inline(always)]
 fn table(d: obm_domain) -> &'static obm_allocator {
     // SAFETY: as in `get`; the pointee is 'static.

@@ -602,6 +602,7 @@ pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
 }
 
 extern "C" fn before_fork() {
+    crate::domain::lock_for_fork();
     REGISTRY.lock_for_fork();
     arena::lock_for_fork();
     crate::large::lock_for_fork();
@@ -613,6 +614,7 @@ extern "C" fn after_fork_parent() {
         crate::large::unlock_after_fork();
         arena::unlock_after_fork();
         REGISTRY.unlock_after_fork();
+        crate::domain::unlock_after_fork();
     }
 }
 
@@ -622,6 +624,7 @@ extern "C" fn after_fork_child() {
         crate::large::unlock_after_fork();
         arena::unlock_after_fork();
         REGISTRY.unlock_after_fork();
+        crate::domain::unlock_after_fork();
     }
     crate::gc::lock::after_fork_child();
     let me = current();
