@@ -33,12 +33,21 @@ fn alloc_class(class: usize) -> *mut u8 {
     p
 }
 
+/// A large block. Mapping costs a system call anyway, so this is also when
+/// a thread takes back the small blocks other threads freed into its heap:
+/// a thread that has moved on to large blocks would otherwise hold them.
+#[cold]
+fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
+    heap::drain_current();
+    large::alloc(n, align)
+}
+
 /// `n` bytes (16 for 0), 16-byte aligned; null with ENOMEM on failure.
 #[inline(always)]
 pub fn malloc(n: usize) -> *mut u8 {
     match class_of(n) {
         Some(class) => alloc_class(class),
-        None => large::alloc(n, ALIGNMENT).0,
+        None => alloc_large(n, ALIGNMENT).0,
     }
 }
 
@@ -57,7 +66,7 @@ pub fn calloc(nelem: usize, elsize: usize) -> *mut u8 {
             p
         }
         None => {
-            let (p, zeroed) = large::alloc(n, ALIGNMENT);
+            let (p, zeroed) = alloc_large(n, ALIGNMENT);
             if !p.is_null() && !zeroed {
                 // SAFETY: p is a fresh block of at least n bytes.
                 unsafe { ptr::write_bytes(p, 0, n) };
@@ -83,7 +92,7 @@ pub fn aligned(align: usize, n: usize) -> *mut u8 {
             }
         }
     }
-    large::alloc(n, align).0
+    alloc_large(n, align).0
 }
 
 /// Frees `p` (null is ignored); aborts with a report for a pointer obmem
