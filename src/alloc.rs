@@ -192,9 +192,3 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
     }
     q
 }
-
-/// Returns freed memory to the OS: drains abandoned heaps (for statistics
-/// and `malloc_trim`).
-pub fn collect_abandoned() {
-    heap::reclaim_abandoned();
-}

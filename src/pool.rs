@@ -155,6 +155,7 @@ impl Pool {
         self.used.set(self.used.get() - 1);
     }
 
+    #[cfg(test)]
     pub fn is_full(&self) -> bool {
         self.free.get().is_null() && self.bump.get() >= self.limit.get()
     }

@@ -126,7 +126,7 @@ pub struct obm_stats {
 
 /// Merges every heap's counters and the global ones.
 pub fn snapshot() -> obm_stats {
-    crate::alloc::collect_abandoned();
+    crate::heap::reclaim_abandoned();
     crate::heap::drain_current();
     let mut s = obm_stats {
         bytes_in_use: 0,

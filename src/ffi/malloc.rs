@@ -8,7 +8,7 @@
 //! bad_alloc behaviour intact.
 
 use crate::alloc;
-use crate::config::{ALIGNMENT, MAX_REQUEST, PAGE_SIZE};
+use crate::config::{ALIGNMENT, PAGE_SIZE};
 use crate::domain::{self, obm_domain::OBM_DOMAIN_OBJ};
 use crate::os;
 use core::ffi::c_void;
@@ -55,12 +55,9 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, nmemb: usize, size: usize)
     }
 }
 
-/// Aligned allocation with glibc's checks done by the caller.
+/// Aligned allocation with glibc's checks done by the caller (sizes above
+/// PTRDIFF_MAX fail with ENOMEM in the core).
 fn aligned(align: usize, n: usize) -> *mut c_void {
-    if n > MAX_REQUEST {
-        os::set_errno(libc::ENOMEM);
-        return ptr::null_mut();
-    }
     alloc::aligned(align, n) as *mut c_void
 }
 
