@@ -42,7 +42,12 @@ run: build $(EXAMPLES)
 	OBMEM_SHOW_STATS=1 PYTHONMALLOC=malloc LD_PRELOAD=$(CURDIR)/$(LIB) \
 	  $(PYTHON) examples/workload.py
 
-test: check-header test-rust test-c test-dropin test-install
+# Every test target `make test` runs. The reliability fragments in mk/
+# (compatibility suite, faults, fuzz corpus replay, soak) add theirs.
+TESTS := check-header test-rust test-c test-dropin test-install
+include $(wildcard mk/*.mk)
+
+test: $(TESTS)
 
 test-rust:
 	cargo test --release -- --test-threads=2
