@@ -4,8 +4,9 @@
  * - OBMEM_SHOW_STATS=1 prints the statistics table to stderr at exit, first
  *   line starting "obmem statistics"; without it, or with 0, nothing is
  *   printed; a bad value is reported in one line and the table stays off;
- * - OBMEM_MALLOC=pymalloc | malloc | debug | pymalloc_debug: a correct
- *   program runs silently and exits 0 in every mode;
+ * - OBMEM_MALLOC=pymalloc | malloc | debug | pymalloc_debug | malloc_debug:
+ *   a correct program runs silently and exits 0 in every mode, and the
+ *   debug modes have the debug hooks on;
  * - OBMEM_GC_THRESHOLD=100,5,3 sets obm_gc_get_threshold;
  * - a bad value of OBMEM_MALLOC or OBMEM_GC_THRESHOLD is reported once on
  *   stderr (exactly one line naming the variable or the value), the default
@@ -37,6 +38,14 @@ static int child_main(const char *mode)
         gc_threshold(th);
         CHECK_MSG(th[0] == 700 && th[1] == 10 && th[2] == 10, "gc thresholds %d,%d,%d", th[0],
                   th[1], th[2]);
+    } else if (strcmp(mode, "debughooks") == 0) {
+        /* Under the debug hooks a block's usable size is exactly the request
+         * and new memory holds 0xCD. */
+        unsigned char *p = malloc(opaque_size(5));
+        CHECK_NOT_NULL(p);
+        CHECK_EQ(malloc_usable_size(p), 5);
+        CHECK_EQ(p[4], 0xCD);
+        free(p);
     } else if (strcmp(mode, "gc100") == 0) {
         gc_threshold(th);
         CHECK_MSG(th[0] == 100 && th[1] == 5 && th[2] == 3, "gc thresholds %d,%d,%d", th[0],
@@ -192,14 +201,15 @@ int main(int argc, char **argv)
               "OBMEM_SHOW_STATS=banana: the default (off) is not used:\n%s", r.err);
     printf("OBMEM_SHOW_STATS=0 / bad value ok\n");
 
-    /* Every valid OBMEM_MALLOC mode runs a correct program silently.
-     * The debug modes (issue 4, debug hooks) are not implemented yet: they
-     * print one notice and run pymalloc; add them here when they land. */
-    static const char *const modes[] = {"pymalloc", "malloc"};
-    for (size_t i = 0; i < 2; i++) {
+    /* Every valid OBMEM_MALLOC mode runs a correct program silently; the
+     * debug modes install the debug hooks (the child checks they are on). */
+    static const char *const modes[] = {"pymalloc", "malloc", "debug", "pymalloc_debug",
+                                        "malloc_debug"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         char kv[64];
         snprintf(kv, sizeof kv, "OBMEM_MALLOC=%s", modes[i]);
-        spawn_child(i == 0 ? "default" : "other", (const char *const[]){kv, NULL}, &r);
+        spawn_child(i == 0 ? "default" : strstr(modes[i], "debug") ? "debughooks" : "other",
+                    (const char *const[]){kv, NULL}, &r);
         EXPECT_CLEAN_EXIT(r, kv);
         CHECK_MSG(r.len == 0, "%s: unexpected stderr:\n%s", kv, r.err);
     }

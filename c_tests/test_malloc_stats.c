@@ -7,6 +7,9 @@
  * - arenas_in_use == arenas_allocated - arenas_freed; 64 MiB of small blocks
  *   need >= 256 arenas of 256 KiB; peak_mapped >= bytes_mapped >= bytes in
  *   use; pools of a class cover its blocks;
+ * - bytes lost: 16 KiB of header per arena and 64 bytes per large block,
+ *   each pool's tail (32 bytes for 112-byte blocks), the padding before an
+ *   over-aligned large block (back to the same figure once it is freed);
  * - obm_print_stats(fd) writes a table starting "obmem statistics" to fd.
  */
 #include "test_util.h"
@@ -103,6 +106,15 @@ int main(void)
     CHECK_EQ(c.large_blocks, b.large_blocks);
     CHECK_EQ(c.large_bytes, b.large_bytes);
     CHECK_EQ(c.bytes_in_use, b.bytes_in_use);
+    /* An over-aligned large block loses the bytes before it. */
+    void *al = NULL;
+    CHECK(posix_memalign(&al, 1u << 20, 1u << 20) == 0);
+    a = stats_now();
+    CHECK_GT(a.bytes_lost_alignment, c.bytes_lost_alignment);
+    CHECK_LE(a.bytes_lost_alignment - c.bytes_lost_alignment, 1u << 20);
+    free(al);
+    b = stats_now();
+    CHECK_EQ(b.bytes_lost_alignment, c.bytes_lost_alignment);
     printf("large counters ok\n");
 
     /* 64 MiB of 100-byte blocks: >= 256 arenas, peak follows. */
@@ -126,6 +138,13 @@ int main(void)
     CHECK(c112 >= 0);
     CHECK_EQ(a.classes[c112].blocks_in_use - b.classes[c112].blocks_in_use, M);
     CHECK_GE(a.classes[c112].pools, (size_t)M * 112 / 16384);
+    /* Lost bytes: a 16 KiB header unit per arena and 64 bytes per large
+     * block; a 16 KiB pool of 112-byte blocks wastes 16384 % 112 = 32. */
+    CHECK_EQ(a.bytes_lost_headers, a.arenas_in_use * 16384 + a.large_blocks * 64);
+    size_t dq = a.bytes_lost_quantization - b.bytes_lost_quantization;
+    size_t dpools = a.classes[c112].pools - b.classes[c112].pools;
+    CHECK_MSG(dq >= dpools * 32 && dq <= dpools * 32 + 64 * 1024,
+              "quantization grew by %zu for %zu new 112-byte pools", dq, dpools);
     size_t peak = a.peak_mapped;
     for (size_t i = 0; i < M; i++)
         free(many[i]);

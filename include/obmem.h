@@ -258,6 +258,15 @@ typedef struct obm_stats {
    Thread heaps ever created.
    */
   size_t heaps;
+  /*
+   Bytes mapped but not usable for blocks, as sys._debugmallocstats
+   counts them: each arena's header unit and each large block's header;
+   the tail of each pool too short for one more block; the padding
+   before over-aligned large blocks.
+   */
+  size_t bytes_lost_headers;
+  size_t bytes_lost_quantization;
+  size_t bytes_lost_alignment;
   size_t num_classes;
   struct obm_class_stats classes[OBM_NUM_CLASSES];
 } obm_stats;
@@ -341,6 +350,14 @@ void obm_get_allocator(enum obm_domain d, struct obm_allocator *out);
  wrap the current allocator, get it first and call it from the new one.
  */
 void obm_set_allocator(enum obm_domain d, const struct obm_allocator *a);
+
+/*
+ Installs the debug hooks on the three domains (PyMem_SetupDebugHooks):
+ guard bytes, 0xCD/0xDD fills, serial numbers, a quarantine of freed
+ blocks, and a report and abort on the first misuse. Blocks allocated
+ before the call keep working. Calling it again does nothing.
+ */
+void obm_setup_debug_hooks(void);
 
 /*
  Starts tracking `o`, whose type has OBM_TPFLAGS_HAVE_GC, so the collector

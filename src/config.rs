@@ -76,3 +76,11 @@ const _: () = assert!(
 const _: () = assert!(UNIT_SIZE.is_multiple_of(PAGE_SIZE));
 const _: () = assert!(ALIGNMENT == 1 << ALIGNMENT_SHIFT);
 const _: () = assert!(NUM_CLASSES <= 255, "class index is stored in a u8");
+
+/// The debug hooks' quarantine of freed blocks: at most this many blocks and
+/// bytes wait before going back to the allocator; blocks above the last
+/// bound are checked and released at once (their pages are unmapped or
+/// reused as a whole, so a stale write is unlikely to go unnoticed anyway).
+pub(crate) const QUARANTINE_BLOCKS: usize = 4096;
+pub(crate) const QUARANTINE_BYTES: usize = 16 << 20;
+pub(crate) const QUARANTINE_MAX_BLOCK: usize = 1 << 20;

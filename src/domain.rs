@@ -133,7 +133,7 @@ pub unsafe fn unlock_after_fork() {
 }
 
 #[inline(always)]
-fn table(d: obm_domain) -> &'static obm_allocator {
+pub(crate) fn table(d: obm_domain) -> &'static obm_allocator {
     // SAFETY: as in `get`; the pointee is 'static.
     unsafe { &*TABLES[d as usize].load(Acquire) }
 }

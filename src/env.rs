@@ -41,11 +41,13 @@ fn read_all() {
             // obmem is the same pool allocator (it replaces the C library's
             // malloc), so it needs no switch.
             b"" | b"pymalloc" | b"malloc" => {}
-            b"debug" | b"pymalloc_debug" | b"malloc_debug" => report::eprint(format_args!(
-                "obmem: OBMEM_MALLOC={}: the debug hooks are not available in this version; using pymalloc\n",
-                core::str::from_utf8(v).unwrap_or("debug")
-            )),
-            _ => warn("OBMEM_MALLOC", v, "pymalloc, pymalloc_debug, malloc or debug", "pymalloc"),
+            b"debug" | b"pymalloc_debug" | b"malloc_debug" => crate::debug::setup(),
+            _ => warn(
+                "OBMEM_MALLOC",
+                v,
+                "pymalloc, pymalloc_debug, malloc or debug",
+                "pymalloc",
+            ),
         }
     }
     if let Some(v) = os::getenv(c"OBMEM_SHOW_STATS") {

@@ -96,7 +96,7 @@ impl Heap {
             let b = unsafe { &*pool }.pop();
             if !b.is_null() {
                 // SAFETY: class < NUM_CLASSES.
-                owner_inc(unsafe { self.stats.allocs.get_unchecked(class) });
+                stats::count(unsafe { self.stats.allocs.get_unchecked(class) });
                 return b;
             }
         }
@@ -117,7 +117,7 @@ impl Heap {
                 let pool = unsafe { &*pool };
                 let b = pool.pop();
                 if !b.is_null() {
-                    owner_inc(&self.stats.allocs[class]);
+                    stats::count(&self.stats.allocs[class]);
                     return b;
                 }
                 self.unlink(pool);
@@ -134,7 +134,7 @@ impl Heap {
         // SAFETY: new_pool returns a live, empty pool we own.
         let pool = unsafe { &*pool };
         self.push_front(pool);
-        owner_inc(&self.stats.allocs[class]);
+        stats::count(&self.stats.allocs[class]);
         pool.pop()
     }
 
@@ -149,7 +149,7 @@ impl Heap {
         unsafe { pool.push(p) };
         let class = pool.class();
         // SAFETY: class < NUM_CLASSES.
-        owner_inc(unsafe { self.stats.frees.get_unchecked(class) });
+        stats::count(unsafe { self.stats.frees.get_unchecked(class) });
         if !pool.in_queue.get() {
             self.push_front(pool);
         } else if pool.is_empty() && !std::ptr::eq(self.queue(class).get(), pool) {
@@ -602,6 +602,7 @@ pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
 }
 
 extern "C" fn before_fork() {
+    crate::debug::lock_for_fork();
     crate::domain::lock_for_fork();
     REGISTRY.lock_for_fork();
     arena::lock_for_fork();
@@ -615,6 +616,7 @@ extern "C" fn after_fork_parent() {
         arena::unlock_after_fork();
         REGISTRY.unlock_after_fork();
         crate::domain::unlock_after_fork();
+        crate::debug::unlock_after_fork();
     }
 }
 
@@ -625,6 +627,7 @@ extern "C" fn after_fork_child() {
         arena::unlock_after_fork();
         REGISTRY.unlock_after_fork();
         crate::domain::unlock_after_fork();
+        crate::debug::unlock_after_fork();
     }
     crate::gc::lock::after_fork_child();
     let me = current();

@@ -187,6 +187,7 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
     stats::LARGE_BLOCKS.fetch_add(1, Relaxed);
     stats::LARGE_ALLOCS.fetch_add(1, Relaxed);
     stats::LARGE_BYTES.fetch_add(base + size - user, Relaxed);
+    stats::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
     (user as *mut u8, zeroed)
 }
 
@@ -222,6 +223,7 @@ pub fn free(p: *mut u8, kind: u8, func: &str) {
     let base = hdr as usize;
     stats::LARGE_BLOCKS.fetch_sub(1, Relaxed);
     stats::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
+    stats::LARGE_ALIGN_LOSS.fetch_sub(user - base - HEADER, Relaxed);
     // SAFETY: the header is ours; marking it FREED makes a second free fail loudly.
     unsafe { (*hdr).magic.store(FREED, Release) };
     if kind == CHUNK_LARGE && user == base + HEADER && cache_put(base, map_size) {

@@ -51,6 +51,7 @@ pub mod alloc;
 pub mod arena;
 pub mod arena_map;
 pub mod config;
+pub mod debug;
 pub mod domain;
 pub mod env;
 pub mod ffi;

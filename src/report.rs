@@ -63,5 +63,7 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
 #[cold]
 #[inline(never)]
 pub fn invalid_pointer(func: &str, p: *const u8) -> ! {
-    fatal(format_args!("{func}(): invalid pointer {p:p}"))
+    fatal(format_args!(
+        "{func}(): invalid pointer {p:p} (obmem never returned it)"
+    ))
 }

@@ -2,7 +2,7 @@
 //! stores (no read-modify-write on the fast path), global atomics for the
 //! slow paths, merged on demand by `snapshot`.
 
-use crate::config::NUM_CLASSES;
+use crate::config::{NUM_CLASSES, UNIT_SIZE};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Counters owned by one heap: only the thread owning the heap writes them,
@@ -37,6 +37,15 @@ pub fn owner_inc(c: &AtomicU64) {
     c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
+/// Counts an allocation or a free on the fast path (an `owner_inc`),
+/// compiled out without the `stats` feature.
+#[inline(always)]
+pub fn count(c: &AtomicU64) {
+    if cfg!(feature = "stats") {
+        owner_inc(c);
+    }
+}
+
 #[inline(always)]
 pub fn owner_dec(c: &AtomicU64) {
     c.store(c.load(Relaxed).wrapping_sub(1), Relaxed);
@@ -50,6 +59,8 @@ pub static ARENAS_PEAK: AtomicUsize = AtomicUsize::new(0);
 pub static LARGE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
 pub static LARGE_BYTES: AtomicUsize = AtomicUsize::new(0);
 pub static LARGE_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes between large mappings' headers and their blocks (over-alignment).
+pub static LARGE_ALIGN_LOSS: AtomicUsize = AtomicUsize::new(0);
 
 pub fn add_mapped(n: usize) {
     let now = MAPPED.fetch_add(n, Relaxed) + n;
@@ -120,6 +131,13 @@ pub struct obm_stats {
     pub large_cached_bytes: usize,
     /// Thread heaps ever created.
     pub heaps: usize,
+    /// Bytes mapped but not usable for blocks, as sys._debugmallocstats
+    /// counts them: each arena's header unit and each large block's header;
+    /// the tail of each pool too short for one more block; the padding
+    /// before over-aligned large blocks.
+    pub bytes_lost_headers: usize,
+    pub bytes_lost_quantization: usize,
+    pub bytes_lost_alignment: usize,
     pub num_classes: usize,
     pub classes: [obm_class_stats; OBM_NUM_CLASSES],
 }
@@ -142,6 +160,9 @@ pub fn snapshot() -> obm_stats {
         large_cached: 0,
         large_cached_bytes: 0,
         heaps: 0,
+        bytes_lost_headers: 0,
+        bytes_lost_quantization: 0,
+        bytes_lost_alignment: LARGE_ALIGN_LOSS.load(Relaxed),
         num_classes: NUM_CLASSES,
         classes: [obm_class_stats::default(); OBM_NUM_CLASSES],
     };
@@ -168,7 +189,11 @@ pub fn snapshot() -> obm_stats {
         cs.blocks_free = (cs.pools * info.capacity as usize).saturating_sub(cs.blocks_in_use);
         cs.allocations = allocs[c] as usize;
         s.bytes_in_use += cs.blocks_in_use * cs.block_size;
+        let pool_bytes = info.units as usize * UNIT_SIZE;
+        s.bytes_lost_quantization +=
+            cs.pools * (pool_bytes - info.capacity as usize * cs.block_size);
     }
+    s.bytes_lost_headers = s.arenas_in_use * UNIT_SIZE + s.large_blocks * crate::large::HEADER;
     s.bytes_in_use += s.large_bytes;
     s
 }
@@ -212,5 +237,18 @@ pub fn print(fd: i32) {
         s.large_blocks, s.large_bytes, s.large_allocations, s.large_cached, s.large_cached_bytes
     );
     let _ = writeln!(b, "thread heaps          {:>14}", s.heaps);
+    let _ = writeln!(
+        b,
+        "bytes lost to headers {:>14}   (quantization {}, alignment {})",
+        s.bytes_lost_headers, s.bytes_lost_quantization, s.bytes_lost_alignment
+    );
     b.flush_to(fd);
+    if crate::debug::active() {
+        let (recorded, quarantined, bytes) = crate::debug::counts();
+        let _ = writeln!(
+            b,
+            "debug hooks on: {recorded} blocks recorded, {quarantined} in quarantine ({bytes} bytes)"
+        );
+        b.flush_to(fd);
+    }
 }

@@ -2,7 +2,6 @@
 //! CPython semantics: a request of 0 bytes (also `*_realloc(p, 0)`) returns
 //! a unique non-NULL pointer; failure returns NULL.
 
-use crate::alloc;
 use crate::domain::{self, obm_allocator, obm_domain, obm_domain::*};
 use core::ffi::c_void;
 
@@ -87,7 +86,7 @@ pub unsafe extern "C" fn obm_object_free(p: *mut c_void) {
 /// The usable size of a block from any domain or from malloc (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn obm_usable_size(p: *const c_void) -> usize {
-    alloc::usable_size(p as *const u8, "obm_usable_size")
+    super::malloc::usable_size(p as *const u8, "obm_usable_size")
 }
 
 /// Copies the allocator of domain `d` into `*out` (PyMem_GetAllocator).
@@ -107,4 +106,13 @@ pub unsafe extern "C" fn obm_set_allocator(d: obm_domain, a: *const obm_allocato
         // SAFETY: the caller passes a readable obm_allocator.
         domain::set(d, unsafe { &*a });
     }
+}
+
+/// Installs the debug hooks on the three domains (PyMem_SetupDebugHooks):
+/// guard bytes, 0xCD/0xDD fills, serial numbers, a quarantine of freed
+/// blocks, and a report and abort on the first misuse. Blocks allocated
+/// before the call keep working. Calling it again does nothing.
+#[no_mangle]
+pub extern "C" fn obm_setup_debug_hooks() {
+    crate::debug::setup();
 }

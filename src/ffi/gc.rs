@@ -1,6 +1,7 @@
 //! C exports of API.md §4: the cycle collector (CPython's `gc` module) and
 //! the lock that stands in for the GIL.
 
+use crate::debug;
 use core::ffi::{c_int, c_uint, c_void};
 
 use crate::gc::{self, introspect, lock, obm_gc_callback, obm_gc_gen_stats, NUM_GENERATIONS};
@@ -11,15 +12,20 @@ use crate::object::{obm_object, obm_visitproc};
 /// object does nothing. May run an automatic collection first.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_track(o: *mut obm_object) {
+    let _use = debug::objects::enter("obm_gc_track");
     if !o.is_null() {
         // SAFETY: the caller passes a live object.
-        unsafe { gc::track(o) }
+        unsafe {
+            debug::objects::check_track(o);
+            gc::track(o)
+        }
     }
 }
 
 /// Stops tracking `o`; untracking an untracked object does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_untrack(o: *mut obm_object) {
+    let _use = debug::objects::enter("obm_gc_untrack");
     if !o.is_null() {
         // SAFETY: the caller passes a live object.
         unsafe { gc::untrack(o) }
@@ -29,6 +35,7 @@ pub unsafe extern "C" fn obm_gc_untrack(o: *mut obm_object) {
 /// 1 if `o` is tracked by the collector, else 0.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_is_tracked(o: *const obm_object) -> c_int {
+    let _use = debug::objects::enter("obm_gc_is_tracked");
     // SAFETY: the caller passes a live object (or NULL).
     (!o.is_null() && unsafe { gc::is_tracked(o) }) as c_int
 }
@@ -36,6 +43,7 @@ pub unsafe extern "C" fn obm_gc_is_tracked(o: *const obm_object) -> c_int {
 /// 1 if `o`'s finalize has run, else 0.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_is_finalized(o: *const obm_object) -> c_int {
+    let _use = debug::objects::enter("obm_gc_is_finalized");
     // SAFETY: the caller passes a live object (or NULL).
     (!o.is_null() && unsafe { gc::is_finalized(o) }) as c_int
 }
@@ -47,24 +55,28 @@ pub unsafe extern "C" fn obm_gc_is_finalized(o: *const obm_object) -> c_int {
 /// `generation` is not 0, 1 or 2.
 #[no_mangle]
 pub extern "C" fn obm_gc_collect(generation: c_int) -> isize {
+    let _use = debug::objects::enter("obm_gc_collect");
     gc::collect_generation(generation)
 }
 
 /// Enables automatic collection (the default).
 #[no_mangle]
 pub extern "C" fn obm_gc_enable() {
+    let _use = debug::objects::enter("obm_gc_enable");
     gc::enable()
 }
 
 /// Disables automatic collection; obm_gc_collect still works.
 #[no_mangle]
 pub extern "C" fn obm_gc_disable() {
+    let _use = debug::objects::enter("obm_gc_disable");
     gc::disable()
 }
 
 /// 1 if automatic collection is enabled.
 #[no_mangle]
 pub extern "C" fn obm_gc_isenabled() -> c_int {
+    let _use = debug::objects::enter("obm_gc_isenabled");
     gc::is_enabled() as c_int
 }
 
@@ -72,6 +84,7 @@ pub extern "C" fn obm_gc_isenabled() -> c_int {
 /// OBMEM_GC_THRESHOLD=t0,t1,t2) to `out[0..3]`.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_get_threshold(out: *mut c_int) {
+    let _use = debug::objects::enter("obm_gc_get_threshold");
     if !out.is_null() {
         // SAFETY: the caller passes room for three ints.
         unsafe {
@@ -84,6 +97,7 @@ pub unsafe extern "C" fn obm_gc_get_threshold(out: *mut c_int) {
 /// Sets the thresholds; t0 = 0 disables automatic collection.
 #[no_mangle]
 pub extern "C" fn obm_gc_set_threshold(t0: c_int, t1: c_int, t2: c_int) {
+    let _use = debug::objects::enter("obm_gc_set_threshold");
     gc::set_threshold([t0, t1, t2])
 }
 
@@ -92,6 +106,7 @@ pub extern "C" fn obm_gc_set_threshold(t0: c_int, t1: c_int, t2: c_int) {
 /// generations 0 and 1 since the last collection of generations 1 and 2.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_get_count(out: *mut c_int) {
+    let _use = debug::objects::enter("obm_gc_get_count");
     if !out.is_null() {
         // SAFETY: the caller passes room for three ints.
         unsafe {
@@ -104,6 +119,7 @@ pub unsafe extern "C" fn obm_gc_get_count(out: *mut c_int) {
 /// Writes the per-generation statistics since start-up to `out[0..3]`.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_get_stats(out: *mut obm_gc_gen_stats) {
+    let _use = debug::objects::enter("obm_gc_get_stats");
     if !out.is_null() {
         // SAFETY: the caller passes room for three structs.
         unsafe {
@@ -117,48 +133,56 @@ pub unsafe extern "C" fn obm_gc_get_stats(out: *mut obm_gc_gen_stats) {
 /// collections until obm_gc_unfreeze.
 #[no_mangle]
 pub extern "C" fn obm_gc_freeze() {
+    let _use = debug::objects::enter("obm_gc_freeze");
     gc::freeze()
 }
 
 /// Moves the permanent generation back into generation 2.
 #[no_mangle]
 pub extern "C" fn obm_gc_unfreeze() {
+    let _use = debug::objects::enter("obm_gc_unfreeze");
     gc::unfreeze()
 }
 
 /// The number of objects in the permanent generation.
 #[no_mangle]
 pub extern "C" fn obm_gc_get_freeze_count() -> usize {
+    let _use = debug::objects::enter("obm_gc_get_freeze_count");
     gc::get_freeze_count()
 }
 
 /// Sets the debug flags (OBM_GC_DEBUG_*); 0 turns debugging off.
 #[no_mangle]
 pub extern "C" fn obm_gc_set_debug(flags: c_uint) {
+    let _use = debug::objects::enter("obm_gc_set_debug");
     gc::set_debug(flags)
 }
 
 /// The current debug flags.
 #[no_mangle]
 pub extern "C" fn obm_gc_get_debug() -> c_uint {
+    let _use = debug::objects::enter("obm_gc_get_debug");
     gc::get_debug()
 }
 
 /// The number of objects in the garbage list (kept by OBM_GC_DEBUG_SAVEALL).
 #[no_mangle]
 pub extern "C" fn obm_gc_garbage_count() -> usize {
+    let _use = debug::objects::enter("obm_gc_garbage_count");
     gc::garbage_count()
 }
 
 /// The i-th object of the garbage list (a borrowed reference), or NULL.
 #[no_mangle]
 pub extern "C" fn obm_gc_garbage_get(i: usize) -> *mut obm_object {
+    let _use = debug::objects::enter("obm_gc_garbage_get");
     gc::garbage_get(i)
 }
 
 /// Empties the garbage list, dropping its references.
 #[no_mangle]
 pub extern "C" fn obm_gc_garbage_clear() {
+    let _use = debug::objects::enter("obm_gc_garbage_clear");
     gc::garbage_clear()
 }
 
@@ -168,6 +192,7 @@ pub extern "C" fn obm_gc_garbage_clear() {
 /// returns 0 there).
 #[no_mangle]
 pub extern "C" fn obm_gc_callback_add(cb: obm_gc_callback, ctx: *mut c_void) -> c_int {
+    let _use = debug::objects::enter("obm_gc_callback_add");
     gc::callback_add(cb, ctx)
 }
 
@@ -175,6 +200,7 @@ pub extern "C" fn obm_gc_callback_add(cb: obm_gc_callback, ctx: *mut c_void) -> 
 /// there is none.
 #[no_mangle]
 pub extern "C" fn obm_gc_callback_remove(cb: obm_gc_callback, ctx: *mut c_void) -> c_int {
+    let _use = debug::objects::enter("obm_gc_callback_remove");
     gc::callback_remove(cb, ctx)
 }
 
@@ -189,6 +215,7 @@ pub unsafe extern "C" fn obm_gc_get_objects(
     visit: obm_visitproc,
     arg: *mut c_void,
 ) -> c_int {
+    let _use = debug::objects::enter("obm_gc_get_objects");
     // SAFETY: arg is the caller's, for its visitor.
     unsafe { introspect::get_objects(generation, visit, arg) }
 }
@@ -201,6 +228,7 @@ pub unsafe extern "C" fn obm_gc_get_referents(
     visit: obm_visitproc,
     arg: *mut c_void,
 ) -> c_int {
+    let _use = debug::objects::enter("obm_gc_get_referents");
     // SAFETY: the caller passes a live object (or NULL).
     unsafe { introspect::get_referents(o, visit, arg) }
 }
@@ -213,6 +241,7 @@ pub unsafe extern "C" fn obm_gc_get_referrers(
     visit: obm_visitproc,
     arg: *mut c_void,
 ) -> c_int {
+    let _use = debug::objects::enter("obm_gc_get_referrers");
     // SAFETY: arg is the caller's, for its visitor.
     unsafe { introspect::get_referrers(target, visit, arg) }
 }

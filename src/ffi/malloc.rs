@@ -9,6 +9,7 @@
 
 use crate::alloc;
 use crate::config::{ALIGNMENT, PAGE_SIZE};
+use crate::debug;
 use crate::domain::{self, obm_domain::OBM_DOMAIN_OBJ};
 use crate::os;
 use core::ffi::c_void;
@@ -58,6 +59,9 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, nmemb: usize, size: usize)
 /// Aligned allocation with glibc's checks done by the caller (sizes above
 /// PTRDIFF_MAX fail with ENOMEM in the core).
 fn aligned(align: usize, n: usize) -> *mut c_void {
+    if debug::active() {
+        return debug::aligned(align, n) as *mut c_void;
+    }
     alloc::aligned(align, n) as *mut c_void
 }
 
@@ -119,7 +123,18 @@ pub unsafe extern "C" fn pvalloc(n: usize) -> *mut c_void {
 
 #[no_mangle]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
-    alloc::usable_size(p as *const u8, "malloc_usable_size")
+    usable_size(p as *const u8, "malloc_usable_size")
+}
+
+/// The usable size of any block: a debug block's requested size, or the
+/// allocator's block size.
+pub(crate) fn usable_size(p: *const u8, func: &str) -> usize {
+    if debug::active() && !p.is_null() {
+        if let Some(n) = debug::usable_size(p, func) {
+            return n;
+        }
+    }
+    alloc::usable_size(p, func)
 }
 
 // glibc's internal names, used by some programs and libraries to reach

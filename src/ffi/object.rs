@@ -1,5 +1,6 @@
 //! C exports of API.md §3: objects and reference counts.
 
+use crate::debug;
 use crate::object::{self, obm_object, obm_type};
 
 /// Creates an object of type `t`: `t->size` bytes, zero-filled, refcount 1,
@@ -8,6 +9,7 @@ use crate::object::{self, obm_object, obm_type};
 /// without `traverse`.
 #[no_mangle]
 pub unsafe extern "C" fn obm_new(t: *const obm_type) -> *mut obm_object {
+    let _use = debug::objects::enter("obm_new");
     // SAFETY: the caller passes a type (or NULL), as the C API requires.
     unsafe { object::new_object(t, 0, "obm_new") }
 }
@@ -15,6 +17,7 @@ pub unsafe extern "C" fn obm_new(t: *const obm_type) -> *mut obm_object {
 /// As obm_new with `t->size + extra` bytes (for variable-size objects).
 #[no_mangle]
 pub unsafe extern "C" fn obm_new_var(t: *const obm_type, extra: usize) -> *mut obm_object {
+    let _use = debug::objects::enter("obm_new_var");
     // SAFETY: as in obm_new.
     unsafe { object::new_object(t, extra, "obm_new_var") }
 }
@@ -22,13 +25,17 @@ pub unsafe extern "C" fn obm_new_var(t: *const obm_type, extra: usize) -> *mut o
 /// Adds a reference to `o` (which must not be NULL).
 #[no_mangle]
 pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
+    let _use = debug::objects::enter("obm_incref");
     if o.is_null() {
         crate::report::fatal(format_args!(
             "obm_incref(NULL); use obm_xincref for pointers that may be NULL"
         ));
     }
     // SAFETY: the caller passes a live object.
-    unsafe { object::incref(o) }
+    unsafe {
+        debug::objects::check_alive(o, "obm_incref");
+        object::incref(o)
+    }
 }
 
 /// Drops a reference to `o` (which must not be NULL); at zero the object is
@@ -37,36 +44,49 @@ pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
 /// aborts.
 #[no_mangle]
 pub unsafe extern "C" fn obm_decref(o: *mut obm_object) {
+    let _use = debug::objects::enter("obm_decref");
     if o.is_null() {
         crate::report::fatal(format_args!(
             "obm_decref(NULL); use obm_xdecref for pointers that may be NULL"
         ));
     }
     // SAFETY: the caller passes a live object and owns a reference.
-    unsafe { object::decref(o) }
+    unsafe {
+        debug::objects::check_alive(o, "obm_decref");
+        object::decref(o)
+    }
 }
 
 /// obm_incref that ignores NULL.
 #[no_mangle]
 pub unsafe extern "C" fn obm_xincref(o: *mut obm_object) {
+    let _use = debug::objects::enter("obm_xincref");
     if !o.is_null() {
         // SAFETY: as in obm_incref.
-        unsafe { object::incref(o) }
+        unsafe {
+            debug::objects::check_alive(o, "obm_xincref");
+            object::incref(o)
+        }
     }
 }
 
 /// obm_decref that ignores NULL.
 #[no_mangle]
 pub unsafe extern "C" fn obm_xdecref(o: *mut obm_object) {
+    let _use = debug::objects::enter("obm_xdecref");
     if !o.is_null() {
         // SAFETY: as in obm_decref.
-        unsafe { object::decref(o) }
+        unsafe {
+            debug::objects::check_alive(o, "obm_xdecref");
+            object::decref(o)
+        }
     }
 }
 
 /// The reference count of `o` (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn obm_refcnt(o: *const obm_object) -> isize {
+    let _use = debug::objects::enter("obm_refcnt");
     if o.is_null() {
         return 0;
     }

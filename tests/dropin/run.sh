@@ -9,7 +9,8 @@
 #    which closes stderr before exit, the dynamic linker's LD_DEBUG=bindings
 #    trace shows sort's malloc/free bound to libobmem instead;
 #  - obmem reported no error (no stderr line starting "obmem: ").
-# Cases: python3 (PYTHONMALLOC=malloc) running alloc_heavy.py, plus a ctypes
+# Cases: python3 (PYTHONMALLOC=malloc) running alloc_heavy.py, the same
+# under the debug hooks (OBMEM_MALLOC=debug), plus a ctypes
 # check that malloc inside python is obmem's; sort on a 500k-line file
 # (multi-threaded); gcc compiling a generated C file (same binary, same
 # output); a multi-threaded C++ program (threads.cc) built without obmem.
@@ -160,6 +161,22 @@ if [[ -n $PY ]]; then
         else
             pass python
             cat "$WORK/python.note"
+        fi
+    fi
+
+    # The same script under the debug hooks (guards, fills, quarantine) runs
+    # to the end with the same output and no report.
+    cp "$WORK/python.ref.out" "$WORK/python_debug.ref.out"
+    cp "$WORK/python.ref.rc" "$WORK/python_debug.ref.rc"
+    OBMEM_MALLOC=debug PYTHONMALLOC=malloc run_obm python_debug "$PY" "$HERE/alloc_heavy.py"
+    if compare_runs python_debug 1000000; then
+        if ! grep -q '^debug hooks on: ' "$WORK/python_debug.obm.err"; then
+            fail python_debug "the statistics do not show the debug hooks on" "$WORK/python_debug.obm.err"
+        elif ! grep -q '^done$' "$WORK/python_debug.obm.out"; then
+            fail python_debug "alloc_heavy.py did not finish" "$WORK/python_debug.obm.out"
+        else
+            pass python_debug
+            cat "$WORK/python_debug.note"
         fi
     fi
 
