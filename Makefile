@@ -61,7 +61,9 @@ test-dropin: build
 test-install: build
 	bash tests/install/run.sh
 
+# Also builds obmem without its statistics counters, to measure their cost.
 bench: build
+	cargo build --release --no-default-features --target-dir target/nostats
 	bash benches/run.sh
 
 install: build

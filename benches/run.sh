@@ -13,6 +13,11 @@
 #   BENCH_WORKLOADS="…"   subset/order of: ring512 ring64 ring64k realloc
 #                         prodcons larson python
 #   OBMEM_SO=path         obmem library (default target/release/libobmem.so)
+#   OBMEM_NOSTATS_SO=path obmem built without its statistics counters
+#                         (cargo build --release --no-default-features
+#                         --target-dir target/nostats; `make bench` builds it):
+#                         the rings also run it ("obmem-nostats") and under
+#                         the debug hooks ("obmem-debug", OBMEM_MALLOC=debug)
 #   BENCH_NO_INSTALL=1    do not apt-get install the comparison allocators
 #   BENCH_TIMEOUT=S       per-run time limit in seconds (default 60)
 #   BENCH_CC, BENCH_CFLAGS compiler and flags (default gcc, -O2 -g -Wall -Wextra)
@@ -32,6 +37,7 @@ REPS=${BENCH_REPS:-3}
 SCALE=${BENCH_SCALE:-1}
 TIMEOUT=${BENCH_TIMEOUT:-60}
 OBMEM_SO=${OBMEM_SO:-$ROOT/target/release/libobmem.so}
+OBMEM_NOSTATS_SO=${OBMEM_NOSTATS_SO:-$ROOT/target/nostats/release/libobmem.so}
 read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc obmem mimalloc jemalloc tcmalloc}"
 read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson python}"
 # not CC/CFLAGS: a Makefile may export those for other targets
@@ -83,6 +89,7 @@ install_missing() {
 declare -A SO=()      # allocator -> .so path ("" for glibc)
 declare -A EXPECT=()  # allocator -> basename malloc must resolve to
 declare -A VERSION=()
+declare -A ENVS=()    # extra environment of an allocator's runs
 ACTIVE=()             # allocators that will be measured
 
 exports_symbol() { nm -D --defined-only "$1" 2>/dev/null | awk -v s="$2" '$3 == s { f = 1 } END { exit !f }'; }
@@ -121,6 +128,15 @@ locate_allocators() {
                 git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || rev+="+dirty src"
             fi
             VERSION[$a]="git $rev, .so built $(date -r "$OBMEM_SO" '+%F %T')"
+            # Variants measured on the rings only: the debug hooks' cost and
+            # the statistics counters' cost.
+            SO[obmem-debug]=$OBMEM_SO; EXPECT[obmem-debug]=$(basename "$OBMEM_SO")
+            ENVS[obmem-debug]=OBMEM_MALLOC=debug
+            if [[ -f $OBMEM_NOSTATS_SO ]]; then
+                SO[obmem-nostats]=$OBMEM_NOSTATS_SO; EXPECT[obmem-nostats]=$(basename "$OBMEM_NOSTATS_SO")
+            else
+                note "obmem-nostats skipped: $OBMEM_NOSTATS_SO not found"
+            fi
             ;;
         mimalloc | jemalloc | tcmalloc)
             so=$(dpkg -L "${PKG[$a]}" 2>/dev/null | grep -E "${SO_RE[$a]}" | head -1 || true)
@@ -158,6 +174,7 @@ run_one() {
     shift 2
     local pre=()
     [[ -n ${SO[$alloc]:-} ]] && pre=(LD_PRELOAD="${SO[$alloc]}")
+    [[ -n ${ENVS[$alloc]:-} ]] && pre+=("${ENVS[$alloc]}")
     # only the measured program gets the preload, not timeout(1); the outer
     # 2>/dev/null only silences bash's own "Aborted"/"Segmentation fault"
     # report, the program's stderr goes to the .err file
@@ -292,6 +309,7 @@ print_table() {
     return 0
 }
 
+VARIANT_LINES=""
 declare -A SUMMARY=() SUMMARY_RSS=()  # "workload alloc" -> ratio vs glibc
 
 run_workload() {
@@ -310,6 +328,10 @@ run_workload() {
     # the small-block rings also run their loop without malloc/free, to show
     # how much of each ns/op is the benchmark's own work (RNG, writes, checks)
     [[ $w == ring512 || $w == ring64 ]] && allocs+=(harness)
+    if [[ ($w == ring512 || $w == ring64) && " ${ACTIVE[*]} " == *" obmem "* ]]; then
+        [[ -n ${SO[obmem-nostats]:-} ]] && allocs+=(obmem-nostats)
+        allocs+=(obmem-debug)
+    fi
     say ""
     say "== $(workload_title "$w")"
     say "   cmd: $(workload_cmd "$w" | sed "s|$ROOT/||g")   (best of $REPS)"
@@ -320,7 +342,14 @@ run_workload() {
         done
     done
     print_table "$w" "$unit" "${allocs[@]}"
+    local v
+    for v in obmem-nostats obmem-debug; do
+        if [[ -n ${BEST[$v]:-} && -n ${BEST[obmem]:-} && -z ${ERR[$v]:-} ]]; then
+            VARIANT_LINES+=$(printf '  %-10s %-14s %s\n' "$w" "$v" "$(ratio "${BEST[$v]}" "${BEST[obmem]}")")$'\n'
+        fi
+    done
     for a in "${allocs[@]}"; do
+        [[ $a == obmem-nostats || $a == obmem-debug ]] && continue
         if [[ -n ${BEST[$a]:-} && -z ${ERR[$a]:-} && $a != harness ]]; then
             SUMMARY["$w $a"]=$(ratio "${BEST[glibc]:-0}" "${BEST[$a]}")
             SUMMARY_RSS["$w $a"]=$(ratio "${RSS[$a]}" "${RSS[glibc]:-0}")
@@ -343,6 +372,11 @@ print_summary() {
         for a in "${cols[@]}"; do printf ' %9s' "${SUMMARY["$w $a"]:--}"; done
         printf '\n'
     done
+    if [[ -n $VARIANT_LINES ]]; then
+        say ""
+        say "== obmem variants on the rings (variant time / obmem time; >1 is slower)"
+        printf '%s' "${VARIANT_LINES:-}"
+    fi
     say ""
     say "== Summary: peak RSS vs glibc (allocator RSS / glibc RSS; <1 is smaller)"
     printf '  %-10s' workload

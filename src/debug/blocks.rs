@@ -73,11 +73,15 @@ static TABLES: [SpinLock<Table>; SHARDS] = [const {
 }; SHARDS];
 
 /// Blocks are 16-byte aligned, so the low four bits carry nothing; a
-/// Fibonacci multiply spreads the rest. The top bits pick the shard, the
-/// bits below them the home slot.
+/// splitmix64-style finaliser spreads the rest over every bit (block
+/// addresses are regular strides, which plain multiplicative hashing
+/// clusters). The top bits pick the shard, the low bits the home slot.
 #[inline]
 fn hash(addr: usize) -> usize {
-    (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    let mut h = (addr >> 4) as u64;
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (h ^ (h >> 31)) as usize
 }
 
 #[inline]
@@ -88,7 +92,7 @@ fn shard(addr: usize) -> &'static SpinLock<Table> {
 impl Table {
     #[inline]
     fn home(&self, addr: usize) -> usize {
-        (hash(addr) >> 16) & self.mask
+        hash(addr) & self.mask
     }
 
     #[inline]

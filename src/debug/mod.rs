@@ -320,7 +320,10 @@ unsafe fn free_block(h: &Hooks, p: *mut u8, op: &str) {
 /// A block leaves the quarantine (or skips it): check that nothing wrote to
 /// it since it was freed, forget it and give it back.
 fn release(addr: usize) {
-    let Some(r) = blocks::get(addr) else {
+    // Forgotten first, in one step with the lookup. A double free racing
+    // with this finds no record and passes the pointer down, where it is
+    // not a block start (it lies FRONT bytes into one) and is rejected.
+    let Some(r) = blocks::remove(addr) else {
         return;
     };
     check_guards(&r, "when the freed block left the quarantine", "");
@@ -339,7 +342,6 @@ fn release(addr: usize) {
             );
         }
     }
-    blocks::remove(addr);
     let h = &HOOKS[r.domain as usize];
     // SAFETY: the underlying block of a debug block we just forgot; nobody
     // else can reach it (the program freed it).

@@ -59,10 +59,16 @@ const DEAD_WORD: usize = usize::from_ne_bytes([DEAD; 8]);
 ///
 /// # Safety
 /// `o` points to readable memory of an object's size (live or freed).
+#[inline(always)]
 pub unsafe fn check_alive(o: *const obm_object, func: &str) {
-    if !super::active() {
-        return;
+    if super::active() {
+        // SAFETY: per the contract.
+        unsafe { check_alive_slow(o, func) };
     }
+}
+
+#[inline(never)]
+unsafe fn check_alive_slow(o: *const obm_object, func: &str) {
     // SAFETY: per the contract.
     let (rc, t) = unsafe { ((*o).ob_refcnt as usize, (*o).ob_type as usize) };
     if rc == DEAD_WORD || t == DEAD_WORD {
