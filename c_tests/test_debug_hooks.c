@@ -16,7 +16,7 @@
  * Correct use stays silent: fills (0xCD new, zeros from calloc, 0xDD freed),
  * usable size = request, blocks allocated before the hooks freed, resized
  * and sized correctly, realloc keeps contents, aligned allocations, four
- * threads freeing each other's blocks, objects and collections with the
+ * threads freeing each other's blocks (and a fork meanwhile), objects and collections with the
  * lock held, a counting wrapper installed over the hooks.
  */
 #include "test_util.h"
@@ -458,6 +458,24 @@ static void correct_use(void *unused)
     pthread_t t[WORKERS];
     for (int i = 0; i < WORKERS; i++)
         CHECK(pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i) == 0);
+    /* Fork while they run: the child's allocator (and the hooks' locks) work. */
+    for (int k = 0; k < 3; k++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            for (int i = 0; i < 2000; i++) {
+                size_t n = (size_t)i * 37 % 3000;
+                unsigned char *q = malloc(n);
+                if (!q || count_byte(q, n, 0xCD) != n)
+                    _exit(3);
+                free(q);
+            }
+            _exit(0);
+        }
+        int st;
+        CHECK(waitpid(pid, &st, 0) == pid);
+        CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forked child: status 0x%x", st);
+    }
     for (int i = 0; i < WORKERS; i++)
         pthread_join(t[i], NULL);
     for (int i = 0; i < WORKERS; i++)

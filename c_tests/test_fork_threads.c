@@ -79,7 +79,7 @@ static void *child_thread(void *arg)
     (void)arg;
     void *p[500];
     for (int i = 0; i < 500; i++) {
-        p[i] = malloc(opaque_size((size_t)i * 53 % 5000 + (i == 100 ? 300000 : 0)));
+        p[i] = malloc(opaque_size((size_t)i * 53 % 5000 + 8 + (i == 100 ? 300000 : 0)));
         CHECK_NOT_NULL(p[i]);
         dirty(p[i], 0x33, 8);
     }

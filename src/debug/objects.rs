@@ -1,34 +1,38 @@
 //! Under the debug hooks the object and gc functions are checked too:
 //!
 //! - concurrent use: the functions follow CPython's one-thread-at-a-time
-//!   rule (obm_lock plays the GIL). Each checked call records its thread
-//!   while it runs; a call from another thread meanwhile means two threads
-//!   are inside without the lock, and is reported;
+//!   rule (obm_lock plays the GIL). A call without the lock records its
+//!   thread while it runs; a call from another thread meanwhile, or a call
+//!   without the lock while another thread holds it, is reported;
 //! - use of a freed object: freed memory holds the 0xDD fill and a
 //!   quarantined block is marked freed, so a reference count operation on
 //!   a dead object is reported instead of corrupting whatever is reused;
 //! - tracking an object that is already tracked.
 
 use super::{blocks, dump, DEAD};
+use crate::gc::lock;
 use crate::object::obm_object;
 use crate::report;
 use core::sync::atomic::{AtomicUsize, Ordering::*};
 
-/// The thread inside a checked object or gc function, 0 if none.
-static INSIDE: AtomicUsize = AtomicUsize::new(0);
+/// The thread inside a checked object or gc function without holding
+/// obm_lock, 0 if none.
+static INSIDE_UNLOCKED: AtomicUsize = AtomicUsize::new(0);
 
-/// Marks the calling thread as inside an object or gc function until dropped.
+/// Marks the calling thread as inside an object or gc function without the
+/// lock, until dropped.
 pub struct Use {
     prev: usize,
 }
 
 impl Drop for Use {
     fn drop(&mut self) {
-        INSIDE.store(self.prev, Release);
+        INSIDE_UNLOCKED.store(self.prev, Release);
     }
 }
 
-/// Enters `func`; None (no check) without the debug hooks.
+/// Enters `func`; None (nothing to undo) without the debug hooks or when
+/// the caller holds obm_lock.
 #[inline(always)]
 pub fn enter(func: &str) -> Option<Use> {
     if !super::active() {
@@ -37,19 +41,40 @@ pub fn enter(func: &str) -> Option<Use> {
     enter_checked(func)
 }
 
+/// The rule checked is the GIL's: at any moment, either one thread uses the
+/// objects without the lock and nobody else holds it, or only threads that
+/// hold it use them. The lock state is read at each call, not remembered
+/// from an outer one: a finalizer may release the lock in the middle of a
+/// deallocation (as CPython code drops the GIL), letting others in.
 #[inline(never)]
 fn enter_checked(func: &str) -> Option<Use> {
     // SAFETY: pthread_self has no preconditions; never 0 on glibc.
     let me = unsafe { libc::pthread_self() } as usize;
-    let prev = INSIDE.swap(me, AcqRel);
+    if lock::held_by_me() {
+        let other = INSIDE_UNLOCKED.load(Acquire);
+        if other != 0 && other != me {
+            concurrent(func, me, other);
+        }
+        return None;
+    }
+    let prev = INSIDE_UNLOCKED.swap(me, AcqRel);
     if prev != 0 && prev != me {
-        report::fatal(format_args!(
-            "debug hooks: concurrent use of the object and gc functions without obm_lock: \
-             {func} called in thread {me:#x} while thread {prev:#x} is inside one; \
-             threads that share objects must hold obm_lock() around these calls"
-        ));
+        concurrent(func, me, prev);
+    }
+    let owner = lock::owner();
+    if owner != 0 && owner != me {
+        concurrent(func, me, owner);
     }
     Some(Use { prev })
+}
+
+#[cold]
+fn concurrent(func: &str, me: usize, other: usize) -> ! {
+    report::fatal(format_args!(
+        "debug hooks: concurrent use of the object and gc functions without obm_lock: \
+         {func} called in thread {me:#x} while thread {other:#x} uses them; \
+         threads that share objects must hold obm_lock() around these calls"
+    ))
 }
 
 const DEAD_WORD: usize = usize::from_ne_bytes([DEAD; 8]);

@@ -69,6 +69,12 @@ pub fn held_by_me() -> bool {
     LOCK.owner.load(Ordering::Relaxed) == me()
 }
 
+/// The thread holding the lock (its pthread_t), 0 if none. A racy read, for
+/// the debug hooks' diagnostics only.
+pub fn owner() -> usize {
+    LOCK.owner.load(Ordering::Relaxed)
+}
+
 /// In the child of `fork`: only the forking thread exists. If another
 /// thread held the lock, it can never release it, so the lock starts over
 /// unheld (CPython re-creates its GIL the same way).
