@@ -169,22 +169,31 @@ impl Heap {
         }
         // SAFETY: p is a block start of a live pool, so >= 16 readable bytes.
         if unsafe { (*(p as *const Block)).freed_key } == crate::pool::freed_key() {
-            // Already freed by us (on the free list), or by another thread
-            // (on our remote list: drain it, which moves it to the free
-            // list, or releases its pool or arena if it was the last block).
-            let freed_again = pool.free_list_contains(p)
-                || (self.drain_remote()
-                    && (crate::arena_map::lookup(p as usize) != crate::arena_map::CHUNK_ARENA
-                        // SAFETY: the map says the arena is still mapped.
-                        || !unsafe { &*arena::arena_of(p) }.is_live()
-                        || !pool.is_block_start(start, p, true)
-                        || pool.free_list_contains(p)));
-            if freed_again {
-                report::fatal(format_args!("{func}(): double free of {p:p}"));
-            }
+            self.confirm_not_freed(pool, start, p, func);
         }
         // SAFETY: validated above as a handed-out block that is not free.
         unsafe { self.free_local(pool, p) }
+    }
+
+    /// `p` carries the freed key: it may be free already, by us (on the
+    /// free list) or by another thread (on our remote list: drain it, which
+    /// moves it to the free list, or releases its pool or arena if it was
+    /// the last block). Reports a double free; returns if `p` is live (a
+    /// program stored the key's value there). Kept out of line so the
+    /// common free path stays short.
+    #[cold]
+    #[inline(never)]
+    fn confirm_not_freed(&self, pool: &Pool, start: *mut u8, p: *mut u8, func: &str) {
+        let freed_again = pool.free_list_contains(p)
+            || (self.drain_remote()
+                && (crate::arena_map::lookup(p as usize) != crate::arena_map::CHUNK_ARENA
+                    // SAFETY: the map says the arena is still mapped.
+                    || !unsafe { &*arena::arena_of(p) }.is_live()
+                    || !pool.is_block_start(start, p, true)
+                    || pool.free_list_contains(p)));
+        if freed_again {
+            report::fatal(format_args!("{func}(): double free of {p:p}"));
+        }
     }
 
     /// Puts `pool` at the head of its class queue. The previous head, if

@@ -190,11 +190,14 @@ impl Pool {
         }
         let info = size_class::info(class as usize);
         let off = (p as usize).wrapping_sub(start as usize) as u64;
-        if off >= (info.capacity as u64) * info.block_size as u64 {
-            return false;
-        }
-        let index = (off * info.inv) >> INV_SHIFT;
-        index * info.block_size as u64 == off && (!owner || (p as usize) < self.bump.get() as usize)
+        // The owner knows how far the pool is carved (`bump` never passes
+        // the last block); others check against the pool's capacity.
+        let in_range = if owner {
+            p >= start && (p as usize) < self.bump.get() as usize
+        } else {
+            off < (info.capacity as u64) * info.block_size as u64
+        };
+        in_range && ((off * info.inv) >> INV_SHIFT) * info.block_size as u64 == off
     }
 }
 

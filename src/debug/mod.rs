@@ -176,7 +176,8 @@ fn enomem() -> *mut u8 {
 
 /// A new debug block of `n` bytes aligned to `align` (a power of two).
 fn alloc_block(h: &Hooks, n: usize, align: usize, zero: bool) -> *mut u8 {
-    if n > MAX_REQUEST || align > MAX_REQUEST {
+    // The record keeps the alignment padding in 32 bits.
+    if n > MAX_REQUEST || align > 1 << 31 {
         return enomem();
     }
     // The underlying block is 16-byte aligned; the data starts at the first
