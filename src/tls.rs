@@ -15,7 +15,12 @@ mod imp {
     use super::Heap;
 
     core::arch::global_asm!(
+        // Global but hidden: with several codegen units (a non-LTO build) the
+        // references sit in other object files; hidden keeps it out of the
+        // dynamic symbol table.
         ".section .tbss,\"awT\",@nobits",
+        ".globl obmem_tls_heap",
+        ".hidden obmem_tls_heap",
         ".p2align 3",
         ".type obmem_tls_heap,@object",
         ".size obmem_tls_heap,8",
