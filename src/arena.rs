@@ -144,7 +144,7 @@ static RESERVE: SpinLock<Reserve> = SpinLock::new(Reserve {
 
 /// Maps `n` arenas in one aligned mapping and registers them in the arena map.
 fn map_arenas(n: usize) -> *mut u8 {
-    let base = os::map_aligned(n * ARENA_SIZE, ARENA_SIZE);
+    let base = os::map_aligned(n * ARENA_SIZE, ARENA_SIZE, crate::fault::Site::Arenas);
     if base.is_null() {
         return base;
     }

@@ -64,7 +64,8 @@ pub fn set(addr: usize, kind: u8) -> bool {
     let slot = &ROOT[r];
     let mut leaf = slot.load(Ordering::Acquire);
     if leaf.is_null() {
-        let fresh = os::map(core::mem::size_of::<Leaf>()) as *mut Leaf;
+        let fresh =
+            os::map(core::mem::size_of::<Leaf>(), crate::fault::Site::ArenaMap) as *mut Leaf;
         if fresh.is_null() {
             return false;
         }

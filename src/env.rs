@@ -58,9 +58,8 @@ fn read_all() {
         }
     }
     if let Some(v) = os::getenv(c"OBMEM_FAIL_MMAP") {
-        match parse_usize(v) {
-            Some(n) => os::FAIL_MMAP_AT.store(n, Relaxed),
-            None => warn("OBMEM_FAIL_MMAP", v, "a number", "0"),
+        if !crate::fault::configure(v) {
+            warn("OBMEM_FAIL_MMAP", v, "N, N:C, SITE[:N[:C]] or trace", "0");
         }
     }
 }

@@ -15,11 +15,13 @@
 //!
 //! Life of a heap: created on a thread's first allocation (or adopted:
 //! see below) and registered with a pthread key whose destructor runs at
-//! thread exit. Then the heap drains its remote list, returns empty pools
-//! and arenas, and is *abandoned*: it keeps its live blocks and goes on the
+//! thread exit. Then the heap is *abandoned*: it drains its remote list,
+//! returns empty pools and arenas, keeps its live blocks and goes on the
 //! abandoned list, still the owner of its arenas. Blocks freed into it by
-//! other threads wake a reclaim that drains it under the registry lock, and
-//! the next new thread adopts it whole. Heaps are never unmapped.
+//! other threads wake a reclaim that drains it under the registry lock; an
+//! abandoned heap keeps no empty pool or spare arena, so each goes back as
+//! its last block does. The next new thread adopts the heap whole. Heaps
+//! are never unmapped.
 //!
 //! Fork: the registry, arena reserve and large cache locks are held across
 //! `fork`; in the child every heap that belonged to another running thread
@@ -152,9 +154,23 @@ impl Heap {
         stats::count(unsafe { self.stats.frees.get_unchecked(class) });
         if !pool.in_queue.get() {
             self.push_front(pool);
-        } else if pool.is_empty() && !std::ptr::eq(self.queue(class).get(), pool) {
+        }
+        if pool.is_empty() {
+            self.pool_emptied(pool);
+        }
+    }
+
+    /// A live heap keeps one empty pool per class (the queue head) for the
+    /// next allocation; a heap without a thread keeps none.
+    #[cold]
+    fn pool_emptied(&self, pool: &Pool) {
+        if !std::ptr::eq(self.queue(pool.class()).get(), pool) || !self.is_active() {
             self.release_pool(pool);
         }
+    }
+
+    fn is_active(&self) -> bool {
+        self.state.load(Relaxed) == ACTIVE
     }
 
     /// Validates `p` (a pointer into one of our arenas) and frees it.
@@ -314,8 +330,12 @@ impl Heap {
         if a.is_empty() {
             // Hysteresis: keep a few empty arenas, more for a bigger heap, so
             // a workload that oscillates does not discard and re-fault pages.
-            let spare =
-                (self.arenas.get() / HEAP_SPARE_DIVISOR).clamp(HEAP_SPARE_MIN, HEAP_SPARE_MAX);
+            // A heap without a thread keeps none.
+            let spare = if self.is_active() {
+                (self.arenas.get() / HEAP_SPARE_DIVISOR).clamp(HEAP_SPARE_MIN, HEAP_SPARE_MAX)
+            } else {
+                0
+            };
             if self.empty_arenas.get() < spare {
                 self.empty_arenas.set(self.empty_arenas.get() + 1);
             } else {
@@ -389,7 +409,7 @@ impl Heap {
             }
         }
         let mut arena = self.partial.get();
-        while !arena.is_null() {
+        while !arena.is_null() && self.empty_arenas.get() > 0 {
             // SAFETY: arenas in `partial` are live arenas we own.
             let a = unsafe { &*arena };
             let next = a.next.get();
@@ -438,11 +458,12 @@ pub unsafe fn free_remote(owner: *mut Heap, p: *mut u8) {
 }
 
 /// Drains an abandoned heap, acting as its owner under the registry lock.
+/// An abandoned heap releases pools and arenas as they empty, so draining
+/// is all it takes, and the cost is that of the blocks drained.
 fn reclaim(h: &Heap) {
     if let Some(_g) = REGISTRY.try_lock() {
         if h.state.load(Relaxed) == ABANDONED {
             h.drain_remote();
-            h.trim();
         }
     }
 }
@@ -512,7 +533,7 @@ fn init_current() -> *mut Heap {
         } else {
             let size = core::mem::size_of::<Heap>();
             if (r.slab as usize) + size > r.slab_end as usize {
-                let s = os::map(SLAB_SIZE);
+                let s = os::map(SLAB_SIZE, crate::fault::Site::HeapSlab);
                 if s.is_null() {
                     os::set_errno(libc::ENOMEM);
                     return ptr::null_mut();
@@ -570,9 +591,10 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     let mut r = REGISTRY.lock();
     // SAFETY: the heap was this thread's; it is valid forever.
     let h = unsafe { &*heap };
+    // Abandoned first, so what the drain empties is released at once.
+    h.state.store(ABANDONED, Release);
     h.drain_remote();
     h.trim();
-    h.state.store(ABANDONED, Release);
     h.next_abandoned.set(r.abandoned);
     r.abandoned = heap;
 }
@@ -594,7 +616,6 @@ pub fn reclaim_abandoned() {
         // SAFETY: abandoned heaps are valid; we hold the registry lock.
         let heap = unsafe { &*h };
         heap.drain_remote();
-        heap.trim();
         h = heap.next_abandoned.get();
     }
 }

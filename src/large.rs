@@ -16,6 +16,7 @@
 
 use crate::arena_map::{self, CHUNK_LARGE, CHUNK_LARGE_BEHIND};
 use crate::config::*;
+use crate::fault::Site;
 use crate::os;
 use crate::report;
 use crate::stats;
@@ -128,6 +129,9 @@ fn unmap_block(base: usize, size: usize) {
 /// Allocates a large block of `n` bytes aligned to `align` (a power of two).
 /// Returns the block and whether its memory is known to be zero.
 pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
+    // A zero-byte request still needs a byte of its own: with a header one
+    // arena back, the block would otherwise start past its mapping's end.
+    let n = n.max(1);
     let behind = align >= ARENA_SIZE;
     let offset = if behind {
         ARENA_SIZE
@@ -156,7 +160,12 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
         None => {
             // The header is at `base`; the block at base + offset must be
             // aligned to `align` (and its chunk to the arena size).
-            let base = os::map_aligned_at(map_size, align.max(ARENA_SIZE), offset & !ARENA_MASK);
+            let base = os::map_aligned_at(
+                map_size,
+                align.max(ARENA_SIZE),
+                offset & !ARENA_MASK,
+                Site::Large,
+            );
             if base.is_null() {
                 os::set_errno(libc::ENOMEM);
                 return (ptr::null_mut(), false);
@@ -269,7 +278,7 @@ pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
         // SAFETY: the header stays at base.
         unsafe { (*hdr).map_size = new_size };
     } else {
-        let dest = os::map_aligned(new_size, ARENA_SIZE);
+        let dest = os::map_aligned(new_size, ARENA_SIZE, Site::LargeMove);
         if dest.is_null() {
             return ptr::null_mut();
         }

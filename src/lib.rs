@@ -54,6 +54,7 @@ pub mod config;
 pub mod debug;
 pub mod domain;
 pub mod env;
+pub mod fault;
 pub mod ffi;
 pub mod gc;
 pub mod heap;

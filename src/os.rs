@@ -5,23 +5,13 @@
 //! the kernel); callers turn that into ENOMEM.
 
 use crate::config::PAGE_SIZE;
+use crate::fault::{self, Site};
 use core::ptr;
 
-/// Test-only fault injection: `OBMEM_FAIL_MMAP=N` makes the N-th mapping
-/// call and every later one fail with ENOMEM. Read once by `env`; 0 (the
-/// default) disables it.
-pub static FAIL_MMAP_AT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-static MMAP_CALLS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
-fn injected_failure() -> bool {
-    use core::sync::atomic::Ordering::Relaxed;
-    let at = FAIL_MMAP_AT.load(Relaxed);
-    at != 0 && MMAP_CALLS.fetch_add(1, Relaxed) + 1 >= at
-}
-
-/// Maps `size` bytes of fresh zeroed read-write memory, or returns null.
-pub fn map(size: usize) -> *mut u8 {
-    if injected_failure() {
+/// Maps `size` bytes of fresh zeroed read-write memory for `site`, or
+/// returns null.
+pub fn map(size: usize, site: Site) -> *mut u8 {
+    if fault::inject(site, size) {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
@@ -47,13 +37,13 @@ pub fn map(size: usize) -> *mut u8 {
 /// Maps `size` bytes starting at an address `base` such that `base + offset`
 /// is aligned to `align` (a power of two >= PAGE_SIZE; `offset` a multiple
 /// of PAGE_SIZE), by over-mapping and trimming both ends.
-pub fn map_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
+pub fn map_aligned_at(size: usize, align: usize, offset: usize, site: Site) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && offset.is_multiple_of(PAGE_SIZE));
     let Some(total) = size.checked_add(align) else {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
-    let raw = map(total);
+    let raw = map(total, site);
     if raw.is_null() {
         return raw;
     }
@@ -74,8 +64,8 @@ pub fn map_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
 }
 
 /// Maps `size` bytes aligned to `align`.
-pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
-    map_aligned_at(size, align, 0)
+pub fn map_aligned(size: usize, align: usize, site: Site) -> *mut u8 {
+    map_aligned_at(size, align, 0, site)
 }
 
 /// Returns a mapping (or part of one) to the OS.
@@ -107,7 +97,7 @@ pub unsafe fn discard(p: *mut u8, size: usize) {
 /// # Safety
 /// `[p, p+old)` must be a mapping made by this module.
 pub unsafe fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
-    if new > old && injected_failure() {
+    if new > old && fault::inject(Site::LargeGrow, new - old) {
         return false;
     }
     // SAFETY: without MREMAP_MAYMOVE the mapping either changes size in place or not at all.
@@ -121,6 +111,9 @@ pub unsafe fn remap_in_place(p: *mut u8, old: usize, new: usize) -> bool {
 /// # Safety
 /// Both regions are mappings made by this module; `new_p` holds nothing live.
 pub unsafe fn remap_to(old_p: *mut u8, old: usize, new_p: *mut u8, new: usize) -> bool {
+    if fault::inject(Site::LargeMove, new) {
+        return false;
+    }
     // SAFETY: MREMAP_FIXED replaces the mapping at new_p, which the caller owns.
     let r = unsafe {
         libc::mremap(

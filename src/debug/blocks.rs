@@ -124,7 +124,10 @@ impl Table {
             self.mask + 1
         };
         let count = (old_count * 2).max(MIN_SLOTS);
-        let fresh = os::map(count * core::mem::size_of::<Record>()) as *mut Record;
+        let fresh = os::map(
+            count * core::mem::size_of::<Record>(),
+            crate::fault::Site::DebugTable,
+        ) as *mut Record;
         if fresh.is_null() {
             return false;
         }
