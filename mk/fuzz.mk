@@ -1,0 +1,109 @@
+# Coverage-guided fuzzing of the whole C API (fuzz/, docs/reliability/fuzz.md).
+#
+#   make fuzz          fuzz for FUZZ_SECONDS (default 300) with libFuzzer;
+#                      installs clang and its libFuzzer runtime if missing
+#   make fuzz-replay   replay the committed corpus (gcc, release libobmem.so;
+#                      no clang) in the three harness modes; part of make test
+#   make fuzz-corpus   merge what `make fuzz` found into fuzz/corpus, minimized
+#
+# FUZZ_MODE=plain|hooks|debug picks the harness mode for `make fuzz`;
+# FUZZ_INSTRUMENT=0 links the uninstrumented release libobmem.a instead
+# (libFuzzer then sees only the harness's branches); FUZZ_ARGS adds
+# libFuzzer flags.
+
+FUZZ_SECONDS    ?= 300
+FUZZ_MODE       ?= plain
+FUZZ_INSTRUMENT ?= 1
+FUZZ_ARGS       ?=
+FUZZ_MAX_LEN    ?= 4096
+FUZZ_CLANG      ?= clang
+FUZZ_OUT        := $(BUILD)/fuzz
+FUZZ_TRIPLE     := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+FUZZ_LIBA       := target/fuzz/$(FUZZ_TRIPLE)/release/libobmem.a
+# SanitizerCoverage in obmem itself: 8-bit counters, the PC table and
+# comparison tracing, the instrumentation clang's -fsanitize=fuzzer adds.
+FUZZ_RUSTFLAGS  := -Cpasses=sancov-module \
+  -Cllvm-args=-sanitizer-coverage-level=3 \
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+  -Cllvm-args=-sanitizer-coverage-pc-table \
+  -Cllvm-args=-sanitizer-coverage-trace-compares
+FUZZ_CFLAGS     := -O1 -g -Wall -Wextra -Iinclude -fsanitize=fuzzer
+FUZZ_REPLAY     := $(FUZZ_OUT)/replay
+FUZZ_MODES      := plain hooks debug
+
+.PHONY: fuzz fuzz-build fuzz-clang fuzz-lib fuzz-replay fuzz-corpus
+
+TESTS += fuzz-replay
+
+# clang with libFuzzer: Debian's clang, plus the compiler-rt package of the
+# same version when the runtime is missing (it holds libclang_rt.fuzzer).
+fuzz-clang:
+	@probe='int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }'; \
+	if ! echo "$$probe" | $(FUZZ_CLANG) -x c - -fsanitize=fuzzer -o /dev/null >/dev/null 2>&1; then \
+	  echo "==> installing clang and its libFuzzer runtime (apt-get)"; \
+	  if ! command -v $(FUZZ_CLANG) >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null || exit 1; \
+	  fi; \
+	  v=$$($(FUZZ_CLANG) --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -1); \
+	  echo "$$probe" | $(FUZZ_CLANG) -x c - -fsanitize=fuzzer -o /dev/null >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-rt-$$v-dev >/dev/null; } || exit 1; \
+	  echo "$$probe" | $(FUZZ_CLANG) -x c - -fsanitize=fuzzer -o /dev/null || \
+	    { echo "clang $$v cannot link -fsanitize=fuzzer"; exit 1; }; \
+	fi
+
+# obmem as a static library with SanitizerCoverage. --target keeps the flags
+# off the build scripts; a non-LTO build with several codegen units.
+fuzz-lib:
+	RUSTFLAGS="$(FUZZ_RUSTFLAGS)" CARGO_PROFILE_RELEASE_LTO=false \
+	  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+	  cargo rustc --release --lib --crate-type staticlib --target $(FUZZ_TRIPLE) \
+	  --target-dir target/fuzz
+
+# The libFuzzer binary. libobmem.a defines malloc & co, so the whole fuzzer
+# process (libFuzzer's own allocations included) runs on obmem. No ASan:
+# it would replace malloc itself.
+ifeq ($(FUZZ_INSTRUMENT),0)
+fuzz-build: fuzz-clang build
+	@mkdir -p $(FUZZ_OUT)
+	$(FUZZ_CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_api.c $(LIBDIR)/libobmem.a -lpthread -ldl \
+	  -o $(FUZZ_OUT)/fuzz_api_noinst
+	@ln -sf fuzz_api_noinst $(FUZZ_OUT)/fuzz_api_bin
+else
+fuzz-build: fuzz-clang fuzz-lib
+	@mkdir -p $(FUZZ_OUT)
+	$(FUZZ_CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_api.c $(FUZZ_LIBA) -lpthread -ldl \
+	  -o $(FUZZ_OUT)/fuzz_api
+	@ln -sf fuzz_api $(FUZZ_OUT)/fuzz_api_bin
+endif
+
+# New inputs go to $(FUZZ_OUT)/corpus-$(FUZZ_MODE); fuzz/corpus is read only.
+# Crashes land in $(FUZZ_OUT)/artifacts/ (keep real bugs in fuzz/crashes/).
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_OUT)/corpus-$(FUZZ_MODE) $(FUZZ_OUT)/artifacts fuzz/corpus
+	OBMEM_FUZZ_MODE=$(FUZZ_MODE) $(FUZZ_OUT)/fuzz_api_bin \
+	  -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=30 \
+	  -rss_limit_mb=3072 -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_OUT)/artifacts/ $(FUZZ_ARGS) \
+	  $(FUZZ_OUT)/corpus-$(FUZZ_MODE) fuzz/corpus
+
+# Keeps only the inputs that add coverage (libFuzzer -merge=1) across
+# fuzz/corpus and everything `make fuzz` found, in every mode.
+fuzz-corpus: fuzz-build
+	@rm -rf $(FUZZ_OUT)/corpus-merged && mkdir -p $(FUZZ_OUT)/corpus-merged fuzz/corpus
+	OBMEM_FUZZ_MODE=plain $(FUZZ_OUT)/fuzz_api_bin -merge=1 -max_len=$(FUZZ_MAX_LEN) \
+	  $(FUZZ_OUT)/corpus-merged fuzz/corpus \
+	  $(filter-out %/corpus-merged,$(wildcard $(FUZZ_OUT)/corpus-*))
+	rm -rf fuzz/corpus && mv $(FUZZ_OUT)/corpus-merged fuzz/corpus
+	@echo "fuzz/corpus: $$(ls fuzz/corpus | wc -l) files, $$(du -sk fuzz/corpus | cut -f1) KiB"
+
+# The harness built with gcc -Werror and linked with -lobmem as a user
+# would; the corpus replayed in each mode. A model mismatch aborts.
+$(FUZZ_REPLAY): fuzz/fuzz_api.c fuzz/replay.c include/obmem.h | build
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iinclude fuzz/fuzz_api.c fuzz/replay.c $(LINK) -o $@
+
+fuzz-replay: build $(FUZZ_REPLAY)
+	@for m in $(FUZZ_MODES); do \
+	  OBMEM_FUZZ_MODE=$$m timeout 300 $(FUZZ_REPLAY) fuzz/corpus || \
+	    { echo "fuzz-replay: mode $$m failed"; exit 1; }; \
+	done
