@@ -360,6 +360,31 @@ static void pat_fill(unsigned char *p, size_t size, uint8_t seed, uint64_t tag) 
         memcpy(p + size - 8, &tag, 8);
 }
 
+/* True if p[from, to) are all v (memcmp against a page of v: fast). */
+static int all_bytes(const unsigned char *p, size_t from, size_t to, unsigned char v) {
+    static unsigned char ref[4096];
+    static int ref_v = -1;
+    if (ref_v != v) {
+        memset(ref, v, sizeof ref);
+        ref_v = v;
+    }
+    for (size_t i = from; i < to;) {
+        size_t n = to - i < sizeof ref ? to - i : sizeof ref;
+        if (memcmp(p + i, ref, n) != 0)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+static void bytes_check(const unsigned char *p, size_t from, size_t to, unsigned char v,
+                        const char *what) {
+    if (!all_bytes(p, from, to, v))
+        for (size_t i = from; i < to; i++)
+            CHECK(p[i] == v, "%s %p: byte %zu is 0x%02x, expected 0x%02x", what, (void *)p, i,
+                  p[i], v);
+}
+
 /* Checks bytes [0, len) of a block that pat_fill filled with `size` bytes. */
 static void pat_check(const unsigned char *p, size_t len, size_t size, uint8_t seed, uint64_t tag,
                       const char *what) {
@@ -372,30 +397,14 @@ static void pat_check(const unsigned char *p, size_t len, size_t size, uint8_t s
               (void *)p, i, p[i], t[i], size);
     size_t mid_end = size >= 16 ? size - 8 : size;
     size_t lim = len < mid_end ? len : mid_end;
-    if (lim > 8) {
-        unsigned char acc = 0;
+    if (lim > 8 && !all_bytes(p, 8, lim, seed))
         for (size_t i = 8; i < lim; i++)
-            acc |= (unsigned char)(p[i] ^ seed);
-        if (acc)
-            for (size_t i = 8; i < lim; i++)
-                CHECK(p[i] == seed, "%s %p: byte %zu is 0x%02x, expected 0x%02x (size %zu)", what,
-                      (void *)p, i, p[i], seed, size);
-    }
+            CHECK(p[i] == seed, "%s %p: byte %zu is 0x%02x, expected 0x%02x (size %zu)", what,
+                  (void *)p, i, p[i], seed, size);
     if (size >= 16)
         for (size_t i = size - 8; i < len; i++)
             CHECK(p[i] == t[i - (size - 8)], "%s %p: tail byte %zu is 0x%02x (size %zu)", what,
                   (void *)p, i, p[i], size);
-}
-
-static void bytes_check(const unsigned char *p, size_t from, size_t to, unsigned char v,
-                        const char *what) {
-    unsigned char acc = 0;
-    for (size_t i = from; i < to; i++)
-        acc |= (unsigned char)(p[i] ^ v);
-    if (acc)
-        for (size_t i = from; i < to; i++)
-            CHECK(p[i] == v, "%s %p: byte %zu is 0x%02x, expected 0x%02x", what, (void *)p, i,
-                  p[i], v);
 }
 
 static size_t usable_of(int f, void *p) {
@@ -935,6 +944,7 @@ static size_t m_collect(int g) {
     m_stats[g].collections++;
     m_stats[g].collected += collected;
     exp_cb(OBM_GC_STOP, g, collected);
+    TRACE("  [collection of generation %d: %zu collected, %zu survivors]\n", g, collected, survivors);
     return collected;
 }
 

@@ -27,11 +27,11 @@ FUZZ_RUSTFLAGS  := -Cpasses=sancov-module \
   -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
   -Cllvm-args=-sanitizer-coverage-pc-table \
   -Cllvm-args=-sanitizer-coverage-trace-compares
-FUZZ_CFLAGS     := -O1 -g -Wall -Wextra -Iinclude -fsanitize=fuzzer
+FUZZ_CFLAGS     := -O2 -g -Wall -Wextra -Iinclude -fsanitize=fuzzer
 FUZZ_REPLAY     := $(FUZZ_OUT)/replay
 FUZZ_MODES      := plain hooks debug
 
-.PHONY: fuzz fuzz-build fuzz-clang fuzz-lib fuzz-replay fuzz-corpus
+.PHONY: fuzz fuzz-build fuzz-clang fuzz-lib fuzz-seeds fuzz-replay fuzz-corpus
 
 TESTS += fuzz-replay
 
@@ -78,20 +78,25 @@ endif
 
 # New inputs go to $(FUZZ_OUT)/corpus-$(FUZZ_MODE); fuzz/corpus is read only.
 # Crashes land in $(FUZZ_OUT)/artifacts/ (keep real bugs in fuzz/crashes/).
-fuzz: fuzz-build
+fuzz: fuzz-build fuzz-seeds
 	@mkdir -p $(FUZZ_OUT)/corpus-$(FUZZ_MODE) $(FUZZ_OUT)/artifacts fuzz/corpus
 	OBMEM_FUZZ_MODE=$(FUZZ_MODE) $(FUZZ_OUT)/fuzz_api_bin \
 	  -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=30 \
 	  -rss_limit_mb=3072 -print_final_stats=1 \
 	  -artifact_prefix=$(FUZZ_OUT)/artifacts/ $(FUZZ_ARGS) \
-	  $(FUZZ_OUT)/corpus-$(FUZZ_MODE) fuzz/corpus
+	  $(FUZZ_OUT)/corpus-$(FUZZ_MODE) fuzz/corpus $(FUZZ_OUT)/seeds
+
+# Hand-made inputs for the deep cases (fuzz/make_seeds.py).
+fuzz-seeds:
+	@rm -rf $(FUZZ_OUT)/seeds
+	python3 fuzz/make_seeds.py $(FUZZ_OUT)/seeds
 
 # Keeps only the inputs that add coverage (libFuzzer -merge=1) across
 # fuzz/corpus and everything `make fuzz` found, in every mode.
-fuzz-corpus: fuzz-build
+fuzz-corpus: fuzz-build fuzz-seeds
 	@rm -rf $(FUZZ_OUT)/corpus-merged && mkdir -p $(FUZZ_OUT)/corpus-merged fuzz/corpus
 	OBMEM_FUZZ_MODE=plain $(FUZZ_OUT)/fuzz_api_bin -merge=1 -max_len=$(FUZZ_MAX_LEN) \
-	  $(FUZZ_OUT)/corpus-merged fuzz/corpus \
+	  $(FUZZ_OUT)/corpus-merged fuzz/corpus $(FUZZ_OUT)/seeds \
 	  $(filter-out %/corpus-merged,$(wildcard $(FUZZ_OUT)/corpus-*))
 	rm -rf fuzz/corpus && mv $(FUZZ_OUT)/corpus-merged fuzz/corpus
 	@echo "fuzz/corpus: $$(ls fuzz/corpus | wc -l) files, $$(du -sk fuzz/corpus | cut -f1) KiB"
