@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# tests/faults/run.sh: build and run the fault-injection and memory-return
+# tests (docs/reliability/faults.md) against target/release/libobmem.so.
+#
+#   bash tests/faults/run.sh                 # every test of `make test-faults`
+#   bash tests/faults/run.sh mem_return soak # only these (soak is not in the default set)
+#
+# Each tests/faults/NAME.c is compiled into build/faults/NAME, linked with
+# -lobmem as a user would, except the programs in UNLINKED, which are built
+# without obmem and run under LD_PRELOAD (that is what they test). Each
+# tests/faults/lib_*.c is built into build/faults/lib_*.so (the plugins the
+# dlopen test loads). Every test runs in its own process with a timeout and
+# prints PASS/FAIL with its time; the exit status is non-zero if one failed.
+#
+# Environment: FAULTS_TIMEOUT (seconds per test, default 300), CC,
+# FAULTS_FULL=1 (longer variants), SOAK_SECONDS, DRIFT_SECONDS; the tests
+# read these themselves. OBMEM_* variables of the caller are dropped: each
+# test sets the ones it needs.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+LIBDIR=$ROOT/target/release
+BUILD=$ROOT/build/faults
+CC=${CC:-gcc}
+TIMEOUT=${FAULTS_TIMEOUT:-300}
+CFLAGS=(-std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -Ic_tests -Itests/faults)
+
+DEFAULT=(fault_mmap fault_rlimit fault_cancel fault_fork_threads fault_dlopen
+    fault_dlopen_preload mem_return mem_drift)
+# Built without -lobmem, run under LD_PRELOAD=libobmem.so.
+UNLINKED=" fault_dlopen_preload "
+
+while IFS= read -r v; do unset "$v"; done < <(env | sed -n 's/^\(OBMEM_[A-Za-z0-9_]*\)=.*/\1/p')
+
+if [[ ! -f $LIBDIR/libobmem.so ]]; then
+    echo "faults: $LIBDIR/libobmem.so is missing (run make build)" >&2
+    exit 1
+fi
+mkdir -p "$BUILD"
+export FAULTS_BUILD=$BUILD FAULTS_LIB=$LIBDIR/libobmem.so
+
+names=("$@")
+((${#names[@]} > 0)) || names=("${DEFAULT[@]}")
+
+passed=0
+failed=0
+failed_names=()
+result() { # name status secs [log]
+    if [[ $2 == ok ]]; then
+        printf 'PASS %-22s %6ss\n' "$1" "$3"
+        passed=$((passed + 1))
+    else
+        printf 'FAIL %-22s %6ss  (%s)\n' "$1" "$3" "$2"
+        [[ -n ${4:-} && -s $4 ]] && sed -e 's/^/    /' "$4" | tail -n 60
+        failed=$((failed + 1))
+        failed_names+=("$1")
+    fi
+}
+
+# The plugins for the dlopen tests.
+for src in tests/faults/lib_*.c; do
+    [[ -e $src ]] || continue
+    so=$BUILD/$(basename "${src%.c}").so
+    if ! "$CC" "${CFLAGS[@]}" -shared -fPIC "$src" -o "$so" -lpthread >"$so.log" 2>&1; then
+        result "$(basename "$src")" "compile error" 0 "$so.log"
+    fi
+done
+
+for name in "${names[@]}"; do
+    name=${name##*/}
+    name=${name%.c}
+    src=tests/faults/$name.c
+    # fault_dlopen_preload is fault_dlopen built without obmem.
+    [[ $name == fault_dlopen_preload ]] && src=tests/faults/fault_dlopen.c
+    exe=$BUILD/$name
+    log=$BUILD/$name.log
+    if [[ ! -f $src ]]; then
+        result "$name" "no such test: $src" 0
+        continue
+    fi
+    preload=()
+    if [[ $UNLINKED == *" $name "* ]]; then
+        build=("$CC" "${CFLAGS[@]}" -DFAULTS_UNLINKED "$src" -o "$exe" -ldl -lpthread)
+        preload=(LD_PRELOAD="$LIBDIR/libobmem.so")
+    else
+        build=("$CC" "${CFLAGS[@]}" "$src" -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -ldl -lpthread -o "$exe")
+    fi
+    if ! "${build[@]}" >"$log" 2>&1; then
+        result "$name" "compile error" 0 "$log"
+        continue
+    fi
+    start=$(date +%s.%N)
+    set +e
+    timeout -k 10 "$TIMEOUT" env "${preload[@]}" "$exe" </dev/null >"$log" 2>&1
+    rc=$?
+    set -e
+    secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+    # Each test's own summary lines (starting with "  " or its name) are
+    # worth seeing even when it passes.
+    if ((rc == 0)); then
+        result "$name" ok "$secs"
+        grep -E '^(summary|  )' "$log" | grep -v '^  .* ok (' | sed -e 's/^/    /' | head -n 40 || true
+    elif ((rc == 124 || rc == 137)); then
+        result "$name" "timed out after ${TIMEOUT}s" "$secs" "$log"
+    elif ((rc > 128)); then
+        result "$name" "signal $((rc - 128)) SIG$(kill -l $((rc - 128)) 2>/dev/null || echo '?')" "$secs" "$log"
+    else
+        result "$name" "exit code $rc" "$secs" "$log"
+    fi
+done
+
+((failed == 0)) || echo "failed: ${failed_names[*]}"
+echo "faults: $passed passed, $failed failed"
+((failed == 0))
