@@ -26,8 +26,10 @@
 # Missing Debian packages (sqlite3, git, make, gcc, g++, redis-server,
 # redis-tools) are installed with apt-get (through sudo -n when not root).
 #
-# Prints one line per case: PASS/FAIL/SKIP, name, the time of the glibc
-# and the obmem run, a note; ends with "N passed, M failed". Logs of the
+# Prints one line per case: PASS/FAIL/SKIP, name, the wall-clock time of
+# the glibc and the obmem run and their CPU time (user + system of the
+# processes started, from bash's `times`: less sensitive to other load on
+# the machine), notes; ends with "N passed, M failed". Logs of the
 # last run are kept in build/compat/<case>/ (glibc.* and obmem.* for the
 # two runs, reason on failure); temporary files go to a directory under
 # $TMPDIR (or /tmp), removed at exit unless COMPAT_KEEP=1.
@@ -194,6 +196,28 @@ skip() {
 }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# read_cpu VAR: user + system CPU time of this shell's waited-for children,
+# in ms, into VAR (bash's `times`, run in this shell, not in a $(...)
+# subshell; its second line reads "0m1.234s 0m0.056s").
+read_cpu() {
+    times >"$T/.times"
+    printf -v "$1" %s "$(awk 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60000 + a[2] * 1000 }
+        printf "%d\n", t }' "$T/.times")"
+}
+# start_clock / stop_clock KIND: adds the wall and CPU time between the two
+# to $CD/KIND.ms and $CD/KIND.cpu.ms.
+start_clock() {
+    CLOCK_WALL=$(now_ms)
+    read_cpu CLOCK_CPU
+}
+stop_clock() {
+    local cpu
+    read_cpu cpu
+    add_ms "$1" $(($(now_ms) - CLOCK_WALL))
+    add_ms "$1.cpu" $((cpu - CLOCK_CPU))
+}
 
 # run_timed KIND BASE [VAR=VALUE...] -- CMD...: runs CMD (KIND glibc: as
 # is; KIND obmem: with LD_PRELOAD=libobmem.so) under `timeout`, stdout to
@@ -209,14 +233,12 @@ run_timed() {
     done
     shift
     [[ $kind == obmem ]] && envs+=("LD_PRELOAD=$LIB")
-    local t0 t1
-    t0=$(now_ms)
+    start_clock
     set +e
     timeout -k 10 "$RUN_TIMEOUT" env "${envs[@]}" "$@" >"$base.out" 2>"$base.err"
     RC=$?
     set -e
-    t1=$(now_ms)
-    add_ms "$kind" $((t1 - t0))
+    stop_clock "$kind"
     if ((RC == 124 || RC == 137)); then
         fail "$kind run of $1 timed out after $RUN_TIMEOUT s (logs: ${base#"$ROOT"/}.*)"
     fi
@@ -313,8 +335,8 @@ case_python() {
             # Started in the background to look at the interpreter's
             # /proc/PID/maps while it runs (OBMEM_SHOW_STATS would write into
             # the stderr of the interpreters that the tests start and check).
-            local t0 tpid mapped=0
-            t0=$(now_ms)
+            local tpid mapped=0
+            start_clock
             timeout -k 10 "$RUN_TIMEOUT" env "${common[@]}" LD_PRELOAD="$LIB" \
                 "$PY" -m test --randseed=12345 --junit-xml "$CD/obmem.xml" "${tests[@]}" \
                 >"$CD/obmem.out" 2>"$CD/obmem.err" &
@@ -324,7 +346,7 @@ case_python() {
             wait "$tpid"
             RC=$?
             set -e
-            add_ms obmem $(($(now_ms) - t0))
+            stop_clock obmem
             echo "$RC" >"$CD/obmem.rc"
             ((RC != 124 && RC != 137)) || fail "the obmem run timed out after $RUN_TIMEOUT s"
             ((mapped)) || fail "libobmem.so was not in /proc/PID/maps of the running interpreter"
@@ -523,10 +545,10 @@ case_redis() {
 # redis_run KIND: one server's life: start, load, query, reload, benchmark,
 # checks, shutdown.
 redis_run() {
-    local kind=$1 dir=$T/$kind port tries pre=() t0 i
+    local kind=$1 dir=$T/$kind port tries pre=() i
     mkdir -p "$dir"
     [[ $kind == obmem ]] && pre=(LD_PRELOAD="$LIB" OBMEM_SHOW_STATS=1)
-    t0=$(now_ms)
+    start_clock
     for tries in 1 2 3; do
         port=$(free_port)
         timeout -k 10 "$RUN_TIMEOUT" env "${pre[@]}" redis-server \
@@ -619,7 +641,7 @@ hello, obmem
     local rc=0
     wait "$REDIS_TPID" || rc=$?
     REDIS_TPID=
-    add_ms "$kind" $(($(now_ms) - t0))
+    stop_clock "$kind"
     ((rc == 0)) || fail "redis-server ($kind) exited $rc (see ${CD#"$ROOT"/}/$kind.log)"
     grep -q 'ready to exit, bye bye' "$CD/$kind.log" || fail "redis-server ($kind) did not log its clean exit"
     if grep -q -E 'REDIS BUG REPORT|crashed by signal|Guru Meditation' "$CD/$kind.log"; then
@@ -659,7 +681,7 @@ for c in "${CASES[@]}"; do
     rc=$?
     set -e
     wall=$(($(now_ms) - t0))
-    times="glibc $(fmt_s "$CD/glibc.ms"), obmem $(fmt_s "$CD/obmem.ms"), total $(awk -v ms=$wall 'BEGIN { printf "%.1f s", ms / 1000 }')"
+    times="glibc $(fmt_s "$CD/glibc.ms") (cpu $(fmt_s "$CD/glibc.cpu.ms")), obmem $(fmt_s "$CD/obmem.ms") (cpu $(fmt_s "$CD/obmem.cpu.ms")), total $(awk -v ms=$wall 'BEGIN { printf "%.1f s", ms / 1000 }')"
     if [[ -f $CD/skip ]]; then
         echo "SKIP $c ($(cat "$CD/skip")) !!! NOT TESTED !!!"
         skipped=$((skipped + 1))
