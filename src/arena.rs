@@ -42,6 +42,12 @@ pub struct Arena {
     pub owner: AtomicPtr<Heap>,
     /// Bit i set: unit i is free. Owner only, like the fields below.
     pub free_units: Cell<u16>,
+    /// Bit i set: unit i is free and a pool used it since its pages were
+    /// last discarded, so they may be resident. A subset of `free_units`.
+    pub dirty_units: Cell<u16>,
+    /// The dirty units that stayed free since the owner's last purge: the
+    /// next purge discards those only. A subset of `dirty_units`.
+    pub aged_units: Cell<u16>,
     /// Linked in the owner's list of arenas with a free unit.
     pub in_partial: Cell<bool>,
     pub next: Cell<*mut Arena>,
@@ -103,15 +109,45 @@ impl Arena {
             return None;
         }
         let first = m.trailing_zeros() as usize;
-        self.free_units
-            .set(self.free_units.get() & !run_mask(first, n));
+        let run = run_mask(first, n);
+        self.free_units.set(self.free_units.get() & !run);
+        self.dirty_units.set(self.dirty_units.get() & !run);
+        self.aged_units.set(self.aged_units.get() & !run);
         Some(first)
     }
 
     pub fn give_units(&self, first: usize, n: usize) {
-        debug_assert!(self.free_units.get() & run_mask(first, n) == 0);
-        self.free_units
-            .set(self.free_units.get() | run_mask(first, n));
+        let run = run_mask(first, n);
+        debug_assert!(self.free_units.get() & run == 0);
+        self.free_units.set(self.free_units.get() | run);
+        self.dirty_units.set(self.dirty_units.get() | run);
+    }
+
+    /// How many free units may hold resident pages.
+    pub fn dirty_count(&self) -> usize {
+        self.dirty_units.get().count_ones() as usize
+    }
+
+    /// Gives back to the OS the pages of the dirty units that stayed free
+    /// since the last call (all dirty units if `all`); the others age.
+    pub fn discard_dirty(&self, all: bool) {
+        let dirty = self.dirty_units.get();
+        let mut discard = if all {
+            dirty
+        } else {
+            dirty & self.aged_units.get()
+        };
+        self.dirty_units.set(dirty & !discard);
+        self.aged_units.set(dirty & !discard);
+        let base = self as *const Arena as usize;
+        while discard != 0 {
+            let first = discard.trailing_zeros() as usize;
+            let n = (discard >> first).trailing_ones() as usize;
+            // SAFETY: free units hold no live block and belong to this
+            // arena, which the caller (its owner) keeps mapped.
+            unsafe { os::discard((base + first * UNIT_SIZE) as *mut u8, n * UNIT_SIZE) };
+            discard &= !run_mask(first, n);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -197,6 +233,8 @@ pub fn acquire(owner: *mut Heap) -> *mut Arena {
     // rewritten field by field before the arena is published to its owner.
     unsafe {
         ptr::addr_of_mut!((*a).free_units).write(Cell::new(ALL_UNITS));
+        ptr::addr_of_mut!((*a).dirty_units).write(Cell::new(0));
+        ptr::addr_of_mut!((*a).aged_units).write(Cell::new(0));
         ptr::addr_of_mut!((*a).in_partial).write(Cell::new(false));
         ptr::addr_of_mut!((*a).next).write(Cell::new(ptr::null_mut()));
         ptr::addr_of_mut!((*a).prev).write(Cell::new(ptr::null_mut()));
@@ -258,6 +296,8 @@ mod tests {
             magic: AtomicUsize::new(0),
             owner: AtomicPtr::new(ptr::null_mut()),
             free_units: Cell::new(ALL_UNITS),
+            dirty_units: Cell::new(0),
+            aged_units: Cell::new(0),
             in_partial: Cell::new(false),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
@@ -269,11 +309,61 @@ mod tests {
         assert_eq!(a.take_units(6), Some(10));
         assert_eq!(a.free_units.get(), 0);
         a.give_units(2, 8);
+        assert_eq!(a.dirty_count(), 8, "given-back units may hold pages");
         assert_eq!(a.take_units(3), Some(2));
+        assert_eq!(
+            a.dirty_units.get(),
+            run_mask(5, 5),
+            "taken units are not free"
+        );
         a.give_units(2, 3);
         a.give_units(1, 1);
         a.give_units(10, 6);
         assert!(a.is_empty());
+        assert_eq!(a.dirty_units.get(), ALL_UNITS);
+    }
+
+    #[test]
+    fn discarding_dirty_units_zeroes_their_pages_only() {
+        let a = acquire(0x1000 as *mut Heap);
+        assert!(!a.is_null());
+        unsafe {
+            let arena = &*a;
+            let first = arena.take_units(4).unwrap();
+            let unit = |u: usize| (a as *mut u8).add(u * UNIT_SIZE);
+            for u in first..first + 4 {
+                ptr::write_bytes(unit(u), 0xAB, UNIT_SIZE);
+            }
+            arena.give_units(first + 1, 2); // a pool's units freed: dirty
+            assert_eq!(arena.dirty_count(), 2);
+            arena.discard_dirty(false);
+            assert_eq!(arena.dirty_count(), 2, "freed since the last purge: kept");
+            assert_eq!(*unit(first + 1), 0xAB);
+            arena.discard_dirty(false);
+            assert_eq!(
+                arena.dirty_count(),
+                0,
+                "still free at the next purge: discarded"
+            );
+            assert_eq!(*unit(first), 0xAB, "a unit in use keeps its bytes");
+            assert_eq!(*unit(first + 1), 0, "a discarded unit reads zero");
+            assert_eq!(*unit(first + 2).add(UNIT_SIZE - 1), 0);
+            assert_eq!(*unit(first + 3), 0xAB);
+            // A unit reused between two purges is not discarded.
+            assert_eq!(arena.take_units(2), Some(first + 1));
+            arena.give_units(first + 1, 2);
+            arena.discard_dirty(false);
+            assert_eq!(arena.take_units(2), Some(first + 1));
+            ptr::write_bytes(unit(first + 1), 0xCD, UNIT_SIZE);
+            arena.give_units(first + 1, 2);
+            arena.discard_dirty(false);
+            assert_eq!(*unit(first + 1), 0xCD, "reused since the last purge: kept");
+            arena.discard_dirty(true);
+            assert_eq!(*unit(first + 1), 0, "`all` discards every dirty unit");
+            arena.give_units(first, 1);
+            arena.give_units(first + 3, 1);
+            release(a);
+        }
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub(crate) const ARENA_RETAIN_MAX: usize = 256; // 64 MiB of address space, no R
 pub(crate) const HEAP_SPARE_DIVISOR: usize = 8;
 pub(crate) const HEAP_SPARE_MIN: usize = 1;
 pub(crate) const HEAP_SPARE_MAX: usize = 16;
+/// When a heap's pools have shrunk since their peak by this many units, or
+/// by 1/HEAP_PURGE_DIVISOR of the peak if more, the pages of the free units
+/// in its partly used arenas that stayed free since the previous purge go
+/// back to the OS (MADV_DONTNEED): a heap that shrinks returns its memory,
+/// one that fluctuates keeps its pages.
+pub(crate) const HEAP_PURGE_UNITS: usize = 128; // 2 MiB
+pub(crate) const HEAP_PURGE_DIVISOR: usize = 4;
 
 /// Large blocks (above MEDIUM_MAX) are mapped on their own; freed ones are
 /// cached up to these bounds so a malloc/free loop does not mmap each time.

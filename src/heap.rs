@@ -58,6 +58,9 @@ pub struct Heap {
     empty_arenas: Cell<usize>,
     /// Arenas this heap owns.
     arenas: Cell<usize>,
+    /// Units held by this heap's pools, and their most since the last purge.
+    units_in_use: Cell<usize>,
+    units_peak: Cell<usize>,
     /// Blocks freed by other threads, linked through their first word.
     remote: AtomicPtr<Block>,
     state: AtomicU8,
@@ -75,6 +78,8 @@ impl Heap {
             partial: Cell::new(ptr::null_mut()),
             empty_arenas: Cell::new(0),
             arenas: Cell::new(0),
+            units_in_use: Cell::new(0),
+            units_peak: Cell::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
             state: AtomicU8::new(FREE),
             next_all: AtomicPtr::new(ptr::null_mut()),
@@ -300,6 +305,9 @@ impl Heap {
             tail.head_offset.store(k as u8, Relaxed);
         }
         owner_inc(&self.stats.pools[class]);
+        let in_use = self.units_in_use.get() + units;
+        self.units_in_use.set(in_use);
+        self.units_peak.set(self.units_peak.get().max(in_use));
         head as *const Pool as *mut Pool
     }
 
@@ -327,7 +335,18 @@ impl Heap {
         if !a.in_partial.get() {
             self.link_partial(a);
         }
-        if a.is_empty() {
+        let in_use = self.units_in_use.get() - units;
+        self.units_in_use.set(in_use);
+        if !a.is_empty() {
+            if !self.is_active() {
+                // No thread will reuse the units: their pages go back now.
+                a.discard_dirty(true);
+            } else if self.units_peak.get() - in_use
+                > HEAP_PURGE_UNITS.max(self.units_peak.get() / HEAP_PURGE_DIVISOR)
+            {
+                self.purge(false);
+            }
+        } else {
             // Hysteresis: keep a few empty arenas, more for a bigger heap, so
             // a workload that oscillates does not discard and re-fault pages.
             // A heap without a thread keeps none.
@@ -374,6 +393,22 @@ impl Heap {
         a.in_partial.set(false);
     }
 
+    /// Gives back the pages of the free units of every arena with one, the
+    /// spare empty arenas included.
+    /// Runs when the pools have shrunk by HEAP_PURGE_UNITS since the last
+    /// purge, so a heap that only fluctuates keeps its pages, and the walk
+    /// is paid for by the units freed.
+    fn purge(&self, all: bool) {
+        let mut arena = self.partial.get();
+        while !arena.is_null() {
+            // SAFETY: arenas in `partial` are live arenas we own.
+            let a = unsafe { &*arena };
+            a.discard_dirty(all);
+            arena = a.next.get();
+        }
+        self.units_peak.set(self.units_in_use.get());
+    }
+
     /// Frees every block other threads handed back. True if there was any.
     pub fn drain_remote(&self) -> bool {
         let mut b = self.remote.swap(ptr::null_mut(), Acquire);
@@ -395,8 +430,8 @@ impl Heap {
         true
     }
 
-    /// Returns what an idle heap does not need: empty head pools and spare
-    /// empty arenas.
+    /// Returns what an idle heap does not need: empty head pools, spare
+    /// empty arenas and the pages of free units.
     fn trim(&self) {
         for class in 0..NUM_CLASSES {
             let pool = self.queue(class).get();
@@ -422,6 +457,7 @@ impl Heap {
             }
             arena = next;
         }
+        self.purge(true);
     }
 }
 
