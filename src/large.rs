@@ -287,14 +287,21 @@ pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
             unsafe { os::unmap(dest, new_size) };
             return ptr::null_mut();
         }
+        // The old range is free the moment mremap returns, and another
+        // thread's new mapping may land on it and register its chunk: the
+        // old entry must be gone before then.
+        arena_map::clear(base);
         // SAFETY: both are our mappings; dest holds nothing yet.
         if !unsafe { os::remap_to(base as *mut u8, old_size, dest, new_size) } {
+            // Still mapped and ours: nobody can have registered the chunk,
+            // and its leaf exists, so this cannot fail.
+            let restored = arena_map::set(base, CHUNK_LARGE);
+            debug_assert!(restored);
             arena_map::clear(dest as usize);
             // SAFETY: as above.
             unsafe { os::unmap(dest, new_size) };
             return ptr::null_mut();
         }
-        arena_map::clear(base);
         let nh = dest as *mut Header;
         // SAFETY: the header moved with the pages to dest.
         unsafe {
