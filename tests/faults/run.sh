@@ -27,7 +27,7 @@ TIMEOUT=${FAULTS_TIMEOUT:-300}
 CFLAGS=(-std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -Ic_tests -Itests/faults)
 
 DEFAULT=(fault_mmap fault_rlimit fault_cancel fault_fork_threads fault_dlopen
-    fault_dlopen_preload mem_return mem_drift)
+    fault_dlopen_preload race_large_move mem_return mem_drift)
 # Built without -lobmem, run under LD_PRELOAD=libobmem.so.
 UNLINKED=" fault_dlopen_preload "
 
