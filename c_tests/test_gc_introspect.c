@@ -121,12 +121,28 @@ static int collect_in_visit(obm_object *o, void *arg) {
     return 1;
 }
 static void test_no_collection_during_walk(void) {
-    Node *a = node_new(1);
+    gc_settle();
+    Node *a = node_new(1), *b = node_new(2);
+    node_set(a, 0, b);
+    /* Garbage the walks' visitors would collect if a collection ran. */
+    Node *x = node_new(3), *y = node_new(4);
+    node_set(x, 0, y);
+    node_set(y, 0, x);
+    obm_decref(OBJ(x));
+    obm_decref(OBJ(y));
     long r = -5;
     CHECK_EQ(obm_gc_get_objects(-1, collect_in_visit, &r), 1);
     CHECK_EQ(r, 0);
+    r = -5;
+    CHECK_EQ(obm_gc_get_referents(OBJ(a), collect_in_visit, &r), 1);
+    CHECK_EQ(r, 0);
+    r = -5;
+    CHECK_EQ(obm_gc_get_referrers(OBJ(b), collect_in_visit, &r), 1);
+    CHECK_EQ(r, 0);
     obm_decref(OBJ(a));
-    CHECK(obm_gc_collect(2) >= 0);
+    obm_decref(OBJ(b));
+    /* The cycle was still there: only now is it collected. */
+    CHECK_EQ(obm_gc_collect(2), 2);
 }
 
 int main(void) {

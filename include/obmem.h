@@ -494,7 +494,8 @@ int obm_gc_get_objects(int generation, obm_visitproc visit, void *arg);
 
 /*
  Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse reports
- (none for non-GC objects). Returns what traverse returns.
+ (none for non-GC objects). Returns what traverse returns. No collection
+ runs during the walk.
  */
 int obm_gc_get_referents(struct obm_object *o, obm_visitproc visit, void *arg);
 

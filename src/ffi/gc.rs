@@ -221,7 +221,8 @@ pub unsafe extern "C" fn obm_gc_get_objects(
 }
 
 /// Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse reports
-/// (none for non-GC objects). Returns what traverse returns.
+/// (none for non-GC objects). Returns what traverse returns. No collection
+/// runs during the walk.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_get_referents(
     o: *mut obm_object,

@@ -84,13 +84,18 @@ pub unsafe fn get_referents(o: *mut obm_object, visit: obm_visitproc, arg: *mut 
         return 0;
     }
     let mut ctx = Referents { visit, arg };
+    // A collection started by the visitor could free `o` mid-traverse.
+    let s = gc();
+    let was = s.collecting.replace(true);
     // SAFETY: o is a live GC object; ctx outlives the traversal.
-    unsafe {
+    let r = unsafe {
         match object::type_of(o).traverse {
             Some(tr) => tr(o, Some(visit_non_null), &raw mut ctx as *mut c_void),
             None => 0,
         }
-    }
+    };
+    s.collecting.set(was);
+    r
 }
 
 unsafe extern "C" fn visit_is_target(op: *mut obm_object, target: *mut c_void) -> c_int {
