@@ -989,6 +989,23 @@ static void check_model_rc(void) {
             fail("MODEL BUG: object %d rc %ld, references %ld", i, mo[i].rc, calc[i]);
 }
 
+static void check_cblog(void) {
+    CHECK(n_act <= MAXLOG && n_exp <= MAXLOG, "callback log overflow");
+    for (int k = 0; k < n_act || k < n_exp; k++) {
+        CHECK(k < n_act, "callback log: %d calls, expected %d", n_act, n_exp);
+        CHECK(k < n_exp, "callback log: %d calls, expected %d (extra: who %d phase %d gen %d)",
+              n_act, n_exp, act_log[k].who, act_log[k].phase, act_log[k].gen);
+        LogE *a = &act_log[k], *e = &exp_log[k];
+        CHECK(a->who == e->who && a->ctx == e->ctx && a->phase == e->phase && a->gen == e->gen &&
+                  a->collected == e->collected && a->uncollectable == e->uncollectable,
+              "callback %d: who %d ctx %d phase %d gen %d collected %zu uncollectable %zu; expected "
+              "who %d ctx %d phase %d gen %d collected %zu",
+              k, a->who, a->ctx, a->phase, a->gen, a->collected, a->uncollectable, e->who, e->ctx,
+              e->phase, e->gen, e->collected);
+    }
+    n_act = n_exp = 0;
+}
+
 static void check_gc(void) {
     if (m_depth || m_nlater)
         fail("MODEL BUG: trashcan depth %d pending %d", m_depth, m_nlater);
@@ -1088,20 +1105,7 @@ static void check_gc(void) {
     }
     CHECK(obm_gc_garbage_get((size_t)m_ngarbage) == NULL, "garbage_get past the end not NULL");
 
-    CHECK(n_act <= MAXLOG && n_exp <= MAXLOG, "callback log overflow");
-    for (int k = 0; k < n_act || k < n_exp; k++) {
-        CHECK(k < n_act, "callback log: %d calls, expected %d", n_act, n_exp);
-        CHECK(k < n_exp, "callback log: %d calls, expected %d (extra: who %d phase %d gen %d)",
-              n_act, n_exp, act_log[k].who, act_log[k].phase, act_log[k].gen);
-        LogE *a = &act_log[k], *e = &exp_log[k];
-        CHECK(a->who == e->who && a->ctx == e->ctx && a->phase == e->phase && a->gen == e->gen &&
-                  a->collected == e->collected && a->uncollectable == e->uncollectable,
-              "callback %d: who %d ctx %d phase %d gen %d collected %zu uncollectable %zu; expected "
-              "who %d ctx %d phase %d gen %d collected %zu",
-              k, a->who, a->ctx, a->phase, a->gen, a->collected, a->uncollectable, e->who, e->ctx,
-              e->phase, e->gen, e->collected);
-    }
-    n_act = n_exp = 0;
+    check_cblog();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1198,6 +1202,7 @@ static void obj_track(int i) {
         m->tracked = 1;
         m->gen = 0;
     }
+    check_cblog();
 }
 
 static ptrdiff_t gc_collect(int g) {
@@ -1207,6 +1212,7 @@ static ptrdiff_t gc_collect(int g) {
         return r;
     }
     size_t want = m_collect(g);
+    check_cblog();
     CHECK(r == (ptrdiff_t)want, "obm_gc_collect(%d) returned %td, expected %zu", g, r, want);
     return r;
 }

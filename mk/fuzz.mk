@@ -5,6 +5,7 @@
 #   make fuzz-replay   replay the committed corpus (gcc, release libobmem.so;
 #                      no clang) in the three harness modes; part of make test
 #   make fuzz-corpus   merge what `make fuzz` found into fuzz/corpus, minimized
+#   make fuzz-coverage per source file coverage of obmem by fuzz/corpus
 #
 # FUZZ_MODE=plain|hooks|debug picks the harness mode for `make fuzz`;
 # FUZZ_INSTRUMENT=0 links the uninstrumented release libobmem.a instead
@@ -31,7 +32,7 @@ FUZZ_CFLAGS     := -O2 -g -Wall -Wextra -Iinclude -fsanitize=fuzzer
 FUZZ_REPLAY     := $(FUZZ_OUT)/replay
 FUZZ_MODES      := plain hooks debug
 
-.PHONY: fuzz fuzz-build fuzz-clang fuzz-lib fuzz-seeds fuzz-replay fuzz-corpus
+.PHONY: fuzz fuzz-build fuzz-clang fuzz-lib fuzz-seeds fuzz-replay fuzz-corpus fuzz-coverage
 
 TESTS += fuzz-replay
 
@@ -91,15 +92,36 @@ fuzz-seeds:
 	@rm -rf $(FUZZ_OUT)/seeds
 	python3 fuzz/make_seeds.py $(FUZZ_OUT)/seeds
 
-# Keeps only the inputs that add coverage (libFuzzer -merge=1) across
-# fuzz/corpus and everything `make fuzz` found, in every mode.
+# Rebuilds fuzz/corpus from itself, the seeds and everything `make fuzz`
+# found: the inputs that add edge coverage (libFuzzer -merge=1
+# -use_counters=0). -merge prefers small inputs, which leaves many tiny
+# ones; starting from the FUZZ_CORPUS_BIG largest of a first merge halves
+# the count for the same coverage. Then inputs adding coverage in the hooks
+# and debug modes are added.
+FUZZ_CORPUS_BIG ?= 80
+FUZZ_MERGE      := $(FUZZ_OUT)/merge
 fuzz-corpus: fuzz-build fuzz-seeds
-	@rm -rf $(FUZZ_OUT)/corpus-merged && mkdir -p $(FUZZ_OUT)/corpus-merged fuzz/corpus
-	OBMEM_FUZZ_MODE=plain $(FUZZ_OUT)/fuzz_api_bin -merge=1 -max_len=$(FUZZ_MAX_LEN) \
-	  $(FUZZ_OUT)/corpus-merged fuzz/corpus $(FUZZ_OUT)/seeds \
-	  $(filter-out %/corpus-merged,$(wildcard $(FUZZ_OUT)/corpus-*))
-	rm -rf fuzz/corpus && mv $(FUZZ_OUT)/corpus-merged fuzz/corpus
-	@echo "fuzz/corpus: $$(ls fuzz/corpus | wc -l) files, $$(du -sk fuzz/corpus | cut -f1) KiB"
+	@rm -rf $(FUZZ_MERGE) && mkdir -p $(FUZZ_MERGE)/all $(FUZZ_MERGE)/final fuzz/corpus
+	@cand="fuzz/corpus $(FUZZ_OUT)/seeds $(wildcard $(FUZZ_OUT)/corpus-*)"; \
+	OBMEM_FUZZ_MODE=plain $(FUZZ_OUT)/fuzz_api_bin -merge=1 -use_counters=0 \
+	  -max_len=$(FUZZ_MAX_LEN) $(FUZZ_MERGE)/all $$cand 2>&1 | grep 'MERGE-OUTER: [0-9]* new' || exit 1; \
+	cp $$(ls -S -d $(FUZZ_MERGE)/all/* | head -$(FUZZ_CORPUS_BIG)) $(FUZZ_MERGE)/final/; \
+	for m in plain hooks debug; do \
+	  OBMEM_FUZZ_MODE=$$m $(FUZZ_OUT)/fuzz_api_bin -merge=1 -use_counters=0 \
+	    -max_len=$(FUZZ_MAX_LEN) $(FUZZ_MERGE)/final $(FUZZ_MERGE)/all $$cand 2>&1 | \
+	    sed -n "s/^MERGE-OUTER: \([0-9]* new.*\)/$$m: \1/p"; \
+	done
+	rm -rf fuzz/corpus && mv $(FUZZ_MERGE)/final fuzz/corpus
+	@echo "fuzz/corpus: $$(ls fuzz/corpus | wc -l) files, $$(cat fuzz/corpus/* | wc -c) bytes"
+
+# Per source file coverage of obmem by the committed corpus, in all modes.
+fuzz-coverage: fuzz-build
+	@for m in $(FUZZ_MODES); do \
+	  OBMEM_FUZZ_MODE=$$m $(FUZZ_OUT)/fuzz_api_bin -runs=0 -use_counters=0 \
+	    -print_coverage=1 fuzz/corpus > $(FUZZ_OUT)/coverage-$$m.txt 2>&1; \
+	  echo "$$m: $$(grep -oE 'INITED cov: [0-9]+ ft: [0-9]+' $(FUZZ_OUT)/coverage-$$m.txt)"; \
+	done
+	python3 fuzz/coverage.py $(addprefix $(FUZZ_OUT)/coverage-,$(addsuffix .txt,$(FUZZ_MODES)))
 
 # The harness built with gcc -Werror and linked with -lobmem as a user
 # would; the corpus replayed in each mode. A model mismatch aborts.
