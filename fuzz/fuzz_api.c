@@ -70,6 +70,27 @@ static void *(*volatile f_memalign)(size_t, size_t) = memalign;
 static void *(*volatile f_valloc)(size_t) = valloc;
 static void *(*volatile f_pvalloc)(size_t) = pvalloc;
 static size_t (*volatile f_malloc_usable_size)(void *) = malloc_usable_size;
+/* glibc's internal names, which obmem exports too. */
+void *__libc_malloc(size_t);
+void *__libc_calloc(size_t, size_t);
+void *__libc_realloc(void *, size_t);
+void __libc_free(void *);
+void *__libc_memalign(size_t, size_t);
+void *__libc_valloc(size_t);
+void *__libc_pvalloc(size_t);
+int __posix_memalign(void **, size_t, size_t);
+static void *(*volatile a_malloc)(size_t) = __libc_malloc;
+static void *(*volatile a_calloc)(size_t, size_t) = __libc_calloc;
+static void *(*volatile a_realloc)(void *, size_t) = __libc_realloc;
+static void (*volatile a_free)(void *) = __libc_free;
+static void *(*volatile a_memalign)(size_t, size_t) = __libc_memalign;
+static void *(*volatile a_valloc)(size_t) = __libc_valloc;
+static void *(*volatile a_pvalloc)(size_t) = __libc_pvalloc;
+static int (*volatile a_posix_memalign)(void **, size_t, size_t) = __posix_memalign;
+/* Every 4th malloc-family call goes through the __libc_ alias (a counter,
+ * so that inputs keep their meaning). */
+static unsigned alias_turn;
+static int use_alias(void) { return (++alias_turn & 3) == 0; }
 
 /* ------------------------------------------------------------------------ */
 /* Reporting */
@@ -286,7 +307,7 @@ static void *fam_malloc(int f, size_t n) {
     case F_RAW: return obm_raw_malloc(n);
     case F_MEM: return obm_mem_malloc(n);
     case F_OBJ: return obm_object_malloc(n);
-    default: return f_malloc(n);
+    default: return use_alias() ? a_malloc(n) : f_malloc(n);
     }
 }
 
@@ -296,7 +317,7 @@ static void *fam_calloc(int f, size_t a, size_t b) {
     case F_RAW: return obm_raw_calloc(a, b);
     case F_MEM: return obm_mem_calloc(a, b);
     case F_OBJ: return obm_object_calloc(a, b);
-    default: return f_calloc(a, b);
+    default: return use_alias() ? a_calloc(a, b) : f_calloc(a, b);
     }
 }
 
@@ -307,7 +328,7 @@ static void *fam_realloc(int f, void *p, size_t n) {
     case F_RAW: return obm_raw_realloc(p, n);
     case F_MEM: return obm_mem_realloc(p, n);
     case F_OBJ: return obm_object_realloc(p, n);
-    default: return f_realloc(p, n);
+    default: return use_alias() ? a_realloc(p, n) : f_realloc(p, n);
     }
 }
 
@@ -317,7 +338,7 @@ static void fam_free(int f, void *p) {
     case F_RAW: obm_raw_free(p); break;
     case F_MEM: obm_mem_free(p); break;
     case F_OBJ: obm_object_free(p); break;
-    default: f_free(p); break;
+    default: use_alias() ? a_free(p) : f_free(p); break;
     }
 }
 
@@ -1403,7 +1424,7 @@ static void op_aligned(In *in) {
         TRACE("  posix_memalign(%zu, %zu)\n", align, n);
         void *sentinel = (void *)(uintptr_t)0x5a5a5a50;
         void *p = sentinel;
-        int r = f_posix_memalign(&p, align, n);
+        int r = (use_alias() ? a_posix_memalign : f_posix_memalign)(&p, align, n);
         if (!is_pow2(align) || align % sizeof(void *)) {
             CHECK(r == EINVAL && p == sentinel, "posix_memalign(align %zu): returned %d, out %p", align,
                   r, p);
@@ -1435,7 +1456,7 @@ static void op_aligned(In *in) {
         TRACE("  memalign(%zu, %zu)\n", align, n);
         if (align <= 16)
             hunchecked = 0, hexp(F_LIBC, H_MALLOC);
-        void *p = f_memalign(align, n);
+        void *p = (use_alias() ? a_memalign : f_memalign)(align, n);
         if (align > SIZE_MAX / 2 + 1) {
             CHECK(p == NULL && errno == EINVAL, "memalign(%zu): %p errno %d", align, p, errno);
             return;
@@ -1452,14 +1473,14 @@ static void op_aligned(In *in) {
     }
     case 3: {
         TRACE("  valloc(%zu)\n", n);
-        void *p = f_valloc(n);
+        void *p = (use_alias() ? a_valloc : f_valloc)(n);
         blk_add(p, n, F_LIBC, 4096, dbg, "valloc");
         return;
     }
     default: {
         TRACE("  pvalloc(%zu)\n", n);
         size_t want = n == 0 ? 4096 : (n + 4095) & ~(size_t)4095;
-        void *p = f_pvalloc(n);
+        void *p = (use_alias() ? a_pvalloc : f_pvalloc)(n);
         CHECK(p != NULL, "pvalloc(%zu) returned NULL", n);
         size_t u = usable_of(F_LIBC, p);
         CHECK(u >= want, "pvalloc(%zu): usable size %zu < %zu", n, u, want);
@@ -2290,6 +2311,7 @@ static void begin_input(void) {
     m_depth = m_nlater = m_unc_order = 0;
     n_act = n_exp = 0;
     lock_depth = 0;
+    alias_turn = 0;
     obm_gc_set_threshold(700, 10, 10);
     obm_gc_enable();
     obm_gc_set_debug(0);
