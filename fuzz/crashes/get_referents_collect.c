@@ -13,8 +13,9 @@
  *   cc -Iinclude fuzz/crashes/get_referents_collect.c -Ltarget/release -lobmem \
  *      -Wl,-rpath,$PWD/target/release -o /tmp/repro && /tmp/repro
  *
- * Prints "collect inside get_referents returned 2 (count[1] 0 -> 1)" and
- * exits 1 where GC.md would have 0 and no collection.
+ * Printed "collect inside get_referents returned 2 (count[1] 0 -> 1)" and
+ * exited 1 where GC.md would have 0 and no collection. Fixed by 91d4980
+ * (get_referents now holds off collections); it prints 0 and exits 0.
  */
 #include <obmem.h>
 #include <stdio.h>
