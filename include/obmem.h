@@ -362,7 +362,9 @@ void obm_setup_debug_hooks(void);
 /*
  Starts tracking `o`, whose type has OBM_TPFLAGS_HAVE_GC, so the collector
  sees it; do this once the object is fully initialised. Tracking a tracked
- object does nothing. May run an automatic collection first.
+ object does nothing, except under the debug hooks, which report it as a
+ misuse and abort (as CPython's debug build). May run an automatic
+ collection first.
  */
 void obm_gc_track(struct obm_object *o);
 

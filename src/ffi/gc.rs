@@ -9,7 +9,9 @@ use crate::object::{obm_object, obm_visitproc};
 
 /// Starts tracking `o`, whose type has OBM_TPFLAGS_HAVE_GC, so the collector
 /// sees it; do this once the object is fully initialised. Tracking a tracked
-/// object does nothing. May run an automatic collection first.
+/// object does nothing, except under the debug hooks, which report it as a
+/// misuse and abort (as CPython's debug build). May run an automatic
+/// collection first.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_track(o: *mut obm_object) {
     let _use = debug::objects::enter("obm_gc_track");
