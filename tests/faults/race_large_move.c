@@ -23,7 +23,7 @@
 #include <stdatomic.h>
 
 enum { THREADS = 4 };
-static double seconds = 2.0;
+static double seconds = 1.0;
 static atomic_long moves, loops;
 
 static void *big_loop(void *arg)
