@@ -3,7 +3,8 @@
 # tests (docs/reliability/faults.md) against target/release/libobmem.so.
 #
 #   bash tests/faults/run.sh                 # every test of `make test-faults`
-#   bash tests/faults/run.sh mem_return soak # only these (soak is not in the default set)
+#   bash tests/faults/run.sh mem_return soak # only these (the default set runs a
+#                                            # 5 s soak_smoke; soak alone lasts SOAK_SECONDS, default 600)
 #
 # Each tests/faults/NAME.c is compiled into build/faults/NAME, linked with
 # -lobmem as a user would, except the programs in UNLINKED, which are built
@@ -27,7 +28,7 @@ TIMEOUT=${FAULTS_TIMEOUT:-300}
 CFLAGS=(-std=gnu11 -O2 -g -Wall -Wextra -Werror -Iinclude -Ic_tests -Itests/faults)
 
 DEFAULT=(fault_mmap fault_rlimit fault_cancel fault_fork_threads fault_dlopen
-    fault_dlopen_preload race_large_move mem_return mem_drift)
+    fault_dlopen_preload race_large_move mem_return mem_drift soak_smoke)
 # Built without -lobmem, run under LD_PRELOAD=libobmem.so.
 UNLINKED=" fault_dlopen_preload "
 
@@ -71,8 +72,11 @@ for name in "${names[@]}"; do
     name=${name##*/}
     name=${name%.c}
     src=tests/faults/$name.c
-    # fault_dlopen_preload is fault_dlopen built without obmem.
+    # fault_dlopen_preload is fault_dlopen built without obmem; soak_smoke
+    # is a 5-second soak (make soak runs it for SOAK_SECONDS).
+    extra=()
     [[ $name == fault_dlopen_preload ]] && src=tests/faults/fault_dlopen.c
+    [[ $name == soak_smoke ]] && src=tests/faults/soak.c && extra=(SOAK_SECONDS=5)
     exe=$BUILD/$name
     log=$BUILD/$name.log
     if [[ ! -f $src ]]; then
@@ -92,7 +96,7 @@ for name in "${names[@]}"; do
     fi
     start=$(date +%s.%N)
     set +e
-    timeout -k 10 "$TIMEOUT" env "${preload[@]}" "$exe" </dev/null >"$log" 2>&1
+    timeout -k 10 "$TIMEOUT" env "${preload[@]}" "${extra[@]}" "$exe" </dev/null >"$log" 2>&1
     rc=$?
     set -e
     secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
