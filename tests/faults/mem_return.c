@@ -13,6 +13,10 @@
  *            abandoned heaps).
  * Rounds: 3, 3 and 2 by default (make test-faults: about 2 s per GiB on
  * the 2-core test machine); FAULTS_FULL=1 (make faults-full): 10, 10, 4.
+ *   classes: 4 threads each fill 4 MiB of every one of the 96 classes and
+ *            free it all, then stay alive: measures what live heaps keep
+ *            (the known gap: one empty pool per class and heap), and that
+ *            it all goes back when the threads exit.
  * The pointer array is mapped and touched before the start is measured.
  *
  * Bounds (see docs/reliability/faults.md for the measured values):
@@ -221,6 +225,77 @@ static void threads_workload(void)
     report("threads", &m, 8 * MiB, 80 * MiB);
 }
 
+/* ---- classes: what live threads keep ------------------------------------------- */
+
+/* The known gap: a live heap keeps one empty pool per class at the head of
+ * its queue. CT threads each fill 4 MiB of every one of the 96 classes,
+ * free everything, and stay alive (blocked) while the main thread measures;
+ * then they exit and it measures again. */
+enum { CT = 4 };
+static pthread_barrier_t cbar1, cbar2;
+static size_t class_sizes[OBM_NUM_CLASSES];
+
+static void *class_thread(void *arg)
+{
+    (void)arg;
+    enum { PER_CLASS = 4 * 1024 * 1024 };
+    void **mine = mmap(NULL, PER_CLASS / 16 * sizeof(void *), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(mine != MAP_FAILED);
+    for (size_t c = 0; c < OBM_NUM_CLASSES; c++) {
+        size_t bs = class_sizes[c], n = PER_CLASS / bs;
+        for (size_t i = 0; i < n; i++) {
+            mine[i] = malloc(opaque_size(bs));
+            CHECK_NOT_NULL(mine[i]);
+            dirty(mine[i], 1, bs); /* every page of every pool resident */
+        }
+        for (size_t i = 0; i < n; i++)
+            free(mine[i]);
+    }
+    munmap(mine, PER_CLASS / 16 * sizeof(void *));
+    pthread_barrier_wait(&cbar1); /* everything freed; the main thread measures */
+    pthread_barrier_wait(&cbar2);
+    return NULL;
+}
+
+static void classes_workload(void)
+{
+    obm_stats base = stats_now();
+    for (size_t c = 0; c < OBM_NUM_CLASSES; c++)
+        class_sizes[c] = base.classes[c].block_size;
+    size_t rss0 = rss_bytes();
+    CHECK_EQ(pthread_barrier_init(&cbar1, NULL, CT + 1), 0);
+    CHECK_EQ(pthread_barrier_init(&cbar2, NULL, CT + 1), 0);
+    uthread th[CT];
+    for (int t = 0; t < CT; t++)
+        CHECK_EQ(uthread_create(&th[t], class_thread, NULL), 0);
+    pthread_barrier_wait(&cbar1);
+    obm_stats st = stats_now();
+    size_t rss_live = rss_bytes(), pools, free_bytes = pool_free_bytes(&st, &pools);
+    CHECK_EQ(small_in_use(&st), small_in_use(&base) + CT); /* the threads' DTVs */
+    pthread_barrier_wait(&cbar2);
+    for (int t = 0; t < CT; t++)
+        uthread_join(&th[t]);
+    obm_stats st2 = stats_now();
+    size_t rss_gone = rss_bytes();
+    size_t pools2, free_bytes2 = pool_free_bytes(&st2, &pools2);
+    printf("  classes: %d live threads that filled 4 MiB of each of the 96 classes and freed "
+           "everything keep %zu pools (%.1f MiB of free blocks), %zu arenas in use: RSS "
+           "+%.1f MiB; after they exit: %zu pools (%.1f MiB), %zu arenas, RSS +%.1f MiB\n",
+           CT, pools, mib(free_bytes), st.arenas_in_use, mib(rss_live) - mib(rss0), pools2,
+           mib(free_bytes2), st2.arenas_in_use, mib(rss_gone) - mib(rss0));
+    /* One empty pool per class and thread: 96 per thread at most, each at
+     * most 13 units (208 KiB); what they keep resident is bounded by that
+     * (plus the spare arenas, 4 MiB per thread). */
+    size_t pools0;
+    pool_free_bytes(&base, &pools0);
+    CHECK_LE(pools, (size_t)CT * OBM_NUM_CLASSES + pools0 + 1); /* +1: the DTVs' pool */
+    CHECK_LE(rss_live, rss0 + (size_t)CT * (OBM_NUM_CLASSES * 208 * KiB + 4 * MiB));
+    /* Exited threads keep nothing. */
+    CHECK_LE(rss_gone, rss0 + 8 * MiB);
+    CHECK_EQ(small_in_use(&st2), small_in_use(&base));
+}
+
 int main(int argc, char **argv)
 {
     check_obmem_is_malloc();
@@ -246,6 +321,8 @@ int main(int argc, char **argv)
         large_workload();
     if (!only || strcmp(only, "threads") == 0)
         threads_workload();
+    if (!only || strcmp(only, "classes") == 0)
+        classes_workload();
     obm_stats st = stats_now();
     size_t pools;
     size_t pool_free = pool_free_bytes(&st, &pools);
