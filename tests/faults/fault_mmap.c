@@ -37,6 +37,9 @@
 #include <stdatomic.h>
 
 static const char *mode = "ok";
+/* Parameters the driver learns from a trace and passes as key=value. */
+static int nholders = 19;            /* threads that fill the first heap slab */
+static size_t batch_bytes = 4 << 20; /* one arena batch */
 static int is_mode(const char *m) { return strcmp(mode, m) == 0; }
 
 #define EXPECT_ENOMEM(call_is_null)                                          \
@@ -104,18 +107,21 @@ static void scen_arenas(void)
     report_kv("mapped_growth", grown);
     if (is_mode("ok")) {
         CHECK_EQ(nulls, 0);
-        CHECK_EQ(grown % (4 * MiB), 0); /* whole batches of 16 arenas */
+        CHECK_EQ(grown % batch_bytes, 0); /* whole batches */
     } else if (is_mode("one")) {
         /* The 4 MiB batch failed, one 256 KiB arena was mapped instead. */
         CHECK_EQ(nulls, 0);
-        CHECK_EQ(grown % (4 * MiB), 256 * KiB);
+        CHECK_EQ(grown % batch_bytes, 256 * KiB);
     } else if (is_mode("two")) {
         CHECK_EQ(nulls, 1);
         report_kv("at_null", at_null);
     } else if (is_mode("fail") || is_mode("failall")) {
         CHECK_EQ(nulls, 1);
-        /* The first batch is 16 arenas of 15 pools of 64 blocks of 256 B. */
-        CHECK_MSG(n >= 14000 && n < 16 * 15 * 64, "%zu blocks before the failure", n);
+        /* The first batch: arenas of 15 one-unit pools of 64 blocks of 256 B
+         * (less what the warm-up's class took). */
+        size_t cap = batch_bytes / (256 * KiB) * 15 * 64;
+        CHECK_MSG(n >= cap - 2 * 64 && n < cap, "%zu blocks before the failure, %zu fit", n,
+                  cap);
         CHECK_EQ(grown, 0);
         size_t vm0 = vm_bytes();
         /* Everything that needs a new pool fails too, also other classes,
@@ -490,12 +496,14 @@ static void scen_leaf(void)
 }
 
 /* ======================================================================
- * Scenario "slab": the 21st thread alive needs a new slab of heaps.
+ * Scenario "slab": with the first slab of heaps full (the main thread and
+ * `nholders` threads alive, a number the "probe" mode's trace tells), one
+ * more thread needs a new slab.
  * Modes: ok, fail (no heap for it: its small allocations fail, large ones
  * and frees work), one (its first allocation fails, the second works).
  * ====================================================================== */
 
-enum { HOLDERS = 19 };
+enum { MAX_HOLDERS = 256 };
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int ready, release_holders;
@@ -556,20 +564,59 @@ static void *small_works(void *arg)
     return NULL;
 }
 
-static void scen_slab(void)
+static void wait_ready(int n)
+{
+    pthread_mutex_lock(&mu);
+    while (ready < n)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+static void release_all(uthread *th, int n)
+{
+    pthread_mutex_lock(&mu);
+    release_holders = 1;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < n; i++)
+        uthread_join(&th[i]);
+}
+
+static uthread holders[MAX_HOLDERS];
+
+/* Mode "probe": threads one by one, a marker before each, so that the
+ * trace shows which one needed the second slab of heaps. */
+static void scen_slab_probe(void)
 {
     void *w = malloc(opaque_size(24));
     CHECK_NOT_NULL(w);
+    int n = 0;
+    for (; n < 64; n++) {
+        char name[32];
+        snprintf(name, sizeof name, "holder %d", n + 1);
+        mark(name);
+        CHECK(uthread_create(&holders[n], holder, NULL) == 0);
+        wait_ready(n + 1);
+    }
+    release_all(holders, n);
+    free(w);
+}
+
+static void scen_slab(void)
+{
+    if (is_mode("probe")) {
+        scen_slab_probe();
+        return;
+    }
+    void *w = malloc(opaque_size(24));
+    CHECK_NOT_NULL(w);
     obm_stats base0 = stats_now();
-    uthread th[HOLDERS];
-    for (int i = 0; i < HOLDERS; i++)
-        CHECK(uthread_create(&th[i], holder, NULL) == 0);
-    pthread_mutex_lock(&mu);
-    while (ready < HOLDERS)
-        pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
+    CHECK(nholders > 0 && nholders < MAX_HOLDERS);
+    for (int i = 0; i < nholders; i++)
+        CHECK(uthread_create(&holders[i], holder, NULL) == 0);
+    wait_ready(nholders);
     obm_stats base = stats_now();
-    CHECK_EQ(base.heaps, 20); /* one slab: 20 heaps */
+    CHECK_EQ(base.heaps, (size_t)nholders + 1); /* one slab, full */
     struct t21 t = {0};
     t.gift = malloc(opaque_size(300));
     CHECK_NOT_NULL(t.gift);
@@ -591,12 +638,7 @@ static void scen_slab(void)
             CHECK(t.b && t.pm == 0 && t.a2);
         }
     }
-    pthread_mutex_lock(&mu);
-    release_holders = 1;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-    for (int i = 0; i < HOLDERS; i++)
-        uthread_join(&th[i]);
+    release_all(holders, nholders);
     /* A new thread adopts an abandoned heap: no mapping needed. */
     mark("t22");
     CHECK(uthread_create(&x, small_works, NULL) == 0);
@@ -604,7 +646,7 @@ static void scen_slab(void)
     CHECK(small_works_in_thread_result);
     free(w);
     obm_stats st = stats_now();
-    CHECK_EQ(st.heaps, is_mode("fail") ? 20u : 21u);
+    CHECK_EQ(st.heaps, (size_t)nholders + (is_mode("fail") ? 1u : 2u));
     CHECK_EQ(small_in_use(&st), small_in_use(&base0) - 1);
     CHECK_EQ(st.large_blocks, base.large_blocks);
 }
@@ -897,20 +939,23 @@ static void child_env(char *buf, size_t n, const char *fail)
 /* Runs `scen mode` with OBMEM_FAIL_MMAP=fail (and the debug hooks if
  * `debug`); returns the result (the caller frees out). Counts and prints
  * a failure unless `quiet_ok` and it passed. */
+static char param[64]; /* key=value for the scenario, or empty */
+
 static int run_case(const char *scen, const char *m, const char *fail, int debug, run_result *r,
                     int verbose)
 {
     char e1[128];
     child_env(e1, sizeof e1, fail);
     const char *env[] = {e1, debug ? "OBMEM_MALLOC=debug" : NULL, NULL};
-    const char *args[] = {scen, m, NULL};
+    const char *args[] = {scen, m, param[0] ? param : NULL, NULL};
     run_self(args, env, 1, 60, r);
     runs_total++;
     int ok = run_ok(r);
     if (!ok || verbose) {
         char buf[64];
-        printf("  %-6s %-7s %-22s%s %s (%.2fs)\n", scen, m, fail, debug ? " +debug" : "",
-               ok ? "ok" : describe_status(r->status, buf, sizeof buf), r->secs);
+        printf("  %-6s %-7s %-22s%s%s%s %s (%.2fs)\n", scen, m, fail, debug ? " +debug" : "",
+               param[0] ? " " : "", param, ok ? "ok" : describe_status(r->status, buf, sizeof buf),
+               r->secs);
     }
     if (!ok) {
         failures_total++;
@@ -956,6 +1001,8 @@ static void drive_arenas(void)
     }
     printf("  arenas: the fill maps batch #%ld of its site (call #%ld, %zu bytes)\n", c.site_idx,
            c.global, c.bytes);
+    /* map_aligned over-maps by one arena to align the batch */
+    snprintf(param, sizeof param, "batch=%zu", c.bytes - 256 * KiB);
     char f[64];
     snprintf(f, sizeof f, "arenas:%ld", c.site_idx);
     run_result r;
@@ -971,6 +1018,7 @@ static void drive_arenas(void)
     check_case("arenas", "failall", f, 0);
     snprintf(f, sizeof f, "%ld:1", c.global);
     check_case("arenas", "one", f, 0);
+    param[0] = '\0';
     free(t);
 }
 
@@ -1064,8 +1112,49 @@ static void drive_leaf(void)
     free(t);
 }
 
+/* The marker line ("@@ NAME") last seen before the nth call of `site`. */
+static int marker_before(const char *out, const char *site, int nth, char *name, size_t n)
+{
+    int seen = 0;
+    name[0] = '\0';
+    for (const char *line = out; line && *line;) {
+        char s[64];
+        long k;
+        size_t b;
+        if (strncmp(line, "@@ ", 3) == 0) {
+            const char *end = strchr(line, '\n');
+            size_t len = end ? (size_t)(end - line - 3) : strlen(line + 3);
+            snprintf(name, n, "%.*s", (int)len, line + 3);
+        } else if (sscanf(line, "obmem: mmap #%ld %63s %zu", &k, s, &b) == 3 &&
+                   strcmp(s, site) == 0 && ++seen == nth) {
+            return 1;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return 0;
+}
+
 static void drive_slab(void)
 {
+    /* How many threads fill the first slab of heaps (with the main thread)? */
+    run_result pr;
+    if (!run_case("slab", "probe", "trace", 0, &pr, 1)) {
+        free(pr.out);
+        return;
+    }
+    char name[64];
+    int k = 0;
+    if (!marker_before(pr.out, "heap-slab", 2, name, sizeof name) ||
+        sscanf(name, "holder %d", &k) != 1 || k < 2) {
+        drive_fail("slab: the trace shows no second slab of heaps within 64 threads");
+        free(pr.out);
+        return;
+    }
+    free(pr.out);
+    printf("  slab: a slab holds %d heaps (the main thread's and %d others)\n", k, k - 1);
+    snprintf(param, sizeof param, "holders=%d", k - 1);
     char *t = trace_of("slab", 0);
     trace_call c;
     if (t && find_or_fail(t, "slab", "t21", "heap-slab", 1, &c)) {
@@ -1077,6 +1166,7 @@ static void drive_slab(void)
         snprintf(f, sizeof f, "heap-slab:%ld:1", c.site_idx);
         check_case("slab", "one", f, 0);
     }
+    param[0] = '\0';
     free(t);
 }
 
@@ -1173,6 +1263,13 @@ int main(int argc, char **argv)
 {
     if (argc >= 3) {
         mode = argv[2];
+        for (int i = 3; i < argc; i++) {
+            if (sscanf(argv[i], "holders=%d", &nholders) == 1)
+                continue;
+            if (sscanf(argv[i], "batch=%zu", &batch_bytes) == 1)
+                continue;
+            FAIL("unknown parameter %s", argv[i]);
+        }
         for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
             if (strcmp(argv[1], scenarios[i].name) == 0) {
                 if (!aslr_off())
