@@ -192,7 +192,9 @@ typedef struct {
 /* Runs /proc/self/exe with the arguments `args` (NULL-terminated, without
  * argv[0]) and the environment `env` (NULL-terminated "K=V" strings, added
  * to PATH and HOME only), with address-space randomisation off when
- * `no_aslr`, and a kill after `timeout` seconds. Captures its output. */
+ * `no_aslr`, and a kill after `timeout` seconds. Captures its output.
+ * LD_LIBRARY_PATH is passed on (to test another build of the library);
+ * LD_PRELOAD is not. */
 static inline void run_self(const char *const *args, const char *const *env, int no_aslr,
                             int timeout, run_result *r)
 {
@@ -222,12 +224,16 @@ static inline void run_self(const char *const *args, const char *const *env, int
         argv[argc] = NULL;
         char *envp[32];
         int envc = 0;
-        static char path[4096], home[4096];
-        const char *p = getenv("PATH"), *h = getenv("HOME");
+        static char path[4096], home[4096], llp[4096];
+        const char *p = getenv("PATH"), *h = getenv("HOME"), *l = getenv("LD_LIBRARY_PATH");
         snprintf(path, sizeof path, "PATH=%s", p ? p : "/usr/bin:/bin");
         snprintf(home, sizeof home, "HOME=%s", h ? h : "/tmp");
         envp[envc++] = path;
         envp[envc++] = home;
+        if (l) {
+            snprintf(llp, sizeof llp, "LD_LIBRARY_PATH=%s", l);
+            envp[envc++] = llp;
+        }
         for (int i = 0; env && env[i] && envc < 30; i++)
             envp[envc++] = (char *)env[i];
         envp[envc] = NULL;
