@@ -64,6 +64,10 @@ pub(crate) const HEAP_PURGE_DIVISOR: usize = 4;
 pub(crate) const LARGE_CACHE_SLOTS: usize = 16;
 pub(crate) const LARGE_CACHE_MAX_BYTES: usize = 64 << 20;
 pub(crate) const LARGE_CACHE_MAX_BLOCK: usize = 32 << 20;
+/// Of the cached mappings, at most this many bytes keep their pages; the
+/// pages of the others are discarded when they enter the cache, so a freed
+/// large block gives its memory back while its mapping stays for reuse.
+pub(crate) const LARGE_CACHE_RESIDENT: usize = 8 << 20;
 
 /// Requests above this fail with ENOMEM (PTRDIFF_MAX, as glibc).
 pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;

@@ -10,7 +10,8 @@
 //! Freed mappings of up to `LARGE_CACHE_MAX_BLOCK` are kept in a small cache
 //! (bounded in slots and bytes) so a malloc/free loop does not map and unmap
 //! each time; they stay registered with a FREED header, which makes a double
-//! free detectable. `realloc` grows with mremap, in place when the pages
+//! free detectable. Only `LARGE_CACHE_RESIDENT` bytes of them keep their
+//! pages: the others are discarded but for the header's page. `realloc` grows with mremap, in place when the pages
 //! after the mapping are free, otherwise by moving the pages (no copy) to a
 //! new aligned reservation.
 
@@ -55,16 +56,47 @@ fn header_of(p: *const u8, kind: u8) -> *mut Header {
     base as *mut Header
 }
 
+#[derive(Clone, Copy)]
+struct Cached {
+    base: usize,
+    size: usize,
+    /// The pages past the header's are still resident.
+    resident: bool,
+}
+
+const NO_ENTRY: Cached = Cached {
+    base: 0,
+    size: 0,
+    resident: false,
+};
+
+/// Oldest first. `bytes` and `resident` sum the sizes of all and of the
+/// resident entries.
 struct Cache {
-    slots: [(usize, usize); LARGE_CACHE_SLOTS],
+    slots: [Cached; LARGE_CACHE_SLOTS],
     count: usize,
     bytes: usize,
+    resident: usize,
+}
+
+impl Cache {
+    fn remove(&mut self, i: usize) -> Cached {
+        let e = self.slots[i];
+        self.slots.copy_within(i + 1..self.count, i);
+        self.count -= 1;
+        self.bytes -= e.size;
+        if e.resident {
+            self.resident -= e.size;
+        }
+        e
+    }
 }
 
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
-    slots: [(0, 0); LARGE_CACHE_SLOTS],
+    slots: [NO_ENTRY; LARGE_CACHE_SLOTS],
     count: 0,
     bytes: 0,
+    resident: 0,
 });
 
 /// A cached mapping of between `need` and `need * 5/4` bytes.
@@ -72,18 +104,13 @@ fn cache_take(need: usize) -> Option<(usize, usize)> {
     let mut c = CACHE.lock();
     let mut best: Option<usize> = None;
     for i in 0..c.count {
-        let size = c.slots[i].1;
-        if size >= need && size - need <= need / 4 && best.is_none_or(|b| size < c.slots[b].1) {
+        let size = c.slots[i].size;
+        if size >= need && size - need <= need / 4 && best.is_none_or(|b| size < c.slots[b].size) {
             best = Some(i);
         }
     }
-    let i = best?;
-    let e = c.slots[i];
-    let last = c.count - 1;
-    c.slots[i] = c.slots[last];
-    c.count = last;
-    c.bytes -= e.1;
-    Some(e)
+    let e = c.remove(best?);
+    Some((e.base, e.size))
 }
 
 /// Caches a freed mapping, evicting the oldest if needed. False if it is
@@ -92,28 +119,39 @@ fn cache_put(base: usize, size: usize) -> bool {
     if size > LARGE_CACHE_MAX_BLOCK {
         return false;
     }
-    let mut evicted = [(0usize, 0usize); LARGE_CACHE_SLOTS];
+    // Discarded before the entry is published: once in the cache, another
+    // thread may take it and write to it. (Only the budget is read here; it
+    // may be exceeded by what other threads insert meanwhile.)
+    let keep_pages = CACHE.lock().resident + size <= LARGE_CACHE_RESIDENT;
+    if !keep_pages {
+        // SAFETY: the mapping holds no live block and nobody else can reach
+        // it yet; its header page, with the FREED mark, stays.
+        unsafe { os::discard((base + PAGE_SIZE) as *mut u8, size - PAGE_SIZE) };
+    }
+    let mut evicted = [NO_ENTRY; LARGE_CACHE_SLOTS];
     let mut n_evicted = 0;
     {
         let mut c = CACHE.lock();
         while c.count > 0
             && (c.count == LARGE_CACHE_SLOTS || c.bytes + size > LARGE_CACHE_MAX_BYTES)
         {
-            let e = c.slots[0];
-            let last = c.count - 1;
-            c.slots.copy_within(1..=last, 0);
-            c.count = last;
-            c.bytes -= e.1;
-            evicted[n_evicted] = e;
+            evicted[n_evicted] = c.remove(0);
             n_evicted += 1;
         }
         let n = c.count;
-        c.slots[n] = (base, size);
+        c.slots[n] = Cached {
+            base,
+            size,
+            resident: keep_pages,
+        };
         c.count += 1;
         c.bytes += size;
+        if keep_pages {
+            c.resident += size;
+        }
     }
-    for &(b, s) in &evicted[..n_evicted] {
-        unmap_block(b, s);
+    for e in &evicted[..n_evicted] {
+        unmap_block(e.base, e.size);
     }
     true
 }
@@ -351,6 +389,35 @@ mod tests {
         assert_eq!(q, p, "the freed mapping is reused");
         assert!(!zeroed, "a reused span is not known to be zero");
         free(q, CHUNK_LARGE, "test");
+    }
+
+    #[test]
+    fn cached_spans_beyond_the_resident_budget_lose_their_pages() {
+        // Sizes no other test uses; together they exceed the budget.
+        let n = LARGE_CACHE_RESIDENT / 2 + 4096 * 7;
+        let ps: [*mut u8; 3] = core::array::from_fn(|i| alloc(n + i * 4096 * 3, ALIGNMENT).0);
+        for &p in &ps {
+            assert!(!p.is_null());
+            // SAFETY: p has more than n usable bytes.
+            unsafe { core::ptr::write_bytes(p, 0x5a, n) };
+        }
+        for &p in &ps {
+            free(p, CHUNK_LARGE, "test");
+        }
+        // The last one freed cannot fit the budget: its pages past the
+        // header's read zero; the first keeps its bytes.
+        // SAFETY: the mappings are cached, still mapped, and no other test
+        // takes these sizes.
+        unsafe {
+            assert_eq!(*ps[0].add(n - 1), 0x5a);
+            assert_eq!(*ps[2].add(n - 1), 0);
+            assert_eq!(*ps[2].add(100), 0x5a, "the header's page stays");
+        }
+        for (i, &p) in ps.iter().enumerate() {
+            let (q, _) = alloc(n + i * 4096 * 3, ALIGNMENT);
+            assert_eq!(q, p, "reused from the cache all the same");
+            free(q, CHUNK_LARGE, "test");
+        }
     }
 
     #[test]
