@@ -14,6 +14,8 @@
 # prints PASS/FAIL with its time; the exit status is non-zero if one failed.
 #
 # Environment: FAULTS_TIMEOUT (seconds per test, default 300), CC,
+# FAULTS_LIBDIR (the directory of the libobmem.so to test, default
+# target/release; e.g. a build of another commit),
 # FAULTS_FULL=1 (longer variants), SOAK_SECONDS, DRIFT_SECONDS; the tests
 # read these themselves. OBMEM_* variables of the caller are dropped: each
 # test sets the ones it needs.
@@ -21,7 +23,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-LIBDIR=$ROOT/target/release
+LIBDIR=${FAULTS_LIBDIR:-$ROOT/target/release}
 BUILD=$ROOT/build/faults
 CC=${CC:-gcc}
 TIMEOUT=${FAULTS_TIMEOUT:-300}
