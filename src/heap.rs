@@ -394,11 +394,26 @@ impl Heap {
     }
 
     /// Gives back the pages of the free units of every arena with one, the
-    /// spare empty arenas included.
+    /// spare empty arenas included, and of the empty pools kept as queue
+    /// heads.
     /// Runs when the pools have shrunk by HEAP_PURGE_UNITS since the last
     /// purge, so a heap that only fluctuates keeps its pages, and the walk
     /// is paid for by the units freed.
     fn purge(&self, all: bool) {
+        // The empty pool kept at the head of each class queue: rewound, so
+        // its pages go back too, and carved afresh when next used.
+        for class in 0..NUM_CLASSES {
+            let pool = self.queue(class).get();
+            // SAFETY: queued pools are live pools we own.
+            if let Some(pool) = unsafe { pool.as_ref() } {
+                let start = arena::pool_start(pool);
+                if pool.is_empty() && pool.rewind(start) {
+                    let bytes = size_class::info(class).units as usize * UNIT_SIZE;
+                    // SAFETY: the pool is ours and holds no live block.
+                    unsafe { os::discard(start, bytes) };
+                }
+            }
+        }
         let mut arena = self.partial.get();
         while !arena.is_null() {
             // SAFETY: arenas in `partial` are live arenas we own.

@@ -164,6 +164,19 @@ impl Pool {
         self.used.get() == 0
     }
 
+    /// Forgets the free list of an empty pool and carves it from `start`
+    /// again, so that its pages may be discarded. False if nothing was
+    /// carved since (the pages are untouched already).
+    pub fn rewind(&self, start: *mut u8) -> bool {
+        debug_assert!(self.is_empty());
+        if self.bump.get() == start {
+            return false;
+        }
+        self.free.set(ptr::null_mut());
+        self.bump.set(start);
+        true
+    }
+
     /// True if `b` is on this pool's free list (the double-free check).
     pub fn free_list_contains(&self, b: *const u8) -> bool {
         let mut cur = self.free.get();
