@@ -780,4 +780,53 @@ mod tests {
         .join()
         .unwrap();
     }
+
+    #[test]
+    fn a_shrinking_heap_purges_and_reuses_its_pools() {
+        std::thread::spawn(|| {
+            // 64 MiB of 1000-byte blocks: far more than the purge threshold.
+            let n = 64 << 10;
+            let fill = |i: usize| (i * 7 + 1) as u8;
+            let mut blocks: Vec<usize> = Vec::with_capacity(n);
+            for i in 0..n {
+                let p = alloc::malloc(1000);
+                assert!(!p.is_null());
+                // SAFETY: a fresh 1000-byte block.
+                unsafe { ptr::write_bytes(p, fill(i), 1000) };
+                blocks.push(p as usize);
+            }
+            // SAFETY: our own live heap.
+            let heap = unsafe { &*current() };
+            let peak = heap.units_in_use.get();
+            for &p in &blocks {
+                // SAFETY: live blocks, freed once.
+                unsafe { alloc::free(p as *mut u8, "free") };
+            }
+            assert!(heap.units_peak.get() < peak, "a purge reset the peak");
+            let class = size_class::class_of(1000).unwrap();
+            // SAFETY: the head, if any, is a live pool of ours.
+            if let Some(head) = unsafe { heap.queue(class).get().as_ref() } {
+                assert!(head.is_empty());
+            }
+            // Rewound pools and discarded units carve and fill correctly.
+            for (i, slot) in blocks.iter_mut().enumerate() {
+                let p = alloc::malloc(1000);
+                assert!(!p.is_null());
+                // SAFETY: a fresh 1000-byte block.
+                unsafe { ptr::write_bytes(p, fill(i), 1000) };
+                *slot = p as usize;
+            }
+            for (i, &p) in blocks.iter().enumerate() {
+                // SAFETY: live 1000-byte blocks, each filled once.
+                let b = unsafe { core::slice::from_raw_parts(p as *const u8, 1000) };
+                assert!(b.iter().all(|&x| x == fill(i)), "block {i} overwritten");
+            }
+            for &p in &blocks {
+                // SAFETY: live blocks, freed once.
+                unsafe { alloc::free(p as *mut u8, "free") };
+            }
+        })
+        .join()
+        .unwrap();
+    }
 }
