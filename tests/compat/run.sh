@@ -34,6 +34,8 @@
 # two runs, reason on failure); temporary files go to a directory under
 # $TMPDIR (or /tmp), removed at exit unless COMPAT_KEEP=1.
 # COMPAT_TIMEOUT overrides the time limit of one run (seconds).
+# COMPAT_OBMEM_ENV adds VAR=VALUE words to the environment of every obmem
+# run, e.g. COMPAT_OBMEM_ENV=OBMEM_MALLOC=debug for the debug hooks.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -83,6 +85,16 @@ else
     REDIS_BENCH_P=(-n 200000 -P 16)
     RUN_TIMEOUT=${COMPAT_TIMEOUT:-1200}
 fi
+
+# Extra environment of the obmem runs (word-split on purpose).
+# shellcheck disable=SC2206
+OBM_EXTRA=(${COMPAT_OBMEM_ENV:-})
+for w in "${OBM_EXTRA[@]}"; do
+    [[ $w == [A-Za-z_]*=* ]] || {
+        echo "compat: COMPAT_OBMEM_ENV must hold VAR=VALUE words, not '$w'" >&2
+        exit 2
+    }
+done
 
 # The same environment for both runs: no OBMEM_* or LD_PRELOAD from
 # outside, a fixed locale and time zone.
@@ -232,7 +244,7 @@ run_timed() {
         shift
     done
     shift
-    [[ $kind == obmem ]] && envs+=("LD_PRELOAD=$LIB")
+    [[ $kind == obmem ]] && envs+=("LD_PRELOAD=$LIB" "${OBM_EXTRA[@]}")
     start_clock
     # (In an || list, a failure is not an error for errexit or the ERR trap.)
     RC=0
@@ -336,7 +348,7 @@ case_python() {
             # the stderr of the interpreters that the tests start and check).
             local tpid mapped=0
             start_clock
-            timeout -k 10 "$RUN_TIMEOUT" env "${common[@]}" LD_PRELOAD="$LIB" \
+            timeout -k 10 "$RUN_TIMEOUT" env "${common[@]}" LD_PRELOAD="$LIB" "${OBM_EXTRA[@]}" \
                 "$PY" -m test --junit-xml "$CD/obmem.xml" "${tests[@]}" \
                 >"$CD/obmem.out" 2>"$CD/obmem.err" &
             tpid=$!
@@ -378,14 +390,18 @@ lib.malloc.argtypes = [c.c_size_t]
 lib.malloc_usable_size.restype = c.c_size_t
 lib.malloc_usable_size.argtypes = [c.c_void_p]
 lib.free.argtypes = [c.c_void_p]
+ok = hasattr(lib, "obm_usable_size")
 p = lib.malloc(600)
-print(_testcapi.pymem_getallocatorsname(), "libobmem" in open("/proc/self/maps").read(),
-      hasattr(lib, "obm_usable_size"), lib.malloc_usable_size(p))
+if ok:
+    lib.obm_usable_size.restype = c.c_size_t
+    lib.obm_usable_size.argtypes = [c.c_void_p]
+    ok = lib.malloc_usable_size(p) == lib.obm_usable_size(p) >= 600
+print(_testcapi.pymem_getallocatorsname(), "libobmem" in open("/proc/self/maps").read(), ok)
 lib.free(p)'
     local out
-    out=$(env "${common[@]}" LD_PRELOAD="$LIB" timeout 60 "$PY" -c "$probe" 2>&1) || true
-    [[ $out == "malloc True True 640" ]] ||
-        fail "probe in the preloaded interpreter: expected 'malloc True True 640' (allocator, mapped, obmem symbol, usable size of malloc(600)), got '$out'"
+    out=$(env "${common[@]}" LD_PRELOAD="$LIB" "${OBM_EXTRA[@]}" timeout 60 "$PY" -c "$probe" 2>&1) || true
+    [[ $out == "malloc True True" ]] ||
+        fail "probe in the preloaded interpreter: expected 'malloc True True' (Python's allocator, libobmem mapped, malloc_usable_size(malloc(600)) == obm_usable_size >= 600), got '$out'"
 }
 
 # ---- sqlite ------------------------------------------------------------------------
@@ -452,7 +468,7 @@ case_make() {
     # The program built under obmem, run under obmem, prints what the glibc
     # build prints without it.
     "$T/glibc/prog" >"$CD/prog.glibc.out"
-    env LD_PRELOAD="$LIB" "$T/obmem/prog" >"$CD/prog.obmem.out"
+    env LD_PRELOAD="$LIB" "${OBM_EXTRA[@]}" "$T/obmem/prog" >"$CD/prog.obmem.out"
     same "$CD/prog.glibc.out" "$CD/prog.obmem.out" "the built program's output"
     # make, and per module at least gcc, cc1 and as.
     check_stats "$CD/obmem.err" $((MAKE_MODULES * 3)) $((MAKE_MODULES * 10000))
@@ -544,7 +560,7 @@ case_redis() {
 redis_run() {
     local kind=$1 dir=$T/$kind port tries pre=() i
     mkdir -p "$dir"
-    [[ $kind == obmem ]] && pre=(LD_PRELOAD="$LIB" OBMEM_SHOW_STATS=1)
+    [[ $kind == obmem ]] && pre=(LD_PRELOAD="$LIB" OBMEM_SHOW_STATS=1 "${OBM_EXTRA[@]}")
     start_clock
     for tries in 1 2 3; do
         port=$(free_port)
@@ -653,7 +669,7 @@ hello, obmem
 # ---- main --------------------------------------------------------------------------
 fmt_s() { [[ -f $1 ]] && awk -v ms="$(cat "$1")" 'BEGIN { printf "%.1f s", ms / 1000 }' || echo "-"; }
 
-echo "compat ($MODE): ${CASES[*]}; logs in ${LOGS#"$ROOT"/}/"
+echo "compat ($MODE): ${CASES[*]}; logs in ${LOGS#"$ROOT"/}/${OBM_EXTRA[*]:+; obmem runs with ${OBM_EXTRA[*]}}"
 passed=0
 failed=0
 skipped=0
