@@ -61,11 +61,17 @@ result() { # name status secs [log]
     fi
 }
 
+# Binaries are written under a temporary name and renamed, so that another
+# run of this script (make test in parallel) never sees a half-written
+# program or plugin.
 # The plugins for the dlopen tests.
 for src in tests/faults/lib_*.c; do
     [[ -e $src ]] || continue
     so=$BUILD/$(basename "${src%.c}").so
-    if ! "$CC" "${CFLAGS[@]}" -shared -fPIC "$src" -o "$so" -lpthread >"$so.log" 2>&1; then
+    if "$CC" "${CFLAGS[@]}" -shared -fPIC "$src" -o "$so.tmp.$$" -lpthread >"$so.log" 2>&1; then
+        mv -f "$so.tmp.$$" "$so"
+    else
+        rm -f "$so.tmp.$$"
         result "$(basename "$src")" "compile error" 0 "$so.log"
     fi
 done
@@ -87,23 +93,26 @@ for name in "${names[@]}"; do
     fi
     preload=()
     if [[ $UNLINKED == *" $name "* ]]; then
-        build=("$CC" "${CFLAGS[@]}" -DFAULTS_UNLINKED "$src" -o "$exe" -ldl -lpthread)
+        build=("$CC" "${CFLAGS[@]}" -DFAULTS_UNLINKED "$src" -o "$exe.tmp.$$" -ldl -lpthread)
         preload=(LD_PRELOAD="$LIBDIR/libobmem.so")
     else
-        build=("$CC" "${CFLAGS[@]}" "$src" -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -ldl -lpthread -o "$exe")
+        build=("$CC" "${CFLAGS[@]}" "$src" -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -ldl -lpthread
+            -o "$exe.tmp.$$")
     fi
     if ! "${build[@]}" >"$log" 2>&1; then
+        rm -f "$exe.tmp.$$"
         result "$name" "compile error" 0 "$log"
         continue
     fi
+    mv -f "$exe.tmp.$$" "$exe"
     start=$(date +%s.%N)
     set +e
     timeout -k 10 "$TIMEOUT" env "${preload[@]}" "${extra[@]}" "$exe" </dev/null >"$log" 2>&1
     rc=$?
     set -e
     secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
-    # Each test's own summary lines (starting with "  " or its name) are
-    # worth seeing even when it passes.
+    # Each test's own result lines (indented, or starting with "summary")
+    # are worth seeing even when it passes.
     if ((rc == 0)); then
         result "$name" ok "$secs"
         grep -E '^(summary|  )' "$log" | grep -v '^  .* ok (' | sed -e 's/^/    /' | head -n 40 || true
