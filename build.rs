@@ -7,6 +7,9 @@ fn main() {
     // The soname carries the major version: libobmem.so.0.
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libobmem.so.{major}");
+    // Never unloaded: blocks obmem handed out, its fork handlers and its
+    // thread-exit destructors outlive a dlclose of the library.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let config = cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml"))
         .expect("cbindgen.toml is readable");
