@@ -30,9 +30,9 @@
 # the glibc and the obmem run and their CPU time (user + system of the
 # processes started, from bash's `times`: less sensitive to other load on
 # the machine), notes; ends with "N passed, M failed". Logs of the
-# last run are kept in build/compat/<case>/ (glibc.* and obmem.* for the
-# two runs, reason on failure); temporary files go to a directory under
-# $TMPDIR (or /tmp), removed at exit unless COMPAT_KEEP=1.
+# last run of each case are kept in build/compat/<case>/ (glibc.* and
+# obmem.* for the two runs, reason on failure); temporary files go to a
+# directory under $TMPDIR (or /tmp), removed at exit unless COMPAT_KEEP=1.
 # COMPAT_TIMEOUT overrides the time limit of one run (seconds).
 # COMPAT_OBMEM_ENV adds VAR=VALUE words to the environment of every obmem
 # run, e.g. COMPAT_OBMEM_ENV=OBMEM_MALLOC=debug for the debug hooks.
@@ -102,8 +102,10 @@ for v in $(env | sed -n 's/^\(OBMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
 unset LD_PRELOAD
 export LC_ALL=C TZ=UTC
 
-rm -rf "$LOGS"
+# Only the logs of the cases about to run are replaced.
 mkdir -p "$LOGS"
+for c in "${CASES[@]}"; do rm -rf "${LOGS:?}/$c"; done
+rm -f "$LOGS/install.log"
 TMPROOT=$(mktemp -d "${TMPDIR:-/tmp}/obmem-compat.XXXXXX")
 cleanup() {
     if [[ ${COMPAT_KEEP:-0} == 1 ]]; then
