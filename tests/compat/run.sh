@@ -157,7 +157,12 @@ find_python() {
     cand=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) || return 1
     PY=$cand
 }
-has_regrtest() { "$1" -c 'import test.libregrtest, test.support' >/dev/null 2>&1; }
+# (Debian's libpython3.X-stdlib has test.support and test.libregrtest but
+# not the tests.)
+has_regrtest() {
+    "$1" -c 'import importlib.util, sys, test.libregrtest, test.support
+sys.exit(importlib.util.find_spec("test.test_dict") is None)' >/dev/null 2>&1
+}
 
 MISSING=()
 REDIS_MISSING=0
@@ -382,7 +387,7 @@ case_python() {
     if ((rg != 0 || bad != 0)); then
         note "glibc itself: exit $rg, $bad failed test cases (the same with obmem)"
     fi
-    note "$(wc -l <"$CD/glibc.cases") test cases with the same outcome; $(cat "$CD/glibc.summary")"
+    note "$(wc -l <"$CD/glibc.cases") test cases with the same outcome$(sed 's/^/; /' "$CD/glibc.summary")"
 
     # In the same environment, malloc is obmem's and Python uses it.
     local probe='import ctypes as c, _testcapi
