@@ -56,7 +56,7 @@ for i in $(seq 0 $((n - 1))); do
             echo "static uint64_t step${i}_$f(uint64_t x) {"
             echo "    for (int k = 0; k < $((i % 5 + f + 2)); k++) {"
             echo "        x ^= x >> $((i % 17 + 3)); x *= 0x$(printf %x $(((i + 1) * (f + 3) * 40503 % 65536 | 1)))ull;"
-            echo "        x += table$i[(x >> 7) & 63] + MOD${i}_SALT;"
+            echo "        x += table${i}[(x >> 7) & 63] + MOD${i}_SALT;"
             echo '    }'
             echo '    return x;'
             echo '}'

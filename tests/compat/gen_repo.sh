@@ -46,7 +46,7 @@ rnd() { # rnd N -> $r in [0, N)
     r=$((seed / 65536 % $1))
 }
 
-words=(lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod
+words=(lorem ipsum dolor sit amet consectetur adipiscing elit sed "do" eiusmod
     tempor incididunt ut labore et dolore magna aliqua enim minim veniam)
 # write_file PATH LINES: a file of LINES generated lines.
 write_file() {
@@ -168,7 +168,7 @@ git repack -q -adf --window=50 --depth=20
 echo "== fsck"
 git fsck --full --strict --no-progress | sort
 echo "== heads"
-git rev-parse main main^{tree} imported imported^{tree}
+git rev-parse main 'main^{tree}' imported 'imported^{tree}'
 git for-each-ref --format='%(refname) %(objectname) %(objecttype)'
 echo "== counts"
 git rev-list --count --all
@@ -196,8 +196,8 @@ echo "== bundle and clones"
 git bundle create -q "$dir/all.bundle" --all
 git bundle verify -q "$dir/all.bundle" && echo "bundle verified"
 git clone -q "$dir/all.bundle" "$dir/from-bundle"
-git -C "$dir/from-bundle" rev-parse HEAD HEAD^{tree}
+git -C "$dir/from-bundle" rev-parse HEAD 'HEAD^{tree}'
 git clone -q --no-local --branch imported "file://$repo" "$dir/over-file"
-git -C "$dir/over-file" rev-parse HEAD HEAD^{tree}
+git -C "$dir/over-file" rev-parse HEAD 'HEAD^{tree}'
 git -C "$dir/over-file" fsck --full --strict --no-progress | sort
 echo "== end"

@@ -71,7 +71,9 @@ if [[ $MODE == quick ]]; then
     MAKE_MODULES=30
     PIPE_LINES=40000
     REDIS_SCALE=20000
+    # shellcheck disable=SC2054 # (-t takes a comma-separated list)
     REDIS_BENCH=(-n 10000 -t set,get,incr,lpush,lpop,sadd,hset,zadd,lrange_100,mset)
+    # shellcheck disable=SC2054
     REDIS_BENCH_P=(-n 30000 -P 16 -t set,get,lpush,sadd,hset)
     RUN_TIMEOUT=${COMPAT_TIMEOUT:-180}
 else
@@ -565,11 +567,12 @@ case_redis() {
 # redis_run KIND: one server's life: start, load, query, reload, benchmark,
 # checks, shutdown.
 redis_run() {
-    local kind=$1 dir=$T/$kind port tries pre=() i
+    local kind=$1
+    local dir=$T/$kind port pre=() i
     mkdir -p "$dir"
     [[ $kind == obmem ]] && pre=(LD_PRELOAD="$LIB" OBMEM_SHOW_STATS=1 "${OBM_EXTRA[@]}")
     start_clock
-    for tries in 1 2 3; do
+    for _ in 1 2 3; do
         port=$(free_port)
         timeout -k 10 "$RUN_TIMEOUT" env "${pre[@]}" redis-server \
             --port "$port" --bind 127.0.0.1 --protected-mode no --daemonize no \
