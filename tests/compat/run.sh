@@ -306,7 +306,15 @@ same() {
 }
 # child_pid PID: the (first) child process of PID, e.g. the program that
 # `timeout` runs; empty if none yet.
-child_pid() { ps -o pid= --ppid "$1" 2>/dev/null | awk 'NR == 1 { print $1 }'; }
+child_pid() {
+    local c=
+    if [[ -r /proc/$1/task/$1/children ]]; then
+        read -r c _ <"/proc/$1/task/$1/children" || true
+    elif command -v ps >/dev/null 2>&1; then
+        c=$(ps -o pid= --ppid "$1" 2>/dev/null | awk 'NR == 1 { print $1 }')
+    fi
+    echo "$c"
+}
 # wait_mapped PID WHAT: polls until libobmem.so is mapped into the child of
 # PID (`timeout` PID) and its image is WHAT; 0 when seen, 1 if PID ended
 # first or 20 s passed.
