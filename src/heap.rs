@@ -393,12 +393,12 @@ impl Heap {
         a.in_partial.set(false);
     }
 
-    /// Gives back the pages of the free units of every arena with one, the
-    /// spare empty arenas included, and of the empty pools kept as queue
-    /// heads.
-    /// Runs when the pools have shrunk by HEAP_PURGE_UNITS since the last
-    /// purge, so a heap that only fluctuates keeps its pages, and the walk
-    /// is paid for by the units freed.
+    /// Gives back the pages of the free units of every arena with one (only
+    /// those free since the previous purge, unless `all`), the spare empty
+    /// arenas included, and of the empty pools kept as queue heads. Runs
+    /// when the pools have shrunk well below their peak (see
+    /// HEAP_PURGE_UNITS), so a heap that only fluctuates keeps its pages,
+    /// and the walk is paid for by the units freed.
     fn purge(&self, all: bool) {
         // The empty pool kept at the head of each class queue: rewound, so
         // its pages go back too, and carved afresh when next used.

@@ -11,9 +11,9 @@
 //! (bounded in slots and bytes) so a malloc/free loop does not map and unmap
 //! each time; they stay registered with a FREED header, which makes a double
 //! free detectable. Only `LARGE_CACHE_RESIDENT` bytes of them keep their
-//! pages: the others are discarded but for the header's page. `realloc` grows with mremap, in place when the pages
-//! after the mapping are free, otherwise by moving the pages (no copy) to a
-//! new aligned reservation.
+//! pages: the others are discarded but for the header's page. `realloc`
+//! grows with mremap, in place when the pages after the mapping are free,
+//! otherwise by moving the pages (no copy) to a new aligned reservation.
 
 use crate::arena_map::{self, CHUNK_LARGE, CHUNK_LARGE_BEHIND};
 use crate::config::*;
