@@ -38,7 +38,8 @@ pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
 
 /// Drops a reference to `o` (which must not be NULL); at zero the object is
 /// finalized (at most once; it may resurrect), untracked, deallocated and
-/// its memory freed.
+/// freed. A decref of an object whose count is already 0 is reported and
+/// aborts.
 #[no_mangle]
 pub unsafe extern "C" fn obm_decref(o: *mut obm_object) {
     if debug::active() {
