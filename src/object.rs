@@ -256,7 +256,9 @@ pub(crate) fn negative_refcount(o: *const obm_object) -> ! {
 // ---------------------------------------------------------------------------
 // Deallocation and the trashcan
 
-/// Per-thread trashcan state (see the module docs).
+/// Per-thread trashcan state (see the module docs), in the zeroed TLS slot
+/// of `tls::trash_slot` (all-zero bytes are depth 0 and an empty list).
+#[repr(C)]
 struct Trash {
     /// Deallocations currently nested on this thread's stack.
     depth: Cell<u32>,
@@ -264,9 +266,18 @@ struct Trash {
     later: Cell<*mut obm_object>,
 }
 
-thread_local! {
-    // A const initialiser and no Drop: no allocation, no destructor registration.
-    static TRASH: Trash = const { Trash { depth: Cell::new(0), later: Cell::new(ptr::null_mut()) } };
+const _: () = assert!(
+    core::mem::size_of::<Trash>() <= core::mem::size_of::<[usize; 2]>()
+        && core::mem::align_of::<Trash>() <= core::mem::align_of::<[usize; 2]>()
+);
+
+/// The calling thread's trashcan.
+#[inline(always)]
+fn trash() -> &'static Trash {
+    // SAFETY: the slot is this thread's, lives as long as the thread, fits
+    // a Trash (checked above), starts zeroed (a valid Trash), and only this
+    // module touches it, through Cells on this thread.
+    unsafe { &*(crate::tls::trash_slot() as *const Trash) }
 }
 
 /// Bit 0 of a trash link: the object was tracked when deposited.
@@ -277,22 +288,21 @@ const TRASH_WAS_TRACKED: usize = 1;
 /// # Safety
 /// `o` is a live object with refcount 0 that nobody else will use.
 pub(crate) unsafe fn dealloc(o: *mut obm_object) {
-    TRASH.with(|t| {
-        let depth = t.depth.get();
-        if depth >= TRASH_UNWIND_LEVEL {
-            // SAFETY: per the contract.
-            unsafe { deposit(t, o) };
-            return;
-        }
-        t.depth.set(depth + 1);
+    let t = trash();
+    let depth = t.depth.get();
+    if depth >= TRASH_UNWIND_LEVEL {
         // SAFETY: per the contract.
-        unsafe { destroy(o) };
-        t.depth.set(depth);
-        if depth == 0 && !t.later.get().is_null() {
-            // SAFETY: the list holds only deposited objects (see deposit).
-            unsafe { destroy_chain(t) };
-        }
-    })
+        unsafe { deposit(t, o) };
+        return;
+    }
+    t.depth.set(depth + 1);
+    // SAFETY: per the contract.
+    unsafe { destroy(o) };
+    t.depth.set(depth);
+    if depth == 0 && !t.later.get().is_null() {
+        // SAFETY: the list holds only deposited objects (see deposit).
+        unsafe { destroy_chain(t) };
+    }
 }
 
 /// Puts `o` on the thread's delete-later list.

@@ -1,4 +1,5 @@
-//! The calling thread's heap pointer, in native TLS.
+//! The calling thread's heap pointer, and the object layer's trashcan
+//! state, in native TLS.
 //!
 //! On x86-64 the slot is defined in assembly and read with the
 //! initial-exec model (`mov reg, [rip + sym@GOTTPOFF]; mov reg, fs:[reg]`):
@@ -26,8 +27,32 @@ mod imp {
         ".size obmem_tls_heap,8",
         "obmem_tls_heap:",
         ".zero 8",
+        ".globl obmem_tls_trash",
+        ".hidden obmem_tls_trash",
+        ".p2align 3",
+        ".type obmem_tls_trash,@object",
+        ".size obmem_tls_trash,16",
+        "obmem_tls_trash:",
+        ".zero 16",
         ".text",
     );
+
+    /// This thread's 16 zero-initialised bytes for the trashcan.
+    #[inline(always)]
+    pub fn trash_slot() -> *mut [usize; 2] {
+        let v: *mut [usize; 2];
+        // SAFETY: fs:0 holds the thread pointer (the TCB's self-pointer);
+        // adding the slot's offset from the GOT gives its address.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr fs:[0]",
+                "add {v}, qword ptr [rip + obmem_tls_trash@GOTTPOFF]",
+                v = out(reg) v,
+                options(nostack, readonly, pure),
+            );
+        }
+        v
+    }
 
     #[inline(always)]
     pub fn get() -> *mut Heap {
@@ -78,6 +103,16 @@ mod imp {
     pub fn set(h: *mut Heap) {
         CURRENT.with(|c| c.set(h))
     }
+
+    thread_local! {
+        static TRASH: core::cell::UnsafeCell<[usize; 2]> =
+            const { core::cell::UnsafeCell::new([0; 2]) };
+    }
+
+    #[inline(always)]
+    pub fn trash_slot() -> *mut [usize; 2] {
+        TRASH.with(|t| t.get())
+    }
 }
 
-pub use imp::{get, set};
+pub use imp::{get, set, trash_slot};
