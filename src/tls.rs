@@ -1,13 +1,13 @@
 //! The calling thread's heap pointer, and the object layer's trashcan
 //! state, in native TLS.
 //!
-//! On x86-64 the slot is defined in assembly and read with the
+//! On x86-64 the slots are defined in assembly and reached with the
 //! initial-exec model (`mov reg, [rip + sym@GOTTPOFF]; mov reg, fs:[reg]`):
 //! two loads, where Rust's `thread_local!` in a shared library goes through
-//! a call to `__tls_get_addr` on every malloc and free. Stable Rust cannot
-//! choose the TLS model, hence the assembly. The cost is a static TLS
-//! reservation of 8 bytes, which glibc always has room for, also when the
-//! library is dlopen'ed. Other targets use `thread_local!`.
+//! a call to `__tls_get_addr` on every malloc, free and deallocation.
+//! Stable Rust cannot choose the TLS model, hence the assembly. The cost is
+//! a static TLS reservation of 24 bytes, which glibc has room for also when
+//! the library is dlopen'ed. Other targets use `thread_local!`.
 
 use crate::heap::Heap;
 
