@@ -123,11 +123,6 @@ impl Arena {
         self.dirty_units.set(self.dirty_units.get() | run);
     }
 
-    /// How many free units may hold resident pages.
-    pub fn dirty_count(&self) -> usize {
-        self.dirty_units.get().count_ones() as usize
-    }
-
     /// Gives back to the OS the pages of the dirty units that stayed free
     /// since the last call (all dirty units if `all`); the others age.
     pub fn discard_dirty(&self, all: bool) {
@@ -309,7 +304,11 @@ mod tests {
         assert_eq!(a.take_units(6), Some(10));
         assert_eq!(a.free_units.get(), 0);
         a.give_units(2, 8);
-        assert_eq!(a.dirty_count(), 8, "given-back units may hold pages");
+        assert_eq!(
+            a.dirty_units.get().count_ones(),
+            8,
+            "given-back units may hold pages"
+        );
         assert_eq!(a.take_units(3), Some(2));
         assert_eq!(
             a.dirty_units.get(),
@@ -335,13 +334,17 @@ mod tests {
                 ptr::write_bytes(unit(u), 0xAB, UNIT_SIZE);
             }
             arena.give_units(first + 1, 2); // a pool's units freed: dirty
-            assert_eq!(arena.dirty_count(), 2);
+            assert_eq!(arena.dirty_units.get().count_ones(), 2);
             arena.discard_dirty(false);
-            assert_eq!(arena.dirty_count(), 2, "freed since the last purge: kept");
+            assert_eq!(
+                arena.dirty_units.get().count_ones(),
+                2,
+                "freed since the last purge: kept"
+            );
             assert_eq!(*unit(first + 1), 0xAB);
             arena.discard_dirty(false);
             assert_eq!(
-                arena.dirty_count(),
+                arena.dirty_units.get().count_ones(),
                 0,
                 "still free at the next purge: discarded"
             );

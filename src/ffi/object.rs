@@ -27,7 +27,7 @@ pub unsafe extern "C" fn obm_new_var(t: *const obm_type, extra: usize) -> *mut o
 pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
     if debug::active() {
         // SAFETY: as below.
-        return unsafe { checked_ref(o, "obm_incref", false, object::incref) };
+        return unsafe { checked_ref(o, "obm_incref", Some("obm_xincref"), object::incref) };
     }
     if o.is_null() {
         null_ref("obm_incref", "obm_xincref");
@@ -44,7 +44,7 @@ pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
 pub unsafe extern "C" fn obm_decref(o: *mut obm_object) {
     if debug::active() {
         // SAFETY: as below.
-        return unsafe { checked_ref(o, "obm_decref", false, object::decref) };
+        return unsafe { checked_ref(o, "obm_decref", Some("obm_xdecref"), object::decref) };
     }
     if o.is_null() {
         null_ref("obm_decref", "obm_xdecref");
@@ -58,7 +58,7 @@ pub unsafe extern "C" fn obm_decref(o: *mut obm_object) {
 pub unsafe extern "C" fn obm_xincref(o: *mut obm_object) {
     if debug::active() {
         // SAFETY: as in obm_incref.
-        return unsafe { checked_ref(o, "obm_xincref", true, object::incref) };
+        return unsafe { checked_ref(o, "obm_xincref", None, object::incref) };
     }
     if !o.is_null() {
         // SAFETY: as in obm_incref.
@@ -71,7 +71,7 @@ pub unsafe extern "C" fn obm_xincref(o: *mut obm_object) {
 pub unsafe extern "C" fn obm_xdecref(o: *mut obm_object) {
     if debug::active() {
         // SAFETY: as in obm_decref.
-        return unsafe { checked_ref(o, "obm_xdecref", true, object::decref) };
+        return unsafe { checked_ref(o, "obm_xdecref", None, object::decref) };
     }
     if !o.is_null() {
         // SAFETY: as in obm_decref.
@@ -89,7 +89,8 @@ fn null_ref(func: &str, instead: &str) -> ! {
 
 /// The reference-count functions under the debug hooks: the concurrent-use
 /// and freed-object checks, kept off the fast path, which is one load and
-/// one branch more than the bare operation.
+/// one branch more than the bare operation. `null_instead` names the
+/// function to use instead when NULL is an error; None: NULL is ignored.
 ///
 /// # Safety
 /// As the exported function `func`.
@@ -98,20 +99,15 @@ fn null_ref(func: &str, instead: &str) -> ! {
 unsafe fn checked_ref(
     o: *mut obm_object,
     func: &str,
-    null_ok: bool,
+    null_instead: Option<&str>,
     op: unsafe fn(*mut obm_object),
 ) {
     let _use = debug::objects::enter(func);
     if o.is_null() {
-        if null_ok {
-            return;
+        match null_instead {
+            Some(instead) => null_ref(func, instead),
+            None => return,
         }
-        let instead = if func == "obm_incref" {
-            "obm_xincref"
-        } else {
-            "obm_xdecref"
-        };
-        null_ref(func, instead);
     }
     // SAFETY: per the contract, a live object (checked first).
     unsafe {
