@@ -1,17 +1,24 @@
-//! The internal allocation functions every entry point calls: malloc,
-//! calloc, realloc, aligned allocation, free and usable size, with the
-//! validation of foreign pointers. `func` names the C function for reports.
+//! The allocation path: malloc, calloc, realloc and aligned allocation,
+//! as every entry point calls them (the free path is `free.rs`). `func`
+//! names the C function for reports.
+//!
+//! Fast path (`malloc_fast`): the slot of the size (`(n + 15) >> 4` up to
+//! 512 bytes, the class + 1 above), the thread's heap from TLS (the
+//! placeholder heap if it has none), and, unless the heap takes the slow
+//! paths, a pop from the allocation list of the slot's head pool (the
+//! placeholder pool, always empty, if the class has none). Everything else
+//! (the first allocation of a thread, an empty allocation list, hooks, large
+//! blocks) goes to `malloc_slow`.
 
-use crate::arena::{arena_of, pool_of, pool_start};
-use crate::arena_map::{self, CHUNK_ARENA, CHUNK_NONE};
+use crate::arena_map::{self, CHUNK_ARENA};
 use crate::config::*;
+use crate::free;
 use crate::heap;
 use crate::large;
 use crate::os;
-use crate::report;
 use crate::size_class::{self, class_of};
+use crate::stats;
 use core::ptr;
-use core::sync::atomic::Ordering::Relaxed;
 
 #[cold]
 fn enomem() -> *mut u8 {
@@ -42,9 +49,45 @@ fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
     large::alloc(n, align)
 }
 
+/// A block of `n` bytes from the calling thread's head pool of its class,
+/// or null if the fast path cannot serve it (nothing is done then).
+#[inline(always)]
+pub fn malloc_fast(n: usize) -> *mut u8 {
+    let slot = if n <= SMALL_MAX {
+        (n + ALIGNMENT - 1) >> ALIGNMENT_SHIFT
+    } else {
+        match class_of(n) {
+            Some(class) => class + 1,
+            None => return ptr::null_mut(),
+        }
+    };
+    let h = heap::current_or_placeholder();
+    if h.slow.load(core::sync::atomic::Ordering::Relaxed) != 0 {
+        return ptr::null_mut();
+    }
+    // SAFETY: slot <= NUM_CLASSES.
+    let b = unsafe { h.head_pool(slot) }.pop();
+    if !b.is_null() {
+        // SAFETY: slot <= NUM_CLASSES.
+        stats::count(unsafe { h.stats.allocs.get_unchecked(slot) });
+    }
+    b
+}
+
 /// `n` bytes (16 for 0), 16-byte aligned; null with ENOMEM on failure.
 #[inline(always)]
 pub fn malloc(n: usize) -> *mut u8 {
+    let b = malloc_fast(n);
+    if !b.is_null() {
+        return b;
+    }
+    malloc_slow(n)
+}
+
+/// `malloc` without the fast path.
+#[cold]
+#[inline(never)]
+pub fn malloc_slow(n: usize) -> *mut u8 {
     match class_of(n) {
         Some(class) => alloc_class(class),
         None => alloc_large(n, ALIGNMENT).0,
@@ -58,7 +101,7 @@ pub fn calloc(nelem: usize, elsize: usize) -> *mut u8 {
     };
     match class_of(n) {
         Some(class) => {
-            let p = alloc_class(class);
+            let p = malloc(n);
             if !p.is_null() {
                 // SAFETY: p is a fresh block of block_size(class) bytes.
                 unsafe { ptr::write_bytes(p, 0, size_class::block_size(class)) };
@@ -95,68 +138,6 @@ pub fn aligned(align: usize, n: usize) -> *mut u8 {
     alloc_large(n, align).0
 }
 
-/// Frees `p` (null is ignored); aborts with a report for a pointer obmem
-/// never returned or already freed.
-///
-/// # Safety
-/// If `p` is a block obmem returned, nobody uses it after this call.
-#[inline(always)]
-pub unsafe fn free(p: *mut u8, func: &str) {
-    if p.is_null() {
-        return;
-    }
-    let kind = arena_map::lookup(p as usize);
-    if kind == CHUNK_ARENA {
-        // SAFETY: the map says p's chunk is an arena, so its header is mapped.
-        let a = unsafe { &*arena_of(p) };
-        if !a.is_live() {
-            report::invalid_pointer(func, p);
-        }
-        let owner = a.owner.load(Relaxed);
-        // SAFETY: p lies in a mapped arena.
-        let pool = unsafe { &*pool_of(p) };
-        if owner == heap::current() {
-            // SAFETY: the arena is ours, so we own its pools.
-            unsafe { (*owner).free_checked(pool, p, func) };
-        } else {
-            if !pool.is_block_start(pool_start(pool), p, false) {
-                report::invalid_pointer(func, p);
-            }
-            // SAFETY: p is a block start of a pool of `owner`'s.
-            unsafe { heap::free_remote(owner, p) };
-        }
-    } else if kind != CHUNK_NONE {
-        large::free(p, kind, func);
-    } else {
-        report::invalid_pointer(func, p);
-    }
-}
-
-/// The usable size of `p` (0 for null); aborts on a foreign pointer.
-/// Safe for any address: `p` is only dereferenced once the arena map says
-/// its chunk is ours, and then only in headers that are always mapped.
-#[allow(clippy::not_unsafe_ptr_arg_deref)]
-pub fn usable_size(p: *const u8, func: &str) -> usize {
-    if p.is_null() {
-        return 0;
-    }
-    let kind = arena_map::lookup(p as usize);
-    if kind == CHUNK_ARENA {
-        // SAFETY: the map says p's chunk is an arena, so its header is mapped.
-        let a = unsafe { &*arena_of(p) };
-        // SAFETY: as above.
-        let pool = unsafe { &*pool_of(p) };
-        if !a.is_live() || !pool.is_block_start(pool_start(pool), p, false) {
-            report::invalid_pointer(func, p);
-        }
-        pool.block_size()
-    } else if kind != CHUNK_NONE {
-        large::usable_size(p, kind, func)
-    } else {
-        report::invalid_pointer(func, p)
-    }
-}
-
 /// Resizes `p` to `n` bytes (n > 0; null p is malloc). On failure returns
 /// null with ENOMEM and `p` is untouched.
 ///
@@ -167,7 +148,7 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         return malloc(n);
     }
     let kind = arena_map::lookup(p as usize);
-    let old = usable_size(p, func);
+    let old = free::usable_size(p, func);
     if kind == CHUNK_ARENA {
         // Keep the block when it fits and shrinking would save little
         // (pymalloc keeps it unless the new size is under 3/4).
@@ -188,7 +169,7 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
     // distinct blocks never overlap.
     unsafe {
         ptr::copy_nonoverlapping(p, q, old.min(n));
-        free(p, func);
+        free::free(p, func);
     }
     q
 }

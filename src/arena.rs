@@ -1,16 +1,23 @@
 //! Arenas: 256 KiB chunks, aligned to their size, cut into 16 units of 16 KiB.
 //!
-//! Unit 0 holds the arena header: the owner heap, the free-unit bitmap and
-//! one pool descriptor per unit. Units 1..16 hold pools; a pool spans one
-//! unit (small classes) or a run of units (medium classes), and its
-//! descriptor is the one of its first unit, the others pointing back to it
-//! with `head_offset`. So the pool of any block is found by arithmetic:
+//! Unit 0 holds the arena header: one pool descriptor per unit, the table
+//! from unit to pool, the owner heap and the free-unit bitmap. Units 1..16
+//! hold pools; a pool spans one unit (small classes) or a run of units
+//! (medium classes), and its descriptor is the one of its first unit. So
+//! the pool of any block is found by arithmetic and one table load:
 //! arena = p & !ARENA_MASK, unit = (p & ARENA_MASK) >> UNIT_SHIFT,
-//! pool = arena.pools[unit - arena.pools[unit].head_offset].
+//! pool = arena + unit_pool[unit].
 //!
-//! Every arena belongs to one heap for its whole life in use (`owner` never
-//! changes while the arena holds pools); only that heap's thread, or a
-//! thread that has taken over an abandoned heap, touches its pools.
+//! Invariants:
+//! - `unit_pool[u]` is the byte offset from the arena's base of the
+//!   descriptor of the pool holding unit `u`, and 0 while no pool holds it.
+//!   Offset 0 is descriptor 0, which belongs to the header unit and stays
+//!   all zero, so a pointer into a free unit resolves to a descriptor whose
+//!   checks all fail. A released arena reads as zero throughout.
+//! - Every arena belongs to one heap for its whole life in use (`owner`
+//!   never changes while the arena holds pools); only that heap's thread,
+//!   or a thread that has taken over an abandoned heap, touches its pools'
+//!   owner-only fields and the fields below marked owner only.
 //!
 //! Arenas come from a global reserve, refilled from the OS `ARENA_BATCH` at a
 //! time. An empty arena goes back to the reserve with its pages discarded
@@ -19,14 +26,13 @@
 
 use crate::arena_map::{self, CHUNK_ARENA};
 use crate::config::*;
-use crate::heap::Heap;
 use crate::os;
-use crate::pool::Pool;
+use crate::pool::{Pool, POOL_SIZE_SHIFT};
 use crate::stats;
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicUsize, Ordering::*};
 
 /// Stored in `magic` while the arena is in use by a heap.
 const ARENA_MAGIC: usize = 0x6f62_6d65_6d41_524e; // "obmemARN"
@@ -34,12 +40,20 @@ const ARENA_MAGIC: usize = 0x6f62_6d65_6d41_524e; // "obmemARN"
 /// All units but unit 0 (the header).
 pub(crate) const ALL_UNITS: u16 = ((1u32 << UNITS_PER_ARENA) - 2) as u16;
 
+/// The owner of an arena, as the arena sees it: the heap's address. Arenas
+/// sit below heaps, so they name their owner without knowing its type.
+pub type OwnerId = *mut ();
+
 #[repr(C)]
 pub struct Arena {
+    /// One descriptor per unit; descriptor 0 (the header's unit) is never used.
+    pub pools: [Pool; UNITS_PER_ARENA],
+    /// Unit -> byte offset of its pool's descriptor, 0 for none (shared).
+    pub unit_pool: [AtomicU16; UNITS_PER_ARENA],
     /// ARENA_MAGIC while owned by a heap, 0 in the reserve (shared, relaxed).
     pub magic: AtomicUsize,
     /// The heap owning every pool of this arena (shared).
-    pub owner: AtomicPtr<Heap>,
+    pub owner: AtomicPtr<()>,
     /// Bit i set: unit i is free. Owner only, like the fields below.
     pub free_units: Cell<u16>,
     /// Bit i set: unit i is free and a pool used it since its pages were
@@ -52,13 +66,15 @@ pub struct Arena {
     pub in_partial: Cell<bool>,
     pub next: Cell<*mut Arena>,
     pub prev: Cell<*mut Arena>,
-    pub pools: [Pool; UNITS_PER_ARENA],
 }
 
 const _: () = assert!(
     core::mem::size_of::<Arena>() <= UNIT_SIZE,
     "header must fit unit 0"
 );
+const _: () = assert!(core::mem::offset_of!(Arena, pools) == 0);
+/// The offset of `unit_pool` in the header, for the free fast path.
+pub(crate) const UNIT_POOL_OFFSET: usize = core::mem::offset_of!(Arena, unit_pool);
 
 /// The arena containing `p`.
 #[inline(always)]
@@ -66,37 +82,57 @@ pub fn arena_of(p: *const u8) -> *mut Arena {
     ((p as usize) & !ARENA_MASK) as *mut Arena
 }
 
-/// The pool descriptor for the unit holding `p`, following `head_offset`
-/// back to the pool's first unit.
+/// The descriptor of the pool holding `p`; descriptor 0 (all zero) if no
+/// pool holds `p`'s unit.
 ///
 /// # Safety
 /// `p` lies in a chunk the arena map says is an arena (so its header is mapped).
 #[inline(always)]
-pub unsafe fn pool_of(p: *const u8) -> *mut Pool {
-    let arena = arena_of(p);
+pub unsafe fn pool_of(p: *const u8) -> *const Pool {
+    let arena = (p as usize) & !ARENA_MASK;
     let unit = ((p as usize) & ARENA_MASK) >> UNIT_SHIFT;
-    // SAFETY: the header is mapped (contract) and unit < UNITS_PER_ARENA.
+    // SAFETY: the header is mapped (contract) and unit < UNITS_PER_ARENA;
+    // the offset read is 0 or a descriptor's offset within the header.
     unsafe {
-        let pools = ptr::addr_of_mut!((*arena).pools) as *mut Pool;
-        let desc = pools.add(unit);
-        let back = (*desc).head_offset.load(Relaxed) as usize;
-        pools.add(unit.saturating_sub(back))
+        let table = (arena + UNIT_POOL_OFFSET) as *const AtomicU16;
+        let off = (*table.add(unit)).load(Relaxed) as usize;
+        (arena + off) as *const Pool
     }
 }
 
-/// The first byte of the pool whose descriptor is `pool`.
-#[inline(always)]
-pub fn pool_start(pool: *const Pool) -> *mut u8 {
-    let base = (pool as usize) & !ARENA_MASK;
-    let first = base + core::mem::offset_of!(Arena, pools);
-    let index = (pool as usize - first) / core::mem::size_of::<Pool>();
-    (base + index * UNIT_SIZE) as *mut u8
+/// The byte offset of unit `u`'s descriptor in the header.
+const fn descriptor_offset(u: usize) -> usize {
+    u << POOL_SIZE_SHIFT
 }
 
 impl Arena {
     #[inline(always)]
     pub fn is_live(&self) -> bool {
         self.magic.load(Relaxed) == ARENA_MAGIC
+    }
+
+    /// The first byte of unit `u`.
+    pub fn unit_start(&self, u: usize) -> *mut u8 {
+        (self as *const Arena as usize + u * UNIT_SIZE) as *mut u8
+    }
+
+    /// Makes units `first..first + n` a pool of `class`; returns its descriptor.
+    pub fn make_pool(&self, first: usize, n: usize, class: usize) -> &Pool {
+        let head = self.pool(first);
+        head.init(class, self.unit_start(first));
+        for u in first..first + n {
+            self.unit_pool[u].store(descriptor_offset(first) as u16, Relaxed);
+        }
+        head
+    }
+
+    /// Forgets the pool whose first unit is `first` and which spans `n`
+    /// units (its units stay taken: see `give_units`).
+    pub fn unmake_pool(&self, first: usize, n: usize) {
+        for u in first..first + n {
+            self.unit_pool[u].store(0, Relaxed);
+        }
+        self.pool(first).clear();
     }
 
     /// Finds and takes a run of `n` free units; returns the first unit's index.
@@ -195,7 +231,7 @@ fn map_arenas(n: usize) -> *mut u8 {
 
 /// Takes an arena for `owner`, mapping more from the OS if the reserve is empty.
 /// Null (errno ENOMEM) if the OS refuses.
-pub fn acquire(owner: *mut Heap) -> *mut Arena {
+pub fn acquire(owner: OwnerId) -> *mut Arena {
     let addr = {
         let mut r = RESERVE.lock();
         if r.count == 0 {
@@ -236,6 +272,7 @@ pub fn acquire(owner: *mut Heap) -> *mut Arena {
         let pools = ptr::addr_of_mut!((*a).pools) as *mut Pool;
         for u in 0..UNITS_PER_ARENA {
             pools.add(u).write(Pool::unused());
+            (*a).unit_pool[u].store(0, Relaxed);
         }
         (*a).owner.store(owner, Relaxed);
         (*a).magic.store(ARENA_MAGIC, Release);
@@ -285,9 +322,10 @@ pub unsafe fn unlock_after_fork() {
 mod tests {
     use super::*;
 
-    #[test]
-    fn unit_runs() {
-        let a = Arena {
+    fn header_only() -> Arena {
+        Arena {
+            pools: [const { Pool::unused() }; UNITS_PER_ARENA],
+            unit_pool: [const { AtomicU16::new(0) }; UNITS_PER_ARENA],
             magic: AtomicUsize::new(0),
             owner: AtomicPtr::new(ptr::null_mut()),
             free_units: Cell::new(ALL_UNITS),
@@ -296,8 +334,12 @@ mod tests {
             in_partial: Cell::new(false),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
-            pools: [const { Pool::unused() }; UNITS_PER_ARENA],
-        };
+        }
+    }
+
+    #[test]
+    fn unit_runs() {
+        let a = header_only();
         assert_eq!(a.take_units(1), Some(1));
         assert_eq!(a.take_units(8), Some(2));
         assert_eq!(a.take_units(8), None, "only units 10..15 are left");
@@ -324,7 +366,7 @@ mod tests {
 
     #[test]
     fn discarding_dirty_units_zeroes_their_pages_only() {
-        let a = acquire(0x1000 as *mut Heap);
+        let a = acquire(0x1000 as OwnerId);
         assert!(!a.is_null());
         unsafe {
             let arena = &*a;
@@ -371,26 +413,25 @@ mod tests {
 
     #[test]
     fn pool_lookup_is_arithmetic() {
-        let owner = 0x1000 as *mut Heap;
-        let a = acquire(owner);
+        let a = acquire(0x1000 as OwnerId);
         assert!(!a.is_null());
         assert_eq!(a as usize % ARENA_SIZE, 0);
         unsafe {
-            assert!((*a).is_live());
-            let first = (*a).take_units(3).unwrap();
-            let pools = ptr::addr_of_mut!((*a).pools) as *mut Pool;
-            let head = pools.add(first);
-            (*head).init(0, pool_start(head));
-            for k in 1..3 {
-                (*pools.add(first + k)).head_offset.store(k as u8, Relaxed);
-            }
-            let start = pool_start(head);
+            let arena = &*a;
+            assert!(arena.is_live());
+            let first = arena.take_units(3).unwrap();
+            let head = arena.make_pool(first, 3, 40) as *const Pool;
+            let start = arena.unit_start(first);
             assert_eq!(start as usize, a as usize + first * UNIT_SIZE);
+            assert_eq!((*head).start.load(Relaxed), start as usize);
             assert_eq!(pool_of(start), head);
             assert_eq!(pool_of(start.add(3 * UNIT_SIZE - 1)), head);
-            assert_eq!(pool_of(start.add(3 * UNIT_SIZE)), pools.add(first + 3));
+            assert_eq!(pool_of(start.add(3 * UNIT_SIZE)), a as *const Pool, "a free unit");
+            assert_eq!(pool_of(a as *const u8), a as *const Pool, "the header unit");
             assert_eq!(arena_map::lookup(start as usize), CHUNK_ARENA);
-            (*a).give_units(first, 3);
+            arena.unmake_pool(first, 3);
+            assert_eq!(pool_of(start), a as *const Pool);
+            arena.give_units(first, 3);
             release(a);
             assert_eq!(
                 arena_map::lookup(a as usize),

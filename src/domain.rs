@@ -9,6 +9,8 @@
 //! half-written.
 
 use crate::alloc;
+use crate::free;
+use crate::heap;
 use crate::report;
 use crate::sync::SpinLock;
 use core::ffi::c_void;
@@ -59,7 +61,7 @@ unsafe extern "C" fn core_realloc(_ctx: *mut c_void, p: *mut c_void, n: usize) -
 }
 unsafe extern "C" fn core_free(_ctx: *mut c_void, p: *mut c_void) {
     // SAFETY: the caller passes a live block of this allocator or null.
-    unsafe { alloc::free(p as *mut u8, "free") }
+    unsafe { free::free(p as *mut u8, "free") }
 }
 
 /// The allocator every domain uses by default: obmem's pools.
@@ -119,6 +121,7 @@ pub fn set(d: obm_domain, a: &obm_allocator) {
     };
     TABLES[d as usize].store(slot, Release);
     HOOKED.store(true, Release);
+    heap::force_slow_paths();
 }
 
 pub fn lock_for_fork() {
@@ -138,13 +141,25 @@ pub(crate) fn table(d: obm_domain) -> &'static obm_allocator {
     unsafe { &*TABLES[d as usize].load(Acquire) }
 }
 
-// The dispatchers. Each function pointer of an installed table is non-null
-// (checked by `set`); `unwrap_unchecked` relies on that.
+// The dispatchers. The fast paths of `alloc` and `free` run only while no
+// hook is installed (`heap::force_slow_paths`); the slow paths dispatch.
+// Each function pointer of an installed table is non-null (checked by
+// `set`); `unwrap_unchecked` relies on that.
 
 #[inline(always)]
 pub fn malloc(d: obm_domain, n: usize) -> *mut u8 {
+    let b = alloc::malloc_fast(n);
+    if !b.is_null() {
+        return b;
+    }
+    malloc_slow(d, n)
+}
+
+#[cold]
+#[inline(never)]
+fn malloc_slow(d: obm_domain, n: usize) -> *mut u8 {
     if !HOOKED.load(Relaxed) {
-        return alloc::malloc(n);
+        return alloc::malloc_slow(n);
     }
     let t = table(d);
     // SAFETY: installed tables have every function (see `set`).
@@ -157,7 +172,7 @@ pub fn calloc(d: obm_domain, nelem: usize, elsize: usize) -> *mut u8 {
         return alloc::calloc(nelem, elsize);
     }
     let t = table(d);
-    // SAFETY: as in `malloc`.
+    // SAFETY: as in `malloc_slow`.
     unsafe { (t.calloc.unwrap_unchecked())(t.ctx, nelem, elsize) as *mut u8 }
 }
 
@@ -170,7 +185,7 @@ pub unsafe fn realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
         return unsafe { alloc::realloc(p, n, "realloc") };
     }
     let t = table(d);
-    // SAFETY: as in `malloc`; p per the contract.
+    // SAFETY: as in `malloc_slow`; p per the contract.
     unsafe { (t.realloc.unwrap_unchecked())(t.ctx, p as *mut c_void, n) as *mut u8 }
 }
 
@@ -178,12 +193,22 @@ pub unsafe fn realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
 /// `p` is null or a live block of domain `d`, not used afterwards.
 #[inline(always)]
 pub unsafe fn free(d: obm_domain, p: *mut u8) {
-    if !HOOKED.load(Relaxed) {
+    // SAFETY: per the contract.
+    if !unsafe { free::free_fast(p) } {
         // SAFETY: per the contract.
-        return unsafe { alloc::free(p, "free") };
+        unsafe { free_slow(d, p) }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(d: obm_domain, p: *mut u8) {
+    if !HOOKED.load(Relaxed) {
+        // SAFETY: per the contract of `free`.
+        return unsafe { free::free_slow(p, "free") };
     }
     let t = table(d);
-    // SAFETY: as in `malloc`; p per the contract.
+    // SAFETY: as in `malloc_slow`; p per the contract of `free`.
     unsafe { (t.free.unwrap_unchecked())(t.ctx, p as *mut c_void) }
 }
 

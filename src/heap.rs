@@ -8,10 +8,22 @@
 //! into a full pool puts it back at the head. At most one empty pool per
 //! class is kept (the head); others go back to their arena at once.
 //!
-//! Cross-thread frees: a thread freeing a block of another heap pushes it on
-//! that heap's `remote` list (a lock-free stack). The owner takes the whole
-//! list with one swap when a class queue runs dry, and frees each block as
-//! its own.
+//! The fast paths read three things here: `slow` (non-zero sends every
+//! `malloc` and `free` of the thread to the slow paths: hooks are installed,
+//! or the thread has no heap yet and its TLS slot points to the
+//! placeholder heap), `heads` (per class, the queue head; the placeholder
+//! pool `EMPTY_POOL`, whose allocation list is always empty, when there is
+//! none) and `owned`, a direct-mapped table of the arenas this heap owns:
+//! `owned[k % OWNED_SLOTS] == k` for arena number `k = address >> 18`
+//! proves that the arena is mapped and ours without the global arena map.
+//! An arena whose slot is taken by another one is simply not in the table;
+//! its frees take the general path.
+//!
+//! Cross-thread frees go to the block's pool (`Pool::thread_free`); the
+//! thread whose push makes that list non-empty also pushes the pool on the
+//! heap's `remote` list. The owner takes the whole list with one swap when
+//! a class queue runs dry, and moves each pool's blocks to the pool's local
+//! free list in one splice.
 //!
 //! Life of a heap: created on a thread's first allocation (or adopted:
 //! see below) and registered with a pthread key whose destructor runs at
@@ -30,28 +42,41 @@
 //!
 //! Owner-only fields are `Cell`s: only the owning thread (or the thread
 //! holding the registry lock while the heap is abandoned) touches them;
-//! other threads use only `remote`, `state`, `next_all` and the counters.
+//! other threads use only `slow`, `remote`, `state`, `next_all` and the
+//! counters.
 
 use crate::arena::{self, Arena};
 use crate::config::*;
 use crate::os;
-use crate::pool::{Block, Pool, NO_CLASS};
+use crate::pool::{self, Pool};
 use crate::report;
 use crate::size_class;
 use crate::stats::{self, owner_dec, owner_inc, HeapStats};
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering::*};
 
 const FREE: u8 = 0;
 const ACTIVE: u8 = 1;
 const ABANDONED: u8 = 2;
 const ORPHANED: u8 = 3;
 
+/// An `owned` slot that holds no arena (no arena number is this large).
+const NO_ARENA: usize = usize::MAX;
+
 #[repr(C, align(64))]
 pub struct Heap {
-    queues: [Cell<*mut Pool>; NUM_CLASSES],
+    /// Non-zero: this thread's malloc and free take the slow paths (shared).
+    pub slow: AtomicU8,
+    state: AtomicU8,
+    /// The process's freed key (`pool::freed_key`), kept at hand.
+    pub key: usize,
+    /// `heads[class + 1]`: the head of the queue of `class`, or `EMPTY_POOL`.
+    /// `heads[0]` is always `EMPTY_POOL`, so `malloc(0)` takes the slow path.
+    heads: [Cell<*const Pool>; NUM_CLASSES + 1],
+    /// Arena numbers of (some of) the arenas this heap owns; see the module doc.
+    owned: [Cell<usize>; OWNED_SLOTS],
     /// Owned arenas with at least one free unit (doubly linked).
     partial: Cell<*mut Arena>,
     /// How many arenas in `partial` are entirely free.
@@ -61,9 +86,8 @@ pub struct Heap {
     /// Units held by this heap's pools, and their most since the last purge.
     units_in_use: Cell<usize>,
     units_peak: Cell<usize>,
-    /// Blocks freed by other threads, linked through their first word.
-    remote: AtomicPtr<Block>,
-    state: AtomicU8,
+    /// Pools with blocks freed by other threads, linked by `remote_next`.
+    remote: AtomicPtr<Pool>,
     /// Every heap ever made, newest first (push-only).
     next_all: AtomicPtr<Heap>,
     /// Link in the abandoned list (under the registry lock).
@@ -71,68 +95,120 @@ pub struct Heap {
     pub stats: HeapStats,
 }
 
+/// A pool whose allocation list is always empty: the queue head of a class
+/// without pools, so the malloc fast path needs no null test. Never written.
+pub(crate) struct Placeholder<T>(T);
+// SAFETY: the placeholders are never written (see `EMPTY_POOL` and `NO_HEAP`).
+unsafe impl<T> Sync for Placeholder<T> {}
+
+static EMPTY_POOL: Placeholder<Pool> = Placeholder(Pool::unused());
+
+/// The heap of every thread that has none yet: `slow` is set, so its
+/// malloc and free go to the slow paths, which make the thread a heap.
+/// Never written.
+pub(crate) static NO_HEAP: Placeholder<Heap> = Placeholder(Heap::new(1, 0));
+
+/// The address the TLS slot holds for a thread without a heap.
+pub(crate) fn no_heap() -> *mut Heap {
+    &NO_HEAP.0 as *const Heap as *mut Heap
+}
+
+fn empty_pool() -> *const Pool {
+    &EMPTY_POOL.0
+}
+
+/// Set once hooks are installed: every heap, present and future, takes the
+/// slow paths from then on.
+static FORCE_SLOW: AtomicBool = AtomicBool::new(false);
+
 impl Heap {
-    const fn new() -> Heap {
+    const fn new(slow: u8, key: usize) -> Heap {
         Heap {
-            queues: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
+            slow: AtomicU8::new(slow),
+            state: AtomicU8::new(FREE),
+            key,
+            heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
+            owned: [const { Cell::new(NO_ARENA) }; OWNED_SLOTS],
             partial: Cell::new(ptr::null_mut()),
             empty_arenas: Cell::new(0),
             arenas: Cell::new(0),
             units_in_use: Cell::new(0),
             units_peak: Cell::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
-            state: AtomicU8::new(FREE),
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
             stats: HeapStats::new(),
         }
     }
 
+    /// The pool `malloc` of a block of `class` pops from (`EMPTY_POOL` if none).
+    ///
+    /// # Safety
+    /// `slot` is `class + 1` for a class < NUM_CLASSES, or 0.
     #[inline(always)]
-    fn queue(&self, class: usize) -> &Cell<*mut Pool> {
-        // SAFETY: class < NUM_CLASSES for every caller (from class_of or a pool).
-        unsafe { self.queues.get_unchecked(class) }
+    pub unsafe fn head_pool(&self, slot: usize) -> &Pool {
+        // SAFETY: slot <= NUM_CLASSES per the contract; heads hold live
+        // pools of ours or the placeholder, which is never written.
+        unsafe { &*self.heads.get_unchecked(slot).get() }
+    }
+
+    fn head(&self, class: usize) -> Option<&Pool> {
+        let p = self.heads[class + 1].get();
+        if ptr::eq(p, empty_pool()) {
+            None
+        } else {
+            // SAFETY: a queue head other than the placeholder is a live pool we own.
+            Some(unsafe { &*p })
+        }
+    }
+
+    fn set_head(&self, class: usize, p: *const Pool) {
+        self.heads[class + 1].set(if p.is_null() { empty_pool() } else { p });
+    }
+
+    /// Whether the arena of `p` is in this heap's table of owned arenas.
+    #[inline(always)]
+    pub fn owns_arena_of(&self, p: *const u8) -> bool {
+        let k = p as usize >> ARENA_SHIFT;
+        // SAFETY: the index is reduced modulo OWNED_SLOTS.
+        unsafe { self.owned.get_unchecked(k % OWNED_SLOTS) }.get() == k
+    }
+
+    fn note_owned(&self, a: *mut Arena) {
+        let k = a as usize >> ARENA_SHIFT;
+        let slot = &self.owned[k % OWNED_SLOTS];
+        if slot.get() == NO_ARENA {
+            slot.set(k);
+        }
+    }
+
+    fn forget_owned(&self, a: *mut Arena) {
+        let k = a as usize >> ARENA_SHIFT;
+        let slot = &self.owned[k % OWNED_SLOTS];
+        if slot.get() == k {
+            slot.set(NO_ARENA);
+        }
     }
 
     /// Allocates a block of `class`; null (errno ENOMEM) if memory is exhausted.
-    #[inline(always)]
     pub fn alloc(&self, class: usize) -> *mut u8 {
-        let pool = self.queue(class).get();
-        if !pool.is_null() {
-            // SAFETY: pools in our queues are live pools we own.
-            let b = unsafe { &*pool }.pop();
-            if !b.is_null() {
-                // SAFETY: class < NUM_CLASSES.
-                stats::count(unsafe { self.stats.allocs.get_unchecked(class) });
-                return b;
-            }
+        // SAFETY: class + 1 <= NUM_CLASSES.
+        let b = unsafe { self.head_pool(class + 1) }.pop();
+        if !b.is_null() {
+            stats::count(&self.stats.allocs[class + 1]);
+            return b;
         }
         self.alloc_slow(class)
     }
 
+    /// The allocation list of the head pool is empty: refill it, or move on
+    /// to the next pool, blocks other threads freed, a new pool.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, class: usize) -> *mut u8 {
-        loop {
-            // Drop exhausted pools off the head of the queue.
-            loop {
-                let pool = self.queue(class).get();
-                if pool.is_null() {
-                    break;
-                }
-                // SAFETY: queued pools are live pools we own.
-                let pool = unsafe { &*pool };
-                let b = pool.pop();
-                if !b.is_null() {
-                    stats::count(&self.stats.allocs[class]);
-                    return b;
-                }
-                self.unlink(pool);
-            }
-            // Blocks other threads gave back may refill a pool.
-            if !self.drain_remote() {
-                break;
-            }
+    pub fn alloc_slow(&self, class: usize) -> *mut u8 {
+        let b = self.alloc_from_queue(class);
+        if !b.is_null() {
+            return b;
         }
         let pool = self.new_pool(class);
         if pool.is_null() {
@@ -141,8 +217,26 @@ impl Heap {
         // SAFETY: new_pool returns a live, empty pool we own.
         let pool = unsafe { &*pool };
         self.push_front(pool);
-        stats::count(&self.stats.allocs[class]);
-        pool.pop()
+        stats::count(&self.stats.allocs[class + 1]);
+        pool.pop_slow(self.key)
+    }
+
+    fn alloc_from_queue(&self, class: usize) -> *mut u8 {
+        loop {
+            // Drop exhausted pools off the head of the queue.
+            while let Some(pool) = self.head(class) {
+                let b = pool.pop_slow(self.key);
+                if !b.is_null() {
+                    stats::count(&self.stats.allocs[class + 1]);
+                    return b;
+                }
+                self.unlink(pool);
+            }
+            // Blocks other threads gave back may refill a pool.
+            if !self.drain_remote() {
+                return ptr::null_mut();
+            }
+        }
     }
 
     /// Frees a block of a pool this heap owns.
@@ -153,23 +247,26 @@ impl Heap {
     #[inline(always)]
     pub unsafe fn free_local(&self, pool: &Pool, p: *mut u8) {
         // SAFETY: per the contract.
-        unsafe { pool.push(p) };
-        let class = pool.class();
-        // SAFETY: class < NUM_CLASSES.
-        stats::count(unsafe { self.stats.frees.get_unchecked(class) });
-        if !pool.in_queue.get() {
-            self.push_front(pool);
-        }
-        if pool.is_empty() {
-            self.pool_emptied(pool);
+        unsafe { pool.push_local(p, self.key) };
+        // SAFETY: a live pool's class is < NUM_CLASSES.
+        stats::count(unsafe { self.stats.frees.get_unchecked(pool.class()) });
+        if pool.is_empty() || !pool.in_queue.get() {
+            self.pool_gained(pool);
         }
     }
 
-    /// A live heap keeps one empty pool per class (the queue head) for the
-    /// next allocation; a heap without a thread keeps none.
+    /// A pool got a block back while out of the queue, or became empty.
     #[cold]
-    fn pool_emptied(&self, pool: &Pool) {
-        if !std::ptr::eq(self.queue(pool.class()).get(), pool) || !self.is_active() {
+    #[inline(never)]
+    fn pool_gained(&self, pool: &Pool) {
+        if !pool.in_queue.get() {
+            self.push_front(pool);
+        }
+        // A live heap keeps one empty pool per class (the queue head) for the
+        // next allocation; a heap without a thread keeps none.
+        if pool.is_empty()
+            && (!ptr::eq(self.heads[pool.class() + 1].get(), pool) || !self.is_active())
+        {
             self.release_pool(pool);
         }
     }
@@ -178,72 +275,53 @@ impl Heap {
         self.state.load(Relaxed) == ACTIVE
     }
 
-    /// Validates `p` (a pointer into one of our arenas) and frees it.
-    ///
-    /// # Safety
-    /// The caller is the owner; `pool` is `arena::pool_of(p)` of an arena we own.
-    #[inline(always)]
-    pub unsafe fn free_checked(&self, pool: &Pool, p: *mut u8, func: &str) {
-        let start = arena::pool_start(pool);
-        if !pool.is_block_start(start, p, true) {
-            report::invalid_pointer(func, p);
+    /// Registers `pool`, whose `thread_free` list a remote free just made
+    /// non-empty, on this heap's remote list. Any thread.
+    pub fn push_remote_pool(&self, pool: &Pool) {
+        let p = pool as *const Pool as *mut Pool;
+        let mut head = self.remote.load(Relaxed);
+        loop {
+            pool.remote_next.store(head, Relaxed);
+            match self.remote.compare_exchange_weak(head, p, Release, Relaxed) {
+                Ok(_) => break,
+                Err(cur) => head = cur,
+            }
         }
-        // SAFETY: p is a block start of a live pool, so >= 16 readable bytes.
-        if unsafe { (*(p as *const Block)).freed_key } == crate::pool::freed_key() {
-            self.confirm_not_freed(pool, start, p, func);
-        }
-        // SAFETY: validated above as a handed-out block that is not free.
-        unsafe { self.free_local(pool, p) }
     }
 
-    /// `p` carries the freed key: it may be free already, by us (on the
-    /// free list) or by another thread (on our remote list: drain it, which
-    /// moves it to the free list, or releases its pool or arena if it was
-    /// the last block). Reports a double free; returns if `p` is live (a
-    /// program stored the key's value there). Kept out of line so the
-    /// common free path stays short.
-    #[cold]
-    #[inline(never)]
-    fn confirm_not_freed(&self, pool: &Pool, start: *mut u8, p: *mut u8, func: &str) {
-        let freed_again = pool.free_list_contains(p)
-            || (self.drain_remote()
-                && (crate::arena_map::lookup(p as usize) != crate::arena_map::CHUNK_ARENA
-                    // SAFETY: the map says the arena is still mapped.
-                    || !unsafe { &*arena::arena_of(p) }.is_live()
-                    || !pool.is_block_start(start, p, true)
-                    || pool.free_list_contains(p)));
-        if freed_again {
-            report::fatal(format_args!("{func}(): double free of {p:p}"));
+    /// After a remote free into this heap: a heap whose thread has exited
+    /// is drained by the freeing thread, if the registry lock is free.
+    #[inline(always)]
+    pub fn after_remote_free(&self) {
+        if self.state.load(Acquire) == ABANDONED {
+            reclaim(self);
         }
     }
 
     /// Puts `pool` at the head of its class queue. The previous head, if
     /// empty, is released: at most one empty pool per class is kept.
     fn push_front(&self, pool: &Pool) {
-        let q = self.queue(pool.class());
-        let old = q.get();
-        if !old.is_null() {
-            // SAFETY: queued pools are live pools we own.
-            let old_ref = unsafe { &*old };
-            if old_ref.is_empty() {
-                self.release_pool(old_ref);
+        let class = pool.class();
+        if let Some(old) = self.head(class) {
+            if old.is_empty() {
+                self.release_pool(old);
             }
         }
-        let old = q.get();
+        let old = self.head(class).map_or(ptr::null_mut(), |o| o as *const Pool as *mut Pool);
         pool.prev.set(ptr::null_mut());
         pool.next.set(old);
         if !old.is_null() {
-            // SAFETY: as above.
+            // SAFETY: queued pools are live pools we own.
             unsafe { &*old }.prev.set(pool as *const Pool as *mut Pool);
         }
-        q.set(pool as *const Pool as *mut Pool);
+        self.set_head(class, pool);
         pool.in_queue.set(true);
     }
 
     fn unlink(&self, pool: &Pool) {
         let (prev, next) = (pool.prev.get(), pool.next.get());
         if prev.is_null() {
-            self.queue(pool.class()).set(next);
+            self.set_head(pool.class(), next);
         } else {
             // SAFETY: queue links point to live pools we own.
             unsafe { &*prev }.next.set(next);
@@ -278,11 +356,12 @@ impl Heap {
         let first = match first {
             Some(f) => f,
             None => {
-                arena = arena::acquire(self as *const Heap as *mut Heap);
+                arena = arena::acquire(self as *const Heap as *mut ());
                 if arena.is_null() {
                     return ptr::null_mut();
                 }
                 self.arenas.set(self.arenas.get() + 1);
+                self.note_owned(arena);
                 // SAFETY: a freshly acquired arena, owned by us.
                 let a = unsafe { &*arena };
                 self.link_partial(a);
@@ -297,13 +376,7 @@ impl Heap {
         if a.free_units.get() == 0 {
             self.unlink_partial(a);
         }
-        let head = a.pool(first);
-        head.init(class, arena::pool_start(head));
-        for k in 1..units {
-            let tail = a.pool(first + k);
-            tail.class.store(NO_CLASS, Relaxed);
-            tail.head_offset.store(k as u8, Relaxed);
-        }
+        let head = a.make_pool(first, units, class);
         owner_inc(&self.stats.pools[class]);
         let in_use = self.units_in_use.get() + units;
         self.units_in_use.set(in_use);
@@ -321,16 +394,12 @@ impl Heap {
         let class = pool.class();
         let units = size_class::info(class).units as usize;
         owner_dec(&self.stats.pools[class]);
-        let start = arena::pool_start(pool);
+        let start = pool.start.load(Relaxed) as *mut u8;
         let arena_ptr = arena::arena_of(start);
         // SAFETY: the pool is ours, so its arena is a live arena we own.
         let a = unsafe { &*arena_ptr };
         let first = (start as usize & ARENA_MASK) >> UNIT_SHIFT;
-        for k in 0..units {
-            let d = a.pool(first + k);
-            d.class.store(NO_CLASS, Relaxed);
-            d.head_offset.store(0, Relaxed);
-        }
+        a.unmake_pool(first, units);
         a.give_units(first, units);
         if !a.in_partial.get() {
             self.link_partial(a);
@@ -359,11 +428,17 @@ impl Heap {
                 self.empty_arenas.set(self.empty_arenas.get() + 1);
             } else {
                 self.unlink_partial(a);
-                self.arenas.set(self.arenas.get() - 1);
-                // SAFETY: empty, unlinked, and no block of it is live.
-                unsafe { arena::release(arena_ptr) };
+                self.release_arena(arena_ptr);
             }
         }
+    }
+
+    /// Gives an empty arena, unlinked from `partial`, back to the reserve.
+    fn release_arena(&self, a: *mut Arena) {
+        self.arenas.set(self.arenas.get() - 1);
+        self.forget_owned(a);
+        // SAFETY: empty, unlinked, and no block of it is live.
+        unsafe { arena::release(a) };
     }
 
     fn link_partial(&self, a: &Arena) {
@@ -403,14 +478,11 @@ impl Heap {
         // The empty pool kept at the head of each class queue: rewound, so
         // its pages go back too, and carved afresh when next used.
         for class in 0..NUM_CLASSES {
-            let pool = self.queue(class).get();
-            // SAFETY: queued pools are live pools we own.
-            if let Some(pool) = unsafe { pool.as_ref() } {
-                let start = arena::pool_start(pool);
-                if pool.is_empty() && pool.rewind(start) {
+            if let Some(pool) = self.head(class) {
+                if pool.is_empty() && pool.rewind() {
                     let bytes = size_class::info(class).units as usize * UNIT_SIZE;
                     // SAFETY: the pool is ours and holds no live block.
-                    unsafe { os::discard(start, bytes) };
+                    unsafe { os::discard(pool.start.load(Relaxed) as *mut u8, bytes) };
                 }
             }
         }
@@ -424,22 +496,27 @@ impl Heap {
         self.units_peak.set(self.units_in_use.get());
     }
 
-    /// Frees every block other threads handed back. True if there was any.
+    /// Takes back every block other threads freed into this heap. True if
+    /// there was any.
     pub fn drain_remote(&self) -> bool {
-        let mut b = self.remote.swap(ptr::null_mut(), Acquire);
-        if b.is_null() {
+        let mut p = self.remote.swap(ptr::null_mut(), Acquire);
+        if p.is_null() {
             return false;
         }
-        while !b.is_null() {
-            // SAFETY: blocks on the remote list were validated as block
-            // starts of our pools, and checked against a double free, by
-            // the thread that pushed them (see `free_remote`).
-            unsafe {
-                let next = (*b).next;
-                let p = b as *mut u8;
-                let pool = &*arena::pool_of(p);
-                self.free_local(pool, p);
-                b = next;
+        while !p.is_null() {
+            // SAFETY: pools on the remote list are live pools of ours: each
+            // holds at least one block on its `thread_free` list.
+            let pool = unsafe { &*p };
+            // Read the link before emptying the list: from then on another
+            // thread may register the pool again (see `Pool::push_thread_free`).
+            p = pool.remote_next.load(Relaxed);
+            let n = pool.take_thread_free();
+            let frees = &self.stats.frees[pool.class()];
+            if cfg!(feature = "stats") {
+                frees.store(frees.load(Relaxed).wrapping_add(n as u64), Relaxed);
+            }
+            if pool.is_empty() || !pool.in_queue.get() {
+                self.pool_gained(pool);
             }
         }
         true
@@ -449,10 +526,7 @@ impl Heap {
     /// empty arenas and the pages of free units.
     fn trim(&self) {
         for class in 0..NUM_CLASSES {
-            let pool = self.queue(class).get();
-            if !pool.is_null() {
-                // SAFETY: queued pools are live pools we own.
-                let pool = unsafe { &*pool };
+            if let Some(pool) = self.head(class) {
                 if pool.is_empty() {
                     self.release_pool(pool);
                 }
@@ -466,9 +540,7 @@ impl Heap {
             if a.is_empty() {
                 self.unlink_partial(a);
                 self.empty_arenas.set(self.empty_arenas.get() - 1);
-                self.arenas.set(self.arenas.get() - 1);
-                // SAFETY: empty and unlinked.
-                unsafe { arena::release(arena) };
+                self.release_arena(arena);
             }
             arena = next;
         }
@@ -476,36 +548,9 @@ impl Heap {
     }
 }
 
-/// Pushes a block of `owner`'s onto its remote list.
-///
-/// # Safety
-/// `p` is a validated block start of a live pool owned by `owner`.
-pub unsafe fn free_remote(owner: *mut Heap, p: *mut u8) {
-    // SAFETY: heaps are never unmapped, so `owner` stays valid.
-    let h = unsafe { &*owner };
-    let b = p as *mut Block;
-    let key = crate::pool::freed_key();
-    // SAFETY: p is a block start, so >= 16 bytes are ours to read and write.
-    unsafe {
-        // The owner's lists cannot be inspected from here: a block already
-        // marked free is reported (the key is cleared on every hand-out).
-        if (*b).freed_key == key {
-            report::fatal(format_args!("free(): double free of {p:p}"));
-        }
-        (*b).freed_key = key;
-    }
-    let mut head = h.remote.load(Relaxed);
-    loop {
-        // SAFETY: the block is ours to link until the owner drains it.
-        unsafe { (*b).next = head };
-        match h.remote.compare_exchange_weak(head, b, Release, Relaxed) {
-            Ok(_) => break,
-            Err(cur) => head = cur,
-        }
-    }
-    if h.state.load(Acquire) == ABANDONED {
-        reclaim(h);
-    }
+/// The heap owning the arena of a pool: arenas name their owner by address.
+pub fn owner_of(a: &Arena) -> *mut Heap {
+    a.owner.load(Relaxed) as *mut Heap
 }
 
 /// Drains an abandoned heap, acting as its owner under the registry lock.
@@ -517,6 +562,12 @@ fn reclaim(h: &Heap) {
             h.drain_remote();
         }
     }
+}
+
+/// From now on every heap takes the slow paths (hooks were installed).
+pub fn force_slow_paths() {
+    FORCE_SLOW.store(true, SeqCst);
+    for_each_heap(|h| h.slow.store(1, SeqCst));
 }
 
 // ---- The registry: heap creation, thread exit, adoption, fork ----
@@ -539,10 +590,24 @@ static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
 /// pthread key + 1 (0: not created yet).
 static KEY: AtomicUsize = AtomicUsize::new(0);
 
+/// The calling thread's heap, or the placeholder `NO_HEAP` if it has none
+/// yet (never null, never written through).
+#[inline(always)]
+pub fn current_or_placeholder() -> &'static Heap {
+    // SAFETY: the TLS slot holds the placeholder or a live heap, and heaps
+    // are never unmapped.
+    unsafe { &*crate::tls::get() }
+}
+
 /// The calling thread's heap, or null if it has none yet.
 #[inline(always)]
 pub fn current() -> *mut Heap {
-    crate::tls::get()
+    let h = crate::tls::get();
+    if h == no_heap() {
+        ptr::null_mut()
+    } else {
+        h
+    }
 }
 
 /// The calling thread's heap, made or adopted on first use; null if the
@@ -556,7 +621,7 @@ pub fn current_or_init() -> *mut Heap {
     init_current()
 }
 
-const SLAB_SIZE: usize = 64 * 1024;
+const SLAB_SIZE: usize = 256 * 1024;
 
 #[cold]
 #[inline(never)]
@@ -598,7 +663,7 @@ fn init_current() -> *mut Heap {
             // SAFETY: the slab has room for a Heap (checked above) at an
             // address aligned to 64 (slab page-aligned, Heap size a multiple of 64).
             unsafe {
-                h.write(Heap::new());
+                h.write(Heap::new(0, pool::freed_key()));
                 r.slab = r.slab.add(size);
                 (*h).state.store(ACTIVE, Relaxed);
             }
@@ -606,10 +671,17 @@ fn init_current() -> *mut Heap {
             loop {
                 // SAFETY: h is valid and not yet published.
                 unsafe { (*h).next_all.store(head, Relaxed) };
-                match ALL_HEAPS.compare_exchange_weak(head, h, Release, Relaxed) {
+                // SeqCst, with the load of FORCE_SLOW below and the two
+                // operations of `force_slow_paths`: either that walk sees
+                // this heap or this thread sees the flag.
+                match ALL_HEAPS.compare_exchange_weak(head, h, SeqCst, Relaxed) {
                     Ok(_) => break,
                     Err(cur) => head = cur,
                 }
+            }
+            if FORCE_SLOW.load(SeqCst) {
+                // SAFETY: h is valid.
+                unsafe { (*h).slow.store(1, SeqCst) };
             }
             (h, false)
         }
@@ -637,7 +709,7 @@ fn init_current() -> *mut Heap {
 extern "C" fn thread_exit(arg: *mut libc::c_void) {
     let heap = arg as *mut Heap;
     if crate::tls::get() == heap {
-        crate::tls::set(ptr::null_mut());
+        crate::tls::set(no_heap());
     }
     let mut r = REGISTRY.lock();
     // SAFETY: the heap was this thread's; it is valid forever.
@@ -673,7 +745,7 @@ pub fn reclaim_abandoned() {
 
 /// Calls `f` on every heap ever made (their counters are readable by anyone).
 pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
-    let mut h = ALL_HEAPS.load(Acquire);
+    let mut h = ALL_HEAPS.load(SeqCst);
     while !h.is_null() {
         // SAFETY: heaps are never freed; next_all is written before publication.
         let heap = unsafe { &*h };
@@ -736,7 +808,7 @@ const _: () = assert!(core::mem::size_of::<Heap>().is_multiple_of(64));
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alloc;
+    use crate::{alloc, free};
 
     #[test]
     fn remote_frees_reach_the_owner_and_are_drained() {
@@ -750,13 +822,13 @@ mod tests {
             // SAFETY: our own heap.
             let heap = unsafe { &*h };
             let in_use = |heap: &Heap| {
-                heap.stats.allocs[class].load(Relaxed) - heap.stats.frees[class].load(Relaxed)
+                heap.stats.allocs[class + 1].load(Relaxed) - heap.stats.frees[class].load(Relaxed)
             };
             let before = in_use(heap);
             std::thread::spawn(move || {
                 for p in blocks {
                     // SAFETY: live blocks of the other thread, freed once.
-                    unsafe { alloc::free(p as *mut u8, "free") };
+                    unsafe { free::free(p as *mut u8, "free") };
                 }
             })
             .join()
@@ -764,11 +836,17 @@ mod tests {
             // The blocks wait on our remote list (with whatever the thread
             // machinery freed remotely), still counted as in use.
             let mut n = 0;
-            let mut b = heap.remote.load(Acquire);
-            while !b.is_null() {
-                n += 1;
-                // SAFETY: remote-list blocks are free blocks linked by their first word.
-                b = unsafe { (*b).next };
+            let mut pool = heap.remote.load(Acquire);
+            while !pool.is_null() {
+                // SAFETY: pools on the remote list are live pools of the heap.
+                let mut b = unsafe { (*pool).thread_free.load(Acquire) };
+                while !b.is_null() {
+                    n += 1;
+                    // SAFETY: remote-list blocks are free blocks linked by their first word.
+                    b = unsafe { (*b).next };
+                }
+                // SAFETY: as above.
+                pool = unsafe { (*pool).remote_next.load(Relaxed) };
             }
             assert!(n >= 100, "{n} blocks on the remote list");
             assert_eq!(in_use(heap), before);
@@ -800,12 +878,11 @@ mod tests {
             let peak = heap.units_in_use.get();
             for &p in &blocks {
                 // SAFETY: live blocks, freed once.
-                unsafe { alloc::free(p as *mut u8, "free") };
+                unsafe { free::free(p as *mut u8, "free") };
             }
             assert!(heap.units_peak.get() < peak, "a purge reset the peak");
             let class = size_class::class_of(1000).unwrap();
-            // SAFETY: the head, if any, is a live pool of ours.
-            if let Some(head) = unsafe { heap.queue(class).get().as_ref() } {
+            if let Some(head) = heap.head(class) {
                 assert!(head.is_empty());
             }
             // Rewound pools and discarded units carve and fill correctly.
@@ -823,7 +900,7 @@ mod tests {
             }
             for &p in &blocks {
                 // SAFETY: live blocks, freed once.
-                unsafe { alloc::free(p as *mut u8, "free") };
+                unsafe { free::free(p as *mut u8, "free") };
             }
         })
         .join()

@@ -55,6 +55,7 @@ pub mod debug;
 pub mod domain;
 pub mod env;
 pub mod fault;
+pub mod free;
 pub mod ffi;
 pub mod gc;
 pub mod heap;

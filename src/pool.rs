@@ -1,98 +1,130 @@
 //! Pools: a run of units in an arena serving one size class.
 //!
-//! A pool hands out blocks from two sources: its free list (blocks freed by
-//! the owning thread, LIFO) and its bump pointer, which carves never-used
-//! blocks off the untouched tail one at a time, so a pool's memory is not
-//! written before it is needed (pymalloc's lazy carving).
+//! A pool keeps three lists of free blocks, as mimalloc's pages do, so that
+//! neither `malloc` nor `free` branches on the other's state:
+//! - `free`: the allocation list. `malloc` pops from it and from nothing
+//!   else; when it runs dry the owner refills it (`pop_slow`) from
+//!   `local_free`, or carves fresh blocks, one page's worth at a time.
+//! - `local_free`: blocks freed by the owning thread, pushed by `free`.
+//! - `thread_free`: blocks freed by other threads, pushed with a CAS. The
+//!   thread whose push makes it non-empty also registers the pool on its
+//!   heap's list of pools with remote frees; the owner takes the whole list
+//!   (`take_thread_free`) only for pools it found on that list, so a pool is
+//!   on that list at most once.
 //!
 //! Invariants (owner thread only, except the fields marked shared):
-//! - `start <= bump <= limit`, `limit == start + capacity * block_size`; every
-//!   block below `bump` has been handed out at least once.
-//! - `used` counts blocks handed out and not yet freed *to this pool*; a block
-//!   freed by another thread still counts until the owner drains its remote
-//!   list. `used == 0` means the pool is empty.
+//! - Blocks with an index below `carved` have been carved: each is handed
+//!   out or on one of the three lists. Blocks above it were never written
+//!   (pymalloc's lazy carving, at page granularity). `carved <= capacity`.
+//! - Every block on one of the lists holds the process's freed key in its
+//!   second word; a block in the user's hands does not (unless the user
+//!   stored that exact value), because every hand-out clears it.
+//! - `used` counts blocks handed out and not yet freed *to this pool's
+//!   owner*: a block on `thread_free` still counts until the owner takes
+//!   the list. `used == 0` means the pool is empty.
 //! - `in_queue` is true exactly while the pool is linked in its heap's queue
-//!   for its class; a pool out of the queue is full (no free block, bump at
-//!   limit).
-//! - Shared (read by any thread, relaxed): `class` is `NO_CLASS` while the
-//!   unit is free, and `head_offset` gives the distance in units back to the
-//!   pool's first unit. Both change only while the pool holds no live block.
+//!   for its class; a pool leaves the queue only when it has no free block.
+//! - Shared, read by any thread holding a live block of the pool: `class`,
+//!   `shift`, `minv`, `start`, `carved`. They change only while the pool
+//!   holds no live block (`carved` grows while it does).
+//! - The descriptor of a unit that holds no pool reads as all zero, so
+//!   `carved == 0` and every block-start check against it fails.
 
 use crate::config::*;
-use crate::size_class::{self, INV_SHIFT};
+use crate::size_class::{self, block_index};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
-pub(crate) const NO_CLASS: u8 = u8::MAX;
-
-/// The overlay of a free block: the list link, then a marker that makes a
-/// double free cheap to suspect (verified by scanning the free list).
+/// The overlay of a free block: the list link, then the freed key.
 #[repr(C)]
 pub struct Block {
     pub next: *mut Block,
     pub freed_key: usize,
 }
 
-/// Written into every block on a free list or a remote list, and cleared
-/// whenever a block is handed out: a block that already holds it when freed
-/// is a suspected double free (confirmed against the lists by the owner,
-/// reported at once by another thread, which cannot inspect them).
-#[inline(always)]
+/// The value written into the second word of every free block (see the
+/// module invariants): a block that already holds it when freed is a
+/// suspected double free, confirmed against the lists by the owner and
+/// reported at once by another thread, which cannot inspect them. Derived
+/// from the address of a private static, so it differs between processes
+/// (ASLR) and is unlikely to appear in user data; heaps keep a copy.
 pub fn freed_key() -> usize {
-    // The address of a private static, scrambled: differs between processes
-    // (ASLR) and is unlikely to appear in user data.
     (&FREED_KEY_ANCHOR as *const u8 as usize) ^ 0x9e37_79b9_7f4a_7c15
 }
 static FREED_KEY_ANCHOR: u8 = 0;
 
-/// A pool descriptor. It lives in its arena's header, one per unit, so the
-/// pool's memory is found from the descriptor's address (`arena::pool_start`).
-/// 64 bytes, so the descriptor index is a shift.
+/// A pool descriptor. It lives in its arena's header, one per unit. 128
+/// bytes: the first cache line holds what the owner's `malloc` and `free`
+/// touch, the second what other threads write.
 #[repr(C, align(64))]
 pub struct Pool {
-    pub class: AtomicU8,
-    pub head_offset: AtomicU8,
-    // Owner only (see the module invariants): `Cell`s, so the owner mutates
-    // through a shared reference while other threads read the atomics.
-    pub in_queue: Cell<bool>,
-    pub used: Cell<u32>,
     pub free: Cell<*mut Block>,
-    pub bump: Cell<*mut u8>,
-    pub limit: Cell<*mut u8>,
+    pub local_free: Cell<*mut Block>,
+    pub used: Cell<u32>,
+    pub class: AtomicU8,
+    pub shift: AtomicU8,
+    pub in_queue: Cell<bool>,
+    pub start: AtomicUsize,
+    pub minv: AtomicU64,
+    pub carved: AtomicUsize,
     /// Links in the owner heap's queue for `class`.
     pub next: Cell<*mut Pool>,
     pub prev: Cell<*mut Pool>,
+    /// Blocks freed by other threads (shared).
+    pub thread_free: AtomicPtr<Block>,
+    /// Link in the owner heap's list of pools with remote frees (shared).
+    pub remote_next: AtomicPtr<Pool>,
+    _cold: [u64; 6],
 }
+
+pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
+const _: () = assert!(core::mem::size_of::<Pool>() == 1 << POOL_SIZE_SHIFT);
+const _: () = assert!(core::mem::size_of::<Block>() <= ALIGNMENT);
 
 impl Pool {
     pub const fn unused() -> Pool {
         Pool {
-            class: AtomicU8::new(NO_CLASS),
-            head_offset: AtomicU8::new(0),
-            in_queue: Cell::new(false),
-            used: Cell::new(0),
             free: Cell::new(ptr::null_mut()),
-            bump: Cell::new(ptr::null_mut()),
-            limit: Cell::new(ptr::null_mut()),
+            local_free: Cell::new(ptr::null_mut()),
+            used: Cell::new(0),
+            class: AtomicU8::new(0),
+            shift: AtomicU8::new(0),
+            in_queue: Cell::new(false),
+            start: AtomicUsize::new(0),
+            minv: AtomicU64::new(0),
+            carved: AtomicUsize::new(0),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
+            thread_free: AtomicPtr::new(ptr::null_mut()),
+            remote_next: AtomicPtr::new(ptr::null_mut()),
+            _cold: [0; 6],
         }
     }
 
-    /// Makes this (free) pool serve `class` from `start`.
+    /// Makes this (unused) descriptor serve `class` from `start`.
     pub fn init(&self, class: usize, start: *mut u8) {
         let info = size_class::info(class);
-        self.class.store(class as u8, Relaxed);
-        self.head_offset.store(0, Relaxed);
-        self.in_queue.set(false);
-        self.used.set(0);
         self.free.set(ptr::null_mut());
-        self.bump.set(start);
-        self.limit
-            .set(start.wrapping_add(info.capacity as usize * info.block_size as usize));
+        self.local_free.set(ptr::null_mut());
+        self.used.set(0);
+        self.class.store(class as u8, Relaxed);
+        self.shift.store(info.shift, Relaxed);
+        self.in_queue.set(false);
+        self.start.store(start as usize, Relaxed);
+        self.minv.store(info.minv, Relaxed);
+        self.carved.store(0, Relaxed);
         self.next.set(ptr::null_mut());
         self.prev.set(ptr::null_mut());
+        self.thread_free.store(ptr::null_mut(), Relaxed);
+        self.remote_next.store(ptr::null_mut(), Relaxed);
+    }
+
+    /// Back to the state of a unit without a pool (all zero).
+    pub fn clear(&self) {
+        self.init(0, ptr::null_mut());
+        self.shift.store(0, Relaxed);
+        self.minv.store(0, Relaxed);
     }
 
     #[inline(always)]
@@ -110,33 +142,82 @@ impl Pool {
         size_class::info(self.class()).capacity as usize
     }
 
-    /// Pops a block, from the free list first, then from the untouched tail.
-    /// Null when the pool is full.
+    /// The index of the block starting at `p` (a pointer into this pool's
+    /// units), or a number of at least 2^46 if `p` is not a block start.
+    #[inline(always)]
+    pub fn block_index(&self, p: *const u8) -> u64 {
+        let off = (p as usize).wrapping_sub(self.start.load(Relaxed)) as u64;
+        block_index(off, self.minv.load(Relaxed), self.shift.load(Relaxed) as u32)
+    }
+
+    /// Whether `p` is a carved block start: handed out or free, never
+    /// beyond what the pool has carved. Any thread holding a live block of
+    /// the pool may ask.
+    #[inline(always)]
+    pub fn is_carved_block(&self, p: *const u8) -> bool {
+        self.block_index(p) < self.carved.load(Relaxed) as u64
+    }
+
+    /// Pops a block from the allocation list; null when it is empty.
     #[inline(always)]
     pub fn pop(&self) -> *mut u8 {
         let b = self.free.get();
-        if !b.is_null() {
-            // SAFETY: blocks on the free list are free blocks of this pool,
-            // each at least 16 bytes, whose first word is the link. The key is
-            // cleared so freeing the block later does not look like a double free.
-            unsafe {
-                self.free.set((*b).next);
-                (*b).freed_key = 0;
-            }
-            self.used.set(self.used.get() + 1);
+        if b.is_null() {
             return b as *mut u8;
         }
-        let b = self.bump.get();
-        if b < self.limit.get() {
-            self.bump.set(b.wrapping_add(self.block_size()));
-            self.used.set(self.used.get() + 1);
-            // SAFETY: b is a block of this pool (below limit), >= 16 bytes.
-            // Memory of an earlier pool may hold a stale key at this address;
-            // every handed-out block starts with the key cleared.
-            unsafe { (*(b as *mut Block)).freed_key = 0 };
-            return b;
+        // SAFETY: blocks on the free list are free blocks of this pool, each
+        // at least 16 bytes, linked through their first word. The key is
+        // cleared so that freeing the block later does not look like a
+        // double free.
+        unsafe {
+            self.free.set((*b).next);
+            (*b).freed_key = 0;
         }
-        ptr::null_mut()
+        self.used.set(self.used.get() + 1);
+        b as *mut u8
+    }
+
+    /// Refills the allocation list, from the owner's frees or by carving,
+    /// and pops. Null when the pool has no free block (blocks on
+    /// `thread_free` come back through the heap).
+    pub fn pop_slow(&self, key: usize) -> *mut u8 {
+        if self.free.get().is_null() {
+            let local = self.local_free.replace(ptr::null_mut());
+            if !local.is_null() {
+                self.free.set(local);
+            } else {
+                self.carve(key);
+            }
+        }
+        self.pop()
+    }
+
+    /// Carves the blocks that start in the page of the next uncarved block
+    /// (at least one) onto the allocation list, which must be empty.
+    fn carve(&self, key: usize) {
+        let info = size_class::info(self.class());
+        let size = info.block_size as usize;
+        let carved = self.carved.load(Relaxed);
+        let left = info.capacity as usize - carved;
+        if left == 0 {
+            return;
+        }
+        let first = self.start.load(Relaxed) + carved * size;
+        let page_end = (first & !(PAGE_SIZE - 1)) + PAGE_SIZE;
+        let n = (page_end - first).div_ceil(size).clamp(1, left);
+        let mut next: *mut Block = ptr::null_mut();
+        for i in (0..n).rev() {
+            let b = (first + i * size) as *mut Block;
+            // SAFETY: block `carved + i` lies below the pool's capacity, in
+            // units this pool owns; no one else references an uncarved block.
+            unsafe {
+                (*b).next = next;
+                (*b).freed_key = key;
+            }
+            next = b;
+        }
+        self.free.set(next);
+        self.carved.store(carved + n, Relaxed);
     }
 
     /// Pushes a block freed by the owner.
@@ -144,116 +225,182 @@ impl Pool {
     /// # Safety
     /// `b` is a block of this pool handed out and not freed since.
     #[inline(always)]
-    pub unsafe fn push(&self, b: *mut u8) {
+    pub unsafe fn push_local(&self, b: *mut u8, key: usize) {
         let b = b as *mut Block;
         // SAFETY: per the contract, b is a block of >= 16 bytes we own again.
         unsafe {
-            (*b).next = self.free.get();
-            (*b).freed_key = freed_key();
+            (*b).next = self.local_free.get();
+            (*b).freed_key = key;
         }
-        self.free.set(b);
+        self.local_free.set(b);
         self.used.set(self.used.get() - 1);
     }
 
-    #[cfg(test)]
-    pub fn is_full(&self) -> bool {
-        self.free.get().is_null() && self.bump.get() >= self.limit.get()
+    /// Pushes a block freed by another thread. True if the list was empty:
+    /// the caller must then register the pool with its heap.
+    ///
+    /// # Safety
+    /// `b` is a live block of this pool, marked with the freed key by the caller.
+    pub unsafe fn push_thread_free(&self, b: *mut Block) -> bool {
+        let mut head = self.thread_free.load(Relaxed);
+        loop {
+            // SAFETY: the block is ours to link until the owner takes it.
+            unsafe { (*b).next = head };
+            // Acquire on success pairs with the owner's take (see
+            // `take_thread_free`): what it read before emptying the list
+            // happens before a push that finds the list empty.
+            match self.thread_free.compare_exchange_weak(head, b, AcqRel, Relaxed) {
+                Ok(_) => return head.is_null(),
+                Err(cur) => head = cur,
+            }
+        }
+    }
+
+    /// Takes every block other threads freed into this pool onto
+    /// `local_free`; returns how many. Owner only, and only for a pool taken
+    /// from the heap's remote list, after reading its `remote_next`.
+    pub fn take_thread_free(&self) -> u32 {
+        let list = self.thread_free.swap(ptr::null_mut(), AcqRel);
+        if list.is_null() {
+            return 0;
+        }
+        let mut n = 1;
+        let mut tail = list;
+        // SAFETY: blocks on the list are free blocks of this pool, linked
+        // through their first word; pushers are done writing them.
+        unsafe {
+            while !(*tail).next.is_null() {
+                tail = (*tail).next;
+                n += 1;
+            }
+            (*tail).next = self.local_free.get();
+        }
+        self.local_free.set(list);
+        self.used.set(self.used.get() - n);
+        n
     }
 
     pub fn is_empty(&self) -> bool {
         self.used.get() == 0
     }
 
-    /// Forgets the free list of an empty pool and carves it from `start`
-    /// again, so that its pages may be discarded. False if nothing was
-    /// carved since (the pages are untouched already).
-    pub fn rewind(&self, start: *mut u8) -> bool {
-        debug_assert!(self.is_empty());
-        if self.bump.get() == start {
+    /// Forgets the free blocks of an empty pool and carves it from its
+    /// start again, so that its pages may be discarded. False if nothing
+    /// was carved (the pages are untouched already).
+    pub fn rewind(&self) -> bool {
+        debug_assert!(self.is_empty() && self.thread_free.load(Relaxed).is_null());
+        if self.carved.load(Relaxed) == 0 {
             return false;
         }
         self.free.set(ptr::null_mut());
-        self.bump.set(start);
+        self.local_free.set(ptr::null_mut());
+        self.carved.store(0, Relaxed);
         true
     }
 
-    /// True if `b` is on this pool's free list (the double-free check).
-    pub fn free_list_contains(&self, b: *const u8) -> bool {
-        let mut cur = self.free.get();
-        let mut steps = 0;
-        while !cur.is_null() && steps <= self.capacity() {
-            if cur as *const u8 == b {
-                return true;
+    /// True if `b` is on one of this pool's lists (the double-free check).
+    /// Owner only; other threads may be pushing on `thread_free` meanwhile,
+    /// which only adds blocks in front of the ones walked.
+    pub fn is_free(&self, b: *const u8) -> bool {
+        let on = |mut cur: *mut Block| {
+            let mut steps = 0;
+            while !cur.is_null() && steps <= self.capacity() {
+                if cur as *const u8 == b {
+                    return true;
+                }
+                // SAFETY: list blocks are free blocks of this pool.
+                cur = unsafe { (*cur).next };
+                steps += 1;
             }
-            // SAFETY: free-list blocks are free blocks of this pool.
-            cur = unsafe { (*cur).next };
-            steps += 1;
-        }
-        false
-    }
-
-    /// Whether `p` is the start of a block of this pool (which begins at
-    /// `start`) handed out at some time. Reads only the shared fields, plus
-    /// `bump` when the caller is the owner.
-    #[inline(always)]
-    pub fn is_block_start(&self, start: *const u8, p: *const u8, owner: bool) -> bool {
-        let class = self.class.load(Relaxed);
-        if class == NO_CLASS {
-            return false;
-        }
-        let info = size_class::info(class as usize);
-        let off = (p as usize).wrapping_sub(start as usize) as u64;
-        // The owner knows how far the pool is carved (`bump` never passes
-        // the last block); others check against the pool's capacity.
-        let in_range = if owner {
-            p >= start && (p as usize) < self.bump.get() as usize
-        } else {
-            off < (info.capacity as u64) * info.block_size as u64
+            false
         };
-        in_range && ((off * info.inv) >> INV_SHIFT) * info.block_size as u64 == off
+        on(self.free.get()) || on(self.local_free.get()) || on(self.thread_free.load(Acquire))
     }
 }
-
-const _: () = assert!(core::mem::size_of::<Block>() <= ALIGNMENT);
-const _: () = assert!(core::mem::size_of::<Pool>() == 64);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::size_class::class_of;
 
-    #[test]
-    fn lazy_carving_then_free_list() {
-        let class = class_of(48).unwrap();
-        let cap = size_class::info(class).capacity as usize;
-        let mut mem = vec![0u8; UNIT_SIZE + 16];
-        let start = ((mem.as_mut_ptr() as usize + 15) & !15) as *mut u8;
+    fn pool_in(mem: &mut Vec<u8>, class: usize) -> (Pool, *mut u8) {
+        let start = ((mem.as_mut_ptr() as usize + PAGE_SIZE - 1) & !(PAGE_SIZE - 1)) as *mut u8;
         let pool = Pool::unused();
         pool.init(class, start);
-        // Carving touches blocks in address order and only on demand.
-        let a = pool.pop();
-        let b = pool.pop();
+        (pool, start)
+    }
+
+    #[test]
+    fn carving_is_lazy_by_page_then_lists_are_lifo() {
+        let key = freed_key();
+        let class = class_of(48).unwrap();
+        let cap = size_class::info(class).capacity as usize;
+        let mut mem = vec![0u8; UNIT_SIZE + PAGE_SIZE];
+        let (pool, start) = pool_in(&mut mem, class);
+        assert!(pool.pop().is_null(), "nothing carved yet");
+        let a = pool.pop_slow(key);
         assert_eq!(a, start);
+        // One page of 48-byte blocks carved: 4096 / 48 rounded up.
+        assert_eq!(pool.carved.load(Relaxed), 86);
+        let b = pool.pop();
         assert_eq!(b as usize, start as usize + 48);
-        assert_eq!(pool.bump.get() as usize, start as usize + 96);
-        assert!(pool.is_block_start(start, a, true) && pool.is_block_start(start, b, true));
-        assert!(!pool.is_block_start(start, b.wrapping_add(16), true));
+        assert!(pool.is_carved_block(a) && pool.is_carved_block(b));
+        assert!(!pool.is_carved_block(b.wrapping_add(16)), "not a block start");
         assert!(
-            !pool.is_block_start(start, pool.bump.get(), true),
-            "uncarved block is not handed out"
+            !pool.is_carved_block(start.wrapping_add(86 * 48)),
+            "an uncarved block is not handed out"
         );
-        // LIFO reuse of freed blocks before carving more.
-        unsafe { pool.push(a) };
-        assert!(pool.free_list_contains(a));
-        assert!(!pool.free_list_contains(b));
+        // SAFETY: a is a live block of the pool.
+        unsafe { pool.push_local(a, key) };
+        assert!(pool.is_free(a) && !pool.is_free(b));
         assert_eq!(pool.used.get(), 1);
-        assert_eq!(pool.pop(), a);
+        // The allocation list is not refilled from local frees until it is empty.
         let mut n = 2;
-        while !pool.pop().is_null() {
+        loop {
+            let p = pool.pop();
+            if p.is_null() {
+                break;
+            }
+            assert_ne!(p, a);
+            n += 1;
+        }
+        assert_eq!(n, 86);
+        assert_eq!(pool.pop_slow(key), a, "local frees refill the allocation list");
+        while !pool.pop_slow(key).is_null() {
             n += 1;
         }
         assert_eq!(n, cap);
-        assert!(pool.is_full());
+        assert_eq!(pool.carved.load(Relaxed), cap);
         assert_eq!(pool.used.get() as usize, cap);
+    }
+
+    #[test]
+    fn thread_frees_are_taken_in_one_swap() {
+        let key = freed_key();
+        let class = class_of(16).unwrap();
+        let mut mem = vec![0u8; UNIT_SIZE + PAGE_SIZE];
+        let (pool, _) = pool_in(&mut mem, class);
+        let blocks: Vec<*mut u8> = (0..10).map(|_| pool.pop_slow(key)).collect();
+        for (i, &b) in blocks.iter().enumerate() {
+            // SAFETY: live blocks of the pool, each pushed once.
+            let first = unsafe { pool.push_thread_free(b as *mut Block) };
+            assert_eq!(first, i == 0, "only the first push finds the list empty");
+        }
+        assert!(pool.is_free(blocks[3]));
+        assert_eq!(pool.used.get(), 10);
+        assert_eq!(pool.take_thread_free(), 10);
+        assert_eq!(pool.used.get(), 0);
+        assert!(pool.thread_free.load(Relaxed).is_null());
+        assert_eq!(pool.take_thread_free(), 0);
+        assert!(pool.rewind());
+        assert!(!pool.is_free(blocks[3]));
+    }
+
+    #[test]
+    fn an_unused_descriptor_rejects_every_pointer() {
+        let pool = Pool::unused();
+        for p in [0usize, 16, 4096, 0x7fff_0000_0000] {
+            assert!(!pool.is_carved_block(p as *const u8));
+        }
     }
 }

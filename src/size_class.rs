@@ -79,28 +79,52 @@ pub struct ClassInfo {
     pub block_size: u32,
     pub capacity: u32,
     pub units: u8,
-    /// ceil(2^40 / block_size): `(off * inv) >> 40 == off / block_size` for
-    /// every offset inside a pool (off < 2^18, block_size <= 2^17).
-    pub inv: u64,
+    /// `block_size = odd << shift`; `minv` is the inverse of `odd` modulo
+    /// 2^64. For an offset `off` into a pool, `block_index(off)` is
+    /// `off / block_size` when `off` is a multiple of the block size, and a
+    /// number of at least 2^46 otherwise, so one comparison with a block
+    /// count checks both that `off` is a block start and that it is in range.
+    pub shift: u8,
+    pub minv: u64,
 }
 
-pub(crate) const INV_SHIFT: u32 = 40;
+/// The inverse of the odd number `m` modulo 2^64 (Newton's iteration: each
+/// step doubles the number of correct low bits, starting from 3 for x = m).
+const fn inverse_mod_2_64(m: u64) -> u64 {
+    let mut x = m;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
+/// See `ClassInfo::minv`: the block index of offset `off` if it is a block
+/// start, a huge number otherwise.
+#[inline(always)]
+pub fn block_index(off: u64, minv: u64, shift: u32) -> u64 {
+    off.wrapping_mul(minv).rotate_right(shift)
+}
 
 const fn make_table() -> [ClassInfo; NUM_CLASSES] {
     let mut t = [ClassInfo {
         block_size: 0,
         capacity: 0,
         units: 0,
-        inv: 0,
+        shift: 0,
+        minv: 0,
     }; NUM_CLASSES];
     let mut c = 0;
     while c < NUM_CLASSES {
         let size = block_size(c);
+        let shift = size.trailing_zeros();
         t[c] = ClassInfo {
             block_size: size as u32,
             capacity: pool_capacity(c) as u32,
             units: pool_units(c) as u8,
-            inv: (1u64 << INV_SHIFT).div_ceil(size as u64),
+            shift: shift as u8,
+            minv: inverse_mod_2_64((size >> shift) as u64),
         };
         c += 1;
     }
@@ -180,12 +204,18 @@ mod tests {
     }
 
     #[test]
-    fn reciprocal_divides_exactly() {
+    fn block_index_finds_block_starts_only() {
         for c in 0..NUM_CLASSES {
             let inf = info(c);
+            let size = inf.block_size as u64;
             let max_off = inf.units as u64 * UNIT_SIZE as u64;
-            for off in (0..max_off).step_by(16) {
-                assert_eq!((off * inf.inv) >> INV_SHIFT, off / inf.block_size as u64);
+            for off in 0..max_off {
+                let q = block_index(off, inf.minv, inf.shift as u32);
+                if off % size == 0 {
+                    assert_eq!(q, off / size, "class {c} offset {off}");
+                } else {
+                    assert!(q >= 1 << 40, "class {c} offset {off}: {q}");
+                }
             }
         }
     }

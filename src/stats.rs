@@ -10,7 +10,8 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// They wrap: a pool released by a heap that adopted another's memory may
 /// drive one heap's count "negative"; the sum over all heaps is exact.
 pub struct HeapStats {
-    pub allocs: [AtomicU64; NUM_CLASSES],
+    /// Indexed by class + 1 (the malloc fast path's slot); entry 0 unused.
+    pub allocs: [AtomicU64; NUM_CLASSES + 1],
     pub frees: [AtomicU64; NUM_CLASSES],
     pub pools: [AtomicU64; NUM_CLASSES],
 }
@@ -18,7 +19,7 @@ pub struct HeapStats {
 impl HeapStats {
     pub const fn new() -> Self {
         HeapStats {
-            allocs: [const { AtomicU64::new(0) }; NUM_CLASSES],
+            allocs: [const { AtomicU64::new(0) }; NUM_CLASSES + 1],
             frees: [const { AtomicU64::new(0) }; NUM_CLASSES],
             pools: [const { AtomicU64::new(0) }; NUM_CLASSES],
         }
@@ -174,7 +175,7 @@ pub fn snapshot() -> obm_stats {
     crate::heap::for_each_heap(|h| {
         s.heaps += 1;
         for c in 0..NUM_CLASSES {
-            allocs[c] = allocs[c].wrapping_add(h.stats.allocs[c].load(Relaxed));
+            allocs[c] = allocs[c].wrapping_add(h.stats.allocs[c + 1].load(Relaxed));
             frees[c] = frees[c].wrapping_add(h.stats.frees[c].load(Relaxed));
             pools[c] = pools[c].wrapping_add(h.stats.pools[c].load(Relaxed));
         }

@@ -8,6 +8,11 @@
 //! Stable Rust cannot choose the TLS model, hence the assembly. The cost is
 //! a static TLS reservation of 24 bytes, which glibc has room for also when
 //! the library is dlopen'ed. Other targets use `thread_local!`.
+//!
+//! A thread without a heap reads the address of the placeholder heap
+//! `heap::NO_HEAP`, never null: the slot's initial value in the TLS image
+//! (`.tdata`) is that address, relocated by the dynamic loader before any
+//! thread copies the image. So the fast paths need no null test.
 
 use crate::heap::Heap;
 
@@ -16,17 +21,23 @@ mod imp {
     use super::Heap;
 
     core::arch::global_asm!(
-        // Global but hidden: with several codegen units (a non-LTO build) the
-        // references sit in other object files; hidden keeps it out of the
-        // dynamic symbol table.
-        ".section .tbss,\"awT\",@nobits",
+        ".section .tdata,\"awT\",@progbits",
         ".globl obmem_tls_heap",
         ".hidden obmem_tls_heap",
         ".p2align 3",
         ".type obmem_tls_heap,@object",
         ".size obmem_tls_heap,8",
         "obmem_tls_heap:",
-        ".zero 8",
+        ".quad {no_heap}",
+        ".text",
+        no_heap = sym crate::heap::NO_HEAP,
+    );
+
+    core::arch::global_asm!(
+        // Global but hidden: with several codegen units (a non-LTO build) the
+        // references sit in other object files; hidden keeps it out of the
+        // dynamic symbol table.
+        ".section .tbss,\"awT\",@nobits",
         ".globl obmem_tls_trash",
         ".hidden obmem_tls_trash",
         ".p2align 3",
@@ -96,7 +107,12 @@ mod imp {
 
     #[inline(always)]
     pub fn get() -> *mut Heap {
-        CURRENT.with(|c| c.get())
+        let h = CURRENT.with(|c| c.get());
+        if h.is_null() {
+            crate::heap::no_heap()
+        } else {
+            h
+        }
     }
 
     #[inline(always)]

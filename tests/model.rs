@@ -5,7 +5,7 @@
 //!
 //! The test binary links obmem, so its own malloc is obmem's too.
 
-use obmem::alloc;
+use obmem::{alloc, free};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -78,11 +78,11 @@ impl Model {
     fn insert(&mut self, b: Live) {
         assert_ne!(b.p, 0);
         assert_eq!(b.p % 16, 0, "every block is 16-byte aligned");
-        let usable = alloc::usable_size(b.p as *const u8, "test");
+        let usable = free::usable_size(b.p as *const u8, "test");
         assert!(usable >= b.size, "usable {usable} < requested {}", b.size);
         // No overlap with the neighbours (by usable size).
         if let Some((_, prev)) = self.live.range(..b.p).next_back() {
-            let pu = alloc::usable_size(prev.p as *const u8, "test");
+            let pu = free::usable_size(prev.p as *const u8, "test");
             assert!(prev.p + pu <= b.p, "{:#x}+{pu} overlaps {:#x}", prev.p, b.p);
         }
         if let Some((_, next)) = self.live.range(b.p..).next() {
@@ -115,7 +115,7 @@ fn run_ops(
             check(&b, usize::MAX);
             match outbox {
                 Some(out) if rng.below(2) == 0 => out.lock().unwrap().push(b),
-                _ => unsafe { alloc::free(b.p as *mut u8, "free") },
+                _ => unsafe { free::free(b.p as *mut u8, "free") },
             }
         } else if op < 55 && !model.live.is_empty() {
             let k = rng.below(model.live.len() as u64) as usize;
@@ -164,7 +164,7 @@ fn run_ops(
 fn drain(model: &mut Model) {
     for (_, b) in std::mem::take(&mut model.live) {
         check(&b, usize::MAX);
-        unsafe { alloc::free(b.p as *mut u8, "free") };
+        unsafe { free::free(b.p as *mut u8, "free") };
     }
 }
 
@@ -206,7 +206,7 @@ fn threads_with_cross_thread_frees() {
                     for b in inbox {
                         check(&b, usize::MAX);
                         if round % 2 == 0 {
-                            unsafe { alloc::free(b.p as *mut u8, "free") };
+                            unsafe { free::free(b.p as *mut u8, "free") };
                         } else {
                             model.live.insert(b.p, b); // adopt, free later
                         }
@@ -222,7 +222,7 @@ fn threads_with_cross_thread_frees() {
     for b in boxes.iter() {
         for b in std::mem::take(&mut *b.lock().unwrap()) {
             check(&b, usize::MAX);
-            unsafe { alloc::free(b.p as *mut u8, "free") };
+            unsafe { free::free(b.p as *mut u8, "free") };
         }
     }
 }
@@ -242,7 +242,7 @@ fn exited_threads_memory_is_reclaimed() {
     let mid = obmem::stats::snapshot();
     assert!(mid.bytes_in_use >= before.bytes_in_use + 50_000 * 16);
     for p in blocks {
-        unsafe { alloc::free(p as *mut u8, "free") };
+        unsafe { free::free(p as *mut u8, "free") };
     }
     let after = obmem::stats::snapshot();
     // Other tests run concurrently in this process: allow their slack.

@@ -8,6 +8,7 @@
 //! bad_alloc behaviour intact.
 
 use crate::alloc;
+use crate::free;
 use crate::config::{ALIGNMENT, PAGE_SIZE};
 use crate::debug;
 use crate::domain::{self, obm_domain::OBM_DOMAIN_OBJ};
@@ -134,7 +135,7 @@ pub(crate) fn usable_size(p: *const u8, func: &str) -> usize {
             return n;
         }
     }
-    alloc::usable_size(p, func)
+    free::usable_size(p, func)
 }
 
 // glibc's internal names, used by some programs and libraries to reach

@@ -1,0 +1,184 @@
+//! The free path: every check `free` makes, local or remote, in the order
+//! it makes them, and the lookup `realloc` and `malloc_usable_size` share.
+//!
+//! Fast path (`free_fast`), the calling thread's own block:
+//! 1. the thread's heap does not take the slow paths (no hooks, a real heap);
+//! 2. the block's arena is in the heap's table of owned arenas (so it is
+//!    mapped, live and ours: no global lookup);
+//! 3. the block's pool (one table load in the arena header) has carved a
+//!    block starting exactly at `p`: one multiplication, one rotation and
+//!    one comparison check both that `p` is a block start and that it is in
+//!    range (a unit without a pool has an all-zero descriptor and fails);
+//! 4. the block does not hold the freed key (else: a suspected double free);
+//! 5. push on the pool's local free list; count; the pool's state changes
+//!    only if it became empty or was full.
+//! Any check that fails sends the pointer to the general path, which
+//! repeats them in full and reports what is wrong.
+//!
+//! General path (`free_slow`): NULL is ignored; the global arena map says
+//! whether `p`'s chunk is an arena, a large block or not ours; an arena
+//! must be live and `p`'s unit must hold a pool; then, by owner: the
+//! calling thread's heap frees as above (confirming a suspected double free
+//! by looking for the block on the pool's lists), another heap's block goes
+//! on its pool's `thread_free` list (a block already holding the key is
+//! reported as a double free, since the owner's lists cannot be inspected).
+
+use crate::arena::{self, Arena};
+use crate::arena_map::{self, CHUNK_ARENA, CHUNK_NONE};
+use crate::heap::{self, Heap};
+use crate::large;
+use crate::pool::{self, Block, Pool};
+use crate::report;
+use core::sync::atomic::Ordering::Relaxed;
+
+/// Frees `p` (null is ignored); aborts with a report for a pointer obmem
+/// never returned or already freed.
+///
+/// # Safety
+/// If `p` is a block obmem returned, nobody uses it after this call.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8, func: &str) {
+    // SAFETY: per the contract.
+    if !unsafe { free_fast(p) } {
+        // SAFETY: per the contract.
+        unsafe { free_slow(p, func) }
+    }
+}
+
+/// Frees `p` if it is a block of the calling thread's heap that passes
+/// every check; false (nothing done) otherwise.
+///
+/// # Safety
+/// As `free`.
+#[inline(always)]
+pub unsafe fn free_fast(p: *mut u8) -> bool {
+    let h = heap::current_or_placeholder();
+    if h.slow.load(Relaxed) != 0 || !h.owns_arena_of(p) {
+        return false;
+    }
+    // SAFETY: the arena is ours, so mapped and live.
+    let pool = unsafe { &*arena::pool_of(p) };
+    if !pool.is_carved_block(p) {
+        return false;
+    }
+    // SAFETY: p is a carved block start, so >= 16 bytes of ours to read.
+    if unsafe { (*(p as *const Block)).freed_key } == h.key {
+        return false;
+    }
+    // SAFETY: a handed-out block of a live pool of our heap, not free.
+    unsafe { h.free_local(pool, p) };
+    true
+}
+
+/// The general path: see the module documentation.
+///
+/// # Safety
+/// As `free`.
+#[cold]
+#[inline(never)]
+pub unsafe fn free_slow(p: *mut u8, func: &str) {
+    if p.is_null() {
+        return;
+    }
+    let (arena, pool) = match resolve(p, func) {
+        Resolved::Pool(a, pool) => (a, pool),
+        Resolved::Large(kind) => return large::free(p, kind, func),
+    };
+    let owner = heap::owner_of(arena);
+    let h = heap::current();
+    if owner == h {
+        // SAFETY: the arena is ours, so we own its pools.
+        unsafe { free_owned(&*h, pool, p, func) }
+    } else {
+        // SAFETY: heaps are never unmapped; the arena is live, so its owner is valid.
+        unsafe { free_remote(&*owner, pool, p, func) }
+    }
+}
+
+/// A block of the calling thread's heap, checked in full.
+///
+/// # Safety
+/// The caller owns `h`, which owns `pool`; `p` points into `pool`'s units.
+unsafe fn free_owned(h: &Heap, pool: &Pool, p: *mut u8, func: &str) {
+    // SAFETY: p is a carved block start once the first test passes.
+    if !pool.is_carved_block(p) {
+        report::invalid_pointer(func, p);
+    }
+    // SAFETY: a carved block start: >= 16 bytes of ours to read.
+    if unsafe { (*(p as *const Block)).freed_key } == h.key && pool.is_free(p) {
+        report::fatal(format_args!("{func}(): double free of {p:p}"));
+    }
+    // SAFETY: validated above as a handed-out block that is not free.
+    unsafe { h.free_local(pool, p) }
+}
+
+/// A block of another heap: onto its pool's list of remote frees.
+///
+/// # Safety
+/// `owner` owns `pool`'s arena and `p` points into `pool`'s units.
+unsafe fn free_remote(owner: &Heap, pool: &Pool, p: *mut u8, func: &str) {
+    if !pool.is_carved_block(p) {
+        report::invalid_pointer(func, p);
+    }
+    let b = p as *mut Block;
+    let key = pool::freed_key();
+    // SAFETY: p is a carved block start, so >= 16 bytes are ours to read and
+    // write. The owner's lists cannot be inspected from here: a block that
+    // already holds the key is reported (every hand-out clears it).
+    unsafe {
+        if (*b).freed_key == key {
+            report::fatal(format_args!("{func}(): double free of {p:p}"));
+        }
+        (*b).freed_key = key;
+        if pool.push_thread_free(b) {
+            owner.push_remote_pool(pool);
+        }
+    }
+    owner.after_remote_free();
+}
+
+enum Resolved<'a> {
+    /// A pointer into a live arena's pool (not yet checked as a block start).
+    Pool(&'a Arena, &'a Pool),
+    /// A chunk the arena map records as a large block, of this kind.
+    Large(u8),
+}
+
+/// Which arena and pool, or which kind of large chunk, `p` belongs to;
+/// aborts with a report if obmem does not know `p`.
+fn resolve(p: *const u8, func: &str) -> Resolved<'static> {
+    let kind = arena_map::lookup(p as usize);
+    if kind == CHUNK_NONE {
+        report::invalid_pointer(func, p);
+    }
+    if kind != CHUNK_ARENA {
+        return Resolved::Large(kind);
+    }
+    // SAFETY: the map says p's chunk is an arena, so its header is mapped.
+    let a = unsafe { &*arena::arena_of(p) };
+    // SAFETY: as above.
+    let pool = unsafe { arena::pool_of(p) };
+    if !a.is_live() || pool as usize == a as *const Arena as usize {
+        report::invalid_pointer(func, p);
+    }
+    // SAFETY: a descriptor other than descriptor 0 in a live arena's header.
+    Resolved::Pool(a, unsafe { &*pool })
+}
+
+/// The usable size of `p` (0 for null); aborts on a foreign pointer.
+/// Safe for any address: `p` is only dereferenced once the arena map says
+/// its chunk is ours, and then only in headers that are always mapped.
+pub fn usable_size(p: *const u8, func: &str) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    match resolve(p, func) {
+        Resolved::Pool(_, pool) => {
+            if !pool.is_carved_block(p) {
+                report::invalid_pointer(func, p);
+            }
+            pool.block_size()
+        }
+        Resolved::Large(kind) => large::usable_size(p, kind, func),
+    }
+}
