@@ -4,10 +4,11 @@
 //!
 //! Fast path (`malloc_fast`): the slot of the size (`(n + 15) >> 4` up to
 //! 512 bytes, the class + 1 above), the thread's heap from TLS (the
-//! placeholder heap if it has none), and, unless the heap takes the slow
-//! paths, a pop from the allocation list of the slot's head pool (the
-//! placeholder pool, always empty, if the class has none). Everything else
-//! (the first allocation of a thread, an empty allocation list, hooks, large
+//! placeholder heap if it has none), and a pop from the allocation list of
+//! the slot's head pool, which takes the pool's local free list over if it
+//! is empty. The head pool is the placeholder pool, always empty, if the
+//! class has none or the heap takes the slow paths (`heap.rs`). Everything else (the first
+//! allocation of a thread, a head pool with no free block, hooks, large
 //! blocks) goes to `malloc_slow`.
 
 use crate::arena_map::{self, CHUNK_ARENA};
@@ -62,11 +63,8 @@ pub fn malloc_fast(n: usize) -> *mut u8 {
         }
     };
     let h = heap::current_or_placeholder();
-    if h.slow.load(core::sync::atomic::Ordering::Relaxed) != 0 {
-        return ptr::null_mut();
-    }
     // SAFETY: slot <= NUM_CLASSES.
-    let b = unsafe { h.head_pool(slot) }.pop();
+    let b = unsafe { h.alloc_pool(slot) }.pop_or_take_local();
     if !b.is_null() {
         // SAFETY: slot <= NUM_CLASSES.
         stats::count(unsafe { h.stats.allocs.get_unchecked(slot) });

@@ -299,12 +299,33 @@ pub unsafe fn release(a: *mut Arena) {
         r.arenas[c] = a as usize;
         r.count += 1;
     } else {
-        drop(r);
+        // Under the lock, so that `for_each_pool` never reads an unmapped arena.
         arena_map::clear(a as usize);
         // SAFETY: the arena is empty and unregistered.
         unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
         stats::sub_mapped(ARENA_SIZE);
     }
+}
+
+/// Calls `f` on every live pool of every arena in use, for statistics: the
+/// pools' shared fields are read while their owners go on working, so
+/// what `f` sees may be a moment out of date. The reserve lock keeps
+/// arenas from being unmapped meanwhile.
+pub fn for_each_pool(mut f: impl FnMut(&Pool)) {
+    let _r = RESERVE.lock();
+    arena_map::for_each(CHUNK_ARENA, |addr| {
+        // SAFETY: the map says an arena is mapped at addr, and arenas are
+        // unmapped only under the reserve lock.
+        let a = unsafe { &*(addr as *const Arena) };
+        if !a.is_live() {
+            return;
+        }
+        for u in 1..UNITS_PER_ARENA {
+            if a.unit_pool[u].load(Relaxed) as usize == descriptor_offset(u) {
+                f(a.pool(u));
+            }
+        }
+    });
 }
 
 pub fn lock_for_fork() {

@@ -96,6 +96,22 @@ pub fn clear(addr: usize) {
     }
 }
 
+/// Calls `f` with the address of every chunk whose entry is `kind`.
+pub fn for_each(kind: u8, mut f: impl FnMut(usize)) {
+    for (r, slot) in ROOT.iter().enumerate() {
+        let leaf = slot.load(Ordering::Acquire);
+        if leaf.is_null() {
+            continue;
+        }
+        // SAFETY: a published leaf is never freed.
+        for (l, e) in unsafe { &*leaf }.iter().enumerate() {
+            if e.load(Ordering::Acquire) == kind {
+                f(((r << LEAF_BITS) | l) << ARENA_SHIFT);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

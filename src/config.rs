@@ -59,10 +59,11 @@ pub(crate) const HEAP_SPARE_MAX: usize = 16;
 pub(crate) const HEAP_PURGE_UNITS: usize = 128; // 2 MiB
 pub(crate) const HEAP_PURGE_DIVISOR: usize = 4;
 
-/// Slots of a heap's direct-mapped table of the arenas it owns, which lets
-/// `free` of a block of the calling thread skip the global arena map: 512
-/// consecutive arenas (128 MiB) map to distinct slots.
-pub(crate) const OWNED_SLOTS: usize = 512;
+/// Slots of a heap's direct-mapped cache from unit to pool, which lets
+/// `free` of a block of the calling thread skip the global arena map and
+/// the arena header: 4096 consecutive units (64 MiB) map to distinct slots.
+/// 64 KiB of each heap's address space; only the slots used are touched.
+pub(crate) const UNIT_SLOTS: usize = 4096;
 
 /// Large blocks (above MEDIUM_MAX) are mapped on their own; freed ones are
 /// cached up to these bounds so a malloc/free loop does not mmap each time.

@@ -2,15 +2,15 @@
 //! it makes them, and the lookup `realloc` and `malloc_usable_size` share.
 //!
 //! Fast path (`free_fast`), the calling thread's own block:
-//! 1. the thread's heap does not take the slow paths (no hooks, a real heap);
-//! 2. the block's arena is in the heap's table of owned arenas (so it is
-//!    mapped, live and ours: no global lookup);
-//! 3. the block's pool (one table load in the arena header) has carved a
-//!    block starting exactly at `p`: one multiplication, one rotation and
-//!    one comparison check both that `p` is a block start and that it is in
-//!    range (a unit without a pool has an all-zero descriptor and fails);
-//! 4. the block does not hold the freed key (else: a suspected double free);
-//! 5. push on the pool's local free list; count; the pool's state changes
+//! 1. the block's 16 KiB unit is in the calling thread's unit cache, which
+//!    names the heap's live pool holding it (so the memory is mapped and
+//!    ours: no global lookup, no arena header). The cache is empty for a
+//!    thread without a heap and once hooks are installed;
+//! 2. the pool has carved a block starting exactly at `p`: one
+//!    multiplication, one rotation and one comparison check both that `p`
+//!    is a block start and that it is in range;
+//! 3. the block does not hold the freed key (else: a suspected double free);
+//! 4. push on the pool's local free list; count; the pool's state changes
 //!    only if it became empty or was full.
 //! Any check that fails sends the pointer to the general path, which
 //! repeats them in full and reports what is wrong.
@@ -29,7 +29,6 @@ use crate::heap::{self, Heap};
 use crate::large;
 use crate::pool::{self, Block, Pool};
 use crate::report;
-use core::sync::atomic::Ordering::Relaxed;
 
 /// Frees `p` (null is ignored); aborts with a report for a pointer obmem
 /// never returned or already freed.
@@ -53,11 +52,11 @@ pub unsafe fn free(p: *mut u8, func: &str) {
 #[inline(always)]
 pub unsafe fn free_fast(p: *mut u8) -> bool {
     let h = heap::current_or_placeholder();
-    if h.slow.load(Relaxed) != 0 || !h.owns_arena_of(p) {
+    if !h.unit_cached(p) {
         return false;
     }
-    // SAFETY: the arena is ours, so mapped and live.
-    let pool = unsafe { &*arena::pool_of(p) };
+    // SAFETY: checked just above.
+    let pool = unsafe { h.cached_pool(p) };
     if !pool.is_carved_block(p) {
         return false;
     }

@@ -5,19 +5,23 @@
 //! A heap owns arenas (and so their pools) and keeps, per size class, a
 //! queue of its pools that may have a free block; the queue's head is the
 //! pool allocations come from. Pools that fill up leave the queue; a free
-//! into a full pool puts it back at the head. At most one empty pool per
+//! into a full pool puts it back at the tail. At most one empty pool per
 //! class is kept (the head); others go back to their arena at once.
 //!
-//! The fast paths read three things here: `slow` (non-zero sends every
-//! `malloc` and `free` of the thread to the slow paths: hooks are installed,
-//! or the thread has no heap yet and its TLS slot points to the
-//! placeholder heap), `heads` (per class, the queue head; the placeholder
-//! pool `EMPTY_POOL`, whose allocation list is always empty, when there is
-//! none) and `owned`, a direct-mapped table of the arenas this heap owns:
-//! `owned[k % OWNED_SLOTS] == k` for arena number `k = address >> 18`
-//! proves that the arena is mapped and ours without the global arena map.
-//! An arena whose slot is taken by another one is simply not in the table;
-//! its frees take the general path.
+//! The fast paths read two things here, `alloc_pools` and the unit cache;
+//! either can send the calling thread to the slow paths, and is set up so
+//! that it does whenever it must: for a thread without a heap (its TLS slot
+//! points to the placeholder heap `NO_HEAP`) and once hooks are installed
+//! (`force_slow_paths`). `alloc_pools[class + 1]` is the queue head of
+//! `class` (`heads`), or the placeholder pool `EMPTY_POOL`, whose
+//! allocation list is always empty, when the class has no pool or the
+//! heap takes the slow paths. The unit cache is a direct-mapped table from 16 KiB unit to the
+//! heap's pool holding it: `unit_tags[u % UNIT_SLOTS] == u + 1` for unit
+//! number `u = address >> 14` proves that the unit is mapped and holds a
+//! live pool of this heap, `unit_pools` names it. A pool's units are
+//! entered when it is made (evicting whatever shared their slots) and
+//! removed when it is released; a unit missing from the cache sends its
+//! frees to the general path.
 //!
 //! Cross-thread frees go to the block's pool (`Pool::thread_free`); the
 //! thread whose push makes that list non-empty also pushes the pool on the
@@ -51,7 +55,7 @@ use crate::os;
 use crate::pool::{self, Pool};
 use crate::report;
 use crate::size_class;
-use crate::stats::{self, owner_dec, owner_inc, HeapStats};
+use crate::stats::{self, HeapStats};
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
@@ -62,21 +66,20 @@ const ACTIVE: u8 = 1;
 const ABANDONED: u8 = 2;
 const ORPHANED: u8 = 3;
 
-/// An `owned` slot that holds no arena (no arena number is this large).
-const NO_ARENA: usize = usize::MAX;
 
 #[repr(C, align(64))]
 pub struct Heap {
-    /// Non-zero: this thread's malloc and free take the slow paths (shared).
-    pub slow: AtomicU8,
     state: AtomicU8,
     /// The process's freed key (`pool::freed_key`), kept at hand.
     pub key: usize,
+    /// `alloc_pools[class + 1]`: the pool `malloc`'s fast path pops from;
+    /// see the module doc. Entry 0 is always `EMPTY_POOL`, so `malloc(0)`
+    /// takes the slow path. Written by other threads in `force_slow_paths`.
+    alloc_pools: [AtomicPtr<Pool>; NUM_CLASSES + 1],
     /// `heads[class + 1]`: the head of the queue of `class`, or `EMPTY_POOL`.
-    /// `heads[0]` is always `EMPTY_POOL`, so `malloc(0)` takes the slow path.
     heads: [Cell<*const Pool>; NUM_CLASSES + 1],
-    /// Arena numbers of (some of) the arenas this heap owns; see the module doc.
-    owned: [Cell<usize>; OWNED_SLOTS],
+    /// The last pool of each class queue (null if the queue is empty).
+    tails: [Cell<*mut Pool>; NUM_CLASSES],
     /// Owned arenas with at least one free unit (doubly linked).
     partial: Cell<*mut Arena>,
     /// How many arenas in `partial` are entirely free.
@@ -93,6 +96,11 @@ pub struct Heap {
     /// Link in the abandoned list (under the registry lock).
     next_abandoned: Cell<*mut Heap>,
     pub stats: HeapStats,
+    /// The unit cache (see the module doc): unit number + 1, or 0 for none.
+    /// Last in the struct and zero when empty, so that a new heap's
+    /// untouched pages stay untouched.
+    unit_tags: [AtomicUsize; UNIT_SLOTS],
+    unit_pools: [Cell<*const Pool>; UNIT_SLOTS],
 }
 
 /// A pool whose allocation list is always empty: the queue head of a class
@@ -106,7 +114,7 @@ static EMPTY_POOL: Placeholder<Pool> = Placeholder(Pool::unused());
 /// The heap of every thread that has none yet: `slow` is set, so its
 /// malloc and free go to the slow paths, which make the thread a heap.
 /// Never written.
-pub(crate) static NO_HEAP: Placeholder<Heap> = Placeholder(Heap::new(1, 0));
+pub(crate) static NO_HEAP: Placeholder<Heap> = Placeholder(Heap::new(0));
 
 /// The address the TLS slot holds for a thread without a heap.
 pub(crate) fn no_heap() -> *mut Heap {
@@ -122,13 +130,15 @@ fn empty_pool() -> *const Pool {
 static FORCE_SLOW: AtomicBool = AtomicBool::new(false);
 
 impl Heap {
-    const fn new(slow: u8, key: usize) -> Heap {
+    const fn new(key: usize) -> Heap {
         Heap {
-            slow: AtomicU8::new(slow),
             state: AtomicU8::new(FREE),
             key,
+            alloc_pools: [const {
+                AtomicPtr::new(&EMPTY_POOL.0 as *const Pool as *mut Pool)
+            }; NUM_CLASSES + 1],
             heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
-            owned: [const { Cell::new(NO_ARENA) }; OWNED_SLOTS],
+            tails: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
             partial: Cell::new(ptr::null_mut()),
             empty_arenas: Cell::new(0),
             arenas: Cell::new(0),
@@ -138,6 +148,39 @@ impl Heap {
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
             stats: HeapStats::new(),
+            unit_tags: [const { AtomicUsize::new(0) }; UNIT_SLOTS],
+            unit_pools: [const { Cell::new(ptr::null()) }; UNIT_SLOTS],
+        }
+    }
+
+    /// Initialises a heap in zeroed memory, field by field: the unit cache
+    /// is left as it is (zero: empty), and nothing large goes through the
+    /// stack of the thread being served.
+    ///
+    /// # Safety
+    /// `h` is valid for writes, aligned and zero-filled.
+    unsafe fn init_in_place(h: *mut Heap, key: usize) {
+        // SAFETY: per the contract; each write targets a field of *h.
+        unsafe {
+            ptr::addr_of_mut!((*h).state).write(AtomicU8::new(FREE));
+            ptr::addr_of_mut!((*h).key).write(key);
+            for slot in 0..=NUM_CLASSES {
+                ptr::addr_of_mut!((*h).alloc_pools[slot])
+                    .write(AtomicPtr::new(empty_pool() as *mut Pool));
+                ptr::addr_of_mut!((*h).heads[slot]).write(Cell::new(empty_pool()));
+            }
+            for class in 0..NUM_CLASSES {
+                ptr::addr_of_mut!((*h).tails[class]).write(Cell::new(ptr::null_mut()));
+            }
+            ptr::addr_of_mut!((*h).partial).write(Cell::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*h).empty_arenas).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).arenas).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).units_in_use).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).units_peak).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).remote).write(AtomicPtr::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*h).stats).write(HeapStats::new());
         }
     }
 
@@ -163,30 +206,71 @@ impl Heap {
     }
 
     fn set_head(&self, class: usize, p: *const Pool) {
-        self.heads[class + 1].set(if p.is_null() { empty_pool() } else { p });
-    }
-
-    /// Whether the arena of `p` is in this heap's table of owned arenas.
-    #[inline(always)]
-    pub fn owns_arena_of(&self, p: *const u8) -> bool {
-        let k = p as usize >> ARENA_SHIFT;
-        // SAFETY: the index is reduced modulo OWNED_SLOTS.
-        unsafe { self.owned.get_unchecked(k % OWNED_SLOTS) }.get() == k
-    }
-
-    fn note_owned(&self, a: *mut Arena) {
-        let k = a as usize >> ARENA_SHIFT;
-        let slot = &self.owned[k % OWNED_SLOTS];
-        if slot.get() == NO_ARENA {
-            slot.set(k);
+        let p = if p.is_null() { empty_pool() } else { p };
+        self.heads[class + 1].set(p);
+        let fast = &self.alloc_pools[class + 1];
+        // SeqCst, with the load of FORCE_SLOW after it and the two
+        // operations of `force_slow_paths`: either that walk sees this
+        // store, or this thread sees the flag.
+        fast.store(p as *mut Pool, SeqCst);
+        if FORCE_SLOW.load(SeqCst) {
+            fast.store(empty_pool() as *mut Pool, SeqCst);
         }
     }
 
-    fn forget_owned(&self, a: *mut Arena) {
-        let k = a as usize >> ARENA_SHIFT;
-        let slot = &self.owned[k % OWNED_SLOTS];
-        if slot.get() == k {
-            slot.set(NO_ARENA);
+    /// The pool `malloc`'s fast path pops from for `slot` (class + 1).
+    ///
+    /// # Safety
+    /// `slot <= NUM_CLASSES`.
+    #[inline(always)]
+    pub unsafe fn alloc_pool(&self, slot: usize) -> &Pool {
+        // SAFETY: slot <= NUM_CLASSES per the contract; the entries hold
+        // live pools of ours or the placeholder, which is never written.
+        unsafe { &*self.alloc_pools.get_unchecked(slot).load(Relaxed) }
+    }
+
+    /// Whether the unit cache holds `p`'s unit (see the module doc).
+    #[inline(always)]
+    pub fn unit_cached(&self, p: *const u8) -> bool {
+        let u = p as usize >> UNIT_SHIFT;
+        // SAFETY: the index is reduced modulo UNIT_SLOTS.
+        unsafe { self.unit_tags.get_unchecked(u % UNIT_SLOTS) }.load(Relaxed) == u.wrapping_add(1)
+    }
+
+    /// The pool the unit cache names for `p`'s unit.
+    ///
+    /// # Safety
+    /// `unit_cached(p)`.
+    #[inline(always)]
+    pub unsafe fn cached_pool(&self, p: *const u8) -> &Pool {
+        let u = p as usize >> UNIT_SHIFT;
+        // SAFETY: the index is reduced modulo UNIT_SLOTS; a tagged slot
+        // names a live pool of ours (contract).
+        unsafe { &*self.unit_pools.get_unchecked(u % UNIT_SLOTS).get() }
+    }
+
+    /// Enters the `n` units of `pool`, starting at `start`, in the unit cache.
+    fn cache_units(&self, pool: &Pool, start: usize, n: usize) {
+        for k in 0..n {
+            let u = (start >> UNIT_SHIFT) + k;
+            let tag = &self.unit_tags[u % UNIT_SLOTS];
+            self.unit_pools[u % UNIT_SLOTS].set(pool);
+            // SeqCst: as in `set_head`.
+            tag.store(u + 1, SeqCst);
+            if FORCE_SLOW.load(SeqCst) {
+                tag.store(0, SeqCst);
+            }
+        }
+    }
+
+    /// Removes the `n` units starting at `start` from the unit cache.
+    fn uncache_units(&self, start: usize, n: usize) {
+        for k in 0..n {
+            let u = (start >> UNIT_SHIFT) + k;
+            let tag = &self.unit_tags[u % UNIT_SLOTS];
+            if tag.load(Relaxed) == u + 1 {
+                tag.store(0, Relaxed);
+            }
         }
     }
 
@@ -247,10 +331,7 @@ impl Heap {
     #[inline(always)]
     pub unsafe fn free_local(&self, pool: &Pool, p: *mut u8) {
         // SAFETY: per the contract.
-        unsafe { pool.push_local(p, self.key) };
-        // SAFETY: a live pool's class is < NUM_CLASSES.
-        stats::count(unsafe { self.stats.frees.get_unchecked(pool.class()) });
-        if pool.is_empty() || !pool.in_queue.get() {
+        if unsafe { pool.push_local(p, self.key) } {
             self.pool_gained(pool);
         }
     }
@@ -259,8 +340,8 @@ impl Heap {
     #[cold]
     #[inline(never)]
     fn pool_gained(&self, pool: &Pool) {
-        if !pool.in_queue.get() {
-            self.push_front(pool);
+        if !pool.in_queue() {
+            self.push_back(pool);
         }
         // A live heap keeps one empty pool per class (the queue head) for the
         // next allocation; a heap without a thread keeps none.
@@ -310,12 +391,31 @@ impl Heap {
         let old = self.head(class).map_or(ptr::null_mut(), |o| o as *const Pool as *mut Pool);
         pool.prev.set(ptr::null_mut());
         pool.next.set(old);
-        if !old.is_null() {
+        if old.is_null() {
+            self.tails[class].set(pool as *const Pool as *mut Pool);
+        } else {
             // SAFETY: queued pools are live pools we own.
             unsafe { &*old }.prev.set(pool as *const Pool as *mut Pool);
         }
         self.set_head(class, pool);
-        pool.in_queue.set(true);
+        pool.set_in_queue(true);
+    }
+
+    /// Puts `pool` at the tail of its class queue: the head stays the pool
+    /// allocations come from until it runs out, and the pools behind it
+    /// gather frees meanwhile, so each refill takes many blocks.
+    fn push_back(&self, pool: &Pool) {
+        let class = pool.class();
+        let tail = self.tails[class].get();
+        if tail.is_null() {
+            return self.push_front(pool);
+        }
+        pool.next.set(ptr::null_mut());
+        pool.prev.set(tail);
+        // SAFETY: queued pools are live pools we own.
+        unsafe { &*tail }.next.set(pool as *const Pool as *mut Pool);
+        self.tails[class].set(pool as *const Pool as *mut Pool);
+        pool.set_in_queue(true);
     }
 
     fn unlink(&self, pool: &Pool) {
@@ -326,11 +426,13 @@ impl Heap {
             // SAFETY: queue links point to live pools we own.
             unsafe { &*prev }.next.set(next);
         }
-        if !next.is_null() {
+        if next.is_null() {
+            self.tails[pool.class()].set(prev);
+        } else {
             // SAFETY: as above.
             unsafe { &*next }.prev.set(prev);
         }
-        pool.in_queue.set(false);
+        pool.set_in_queue(false);
         pool.prev.set(ptr::null_mut());
         pool.next.set(ptr::null_mut());
     }
@@ -361,7 +463,6 @@ impl Heap {
                     return ptr::null_mut();
                 }
                 self.arenas.set(self.arenas.get() + 1);
-                self.note_owned(arena);
                 // SAFETY: a freshly acquired arena, owned by us.
                 let a = unsafe { &*arena };
                 self.link_partial(a);
@@ -377,7 +478,7 @@ impl Heap {
             self.unlink_partial(a);
         }
         let head = a.make_pool(first, units, class);
-        owner_inc(&self.stats.pools[class]);
+        self.cache_units(head, a.unit_start(first) as usize, units);
         let in_use = self.units_in_use.get() + units;
         self.units_in_use.set(in_use);
         self.units_peak.set(self.units_peak.get().max(in_use));
@@ -388,17 +489,17 @@ impl Heap {
     /// the reserve once empty (beyond the spare-arena bound in config.rs).
     fn release_pool(&self, pool: &Pool) {
         debug_assert!(pool.is_empty());
-        if pool.in_queue.get() {
+        if pool.in_queue() {
             self.unlink(pool);
         }
         let class = pool.class();
         let units = size_class::info(class).units as usize;
-        owner_dec(&self.stats.pools[class]);
         let start = pool.start.load(Relaxed) as *mut u8;
         let arena_ptr = arena::arena_of(start);
         // SAFETY: the pool is ours, so its arena is a live arena we own.
         let a = unsafe { &*arena_ptr };
         let first = (start as usize & ARENA_MASK) >> UNIT_SHIFT;
+        self.uncache_units(start as usize, units);
         a.unmake_pool(first, units);
         a.give_units(first, units);
         if !a.in_partial.get() {
@@ -436,7 +537,6 @@ impl Heap {
     /// Gives an empty arena, unlinked from `partial`, back to the reserve.
     fn release_arena(&self, a: *mut Arena) {
         self.arenas.set(self.arenas.get() - 1);
-        self.forget_owned(a);
         // SAFETY: empty, unlinked, and no block of it is live.
         unsafe { arena::release(a) };
     }
@@ -510,12 +610,8 @@ impl Heap {
             // Read the link before emptying the list: from then on another
             // thread may register the pool again (see `Pool::push_thread_free`).
             p = pool.remote_next.load(Relaxed);
-            let n = pool.take_thread_free();
-            let frees = &self.stats.frees[pool.class()];
-            if cfg!(feature = "stats") {
-                frees.store(frees.load(Relaxed).wrapping_add(n as u64), Relaxed);
-            }
-            if pool.is_empty() || !pool.in_queue.get() {
+            pool.take_thread_free();
+            if pool.is_empty() || !pool.in_queue() {
                 self.pool_gained(pool);
             }
         }
@@ -564,10 +660,24 @@ fn reclaim(h: &Heap) {
     }
 }
 
-/// From now on every heap takes the slow paths (hooks were installed).
+/// From now on every heap takes the slow paths (hooks were installed): its
+/// fast-path pools become the placeholder and its unit cache is emptied.
+/// The owners race with this only in `set_head` and `cache_units`, which
+/// check the flag after their store (see there).
 pub fn force_slow_paths() {
     FORCE_SLOW.store(true, SeqCst);
-    for_each_heap(|h| h.slow.store(1, SeqCst));
+    for_each_heap(|h| {
+        for p in &h.alloc_pools {
+            p.store(empty_pool() as *mut Pool, SeqCst);
+        }
+        for tag in &h.unit_tags {
+            // Read first: most slots were never written, and writing them
+            // would make their pages resident.
+            if tag.load(SeqCst) != 0 {
+                tag.store(0, SeqCst);
+            }
+        }
+    });
 }
 
 // ---- The registry: heap creation, thread exit, adoption, fork ----
@@ -621,7 +731,8 @@ pub fn current_or_init() -> *mut Heap {
     init_current()
 }
 
-const SLAB_SIZE: usize = 256 * 1024;
+/// Heaps are carved from mappings of this size (fresh, so zero-filled).
+const SLAB_SIZE: usize = 1 << 20;
 
 #[cold]
 #[inline(never)]
@@ -663,7 +774,7 @@ fn init_current() -> *mut Heap {
             // SAFETY: the slab has room for a Heap (checked above) at an
             // address aligned to 64 (slab page-aligned, Heap size a multiple of 64).
             unsafe {
-                h.write(Heap::new(0, pool::freed_key()));
+                Heap::init_in_place(h, pool::freed_key());
                 r.slab = r.slab.add(size);
                 (*h).state.store(ACTIVE, Relaxed);
             }
@@ -671,17 +782,10 @@ fn init_current() -> *mut Heap {
             loop {
                 // SAFETY: h is valid and not yet published.
                 unsafe { (*h).next_all.store(head, Relaxed) };
-                // SeqCst, with the load of FORCE_SLOW below and the two
-                // operations of `force_slow_paths`: either that walk sees
-                // this heap or this thread sees the flag.
-                match ALL_HEAPS.compare_exchange_weak(head, h, SeqCst, Relaxed) {
+                match ALL_HEAPS.compare_exchange_weak(head, h, Release, Relaxed) {
                     Ok(_) => break,
                     Err(cur) => head = cur,
                 }
-            }
-            if FORCE_SLOW.load(SeqCst) {
-                // SAFETY: h is valid.
-                unsafe { (*h).slow.store(1, SeqCst) };
             }
             (h, false)
         }
@@ -821,8 +925,14 @@ mod tests {
             assert!(!h.is_null());
             // SAFETY: our own heap.
             let heap = unsafe { &*h };
-            let in_use = |heap: &Heap| {
-                heap.stats.allocs[class + 1].load(Relaxed) - heap.stats.frees[class].load(Relaxed)
+            let in_use = |_: &Heap| {
+                let mut n = 0;
+                crate::arena::for_each_pool(|p| {
+                    if p.class() == class {
+                        n += p.used();
+                    }
+                });
+                n
             };
             let before = in_use(heap);
             std::thread::spawn(move || {

@@ -19,11 +19,13 @@
 //! - Every block on one of the lists holds the process's freed key in its
 //!   second word; a block in the user's hands does not (unless the user
 //!   stored that exact value), because every hand-out clears it.
-//! - `used` counts blocks handed out and not yet freed *to this pool's
-//!   owner*: a block on `thread_free` still counts until the owner takes
-//!   the list. `used == 0` means the pool is empty.
-//! - `in_queue` is true exactly while the pool is linked in its heap's queue
-//!   for its class; a pool leaves the queue only when it has no free block.
+//! - `state` holds two things, so that `free` tests both with one
+//!   decrement and one sign test: in its low 31 bits `used`, the blocks
+//!   handed out and not yet freed *to this pool's owner* (a block on
+//!   `thread_free` still counts until the owner takes the list; 0 means
+//!   the pool is empty), and in bit 31 `OUT_OF_QUEUE`, set exactly while
+//!   the pool is not linked in its heap's queue for its class. A pool
+//!   leaves the queue only when it has no free block.
 //! - Shared, read by any thread holding a live block of the pool: `class`,
 //!   `shift`, `minv`, `start`, `carved`. They change only while the pool
 //!   holds no live block (`carved` grows while it does).
@@ -34,7 +36,7 @@ use crate::config::*;
 use crate::size_class::{self, block_index};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// The overlay of a free block: the list link, then the freed key.
 #[repr(C)]
@@ -61,10 +63,11 @@ static FREED_KEY_ANCHOR: u8 = 0;
 pub struct Pool {
     pub free: Cell<*mut Block>,
     pub local_free: Cell<*mut Block>,
-    pub used: Cell<u32>,
+    /// `used | OUT_OF_QUEUE` (see the module invariants). Written by the
+    /// owner only; an atomic so that statistics may read it.
+    pub state: AtomicU32,
     pub class: AtomicU8,
     pub shift: AtomicU8,
-    pub in_queue: Cell<bool>,
     pub start: AtomicUsize,
     pub minv: AtomicU64,
     pub carved: AtomicUsize,
@@ -79,6 +82,8 @@ pub struct Pool {
 }
 
 pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
+/// Bit of `Pool::state` set while the pool is out of its heap's queue.
+pub(crate) const OUT_OF_QUEUE: u32 = 1 << 31;
 const _: () = assert!(core::mem::size_of::<Pool>() == 1 << POOL_SIZE_SHIFT);
 const _: () = assert!(core::mem::size_of::<Block>() <= ALIGNMENT);
 
@@ -87,10 +92,9 @@ impl Pool {
         Pool {
             free: Cell::new(ptr::null_mut()),
             local_free: Cell::new(ptr::null_mut()),
-            used: Cell::new(0),
+            state: AtomicU32::new(0),
             class: AtomicU8::new(0),
             shift: AtomicU8::new(0),
-            in_queue: Cell::new(false),
             start: AtomicUsize::new(0),
             minv: AtomicU64::new(0),
             carved: AtomicUsize::new(0),
@@ -107,10 +111,9 @@ impl Pool {
         let info = size_class::info(class);
         self.free.set(ptr::null_mut());
         self.local_free.set(ptr::null_mut());
-        self.used.set(0);
+        self.state.store(OUT_OF_QUEUE, Relaxed);
         self.class.store(class as u8, Relaxed);
         self.shift.store(info.shift, Relaxed);
-        self.in_queue.set(false);
         self.start.store(start as usize, Relaxed);
         self.minv.store(info.minv, Relaxed);
         self.carved.store(0, Relaxed);
@@ -123,8 +126,37 @@ impl Pool {
     /// Back to the state of a unit without a pool (all zero).
     pub fn clear(&self) {
         self.init(0, ptr::null_mut());
+        self.state.store(0, Relaxed);
         self.shift.store(0, Relaxed);
         self.minv.store(0, Relaxed);
+    }
+
+    /// Blocks handed out and not yet freed to the owner.
+    #[inline(always)]
+    pub fn used(&self) -> u32 {
+        self.state.load(Relaxed) & !OUT_OF_QUEUE
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used() == 0
+    }
+
+    pub fn in_queue(&self) -> bool {
+        self.state.load(Relaxed) & OUT_OF_QUEUE == 0
+    }
+
+    pub fn set_in_queue(&self, queued: bool) {
+        let s = self.state.load(Relaxed);
+        self.state
+            .store(if queued { s & !OUT_OF_QUEUE } else { s | OUT_OF_QUEUE }, Relaxed);
+    }
+
+    /// `used += d` by the owner (`d` may be negative); returns the new state.
+    #[inline(always)]
+    fn add_used(&self, d: i32) -> u32 {
+        let s = self.state.load(Relaxed).wrapping_add(d as u32);
+        self.state.store(s, Relaxed);
+        s
     }
 
     #[inline(always)]
@@ -173,8 +205,26 @@ impl Pool {
             self.free.set((*b).next);
             (*b).freed_key = 0;
         }
-        self.used.set(self.used.get() + 1);
+        self.add_used(1);
         b as *mut u8
+    }
+
+    /// Pops a block, refilling the allocation list from the owner's frees
+    /// if it is empty: the second chance of `malloc`'s fast path. Null if
+    /// both lists are empty.
+    #[inline(always)]
+    pub fn pop_or_take_local(&self) -> *mut u8 {
+        let b = self.pop();
+        if !b.is_null() {
+            return b;
+        }
+        let local = self.local_free.get();
+        if local.is_null() {
+            return local as *mut u8;
+        }
+        self.local_free.set(ptr::null_mut());
+        self.free.set(local);
+        self.pop()
     }
 
     /// Refills the allocation list, from the owner's frees or by carving,
@@ -220,12 +270,13 @@ impl Pool {
         self.carved.store(carved + n, Relaxed);
     }
 
-    /// Pushes a block freed by the owner.
+    /// Pushes a block freed by the owner. True if the pool now needs its
+    /// heap's attention: it became empty, or it is out of the queue.
     ///
     /// # Safety
     /// `b` is a block of this pool handed out and not freed since.
     #[inline(always)]
-    pub unsafe fn push_local(&self, b: *mut u8, key: usize) {
+    pub unsafe fn push_local(&self, b: *mut u8, key: usize) -> bool {
         let b = b as *mut Block;
         // SAFETY: per the contract, b is a block of >= 16 bytes we own again.
         unsafe {
@@ -233,7 +284,9 @@ impl Pool {
             (*b).freed_key = key;
         }
         self.local_free.set(b);
-        self.used.set(self.used.get() - 1);
+        // used was >= 1: the new state is 0 (empty) or has OUT_OF_QUEUE set
+        // (negative as an i32) exactly when the heap must act.
+        (self.add_used(-1) as i32) <= 0
     }
 
     /// Pushes a block freed by another thread. True if the list was empty:
@@ -276,12 +329,8 @@ impl Pool {
             (*tail).next = self.local_free.get();
         }
         self.local_free.set(list);
-        self.used.set(self.used.get() - n);
+        self.add_used(-(n as i32));
         n
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.used.get() == 0
     }
 
     /// Forgets the free blocks of an empty pool and carves it from its
@@ -351,9 +400,11 @@ mod tests {
             "an uncarved block is not handed out"
         );
         // SAFETY: a is a live block of the pool.
-        unsafe { pool.push_local(a, key) };
+        assert!(!pool.in_queue(), "a new pool is not queued");
+        assert!(unsafe { pool.push_local(a, key) }, "out of the queue: the heap must act");
+        pool.set_in_queue(true);
         assert!(pool.is_free(a) && !pool.is_free(b));
-        assert_eq!(pool.used.get(), 1);
+        assert_eq!(pool.used(), 1);
         // The allocation list is not refilled from local frees until it is empty.
         let mut n = 2;
         loop {
@@ -371,7 +422,9 @@ mod tests {
         }
         assert_eq!(n, cap);
         assert_eq!(pool.carved.load(Relaxed), cap);
-        assert_eq!(pool.used.get() as usize, cap);
+        assert_eq!(pool.used() as usize, cap);
+        // SAFETY: a is live again.
+        assert!(!unsafe { pool.push_local(a, key) }, "queued and not empty");
     }
 
     #[test]
@@ -387,9 +440,9 @@ mod tests {
             assert_eq!(first, i == 0, "only the first push finds the list empty");
         }
         assert!(pool.is_free(blocks[3]));
-        assert_eq!(pool.used.get(), 10);
+        assert_eq!(pool.used(), 10);
         assert_eq!(pool.take_thread_free(), 10);
-        assert_eq!(pool.used.get(), 0);
+        assert_eq!(pool.used(), 0);
         assert!(pool.thread_free.load(Relaxed).is_null());
         assert_eq!(pool.take_thread_free(), 0);
         assert!(pool.rewind());

@@ -7,21 +7,18 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Counters owned by one heap: only the thread owning the heap writes them,
 /// so a relaxed load+store is an exact increment; anyone may read them.
-/// They wrap: a pool released by a heap that adopted another's memory may
-/// drive one heap's count "negative"; the sum over all heaps is exact.
+/// Blocks in use and pools per class are not counted on the way: the
+/// snapshot reads them from the pools themselves (`Pool::used`).
 pub struct HeapStats {
-    /// Indexed by class + 1 (the malloc fast path's slot); entry 0 unused.
+    /// Allocations per class, indexed by class + 1 (the malloc fast path's
+    /// slot); entry 0 unused.
     pub allocs: [AtomicU64; NUM_CLASSES + 1],
-    pub frees: [AtomicU64; NUM_CLASSES],
-    pub pools: [AtomicU64; NUM_CLASSES],
 }
 
 impl HeapStats {
     pub const fn new() -> Self {
         HeapStats {
             allocs: [const { AtomicU64::new(0) }; NUM_CLASSES + 1],
-            frees: [const { AtomicU64::new(0) }; NUM_CLASSES],
-            pools: [const { AtomicU64::new(0) }; NUM_CLASSES],
         }
     }
 }
@@ -38,18 +35,13 @@ pub fn owner_inc(c: &AtomicU64) {
     c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
-/// Counts an allocation or a free on the fast path (an `owner_inc`),
-/// compiled out without the `stats` feature.
+/// Counts an allocation on the fast path (an `owner_inc`), compiled out
+/// without the `stats` feature.
 #[inline(always)]
 pub fn count(c: &AtomicU64) {
     if cfg!(feature = "stats") {
         owner_inc(c);
     }
-}
-
-#[inline(always)]
-pub fn owner_dec(c: &AtomicU64) {
-    c.store(c.load(Relaxed).wrapping_sub(1), Relaxed);
 }
 
 pub static MAPPED: AtomicUsize = AtomicUsize::new(0);
@@ -170,23 +162,24 @@ pub fn snapshot() -> obm_stats {
     s.arenas_in_use = s.arenas_allocated - s.arenas_freed.min(s.arenas_allocated);
     (s.large_cached, s.large_cached_bytes) = crate::large::cached();
     let mut allocs = [0u64; NUM_CLASSES];
-    let mut frees = [0u64; NUM_CLASSES];
-    let mut pools = [0u64; NUM_CLASSES];
     crate::heap::for_each_heap(|h| {
         s.heaps += 1;
-        for c in 0..NUM_CLASSES {
-            allocs[c] = allocs[c].wrapping_add(h.stats.allocs[c + 1].load(Relaxed));
-            frees[c] = frees[c].wrapping_add(h.stats.frees[c].load(Relaxed));
-            pools[c] = pools[c].wrapping_add(h.stats.pools[c].load(Relaxed));
+        for (c, n) in allocs.iter_mut().enumerate() {
+            *n = n.wrapping_add(h.stats.allocs[c + 1].load(Relaxed));
         }
+    });
+    let mut pools = [0usize; NUM_CLASSES];
+    let mut in_use = [0usize; NUM_CLASSES];
+    crate::arena::for_each_pool(|pool| {
+        pools[pool.class()] += 1;
+        in_use[pool.class()] += pool.used() as usize;
     });
     for c in 0..NUM_CLASSES {
         let info = crate::size_class::info(c);
         let cs = &mut s.classes[c];
         cs.block_size = info.block_size as usize;
-        cs.pools = pools[c] as usize;
-        // Racing threads may make a snapshot momentarily inconsistent; clamp.
-        cs.blocks_in_use = allocs[c].saturating_sub(frees[c]) as usize;
+        cs.pools = pools[c];
+        cs.blocks_in_use = in_use[c];
         cs.blocks_free = (cs.pools * info.capacity as usize).saturating_sub(cs.blocks_in_use);
         cs.allocations = allocs[c] as usize;
         s.bytes_in_use += cs.blocks_in_use * cs.block_size;
