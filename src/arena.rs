@@ -444,7 +444,7 @@ mod tests {
             let head = arena.make_pool(first, 3, 40) as *const Pool;
             let start = arena.unit_start(first);
             assert_eq!(start as usize, a as usize + first * UNIT_SIZE);
-            assert_eq!((*head).start.load(Relaxed), start as usize);
+            assert_eq!((*head).start.get(), start as usize);
             assert_eq!(pool_of(start), head);
             assert_eq!(pool_of(start.add(3 * UNIT_SIZE - 1)), head);
             assert_eq!(pool_of(start.add(3 * UNIT_SIZE)), a as *const Pool, "a free unit");

@@ -116,7 +116,7 @@ unsafe fn free_owned(h: &Heap, pool: &Pool, p: *mut u8, func: &str) {
 /// # Safety
 /// `owner` owns `pool`'s arena and `p` points into `pool`'s units.
 unsafe fn free_remote(owner: &Heap, pool: &Pool, p: *mut u8, func: &str) {
-    if !pool.is_carved_block(p) {
+    if !pool.is_block(p) {
         report::invalid_pointer(func, p);
     }
     let b = p as *mut Block;
@@ -172,8 +172,9 @@ pub fn usable_size(p: *const u8, func: &str) -> usize {
         return 0;
     }
     match resolve(p, func) {
-        Resolved::Pool(_, pool) => {
-            if !pool.is_carved_block(p) {
+        Resolved::Pool(a, pool) => {
+            let mine = heap::owner_of(a) == heap::current();
+            if !(if mine { pool.is_carved_block(p) } else { pool.is_block(p) }) {
                 report::invalid_pointer(func, p);
             }
             pool.block_size()

@@ -16,12 +16,14 @@
 //! `class` (`heads`), or the placeholder pool `EMPTY_POOL`, whose
 //! allocation list is always empty, when the class has no pool or the
 //! heap takes the slow paths. The unit cache is a direct-mapped table from 16 KiB unit to the
-//! heap's pool holding it: `unit_tags[u % UNIT_SLOTS] == u + 1` for unit
-//! number `u = address >> 14` proves that the unit is mapped and holds a
+//! heap's pool holding it: `unit_tags[(a >> 14) % UNIT_SLOTS] == a` for
+//! the address `a` of a unit proves that the unit is mapped and holds a
 //! live pool of this heap, `unit_pools` names it. A pool's units are
 //! entered when it is made (evicting whatever shared their slots) and
 //! removed when it is released; a unit missing from the cache sends its
-//! frees to the general path.
+//! frees to the general path. Slot 0 is never used: its tag stays 0, which
+//! the addresses below 16 KiB (NULL among them) match, and its pool is the
+//! all-zero `EMPTY_POOL`, whose checks fail.
 //!
 //! Cross-thread frees go to the block's pool (`Pool::thread_free`); the
 //! thread whose push makes that list non-empty also pushes the pool on the
@@ -96,7 +98,7 @@ pub struct Heap {
     /// Link in the abandoned list (under the registry lock).
     next_abandoned: Cell<*mut Heap>,
     pub stats: HeapStats,
-    /// The unit cache (see the module doc): unit number + 1, or 0 for none.
+    /// The unit cache (see the module doc): a unit's address, or 0 for none.
     /// Last in the struct and zero when empty, so that a new heap's
     /// untouched pages stay untouched.
     unit_tags: [AtomicUsize; UNIT_SLOTS],
@@ -149,7 +151,11 @@ impl Heap {
             next_abandoned: Cell::new(ptr::null_mut()),
             stats: HeapStats::new(),
             unit_tags: [const { AtomicUsize::new(0) }; UNIT_SLOTS],
-            unit_pools: [const { Cell::new(ptr::null()) }; UNIT_SLOTS],
+            unit_pools: {
+                let mut pools = [const { Cell::new(ptr::null()) }; UNIT_SLOTS];
+                pools[0] = Cell::new(&EMPTY_POOL.0 as *const Pool);
+                pools
+            },
         }
     }
 
@@ -181,6 +187,7 @@ impl Heap {
             ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).stats).write(HeapStats::new());
+            ptr::addr_of_mut!((*h).unit_pools[0]).write(Cell::new(empty_pool()));
         }
     }
 
@@ -229,12 +236,13 @@ impl Heap {
         unsafe { &*self.alloc_pools.get_unchecked(slot).load(Relaxed) }
     }
 
-    /// Whether the unit cache holds `p`'s unit (see the module doc).
+    /// Whether the unit cache holds `p`'s unit (see the module doc), or `p`
+    /// lies below 16 KiB (then the pool named is `EMPTY_POOL`).
     #[inline(always)]
     pub fn unit_cached(&self, p: *const u8) -> bool {
-        let u = p as usize >> UNIT_SHIFT;
+        let slot = (p as usize >> UNIT_SHIFT) % UNIT_SLOTS;
         // SAFETY: the index is reduced modulo UNIT_SLOTS.
-        unsafe { self.unit_tags.get_unchecked(u % UNIT_SLOTS) }.load(Relaxed) == u.wrapping_add(1)
+        unsafe { self.unit_tags.get_unchecked(slot) }.load(Relaxed) == p as usize & !(UNIT_SIZE - 1)
     }
 
     /// The pool the unit cache names for `p`'s unit.
@@ -243,20 +251,24 @@ impl Heap {
     /// `unit_cached(p)`.
     #[inline(always)]
     pub unsafe fn cached_pool(&self, p: *const u8) -> &Pool {
-        let u = p as usize >> UNIT_SHIFT;
+        let slot = (p as usize >> UNIT_SHIFT) % UNIT_SLOTS;
         // SAFETY: the index is reduced modulo UNIT_SLOTS; a tagged slot
-        // names a live pool of ours (contract).
-        unsafe { &*self.unit_pools.get_unchecked(u % UNIT_SLOTS).get() }
+        // names a live pool of ours, slot 0 the placeholder (contract).
+        unsafe { &*self.unit_pools.get_unchecked(slot).get() }
     }
 
     /// Enters the `n` units of `pool`, starting at `start`, in the unit cache.
     fn cache_units(&self, pool: &Pool, start: usize, n: usize) {
         for k in 0..n {
-            let u = (start >> UNIT_SHIFT) + k;
-            let tag = &self.unit_tags[u % UNIT_SLOTS];
-            self.unit_pools[u % UNIT_SLOTS].set(pool);
+            let unit = start + k * UNIT_SIZE;
+            let slot = (unit >> UNIT_SHIFT) % UNIT_SLOTS;
+            if slot == 0 {
+                continue;
+            }
+            let tag = &self.unit_tags[slot];
+            self.unit_pools[slot].set(pool);
             // SeqCst: as in `set_head`.
-            tag.store(u + 1, SeqCst);
+            tag.store(unit, SeqCst);
             if FORCE_SLOW.load(SeqCst) {
                 tag.store(0, SeqCst);
             }
@@ -266,9 +278,9 @@ impl Heap {
     /// Removes the `n` units starting at `start` from the unit cache.
     fn uncache_units(&self, start: usize, n: usize) {
         for k in 0..n {
-            let u = (start >> UNIT_SHIFT) + k;
-            let tag = &self.unit_tags[u % UNIT_SLOTS];
-            if tag.load(Relaxed) == u + 1 {
+            let unit = start + k * UNIT_SIZE;
+            let tag = &self.unit_tags[(unit >> UNIT_SHIFT) % UNIT_SLOTS];
+            if tag.load(Relaxed) == unit {
                 tag.store(0, Relaxed);
             }
         }
@@ -494,7 +506,7 @@ impl Heap {
         }
         let class = pool.class();
         let units = size_class::info(class).units as usize;
-        let start = pool.start.load(Relaxed) as *mut u8;
+        let start = pool.start.get() as *mut u8;
         let arena_ptr = arena::arena_of(start);
         // SAFETY: the pool is ours, so its arena is a live arena we own.
         let a = unsafe { &*arena_ptr };
@@ -582,7 +594,7 @@ impl Heap {
                 if pool.is_empty() && pool.rewind() {
                     let bytes = size_class::info(class).units as usize * UNIT_SIZE;
                     // SAFETY: the pool is ours and holds no live block.
-                    unsafe { os::discard(pool.start.load(Relaxed) as *mut u8, bytes) };
+                    unsafe { os::discard(pool.start.get() as *mut u8, bytes) };
                 }
             }
         }

@@ -26,9 +26,11 @@
 //!   the pool is empty), and in bit 31 `OUT_OF_QUEUE`, set exactly while
 //!   the pool is not linked in its heap's queue for its class. A pool
 //!   leaves the queue only when it has no free block.
-//! - Shared, read by any thread holding a live block of the pool: `class`,
-//!   `shift`, `minv`, `start`, `carved`. They change only while the pool
-//!   holds no live block (`carved` grows while it does).
+//! - Shared, read by any thread holding a live block of the pool: `class`
+//!   (and what follows from it and the descriptor's place in the arena:
+//!   the pool's start and block layout). It changes only while the pool
+//!   holds no live block. `start`, `minv` and `shift` are the owner's
+//!   copies of that layout, so its fast path reads them in one place.
 //! - The descriptor of a unit that holds no pool reads as all zero, so
 //!   `carved == 0` and every block-start check against it fails.
 
@@ -36,7 +38,7 @@ use crate::config::*;
 use crate::size_class::{self, block_index};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering::*};
 
 /// The overlay of a free block: the list link, then the freed key.
 #[repr(C)]
@@ -67,10 +69,10 @@ pub struct Pool {
     /// owner only; an atomic so that statistics may read it.
     pub state: AtomicU32,
     pub class: AtomicU8,
-    pub shift: AtomicU8,
-    pub start: AtomicUsize,
-    pub minv: AtomicU64,
-    pub carved: AtomicUsize,
+    pub shift: Cell<u8>,
+    pub start: Cell<usize>,
+    pub minv: Cell<u64>,
+    pub carved: Cell<usize>,
     /// Links in the owner heap's queue for `class`.
     pub next: Cell<*mut Pool>,
     pub prev: Cell<*mut Pool>,
@@ -94,10 +96,10 @@ impl Pool {
             local_free: Cell::new(ptr::null_mut()),
             state: AtomicU32::new(0),
             class: AtomicU8::new(0),
-            shift: AtomicU8::new(0),
-            start: AtomicUsize::new(0),
-            minv: AtomicU64::new(0),
-            carved: AtomicUsize::new(0),
+            shift: Cell::new(0),
+            start: Cell::new(0),
+            minv: Cell::new(0),
+            carved: Cell::new(0),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             thread_free: AtomicPtr::new(ptr::null_mut()),
@@ -113,10 +115,10 @@ impl Pool {
         self.local_free.set(ptr::null_mut());
         self.state.store(OUT_OF_QUEUE, Relaxed);
         self.class.store(class as u8, Relaxed);
-        self.shift.store(info.shift, Relaxed);
-        self.start.store(start as usize, Relaxed);
-        self.minv.store(info.minv, Relaxed);
-        self.carved.store(0, Relaxed);
+        self.shift.set(info.shift);
+        self.start.set(start as usize);
+        self.minv.set(info.minv);
+        self.carved.set(0);
         self.next.set(ptr::null_mut());
         self.prev.set(ptr::null_mut());
         self.thread_free.store(ptr::null_mut(), Relaxed);
@@ -127,8 +129,8 @@ impl Pool {
     pub fn clear(&self) {
         self.init(0, ptr::null_mut());
         self.state.store(0, Relaxed);
-        self.shift.store(0, Relaxed);
-        self.minv.store(0, Relaxed);
+        self.shift.set(0);
+        self.minv.set(0);
     }
 
     /// Blocks handed out and not yet freed to the owner.
@@ -151,12 +153,10 @@ impl Pool {
             .store(if queued { s & !OUT_OF_QUEUE } else { s | OUT_OF_QUEUE }, Relaxed);
     }
 
-    /// `used += d` by the owner (`d` may be negative); returns the new state.
+    /// `used += d` by the owner (`d` may be negative).
     #[inline(always)]
-    fn add_used(&self, d: i32) -> u32 {
-        let s = self.state.load(Relaxed).wrapping_add(d as u32);
-        self.state.store(s, Relaxed);
-        s
+    fn add_used(&self, d: i32) {
+        self.state.store(self.state.load(Relaxed).wrapping_add(d as u32), Relaxed);
     }
 
     #[inline(always)]
@@ -174,20 +174,24 @@ impl Pool {
         size_class::info(self.class()).capacity as usize
     }
 
-    /// The index of the block starting at `p` (a pointer into this pool's
-    /// units), or a number of at least 2^46 if `p` is not a block start.
-    #[inline(always)]
-    pub fn block_index(&self, p: *const u8) -> u64 {
-        let off = (p as usize).wrapping_sub(self.start.load(Relaxed)) as u64;
-        block_index(off, self.minv.load(Relaxed), self.shift.load(Relaxed) as u32)
-    }
-
-    /// Whether `p` is a carved block start: handed out or free, never
-    /// beyond what the pool has carved. Any thread holding a live block of
-    /// the pool may ask.
+    /// Whether `p` (a pointer into this pool's units) is a carved block
+    /// start: handed out or free, never beyond what the pool has carved.
+    /// Owner only. An unused descriptor (all zero) rejects every pointer.
     #[inline(always)]
     pub fn is_carved_block(&self, p: *const u8) -> bool {
-        self.block_index(p) < self.carved.load(Relaxed) as u64
+        let off = (p as usize).wrapping_sub(self.start.get()) as u64;
+        block_index(off, self.minv.get(), self.shift.get() as u32) < self.carved.get() as u64
+    }
+
+    /// Whether `p` (a pointer into this pool's units) is a block start
+    /// within the pool's capacity. Any thread holding a live block of the
+    /// pool may ask: it reads only `class` and the descriptor's address.
+    pub fn is_block(&self, p: *const u8) -> bool {
+        let info = size_class::info(self.class());
+        let me = self as *const Pool as usize;
+        let start = (me & !ARENA_MASK) + ((me & ARENA_MASK) >> POOL_SIZE_SHIFT) * UNIT_SIZE;
+        let off = (p as usize).wrapping_sub(start) as u64;
+        block_index(off, info.minv, info.shift as u32) < info.capacity as u64
     }
 
     /// Pops a block from the allocation list; null when it is empty.
@@ -247,12 +251,12 @@ impl Pool {
     fn carve(&self, key: usize) {
         let info = size_class::info(self.class());
         let size = info.block_size as usize;
-        let carved = self.carved.load(Relaxed);
+        let carved = self.carved.get();
         let left = info.capacity as usize - carved;
         if left == 0 {
             return;
         }
-        let first = self.start.load(Relaxed) + carved * size;
+        let first = self.start.get() + carved * size;
         let page_end = (first & !(PAGE_SIZE - 1)) + PAGE_SIZE;
         let n = (page_end - first).div_ceil(size).clamp(1, left);
         let mut next: *mut Block = ptr::null_mut();
@@ -267,7 +271,7 @@ impl Pool {
             next = b;
         }
         self.free.set(next);
-        self.carved.store(carved + n, Relaxed);
+        self.carved.set(carved + n);
     }
 
     /// Pushes a block freed by the owner. True if the pool now needs its
@@ -284,9 +288,11 @@ impl Pool {
             (*b).freed_key = key;
         }
         self.local_free.set(b);
+        self.add_used(-1);
         // used was >= 1: the new state is 0 (empty) or has OUT_OF_QUEUE set
-        // (negative as an i32) exactly when the heap must act.
-        (self.add_used(-1) as i32) <= 0
+        // (negative as an i32) exactly when the heap must act. (Read again
+        // rather than taken from `add_used`: x86 then decrements in memory.)
+        (self.state.load(Relaxed) as i32) <= 0
     }
 
     /// Pushes a block freed by another thread. True if the list was empty:
@@ -338,12 +344,12 @@ impl Pool {
     /// was carved (the pages are untouched already).
     pub fn rewind(&self) -> bool {
         debug_assert!(self.is_empty() && self.thread_free.load(Relaxed).is_null());
-        if self.carved.load(Relaxed) == 0 {
+        if self.carved.get() == 0 {
             return false;
         }
         self.free.set(ptr::null_mut());
         self.local_free.set(ptr::null_mut());
-        self.carved.store(0, Relaxed);
+        self.carved.set(0);
         true
     }
 
@@ -390,7 +396,7 @@ mod tests {
         let a = pool.pop_slow(key);
         assert_eq!(a, start);
         // One page of 48-byte blocks carved: 4096 / 48 rounded up.
-        assert_eq!(pool.carved.load(Relaxed), 86);
+        assert_eq!(pool.carved.get(), 86);
         let b = pool.pop();
         assert_eq!(b as usize, start as usize + 48);
         assert!(pool.is_carved_block(a) && pool.is_carved_block(b));
@@ -421,7 +427,7 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, cap);
-        assert_eq!(pool.carved.load(Relaxed), cap);
+        assert_eq!(pool.carved.get(), cap);
         assert_eq!(pool.used() as usize, cap);
         // SAFETY: a is live again.
         assert!(!unsafe { pool.push_local(a, key) }, "queued and not empty");
