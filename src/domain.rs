@@ -200,10 +200,15 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
     }
 }
 
-#[cold]
+/// Not the calling thread's block: another thread's (the common case
+/// here), or anything that needs the general path or the hooks.
 #[inline(never)]
 unsafe fn free_slow(d: obm_domain, p: *mut u8) {
     if !HOOKED.load(Relaxed) {
+        // SAFETY: per the contract of `free`.
+        if unsafe { free::free_remote_fast(p) } {
+            return;
+        }
         // SAFETY: per the contract of `free`.
         return unsafe { free::free_slow(p, "free") };
     }

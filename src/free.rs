@@ -15,6 +15,10 @@
 //! Any check that fails sends the pointer to the general path, which
 //! repeats them in full and reports what is wrong.
 //!
+//! A block of another thread's heap goes through the same checks in
+//! `free_remote_fast`, with the global arena map instead of the unit cache,
+//! and onto its pool's `thread_free` list.
+//!
 //! General path (`free_slow`): NULL is ignored; the global arena map says
 //! whether `p`'s chunk is an arena, a large block or not ours; an arena
 //! must be live and `p`'s unit must hold a pool; then, by owner: the
@@ -66,6 +70,48 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
     }
     // SAFETY: a handed-out block of a live pool of our heap, not free.
     unsafe { h.free_local(pool, p) };
+    true
+}
+
+/// Pushes `p` on its pool's list of remote frees if it is a valid block of
+/// another thread's heap that does not hold the freed key; false (nothing
+/// done) otherwise. The checks are those of `free_slow`, without reports.
+///
+/// # Safety
+/// As `free`.
+#[inline(always)]
+pub unsafe fn free_remote_fast(p: *mut u8) -> bool {
+    if arena_map::lookup(p as usize) != CHUNK_ARENA {
+        return false;
+    }
+    // SAFETY: the map says p's chunk is an arena, so its header is mapped.
+    let a = unsafe { &*arena::arena_of(p) };
+    // SAFETY: as above.
+    let pool = unsafe { arena::pool_of(p) };
+    let owner = heap::owner_of(a);
+    if !a.is_live()
+        || pool as usize == a as *const Arena as usize
+        || owner == crate::tls::get()
+    {
+        return false;
+    }
+    // SAFETY: a descriptor other than descriptor 0 in a live arena's header.
+    let pool = unsafe { &*pool };
+    let b = p as *mut Block;
+    let key = pool::freed_key();
+    // SAFETY: p is checked as a block start before it is read or written.
+    if !pool.is_block(p) || unsafe { (*b).freed_key } == key {
+        return false;
+    }
+    // SAFETY: a live block of `owner`'s pool; heaps are never unmapped.
+    unsafe {
+        (*b).freed_key = key;
+        let owner = &*owner;
+        if pool.push_thread_free(b) {
+            owner.push_remote_pool(pool);
+        }
+        owner.after_remote_free();
+    }
     true
 }
 

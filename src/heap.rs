@@ -356,9 +356,12 @@ impl Heap {
             self.push_back(pool);
         }
         // A live heap keeps one empty pool per class (the queue head) for the
-        // next allocation; a heap without a thread keeps none.
+        // next allocation; a heap without a thread keeps none. A pool on the
+        // remote list waits until `drain_remote` takes it off. (Empty, it
+        // has no live block, so no other thread can be registering it.)
         if pool.is_empty()
             && (!ptr::eq(self.heads[pool.class() + 1].get(), pool) || !self.is_active())
+            && !pool.remote_queued.load(Relaxed)
         {
             self.release_pool(pool);
         }
@@ -396,7 +399,7 @@ impl Heap {
     fn push_front(&self, pool: &Pool) {
         let class = pool.class();
         if let Some(old) = self.head(class) {
-            if old.is_empty() {
+            if old.is_empty() && !old.remote_queued.load(Relaxed) {
                 self.release_pool(old);
             }
         }
@@ -500,7 +503,7 @@ impl Heap {
     /// Gives an empty pool's units back to its arena, and the arena back to
     /// the reserve once empty (beyond the spare-arena bound in config.rs).
     fn release_pool(&self, pool: &Pool) {
-        debug_assert!(pool.is_empty());
+        debug_assert!(pool.is_empty() && !pool.remote_queued.load(Relaxed));
         if pool.in_queue() {
             self.unlink(pool);
         }
@@ -619,9 +622,10 @@ impl Heap {
             // SAFETY: pools on the remote list are live pools of ours: each
             // holds at least one block on its `thread_free` list.
             let pool = unsafe { &*p };
-            // Read the link before emptying the list: from then on another
+            // Read the link before clearing the flag: from then on another
             // thread may register the pool again (see `Pool::push_thread_free`).
             p = pool.remote_next.load(Relaxed);
+            pool.remote_queued.store(false, SeqCst);
             pool.take_thread_free();
             if pool.is_empty() || !pool.in_queue() {
                 self.pool_gained(pool);
@@ -635,7 +639,7 @@ impl Heap {
     fn trim(&self) {
         for class in 0..NUM_CLASSES {
             if let Some(pool) = self.head(class) {
-                if pool.is_empty() {
+                if pool.is_empty() && !pool.remote_queued.load(Relaxed) {
                     self.release_pool(pool);
                 }
             }

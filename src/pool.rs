@@ -7,10 +7,13 @@
 //!   `local_free`, or carves fresh blocks, one page's worth at a time.
 //! - `local_free`: blocks freed by the owning thread, pushed by `free`.
 //! - `thread_free`: blocks freed by other threads, pushed with a CAS. The
-//!   thread whose push makes it non-empty also registers the pool on its
-//!   heap's list of pools with remote frees; the owner takes the whole list
-//!   (`take_thread_free`) only for pools it found on that list, so a pool is
-//!   on that list at most once.
+//!   owner takes the whole list with one swap (`take_thread_free`), when
+//!   the other two lists are empty or when it drains its heap's list of
+//!   pools with remote frees. A pusher that finds `remote_queued` clear
+//!   sets it and registers the pool on that heap list; the owner clears it
+//!   when it takes the pool off the list, so a pool is on the list at most
+//!   once, and a registered pool is not released until it has been taken
+//!   off.
 //!
 //! Invariants (owner thread only, except the fields marked shared):
 //! - Blocks with an index below `carved` have been carved: each is handed
@@ -38,7 +41,7 @@ use crate::config::*;
 use crate::size_class::{self, block_index};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering::*};
 
 /// The overlay of a free block: the list link, then the freed key.
 #[repr(C)]
@@ -80,7 +83,9 @@ pub struct Pool {
     pub thread_free: AtomicPtr<Block>,
     /// Link in the owner heap's list of pools with remote frees (shared).
     pub remote_next: AtomicPtr<Pool>,
-    _cold: [u64; 6],
+    /// Set while the pool is on that list, or about to be (shared).
+    pub remote_queued: AtomicBool,
+    _cold: [u8; 47],
 }
 
 pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
@@ -104,7 +109,8 @@ impl Pool {
             prev: Cell::new(ptr::null_mut()),
             thread_free: AtomicPtr::new(ptr::null_mut()),
             remote_next: AtomicPtr::new(ptr::null_mut()),
-            _cold: [0; 6],
+            remote_queued: AtomicBool::new(false),
+            _cold: [0; 47],
         }
     }
 
@@ -123,6 +129,7 @@ impl Pool {
         self.prev.set(ptr::null_mut());
         self.thread_free.store(ptr::null_mut(), Relaxed);
         self.remote_next.store(ptr::null_mut(), Relaxed);
+        self.remote_queued.store(false, Relaxed);
     }
 
     /// Back to the state of a unit without a pool (all zero).
@@ -236,6 +243,9 @@ impl Pool {
     /// `thread_free` come back through the heap).
     pub fn pop_slow(&self, key: usize) -> *mut u8 {
         if self.free.get().is_null() {
+            if self.local_free.get().is_null() {
+                self.take_thread_free();
+            }
             let local = self.local_free.replace(ptr::null_mut());
             if !local.is_null() {
                 self.free.set(local);
@@ -295,31 +305,36 @@ impl Pool {
         (self.state.load(Relaxed) as i32) <= 0
     }
 
-    /// Pushes a block freed by another thread. True if the list was empty:
-    /// the caller must then register the pool with its heap.
+    /// Pushes a block freed by another thread. True if the caller must
+    /// register the pool on its heap's list (it set `remote_queued`).
     ///
     /// # Safety
     /// `b` is a live block of this pool, marked with the freed key by the caller.
+    #[inline(always)]
     pub unsafe fn push_thread_free(&self, b: *mut Block) -> bool {
         let mut head = self.thread_free.load(Relaxed);
         loop {
             // SAFETY: the block is ours to link until the owner takes it.
             unsafe { (*b).next = head };
-            // Acquire on success pairs with the owner's take (see
-            // `take_thread_free`): what it read before emptying the list
-            // happens before a push that finds the list empty.
-            match self.thread_free.compare_exchange_weak(head, b, AcqRel, Relaxed) {
-                Ok(_) => return head.is_null(),
+            // SeqCst, with the load of `remote_queued` after it, against the
+            // owner's clearing of the flag and its swap (`Heap::drain_remote`):
+            // either the owner's swap takes this block, or this thread sees
+            // the flag clear and registers the pool again.
+            match self.thread_free.compare_exchange_weak(head, b, SeqCst, Relaxed) {
+                Ok(_) => break,
                 Err(cur) => head = cur,
             }
         }
+        !self.remote_queued.load(SeqCst) && !self.remote_queued.swap(true, SeqCst)
     }
 
     /// Takes every block other threads freed into this pool onto
-    /// `local_free`; returns how many. Owner only, and only for a pool taken
-    /// from the heap's remote list, after reading its `remote_next`.
+    /// `local_free`; returns how many. Owner only.
     pub fn take_thread_free(&self) -> u32 {
-        let list = self.thread_free.swap(ptr::null_mut(), AcqRel);
+        if self.thread_free.load(Relaxed).is_null() {
+            return 0;
+        }
+        let list = self.thread_free.swap(ptr::null_mut(), SeqCst);
         if list.is_null() {
             return 0;
         }
@@ -443,7 +458,7 @@ mod tests {
         for (i, &b) in blocks.iter().enumerate() {
             // SAFETY: live blocks of the pool, each pushed once.
             let first = unsafe { pool.push_thread_free(b as *mut Block) };
-            assert_eq!(first, i == 0, "only the first push finds the list empty");
+            assert_eq!(first, i == 0, "only the first push registers the pool");
         }
         assert!(pool.is_free(blocks[3]));
         assert_eq!(pool.used(), 10);

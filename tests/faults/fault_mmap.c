@@ -317,6 +317,11 @@ static void scen_cache(void)
 
 static void scen_grow(void)
 {
+    /* A small block first: the heap, its arenas and the arena-map leaf of
+     * this part of the address space are mapped now, not between a and b,
+     * where they would keep b from growing into a's pages. */
+    void *warm = malloc(16);
+    CHECK_NOT_NULL(warm);
     void *a = malloc(opaque_size(40 * MiB)); /* above the cache's limit */
     CHECK_NOT_NULL(a);
     size_t n0 = MiB, n1 = 8 * MiB;
@@ -369,6 +374,7 @@ static void scen_grow(void)
     CHECK(r == q);
     CHECK_PATTERN(r, 300000, 11);
     free(r);
+    free(warm);
 }
 
 /* ======================================================================
