@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # obmem allocator benchmarks: `make bench` or `bash benches/run.sh` from the
 # repo root.  Compiles the C workloads into build/bench/, runs each one under
-# glibc, obmem, mimalloc, jemalloc and tcmalloc (all via LD_PRELOAD, same
+# glibc, obmem, mimalloc3 (v3, built from crates.io into build/mimalloc3/),
+# mimalloc2 (Debian's 2.0.9), jemalloc and tcmalloc (all via LD_PRELOAD, same
 # binary, same arguments, same seed) and prints one table per workload.
 # See benches/README.md for the workloads and how to read the output.
 #
@@ -9,7 +10,8 @@
 #   BENCH_REPS=N          runs per measurement, best time kept (default 3)
 #   BENCH_SCALE=F         multiply every iteration count by F (default 1;
 #                         0.1 gives a quick smoke run)
-#   BENCH_ALLOCATORS="…"  subset/order of: glibc obmem mimalloc jemalloc tcmalloc
+#   BENCH_ALLOCATORS="…"  subset/order of: glibc obmem mimalloc3 mimalloc2
+#                         jemalloc tcmalloc ("mimalloc" = mimalloc2)
 #   BENCH_WORKLOADS="…"   subset/order of: ring512 ring64 ring64k realloc
 #                         prodcons larson python
 #   OBMEM_SO=path         obmem library (default target/release/libobmem.so)
@@ -19,6 +21,7 @@
 #                         the rings also run it ("obmem-nostats") and under
 #                         the debug hooks ("obmem-debug", OBMEM_MALLOC=debug)
 #   BENCH_NO_INSTALL=1    do not apt-get install the comparison allocators
+#                         (mimalloc3 is still built with cargo)
 #   BENCH_TIMEOUT=S       per-run time limit in seconds (default 60)
 #   BENCH_CC, BENCH_CFLAGS compiler and flags (default gcc, -O2 -g -Wall -Wextra)
 # Exit status: 0 if every run that was attempted succeeded with correct
@@ -38,7 +41,7 @@ SCALE=${BENCH_SCALE:-1}
 TIMEOUT=${BENCH_TIMEOUT:-60}
 OBMEM_SO=${OBMEM_SO:-$ROOT/target/release/libobmem.so}
 OBMEM_NOSTATS_SO=${OBMEM_NOSTATS_SO:-$ROOT/target/nostats/release/libobmem.so}
-read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc obmem mimalloc jemalloc tcmalloc}"
+read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc obmem mimalloc3 mimalloc2 jemalloc tcmalloc}"
 read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson python}"
 # not CC/CFLAGS: a Makefile may export those for other targets
 CC=${BENCH_CC:-gcc}
@@ -54,107 +57,9 @@ problem() { say "PROBLEM: $*"; PROBLEMS+=("$*"); }
 # scale an iteration count, never below 1
 n() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s); print (v < 1 ? 1 : v) }'; }
 
-# ---------------------------------------------------------------- install --
-declare -A PKG=([mimalloc]=libmimalloc2.0 [jemalloc]=libjemalloc2 [tcmalloc]=libtcmalloc-minimal4)
-declare -A SO_RE=([mimalloc]='/libmimalloc\.so\.[0-9]+$' [jemalloc]='/libjemalloc\.so\.[0-9]+$'
-                  [tcmalloc]='/libtcmalloc_minimal\.so\.[0-9]+$')
-
-pkg_installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]; }
-
-install_missing() {
-    local missing=() a
-    for a in "${ALLOCATORS[@]}"; do
-        [[ -n ${PKG[$a]:-} ]] && ! pkg_installed "${PKG[$a]}" && missing+=("${PKG[$a]}")
-    done
-    if [[ " ${WORKLOADS[*]} " == *" python "* ]] && ! command -v python3 >/dev/null; then
-        missing+=(python3)
-    fi
-    ((${#missing[@]})) || return 0
-    if [[ ${BENCH_NO_INSTALL:-0} == 1 ]]; then
-        note "not installing ${missing[*]} (BENCH_NO_INSTALL=1)"
-        return 0
-    fi
-    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
-        note "cannot install ${missing[*]} (needs root and apt-get); those runs are skipped"
-        return 0
-    fi
-    say "Installing ${missing[*]} ..."
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}"; } >"$BUILD/apt.log" 2>&1; then
-        note "apt-get failed (see $BUILD/apt.log); missing allocators are skipped"
-    fi
-}
-
-# ------------------------------------------------------- locate allocators --
-declare -A SO=()      # allocator -> .so path ("" for glibc)
-declare -A EXPECT=()  # allocator -> basename malloc must resolve to
-declare -A VERSION=()
-declare -A ENVS=()    # extra environment of an allocator's runs
-ACTIVE=()             # allocators that will be measured
-
-exports_symbol() { nm -D --defined-only "$1" 2>/dev/null | awk -v s="$2" '$3 == s { f = 1 } END { exit !f }'; }
-
-locate_allocators() {
-    local a so missing sym
-    for a in "${ALLOCATORS[@]}"; do
-        case $a in
-        glibc)
-            SO[$a]=""; EXPECT[$a]=$(basename "$(ldd /bin/true | awk '/libc\.so/ { print $3 }')")
-            VERSION[$a]=$(ldd --version 2>/dev/null | awk 'NR == 1 { print $NF }')
-            ;;
-        obmem)
-            if [[ ! -f $OBMEM_SO ]]; then
-                note "obmem skipped: $OBMEM_SO not found (build it with 'cargo build --release')"
-                continue
-            fi
-            missing=()
-            for sym in malloc free realloc calloc; do
-                exports_symbol "$OBMEM_SO" "$sym" || missing+=("$sym")
-            done
-            if ((${#missing[@]})); then
-                note "obmem skipped: $OBMEM_SO does not export ${missing[*]} (preloading it would silently measure glibc or mix allocators)"
-                continue
-            fi
-            missing=()
-            for sym in posix_memalign aligned_alloc memalign malloc_usable_size; do
-                exports_symbol "$OBMEM_SO" "$sym" || missing+=("$sym")
-            done
-            if ((${#missing[@]})); then
-                note "obmem does not export ${missing[*]}: a program calling those gets glibc's version, which is wrong for obmem's blocks (measured anyway; none of the C workloads calls them)"
-            fi
-            SO[$a]=$OBMEM_SO; EXPECT[$a]=$(basename "$OBMEM_SO")
-            local rev="?"
-            if command -v git >/dev/null && rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
-                git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || rev+="+dirty src"
-            fi
-            VERSION[$a]="git $rev, .so built $(date -r "$OBMEM_SO" '+%F %T')"
-            # Variants measured on the rings only: the debug hooks' cost and
-            # the statistics counters' cost.
-            SO[obmem-debug]=$OBMEM_SO; EXPECT[obmem-debug]=$(basename "$OBMEM_SO")
-            ENVS[obmem-debug]=OBMEM_MALLOC=debug
-            if [[ -f $OBMEM_NOSTATS_SO ]]; then
-                SO[obmem-nostats]=$OBMEM_NOSTATS_SO; EXPECT[obmem-nostats]=$(basename "$OBMEM_NOSTATS_SO")
-            else
-                note "obmem-nostats skipped: $OBMEM_NOSTATS_SO not found"
-            fi
-            ;;
-        mimalloc | jemalloc | tcmalloc)
-            so=$(dpkg -L "${PKG[$a]}" 2>/dev/null | grep -E "${SO_RE[$a]}" | head -1 || true)
-            if [[ -z $so || ! -f $so ]]; then
-                note "$a skipped: package ${PKG[$a]} not installed"
-                continue
-            fi
-            SO[$a]=$so; EXPECT[$a]=$(basename "$so")
-            VERSION[$a]=$(dpkg-query -W -f='${Version}' "${PKG[$a]}")
-            ;;
-        *)
-            note "unknown allocator '$a' ignored"
-            continue
-            ;;
-        esac
-        ACTIVE+=("$a")
-    done
-}
+# ----------------------------------------- install and locate allocators --
+# (shared with benches/instr.sh)
+source "$BENCH_DIR/allocators.sh"
 
 # ------------------------------------------------------------------ build --
 build() {
@@ -409,7 +314,9 @@ LOAD_WARN=10  # percent of all cores
 # ------------------------------------------------------------------- main --
 mkdir -p "$BUILD" "$LOGS"
 rm -f "$LOGS"/*.out "$LOGS"/*.err
-install_missing
+INSTALL_EXTRA=()
+[[ " ${WORKLOADS[*]} " == *" python "* ]] && INSTALL_EXTRA+=(python3:python3)
+install_missing "${INSTALL_EXTRA[@]}"
 locate_allocators
 build
 PYTHON=""
