@@ -64,11 +64,11 @@ MI3_HOW=""
 build_mimalloc3() {
     local log=$MI3_DIR/build.log so ver
     mkdir -p "$MI3_DIR"
-    # the crate's cc build honours CC/CFLAGS: build with its own defaults
+    # run in benches/mimalloc3/ so that its .cargo/config.toml (the C flags)
+    # applies; no CC from the caller's environment
     if command -v cargo >/dev/null &&
-        env -u CC -u CFLAGS -u CXX -u CXXFLAGS cargo build --release --locked \
-            --manifest-path "$BENCH_DIR/mimalloc3/Cargo.toml" \
-            --target-dir "$MI3_DIR/target" >"$log" 2>&1; then
+        (cd "$BENCH_DIR/mimalloc3" && env -u CC -u CXX cargo build --release --locked \
+            --target-dir "$MI3_DIR/target") >"$log" 2>&1; then
         so=$MI3_DIR/target/release/libmimalloc3.so
         ver=$(awk '/^name = "libmimalloc-sys"/ { getline; gsub(/[^0-9.]/, ""); print }' \
             "$BENCH_DIR/mimalloc3/Cargo.lock")
