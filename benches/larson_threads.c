@@ -42,7 +42,7 @@ typedef struct {
 } lineage_t;
 
 static long long nthreads = 2, nslots = 1000, min = 16, max = 1000;
-static long long life_ops = 50000, lives = 1000, seed = 42;
+static long long life_ops = 50000, lives = 500, seed = 42;
 static lineage_t lin[MAX_THREADS];
 static sem_t done;              /* posted when a lineage's last life ends */
 static pthread_attr_t detached; /* nobody joins the threads: like larson */

@@ -121,7 +121,7 @@ workload_cmd() {
     realloc) echo "$BUILD/realloc_grow --buffers 16 --max 1048576 --step-min 16 --step-max 256 --rounds $(n 24)" ;;
     prodcons) echo "$BUILD/prodcons --min 16 --max 512 --ring 1024 --blocks $(n 3000000)" ;;
     larson) echo "$BUILD/larson --threads 2 --slots 1000 --min 16 --max 1024 --handoff 10000 --ops $(n 10000000)" ;;
-    larson-thr) echo "$BUILD/larson_threads --threads 2 --slots 1000 --min 16 --max 1000 --life 50000 --lives $(n 1000)" ;;
+    larson-thr) echo "$BUILD/larson_threads --threads 2 --slots 1000 --min 16 --max 1000 --life 50000 --lives $(n 500)" ;;
     mstress) echo "$BUILD/mstress --threads 4 --scale 50 --rounds $(n 200)" ;;
     cfrac) echo "$BUILD/cfrac_like --limbs 4 --fb 60 --steps $(n 1000000)" ;;
     python) echo "$PYTHON $BENCH_DIR/py_alloc.py $(n 3)" ;;
