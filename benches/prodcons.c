@@ -8,6 +8,15 @@
  * The clock runs from the moment both threads are released until the
  * consumer has freed the last block.  One op = one block (malloc on one
  * thread + free on the other); ns_per_op is wall time / blocks.
+ *
+ * Built with -DCOUNT_ALLOC (build/bench/prodcons-count, for benches/instr.sh)
+ * the benchmark's malloc and free calls go through two tiny non-inlined
+ * functions, counted_malloc and counted_free, so that callgrind's
+ * --toggle-collect can count the instructions spent inside the allocator
+ * alone, leaving out the threads' spin-waiting.  Wrapping by name in the
+ * program is used because the allocators' own entry points are aliases
+ * (malloc = mi_malloc = __libc_malloc, ...) that valgrind may report under
+ * any one of their names.
  */
 #include "bench_common.h"
 #include <pthread.h>
@@ -20,6 +29,27 @@
 #endif
 
 #define CACHELINE 64
+
+#ifdef COUNT_ALLOC
+/* noipa: no clones or inlining, so the symbols callgrind sees are exactly
+ * these; the empty asm keeps the call from becoming a tail jump */
+__attribute__((noinline, noipa)) void *counted_malloc(size_t n)
+{
+    void *p = malloc(n);
+    __asm__ volatile("" : "+r"(p) : : "memory");
+    return p;
+}
+__attribute__((noinline, noipa)) void counted_free(void *p)
+{
+    free(p);
+    __asm__ volatile("" : : : "memory");
+}
+#define ALLOC(n) counted_malloc(n)
+#define FREE(p) counted_free(p)
+#else
+#define ALLOC(n) malloc(n)
+#define FREE(p) free(p)
+#endif
 
 typedef struct {
     unsigned char *p;
@@ -47,7 +77,7 @@ static void *producer(void *arg)
         cpu_relax();
     for (long long n = 0; n < q.blocks; n++) {
         size_t sz = rng_range(&rng, (size_t)q.min, (size_t)q.max);
-        unsigned char *p = malloc(sz);
+        unsigned char *p = ALLOC(sz);
         if (!p)
             oom(sz);
         touch_block(p, sz, (uint64_t)n * 0x9e3779b97f4a7c15ull, 0);
@@ -81,7 +111,7 @@ static void *consumer(void *arg)
         if (!check_block(it.p, it.size, tag))
             errors++;
         checksum = checksum * 31 + tag + it.size;
-        free(it.p);
+        FREE(it.p);
     }
     consumer_checksum = checksum;
     consumer_errors = errors;

@@ -23,6 +23,9 @@
 #   BENCH_NO_INSTALL=1    do not apt-get install the comparison allocators
 #                         (mimalloc3 is still built with cargo)
 #   BENCH_TIMEOUT=S       per-run time limit in seconds (default 60)
+#   BENCH_INSTR=0         skip the instructions table (benches/instr.sh, which
+#                         counts instructions per malloc+free with callgrind;
+#                         it also runs alone: bash benches/instr.sh)
 #   BENCH_CC, BENCH_CFLAGS compiler and flags (default gcc, -O2 -g -Wall -Wextra)
 # Exit status: 0 if every run that was attempted succeeded with correct
 # results, 1 if any run crashed, timed out, found corrupted blocks or
@@ -324,6 +327,7 @@ mkdir -p "$BUILD" "$LOGS"
 rm -f "$LOGS"/*.out "$LOGS"/*.err
 INSTALL_EXTRA=()
 [[ " ${WORKLOADS[*]} " == *" python "* ]] && INSTALL_EXTRA+=(python3:python3)
+[[ ${BENCH_INSTR:-1} != 0 ]] && INSTALL_EXTRA+=(valgrind:valgrind)
 install_missing "${INSTALL_EXTRA[@]}"
 locate_allocators
 build
@@ -386,6 +390,10 @@ say ""
 say "ratios: time = glibc / allocator (>1 faster than glibc); RSS = allocator / glibc (<1 smaller)."
 say "time is the best of $REPS runs, peak RSS the largest; raw data: ${RESULTS#"$ROOT"/}, logs: ${LOGS#"$ROOT"/}/"
 say "benchmarks took $((SECONDS - START)) s; other processes used ${OTHER}% of the CPUs meanwhile"
+
+if [[ ${BENCH_INSTR:-1} != 0 ]]; then
+    BENCH_INSTR_FROM_RUN=1 bash "$BENCH_DIR/instr.sh" || problem "benches/instr.sh found problems (listed above)"
+fi
 
 if [[ -f $BENCH_DIR/gc/run.sh ]]; then
     say ""
