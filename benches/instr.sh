@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per malloc+free, counted by valgrind's callgrind, for every
-# allocator of `make bench`: deterministic, unlike time on a shared machine,
-# so it is the figure of record for the allocators' own cost.  Run by
-# benches/run.sh after its tables, or alone: `bash benches/instr.sh`.
+# allocator of `make bench`: deterministic (prodcons within ~0.1%), unlike
+# time on a shared machine, so it is the figure of record for the
+# allocators' own cost.  Run by benches/run.sh after its tables, or alone:
+# `bash benches/instr.sh`.
 # See benches/README.md ("Instructions table").
 #
 #   ring512, ring64  build/bench/ring --slots 1000 --min 16 --max 512 (64):
@@ -70,7 +71,7 @@ finish() {
 }
 
 say ""
-say "== Instructions per malloc+free (callgrind; deterministic: the figure of record on a noisy machine)"
+say "== Instructions per malloc+free (callgrind: counts, not time; the figure of record on a noisy machine)"
 if ! command -v valgrind >/dev/null; then
     say "  skipped: valgrind is not installed and could not be installed (apt-get install valgrind, as root)"
     finish
@@ -191,7 +192,8 @@ rel() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && a != "" && b != "-" && 
 say "   ring512/ring64: build/bench/ring --slots 1000 --min 16 --max 512 (64) --ops N, whole program,"
 say "     (instructions at N=600k - at N=200k) / 400k pairs; net = minus the harness (same loop, --null 1)"
 say "   prodcons: build/bench/prodcons-count (2 threads), only instructions inside malloc+free"
-say "     (callgrind --toggle-collect), (at 300k blocks - at 100k) / 200k; includes 10 for the wrappers' calls"
+say "     (callgrind --toggle-collect), (at 300k blocks - at 100k) / 200k; includes 10 for the wrappers' calls;
+     the rings are exact from run to run, prodcons within ~0.1% (how valgrind interleaves the threads)"
 say "   /obmem = allocator / obmem (net for the rings): below 1.00x = fewer instructions than obmem"
 printf '  %-16s %8s %7s %7s   %8s %7s %7s   %9s %7s\n' allocator ring512 net /obmem ring64 net /obmem prodcons /obmem
 n512o=$(net "${R512[obmem]:-}" "${R512[harness]:-}") n64o=$(net "${R64[obmem]:-}" "${R64[harness]:-}")
