@@ -54,14 +54,17 @@ fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
 /// or null if the fast path cannot serve it (nothing is done then).
 #[inline(always)]
 pub fn malloc_fast(n: usize) -> *mut u8 {
-    let slot = if n <= SMALL_MAX {
-        (n + ALIGNMENT - 1) >> ALIGNMENT_SHIFT
-    } else {
-        match class_of(n) {
-            Some(class) => class + 1,
-            None => return ptr::null_mut(),
-        }
-    };
+    if n > SMALL_MAX {
+        return match class_of(n) {
+            Some(class) => pop_fast(class + 1),
+            None => ptr::null_mut(),
+        };
+    }
+    pop_fast((n + ALIGNMENT - 1) >> ALIGNMENT_SHIFT)
+}
+
+#[inline(always)]
+fn pop_fast(slot: usize) -> *mut u8 {
     let h = heap::current_or_placeholder();
     // SAFETY: slot <= NUM_CLASSES.
     let b = unsafe { h.alloc_pool(slot) }.pop_or_take_local();

@@ -31,7 +31,7 @@ use crate::arena::{self, Arena};
 use crate::arena_map::{self, CHUNK_ARENA, CHUNK_NONE};
 use crate::heap::{self, Heap};
 use crate::large;
-use crate::pool::{self, Block, Pool};
+use crate::pool::{Block, Pool};
 use crate::report;
 
 /// Frees `p` (null is ignored); aborts with a report for a pointer obmem
@@ -65,7 +65,7 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
         return false;
     }
     // SAFETY: p is a carved block start, so >= 16 bytes of ours to read.
-    if unsafe { (*(p as *const Block)).freed_key } == h.key {
+    if unsafe { (*(p as *const Block)).freed_key } == pool.freed_key() {
         return false;
     }
     // SAFETY: a handed-out block of a live pool of our heap, not free.
@@ -98,7 +98,7 @@ pub unsafe fn free_remote_fast(p: *mut u8) -> bool {
     // SAFETY: a descriptor other than descriptor 0 in a live arena's header.
     let pool = unsafe { &*pool };
     let b = p as *mut Block;
-    let key = pool::freed_key();
+    let key = pool.freed_key();
     // SAFETY: p is checked as a block start before it is read or written.
     if !pool.is_block(p) || unsafe { (*b).freed_key } == key {
         return false;
@@ -150,7 +150,7 @@ unsafe fn free_owned(h: &Heap, pool: &Pool, p: *mut u8, func: &str) {
         report::invalid_pointer(func, p);
     }
     // SAFETY: a carved block start: >= 16 bytes of ours to read.
-    if unsafe { (*(p as *const Block)).freed_key } == h.key && pool.is_free(p) {
+    if unsafe { (*(p as *const Block)).freed_key } == pool.freed_key() && pool.is_free(p) {
         report::fatal(format_args!("{func}(): double free of {p:p}"));
     }
     // SAFETY: validated above as a handed-out block that is not free.
@@ -166,7 +166,7 @@ unsafe fn free_remote(owner: &Heap, pool: &Pool, p: *mut u8, func: &str) {
         report::invalid_pointer(func, p);
     }
     let b = p as *mut Block;
-    let key = pool::freed_key();
+    let key = pool.freed_key();
     // SAFETY: p is a carved block start, so >= 16 bytes are ours to read and
     // write. The owner's lists cannot be inspected from here: a block that
     // already holds the key is reported (every hand-out clears it).

@@ -16,14 +16,15 @@
 //! `class` (`heads`), or the placeholder pool `EMPTY_POOL`, whose
 //! allocation list is always empty, when the class has no pool or the
 //! heap takes the slow paths. The unit cache is a direct-mapped table from 16 KiB unit to the
-//! heap's pool holding it: `unit_tags[(a >> 14) % UNIT_SLOTS] == a` for
-//! the address `a` of a unit proves that the unit is mapped and holds a
+//! heap's pool holding it: `unit_tags[u % UNIT_SLOTS] == u` for the unit
+//! number `u = address >> 14` proves that the unit is mapped and holds a
 //! live pool of this heap, `unit_pools` names it. A pool's units are
 //! entered when it is made (evicting whatever shared their slots) and
 //! removed when it is released; a unit missing from the cache sends its
 //! frees to the general path. Slot 0 is never used: its tag stays 0, which
-//! the addresses below 16 KiB (NULL among them) match, and its pool is the
-//! all-zero `EMPTY_POOL`, whose checks fail.
+//! unit 0 (the addresses below 16 KiB, NULL among them) matches, and its
+//! pool is the all-zero `EMPTY_POOL`, whose checks fail. Other slots with
+//! tag 0 are empty: only unit 0 has number 0, and it maps to slot 0.
 //!
 //! Cross-thread frees go to the block's pool (`Pool::thread_free`); the
 //! thread whose push makes that list non-empty also pushes the pool on the
@@ -54,7 +55,7 @@
 use crate::arena::{self, Arena};
 use crate::config::*;
 use crate::os;
-use crate::pool::{self, Pool};
+use crate::pool::Pool;
 use crate::report;
 use crate::size_class;
 use crate::stats::{self, HeapStats};
@@ -72,8 +73,6 @@ const ORPHANED: u8 = 3;
 #[repr(C, align(64))]
 pub struct Heap {
     state: AtomicU8,
-    /// The process's freed key (`pool::freed_key`), kept at hand.
-    pub key: usize,
     /// `alloc_pools[class + 1]`: the pool `malloc`'s fast path pops from;
     /// see the module doc. Entry 0 is always `EMPTY_POOL`, so `malloc(0)`
     /// takes the slow path. Written by other threads in `force_slow_paths`.
@@ -98,7 +97,7 @@ pub struct Heap {
     /// Link in the abandoned list (under the registry lock).
     next_abandoned: Cell<*mut Heap>,
     pub stats: HeapStats,
-    /// The unit cache (see the module doc): a unit's address, or 0 for none.
+    /// The unit cache (see the module doc): a unit's number, or 0 for none.
     /// Last in the struct and zero when empty, so that a new heap's
     /// untouched pages stay untouched.
     unit_tags: [AtomicUsize; UNIT_SLOTS],
@@ -116,7 +115,7 @@ static EMPTY_POOL: Placeholder<Pool> = Placeholder(Pool::unused());
 /// The heap of every thread that has none yet: `slow` is set, so its
 /// malloc and free go to the slow paths, which make the thread a heap.
 /// Never written.
-pub(crate) static NO_HEAP: Placeholder<Heap> = Placeholder(Heap::new(0));
+pub(crate) static NO_HEAP: Placeholder<Heap> = Placeholder(Heap::new());
 
 /// The address the TLS slot holds for a thread without a heap.
 pub(crate) fn no_heap() -> *mut Heap {
@@ -132,10 +131,9 @@ fn empty_pool() -> *const Pool {
 static FORCE_SLOW: AtomicBool = AtomicBool::new(false);
 
 impl Heap {
-    const fn new(key: usize) -> Heap {
+    const fn new() -> Heap {
         Heap {
             state: AtomicU8::new(FREE),
-            key,
             alloc_pools: [const {
                 AtomicPtr::new(&EMPTY_POOL.0 as *const Pool as *mut Pool)
             }; NUM_CLASSES + 1],
@@ -165,11 +163,10 @@ impl Heap {
     ///
     /// # Safety
     /// `h` is valid for writes, aligned and zero-filled.
-    unsafe fn init_in_place(h: *mut Heap, key: usize) {
+    unsafe fn init_in_place(h: *mut Heap) {
         // SAFETY: per the contract; each write targets a field of *h.
         unsafe {
             ptr::addr_of_mut!((*h).state).write(AtomicU8::new(FREE));
-            ptr::addr_of_mut!((*h).key).write(key);
             for slot in 0..=NUM_CLASSES {
                 ptr::addr_of_mut!((*h).alloc_pools[slot])
                     .write(AtomicPtr::new(empty_pool() as *mut Pool));
@@ -240,9 +237,9 @@ impl Heap {
     /// lies below 16 KiB (then the pool named is `EMPTY_POOL`).
     #[inline(always)]
     pub fn unit_cached(&self, p: *const u8) -> bool {
-        let slot = (p as usize >> UNIT_SHIFT) % UNIT_SLOTS;
+        let u = p as usize >> UNIT_SHIFT;
         // SAFETY: the index is reduced modulo UNIT_SLOTS.
-        unsafe { self.unit_tags.get_unchecked(slot) }.load(Relaxed) == p as usize & !(UNIT_SIZE - 1)
+        unsafe { self.unit_tags.get_unchecked(u % UNIT_SLOTS) }.load(Relaxed) == u
     }
 
     /// The pool the unit cache names for `p`'s unit.
@@ -260,15 +257,15 @@ impl Heap {
     /// Enters the `n` units of `pool`, starting at `start`, in the unit cache.
     fn cache_units(&self, pool: &Pool, start: usize, n: usize) {
         for k in 0..n {
-            let unit = start + k * UNIT_SIZE;
-            let slot = (unit >> UNIT_SHIFT) % UNIT_SLOTS;
+            let u = (start >> UNIT_SHIFT) + k;
+            let slot = u % UNIT_SLOTS;
             if slot == 0 {
                 continue;
             }
             let tag = &self.unit_tags[slot];
             self.unit_pools[slot].set(pool);
             // SeqCst: as in `set_head`.
-            tag.store(unit, SeqCst);
+            tag.store(u, SeqCst);
             if FORCE_SLOW.load(SeqCst) {
                 tag.store(0, SeqCst);
             }
@@ -278,9 +275,9 @@ impl Heap {
     /// Removes the `n` units starting at `start` from the unit cache.
     fn uncache_units(&self, start: usize, n: usize) {
         for k in 0..n {
-            let unit = start + k * UNIT_SIZE;
-            let tag = &self.unit_tags[(unit >> UNIT_SHIFT) % UNIT_SLOTS];
-            if tag.load(Relaxed) == unit {
+            let u = (start >> UNIT_SHIFT) + k;
+            let tag = &self.unit_tags[u % UNIT_SLOTS];
+            if tag.load(Relaxed) == u && u % UNIT_SLOTS != 0 {
                 tag.store(0, Relaxed);
             }
         }
@@ -314,14 +311,14 @@ impl Heap {
         let pool = unsafe { &*pool };
         self.push_front(pool);
         stats::count(&self.stats.allocs[class + 1]);
-        pool.pop_slow(self.key)
+        pool.pop_slow()
     }
 
     fn alloc_from_queue(&self, class: usize) -> *mut u8 {
         loop {
             // Drop exhausted pools off the head of the queue.
             while let Some(pool) = self.head(class) {
-                let b = pool.pop_slow(self.key);
+                let b = pool.pop_slow();
                 if !b.is_null() {
                     stats::count(&self.stats.allocs[class + 1]);
                     return b;
@@ -343,7 +340,7 @@ impl Heap {
     #[inline(always)]
     pub unsafe fn free_local(&self, pool: &Pool, p: *mut u8) {
         // SAFETY: per the contract.
-        if unsafe { pool.push_local(p, self.key) } {
+        if unsafe { pool.push_local(p) } {
             self.pool_gained(pool);
         }
     }
@@ -790,7 +787,7 @@ fn init_current() -> *mut Heap {
             // SAFETY: the slab has room for a Heap (checked above) at an
             // address aligned to 64 (slab page-aligned, Heap size a multiple of 64).
             unsafe {
-                Heap::init_in_place(h, pool::freed_key());
+                Heap::init_in_place(h);
                 r.slab = r.slab.add(size);
                 (*h).state.store(ACTIVE, Relaxed);
             }

@@ -19,9 +19,10 @@
 //! - Blocks with an index below `carved` have been carved: each is handed
 //!   out or on one of the three lists. Blocks above it were never written
 //!   (pymalloc's lazy carving, at page granularity). `carved <= capacity`.
-//! - Every block on one of the lists holds the process's freed key in its
-//!   second word; a block in the user's hands does not (unless the user
-//!   stored that exact value), because every hand-out clears it.
+//! - Every block on one of the lists holds the pool's freed key (the
+//!   descriptor's address, `Pool::freed_key`) in its second word; a block
+//!   in the user's hands does not (unless the user stored that exact
+//!   value), because every hand-out clears it.
 //! - `state` holds two things, so that `free` tests both with one
 //!   decrement and one sign test: in its low 31 bits `used`, the blocks
 //!   handed out and not yet freed *to this pool's owner* (a block on
@@ -49,17 +50,6 @@ pub struct Block {
     pub next: *mut Block,
     pub freed_key: usize,
 }
-
-/// The value written into the second word of every free block (see the
-/// module invariants): a block that already holds it when freed is a
-/// suspected double free, confirmed against the lists by the owner and
-/// reported at once by another thread, which cannot inspect them. Derived
-/// from the address of a private static, so it differs between processes
-/// (ASLR) and is unlikely to appear in user data; heaps keep a copy.
-pub fn freed_key() -> usize {
-    (&FREED_KEY_ANCHOR as *const u8 as usize) ^ 0x9e37_79b9_7f4a_7c15
-}
-static FREED_KEY_ANCHOR: u8 = 0;
 
 /// A pool descriptor. It lives in its arena's header, one per unit. 128
 /// bytes: the first cache line holds what the owner's `malloc` and `free`
@@ -130,6 +120,18 @@ impl Pool {
         self.thread_free.store(ptr::null_mut(), Relaxed);
         self.remote_next.store(ptr::null_mut(), Relaxed);
         self.remote_queued.store(false, Relaxed);
+    }
+
+    /// The value written into the second word of every free block of this
+    /// pool (see the module invariants): a block that already holds it when
+    /// freed is a suspected double free, confirmed against the lists by the
+    /// owner and reported at once by another thread, which cannot inspect
+    /// them. The descriptor's address: at hand on every path that frees,
+    /// different between processes (ASLR) and between pools, and not a
+    /// value user data holds by chance (it points into obmem's metadata).
+    #[inline(always)]
+    pub fn freed_key(&self) -> usize {
+        self as *const Pool as usize
     }
 
     /// Back to the state of a unit without a pool (all zero).
@@ -241,7 +243,7 @@ impl Pool {
     /// Refills the allocation list, from the owner's frees or by carving,
     /// and pops. Null when the pool has no free block (blocks on
     /// `thread_free` come back through the heap).
-    pub fn pop_slow(&self, key: usize) -> *mut u8 {
+    pub fn pop_slow(&self) -> *mut u8 {
         if self.free.get().is_null() {
             if self.local_free.get().is_null() {
                 self.take_thread_free();
@@ -250,7 +252,7 @@ impl Pool {
             if !local.is_null() {
                 self.free.set(local);
             } else {
-                self.carve(key);
+                self.carve();
             }
         }
         self.pop()
@@ -258,7 +260,8 @@ impl Pool {
 
     /// Carves the blocks that start in the page of the next uncarved block
     /// (at least one) onto the allocation list, which must be empty.
-    fn carve(&self, key: usize) {
+    fn carve(&self) {
+        let key = self.freed_key();
         let info = size_class::info(self.class());
         let size = info.block_size as usize;
         let carved = self.carved.get();
@@ -290,7 +293,8 @@ impl Pool {
     /// # Safety
     /// `b` is a block of this pool handed out and not freed since.
     #[inline(always)]
-    pub unsafe fn push_local(&self, b: *mut u8, key: usize) -> bool {
+    pub unsafe fn push_local(&self, b: *mut u8) -> bool {
+        let key = self.freed_key();
         let b = b as *mut Block;
         // SAFETY: per the contract, b is a block of >= 16 bytes we own again.
         unsafe {
@@ -402,13 +406,12 @@ mod tests {
 
     #[test]
     fn carving_is_lazy_by_page_then_lists_are_lifo() {
-        let key = freed_key();
         let class = class_of(48).unwrap();
         let cap = size_class::info(class).capacity as usize;
         let mut mem = vec![0u8; UNIT_SIZE + PAGE_SIZE];
         let (pool, start) = pool_in(&mut mem, class);
         assert!(pool.pop().is_null(), "nothing carved yet");
-        let a = pool.pop_slow(key);
+        let a = pool.pop_slow();
         assert_eq!(a, start);
         // One page of 48-byte blocks carved: 4096 / 48 rounded up.
         assert_eq!(pool.carved.get(), 86);
@@ -422,7 +425,7 @@ mod tests {
         );
         // SAFETY: a is a live block of the pool.
         assert!(!pool.in_queue(), "a new pool is not queued");
-        assert!(unsafe { pool.push_local(a, key) }, "out of the queue: the heap must act");
+        assert!(unsafe { pool.push_local(a) }, "out of the queue: the heap must act");
         pool.set_in_queue(true);
         assert!(pool.is_free(a) && !pool.is_free(b));
         assert_eq!(pool.used(), 1);
@@ -437,24 +440,23 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 86);
-        assert_eq!(pool.pop_slow(key), a, "local frees refill the allocation list");
-        while !pool.pop_slow(key).is_null() {
+        assert_eq!(pool.pop_slow(), a, "local frees refill the allocation list");
+        while !pool.pop_slow().is_null() {
             n += 1;
         }
         assert_eq!(n, cap);
         assert_eq!(pool.carved.get(), cap);
         assert_eq!(pool.used() as usize, cap);
         // SAFETY: a is live again.
-        assert!(!unsafe { pool.push_local(a, key) }, "queued and not empty");
+        assert!(!unsafe { pool.push_local(a) }, "queued and not empty");
     }
 
     #[test]
     fn thread_frees_are_taken_in_one_swap() {
-        let key = freed_key();
         let class = class_of(16).unwrap();
         let mut mem = vec![0u8; UNIT_SIZE + PAGE_SIZE];
         let (pool, _) = pool_in(&mut mem, class);
-        let blocks: Vec<*mut u8> = (0..10).map(|_| pool.pop_slow(key)).collect();
+        let blocks: Vec<*mut u8> = (0..10).map(|_| pool.pop_slow()).collect();
         for (i, &b) in blocks.iter().enumerate() {
             // SAFETY: live blocks of the pool, each pushed once.
             let first = unsafe { pool.push_thread_free(b as *mut Block) };
