@@ -7,7 +7,7 @@
 //!                        └──► domain: per-domain allocator table (hooks) ◄── debug hooks
 //!                                   │ (default)
 //!                                   ▼
-//!                        alloc: malloc/calloc/realloc/aligned/free/usable_size
+//!        alloc: malloc/calloc/realloc/aligned     free: free/usable_size
 //!                        │                         │
 //!               size ≤ 128 KiB                size > 128 KiB
 //!                        ▼                         ▼
@@ -27,14 +27,17 @@
 //! *heap* is a thread's set of arenas and its per-class pool queues.
 //!
 //! Life of a block: `malloc(n)` finds the class of `n`, takes the calling
-//! thread's heap from TLS and pops a block from the head pool of that class
-//! (its free list, else its untouched tail). When the head pool is full it
-//! leaves the queue; the next pool, blocks handed back by other threads, a
-//! free unit run in an owned arena, or a new arena from the reserve refill
-//! it, in that order. `free(p)` asks the arena map whether `p`'s chunk is
-//! ours, finds the pool by address arithmetic, and checks that `p` is a
-//! block start. If the arena's owner is the calling thread's heap the block
-//! goes on the pool's free list; otherwise onto the owner's remote list.
+//! thread's heap from TLS and pops a block from the allocation list of the
+//! head pool of that class. When that list is empty it is refilled from
+//! the pool's local frees, its remote frees, or by carving a page's worth
+//! of untouched blocks; when the pool has nothing left it leaves the queue,
+//! and the next pool, blocks handed back by other threads, a free unit run
+//! in an owned arena, or a new arena from the reserve serve, in that order.
+//! `free(p)` looks `p`'s 16 KiB unit up in the calling thread's unit cache,
+//! which names the heap's pool holding it, checks that `p` is a carved
+//! block start and not already free, and pushes it on the pool's local
+//! list. A block of another heap is found through the global arena map,
+//! checked the same way and pushed on its pool's remote list.
 //! An emptied pool returns its units to the arena, an emptied arena returns
 //! to the reserve with its pages discarded, and the reserve unmaps beyond a
 //! bound. Every module states the invariants of its own structures.
