@@ -928,6 +928,42 @@ mod tests {
     use crate::{alloc, free};
 
     #[test]
+    fn the_unit_cache_names_pools_evicts_and_forgets() {
+        let h = Heap::new();
+        let (a, b) = (Pool::unused(), Pool::unused());
+        let at = |addr: usize| addr as *const u8;
+        let u = 0x7000_0000_0000usize + UNIT_SIZE; // slot 1
+        h.cache_units(&a, u, 2);
+        for p in [u, u + 100, u + UNIT_SIZE, u + 2 * UNIT_SIZE - 1] {
+            assert!(h.unit_cached(at(p)), "{p:#x}");
+            // SAFETY: cached just above.
+            assert!(ptr::eq(unsafe { h.cached_pool(at(p)) }, &a));
+        }
+        assert!(!h.unit_cached(at(u + 2 * UNIT_SIZE)));
+        // A unit UNIT_SLOTS units away takes the first unit's slot.
+        let far = u + UNIT_SLOTS * UNIT_SIZE;
+        h.cache_units(&b, far, 1);
+        assert!(!h.unit_cached(at(u)) && h.unit_cached(at(u + UNIT_SIZE)));
+        // SAFETY: cached just above.
+        assert!(ptr::eq(unsafe { h.cached_pool(at(far)) }, &b));
+        // Forgetting a's units leaves the slot b took.
+        h.uncache_units(u, 2);
+        assert!(!h.unit_cached(at(u + UNIT_SIZE)) && h.unit_cached(at(far)));
+        // Slot 0 is never used; unit 0 (NULL) resolves to the placeholder pool.
+        let zero_slot = 5 * UNIT_SLOTS * UNIT_SIZE;
+        h.cache_units(&a, zero_slot, 1);
+        assert!(!h.unit_cached(at(zero_slot)));
+        assert!(h.unit_cached(ptr::null()));
+        // SAFETY: unit 0 always "hits" slot 0.
+        let p0 = unsafe { h.cached_pool(ptr::null()) };
+        assert!(ptr::eq(p0, empty_pool()) && !p0.is_carved_block(ptr::null()));
+        // The placeholder heap caches nothing but unit 0, and pops nothing.
+        assert!(!NO_HEAP.0.unit_cached(at(u)));
+        // SAFETY: slot 1 <= NUM_CLASSES.
+        assert!(unsafe { NO_HEAP.0.alloc_pool(1) }.pop().is_null());
+    }
+
+    #[test]
     fn remote_frees_reach_the_owner_and_are_drained() {
         // Run in a fresh thread so no other test shares this heap.
         std::thread::spawn(|| {
