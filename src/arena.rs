@@ -73,8 +73,8 @@ const _: () = assert!(
     "header must fit unit 0"
 );
 const _: () = assert!(core::mem::offset_of!(Arena, pools) == 0);
-/// The offset of `unit_pool` in the header, for the free fast path.
-pub(crate) const UNIT_POOL_OFFSET: usize = core::mem::offset_of!(Arena, unit_pool);
+/// The offset of `unit_pool` in the header.
+const UNIT_POOL_OFFSET: usize = core::mem::offset_of!(Arena, unit_pool);
 
 /// The arena containing `p`.
 #[inline(always)]
