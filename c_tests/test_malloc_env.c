@@ -92,51 +92,6 @@ static int child_main(const char *mode)
     return 0;
 }
 
-typedef struct {
-    int status;
-    char err[65536];
-    size_t len;
-} spawn_result;
-
-/* Runs this program as "child MODE" with the OBMEM_* variables removed from
- * the environment and `assign` (NULL-terminated "K=V" list) added. */
-static void spawn_child(const char *mode, const char *const *assign, spawn_result *r)
-{
-    char *env[512];
-    size_t ne = 0;
-    for (char **e = environ; *e && ne < 400; e++)
-        if (strncmp(*e, "OBMEM_", 6) != 0)
-            env[ne++] = *e;
-    for (size_t i = 0; assign[i]; i++)
-        env[ne++] = (char *)assign[i];
-    env[ne] = NULL;
-
-    int fds[2];
-    CHECK(pipe(fds) == 0);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        int dn = open("/dev/null", O_WRONLY);
-        dup2(dn, 1);
-        char *argv[] = {(char *)"test_malloc_env", (char *)"child", (char *)mode, NULL};
-        alarm(30);
-        execve("/proc/self/exe", argv, env);
-        _exit(127);
-    }
-    close(fds[1]);
-    r->len = 0;
-    ssize_t n;
-    while ((n = read(fds[0], r->err + r->len, sizeof r->err - 1 - r->len)) > 0)
-        r->len += (size_t)n;
-    r->err[r->len] = '\0';
-    close(fds[0]);
-    CHECK(waitpid(pid, &r->status, 0) == pid);
-}
-
 static int count_lines_with(const char *out, const char *a, const char *b)
 {
     int count = 0;
@@ -173,12 +128,12 @@ int main(int argc, char **argv)
         return child_main(argv[2]);
 
     /* Sanity: the child runs and is silent with no OBMEM_* variables. */
-    spawn_child("default", (const char *const[]){NULL}, &r);
+    spawn_self("default", (const char *const[]){NULL}, &r);
     EXPECT_CLEAN_EXIT(r, "no OBMEM_* variables");
     CHECK_MSG(r.len == 0, "stderr not empty without OBMEM_* variables:\n%s", r.err);
 
     /* OBMEM_SHOW_STATS=1: the table at exit. */
-    spawn_child("default", (const char *const[]){"OBMEM_SHOW_STATS=1", NULL}, &r);
+    spawn_self("default", (const char *const[]){"OBMEM_SHOW_STATS=1", NULL}, &r);
     EXPECT_CLEAN_EXIT(r, "OBMEM_SHOW_STATS=1");
     CHECK_MSG(has_line(r.err, "obmem statistics", NULL, NULL),
               "OBMEM_SHOW_STATS=1: no line starting \"obmem statistics\" in stderr:\n%s", r.err);
@@ -189,10 +144,10 @@ int main(int argc, char **argv)
     printf("OBMEM_SHOW_STATS=1 ok\n");
 
     /* OBMEM_SHOW_STATS=0: off, silent. A bad value: one line, default (off). */
-    spawn_child("default", (const char *const[]){"OBMEM_SHOW_STATS=0", NULL}, &r);
+    spawn_self("default", (const char *const[]){"OBMEM_SHOW_STATS=0", NULL}, &r);
     EXPECT_CLEAN_EXIT(r, "OBMEM_SHOW_STATS=0");
     CHECK_MSG(r.len == 0, "OBMEM_SHOW_STATS=0: unexpected stderr:\n%s", r.err);
-    spawn_child("default", (const char *const[]){"OBMEM_SHOW_STATS=banana", NULL}, &r);
+    spawn_self("default", (const char *const[]){"OBMEM_SHOW_STATS=banana", NULL}, &r);
     EXPECT_CLEAN_EXIT(r, "OBMEM_SHOW_STATS=banana");
     int lines = count_lines_with(r.err, "OBMEM_SHOW_STATS", "banana");
     CHECK_MSG(lines == 1, "OBMEM_SHOW_STATS=banana: %d lines of stderr name it (expected 1):\n%s",
@@ -208,14 +163,14 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         char kv[64];
         snprintf(kv, sizeof kv, "OBMEM_MALLOC=%s", modes[i]);
-        spawn_child(i == 0 ? "default" : strstr(modes[i], "debug") ? "debughooks" : "other",
+        spawn_self(i == 0 ? "default" : strstr(modes[i], "debug") ? "debughooks" : "other",
                     (const char *const[]){kv, NULL}, &r);
         EXPECT_CLEAN_EXIT(r, kv);
         CHECK_MSG(r.len == 0, "%s: unexpected stderr:\n%s", kv, r.err);
     }
     printf("OBMEM_MALLOC modes ok\n");
 
-    spawn_child("default", (const char *const[]){"OBMEM_MALLOC=bogus_mode", NULL}, &r);
+    spawn_self("default", (const char *const[]){"OBMEM_MALLOC=bogus_mode", NULL}, &r);
     EXPECT_CLEAN_EXIT(r, "OBMEM_MALLOC=bogus_mode");
     lines = count_lines_with(r.err, "OBMEM_MALLOC", "bogus_mode");
     CHECK_MSG(lines == 1, "OBMEM_MALLOC=bogus_mode: %d lines of stderr name it (expected 1):\n%s",
@@ -223,9 +178,9 @@ int main(int argc, char **argv)
     printf("bad OBMEM_MALLOC ok\n");
 
     /* The gc thresholds (needs obm_gc_get_threshold). */
-    spawn_child("gcdefault", (const char *const[]){NULL}, &r);
+    spawn_self("gcdefault", (const char *const[]){NULL}, &r);
     EXPECT_CLEAN_EXIT(r, "default gc thresholds");
-    spawn_child("gc100", (const char *const[]){"OBMEM_GC_THRESHOLD=100,5,3", NULL}, &r);
+    spawn_self("gc100", (const char *const[]){"OBMEM_GC_THRESHOLD=100,5,3", NULL}, &r);
     EXPECT_CLEAN_EXIT(r, "OBMEM_GC_THRESHOLD=100,5,3");
     CHECK_MSG(r.len == 0, "OBMEM_GC_THRESHOLD=100,5,3: unexpected stderr:\n%s", r.err);
     printf("OBMEM_GC_THRESHOLD ok\n");
@@ -238,7 +193,7 @@ int main(int argc, char **argv)
         {"OBMEM_GC_THRESHOLD=12x", "OBMEM_GC_THRESHOLD", "12x"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        spawn_child("gcdefault", (const char *const[]){bad[i].kv, NULL}, &r);
+        spawn_self("gcdefault", (const char *const[]){bad[i].kv, NULL}, &r);
         EXPECT_CLEAN_EXIT(r, bad[i].kv);
         lines = count_lines_with(r.err, bad[i].name, bad[i].value);
         CHECK_MSG(lines == 1, "%s: %d lines of stderr name it (expected exactly 1):\n%s",

@@ -384,4 +384,55 @@ static inline int has_line(const char *out, const char *prefix, const char *a, c
     return 0;
 }
 
+/* ---- running this program again with other environment variables -------- */
+
+extern char **environ;
+
+typedef struct {
+    int status;
+    char err[65536];
+    size_t len;
+} spawn_result;
+
+/* Runs this program again, as "PROGRAM child MODE", with the OBMEM_*
+ * variables removed from the environment and `assign` (a NULL-terminated
+ * "K=V" list) added: for settings read when the library is loaded. Its
+ * stderr is captured in r->err, its stdout discarded; 30 s alarm. */
+static inline void spawn_self(const char *mode, const char *const *assign, spawn_result *r)
+{
+    char *env[512];
+    size_t ne = 0;
+    for (char **e = environ; *e && ne < 400; e++)
+        if (strncmp(*e, "OBMEM_", 6) != 0)
+            env[ne++] = *e;
+    for (size_t i = 0; assign[i]; i++)
+        env[ne++] = (char *)assign[i];
+    env[ne] = NULL;
+
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        int dn = open("/dev/null", O_WRONLY);
+        dup2(dn, 1);
+        char *argv[] = {(char *)"obmem-test", (char *)"child", (char *)mode, NULL};
+        alarm(30);
+        execve("/proc/self/exe", argv, env);
+        _exit(127);
+    }
+    close(fds[1]);
+    r->len = 0;
+    ssize_t n;
+    while ((n = read(fds[0], r->err + r->len, sizeof r->err - 1 - r->len)) > 0)
+        r->len += (size_t)n;
+    r->err[r->len] = '\0';
+    close(fds[0]);
+    CHECK(waitpid(pid, &r->status, 0) == pid);
+}
+
 #endif /* OBMEM_TEST_UTIL_H */

@@ -255,6 +255,18 @@ typedef struct obm_stats {
   size_t large_cached;
   size_t large_cached_bytes;
   /*
+   Free memory kept for reuse with its pages resident: free units of
+   arenas and cached large mappings that have not yet waited the purge
+   delay (`OBMEM_PURGE_DELAY_MS`). Empty pools kept as queue heads, at
+   most one per class and thread, are not counted.
+   */
+  size_t bytes_kept;
+  /*
+   Free memory given back to the OS since the start (pages discarded or
+   unmapped while free).
+   */
+  size_t bytes_purged;
+  /*
    Thread heaps ever created.
    */
   size_t heaps;
@@ -569,6 +581,24 @@ void obm_get_stats(struct obm_stats *out);
  Prints a table of the statistics to file descriptor `fd`.
  */
 void obm_print_stats(int32_t fd);
+
+/*
+ Gives back to the OS, now, the free memory obmem keeps for reuse: the
+ pages of free pool units and spare arenas of every thread's heap, the
+ calling thread's empty pools and the cached large mappings. (Another
+ thread's empty pools kept for its next allocation, at most one per size
+ class, stay.) Returns the bytes given back. Without it, free memory goes
+ back once unused for `OBMEM_PURGE_DELAY_MS`, checked when some thread
+ allocates or frees through a slow path; an idle process should call it.
+ */
+size_t obm_trim(void);
+
+/*
+ glibc's `malloc_trim`: gives free memory back to the OS as `obm_trim`
+ does (`pad` is ignored: obmem keeps nothing at the top of a heap).
+ Returns 1 if memory was given back, 0 if there was nothing to give.
+ */
+int malloc_trim(size_t pad);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -58,10 +58,11 @@ pub struct Arena {
     pub free_units: Cell<u16>,
     /// Bit i set: unit i is free and a pool used it since its pages were
     /// last discarded, so they may be resident. A subset of `free_units`.
-    pub dirty_units: Cell<u16>,
-    /// The dirty units that stayed free since the owner's last purge: the
-    /// next purge discards those only. A subset of `dirty_units`.
-    pub aged_units: Cell<u16>,
+    /// Written by the owner; statistics read it.
+    pub dirty_units: AtomicU16,
+    /// When a unit last became dirty (`purge::now_ms`); the dirty units go
+    /// back to the OS together, a purge delay after it. Owner only.
+    pub dirty_stamp: Cell<u64>,
     /// Linked in the owner's list of arenas with a free unit.
     pub in_partial: Cell<bool>,
     pub next: Cell<*mut Arena>,
@@ -147,29 +148,33 @@ impl Arena {
         let first = m.trailing_zeros() as usize;
         let run = run_mask(first, n);
         self.free_units.set(self.free_units.get() & !run);
-        self.dirty_units.set(self.dirty_units.get() & !run);
-        self.aged_units.set(self.aged_units.get() & !run);
+        self.dirty_units
+            .store(self.dirty_units.load(Relaxed) & !run, Relaxed);
         Some(first)
     }
 
-    pub fn give_units(&self, first: usize, n: usize) {
+    /// Units `first..first + n` are free again, their pages still resident,
+    /// as of `now`.
+    pub fn give_units(&self, first: usize, n: usize, now: u64) {
         let run = run_mask(first, n);
         debug_assert!(self.free_units.get() & run == 0);
         self.free_units.set(self.free_units.get() | run);
-        self.dirty_units.set(self.dirty_units.get() | run);
+        self.dirty_units
+            .store(self.dirty_units.load(Relaxed) | run, Relaxed);
+        self.dirty_stamp.set(now);
     }
 
-    /// Gives back to the OS the pages of the dirty units that stayed free
-    /// since the last call (all dirty units if `all`); the others age.
-    pub fn discard_dirty(&self, all: bool) {
-        let dirty = self.dirty_units.get();
-        let mut discard = if all {
-            dirty
-        } else {
-            dirty & self.aged_units.get()
-        };
-        self.dirty_units.set(dirty & !discard);
-        self.aged_units.set(dirty & !discard);
+    /// How many free units may hold resident pages.
+    pub fn dirty_count(&self) -> usize {
+        self.dirty_units.load(Relaxed).count_ones() as usize
+    }
+
+    /// Gives back to the OS the pages of every dirty unit; returns how many
+    /// units that was.
+    pub fn discard_dirty(&self) -> usize {
+        let mut discard = self.dirty_units.load(Relaxed);
+        let units = discard.count_ones() as usize;
+        self.dirty_units.store(0, Relaxed);
         let base = self as *const Arena as usize;
         while discard != 0 {
             let first = discard.trailing_zeros() as usize;
@@ -179,6 +184,8 @@ impl Arena {
             unsafe { os::discard((base + first * UNIT_SIZE) as *mut u8, n * UNIT_SIZE) };
             discard &= !run_mask(first, n);
         }
+        crate::purge::given_back(units * UNIT_SIZE);
+        units
     }
 
     pub fn is_empty(&self) -> bool {
@@ -264,8 +271,8 @@ pub fn acquire(owner: OwnerId) -> *mut Arena {
     // rewritten field by field before the arena is published to its owner.
     unsafe {
         ptr::addr_of_mut!((*a).free_units).write(Cell::new(ALL_UNITS));
-        ptr::addr_of_mut!((*a).dirty_units).write(Cell::new(0));
-        ptr::addr_of_mut!((*a).aged_units).write(Cell::new(0));
+        ptr::addr_of_mut!((*a).dirty_units).write(AtomicU16::new(0));
+        ptr::addr_of_mut!((*a).dirty_stamp).write(Cell::new(0));
         ptr::addr_of_mut!((*a).in_partial).write(Cell::new(false));
         ptr::addr_of_mut!((*a).next).write(Cell::new(ptr::null_mut()));
         ptr::addr_of_mut!((*a).prev).write(Cell::new(ptr::null_mut()));
@@ -307,19 +314,25 @@ pub unsafe fn release(a: *mut Arena) {
     }
 }
 
-/// Calls `f` on every live pool of every arena in use, for statistics: the
-/// pools' shared fields are read while their owners go on working, so
-/// what `f` sees may be a moment out of date. The reserve lock keeps
-/// arenas from being unmapped meanwhile.
-pub fn for_each_pool(mut f: impl FnMut(&Pool)) {
+/// Calls `f` on every arena in use, for statistics: their shared fields
+/// are read while their owners go on working, so what `f` sees may be a
+/// moment out of date. The reserve lock keeps arenas from being unmapped
+/// meanwhile.
+pub fn for_each_arena(mut f: impl FnMut(&Arena)) {
     let _r = RESERVE.lock();
     arena_map::for_each(CHUNK_ARENA, |addr| {
         // SAFETY: the map says an arena is mapped at addr, and arenas are
         // unmapped only under the reserve lock.
         let a = unsafe { &*(addr as *const Arena) };
-        if !a.is_live() {
-            return;
+        if a.is_live() {
+            f(a);
         }
+    });
+}
+
+/// Calls `f` on every live pool of every arena in use (see `for_each_arena`).
+pub fn for_each_pool(mut f: impl FnMut(&Pool)) {
+    for_each_arena(|a| {
         for u in 1..UNITS_PER_ARENA {
             if a.unit_pool[u].load(Relaxed) as usize == descriptor_offset(u) {
                 f(a.pool(u));
@@ -350,8 +363,8 @@ mod tests {
             magic: AtomicUsize::new(0),
             owner: AtomicPtr::new(ptr::null_mut()),
             free_units: Cell::new(ALL_UNITS),
-            dirty_units: Cell::new(0),
-            aged_units: Cell::new(0),
+            dirty_units: AtomicU16::new(0),
+            dirty_stamp: Cell::new(0),
             in_partial: Cell::new(false),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
@@ -366,23 +379,20 @@ mod tests {
         assert_eq!(a.take_units(8), None, "only units 10..15 are left");
         assert_eq!(a.take_units(6), Some(10));
         assert_eq!(a.free_units.get(), 0);
-        a.give_units(2, 8);
-        assert_eq!(
-            a.dirty_units.get().count_ones(),
-            8,
-            "given-back units may hold pages"
-        );
+        a.give_units(2, 8, 7);
+        assert_eq!(a.dirty_count(), 8, "given-back units may hold pages");
+        assert_eq!(a.dirty_stamp.get(), 7);
         assert_eq!(a.take_units(3), Some(2));
         assert_eq!(
-            a.dirty_units.get(),
+            a.dirty_units.load(Relaxed),
             run_mask(5, 5),
             "taken units are not free"
         );
-        a.give_units(2, 3);
-        a.give_units(1, 1);
-        a.give_units(10, 6);
+        a.give_units(2, 3, 8);
+        a.give_units(1, 1, 9);
+        a.give_units(10, 6, 10);
         assert!(a.is_empty());
-        assert_eq!(a.dirty_units.get(), ALL_UNITS);
+        assert_eq!(a.dirty_units.load(Relaxed), ALL_UNITS);
     }
 
     #[test]
@@ -396,38 +406,24 @@ mod tests {
             for u in first..first + 4 {
                 ptr::write_bytes(unit(u), 0xAB, UNIT_SIZE);
             }
-            arena.give_units(first + 1, 2); // a pool's units freed: dirty
-            assert_eq!(arena.dirty_units.get().count_ones(), 2);
-            arena.discard_dirty(false);
-            assert_eq!(
-                arena.dirty_units.get().count_ones(),
-                2,
-                "freed since the last purge: kept"
-            );
-            assert_eq!(*unit(first + 1), 0xAB);
-            arena.discard_dirty(false);
-            assert_eq!(
-                arena.dirty_units.get().count_ones(),
-                0,
-                "still free at the next purge: discarded"
-            );
+            arena.give_units(first + 1, 2, 0); // a pool's units freed: dirty
+            assert_eq!(arena.dirty_count(), 2);
+            assert_eq!(*unit(first + 1), 0xAB, "kept until discarded");
+            assert_eq!(arena.discard_dirty(), 2);
+            assert_eq!(arena.dirty_count(), 0);
             assert_eq!(*unit(first), 0xAB, "a unit in use keeps its bytes");
             assert_eq!(*unit(first + 1), 0, "a discarded unit reads zero");
             assert_eq!(*unit(first + 2).add(UNIT_SIZE - 1), 0);
             assert_eq!(*unit(first + 3), 0xAB);
-            // A unit reused between two purges is not discarded.
-            assert_eq!(arena.take_units(2), Some(first + 1));
-            arena.give_units(first + 1, 2);
-            arena.discard_dirty(false);
+            // A unit taken again is not dirty, so not discarded.
+            arena.give_units(first + 1, 2, 0);
             assert_eq!(arena.take_units(2), Some(first + 1));
             ptr::write_bytes(unit(first + 1), 0xCD, UNIT_SIZE);
-            arena.give_units(first + 1, 2);
-            arena.discard_dirty(false);
-            assert_eq!(*unit(first + 1), 0xCD, "reused since the last purge: kept");
-            arena.discard_dirty(true);
-            assert_eq!(*unit(first + 1), 0, "`all` discards every dirty unit");
-            arena.give_units(first, 1);
-            arena.give_units(first + 3, 1);
+            assert_eq!(arena.discard_dirty(), 0);
+            assert_eq!(*unit(first + 1), 0xCD, "in use again: kept");
+            arena.give_units(first + 1, 2, 0);
+            arena.give_units(first, 1, 0);
+            arena.give_units(first + 3, 1, 0);
             release(a);
         }
     }
@@ -452,7 +448,7 @@ mod tests {
             assert_eq!(arena_map::lookup(start as usize), CHUNK_ARENA);
             arena.unmake_pool(first, 3);
             assert_eq!(pool_of(start), a as *const Pool);
-            arena.give_units(first, 3);
+            arena.give_units(first, 3, 0);
             release(a);
             assert_eq!(
                 arena_map::lookup(a as usize),

@@ -44,20 +44,15 @@ pub(crate) const PAGE_SIZE: usize = 4096;
 pub(crate) const ARENA_BATCH: usize = 16; // 4 MiB
 /// Empty arenas kept mapped (pages discarded) for reuse before unmapping.
 pub(crate) const ARENA_RETAIN_MAX: usize = 256; // 64 MiB of address space, no RSS
-/// Empty arenas a thread heap keeps with their pages, so a loop that
-/// allocates and frees at an arena boundary does not call madvise and fault
-/// the pages back each time: one per HEAP_SPARE_DIVISOR arenas owned,
-/// between HEAP_SPARE_MIN and HEAP_SPARE_MAX (4 MiB).
-pub(crate) const HEAP_SPARE_DIVISOR: usize = 8;
-pub(crate) const HEAP_SPARE_MIN: usize = 1;
-pub(crate) const HEAP_SPARE_MAX: usize = 16;
-/// When a heap's pools have shrunk since their peak by this many units, or
-/// by 1/HEAP_PURGE_DIVISOR of the peak if more, the pages of the free units
-/// in its partly used arenas that stayed free since the previous purge go
-/// back to the OS (MADV_DONTNEED): a heap that shrinks returns its memory,
-/// one that fluctuates keeps its pages.
-pub(crate) const HEAP_PURGE_UNITS: usize = 128; // 2 MiB
-pub(crate) const HEAP_PURGE_DIVISOR: usize = 4;
+/// The default of `OBMEM_PURGE_DELAY_MS`: free pages unused this long go
+/// back to the OS (see purge.rs; jemalloc's dirty_decay_ms is 10 s,
+/// mimalloc's purge delay 10 ms (v2) to 1 s (v3)).
+pub(crate) const PURGE_DELAY_MS_DEFAULT: u64 = 1000;
+/// Whatever the delay, a heap keeps at most this many free units with
+/// their pages, or three quarters of its pools' peak since the last purge
+/// if that is more; beyond it every free unit's pages go back at once. So
+/// a burst does not pin its whole peak.
+pub(crate) const HEAP_KEEP_MIN_UNITS: usize = 512; // 8 MiB
 
 /// Slots of a heap's direct-mapped cache from unit to pool, which lets
 /// `free` of a block of the calling thread skip the global arena map and

@@ -12,6 +12,11 @@ use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
 /// `OBMEM_SHOW_STATS=1`: print the statistics table to stderr at exit.
 pub static SHOW_STATS: AtomicBool = AtomicBool::new(false);
 
+/// The largest purge delay accepted: a day.
+const PURGE_DELAY_MS_MAX: usize = 86_400_000;
+const PURGE_DELAY_MS_DEFAULT_TEXT: &str = "1000";
+const _: () = assert!(crate::config::PURGE_DELAY_MS_DEFAULT == 1000);
+
 const UNREAD: u8 = 0;
 const READING: u8 = 1;
 const READ: u8 = 2;
@@ -55,6 +60,17 @@ fn read_all() {
             b"" | b"0" => {}
             b"1" => SHOW_STATS.store(true, Relaxed),
             _ => warn("OBMEM_SHOW_STATS", v, "0 or 1", "0"),
+        }
+    }
+    if let Some(v) = os::getenv(c"OBMEM_PURGE_DELAY_MS") {
+        match parse_usize(v) {
+            Some(ms) if ms <= PURGE_DELAY_MS_MAX => crate::purge::set_delay_ms(ms as u64),
+            _ => warn(
+                "OBMEM_PURGE_DELAY_MS",
+                v,
+                "milliseconds from 0 to 86400000",
+                PURGE_DELAY_MS_DEFAULT_TEXT,
+            ),
         }
     }
     if let Some(v) = os::getenv(c"OBMEM_FAIL_MMAP") {

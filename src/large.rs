@@ -10,8 +10,13 @@
 //! Freed mappings of up to `LARGE_CACHE_MAX_BLOCK` are kept in a small cache
 //! (bounded in slots and bytes) so a malloc/free loop does not map and unmap
 //! each time; they stay registered with a FREED header, which makes a double
-//! free detectable. Only `LARGE_CACHE_RESIDENT` bytes of them keep their
-//! pages: the others are discarded but for the header's page. `realloc`
+//! free detectable. A cached mapping keeps its pages for the purge delay
+//! (purge.rs), then is unmapped; the resident ones are bounded by
+//! `LARGE_CACHE_RESIDENT` or half of the bytes of live large blocks,
+//! whichever is more (recent demand), beyond which a mapping's pages are
+//! discarded but for the header's as it enters the cache. A cached mapping
+//! serves a request of between half its size and its size, shrunk in place
+//! (mremap) when it is more than a quarter too big. `realloc`
 //! grows with mremap, in place when the pages after the mapping are free,
 //! otherwise by moving the pages (no copy) to a new aligned reservation.
 
@@ -62,12 +67,15 @@ struct Cached {
     size: usize,
     /// The pages past the header's are still resident.
     resident: bool,
+    /// When it was freed (`purge::now_ms`).
+    freed_at: u64,
 }
 
 const NO_ENTRY: Cached = Cached {
     base: 0,
     size: 0,
     resident: false,
+    freed_at: 0,
 };
 
 /// Oldest first. `bytes` and `resident` sum the sizes of all and of the
@@ -90,6 +98,36 @@ impl Cache {
         }
         e
     }
+
+    /// Moves the resident entries whose purge delay has run out (all
+    /// entries if `all`) to `out`; returns how many.
+    fn take_expired(&mut self, now: u64, all: bool, out: &mut [Cached; LARGE_CACHE_SLOTS]) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.count {
+            let e = self.slots[i];
+            if all || (e.resident && crate::purge::expired(e.freed_at, now)) {
+                out[n] = self.remove(i);
+                n += 1;
+            } else {
+                i += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Unmaps evicted entries, counting the resident ones as given back.
+fn unmap_evicted(evicted: &[Cached]) -> usize {
+    let mut bytes = 0;
+    for e in evicted {
+        if e.resident {
+            bytes += e.size;
+        }
+        unmap_block(e.base, e.size);
+    }
+    crate::purge::given_back(bytes);
+    bytes
 }
 
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
@@ -99,17 +137,40 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     resident: 0,
 });
 
-/// A cached mapping of between `need` and `need * 5/4` bytes.
+/// The smallest cached mapping of between `need` and `2 * need` bytes,
+/// shrunk to `need` if it is more than a quarter bigger; resident ones
+/// first.
 fn cache_take(need: usize) -> Option<(usize, usize)> {
-    let mut c = CACHE.lock();
-    let mut best: Option<usize> = None;
-    for i in 0..c.count {
-        let size = c.slots[i].size;
-        if size >= need && size - need <= need / 4 && best.is_none_or(|b| size < c.slots[b].size) {
-            best = Some(i);
+    let mut evicted = [NO_ENTRY; LARGE_CACHE_SLOTS];
+    let (e, n) = {
+        let mut c = CACHE.lock();
+        let n = c.take_expired(crate::purge::now_ms(), false, &mut evicted);
+        let mut best: Option<usize> = None;
+        for i in 0..c.count {
+            let e = c.slots[i];
+            let better = |b: usize| {
+                let o = c.slots[b];
+                (e.resident, usize::MAX - e.size) > (o.resident, usize::MAX - o.size)
+            };
+            if e.size >= need && e.size / 2 <= need && best.is_none_or(better) {
+                best = Some(i);
+            }
+        }
+        (best.map(|b| c.remove(b)), n)
+    };
+    unmap_evicted(&evicted[..n]);
+    let e = e?;
+    if e.size - need > need / 4 {
+        // SAFETY: the mapping holds no live block and is ours alone; its
+        // tail past `need` goes back to the OS.
+        if unsafe { os::remap_in_place(e.base as *mut u8, e.size, need) } {
+            stats::sub_mapped(e.size - need);
+            if e.resident {
+                crate::purge::given_back(e.size - need);
+            }
+            return Some((e.base, need));
         }
     }
-    let e = c.remove(best?);
     Some((e.base, e.size))
 }
 
@@ -122,27 +183,34 @@ fn cache_put(base: usize, size: usize) -> bool {
     // Discarded before the entry is published: once in the cache, another
     // thread may take it and write to it. (Only the budget is read here; it
     // may be exceeded by what other threads insert meanwhile.)
-    let keep_pages = CACHE.lock().resident + size <= LARGE_CACHE_RESIDENT;
+    let budget = LARGE_CACHE_RESIDENT.max(stats::LARGE_BYTES.load(Relaxed) / 2);
+    let keep_pages =
+        crate::purge::delay_ms() != 0 && CACHE.lock().resident + size <= budget;
     if !keep_pages {
         // SAFETY: the mapping holds no live block and nobody else can reach
         // it yet; its header page, with the FREED mark, stays.
         unsafe { os::discard((base + PAGE_SIZE) as *mut u8, size - PAGE_SIZE) };
+        crate::purge::given_back(size - PAGE_SIZE);
     }
     let mut evicted = [NO_ENTRY; LARGE_CACHE_SLOTS];
-    let mut n_evicted = 0;
+    let now = crate::purge::now_ms();
+    let n_evicted;
     {
         let mut c = CACHE.lock();
+        let mut n = c.take_expired(now, false, &mut evicted);
         while c.count > 0
             && (c.count == LARGE_CACHE_SLOTS || c.bytes + size > LARGE_CACHE_MAX_BYTES)
         {
-            evicted[n_evicted] = c.remove(0);
-            n_evicted += 1;
+            evicted[n] = c.remove(0);
+            n += 1;
         }
-        let n = c.count;
-        c.slots[n] = Cached {
+        n_evicted = n;
+        let i = c.count;
+        c.slots[i] = Cached {
             base,
             size,
             resident: keep_pages,
+            freed_at: now,
         };
         c.count += 1;
         c.bytes += size;
@@ -150,10 +218,16 @@ fn cache_put(base: usize, size: usize) -> bool {
             c.resident += size;
         }
     }
-    for e in &evicted[..n_evicted] {
-        unmap_block(e.base, e.size);
-    }
+    unmap_evicted(&evicted[..n_evicted]);
     true
+}
+
+/// Unmaps every cached mapping (`obm_trim`); returns the resident bytes
+/// given back.
+pub fn trim() -> usize {
+    let mut evicted = [NO_ENTRY; LARGE_CACHE_SLOTS];
+    let n = CACHE.lock().take_expired(0, true, &mut evicted);
+    unmap_evicted(&evicted[..n])
 }
 
 fn unmap_block(base: usize, size: usize) {
@@ -355,10 +429,11 @@ pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
     p
 }
 
-/// Cached mappings and their bytes (for statistics).
-pub fn cached() -> (usize, usize) {
+/// Cached mappings, their bytes, and the bytes of those that keep their
+/// pages (for statistics).
+pub fn cached() -> (usize, usize, usize) {
     let c = CACHE.lock();
-    (c.count, c.bytes)
+    (c.count, c.bytes, c.resident)
 }
 
 pub fn lock_for_fork() {

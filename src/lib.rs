@@ -66,6 +66,7 @@ pub mod large;
 pub mod object;
 pub mod os;
 pub mod pool;
+pub mod purge;
 pub mod report;
 pub mod size_class;
 pub mod stats;

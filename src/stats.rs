@@ -117,6 +117,14 @@ pub struct obm_stats {
     /// Freed large mappings kept for reuse, and their bytes.
     pub large_cached: usize,
     pub large_cached_bytes: usize,
+    /// Free memory kept for reuse with its pages resident: free units of
+    /// arenas and cached large mappings that have not yet waited the purge
+    /// delay (`OBMEM_PURGE_DELAY_MS`). Empty pools kept as queue heads, at
+    /// most one per class and thread, are not counted.
+    pub bytes_kept: usize,
+    /// Free memory given back to the OS since the start (pages discarded or
+    /// unmapped while free).
+    pub bytes_purged: usize,
     /// Thread heaps ever created.
     pub heaps: usize,
     /// Bytes mapped but not usable for blocks, as sys._debugmallocstats
@@ -147,6 +155,8 @@ pub fn snapshot() -> obm_stats {
         large_allocations: LARGE_ALLOCS.load(Relaxed),
         large_cached: 0,
         large_cached_bytes: 0,
+        bytes_kept: 0,
+        bytes_purged: crate::purge::PURGED_BYTES.load(Relaxed),
         heaps: 0,
         bytes_lost_headers: 0,
         bytes_lost_quantization: 0,
@@ -155,7 +165,8 @@ pub fn snapshot() -> obm_stats {
         classes: [obm_class_stats::default(); OBM_NUM_CLASSES],
     };
     s.arenas_in_use = s.arenas_allocated - s.arenas_freed.min(s.arenas_allocated);
-    (s.large_cached, s.large_cached_bytes) = crate::large::cached();
+    let large_resident;
+    (s.large_cached, s.large_cached_bytes, large_resident) = crate::large::cached();
     let mut allocs = [0u64; NUM_CLASSES];
     crate::heap::for_each_heap(|h| {
         s.heaps += 1;
@@ -165,10 +176,15 @@ pub fn snapshot() -> obm_stats {
     });
     let mut pools = [0usize; NUM_CLASSES];
     let mut in_use = [0usize; NUM_CLASSES];
+    let mut dirty_units = 0;
+    crate::arena::for_each_arena(|a| {
+        dirty_units += a.dirty_count();
+    });
     crate::arena::for_each_pool(|pool| {
         pools[pool.class()] += 1;
         in_use[pool.class()] += pool.used() as usize;
     });
+    s.bytes_kept = dirty_units * UNIT_SIZE + large_resident;
     for c in 0..NUM_CLASSES {
         let info = crate::size_class::info(c);
         let cs = &mut s.classes[c];
@@ -224,6 +240,11 @@ pub fn print(fd: i32) {
         b,
         "large blocks in use   {:>14}   ({} bytes; {} allocated; {} cached, {} bytes)",
         s.large_blocks, s.large_bytes, s.large_allocations, s.large_cached, s.large_cached_bytes
+    );
+    let _ = writeln!(
+        b,
+        "bytes kept for reuse  {:>14}   (given back to the OS so far {})",
+        s.bytes_kept, s.bytes_purged
     );
     let _ = writeln!(b, "thread heaps          {:>14}", s.heaps);
     let _ = writeln!(

@@ -16,3 +16,24 @@ pub unsafe extern "C" fn obm_get_stats(out: *mut obm_stats) {
 pub unsafe extern "C" fn obm_print_stats(fd: i32) {
     stats::print(fd);
 }
+
+/// Gives back to the OS, now, the free memory obmem keeps for reuse: the
+/// pages of free pool units and spare arenas of every thread's heap, the
+/// calling thread's empty pools and the cached large mappings. (Another
+/// thread's empty pools kept for its next allocation, at most one per size
+/// class, stay.) Returns the bytes given back. Without it, free memory goes
+/// back once unused for `OBMEM_PURGE_DELAY_MS`, checked when some thread
+/// allocates or frees through a slow path; an idle process should call it.
+#[no_mangle]
+pub extern "C" fn obm_trim() -> usize {
+    crate::heap::trim_all()
+}
+
+/// glibc's `malloc_trim`: gives free memory back to the OS as `obm_trim`
+/// does (`pad` is ignored: obmem keeps nothing at the top of a heap).
+/// Returns 1 if memory was given back, 0 if there was nothing to give.
+#[no_mangle]
+pub extern "C" fn malloc_trim(pad: usize) -> core::ffi::c_int {
+    let _ = pad;
+    (crate::heap::trim_all() > 0) as core::ffi::c_int
+}

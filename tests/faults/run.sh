@@ -85,6 +85,13 @@ for name in "${names[@]}"; do
     extra=()
     [[ $name == fault_dlopen_preload ]] && src=tests/faults/fault_dlopen.c
     [[ $name == soak_smoke ]] && src=tests/faults/soak.c && extra=(SOAK_SECONDS=5)
+    # These measure memory going back as blocks are freed (RSS, arenas in
+    # use, what fits under RLIMIT_AS after a free): that is the purge policy
+    # with no delay (OBMEM_PURGE_DELAY_MS=0, the behaviour before the delay
+    # existed). The delay itself is tested in c_tests/test_purge.c.
+    case $name in
+        mem_return | mem_drift | fault_rlimit | fault_cancel) extra=(OBMEM_PURGE_DELAY_MS=0) ;;
+    esac
     exe=$BUILD/$name
     log=$BUILD/$name.log
     if [[ ! -f $src ]]; then

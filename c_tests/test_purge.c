@@ -1,0 +1,262 @@
+/* Giving memory back (API.md section 10): obm_trim, malloc_trim and the
+ * purge delay OBMEM_PURGE_DELAY_MS.
+ * - obm_trim() after 4 live threads freed 1 GiB of small blocks brings RSS
+ *   back to within 20 MiB of the start, and returns the bytes it gave back;
+ *   the same once the threads have exited;
+ * - malloc_trim(0) returns 1 when it gave memory back, 0 when there was
+ *   nothing;
+ * - with OBMEM_PURGE_DELAY_MS=100, RSS falls by itself within a second of
+ *   small allocations after a burst is freed;
+ * - with a long delay, a second burst reuses the pages of the first (minor
+ *   page faults counted with getrusage);
+ * - bad values of OBMEM_PURGE_DELAY_MS get one warning and the default.
+ * Each case runs in a fresh process (the delay is read when the library is
+ * loaded, and RSS is a per-process figure). */
+#include "test_util.h"
+#include <pthread.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define MiB ((size_t)1024 * 1024)
+#define NT 4
+
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK_NOT_NULL(f);
+    unsigned long size = 0, resident = 0;
+    CHECK(fscanf(f, "%lu %lu", &size, &resident) == 2);
+    fclose(f);
+    return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static long minor_faults(void)
+{
+    struct rusage ru;
+    CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
+    return ru.ru_minflt;
+}
+
+static double now_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The pointer arrays come from mmap, not from the allocator under test. */
+static void **mmap_array(size_t n)
+{
+    void *p = mmap(NULL, n * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    CHECK(p != MAP_FAILED);
+    return p;
+}
+
+static void munmap_array(void **p, size_t n) { munmap(p, n * sizeof(void *)); }
+
+/* Allocates `bytes` of small blocks (16..512 B, every one written), then
+ * frees them all, from the calling thread. */
+static void burst(size_t bytes, uint64_t seed)
+{
+    size_t cap = bytes / 16;
+    void **p = mmap_array(cap);
+    size_t n = 0, total = 0;
+    while (total < bytes && n < cap) {
+        size_t sz = 16 + (size_t)(rng_next(&seed) % 497);
+        p[n] = malloc(sz);
+        CHECK_NOT_NULL(p[n]);
+        memset(p[n], (int)n, sz);
+        total += sz;
+        n++;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(p[i]);
+    munmap_array(p, cap);
+}
+
+/* ---- obm_trim with live threads and after they exit ---------------------- */
+
+static pthread_barrier_t freed, trimmed;
+
+static void *thread_burst(void *arg)
+{
+    burst(1024 * MiB / NT, 7 + (uint64_t)(uintptr_t)arg);
+    pthread_barrier_wait(&freed);   /* alive while the main thread trims */
+    pthread_barrier_wait(&trimmed);
+    return NULL;
+}
+
+static void case_trim(int wait_for_exit)
+{
+    /* Not counted against obmem: the test's own start-up. */
+    size_t rss0 = rss_bytes();
+    CHECK_EQ(pthread_barrier_init(&freed, NULL, NT + 1), 0);
+    CHECK_EQ(pthread_barrier_init(&trimmed, NULL, NT + 1), 0);
+    pthread_t th[NT];
+    for (size_t t = 0; t < NT; t++)
+        CHECK_EQ(pthread_create(&th[t], NULL, thread_burst, (void *)(uintptr_t)t), 0);
+    pthread_barrier_wait(&freed);
+    size_t rss_freed = rss_bytes();
+    if (wait_for_exit) {
+        pthread_barrier_wait(&trimmed);
+        for (size_t t = 0; t < NT; t++)
+            pthread_join(th[t], NULL);
+    }
+    obm_stats before = stats_now();
+    size_t given = obm_trim();
+    size_t rss_trimmed = rss_bytes();
+    obm_stats after = stats_now();
+    printf("  %s: RSS start %.1f MiB, after the frees %.1f MiB, after obm_trim %.1f MiB; "
+           "obm_trim gave back %.1f MiB; kept %.1f -> %.1f MiB\n",
+           wait_for_exit ? "threads exited" : "threads alive", (double)rss0 / MiB,
+           (double)rss_freed / MiB, (double)rss_trimmed / MiB, (double)given / MiB,
+           (double)before.bytes_kept / MiB, (double)after.bytes_kept / MiB);
+    CHECK_LE(rss_trimmed, rss0 + 20 * MiB);
+    CHECK_GT(given, 0);
+    /* What it gave back is what it said, give or take the pages the
+     * statistics walk and the threads' last steps touched. */
+    CHECK_GE(after.bytes_purged - before.bytes_purged, given);
+    CHECK_LE(after.bytes_kept, 20 * MiB);
+    if (!wait_for_exit) {
+        pthread_barrier_wait(&trimmed);
+        for (size_t t = 0; t < NT; t++)
+            pthread_join(th[t], NULL);
+    }
+}
+
+/* ---- malloc_trim's return value ------------------------------------------ */
+
+static void case_malloc_trim(void)
+{
+    burst(64 * MiB, 3);
+    void *big = malloc(4 * MiB); /* a large block: cached when freed */
+    CHECK_NOT_NULL(big);
+    memset(big, 1, 4 * MiB);
+    free(big);
+    CHECK_EQ(malloc_trim(0), 1);
+    CHECK_EQ(malloc_trim(0), 0);
+    CHECK_EQ(obm_trim(), 0);
+}
+
+/* ---- the delay ------------------------------------------------------------ */
+
+/* Small allocations that go through the slow paths now and then: pools of
+ * several classes fill and empty. */
+static void churn(void)
+{
+    void *p[2048];
+    for (size_t i = 0; i < 2048; i++) {
+        p[i] = malloc(64 + (i % 8) * 64);
+        CHECK_NOT_NULL(p[i]);
+    }
+    for (size_t i = 0; i < 2048; i++)
+        free(p[i]);
+}
+
+static void case_delay_short(void)
+{
+    size_t rss0 = rss_bytes();
+    burst(256 * MiB, 5);
+    size_t rss_freed = rss_bytes();
+    double t0 = now_sec(), t = 0;
+    size_t rss = rss_freed;
+    while ((t = now_sec() - t0) < 1.0) {
+        churn();
+        rss = rss_bytes();
+        if (rss <= rss0 + 20 * MiB)
+            break;
+        usleep(10000);
+    }
+    printf("  OBMEM_PURGE_DELAY_MS=100: RSS start %.1f MiB, after the frees %.1f MiB, "
+           "%.1f MiB after %.2f s of small allocations\n",
+           (double)rss0 / MiB, (double)rss_freed / MiB, (double)rss / MiB, t);
+    CHECK_MSG(rss_freed > rss0 + 40 * MiB, "the burst's pages were kept at first");
+    CHECK_LE(rss, rss0 + 20 * MiB);
+}
+
+static void case_delay_long(void)
+{
+    long f0 = minor_faults();
+    burst(128 * MiB, 9);
+    long f1 = minor_faults();
+    burst(128 * MiB, 9);
+    long f2 = minor_faults();
+    printf("  OBMEM_PURGE_DELAY_MS=60000: minor faults of the first burst %ld, of the second %ld\n",
+           f1 - f0, f2 - f1);
+    CHECK_GT(f1 - f0, 10000);
+    /* A quarter of the peak may be given back (the bound), and the pointer
+     * array of each burst is mapped afresh. */
+    CHECK_LE(f2 - f1, (f1 - f0) / 2);
+}
+
+static void child(const char *mode)
+{
+    if (strcmp(mode, "trim_alive") == 0)
+        case_trim(0);
+    else if (strcmp(mode, "trim_exited") == 0)
+        case_trim(1);
+    else if (strcmp(mode, "malloc_trim") == 0)
+        case_malloc_trim();
+    else if (strcmp(mode, "delay_short") == 0)
+        case_delay_short();
+    else if (strcmp(mode, "delay_long") == 0)
+        case_delay_long();
+    else if (strcmp(mode, "default") == 0)
+        free(malloc(10));
+    else
+        FAIL("unknown mode %s", mode);
+    fflush(stdout);
+    fprintf(stderr, "%s ok\n", mode);
+}
+
+static void expect_ok(const char *mode, const char *const *assign)
+{
+    spawn_result r;
+    spawn_self(mode, assign, &r);
+    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0,
+              "%s: status %d, stderr:\n%s", mode, r.status, r.err);
+    char ok[64];
+    snprintf(ok, sizeof ok, "%s ok\n", mode);
+    CHECK_MSG(strstr(r.err, ok) != NULL, "%s: stderr:\n%s", mode, r.err);
+    CHECK_MSG(strstr(r.err, "obmem:") == NULL, "%s: unexpected warning:\n%s", mode, r.err);
+    printf("%s", r.err);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "child") == 0) {
+        /* The child's stdout is discarded: report on stderr. */
+        dup2(2, 1);
+        child(argv[2]);
+        return 0;
+    }
+    check_obmem_is_malloc();
+    if (debug_hooks_on()) {
+        printf("test_purge: skipped under the debug hooks (their quarantine keeps blocks)\n");
+        return 0;
+    }
+    expect_ok("trim_alive", (const char *const[]){NULL});
+    expect_ok("trim_exited", (const char *const[]){NULL});
+    expect_ok("malloc_trim", (const char *const[]){NULL});
+    expect_ok("delay_short", (const char *const[]){"OBMEM_PURGE_DELAY_MS=100", NULL});
+    expect_ok("delay_long", (const char *const[]){"OBMEM_PURGE_DELAY_MS=60000", NULL});
+
+    const char *bad[] = {"OBMEM_PURGE_DELAY_MS=abc", "OBMEM_PURGE_DELAY_MS=-5",
+                         "OBMEM_PURGE_DELAY_MS=99999999999", "OBMEM_PURGE_DELAY_MS="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        spawn_result r;
+        spawn_self("default", (const char *const[]){bad[i], NULL}, &r);
+        CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "%s: status %d", bad[i],
+                  r.status);
+        const char *w = strstr(r.err, "obmem: OBMEM_PURGE_DELAY_MS: invalid value");
+        CHECK_MSG(w != NULL, "%s: no warning:\n%s", bad[i], r.err);
+        CHECK_MSG(strstr(w + 1, "obmem:") == NULL, "%s: more than one warning:\n%s", bad[i],
+                  r.err);
+        CHECK_MSG(strstr(r.err, "using 1000") != NULL, "%s: default not named:\n%s", bad[i],
+                  r.err);
+    }
+    printf("bad OBMEM_PURGE_DELAY_MS ok\n");
+    printf("test_purge: all ok\n");
+    return 0;
+}

@@ -1,0 +1,53 @@
+//! When free memory goes back to the OS: the purge delay, the clock it is
+//! measured with, and the counts of what is kept and what was given back.
+//!
+//! Free pages (the free units of arenas, empty pools, cached large
+//! mappings) are kept for reuse and given back (`MADV_DONTNEED`, or
+//! `munmap` for large mappings) once they have not been used for
+//! `OBMEM_PURGE_DELAY_MS` milliseconds, as jemalloc's `dirty_decay_ms` and
+//! mimalloc's purge delay do. There is no thread of its own: the slow paths
+//! of the allocator look at the clock (`CLOCK_MONOTONIC_COARSE`, a vDSO
+//! read) and purge what has expired. A process that stops allocating
+//! altogether calls `obm_trim()` (or `malloc_trim`) to give everything back.
+//! A delay of 0 gives pages back as soon as they are free.
+
+use crate::config::PURGE_DELAY_MS_DEFAULT;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+static DELAY_MS: AtomicU64 = AtomicU64::new(PURGE_DELAY_MS_DEFAULT);
+
+/// Bytes given back to the OS so far (pages discarded or unmapped while free).
+pub static PURGED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The purge delay in milliseconds.
+#[inline]
+pub fn delay_ms() -> u64 {
+    DELAY_MS.load(Relaxed)
+}
+
+pub fn set_delay_ms(ms: u64) {
+    DELAY_MS.store(ms, Relaxed);
+}
+
+/// Milliseconds of a coarse monotonic clock (a few ms of resolution, no
+/// system call on Linux).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer; the clock id exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Whether memory freed at `stamp` has waited long enough at `now`.
+#[inline]
+pub fn expired(stamp: u64, now: u64) -> bool {
+    now.saturating_sub(stamp) >= delay_ms()
+}
+
+/// Counts `bytes` given back to the OS.
+pub fn given_back(bytes: usize) {
+    PURGED_BYTES.fetch_add(bytes, Relaxed);
+}
