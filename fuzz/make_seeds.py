@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Writes hand-made seed inputs for fuzz_api.c into a directory.
+"""Writes hand-made seed inputs for fuzz_api.c (or, with --threads, for
+fuzz_threads.c) into a directory.
 
-Each seed is a sequence of operations: the operation's index in the ops[]
-table of fuzz_api.c (read from the source, so the seeds follow the table),
-then its argument bytes. Usage: make_seeds.py OUTDIR
+Each fuzz_api.c seed is a sequence of operations: the operation's index in
+the ops[] table of fuzz_api.c (read from the source, so the seeds follow the
+table), then its argument bytes. A fuzz_threads.c seed is a header (slots,
+flags) and operations whose selector byte holds the slot (bits 0-1) and an
+index of the kind_of[] table (bits 2-7), also read from the source.
+Usage: make_seeds.py [--threads] OUTDIR
 """
 import os
 import re
@@ -11,6 +15,12 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if len(sys.argv) == 3 and sys.argv[1] == "--threads":
+    sys.path.insert(0, HERE)
+    import threads_seeds
+
+    threads_seeds.main(sys.argv[2])
+    sys.exit(0)
 src = open(os.path.join(HERE, "fuzz_api.c")).read()
 table = src[src.index("} ops[] = {"):]
 table = table[: table.index("};")]
