@@ -1,7 +1,8 @@
 /*
  * fuzz/replay.c: runs fuzz_api.c's LLVMFuzzerTestOneInput on every file of
  * the directories (or files) given, without libFuzzer: `make fuzz-replay`
- * builds it with gcc against the release libobmem.so, as a user would.
+ * builds it with gcc against the release libobmem.so, as a user would,
+ * once with fuzz_api.c and once with fuzz_threads.c.
  * A mismatch between obmem and the harness's model aborts with a message
  * naming the operation; this program then never reaches its summary.
  */
@@ -14,6 +15,8 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Named in the summary when the target defines it (fuzz_threads.c). */
+extern const char *const fuzz_target_name __attribute__((weak));
 
 static int replay_file(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -127,6 +130,7 @@ int main(int argc, char **argv) {
         free(names);
     }
     const char *m = getenv("OBMEM_FUZZ_MODE");
-    printf("fuzz-replay (%s): %ld passed, %ld failed\n", m ? m : "plain", done, failed);
+    printf("fuzz-replay%s%s (%s): %ld passed, %ld failed\n", &fuzz_target_name ? " " : "",
+           &fuzz_target_name ? fuzz_target_name : "", m ? m : "plain", done, failed);
     return failed ? 1 : 0;
 }

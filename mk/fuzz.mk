@@ -2,15 +2,21 @@
 #
 #   make fuzz          fuzz for FUZZ_SECONDS (default 300) with libFuzzer;
 #                      installs clang and its libFuzzer runtime if missing
-#   make fuzz-replay   replay the committed corpus (gcc, release libobmem.so;
-#                      no clang) in the three harness modes; part of make test
+#   make fuzz-replay   replay the committed corpora (gcc, release libobmem.so;
+#                      no clang) in every harness mode; part of make test
 #   make fuzz-corpus   merge what `make fuzz` found into fuzz/corpus, minimized
+#   make fuzz-corpus-threads  the same for fuzz/corpus-threads
 #   make fuzz-coverage per source file coverage of obmem by fuzz/corpus
+#   make fuzz-coverage-threads  the same for fuzz/corpus-threads
+#   make fuzz-tsan     replay fuzz/corpus-threads with the harness built with
+#                      -fsanitize=thread
 #
-# FUZZ_MODE=plain|hooks|debug picks the harness mode for `make fuzz`;
-# FUZZ_INSTRUMENT=0 links the uninstrumented release libobmem.a instead
-# (libFuzzer then sees only the harness's branches); FUZZ_ARGS adds
-# libFuzzer flags.
+# FUZZ_MODE=plain|hooks|debug picks the mode of fuzz/fuzz_api.c (one thread
+# drives the whole API); FUZZ_MODE=threads|threads-debug runs
+# fuzz/fuzz_threads.c (2-4 threads, cross-thread frees, thread exits),
+# plain or under the debug hooks. FUZZ_INSTRUMENT=0 links the uninstrumented
+# release libobmem.a instead (libFuzzer then sees only the harness's
+# branches); FUZZ_ARGS adds libFuzzer flags.
 
 FUZZ_SECONDS    ?= 300
 FUZZ_MODE       ?= plain
@@ -30,9 +36,24 @@ FUZZ_RUSTFLAGS  := -Cpasses=sancov-module \
   -Cllvm-args=-sanitizer-coverage-trace-compares
 FUZZ_CFLAGS     := -O2 -g -Wall -Wextra -Iinclude -fsanitize=fuzzer
 FUZZ_REPLAY     := $(FUZZ_OUT)/replay
+FUZZ_REPLAY_T   := $(FUZZ_OUT)/replay_threads
 FUZZ_MODES      := plain hooks debug
+FUZZ_TMODES     := plain debug
+# The target, its mode and its corpus for FUZZ_MODE.
+ifneq ($(filter threads threads-debug,$(FUZZ_MODE)),)
+FUZZ_BIN        := $(FUZZ_OUT)/fuzz_threads_bin
+FUZZ_ENV_MODE   := $(if $(filter threads-debug,$(FUZZ_MODE)),debug,plain)
+FUZZ_CORPUS     := fuzz/corpus-threads
+FUZZ_SEEDS      := $(FUZZ_OUT)/seeds-threads
+else
+FUZZ_BIN        := $(FUZZ_OUT)/fuzz_api_bin
+FUZZ_ENV_MODE   := $(FUZZ_MODE)
+FUZZ_CORPUS     := fuzz/corpus
+FUZZ_SEEDS      := $(FUZZ_OUT)/seeds
+endif
 
-.PHONY: fuzz fuzz-build fuzz-clang fuzz-lib fuzz-seeds fuzz-replay fuzz-corpus fuzz-coverage
+.PHONY: fuzz fuzz-build fuzz-clang fuzz-lib fuzz-seeds fuzz-replay fuzz-corpus \
+  fuzz-corpus-threads fuzz-coverage fuzz-coverage-threads fuzz-tsan
 
 TESTS += fuzz-replay
 
@@ -68,29 +89,37 @@ fuzz-build: fuzz-clang build
 	@mkdir -p $(FUZZ_OUT)
 	$(FUZZ_CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_api.c $(LIBDIR)/libobmem.a -lpthread -ldl \
 	  -o $(FUZZ_OUT)/fuzz_api_noinst
+	$(FUZZ_CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_threads.c $(LIBDIR)/libobmem.a -lpthread -ldl \
+	  -o $(FUZZ_OUT)/fuzz_threads_noinst
 	@ln -sf fuzz_api_noinst $(FUZZ_OUT)/fuzz_api_bin
+	@ln -sf fuzz_threads_noinst $(FUZZ_OUT)/fuzz_threads_bin
 else
 fuzz-build: fuzz-clang fuzz-lib
 	@mkdir -p $(FUZZ_OUT)
 	$(FUZZ_CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_api.c $(FUZZ_LIBA) -lpthread -ldl \
 	  -o $(FUZZ_OUT)/fuzz_api
+	$(FUZZ_CLANG) $(FUZZ_CFLAGS) fuzz/fuzz_threads.c $(FUZZ_LIBA) -lpthread -ldl \
+	  -o $(FUZZ_OUT)/fuzz_threads
 	@ln -sf fuzz_api $(FUZZ_OUT)/fuzz_api_bin
+	@ln -sf fuzz_threads $(FUZZ_OUT)/fuzz_threads_bin
 endif
 
-# New inputs go to $(FUZZ_OUT)/corpus-$(FUZZ_MODE); fuzz/corpus is read only.
-# Crashes land in $(FUZZ_OUT)/artifacts/ (keep real bugs in fuzz/crashes/).
+# New inputs go to $(FUZZ_OUT)/corpus-$(FUZZ_MODE); the committed corpus is
+# read only. Crashes land in $(FUZZ_OUT)/artifacts/ (keep real bugs in
+# fuzz/crashes/).
 fuzz: fuzz-build fuzz-seeds
-	@mkdir -p $(FUZZ_OUT)/corpus-$(FUZZ_MODE) $(FUZZ_OUT)/artifacts fuzz/corpus
-	OBMEM_FUZZ_MODE=$(FUZZ_MODE) $(FUZZ_OUT)/fuzz_api_bin \
+	@mkdir -p $(FUZZ_OUT)/corpus-$(FUZZ_MODE) $(FUZZ_OUT)/artifacts $(FUZZ_CORPUS)
+	OBMEM_FUZZ_MODE=$(FUZZ_ENV_MODE) $(FUZZ_BIN) \
 	  -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=30 \
 	  -rss_limit_mb=3072 -print_final_stats=1 \
 	  -artifact_prefix=$(FUZZ_OUT)/artifacts/ $(FUZZ_ARGS) \
-	  $(FUZZ_OUT)/corpus-$(FUZZ_MODE) fuzz/corpus $(FUZZ_OUT)/seeds
+	  $(FUZZ_OUT)/corpus-$(FUZZ_MODE) $(FUZZ_CORPUS) $(FUZZ_SEEDS)
 
 # Hand-made inputs for the deep cases (fuzz/make_seeds.py).
 fuzz-seeds:
-	@rm -rf $(FUZZ_OUT)/seeds
+	@rm -rf $(FUZZ_OUT)/seeds $(FUZZ_OUT)/seeds-threads
 	python3 fuzz/make_seeds.py $(FUZZ_OUT)/seeds
+	python3 fuzz/make_seeds.py --threads $(FUZZ_OUT)/seeds-threads
 
 # Rebuilds fuzz/corpus from itself, the seeds and everything `make fuzz`
 # found: the inputs that add edge coverage (libFuzzer -merge=1
@@ -102,7 +131,7 @@ FUZZ_CORPUS_BIG ?= 80
 FUZZ_MERGE      := $(FUZZ_OUT)/merge
 fuzz-corpus: fuzz-build fuzz-seeds
 	@rm -rf $(FUZZ_MERGE) && mkdir -p $(FUZZ_MERGE)/all $(FUZZ_MERGE)/final fuzz/corpus
-	@cand="fuzz/corpus $(FUZZ_OUT)/seeds $(wildcard $(FUZZ_OUT)/corpus-*)"; \
+	@cand="fuzz/corpus $(FUZZ_OUT)/seeds $(wildcard $(addprefix $(FUZZ_OUT)/corpus-,$(FUZZ_MODES)))"; \
 	OBMEM_FUZZ_MODE=plain $(FUZZ_OUT)/fuzz_api_bin -merge=1 -use_counters=0 \
 	  -max_len=$(FUZZ_MAX_LEN) $(FUZZ_MERGE)/all $$cand 2>&1 | grep 'MERGE-OUTER: [0-9]* new' || exit 1; \
 	cp $$(ls -S -d $(FUZZ_MERGE)/all/* | head -$(FUZZ_CORPUS_BIG)) $(FUZZ_MERGE)/final/; \
@@ -114,6 +143,25 @@ fuzz-corpus: fuzz-build fuzz-seeds
 	rm -rf fuzz/corpus && mv $(FUZZ_MERGE)/final fuzz/corpus
 	@echo "fuzz/corpus: $$(ls fuzz/corpus | wc -l) files, $$(cat fuzz/corpus/* | wc -c) bytes"
 
+# The same for fuzz/corpus-threads, from the FUZZ_TCORPUS_BIG largest inputs
+# of a first merge, then what adds coverage in the debug mode. Coverage of
+# the concurrent phases varies between runs, so a merge keeps a few inputs
+# for noise; the replay time of the result is what matters (make test).
+FUZZ_TCORPUS_BIG ?= 24
+fuzz-corpus-threads: fuzz-build fuzz-seeds
+	@rm -rf $(FUZZ_MERGE) && mkdir -p $(FUZZ_MERGE)/all $(FUZZ_MERGE)/final fuzz/corpus-threads
+	@cand="fuzz/corpus-threads $(FUZZ_OUT)/seeds-threads $(wildcard $(FUZZ_OUT)/corpus-threads $(FUZZ_OUT)/corpus-threads-debug)"; \
+	OBMEM_FUZZ_MODE=plain $(FUZZ_OUT)/fuzz_threads_bin -merge=1 -use_counters=0 \
+	  -max_len=$(FUZZ_MAX_LEN) $(FUZZ_MERGE)/all $$cand 2>&1 | grep 'MERGE-OUTER: [0-9]* new' || exit 1; \
+	cp $$(ls -S -d $(FUZZ_MERGE)/all/* | head -$(FUZZ_TCORPUS_BIG)) $(FUZZ_MERGE)/final/; \
+	for m in $(FUZZ_TMODES); do \
+	  OBMEM_FUZZ_MODE=$$m $(FUZZ_OUT)/fuzz_threads_bin -merge=1 -use_counters=0 \
+	    -max_len=$(FUZZ_MAX_LEN) $(FUZZ_MERGE)/final $(FUZZ_MERGE)/all $$cand 2>&1 | \
+	    sed -n "s/^MERGE-OUTER: \([0-9]* new.*\)/$$m: \1/p"; \
+	done
+	rm -rf fuzz/corpus-threads && mv $(FUZZ_MERGE)/final fuzz/corpus-threads
+	@echo "fuzz/corpus-threads: $$(ls fuzz/corpus-threads | wc -l) files, $$(cat fuzz/corpus-threads/* | wc -c) bytes"
+
 # Per source file coverage of obmem by the committed corpus, in all modes.
 fuzz-coverage: fuzz-build
 	@for m in $(FUZZ_MODES); do \
@@ -123,14 +171,43 @@ fuzz-coverage: fuzz-build
 	done
 	python3 fuzz/coverage.py $(addprefix $(FUZZ_OUT)/coverage-,$(addsuffix .txt,$(FUZZ_MODES)))
 
+fuzz-coverage-threads: fuzz-build
+	@for m in $(FUZZ_TMODES); do \
+	  OBMEM_FUZZ_MODE=$$m $(FUZZ_OUT)/fuzz_threads_bin -runs=0 -use_counters=0 \
+	    -print_coverage=1 fuzz/corpus-threads > $(FUZZ_OUT)/coverage-threads-$$m.txt 2>&1; \
+	  echo "threads $$m: $$(grep -oE 'INITED cov: [0-9]+ ft: [0-9]+' $(FUZZ_OUT)/coverage-threads-$$m.txt)"; \
+	done
+	python3 fuzz/coverage.py $(addprefix $(FUZZ_OUT)/coverage-threads-,$(addsuffix .txt,$(FUZZ_TMODES)))
+
 # The harness built with gcc -Werror and linked with -lobmem as a user
 # would; the corpus replayed in each mode. A model mismatch aborts.
 $(FUZZ_REPLAY): fuzz/fuzz_api.c fuzz/replay.c include/obmem.h | build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iinclude fuzz/fuzz_api.c fuzz/replay.c $(LINK) -o $@
 
-fuzz-replay: build $(FUZZ_REPLAY)
+$(FUZZ_REPLAY_T): fuzz/fuzz_threads.c fuzz/replay.c include/obmem.h | build
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iinclude fuzz/fuzz_threads.c fuzz/replay.c $(LINK) -o $@
+
+fuzz-replay: build $(FUZZ_REPLAY) $(FUZZ_REPLAY_T)
 	@for m in $(FUZZ_MODES); do \
 	  OBMEM_FUZZ_MODE=$$m timeout 300 $(FUZZ_REPLAY) fuzz/corpus || \
 	    { echo "fuzz-replay: mode $$m failed"; exit 1; }; \
 	done
+	@for m in $(FUZZ_TMODES); do \
+	  OBMEM_FUZZ_MODE=$$m timeout 300 $(FUZZ_REPLAY_T) fuzz/corpus-threads || \
+	    { echo "fuzz-replay: threads mode $$m failed"; exit 1; }; \
+	done
+
+# fuzz_threads.c built with ThreadSanitizer (clang), linked with the release
+# libobmem.so: the malloc family is then TSan's, so the harness drives the
+# obm_* domains only, and checks its own synchronisation and that no two
+# threads use one block unordered. Replays fuzz/corpus-threads and what
+# `make fuzz FUZZ_MODE=threads` found.
+FUZZ_TSAN_BIN := $(FUZZ_OUT)/replay_threads_tsan
+fuzz-tsan: fuzz-clang build
+	@mkdir -p $(FUZZ_OUT)
+	$(FUZZ_CLANG) -O1 -g -fsanitize=thread -Wall -Wextra -Iinclude fuzz/fuzz_threads.c \
+	  fuzz/replay.c $(LINK) -o $(FUZZ_TSAN_BIN)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)" timeout 900 \
+	  $(FUZZ_TSAN_BIN) fuzz/corpus-threads $(wildcard $(FUZZ_OUT)/corpus-threads)
