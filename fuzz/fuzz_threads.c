@@ -62,6 +62,8 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+extern const char *const fuzz_target_name;
+const char *const fuzz_target_name = "threads"; /* for replay.c */
 
 #if defined(__SANITIZE_THREAD__)
 #define FZ_TSAN 1
@@ -854,7 +856,7 @@ static int dbg_fill(void) { return mode == MODE_DEBUG ? 2 : 0; }
 static void w_alloc(int t, const Op *o) {
     if (S[t].n >= LOCALMAX)
         return;
-    int f = o->a & 3;
+    int f = fam_fix(o->a & 3);
     size_t n = budget(o->n);
     void *p;
     int fill = dbg_fill();
@@ -1043,10 +1045,12 @@ static void w_stats(int t, const Op *o) {
  * emptying, a stream of remote frees when they are all sent. */
 static void w_burst(int t, const Op *o) {
     Blk tmp[BURSTMAX];
-    int f = o->a & 3, cnt = 1 + o->b % BURSTMAX;
-    size_t n = o->n;
+    int f = fam_fix(o->a & 3), cnt = 1 + o->b % BURSTMAX;
+    size_t n = o->n; /* small unless asked: up to 16 KiB, else 128 KiB */
     if (n > 16384 && !(o->a & 4))
         n %= 16385;
+    if (n > 131072)
+        n %= 131073;
     TRACE("  [%d] burst %d x %s(%zu)\n", t, cnt, fam_name[f], n);
     for (int j = 0; j < cnt; j++) {
         size_t m = budget(n);
@@ -1233,7 +1237,6 @@ static void stats_sane(const obm_stats *s) {
           s->bytes_mapped);
     CHECK(s->arenas_peak >= s->arenas_in_use, "arenas_peak < in use");
     CHECK(s->large_allocations >= s->large_blocks, "large_allocations < large_blocks");
-    CHECK(s->heaps >= 1, "no heaps");
     /* Exited threads' heaps are adopted: at most one per thread alive at
      * once (workers, exited ones not yet joined) beyond those at start. */
     CHECK(s->heaps <= heaps_start + MAXW + MAXEXIT + 2, "%zu heaps (%zu at start)", s->heaps,
@@ -1293,6 +1296,9 @@ static void check_quiescent(const char *when) {
     CHECK(in_table == n, "MODEL BUG: %zu live blocks, %zu in the live-address table", n, in_table);
     get_stats(&now);
     stats_sane(&now);
+    TRACE("%s: %zu live blocks (%zu usable bytes); obmem: %zu blocks, %zu bytes in use, %zu heaps\n",
+          when, n, usable, total_blocks(&now) - total_blocks(&base),
+          now.bytes_in_use - base.bytes_in_use, now.heaps);
     if (mode == MODE_PLAIN) {
         /* Blocks freed into a live thread's heap by others may still count. */
         CHECK(total_blocks(&now) >= total_blocks(&base) + n,
@@ -1313,6 +1319,8 @@ static void main_action(const Phase *ph) {
     int cnt = 1 + ph->cnt % 8;
     Slot *s = &S[x];
     cur_name = "barrier action";
+    if (ph->act % 5)
+        TRACE("main: action %d (slots %d, %d, count %d)\n", ph->act % 5, x, y, cnt);
     switch (ph->act % 5) {
     case 1:
         for (int j = 0; j < cnt && s->n > 0; j++) {
@@ -1333,7 +1341,7 @@ static void main_action(const Phase *ph) {
         break;
     case 4:
         for (int j = 0; j < cnt && s->n < LOCALMAX; j++) {
-            int f = (ph->cnt >> 3) & 3;
+            int f = fam_fix((ph->cnt >> 3) & 3);
             size_t n = budget(ph->n);
             void *p = fam_malloc(f, n);
             s->blk[s->n++] = blk_new(MAIN_SLOT, p, n, f, 0, dbg_fill(), "main's malloc");
