@@ -662,6 +662,15 @@ static struct {
 } zombies[MAXEXIT + MAXW];
 static int nzombies;
 
+/* sem_wait is never restarted after a signal handler (libFuzzer's SIGALRM
+ * for -timeout), whatever SA_RESTART says. */
+static void sem_take(sem_t *sem) {
+    int e = errno;
+    while (sem_wait(sem) != 0)
+        CHECK(errno == EINTR, "HARNESS: sem_wait failed (errno %d)", errno);
+    errno = e;
+}
+
 static void *stack_get(void) {
     pthread_mutex_lock(&zlock);
     void *s = nstacks > 0 ? stacks[--nstacks] : NULL;
@@ -1148,7 +1157,7 @@ static int run_phase(int t, int ph, int from) {
         if (o->t != t)
             continue;
         if (seq)
-            sem_wait(&S[t].turn);
+            sem_take(&S[t].turn);
         cur_op = i;
         cur_name = kind_name[o->kind];
         TRACE("[%d] op #%d %s\n", t, i, cur_name);
@@ -1206,7 +1215,7 @@ static void *worker(void *arg) {
     }
     for (;;) {
         if (ph < 0) {
-            sem_wait(&s->go);
+            sem_take(&s->go);
             if (atomic_load(&g_finish))
                 break;
             ph = atomic_load(&g_phase);
@@ -1396,7 +1405,7 @@ static void end_input(void) {
         blk_free(&main_blk[k], (unsigned)k, "block in a ring at cleanup");
     main_n = 0;
     for (int t = 0; t < K; t++)
-        sem_wait(&arrive);
+        sem_take(&arrive);
     join_zombies();
     for (int t = 0; t < K; t++) {
         CHECK(pthread_join(S[t].th, NULL) == 0, "pthread_join of slot %d failed", t);
@@ -1485,7 +1494,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (p->seq && p->end > p->start)
             sem_post(&S[ops[p->start].t].turn);
         for (int t = 0; t < K; t++)
-            sem_wait(&arrive);
+            sem_take(&arrive);
         join_zombies();
         char when[32];
         snprintf(when, sizeof when, "barrier %d", ph);
