@@ -1421,6 +1421,10 @@ static void end_input(void) {
     CHECK(nstacks == NSTACK, "HARNESS: %d of %d stacks back", nstacks, NSTACK);
     get_stats(&now);
     stats_sane(&now);
+    TRACE("end: %zu heaps, %zu arenas in use (%zu at the start), %zu bytes mapped (%zu), %zu large "
+          "mappings cached\n",
+          now.heaps, now.arenas_in_use, base.arenas_in_use, now.bytes_mapped, base.bytes_mapped,
+          now.large_cached);
     if (mode != MODE_PLAIN)
         return;
     for (int c = 0; c < OBM_NUM_CLASSES; c++)
