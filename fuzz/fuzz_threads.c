@@ -33,7 +33,10 @@
  *
  * Modes (OBMEM_FUZZ_MODE): plain (default), debug (obm_setup_debug_hooks at
  * start; statistics are then only checked for consistency: the quarantine
- * delays frees). OBMEM_FUZZ_TRACE=1 prints each operation.
+ * delays frees). OBMEM_FUZZ_TRACE=1 prints each operation;
+ * OBMEM_FUZZ_SEQUENCED=1 runs every phase sequenced (deterministic: for
+ * reproducing a failure, and for corpus merges, whose coverage must not
+ * depend on the interleaving).
  *
  * Built with -fsanitize=thread (`make fuzz-tsan`), the malloc family is
  * ThreadSanitizer's own, so the harness uses the obm_* domains only; obmem's
@@ -107,6 +110,7 @@ static size_t (*volatile f_malloc_usable_size)(void *) = malloc_usable_size;
 enum { MODE_PLAIN, MODE_DEBUG };
 static int mode;
 static int trace_on;
+static int force_seq; /* OBMEM_FUZZ_SEQUENCED=1: every phase sequenced */
 static int devnull = -1;
 static unsigned long input_no;
 static __thread int cur_slot = -1; /* -1: the main thread */
@@ -616,6 +620,9 @@ static void decode(const uint8_t *data, size_t size) {
         ops[nops++] = o;
     }
     phases[nphases - 1].end = nops;
+    if (force_seq)
+        for (int i = 0; i < nphases; i++)
+            phases[i].seq = 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1451,6 +1458,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     else
         mode = MODE_PLAIN;
     trace_on = getenv("OBMEM_FUZZ_TRACE") != NULL;
+    const char *sq = getenv("OBMEM_FUZZ_SEQUENCED");
+    force_seq = sq && strcmp(sq, "0") != 0;
     devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (mode == MODE_DEBUG) {
         OBM_IN();

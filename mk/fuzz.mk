@@ -143,20 +143,20 @@ fuzz-corpus: fuzz-build fuzz-seeds
 	rm -rf fuzz/corpus && mv $(FUZZ_MERGE)/final fuzz/corpus
 	@echo "fuzz/corpus: $$(ls fuzz/corpus | wc -l) files, $$(cat fuzz/corpus/* | wc -c) bytes"
 
-# The same for fuzz/corpus-threads, from the FUZZ_TCORPUS_BIG largest inputs
-# of a first merge, then what adds coverage in the debug mode. Coverage of
-# the concurrent phases varies between runs, so a merge keeps a few inputs
-# for noise; the replay time of the result is what matters (make test).
+# The same for fuzz/corpus-threads, but starting from the FUZZ_TCORPUS_BIG
+# largest candidates (long scripts: many operations, exits and phases per
+# input), then the inputs that add coverage in the plain and debug modes.
+# The merges run every phase sequenced (OBMEM_FUZZ_SEQUENCED=1): the
+# coverage of a concurrent phase depends on the interleaving, and a merge
+# would keep inputs for that noise.
 FUZZ_TCORPUS_BIG ?= 24
 fuzz-corpus-threads: fuzz-build fuzz-seeds
-	@rm -rf $(FUZZ_MERGE) && mkdir -p $(FUZZ_MERGE)/all $(FUZZ_MERGE)/final fuzz/corpus-threads
+	@rm -rf $(FUZZ_MERGE) && mkdir -p $(FUZZ_MERGE)/final fuzz/corpus-threads
 	@cand="fuzz/corpus-threads $(FUZZ_OUT)/seeds-threads $(wildcard $(FUZZ_OUT)/corpus-threads $(FUZZ_OUT)/corpus-threads-debug)"; \
-	OBMEM_FUZZ_MODE=plain $(FUZZ_OUT)/fuzz_threads_bin -merge=1 -use_counters=0 \
-	  -max_len=$(FUZZ_MAX_LEN) $(FUZZ_MERGE)/all $$cand 2>&1 | grep 'MERGE-OUTER: [0-9]* new' || exit 1; \
-	cp $$(ls -S -d $(FUZZ_MERGE)/all/* | head -$(FUZZ_TCORPUS_BIG)) $(FUZZ_MERGE)/final/; \
+	cp $$(for d in $$cand; do find $$d -type f; done | xargs ls -S | head -$(FUZZ_TCORPUS_BIG)) $(FUZZ_MERGE)/final/; \
 	for m in $(FUZZ_TMODES); do \
-	  OBMEM_FUZZ_MODE=$$m $(FUZZ_OUT)/fuzz_threads_bin -merge=1 -use_counters=0 \
-	    -max_len=$(FUZZ_MAX_LEN) $(FUZZ_MERGE)/final $(FUZZ_MERGE)/all $$cand 2>&1 | \
+	  OBMEM_FUZZ_SEQUENCED=1 OBMEM_FUZZ_MODE=$$m $(FUZZ_OUT)/fuzz_threads_bin -merge=1 -use_counters=0 \
+	    -max_len=$(FUZZ_MAX_LEN) $(FUZZ_MERGE)/final $$cand 2>&1 | \
 	    sed -n "s/^MERGE-OUTER: \([0-9]* new.*\)/$$m: \1/p"; \
 	done
 	rm -rf fuzz/corpus-threads && mv $(FUZZ_MERGE)/final fuzz/corpus-threads
