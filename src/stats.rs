@@ -192,7 +192,10 @@ pub fn snapshot() -> obm_stats {
         cs.pools = pools[c];
         cs.blocks_in_use = in_use[c];
         cs.blocks_free = (cs.pools * info.capacity as usize).saturating_sub(cs.blocks_in_use);
-        cs.allocations = allocs[c] as usize;
+        // The counters and the pools are read one after the other while
+        // other threads allocate: a block counted in a pool may not be in
+        // its heap's counter yet. Keep the snapshot consistent.
+        cs.allocations = (allocs[c] as usize).max(cs.blocks_in_use);
         s.bytes_in_use += cs.blocks_in_use * cs.block_size;
         let pool_bytes = info.units as usize * UNIT_SIZE;
         s.bytes_lost_quantization +=
