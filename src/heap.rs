@@ -35,12 +35,13 @@
 //! Life of a heap: created on a thread's first allocation (or adopted:
 //! see below) and registered with a pthread key whose destructor runs at
 //! thread exit. Then the heap is *abandoned*: it drains its remote list,
-//! returns empty pools and arenas, keeps its live blocks and goes on the
-//! abandoned list, still the owner of its arenas. Blocks freed into it by
-//! other threads wake a reclaim that drains it under the registry lock; an
-//! abandoned heap keeps no empty pool or spare arena, so each goes back as
-//! its last block does. The next new thread adopts the heap whole. Heaps
-//! are never unmapped.
+//! returns its empty pools to their arenas, keeps its live blocks and goes
+//! on the abandoned list, still the owner of its arenas. Blocks freed into
+//! it by other threads wake a reclaim that drains it under the registry
+//! lock; an abandoned heap keeps no empty pool, so each goes back to its
+//! arena as its last block does. Its free pages wait the purge delay for
+//! the next new thread, which adopts the heap whole; any thread's slow path
+//! purges them when the delay has run out. Heaps are never unmapped.
 //!
 //! Fork: the registry, arena reserve and large cache locks are held across
 //! `fork`; in the child every heap that belonged to another running thread
