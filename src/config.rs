@@ -48,11 +48,12 @@ pub(crate) const ARENA_RETAIN_MAX: usize = 256; // 64 MiB of address space, no R
 /// back to the OS (see purge.rs; jemalloc's dirty_decay_ms is 10 s,
 /// mimalloc's purge delay 10 ms (v2) to 1 s (v3)).
 pub(crate) const PURGE_DELAY_MS_DEFAULT: u64 = 1000;
-/// Whatever the delay, a heap keeps at most this many free units with
-/// their pages, or three quarters of its pools' peak since the last purge
-/// if that is more; beyond it every free unit's pages go back at once. So
-/// a burst does not pin its whole peak.
-pub(crate) const HEAP_KEEP_MIN_UNITS: usize = 512; // 8 MiB
+/// Whatever the delay, the process keeps at most this many free pool
+/// units with their pages, or three quarters of its peak of units in
+/// pools since the last purge if that is more; beyond it, the heap that
+/// finds the bound exceeded gives half of its own back at once. So a burst
+/// does not pin its whole peak (purge.rs).
+pub(crate) const KEEP_MIN_UNITS: usize = 4096; // 64 MiB
 
 /// Slots of a heap's direct-mapped cache from unit to pool, which lets
 /// `free` of a block of the calling thread skip the global arena map and

@@ -482,8 +482,7 @@ impl Heap {
                 if was_empty {
                     self.empty_arenas.set(self.empty_arenas.get() - 1);
                 }
-                self.dirty_units
-                    .set(self.dirty_units.get() - (dirty - a.dirty_count()));
+                self.add_dirty(a.dirty_count() as isize - dirty as isize);
                 first = Some(f);
                 break;
             }
@@ -516,6 +515,7 @@ impl Heap {
         let in_use = self.units_in_use.get() + units;
         self.units_in_use.set(in_use);
         self.units_peak.set(self.units_peak.get().max(in_use));
+        purge::units_taken(units);
         head as *const Pool as *mut Pool
     }
 
@@ -539,7 +539,7 @@ impl Heap {
         a.unmake_pool(first, units);
         let now = purge::now_ms();
         a.give_units(first, units, now);
-        self.dirty_units.set(self.dirty_units.get() + units);
+        self.add_dirty(units as isize);
         if self.purge_due.get() == 0 {
             self.purge_due.set(now + purge::delay_ms());
         }
@@ -547,6 +547,7 @@ impl Heap {
             self.link_partial(a);
         }
         self.units_in_use.set(self.units_in_use.get() - units);
+        purge::units_released(units);
         if a.is_empty() {
             // Kept, pages and all, for the purge delay like any free unit.
             self.empty_arenas.set(self.empty_arenas.get() + 1);
@@ -558,11 +559,11 @@ impl Heap {
                 self.release_arena(arena_ptr);
             } else {
                 let units = a.discard_dirty();
-                self.dirty_units.set(self.dirty_units.get() - units);
+                self.add_dirty(-(units as isize));
             }
-        } else if self.dirty_units.get() > self.keep_bound() {
+        } else if purge::over_bound() {
             // Bounded: a burst does not pin its whole peak until the delay.
-            self.purge_down_to(now, self.keep_bound() / 2);
+            self.purge_down_to(now, self.dirty_units.get() / 2);
         } else {
             self.purge_expired(now);
         }
@@ -574,7 +575,7 @@ impl Heap {
         self.arenas.set(self.arenas.get() - 1);
         // SAFETY: a live arena of ours.
         let dirty = unsafe { &*a }.dirty_count();
-        self.dirty_units.set(self.dirty_units.get() - dirty);
+        self.add_dirty(-(dirty as isize));
         purge::given_back(dirty * UNIT_SIZE);
         // SAFETY: empty, unlinked, and no block of it is live.
         unsafe { arena::release(a) };
@@ -612,8 +613,8 @@ impl Heap {
     /// Caller holds `arena_lock`.
     fn purge_expired(&self, now: u64) {
         let due = self.purge_due.get();
-        if due != 0 && now >= due {
-            self.purge_locked(now, false);
+        if due != 0 && now >= due && self.purge_locked(now, false) != 0 {
+            purge::reset_peak();
         }
     }
 
@@ -629,10 +630,10 @@ impl Heap {
         bytes
     }
 
-    /// The most free units this heap keeps with their pages (see
-    /// HEAP_KEEP_MIN_UNITS).
-    fn keep_bound(&self) -> usize {
-        HEAP_KEEP_MIN_UNITS.max(self.units_peak.get() * 3 / 4)
+    /// `dirty_units += n`, here and in the process-wide count.
+    fn add_dirty(&self, n: isize) {
+        self.dirty_units.set(self.dirty_units.get().wrapping_add_signed(n));
+        purge::dirty_changed(n);
     }
 
     /// Gives back free units, expired or not, until at most `target` are
@@ -659,7 +660,7 @@ impl Heap {
                         bytes += self.release_arena(arena);
                     } else {
                         let units = a.discard_dirty();
-                        self.dirty_units.set(self.dirty_units.get() - units);
+                        self.add_dirty(-(units as isize));
                         bytes += units * UNIT_SIZE;
                     }
                 } else {
@@ -823,7 +824,9 @@ pub fn trim_all() -> usize {
             bytes += h.purge_all();
         }
     });
-    bytes + crate::large::trim()
+    bytes += crate::large::trim();
+    purge::reset_peak();
+    bytes
 }
 
 /// Held by `trim_all` for its whole walk, and across `fork`, so that a
@@ -1202,9 +1205,9 @@ mod tests {
                 // SAFETY: live blocks, freed once.
                 unsafe { free::free(p as *mut u8, "free") };
             }
-            // What the heap keeps with its pages stays within its bound.
+            // What the heap keeps with its pages is at most its peak.
             let kept = heap.dirty_units.get();
-            assert!(kept <= HEAP_KEEP_MIN_UNITS.max(peak * 3 / 4), "{kept} of {peak} units");
+            assert!(kept <= peak, "{kept} of {peak} units");
             let class = size_class::class_of(1000).unwrap();
             if let Some(head) = heap.head(class) {
                 assert!(head.is_empty());

@@ -12,8 +12,9 @@
 //! each time; they stay registered with a FREED header, which makes a double
 //! free detectable. A cached mapping keeps its pages for the purge delay
 //! (purge.rs), then is unmapped; the resident ones are bounded by
-//! `LARGE_CACHE_RESIDENT` or half of the bytes of live large blocks,
-//! whichever is more (recent demand), beyond which a mapping's pages are
+//! `LARGE_CACHE_RESIDENT` or the most bytes of live large blocks since
+//! mappings last expired, whichever is more (recent demand), beyond which
+//! a mapping's pages are
 //! discarded but for the header's as it enters the cache. A cached mapping
 //! serves a request of between half its size and its size, shrunk in place
 //! (mremap) when it is more than a quarter too big. `realloc`
@@ -113,6 +114,10 @@ impl Cache {
                 i += 1;
             }
         }
+        if n != 0 {
+            // Demand is measured again from what is live now.
+            RECENT_PEAK.store(stats::LARGE_BYTES.load(Relaxed), Relaxed);
+        }
         n
     }
 }
@@ -129,6 +134,10 @@ fn unmap_evicted(evicted: &[Cached]) -> usize {
     crate::purge::given_back(bytes);
     bytes
 }
+
+/// The most bytes of live large blocks since cached mappings last expired:
+/// the recent demand, which bounds what the cache keeps resident.
+static RECENT_PEAK: AtomicUsize = AtomicUsize::new(0);
 
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     slots: [NO_ENTRY; LARGE_CACHE_SLOTS],
@@ -183,7 +192,7 @@ fn cache_put(base: usize, size: usize) -> bool {
     // Discarded before the entry is published: once in the cache, another
     // thread may take it and write to it. (Only the budget is read here; it
     // may be exceeded by what other threads insert meanwhile.)
-    let budget = LARGE_CACHE_RESIDENT.max(stats::LARGE_BYTES.load(Relaxed) / 2);
+    let budget = LARGE_CACHE_RESIDENT.max(RECENT_PEAK.load(Relaxed));
     let keep_pages =
         crate::purge::delay_ms() != 0 && CACHE.lock().resident + size <= budget;
     if !keep_pages {
@@ -307,7 +316,8 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
     }
     stats::LARGE_BLOCKS.fetch_add(1, Relaxed);
     stats::LARGE_ALLOCS.fetch_add(1, Relaxed);
-    stats::LARGE_BYTES.fetch_add(base + size - user, Relaxed);
+    let live = stats::LARGE_BYTES.fetch_add(base + size - user, Relaxed) + base + size - user;
+    RECENT_PEAK.fetch_max(live, Relaxed);
     stats::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
     (user as *mut u8, zeroed)
 }
@@ -467,9 +477,10 @@ mod tests {
     }
 
     #[test]
-    fn cached_spans_beyond_the_resident_budget_lose_their_pages() {
-        // Sizes no other test uses; together they exceed the budget.
-        let n = LARGE_CACHE_RESIDENT / 2 + 4096 * 7;
+    fn cached_spans_keep_their_pages_and_serve_smaller_requests() {
+        // Sizes no other test uses (or could take: a request takes a span
+        // of up to twice its size); live at once, so within recent demand.
+        let n = (6 << 20) + 4096 * 7;
         let ps: [*mut u8; 3] = core::array::from_fn(|i| alloc(n + i * 4096 * 3, ALIGNMENT).0);
         for &p in &ps {
             assert!(!p.is_null());
@@ -479,18 +490,26 @@ mod tests {
         for &p in &ps {
             free(p, CHUNK_LARGE, "test");
         }
-        // The last one freed cannot fit the budget: its pages past the
-        // header's read zero; the first keeps its bytes.
         // SAFETY: the mappings are cached, still mapped, and no other test
         // takes these sizes.
         unsafe {
-            assert_eq!(*ps[0].add(n - 1), 0x5a);
-            assert_eq!(*ps[2].add(n - 1), 0);
-            assert_eq!(*ps[2].add(100), 0x5a, "the header's page stays");
+            for &p in &ps {
+                assert_eq!(*p.add(n - 1), 0x5a, "kept resident for the purge delay");
+            }
         }
-        for (i, &p) in ps.iter().enumerate() {
+        // A request of two thirds of the smallest takes it, shrunk in place.
+        let small = n * 2 / 3;
+        let (q, zeroed) = alloc(small, ALIGNMENT);
+        assert_eq!(q, ps[0]);
+        assert!(!zeroed);
+        let usable = usable_size(q, CHUNK_LARGE, "test");
+        assert!(usable >= small && usable < small + 2 * PAGE_SIZE, "shrunk: {usable}");
+        // SAFETY: q's first bytes are the old block's.
+        assert_eq!(unsafe { *q.add(small - 1) }, 0x5a);
+        free(q, CHUNK_LARGE, "test");
+        for (i, &p) in ps.iter().enumerate().skip(1) {
             let (q, _) = alloc(n + i * 4096 * 3, ALIGNMENT);
-            assert_eq!(q, p, "reused from the cache all the same");
+            assert_eq!(q, p, "reused from the cache");
             free(q, CHUNK_LARGE, "test");
         }
     }

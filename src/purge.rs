@@ -11,7 +11,7 @@
 //! altogether calls `obm_trim()` (or `malloc_trim`) to give everything back.
 //! A delay of 0 gives pages back as soon as they are free.
 
-use crate::config::PURGE_DELAY_MS_DEFAULT;
+use crate::config::{KEEP_MIN_UNITS, PURGE_DELAY_MS_DEFAULT};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 static DELAY_MS: AtomicU64 = AtomicU64::new(PURGE_DELAY_MS_DEFAULT);
@@ -50,4 +50,42 @@ pub fn expired(stamp: u64, now: u64) -> bool {
 /// Counts `bytes` given back to the OS.
 pub fn given_back(bytes: usize) {
     PURGED_BYTES.fetch_add(bytes, Relaxed);
+}
+
+// Process-wide unit counts, for the bound on what is kept: the heaps update
+// them on their slow paths (pools made and released, units purged).
+static IN_USE_UNITS: AtomicUsize = AtomicUsize::new(0);
+static PEAK_UNITS: AtomicUsize = AtomicUsize::new(0);
+static DIRTY_UNITS: AtomicUsize = AtomicUsize::new(0);
+
+/// `n` units went to pools.
+pub fn units_taken(n: usize) {
+    let now = IN_USE_UNITS.fetch_add(n, Relaxed) + n;
+    PEAK_UNITS.fetch_max(now, Relaxed);
+}
+
+/// `n` units came back from pools.
+pub fn units_released(n: usize) {
+    IN_USE_UNITS.fetch_sub(n, Relaxed);
+}
+
+/// `n` more (or, negative, fewer) free units hold resident pages.
+pub fn dirty_changed(n: isize) {
+    if n >= 0 {
+        DIRTY_UNITS.fetch_add(n as usize, Relaxed);
+    } else {
+        DIRTY_UNITS.fetch_sub(n.unsigned_abs(), Relaxed);
+    }
+}
+
+/// Whether the process keeps more free units with their pages than it may:
+/// at most three quarters of its peak of units in pools since the last
+/// purge by time or by `obm_trim`, and never less than KEEP_MIN_UNITS.
+pub fn over_bound() -> bool {
+    DIRTY_UNITS.load(Relaxed) > KEEP_MIN_UNITS.max(PEAK_UNITS.load(Relaxed) * 3 / 4)
+}
+
+/// What was kept has gone back: demand is measured again from now.
+pub fn reset_peak() {
+    PEAK_UNITS.store(IN_USE_UNITS.load(Relaxed), Relaxed);
 }
