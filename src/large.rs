@@ -8,7 +8,8 @@
 //! end minus the block's start.
 //!
 //! Freed mappings of up to `LARGE_CACHE_MAX_BLOCK` are kept in a small cache
-//! (bounded in slots and bytes) so a malloc/free loop does not map and unmap
+//! (bounded in slots, and in bytes by `LARGE_CACHE_MAX_BYTES` or half the
+//! recent demand) so a malloc/free loop does not map and unmap
 //! each time; they stay registered with a FREED header, which makes a double
 //! free detectable. A cached mapping keeps its pages for the purge delay
 //! (purge.rs), then is unmapped; the resident ones are bounded by
@@ -203,12 +204,15 @@ fn cache_put(base: usize, size: usize) -> bool {
     }
     let mut evicted = [NO_ENTRY; LARGE_CACHE_SLOTS];
     let now = crate::purge::now_ms();
+    // Address space follows recent demand too, so that a program whose
+    // large blocks are many and big finds one of the right size.
+    let max_bytes = LARGE_CACHE_MAX_BYTES.max(RECENT_PEAK.load(Relaxed) / 2);
     let n_evicted;
     {
         let mut c = CACHE.lock();
         let mut n = c.take_expired(now, false, &mut evicted);
         while c.count > 0
-            && (c.count == LARGE_CACHE_SLOTS || c.bytes + size > LARGE_CACHE_MAX_BYTES)
+            && (c.count == LARGE_CACHE_SLOTS || c.bytes + size > max_bytes)
         {
             evicted[n] = c.remove(0);
             n += 1;
