@@ -65,6 +65,8 @@ test-install: build
 bench: build
 	cargo build --release --no-default-features --target-dir target/nostats
 	bash benches/run.sh
+	@# RSS over time of a bursty program, drawn to benches/rss_bursts.png.
+	$(PYTHON) benches/rss_plot.py
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
