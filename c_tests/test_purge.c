@@ -113,7 +113,8 @@ static void case_trim(int wait_for_exit)
            (double)rss_freed / MiB, (double)rss_trimmed / MiB, (double)given / MiB,
            (double)before.bytes_kept / MiB, (double)after.bytes_kept / MiB);
     CHECK_LE(rss_trimmed, rss0 + 20 * MiB);
-    CHECK_GT(given, 0);
+    /* Most of what the frees left resident went back through obm_trim. */
+    CHECK_GE(given + 20 * MiB, rss_freed - rss0);
     /* What it gave back is what it said, give or take the pages the
      * statistics walk and the threads' last steps touched. */
     CHECK_GE(after.bytes_purged - before.bytes_purged, given);
@@ -236,9 +237,12 @@ int main(int argc, char **argv)
         printf("test_purge: skipped under the debug hooks (their quarantine keeps blocks)\n");
         return 0;
     }
-    expect_ok("trim_alive", (const char *const[]){NULL});
-    expect_ok("trim_exited", (const char *const[]){NULL});
-    expect_ok("malloc_trim", (const char *const[]){NULL});
+    /* A long delay: what goes back is what obm_trim gives back, not what
+     * the delay has already returned by the time it runs. */
+    const char *const long_delay[] = {"OBMEM_PURGE_DELAY_MS=60000", NULL};
+    expect_ok("trim_alive", long_delay);
+    expect_ok("trim_exited", long_delay);
+    expect_ok("malloc_trim", long_delay);
     expect_ok("delay_short", (const char *const[]){"OBMEM_PURGE_DELAY_MS=100", NULL});
     expect_ok("delay_long", (const char *const[]){"OBMEM_PURGE_DELAY_MS=60000", NULL});
 
@@ -253,7 +257,7 @@ int main(int argc, char **argv)
         CHECK_MSG(w != NULL, "%s: no warning:\n%s", bad[i], r.err);
         CHECK_MSG(strstr(w + 1, "obmem:") == NULL, "%s: more than one warning:\n%s", bad[i],
                   r.err);
-        CHECK_MSG(strstr(r.err, "using 1000") != NULL, "%s: default not named:\n%s", bad[i],
+        CHECK_MSG(strstr(r.err, "using 100") != NULL, "%s: default not named:\n%s", bad[i],
                   r.err);
     }
     printf("bad OBMEM_PURGE_DELAY_MS ok\n");
