@@ -33,6 +33,8 @@ use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::*};
 
 pub(crate) const HEADER: usize = 64;
+/// Large mappings of at least this size ask for transparent huge pages.
+const HUGE_LARGE_MIN: usize = 4 << 20;
 const LIVE: usize = 0x6f62_6d65_6d4c_5247; // "obmemLRG"
 const FREED: usize = 0x6f62_6d65_6d46_5245; // "obmemFRE"
 
@@ -296,6 +298,10 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
                 return (ptr::null_mut(), false);
             }
             stats::add_mapped(map_size);
+            if map_size >= HUGE_LARGE_MIN {
+                // SAFETY: the mapping was just made by os.
+                unsafe { os::advise_huge(base, map_size) };
+            }
             (base as usize, map_size)
         }
     };

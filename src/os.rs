@@ -92,6 +92,18 @@ pub unsafe fn discard(p: *mut u8, size: usize) {
     set_errno(saved);
 }
 
+/// Asks for transparent huge pages in `[p, p+size)` (where the system
+/// leaves the choice to programs: THP "madvise" mode); harmless elsewhere.
+///
+/// # Safety
+/// `[p, p+size)` must be a mapping made by this module.
+pub unsafe fn advise_huge(p: *mut u8, size: usize) {
+    let saved = errno();
+    // SAFETY: per the contract; MADV_HUGEPAGE only changes how the kernel backs it.
+    unsafe { libc::madvise(p as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
+    set_errno(saved);
+}
+
 /// Grows or shrinks a mapping in place; false if the pages after it are taken.
 ///
 /// # Safety
