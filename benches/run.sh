@@ -13,7 +13,7 @@
 #   BENCH_ALLOCATORS="…"  subset/order of: glibc obmem mimalloc3 mimalloc2
 #                         jemalloc tcmalloc ("mimalloc" = mimalloc2)
 #   BENCH_WORKLOADS="…"   subset/order of: ring512 ring64 ring64k realloc
-#                         prodcons larson larson-thr mstress cfrac python
+#                         prodcons larson larson-thr mstress cfrac large python
 #   OBMEM_SO=path         obmem library (default target/release/libobmem.so)
 #   OBMEM_NOSTATS_SO=path obmem built without its statistics counters
 #                         (cargo build --release --no-default-features
@@ -45,7 +45,7 @@ TIMEOUT=${BENCH_TIMEOUT:-60}
 OBMEM_SO=${OBMEM_SO:-$ROOT/target/release/libobmem.so}
 OBMEM_NOSTATS_SO=${OBMEM_NOSTATS_SO:-$ROOT/target/nostats/release/libobmem.so}
 read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc obmem mimalloc3 mimalloc2 jemalloc tcmalloc}"
-read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson larson-thr mstress cfrac python}"
+read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson larson-thr mstress cfrac large python}"
 # not CC/CFLAGS: a Makefile may export those for other targets
 CC=${BENCH_CC:-gcc}
 CFLAGS=${BENCH_CFLAGS:--O2 -g -Wall -Wextra}
@@ -68,7 +68,7 @@ source "$BENCH_DIR/allocators.sh"
 build() {
     mkdir -p "$BUILD" "$LOGS"
     local prog
-    for prog in ring realloc_grow prodcons larson larson_threads mstress cfrac_like timeexec; do
+    for prog in ring realloc_grow prodcons larson larson_threads mstress cfrac_like malloc_large timeexec; do
         # shellcheck disable=SC2086 # CFLAGS is a list of flags
         $CC $CFLAGS -pthread -o "$BUILD/$prog" "$BENCH_DIR/$prog.c" -ldl
     done
@@ -112,7 +112,8 @@ workload_title() {
     larson-thr) echo "7. larson with thread replacement (mimalloc-bench's larson): 2 threads x 1000 slots, 16-1000 B, each thread replaced by a new one every 50k ops (aggregate ns per op)" ;;
     mstress) echo "8. mstress: 4 threads per round, replaced every round, short- and long-lived blocks, 16 B-256 KiB, blocks passed between threads (ns per malloc+free)" ;;
     cfrac) echo "9. cfrac-like big-number arithmetic, single thread, 8-40 B blocks, one malloc per result (ns per malloc+free)" ;;
-    python) echo "10. CPython allocation-heavy script (benches/py_alloc.py), PYTHONMALLOC=malloc (wall seconds of the whole process)" ;;
+    large) echo "10. large blocks (mimalloc-bench's malloc-large): 20 live blocks of 5-25 MiB, zeroed, one replaced at random per step (ns per replacement; notes: minor page faults)" ;;
+    python) echo "11. CPython allocation-heavy script (benches/py_alloc.py), PYTHONMALLOC=malloc (wall seconds of the whole process)" ;;
     esac
 }
 
@@ -127,6 +128,7 @@ workload_cmd() {
     larson-thr) echo "$BUILD/larson_threads --threads 2 --slots 1000 --min 16 --max 1000 --life 50000 --lives $(n 500)" ;;
     mstress) echo "$BUILD/mstress --threads 4 --scale 50 --rounds $(n 200)" ;;
     cfrac) echo "$BUILD/cfrac_like --limbs 4 --fb 60 --steps $(n 1000000)" ;;
+    large) echo "$BUILD/malloc_large --live 20 --min-mib 5 --max-mib 25 --ops $(n 500)" ;;
     python) echo "$PYTHON $BENCH_DIR/py_alloc.py $(n 3)" ;;
     esac
 }
@@ -181,6 +183,7 @@ measure() {
         [[ $w == larson ]] && EXTRA[$a]="$(awk -v v="$(field ops_per_s "$line")" 'BEGIN { printf "%.1f Mops/s", v / 1e6 }'), waited at $(field wait_pct "$line")% of hand-offs"
         [[ $w == larson-thr ]] && EXTRA[$a]="$(awk -v v="$(field ops_per_s "$line")" 'BEGIN { printf "%.1f Mops/s", v / 1e6 }'), $(field threads_created "$line") threads"
         [[ $w == cfrac ]] && EXTRA[$a]="$(field relations "$line") relations verified"
+        [[ $w == large ]] && EXTRA[$a]="$(field minflt "$line") minor faults"
     fi
     rss=$(field maxrss_kib "$line")
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$a" "$rep" "$t" "$rss" "$sum" >>"$RESULTS"

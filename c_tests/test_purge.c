@@ -257,7 +257,7 @@ int main(int argc, char **argv)
         CHECK_MSG(w != NULL, "%s: no warning:\n%s", bad[i], r.err);
         CHECK_MSG(strstr(w + 1, "obmem:") == NULL, "%s: more than one warning:\n%s", bad[i],
                   r.err);
-        CHECK_MSG(strstr(r.err, "using 100") != NULL, "%s: default not named:\n%s", bad[i],
+        CHECK_MSG(strstr(r.err, "using 1000") != NULL, "%s: default not named:\n%s", bad[i],
                   r.err);
     }
     printf("bad OBMEM_PURGE_DELAY_MS ok\n");

@@ -46,10 +46,11 @@ pub(crate) const ARENA_BATCH: usize = 16; // 4 MiB
 pub(crate) const ARENA_RETAIN_MAX: usize = 256; // 64 MiB of address space, no RSS
 /// The default of `OBMEM_PURGE_DELAY_MS`: free pages unused this long go
 /// back to the OS (see purge.rs). Chosen by measurement (BENCHMARKS.md,
-/// "Choosing the default delay"): 100 ms keeps nearly all of 1000 ms's
-/// saving in page faults with less memory held; 10 ms loses most of it.
+/// "Choosing the default delay"): shorter delays make programs with big
+/// blocks map and fault them again (malloc-large: 3× slower at 100 ms),
+/// and save memory only while the program is active.
 /// jemalloc's dirty_decay_ms is 10 s, mimalloc's purge delay 10 ms (v2).
-pub(crate) const PURGE_DELAY_MS_DEFAULT: u64 = 100;
+pub(crate) const PURGE_DELAY_MS_DEFAULT: u64 = 1000;
 /// Whatever the delay, the process keeps at most this many free pool
 /// units with their pages, or three quarters of its peak of units in
 /// pools since the last purge if that is more; beyond it, the heap that

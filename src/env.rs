@@ -14,8 +14,8 @@ pub static SHOW_STATS: AtomicBool = AtomicBool::new(false);
 
 /// The largest purge delay accepted: a day.
 const PURGE_DELAY_MS_MAX: usize = 86_400_000;
-const PURGE_DELAY_MS_DEFAULT_TEXT: &str = "100";
-const _: () = assert!(crate::config::PURGE_DELAY_MS_DEFAULT == 100);
+const PURGE_DELAY_MS_DEFAULT_TEXT: &str = "1000";
+const _: () = assert!(crate::config::PURGE_DELAY_MS_DEFAULT == 1000);
 
 const UNREAD: u8 = 0;
 const READING: u8 = 1;
