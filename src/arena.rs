@@ -63,8 +63,13 @@ pub struct Arena {
     /// When a unit last became dirty (`purge::now_ms`); the dirty units go
     /// back to the OS together, a purge delay after it. Owner only.
     pub dirty_stamp: Cell<u64>,
-    /// Linked in the owner's list of arenas with a free unit.
+    /// The longest run of free units, so that the search for a pool's run
+    /// skips an arena with one compare. Owner only.
+    pub max_run: Cell<u8>,
+    /// Linked in the owner's lists of arenas with a free unit, in the list
+    /// of runs of `bucket` units. Owner only.
     pub in_partial: Cell<bool>,
+    pub bucket: Cell<u8>,
     pub next: Cell<*mut Arena>,
     pub prev: Cell<*mut Arena>,
 }
@@ -150,7 +155,26 @@ impl Arena {
         self.free_units.set(self.free_units.get() & !run);
         self.dirty_units
             .store(self.dirty_units.load(Relaxed) & !run, Relaxed);
+        self.update_max_run();
         Some(first)
+    }
+
+    /// Whether a run of `n` free units may be taken here.
+    #[inline]
+    pub fn has_run(&self, n: usize) -> bool {
+        self.max_run.get() as usize >= n
+    }
+
+    fn update_max_run(&self) {
+        // Each step shortens every run by one: the steps until none is left
+        // are the longest run's length.
+        let mut m = self.free_units.get();
+        let mut run = 0;
+        while m != 0 {
+            m &= m >> 1;
+            run += 1;
+        }
+        self.max_run.set(run);
     }
 
     /// Units `first..first + n` are free again, their pages still resident,
@@ -162,6 +186,7 @@ impl Arena {
         self.dirty_units
             .store(self.dirty_units.load(Relaxed) | run, Relaxed);
         self.dirty_stamp.set(now);
+        self.update_max_run();
     }
 
     /// How many free units may hold resident pages.
@@ -273,6 +298,8 @@ pub fn acquire(owner: OwnerId) -> *mut Arena {
         ptr::addr_of_mut!((*a).free_units).write(Cell::new(ALL_UNITS));
         ptr::addr_of_mut!((*a).dirty_units).write(AtomicU16::new(0));
         ptr::addr_of_mut!((*a).dirty_stamp).write(Cell::new(0));
+        ptr::addr_of_mut!((*a).max_run).write(Cell::new(USABLE_UNITS as u8));
+        ptr::addr_of_mut!((*a).bucket).write(Cell::new(0));
         ptr::addr_of_mut!((*a).in_partial).write(Cell::new(false));
         ptr::addr_of_mut!((*a).next).write(Cell::new(ptr::null_mut()));
         ptr::addr_of_mut!((*a).prev).write(Cell::new(ptr::null_mut()));
@@ -365,6 +392,8 @@ mod tests {
             free_units: Cell::new(ALL_UNITS),
             dirty_units: AtomicU16::new(0),
             dirty_stamp: Cell::new(0),
+            max_run: Cell::new(USABLE_UNITS as u8),
+            bucket: Cell::new(0),
             in_partial: Cell::new(false),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
@@ -374,8 +403,11 @@ mod tests {
     #[test]
     fn unit_runs() {
         let a = header_only();
+        assert!(a.has_run(15) && !a.has_run(16));
         assert_eq!(a.take_units(1), Some(1));
+        assert!(a.has_run(14) && !a.has_run(15));
         assert_eq!(a.take_units(8), Some(2));
+        assert!(a.has_run(6) && !a.has_run(7), "units 10..15 are left");
         assert_eq!(a.take_units(8), None, "only units 10..15 are left");
         assert_eq!(a.take_units(6), Some(10));
         assert_eq!(a.free_units.get(), 0);

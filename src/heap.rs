@@ -87,8 +87,10 @@ pub struct Heap {
     /// and the arenas' unit bitmaps (slow paths only), and by `obm_trim`
     /// when it purges another thread's heap.
     arena_lock: SpinLock<()>,
-    /// Owned arenas with at least one free unit (doubly linked).
-    partial: Cell<*mut Arena>,
+    /// Owned arenas with at least one free unit, doubly linked, in lists by
+    /// their longest run of free units (`partial[r]`, r = 1..=15), so that
+    /// a pool of n units finds an arena in `partial[n..]` at once.
+    partial: [Cell<*mut Arena>; UNITS_PER_ARENA],
     /// How many arenas in `partial` are entirely free.
     empty_arenas: Cell<usize>,
     /// Arenas this heap owns.
@@ -150,7 +152,7 @@ impl Heap {
             heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
             tails: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
             arena_lock: SpinLock::new(()),
-            partial: Cell::new(ptr::null_mut()),
+            partial: [const { Cell::new(ptr::null_mut()) }; UNITS_PER_ARENA],
             empty_arenas: Cell::new(0),
             arenas: Cell::new(0),
             units_in_use: Cell::new(0),
@@ -189,7 +191,9 @@ impl Heap {
                 ptr::addr_of_mut!((*h).tails[class]).write(Cell::new(ptr::null_mut()));
             }
             ptr::addr_of_mut!((*h).arena_lock).write(SpinLock::new(()));
-            ptr::addr_of_mut!((*h).partial).write(Cell::new(ptr::null_mut()));
+            for r in 0..UNITS_PER_ARENA {
+                ptr::addr_of_mut!((*h).partial[r]).write(Cell::new(ptr::null_mut()));
+            }
             ptr::addr_of_mut!((*h).empty_arenas).write(Cell::new(0));
             ptr::addr_of_mut!((*h).arenas).write(Cell::new(0));
             ptr::addr_of_mut!((*h).units_in_use).write(Cell::new(0));
@@ -471,9 +475,13 @@ impl Heap {
         let _g = self.arena_lock.lock();
         self.purge_expired(purge::now_ms());
         let units = size_class::info(class).units as usize;
-        let mut arena = self.partial.get();
+        // The tightest fit first: the arena whose longest run is shortest.
+        let mut arena = (units..UNITS_PER_ARENA)
+            .map(|r| self.partial[r].get())
+            .find(|a| !a.is_null())
+            .unwrap_or(ptr::null_mut());
         let mut first = None;
-        while !arena.is_null() {
+        if !arena.is_null() {
             // SAFETY: arenas in `partial` are live arenas we own.
             let a = unsafe { &*arena };
             let was_empty = a.is_empty();
@@ -484,9 +492,7 @@ impl Heap {
                 }
                 self.add_dirty(a.dirty_count() as isize - dirty as isize);
                 first = Some(f);
-                break;
             }
-            arena = a.next.get();
         }
         let first = match first {
             Some(f) => f,
@@ -507,9 +513,7 @@ impl Heap {
         };
         // SAFETY: `arena` is live and ours.
         let a = unsafe { &*arena };
-        if a.free_units.get() == 0 {
-            self.unlink_partial(a);
-        }
+        self.rebucket(a);
         let head = a.make_pool(first, units, class);
         self.cache_units(head, a.unit_start(first) as usize, units);
         let in_use = self.units_in_use.get() + units;
@@ -543,9 +547,7 @@ impl Heap {
         if self.purge_due.get() == 0 {
             self.purge_due.set(now + purge::delay_ms());
         }
-        if !a.in_partial.get() {
-            self.link_partial(a);
-        }
+        self.rebucket(a);
         self.units_in_use.set(self.units_in_use.get() - units);
         purge::units_released(units);
         if a.is_empty() {
@@ -582,22 +584,41 @@ impl Heap {
         dirty * UNIT_SIZE
     }
 
+    /// Links `a` in the list of its longest free run (none if it has no
+    /// free unit).
     fn link_partial(&self, a: &Arena) {
-        let head = self.partial.get();
+        let r = a.max_run.get() as usize;
+        if r == 0 {
+            return;
+        }
+        let list = &self.partial[r];
+        let head = list.get();
         a.prev.set(ptr::null_mut());
         a.next.set(head);
         if !head.is_null() {
             // SAFETY: arenas in `partial` are live arenas we own.
             unsafe { &*head }.prev.set(a as *const Arena as *mut Arena);
         }
-        self.partial.set(a as *const Arena as *mut Arena);
+        list.set(a as *const Arena as *mut Arena);
+        a.bucket.set(r as u8);
         a.in_partial.set(true);
+    }
+
+    /// Moves `a` to the list of its longest free run after its units changed.
+    fn rebucket(&self, a: &Arena) {
+        if a.in_partial.get() {
+            if a.bucket.get() == a.max_run.get() {
+                return;
+            }
+            self.unlink_partial(a);
+        }
+        self.link_partial(a);
     }
 
     fn unlink_partial(&self, a: &Arena) {
         let (prev, next) = (a.prev.get(), a.next.get());
         if prev.is_null() {
-            self.partial.set(next);
+            self.partial[a.bucket.get() as usize].set(next);
         } else {
             // SAFETY: as in link_partial.
             unsafe { &*prev }.next.set(next);
@@ -647,30 +668,38 @@ impl Heap {
     fn purge_walk(&self, now: u64, all: bool, target: usize) -> usize {
         let mut bytes = 0;
         let mut due = 0;
-        let mut arena = self.partial.get();
-        while !arena.is_null() && self.dirty_units.get() > target {
-            // SAFETY: arenas in `partial` are live arenas we own.
-            let a = unsafe { &*arena };
-            let next = a.next.get();
-            if a.is_empty() || a.dirty_count() != 0 {
-                if all || purge::expired(a.dirty_stamp.get(), now) {
-                    if a.is_empty() {
-                        self.unlink_partial(a);
-                        self.empty_arenas.set(self.empty_arenas.get() - 1);
-                        bytes += self.release_arena(arena);
-                    } else {
-                        let units = a.discard_dirty();
-                        self.add_dirty(-(units as isize));
-                        bytes += units * UNIT_SIZE;
-                    }
-                } else {
-                    let d = a.dirty_stamp.get() + purge::delay_ms();
-                    due = if due == 0 { d } else { due.min(d) };
+        let mut complete = true;
+        // Empty arenas (the longest runs) first.
+        'walk: for r in (1..UNITS_PER_ARENA).rev() {
+            let mut arena = self.partial[r].get();
+            while !arena.is_null() {
+                if self.dirty_units.get() <= target {
+                    complete = false;
+                    break 'walk;
                 }
+                // SAFETY: arenas in `partial` are live arenas we own.
+                let a = unsafe { &*arena };
+                let next = a.next.get();
+                if a.is_empty() || a.dirty_count() != 0 {
+                    if all || purge::expired(a.dirty_stamp.get(), now) {
+                        if a.is_empty() {
+                            self.unlink_partial(a);
+                            self.empty_arenas.set(self.empty_arenas.get() - 1);
+                            bytes += self.release_arena(arena);
+                        } else {
+                            let units = a.discard_dirty();
+                            self.add_dirty(-(units as isize));
+                            bytes += units * UNIT_SIZE;
+                        }
+                    } else {
+                        let d = a.dirty_stamp.get() + purge::delay_ms();
+                        due = if due == 0 { d } else { due.min(d) };
+                    }
+                }
+                arena = next;
             }
-            arena = next;
         }
-        if arena.is_null() {
+        if complete {
             self.purge_due.set(due);
         } else if due != 0 && (self.purge_due.get() == 0 || due < self.purge_due.get()) {
             self.purge_due.set(due);
