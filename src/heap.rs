@@ -362,6 +362,13 @@ impl Heap {
     pub unsafe fn free_local(&self, pool: &Pool, p: *mut u8) {
         // SAFETY: per the contract.
         if unsafe { pool.push_local(p) } {
+            // The commonest case, a malloc/free loop on one block: the head
+            // of its queue became empty. It stays, as `pool_gained` would
+            // decide, without the call.
+            let head = self.heads[pool.class() + 1].get();
+            if pool.state.load(Relaxed) == 0 && ptr::eq(head, pool) && self.is_active() {
+                return;
+            }
             self.pool_gained(pool);
         }
     }
