@@ -222,18 +222,23 @@ impl Pool {
         b as *mut u8
     }
 
-    /// Pops a block, refilling the allocation list from the owner's frees
-    /// if it is empty: the second chance of `malloc`'s fast path. Null if
-    /// both lists are empty.
+    /// Pops a block, refilling the allocation list from the owner's frees,
+    /// or else other threads' frees, if it is empty: the second chance of
+    /// `malloc`'s fast path. Null if the three lists are empty.
     #[inline(always)]
     pub fn pop_or_take_local(&self) -> *mut u8 {
         let b = self.pop();
         if !b.is_null() {
             return b;
         }
-        let local = self.local_free.get();
+        let mut local = self.local_free.get();
         if local.is_null() {
-            return local as *mut u8;
+            // Blocks other threads freed (a producer's pool): taken here
+            // rather than through the whole slow path.
+            if self.thread_free.load(Relaxed).is_null() || self.take_thread_free() == 0 {
+                return ptr::null_mut();
+            }
+            local = self.local_free.get();
         }
         self.local_free.set(ptr::null_mut());
         self.free.set(local);
