@@ -31,10 +31,10 @@
 //!   the pool is not linked in its heap's queue for its class. A pool
 //!   leaves the queue only when it has no free block.
 //! - Shared, read by any thread holding a live block of the pool: `class`
-//!   (and what follows from it and the descriptor's place in the arena:
-//!   the pool's start and block layout). It changes only while the pool
-//!   holds no live block. `start`, `minv` and `shift` are the owner's
-//!   copies of that layout, so its fast path reads them in one place.
+//!   and the `*_shared` copy of the pool's layout (start, block index
+//!   constants, capacity). They change only while the pool holds no live
+//!   block. `start`, `minv` and `shift` are the owner's copies, plain cells
+//!   that its fast path folds into its arithmetic.
 //! - The descriptor of a unit that holds no pool reads as all zero, so
 //!   `carved == 0` and every block-start check against it fails.
 
@@ -42,7 +42,7 @@ use crate::config::*;
 use crate::size_class::{self, block_index};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// The overlay of a free block: the list link, then the freed key.
 #[repr(C)]
@@ -75,7 +75,14 @@ pub struct Pool {
     pub remote_next: AtomicPtr<Pool>,
     /// Set while the pool is on that list, or about to be (shared).
     pub remote_queued: AtomicBool,
-    _cold: [u8; 47],
+    /// The pool's layout for other threads' checks (`is_block`): the same
+    /// as `start`, `minv` and `shift` and the class's capacity, written
+    /// when the pool is made.
+    shift_shared: AtomicU8,
+    capacity_shared: AtomicU32,
+    start_shared: AtomicUsize,
+    minv_shared: AtomicU64,
+    _cold: [u8; 24],
 }
 
 pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
@@ -100,7 +107,11 @@ impl Pool {
             thread_free: AtomicPtr::new(ptr::null_mut()),
             remote_next: AtomicPtr::new(ptr::null_mut()),
             remote_queued: AtomicBool::new(false),
-            _cold: [0; 47],
+            shift_shared: AtomicU8::new(0),
+            capacity_shared: AtomicU32::new(0),
+            start_shared: AtomicUsize::new(0),
+            minv_shared: AtomicU64::new(0),
+            _cold: [0; 24],
         }
     }
 
@@ -120,6 +131,10 @@ impl Pool {
         self.thread_free.store(ptr::null_mut(), Relaxed);
         self.remote_next.store(ptr::null_mut(), Relaxed);
         self.remote_queued.store(false, Relaxed);
+        self.shift_shared.store(info.shift, Relaxed);
+        self.capacity_shared.store(info.capacity, Relaxed);
+        self.start_shared.store(start as usize, Relaxed);
+        self.minv_shared.store(info.minv, Relaxed);
     }
 
     /// The value written into the second word of every free block of this
@@ -140,6 +155,9 @@ impl Pool {
         self.state.store(0, Relaxed);
         self.shift.set(0);
         self.minv.set(0);
+        self.shift_shared.store(0, Relaxed);
+        self.capacity_shared.store(0, Relaxed);
+        self.minv_shared.store(0, Relaxed);
     }
 
     /// Blocks handed out and not yet freed to the owner.
@@ -194,13 +212,16 @@ impl Pool {
 
     /// Whether `p` (a pointer into this pool's units) is a block start
     /// within the pool's capacity. Any thread holding a live block of the
-    /// pool may ask: it reads only `class` and the descriptor's address.
+    /// pool may ask: it reads only the shared copy of the layout.
+    #[inline]
     pub fn is_block(&self, p: *const u8) -> bool {
-        let info = size_class::info(self.class());
-        let me = self as *const Pool as usize;
-        let start = (me & !ARENA_MASK) + ((me & ARENA_MASK) >> POOL_SIZE_SHIFT) * UNIT_SIZE;
-        let off = (p as usize).wrapping_sub(start) as u64;
-        block_index(off, info.minv, info.shift as u32) < info.capacity as u64
+        let off = (p as usize).wrapping_sub(self.start_shared.load(Relaxed)) as u64;
+        let index = block_index(
+            off,
+            self.minv_shared.load(Relaxed),
+            self.shift_shared.load(Relaxed) as u32,
+        );
+        index < self.capacity_shared.load(Relaxed) as u64
     }
 
     /// Pops a block from the allocation list; null when it is empty.
