@@ -531,8 +531,8 @@ impl Heap {
     }
 
     /// Gives an empty pool's units back to its arena, their pages kept for
-    /// the purge delay, and the arena back to the reserve once empty
-    /// (beyond the spare-arena bound in config.rs).
+    /// the purge delay (an emptied arena stays too, until the purge gives
+    /// it back to the reserve).
     fn release_pool(&self, pool: &Pool) {
         debug_assert!(pool.is_empty() && !pool.remote_queued.load(Relaxed));
         if pool.in_queue() {
