@@ -431,6 +431,7 @@ mod tests {
     fn discarding_dirty_units_zeroes_their_pages_only() {
         let a = acquire(0x1000 as OwnerId);
         assert!(!a.is_null());
+        // SAFETY: a freshly acquired arena, used by this test alone.
         unsafe {
             let arena = &*a;
             let first = arena.take_units(4).unwrap();
@@ -465,6 +466,7 @@ mod tests {
         let a = acquire(0x1000 as OwnerId);
         assert!(!a.is_null());
         assert_eq!(a as usize % ARENA_SIZE, 0);
+        // SAFETY: a freshly acquired arena, used by this test alone.
         unsafe {
             let arena = &*a;
             assert!(arena.is_live());
