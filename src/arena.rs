@@ -477,7 +477,11 @@ mod tests {
             assert_eq!((*head).start.get(), start as usize);
             assert_eq!(pool_of(start), head);
             assert_eq!(pool_of(start.add(3 * UNIT_SIZE - 1)), head);
-            assert_eq!(pool_of(start.add(3 * UNIT_SIZE)), a as *const Pool, "a free unit");
+            assert_eq!(
+                pool_of(start.add(3 * UNIT_SIZE)),
+                a as *const Pool,
+                "a free unit"
+            );
             assert_eq!(pool_of(a as *const u8), a as *const Pool, "the header unit");
             assert_eq!(arena_map::lookup(start as usize), CHUNK_ARENA);
             arena.unmake_pool(first, 3);

@@ -89,10 +89,7 @@ pub unsafe fn free_remote_fast(p: *mut u8) -> bool {
     // SAFETY: as above.
     let pool = unsafe { arena::pool_of(p) };
     let owner = heap::owner_of(a);
-    if !a.is_live()
-        || pool as usize == a as *const Arena as usize
-        || owner == crate::tls::get()
-    {
+    if !a.is_live() || pool as usize == a as *const Arena as usize || owner == crate::tls::get() {
         return false;
     }
     // SAFETY: a descriptor other than descriptor 0 in a live arena's header.
@@ -220,7 +217,11 @@ pub fn usable_size(p: *const u8, func: &str) -> usize {
     match resolve(p, func) {
         Resolved::Pool(a, pool) => {
             let mine = heap::owner_of(a) == heap::current();
-            if !(if mine { pool.is_carved_block(p) } else { pool.is_block(p) }) {
+            if !(if mine {
+                pool.is_carved_block(p)
+            } else {
+                pool.is_block(p)
+            }) {
                 report::invalid_pointer(func, p);
             }
             pool.block_size()

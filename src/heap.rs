@@ -71,7 +71,6 @@ const ACTIVE: u8 = 1;
 const ABANDONED: u8 = 2;
 const ORPHANED: u8 = 3;
 
-
 #[repr(C, align(64))]
 pub struct Heap {
     state: AtomicU8,
@@ -146,9 +145,8 @@ impl Heap {
     const fn new() -> Heap {
         Heap {
             state: AtomicU8::new(FREE),
-            alloc_pools: [const {
-                AtomicPtr::new(&EMPTY_POOL.0 as *const Pool as *mut Pool)
-            }; NUM_CLASSES + 1],
+            alloc_pools: [const { AtomicPtr::new(&EMPTY_POOL.0 as *const Pool as *mut Pool) };
+                NUM_CLASSES + 1],
             heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
             tails: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
             arena_lock: SpinLock::new(()),
@@ -428,7 +426,9 @@ impl Heap {
                 self.release_pool(old);
             }
         }
-        let old = self.head(class).map_or(ptr::null_mut(), |o| o as *const Pool as *mut Pool);
+        let old = self
+            .head(class)
+            .map_or(ptr::null_mut(), |o| o as *const Pool as *mut Pool);
         pool.prev.set(ptr::null_mut());
         pool.next.set(old);
         if old.is_null() {
@@ -660,7 +660,8 @@ impl Heap {
 
     /// `dirty_units += n`, here and in the process-wide count.
     fn add_dirty(&self, n: isize) {
-        self.dirty_units.set(self.dirty_units.get().wrapping_add_signed(n));
+        self.dirty_units
+            .set(self.dirty_units.get().wrapping_add_signed(n));
         purge::dirty_changed(n);
     }
 

@@ -105,7 +105,12 @@ impl Cache {
 
     /// Moves the resident entries whose purge delay has run out (all
     /// entries if `all`) to `out`; returns how many.
-    fn take_expired(&mut self, now: u64, all: bool, out: &mut [Cached; LARGE_CACHE_SLOTS]) -> usize {
+    fn take_expired(
+        &mut self,
+        now: u64,
+        all: bool,
+        out: &mut [Cached; LARGE_CACHE_SLOTS],
+    ) -> usize {
         let mut n = 0;
         let mut i = 0;
         while i < self.count {
@@ -196,8 +201,7 @@ fn cache_put(base: usize, size: usize) -> bool {
     // thread may take it and write to it. (Only the budget is read here; it
     // may be exceeded by what other threads insert meanwhile.)
     let budget = LARGE_CACHE_RESIDENT.max(RECENT_PEAK.load(Relaxed));
-    let keep_pages =
-        crate::purge::delay_ms() != 0 && CACHE.lock().resident + size <= budget;
+    let keep_pages = crate::purge::delay_ms() != 0 && CACHE.lock().resident + size <= budget;
     if !keep_pages {
         // SAFETY: the mapping holds no live block and nobody else can reach
         // it yet; its header page, with the FREED mark, stays.
@@ -213,9 +217,7 @@ fn cache_put(base: usize, size: usize) -> bool {
     {
         let mut c = CACHE.lock();
         let mut n = c.take_expired(now, false, &mut evicted);
-        while c.count > 0
-            && (c.count == LARGE_CACHE_SLOTS || c.bytes + size > max_bytes)
-        {
+        while c.count > 0 && (c.count == LARGE_CACHE_SLOTS || c.bytes + size > max_bytes) {
             evicted[n] = c.remove(0);
             n += 1;
         }
@@ -513,7 +515,10 @@ mod tests {
         assert_eq!(q, ps[0]);
         assert!(!zeroed);
         let usable = usable_size(q, CHUNK_LARGE, "test");
-        assert!(usable >= small && usable < small + 2 * PAGE_SIZE, "shrunk: {usable}");
+        assert!(
+            usable >= small && usable < small + 2 * PAGE_SIZE,
+            "shrunk: {usable}"
+        );
         // SAFETY: q's first bytes are the old block's.
         assert_eq!(unsafe { *q.add(small - 1) }, 0x5a);
         free(q, CHUNK_LARGE, "test");

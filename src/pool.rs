@@ -42,7 +42,9 @@ use crate::config::*;
 use crate::size_class::{self, block_index};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*,
+};
 
 /// The overlay of a free block: the list link, then the freed key.
 #[repr(C)]
@@ -176,14 +178,21 @@ impl Pool {
 
     pub fn set_in_queue(&self, queued: bool) {
         let s = self.state.load(Relaxed);
-        self.state
-            .store(if queued { s & !OUT_OF_QUEUE } else { s | OUT_OF_QUEUE }, Relaxed);
+        self.state.store(
+            if queued {
+                s & !OUT_OF_QUEUE
+            } else {
+                s | OUT_OF_QUEUE
+            },
+            Relaxed,
+        );
     }
 
     /// `used += d` by the owner (`d` may be negative).
     #[inline(always)]
     fn add_used(&self, d: i32) {
-        self.state.store(self.state.load(Relaxed).wrapping_add(d as u32), Relaxed);
+        self.state
+            .store(self.state.load(Relaxed).wrapping_add(d as u32), Relaxed);
     }
 
     #[inline(always)]
@@ -350,7 +359,10 @@ impl Pool {
             // owner's clearing of the flag and its swap (`Heap::drain_remote`):
             // either the owner's swap takes this block, or this thread sees
             // the flag clear and registers the pool again.
-            match self.thread_free.compare_exchange_weak(head, b, SeqCst, Relaxed) {
+            match self
+                .thread_free
+                .compare_exchange_weak(head, b, SeqCst, Relaxed)
+            {
                 Ok(_) => break,
                 Err(cur) => head = cur,
             }
@@ -444,14 +456,20 @@ mod tests {
         let b = pool.pop();
         assert_eq!(b as usize, start as usize + 48);
         assert!(pool.is_carved_block(a) && pool.is_carved_block(b));
-        assert!(!pool.is_carved_block(b.wrapping_add(16)), "not a block start");
+        assert!(
+            !pool.is_carved_block(b.wrapping_add(16)),
+            "not a block start"
+        );
         assert!(
             !pool.is_carved_block(start.wrapping_add(86 * 48)),
             "an uncarved block is not handed out"
         );
         // SAFETY: a is a live block of the pool.
         assert!(!pool.in_queue(), "a new pool is not queued");
-        assert!(unsafe { pool.push_local(a) }, "out of the queue: the heap must act");
+        assert!(
+            unsafe { pool.push_local(a) },
+            "out of the queue: the heap must act"
+        );
         pool.set_in_queue(true);
         assert!(pool.is_free(a) && !pool.is_free(b));
         assert_eq!(pool.used(), 1);

@@ -40,7 +40,13 @@ fn replaced_threads_free_each_others_blocks_while_running() {
                     let mut model = Model {
                         live: BTreeMap::new(),
                     };
-                    run_ops(&mut rng, &mut model, 4_000, 2_000, Some(&inboxes[(t + 1) % THREADS]));
+                    run_ops(
+                        &mut rng,
+                        &mut model,
+                        4_000,
+                        2_000,
+                        Some(&inboxes[(t + 1) % THREADS]),
+                    );
                     let given: Vec<Live> = std::mem::take(&mut *inboxes[t].lock().unwrap());
                     for b in given {
                         check(&b, usize::MAX);
@@ -62,7 +68,10 @@ fn replaced_threads_free_each_others_blocks_while_running() {
                 })
             })
             .collect();
-        carry = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        carry = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         for b in inboxes.iter() {
             carry.extend(std::mem::take(&mut *b.lock().unwrap()));
         }

@@ -8,10 +8,10 @@
 //! bad_alloc behaviour intact.
 
 use crate::alloc;
-use crate::free;
 use crate::config::{ALIGNMENT, PAGE_SIZE};
 use crate::debug;
 use crate::domain::{self, obm_domain::OBM_DOMAIN_OBJ};
+use crate::free;
 use crate::os;
 use core::ffi::c_void;
 use core::ptr;

@@ -164,4 +164,3 @@ pub fn drain(model: &mut Model) {
         unsafe { free::free(b.p as *mut u8, "free") };
     }
 }
-
