@@ -5,11 +5,11 @@
 //! Fast path (`malloc_fast`): the slot of the size (`(n + 15) >> 4` up to
 //! 512 bytes, the class + 1 above), the thread's heap from TLS (the
 //! placeholder heap if it has none), and a pop from the allocation list of
-//! the slot's head pool, which takes the pool's local free list over if it
-//! is empty. The head pool is the placeholder pool, always empty, if the
-//! class has none or the heap takes the slow paths (`heap.rs`). Everything else (the first
-//! allocation of a thread, a head pool with no free block, hooks, large
-//! blocks) goes to `malloc_slow`.
+//! the slot's head pool, which takes the pool's local or remote free list
+//! over if it is empty. The head pool is the placeholder pool, always
+//! empty, if the class has none or the heap takes the slow paths
+//! (`heap.rs`). Everything else (the first allocation of a thread, a head
+//! pool with no free block, hooks, large blocks) goes to `malloc_slow`.
 
 use crate::arena_map::{self, CHUNK_ARENA};
 use crate::config::*;

@@ -159,12 +159,6 @@ impl Arena {
         Some(first)
     }
 
-    /// Whether a run of `n` free units may be taken here.
-    #[inline]
-    pub fn has_run(&self, n: usize) -> bool {
-        self.max_run.get() as usize >= n
-    }
-
     fn update_max_run(&self) {
         // Each step shortens every run by one: the steps until none is left
         // are the longest run's length.
@@ -403,11 +397,11 @@ mod tests {
     #[test]
     fn unit_runs() {
         let a = header_only();
-        assert!(a.has_run(15) && !a.has_run(16));
+        assert_eq!(a.max_run.get(), 15);
         assert_eq!(a.take_units(1), Some(1));
-        assert!(a.has_run(14) && !a.has_run(15));
+        assert_eq!(a.max_run.get(), 14);
         assert_eq!(a.take_units(8), Some(2));
-        assert!(a.has_run(6) && !a.has_run(7), "units 10..15 are left");
+        assert_eq!(a.max_run.get(), 6, "units 10..15 are left");
         assert_eq!(a.take_units(8), None, "only units 10..15 are left");
         assert_eq!(a.take_units(6), Some(10));
         assert_eq!(a.free_units.get(), 0);

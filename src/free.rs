@@ -81,35 +81,40 @@ pub unsafe fn free_fast(p: *mut u8) -> bool {
 /// As `free`.
 #[inline(always)]
 pub unsafe fn free_remote_fast(p: *mut u8) -> bool {
-    if arena_map::lookup(p as usize) != CHUNK_ARENA {
+    let Resolved::Pool(a, pool) = resolve(p) else {
         return false;
-    }
-    // SAFETY: the map says p's chunk is an arena, so its header is mapped.
-    let a = unsafe { &*arena::arena_of(p) };
-    // SAFETY: as above.
-    let pool = unsafe { arena::pool_of(p) };
+    };
     let owner = heap::owner_of(a);
-    if !a.is_live() || pool as usize == a as *const Arena as usize || owner == crate::tls::get() {
-        return false;
-    }
-    // SAFETY: a descriptor other than descriptor 0 in a live arena's header.
-    let pool = unsafe { &*pool };
     let b = p as *mut Block;
-    let key = pool.freed_key();
-    // SAFETY: p is checked as a block start before it is read or written.
-    if !pool.is_block(p) || unsafe { (*b).freed_key } == key {
+    // SAFETY: p is checked as a block start before it is read.
+    if owner == crate::tls::get()
+        || !pool.is_block(p)
+        || unsafe { (*b).freed_key } == pool.freed_key()
+    {
         return false;
     }
-    // SAFETY: a live block of `owner`'s pool; heaps are never unmapped.
+    // SAFETY: a live block of `owner`'s pool, not marked free; heaps are
+    // never unmapped.
+    unsafe { push_remote(&*owner, pool, b) };
+    true
+}
+
+/// Marks `b` free and pushes it on its pool's list of remote frees,
+/// registering the pool with `owner` if needed.
+///
+/// # Safety
+/// `b` is a live block start of `pool`, whose arena `owner` owns.
+#[inline(always)]
+unsafe fn push_remote(owner: &Heap, pool: &Pool, b: *mut Block) {
+    // SAFETY: per the contract, b is a block of >= 16 bytes that is ours
+    // to write until the owner takes it.
     unsafe {
-        (*b).freed_key = key;
-        let owner = &*owner;
+        (*b).freed_key = pool.freed_key();
         if pool.push_thread_free(b) {
             owner.push_remote_pool(pool);
         }
-        owner.after_remote_free();
     }
-    true
+    owner.after_remote_free();
 }
 
 /// The general path: see the module documentation.
@@ -122,9 +127,10 @@ pub unsafe fn free_slow(p: *mut u8, func: &str) {
     if p.is_null() {
         return;
     }
-    let (arena, pool) = match resolve(p, func) {
+    let (arena, pool) = match resolve(p) {
         Resolved::Pool(a, pool) => (a, pool),
         Resolved::Large(kind) => return large::free(p, kind, func),
+        Resolved::Unknown => report::invalid_pointer(func, p),
     };
     let owner = heap::owner_of(arena);
     let h = heap::current();
@@ -142,7 +148,6 @@ pub unsafe fn free_slow(p: *mut u8, func: &str) {
 /// # Safety
 /// The caller owns `h`, which owns `pool`; `p` points into `pool`'s units.
 unsafe fn free_owned(h: &Heap, pool: &Pool, p: *mut u8, func: &str) {
-    // SAFETY: p is a carved block start once the first test passes.
     if !pool.is_carved_block(p) {
         report::invalid_pointer(func, p);
     }
@@ -163,20 +168,14 @@ unsafe fn free_remote(owner: &Heap, pool: &Pool, p: *mut u8, func: &str) {
         report::invalid_pointer(func, p);
     }
     let b = p as *mut Block;
-    let key = pool.freed_key();
-    // SAFETY: p is a carved block start, so >= 16 bytes are ours to read and
-    // write. The owner's lists cannot be inspected from here: a block that
-    // already holds the key is reported (every hand-out clears it).
-    unsafe {
-        if (*b).freed_key == key {
-            report::fatal(format_args!("{func}(): double free of {p:p}"));
-        }
-        (*b).freed_key = key;
-        if pool.push_thread_free(b) {
-            owner.push_remote_pool(pool);
-        }
+    // SAFETY: p is a block start, so >= 16 bytes are ours to read. The
+    // owner's lists cannot be inspected from here: a block that already
+    // holds the key is reported (every hand-out clears it).
+    if unsafe { (*b).freed_key } == pool.freed_key() {
+        report::fatal(format_args!("{func}(): double free of {p:p}"));
     }
-    owner.after_remote_free();
+    // SAFETY: a live block start of `pool`, whose arena `owner` owns.
+    unsafe { push_remote(owner, pool, b) }
 }
 
 enum Resolved<'a> {
@@ -184,24 +183,27 @@ enum Resolved<'a> {
     Pool(&'a Arena, &'a Pool),
     /// A chunk the arena map records as a large block, of this kind.
     Large(u8),
+    /// Not obmem's: no chunk, a reserve arena, or a unit without a pool.
+    Unknown,
 }
 
-/// Which arena and pool, or which kind of large chunk, `p` belongs to;
-/// aborts with a report if obmem does not know `p`.
-fn resolve(p: *const u8, func: &str) -> Resolved<'static> {
+/// Which arena and pool, or which kind of large chunk, `p` belongs to.
+#[inline(always)]
+fn resolve(p: *const u8) -> Resolved<'static> {
     let kind = arena_map::lookup(p as usize);
-    if kind == CHUNK_NONE {
-        report::invalid_pointer(func, p);
-    }
     if kind != CHUNK_ARENA {
-        return Resolved::Large(kind);
+        return if kind == CHUNK_NONE {
+            Resolved::Unknown
+        } else {
+            Resolved::Large(kind)
+        };
     }
     // SAFETY: the map says p's chunk is an arena, so its header is mapped.
     let a = unsafe { &*arena::arena_of(p) };
     // SAFETY: as above.
     let pool = unsafe { arena::pool_of(p) };
     if !a.is_live() || pool as usize == a as *const Arena as usize {
-        report::invalid_pointer(func, p);
+        return Resolved::Unknown;
     }
     // SAFETY: a descriptor other than descriptor 0 in a live arena's header.
     Resolved::Pool(a, unsafe { &*pool })
@@ -214,18 +216,19 @@ pub fn usable_size(p: *const u8, func: &str) -> usize {
     if p.is_null() {
         return 0;
     }
-    match resolve(p, func) {
+    match resolve(p) {
         Resolved::Pool(a, pool) => {
-            let mine = heap::owner_of(a) == heap::current();
-            if !(if mine {
+            let block = if heap::owner_of(a) == heap::current() {
                 pool.is_carved_block(p)
             } else {
                 pool.is_block(p)
-            }) {
+            };
+            if !block {
                 report::invalid_pointer(func, p);
             }
             pool.block_size()
         }
         Resolved::Large(kind) => large::usable_size(p, kind, func),
+        Resolved::Unknown => report::invalid_pointer(func, p),
     }
 }

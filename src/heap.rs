@@ -361,10 +361,9 @@ impl Heap {
         // SAFETY: per the contract.
         if unsafe { pool.push_local(p) } {
             // The commonest case, a malloc/free loop on one block: the head
-            // of its queue became empty. It stays, as `pool_gained` would
-            // decide, without the call.
-            let head = self.heads[pool.class() + 1].get();
-            if pool.state.load(Relaxed) == 0 && ptr::eq(head, pool) && self.is_active() {
+            // of its queue became empty (and is queued). It stays, without
+            // the call.
+            if pool.state.load(Relaxed) == 0 && self.keeps_as_head(pool) {
                 return;
             }
             self.pool_gained(pool);
@@ -382,12 +381,16 @@ impl Heap {
         // next allocation; a heap without a thread keeps none. A pool on the
         // remote list waits until `drain_remote` takes it off. (Empty, it
         // has no live block, so no other thread can be registering it.)
-        if pool.is_empty()
-            && (!ptr::eq(self.heads[pool.class() + 1].get(), pool) || !self.is_active())
-            && !pool.remote_queued.load(Relaxed)
-        {
+        if pool.is_empty() && !self.keeps_as_head(pool) && !pool.remote_queued.load(Relaxed) {
             self.release_pool(pool);
         }
+    }
+
+    /// Whether `pool`, empty, stays for the next allocation: it is the head
+    /// of its queue and the heap has a thread.
+    #[inline(always)]
+    fn keeps_as_head(&self, pool: &Pool) -> bool {
+        ptr::eq(self.heads[pool.class() + 1].get(), pool) && self.is_active()
     }
 
     fn is_active(&self) -> bool {
