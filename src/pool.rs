@@ -7,13 +7,18 @@
 //!   `local_free`, or carves fresh blocks, one page's worth at a time.
 //! - `local_free`: blocks freed by the owning thread, pushed by `free`.
 //! - `thread_free`: blocks freed by other threads, pushed with a CAS. The
-//!   owner takes the whole list with one swap (`take_thread_free`), when
-//!   the other two lists are empty or when it drains its heap's list of
-//!   pools with remote frees. A pusher that finds `remote_queued` clear
-//!   sets it and registers the pool on that heap list; the owner clears it
-//!   when it takes the pool off the list, so a pool is on the list at most
-//!   once, and a registered pool is not released until it has been taken
-//!   off.
+//!   owner takes the whole list with one atomic operation, when the other
+//!   two lists are empty (`take_thread_free`) or when it drains its heap's
+//!   list of pools with remote frees (`take_thread_free_dequeued`). Bit 0
+//!   of the word, `QUEUED`, says that the pool is on that heap list or
+//!   that a pusher is about to put it there: the CAS that links a block
+//!   sets it, and the pusher that found it clear registers the pool. Only
+//!   the drain clears it, in the swap that takes the list, so a pool is on
+//!   the heap list at most once, and a pool is not released while the bit
+//!   is set: a pusher may still be on its way to registering it. The bit
+//!   lives in the list's word so that the owner cannot take a pusher's
+//!   block without seeing, in the same atomic read, that the pusher is
+//!   still to register the pool.
 //!
 //! Invariants (owner thread only, except the fields marked shared):
 //! - Blocks with an index below `carved` have been carved: each is handed
@@ -42,9 +47,7 @@ use crate::config::*;
 use crate::size_class::{self, block_index};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*,
-};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// The overlay of a free block: the list link, then the freed key.
 #[repr(C)]
@@ -71,12 +74,10 @@ pub struct Pool {
     /// Links in the owner heap's queue for `class`.
     pub next: Cell<*mut Pool>,
     pub prev: Cell<*mut Pool>,
-    /// Blocks freed by other threads (shared).
-    pub thread_free: AtomicPtr<Block>,
+    /// Blocks freed by other threads, with `QUEUED` in bit 0 (shared).
+    thread_free: AtomicUsize,
     /// Link in the owner heap's list of pools with remote frees (shared).
     pub remote_next: AtomicPtr<Pool>,
-    /// Set while the pool is on that list, or about to be (shared).
-    pub remote_queued: AtomicBool,
     /// The pool's layout for other threads' checks (`is_block`): the same
     /// as `start`, `minv` and `shift` and the class's capacity, written
     /// when the pool is made.
@@ -90,6 +91,8 @@ pub struct Pool {
 pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
 /// Bit of `Pool::state` set while the pool is out of its heap's queue.
 pub(crate) const OUT_OF_QUEUE: u32 = 1 << 31;
+/// Bit of `Pool::thread_free`: on the heap's remote list, or about to be.
+const QUEUED: usize = 1;
 const _: () = assert!(core::mem::size_of::<Pool>() == 1 << POOL_SIZE_SHIFT);
 const _: () = assert!(core::mem::size_of::<Block>() <= ALIGNMENT);
 
@@ -106,9 +109,8 @@ impl Pool {
             carved: Cell::new(0),
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
-            thread_free: AtomicPtr::new(ptr::null_mut()),
+            thread_free: AtomicUsize::new(0),
             remote_next: AtomicPtr::new(ptr::null_mut()),
-            remote_queued: AtomicBool::new(false),
             shift_shared: AtomicU8::new(0),
             capacity_shared: AtomicU32::new(0),
             start_shared: AtomicUsize::new(0),
@@ -130,9 +132,8 @@ impl Pool {
         self.carved.set(0);
         self.next.set(ptr::null_mut());
         self.prev.set(ptr::null_mut());
-        self.thread_free.store(ptr::null_mut(), Relaxed);
+        self.thread_free.store(0, Relaxed);
         self.remote_next.store(ptr::null_mut(), Relaxed);
-        self.remote_queued.store(false, Relaxed);
         self.shift_shared.store(info.shift, Relaxed);
         self.capacity_shared.store(info.capacity, Relaxed);
         self.start_shared.store(start as usize, Relaxed);
@@ -274,7 +275,7 @@ impl Pool {
         if local.is_null() {
             // Blocks other threads freed (a producer's pool): taken here
             // rather than through the whole slow path.
-            if self.thread_free.load(Relaxed).is_null() || unsafe { self.take_thread_free() } == 0 {
+            if !self.has_thread_free() || unsafe { self.take_thread_free() } == 0 {
                 return ptr::null_mut();
             }
             local = self.local_free.get();
@@ -366,23 +367,36 @@ impl Pool {
     /// `b` is a live block of this pool, marked with the freed key by the caller.
     #[inline(always)]
     pub unsafe fn push_thread_free(&self, b: *mut Block) -> bool {
-        let mut head = self.thread_free.load(Relaxed);
+        let mut cur = self.thread_free.load(Relaxed);
         loop {
             // SAFETY: the block is ours to link until the owner takes it.
-            unsafe { (*b).next = head };
-            // SeqCst, with the load of `remote_queued` after it, against the
-            // owner's clearing of the flag and its swap (`Heap::drain_remote`):
-            // either the owner's swap takes this block, or this thread sees
-            // the flag clear and registers the pool again.
+            unsafe { (*b).next = (cur & !QUEUED) as *mut Block };
+            // Release: the owner's Acquire take sees the link and the key.
             match self
                 .thread_free
-                .compare_exchange_weak(head, b, SeqCst, Relaxed)
+                .compare_exchange_weak(cur, b as usize | QUEUED, Release, Relaxed)
             {
-                Ok(_) => break,
-                Err(cur) => head = cur,
+                Ok(_) => return cur & QUEUED == 0,
+                Err(c) => cur = c,
             }
         }
-        !self.remote_queued.load(SeqCst) && !self.remote_queued.swap(true, SeqCst)
+    }
+
+    /// Whether other threads' frees wait on `thread_free`.
+    #[inline(always)]
+    pub fn has_thread_free(&self) -> bool {
+        self.thread_free.load(Relaxed) & !QUEUED != 0
+    }
+
+    /// The blocks on `thread_free`.
+    pub fn thread_free_list(&self) -> *mut Block {
+        (self.thread_free.load(Acquire) & !QUEUED) as *mut Block
+    }
+
+    /// Whether the pool is on its heap's remote list, or about to be: it
+    /// must not be released meanwhile.
+    pub fn is_remote_queued(&self) -> bool {
+        self.thread_free.load(Acquire) & QUEUED != 0
     }
 
     /// Takes every block other threads freed into this pool onto
@@ -392,10 +406,36 @@ impl Pool {
     /// Called by the pool's owner: the thread whose heap holds the pool, or
     /// the thread holding the registry lock while that heap is abandoned.
     pub unsafe fn take_thread_free(&self) -> u32 {
-        if self.thread_free.load(Relaxed).is_null() {
-            return 0;
+        let mut cur = self.thread_free.load(Relaxed);
+        loop {
+            if cur & !QUEUED == 0 {
+                return 0;
+            }
+            // Keep `QUEUED`: a pusher may still have to register the pool.
+            match self
+                .thread_free
+                .compare_exchange_weak(cur, cur & QUEUED, Acquire, Relaxed)
+            {
+                Ok(_) => break,
+                Err(c) => cur = c,
+            }
         }
-        let list = self.thread_free.swap(ptr::null_mut(), SeqCst);
+        self.splice_thread_free((cur & !QUEUED) as *mut Block)
+    }
+
+    /// As `take_thread_free`, for a pool the drain took off its heap's
+    /// remote list: clears `QUEUED` in the same swap, so that the next
+    /// pusher registers the pool again.
+    ///
+    /// # Safety
+    /// As `take_thread_free`; the pool is off the remote list.
+    pub unsafe fn take_thread_free_dequeued(&self) -> u32 {
+        let cur = self.thread_free.swap(0, Acquire);
+        self.splice_thread_free((cur & !QUEUED) as *mut Block)
+    }
+
+    /// Puts a list taken from `thread_free` in front of `local_free`.
+    fn splice_thread_free(&self, list: *mut Block) -> u32 {
         if list.is_null() {
             return 0;
         }
@@ -423,7 +463,7 @@ impl Pool {
     /// Called by the pool's owner: the thread whose heap holds the pool, or
     /// the thread holding the registry lock while that heap is abandoned.
     pub unsafe fn rewind(&self) -> bool {
-        debug_assert!(self.is_empty() && self.thread_free.load(Relaxed).is_null());
+        debug_assert!(self.is_empty() && !self.has_thread_free());
         if self.carved.get() == 0 {
             return false;
         }
@@ -449,7 +489,7 @@ impl Pool {
             }
             false
         };
-        on(self.free.get()) || on(self.local_free.get()) || on(self.thread_free.load(Acquire))
+        on(self.free.get()) || on(self.local_free.get()) || on(self.thread_free_list())
     }
 }
 
@@ -561,10 +601,23 @@ mod tests {
         assert_eq!(pool.used(), 10);
         assert_eq!(owned(&pool).take_thread_free(), 10);
         assert_eq!(pool.used(), 0);
-        assert!(pool.thread_free.load(Relaxed).is_null());
+        assert!(!pool.has_thread_free());
+        // Empty, but the first pusher may not have registered the pool yet:
+        // the owner's own take keeps it queued, so it is not released.
+        assert!(pool.is_remote_queued());
         assert_eq!(owned(&pool).take_thread_free(), 0);
+        // SAFETY: as in `owned`; the pool is off the (imaginary) remote list.
+        assert_eq!(unsafe { pool.take_thread_free_dequeued() }, 0);
+        assert!(!pool.is_remote_queued());
         assert!(owned(&pool).rewind());
         assert!(!pool.is_free(blocks[3]));
+        // The next push registers the pool again; the drain's take clears it.
+        let b = owned(&pool).pop_slow();
+        // SAFETY: a live block of the pool, pushed once.
+        assert!(unsafe { pool.push_thread_free(b as *mut Block) });
+        // SAFETY: as above.
+        assert_eq!(unsafe { pool.take_thread_free_dequeued() }, 1);
+        assert!(!pool.is_remote_queued() && pool.used() == 0);
     }
 
     #[test]

@@ -404,7 +404,7 @@ mod tests {
             let mut pool = heap.remote.load(Acquire);
             while !pool.is_null() {
                 // SAFETY: pools on the remote list are live pools of the heap.
-                let mut b = unsafe { (*pool).thread_free.load(Acquire) };
+                let mut b = unsafe { (*pool).thread_free_list() };
                 while !b.is_null() {
                     n += 1;
                     // SAFETY: remote-list blocks are free blocks linked by their first word.

@@ -97,9 +97,10 @@ impl Heap {
         }
         // A live heap keeps one empty pool per class (the queue head) for the
         // next allocation; a heap without a thread keeps none. A pool on the
-        // remote list waits until `drain_remote` takes it off. (Empty, it
-        // has no live block, so no other thread can be registering it.)
-        if pool.is_empty() && !self.keeps_as_head(pool) && !pool.remote_queued.load(Relaxed) {
+        // remote list, or about to be (a pusher may have linked a block the
+        // owner has since taken, and not yet registered the pool), waits
+        // until `drain_remote` takes it off.
+        if pool.is_empty() && !self.keeps_as_head(pool) && !pool.is_remote_queued() {
             self.release_pool(pool);
         }
     }
@@ -120,7 +121,7 @@ impl Heap {
     pub(super) fn push_front(&self, pool: &Pool) {
         let class = pool.class();
         if let Some(old) = self.head(class) {
-            if old.is_empty() && !old.remote_queued.load(Relaxed) {
+            if old.is_empty() && !old.is_remote_queued() {
                 self.release_pool(old);
             }
         }
@@ -232,7 +233,7 @@ impl Heap {
     /// the purge delay (an emptied arena stays too, until the purge gives
     /// it back to the reserve).
     pub(super) fn release_pool(&self, pool: &Pool) {
-        debug_assert!(pool.is_empty() && !pool.remote_queued.load(Relaxed));
+        debug_assert!(pool.is_empty() && !pool.is_remote_queued());
         if pool.in_queue() {
             self.unlink(pool);
         }

@@ -46,12 +46,12 @@ impl Heap {
             // SAFETY: pools on the remote list are live pools of ours: each
             // holds at least one block on its `thread_free` list.
             let pool = unsafe { &*p };
-            // Read the link before clearing the flag: from then on another
-            // thread may register the pool again (see `Pool::push_thread_free`).
+            // Read the link before the take clears `QUEUED`: from then on
+            // another thread may register the pool again.
             p = pool.remote_next.load(Relaxed);
-            pool.remote_queued.store(false, SeqCst);
-            // SAFETY: a pool of this heap, drained by its owner (contract).
-            unsafe { pool.take_thread_free() };
+            // SAFETY: a pool of this heap, drained by its owner (contract),
+            // and off the remote list (taken whole above).
+            unsafe { pool.take_thread_free_dequeued() };
             if pool.is_empty() || !pool.in_queue() {
                 self.pool_gained(pool);
             }
@@ -66,7 +66,7 @@ impl Heap {
     pub(super) fn release_empty_heads(&self) {
         for class in 0..NUM_CLASSES {
             if let Some(pool) = self.head(class) {
-                if pool.is_empty() && !pool.remote_queued.load(Relaxed) {
+                if pool.is_empty() && !pool.is_remote_queued() {
                     self.release_pool(pool);
                 }
             }
