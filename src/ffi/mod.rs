@@ -3,6 +3,7 @@
 
 pub mod domains;
 pub mod gc;
+pub mod glibc;
 pub mod malloc;
 pub mod object;
 pub mod stats;
