@@ -51,6 +51,9 @@ test: $(TESTS)
 
 test-rust:
 	cargo test --release -- --test-threads=2
+	@# obmem::Obmem as a Rust program's global allocator, without `override`.
+	cargo run --release --locked --manifest-path examples/rust-global/Cargo.toml \
+	  --target-dir target/rust-global
 
 test-c: build
 	bash c_tests/run.sh
@@ -63,8 +66,10 @@ test-install: build
 
 # Also builds obmem without its statistics counters, to measure their cost.
 bench: build
-	cargo build --release --no-default-features --target-dir target/nostats
+	cargo build --release --no-default-features --features override --target-dir target/nostats
 	bash benches/run.sh
+	@# One Rust workload with obmem::Obmem, std's System and the mimalloc crate.
+	bash benches/rust_alloc.sh
 	@# RSS over time of a bursty program, drawn to benches/rss_bursts.png.
 	$(PYTHON) benches/rss_plot.py
 

@@ -532,6 +532,13 @@ void obm_lock(void);
 void obm_unlock(void);
 
 /*
+ glibc's `malloc_trim`: gives free memory back to the OS as `obm_trim`
+ does (`pad` is ignored: obmem keeps nothing at the top of a heap).
+ Returns 1 if memory was given back, 0 if there was nothing to give.
+ */
+int malloc_trim(size_t pad);
+
+/*
  glibc's `malloc_stats`: prints obmem's statistics table (the one of
  `obm_print_stats` and `OBMEM_SHOW_STATS=1`) to stderr.
  */
@@ -611,13 +618,6 @@ void obm_print_stats(int32_t fd);
  allocates or frees through a slow path; an idle process should call it.
  */
 size_t obm_trim(void);
-
-/*
- glibc's `malloc_trim`: gives free memory back to the OS as `obm_trim`
- does (`pad` is ignored: obmem keeps nothing at the top of a heap).
- Returns 1 if memory was given back, 0 if there was nothing to give.
- */
-int malloc_trim(size_t pad);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -68,10 +68,13 @@ pub mod os;
 pub mod pool;
 pub mod purge;
 pub mod report;
+pub mod rust_alloc;
 pub mod size_class;
 pub mod stats;
 pub mod sync;
 pub mod tls;
+
+pub use rust_alloc::Obmem;
 
 /// Runs when the library is loaded: read the environment and register the
 /// fork handlers (pthread_atfork may allocate, so not from inside malloc).

@@ -1,6 +1,7 @@
 //! The rest of glibc's malloc surface a drop-in is expected to cover:
-//! `mallinfo2`, `mallinfo`, `malloc_stats` and `mallopt`, answered from
-//! obmem's own statistics instead of glibc's empty arena.
+//! `mallinfo2`, `mallinfo`, `malloc_trim`, `malloc_stats` and `mallopt`,
+//! answered from obmem's own statistics instead of glibc's empty arena
+//! (compiled with the `override` feature only).
 //!
 //! How `obm_stats` fills `struct mallinfo2` (glibc's meaning in brackets):
 //!
@@ -21,6 +22,7 @@
 //! every byte handed out. `mallinfo` has the same members as `int`s;
 //! obmem saturates them at `INT_MAX` where glibc would wrap.
 
+use crate::heap;
 use crate::stats::{self, obm_stats};
 use core::ffi::c_int;
 
@@ -104,6 +106,15 @@ pub extern "C" fn mallinfo() -> MallInfo {
         fordblks: i(m.fordblks),
         keepcost: i(m.keepcost),
     }
+}
+
+/// glibc's `malloc_trim`: gives free memory back to the OS as `obm_trim`
+/// does (`pad` is ignored: obmem keeps nothing at the top of a heap).
+/// Returns 1 if memory was given back, 0 if there was nothing to give.
+#[no_mangle]
+pub extern "C" fn malloc_trim(pad: usize) -> c_int {
+    let _ = pad;
+    (heap::trim_all() > 0) as c_int
 }
 
 /// glibc's `malloc_stats`: prints obmem's statistics table (the one of
