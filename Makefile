@@ -82,6 +82,11 @@ install: build
 	install -m 644 include/obmem.h $(DESTDIR)$(PREFIX)/include/obmem.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' obmem.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/obmem.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/cmake/obmem
+	for f in obmemConfig obmemConfigVersion; do \
+	  sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' cmake/$$f.cmake.in \
+	    > $(DESTDIR)$(PREFIX)/lib/cmake/obmem/$$f.cmake || exit 1; \
+	done
 
 clean:
 	cargo clean
