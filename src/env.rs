@@ -40,6 +40,8 @@ pub fn init() {
 }
 
 fn read_all() {
+    // First, so that the debug hooks wrap Valgrind's.
+    crate::valgrind::init();
     if let Some(v) = os::getenv(c"OBMEM_MALLOC") {
         match v {
             // `malloc` routes every domain to the raw allocator, which in

@@ -73,6 +73,7 @@ pub mod size_class;
 pub mod stats;
 pub mod sync;
 pub mod tls;
+pub mod valgrind;
 
 pub use rust_alloc::Obmem;
 

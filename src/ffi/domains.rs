@@ -6,6 +6,7 @@ use crate::alloc;
 use crate::debug;
 use crate::domain::{self, obm_allocator, obm_domain, obm_domain::*};
 use crate::free;
+use crate::valgrind;
 use core::ffi::c_void;
 
 /// `n` bytes from the raw domain (PyMem_RawMalloc style); a unique block for 0, NULL on failure.
@@ -100,14 +101,24 @@ pub(crate) fn usable_size(p: *const u8, func: &str) -> usize {
             return n;
         }
     }
+    if valgrind::active() && !p.is_null() {
+        // SAFETY: the contract of the callers: p is a live block.
+        if let Some(n) = unsafe { valgrind::usable_size(p) } {
+            return n;
+        }
+    }
     free::usable_size(p, func)
 }
 
 /// `n` bytes aligned to `align`, a power of two (checked by the caller),
-/// under the debug hooks if they are on; null with ENOMEM on failure.
+/// under the debug hooks or Valgrind's if they are on; null with ENOMEM
+/// on failure.
 pub(crate) fn aligned(align: usize, n: usize) -> *mut u8 {
     if debug::active() {
         return debug::aligned(align, n);
+    }
+    if valgrind::active() {
+        return valgrind::alloc_block(n, align, false);
     }
     alloc::aligned(align, n)
 }
