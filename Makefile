@@ -13,7 +13,7 @@ BUILD    := build
 # The real interpreter, not a wrapper script (pyenv shims spawn helpers).
 PYTHON   := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 
-.PHONY: all build check-header run test test-rust test-c test-dropin test-install bench install clean
+.PHONY: all build check-header run test test-rust test-c test-valgrind test-dropin test-install bench install clean
 
 all: build
 
@@ -44,7 +44,7 @@ run: build $(EXAMPLES)
 
 # Every test target `make test` runs. The reliability fragments in mk/
 # (compatibility suite, faults, fuzz corpus replay, soak) add theirs.
-TESTS := check-header test-rust test-c test-dropin test-install
+TESTS := check-header test-rust test-c test-valgrind test-dropin test-install
 include $(wildcard mk/*.mk)
 
 test: $(TESTS)
@@ -57,6 +57,9 @@ test-rust:
 
 test-c: build
 	bash c_tests/run.sh
+
+test-valgrind: build
+	bash tests/valgrind/run.sh
 
 test-dropin: build
 	bash tests/dropin/run.sh

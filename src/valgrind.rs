@@ -1,33 +1,35 @@
 //! Running under Valgrind's memcheck: obmem's blocks made visible to it.
 //!
 //! Under memcheck, obmem's pools would be one big mapping to it: an
-//! overrun of an `obm_mem_malloc` block, a use of a freed object or a
-//! leaked block would go unseen. So when the environment is first read
-//! (`env::init`, before the first block is served) obmem asks whether it
-//! runs on Valgrind (the `RUNNING_ON_VALGRIND` client request, a no-op
-//! sequence of instructions otherwise), and only then installs these
-//! hooks on the three domains, through the same tables as
-//! `obm_set_allocator`. Without Valgrind nothing is installed, so the fast
-//! paths are unchanged.
+//! overrun of an `obm_mem_malloc` block, a use after free or a leaked
+//! block would go unseen. So when the environment is first read
+//! (`env::init`, from the library constructor or before the first block is
+//! served) obmem asks whether it runs on Valgrind (`RUNNING_ON_VALGRIND`)
+//! with memcheck (which answers its own requests with -1), and only then
+//! installs these hooks on the three domains, through the same tables as
+//! `obm_set_allocator`. Otherwise nothing is installed: the fast paths are
+//! unchanged, and other tools (callgrind, massif, ...) see obmem as it is.
 //!
 //! Each block gets redzones inside the core block that holds it:
 //!
 //! ```text
 //!   core block: [front: 16, or the alignment][data: n][tail >= 16]
-//!                 ^ header: n and a check word  ^ the pointer the program gets
+//!                 header: n and a check word ^  ^ the pointer the program gets
 //! ```
 //!
 //! The whole core block is made no-access, then `MALLOCLIKE_BLOCK`
 //! declares the data as a heap block of `n` bytes with its allocation
 //! stack: reading or writing the redzones is an invalid access, reported
-//! with the stack of the block's allocation, and a block never freed is a
-//! leak. `free` declares it freed (`FREELIKE_BLOCK`, which keeps its data
-//! no-access) and parks it in a quarantine of the last `QUARANTINE_SLOTS`
-//! frees, so that a use after free is reported with both stacks; only when
-//! it leaves the quarantine is the core block made defined again and given
-//! back to the pools. Blocks over `QUARANTINE_MAX_BLOCK` skip the
-//! quarantine (memcheck still sees uses of them after free while they
-//! stay unmapped or unused).
+//! with that stack, and a block never freed is a leak. `free` declares it
+//! freed (`FREELIKE_BLOCK`: its data becomes no-access, a second free is an
+//! invalid free) and parks it in a quarantine of the last
+//! `QUARANTINE_SLOTS` frees, so that a use after free is reported with
+//! both stacks; only when it leaves the quarantine is the core block made
+//! defined again and given back to the pools. Blocks over
+//! `QUARANTINE_MAX_BLOCK` go back at once.
+//!
+//! Not seen: an access that jumps over the redzones into a free block of a
+//! pool (free pool memory is ordinary memory to memcheck).
 //!
 //! The requests are issued with Valgrind's magic instruction sequence
 //! (valgrind.h, `VALGRIND_DO_CLIENT_REQUEST` for amd64), on x86-64 only:
@@ -90,6 +92,12 @@ pub fn running() -> bool {
     request(0, RUNNING_ON_VALGRIND, 0, 0, 0, 0) != 0
 }
 
+/// Whether the tool is memcheck: it answers its own requests with -1,
+/// other tools with the default.
+fn memcheck() -> bool {
+    request(0, MAKE_MEM_DEFINED, 0, 0, 0, 0) == usize::MAX
+}
+
 fn make_noaccess(p: *const u8, n: usize) {
     request(0, MAKE_MEM_NOACCESS, p as usize, n, 0, 0);
 }
@@ -123,10 +131,10 @@ pub fn active() -> bool {
     ACTIVE.load(Relaxed)
 }
 
-/// Installs the hooks if the process runs on Valgrind. Called once, from
+/// Installs the hooks if the process runs on memcheck. Called once, from
 /// `env::init`, before the debug hooks (which then wrap these).
 pub fn init() {
-    if !running() {
+    if !running() || !memcheck() {
         return;
     }
     let table = obm_allocator {
@@ -192,23 +200,15 @@ pub fn alloc_block(n: usize, align: usize, zeroed: bool) -> *mut u8 {
 ///
 /// # Safety
 /// `p` is a block start obmem returned, so the 16 bytes before it are
-/// mapped (a core block's front, or a pool's or large block's header);
-/// a pointer in no chunk of obmem's is not read.
+/// mapped (a core block's front, or a pool's or large block's header).
 unsafe fn read_header(p: *const u8) -> Header {
-    if arena_map::lookup(p as usize) == CHUNK_NONE {
-        // Not obmem's: its caller reports it.
-        return Header {
-            size_and_front: 0,
-            check: 0,
-        };
-    }
     // SAFETY: per the contract.
     let h = unsafe { p.sub(REDZONE) };
     make_defined(h, REDZONE);
     // SAFETY: mapped per the contract.
     let v = unsafe { (h as *const Header).read() };
-    // Not ours (a block served before the hooks): leave it readable, as
-    // memory memcheck does not track is.
+    // Not a header (a block served before the hooks, or one the program
+    // overwrote): leave it readable.
     if v.check == p as usize ^ LIVE || v.check == p as usize ^ FREED {
         make_noaccess(h, REDZONE);
     }
@@ -221,9 +221,26 @@ unsafe fn read_header(p: *const u8) -> Header {
 /// # Safety
 /// `p` is a live block obmem returned.
 pub unsafe fn usable_size(p: *const u8) -> Option<usize> {
+    if foreign(p) {
+        // SAFETY: a block of Valgrind's malloc (see `foreign`).
+        return Some(unsafe { libc::malloc_usable_size(p as *mut c_void) });
+    }
     // SAFETY: per the contract.
     let h = unsafe { read_header(p) };
     (h.check == p as usize ^ LIVE).then_some(h.size_and_front & ((1 << FRONT_SHIFT) - 1))
+}
+
+/// A block obmem never served: memcheck replaces every function named
+/// malloc, free, ... in every library, obmem's included, and LLVM gives
+/// functions with identical code one address, so `obm_object_malloc`,
+/// `obm_object_calloc` and `obm_object_free` (and the object layer) share
+/// malloc's, calloc's and free's and are redirected with them. Their
+/// blocks come from Valgrind's malloc, seen by memcheck already; the rest
+/// of the object domain (`obm_object_realloc`, `obm_usable_size`) hands
+/// them back to it. (Calling the C names from here reaches Valgrind's
+/// functions for the same reason.)
+fn foreign(p: *const u8) -> bool {
+    arena_map::lookup(p as usize) == CHUNK_NONE
 }
 
 /// Freed blocks waiting before they go back to the pools (their core
@@ -252,6 +269,10 @@ pub unsafe fn free_block(p: *mut u8) {
     if p.is_null() {
         return;
     }
+    if foreign(p) {
+        // SAFETY: a block of Valgrind's malloc (see `foreign`).
+        return unsafe { libc::free(p as *mut c_void) };
+    }
     // SAFETY: per the contract.
     let h = unsafe { read_header(p) };
     if h.check != p as usize ^ LIVE {
@@ -260,9 +281,10 @@ pub unsafe fn free_block(p: *mut u8) {
             request(0, FREELIKE_BLOCK, p as usize, 0, 0, 0);
             return;
         }
-        // A block served before the hooks were installed.
-        // SAFETY: per the contract.
-        return unsafe { free::free(p, "free") };
+        // Served before the hooks were installed, or a block whose header
+        // the program overwrote (memcheck reported that write): without
+        // its header it cannot be given back safely, so it is kept.
+        return;
     }
     let front = 1usize << (h.size_and_front >> FRONT_SHIFT);
     // SAFETY: the header says p is `front` bytes into its core block.
@@ -300,6 +322,10 @@ unsafe extern "C" fn hook_realloc(_ctx: *mut c_void, p: *mut c_void, n: usize) -
     let p = p as *mut u8;
     if p.is_null() {
         return alloc_block(n, ALIGNMENT, false) as *mut c_void;
+    }
+    if foreign(p) {
+        // SAFETY: a block of Valgrind's malloc (see `foreign`).
+        return unsafe { libc::realloc(p as *mut c_void, n) };
     }
     // SAFETY: the caller passes a live block of this domain.
     let old = unsafe { usable_size(p) }.unwrap_or_else(|| free::usable_size(p, "realloc"));
