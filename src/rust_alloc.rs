@@ -14,7 +14,6 @@
 
 use crate::config::ALIGNMENT;
 use crate::domain::{self, obm_domain::OBM_DOMAIN_OBJ};
-use crate::ffi::domains::aligned;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
@@ -33,7 +32,7 @@ unsafe impl GlobalAlloc for Obmem {
         if layout.align() <= ALIGNMENT {
             domain::malloc(OBM_DOMAIN_OBJ, layout.size())
         } else {
-            aligned(layout.align(), layout.size())
+            domain::aligned(OBM_DOMAIN_OBJ, layout.align(), layout.size())
         }
     }
 
@@ -48,7 +47,7 @@ unsafe impl GlobalAlloc for Obmem {
         if layout.align() <= ALIGNMENT {
             return domain::calloc(OBM_DOMAIN_OBJ, 1, layout.size());
         }
-        let p = aligned(layout.align(), layout.size());
+        let p = domain::aligned(OBM_DOMAIN_OBJ, layout.align(), layout.size());
         if !p.is_null() {
             // SAFETY: a fresh block of at least layout.size() bytes.
             unsafe { ptr::write_bytes(p, 0, layout.size()) };
@@ -63,7 +62,7 @@ unsafe impl GlobalAlloc for Obmem {
             // (GlobalAlloc's contract), which realloc needs.
             return unsafe { domain::realloc(OBM_DOMAIN_OBJ, p, new_size) };
         }
-        let q = aligned(layout.align(), new_size);
+        let q = domain::aligned(OBM_DOMAIN_OBJ, layout.align(), new_size);
         if !q.is_null() {
             // SAFETY: both blocks are live, distinct, and at least
             // min(old, new) bytes long; p is not used after dealloc.

@@ -38,12 +38,12 @@
 use crate::alloc;
 use crate::arena_map::{self, CHUNK_NONE};
 use crate::config::{ALIGNMENT, QUARANTINE_MAX_BLOCK};
-use crate::domain::{self, obm_allocator, obm_domain};
+use crate::domain::{self, obm_allocator, obm_domain, Dispatch};
 use crate::free;
 use crate::os;
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
 
 // Client request numbers (valgrind.h, memcheck.h).
 const RUNNING_ON_VALGRIND: usize = 0x1001;
@@ -123,34 +123,29 @@ struct Header {
 const _: () = assert!(core::mem::size_of::<Header>() == REDZONE);
 const FRONT_SHIFT: u32 = 56;
 
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-
-/// Whether the hooks are installed (obmem runs on Valgrind).
-#[inline(always)]
-pub fn active() -> bool {
-    ACTIVE.load(Relaxed)
-}
-
 /// Installs the hooks if the process runs on memcheck. Called once, from
 /// `env::init`, before the debug hooks (which then wrap these).
 pub fn init() {
     if !running() || !memcheck() {
         return;
     }
-    let table = obm_allocator {
-        ctx: ptr::null_mut(),
-        malloc: Some(hook_malloc),
-        calloc: Some(hook_calloc),
-        realloc: Some(hook_realloc),
-        free: Some(hook_free),
+    let hooks = Dispatch {
+        table: obm_allocator {
+            ctx: ptr::null_mut(),
+            malloc: Some(hook_malloc),
+            calloc: Some(hook_calloc),
+            realloc: Some(hook_realloc),
+            free: Some(hook_free),
+        },
+        aligned: Some(hook_aligned),
+        usable: Some(hook_usable),
     };
-    ACTIVE.store(true, Release);
     for d in [
         obm_domain::OBM_DOMAIN_RAW,
         obm_domain::OBM_DOMAIN_MEM,
         obm_domain::OBM_DOMAIN_OBJ,
     ] {
-        domain::set(d, &table);
+        domain::set_dispatch(d, hooks);
     }
 }
 
@@ -343,4 +338,14 @@ unsafe extern "C" fn hook_realloc(_ctx: *mut c_void, p: *mut c_void, n: usize) -
 unsafe extern "C" fn hook_free(_ctx: *mut c_void, p: *mut c_void) {
     // SAFETY: the caller passes null or a block of this domain.
     unsafe { free_block(p as *mut u8) }
+}
+
+fn hook_aligned(_d: obm_domain, align: usize, n: usize) -> *mut u8 {
+    alloc_block(n, align, false)
+}
+
+fn hook_usable(p: *const u8, _func: &str) -> Option<usize> {
+    // SAFETY: the domain asks only for blocks the program passes to a
+    // usable-size function, which must be live blocks.
+    unsafe { usable_size(p) }
 }

@@ -2,7 +2,7 @@
 //! Vec, String and HashMap below lives in obmem's pools, which its
 //! statistics show; alignment, zeroing and realloc keep Rust's contract.
 
-use obmem::stats::snapshot;
+use obmem::direct::snapshot;
 use obmem::Obmem;
 use std::collections::HashMap;
 use std::thread;
@@ -21,7 +21,7 @@ fn class_allocations() -> usize {
 
 fn is_obmem_block(p: *const u8) -> bool {
     // usable_size aborts on a pointer obmem never returned.
-    obmem::free::usable_size(p, "test") > 0
+    obmem::direct::usable_size(p, "test") > 0
 }
 
 /// Builds, checks and drops a HashMap and Vecs, `rounds` times: about

@@ -2,11 +2,7 @@
 //! CPython semantics: a request of 0 bytes (also `*_realloc(p, 0)`) returns
 //! a unique non-NULL pointer; failure returns NULL.
 
-use crate::alloc;
-use crate::debug;
 use crate::domain::{self, obm_allocator, obm_domain, obm_domain::*};
-use crate::free;
-use crate::valgrind;
 use core::ffi::c_void;
 
 /// `n` bytes from the raw domain (PyMem_RawMalloc style); a unique block for 0, NULL on failure.
@@ -90,37 +86,7 @@ pub unsafe extern "C" fn obm_object_free(p: *mut c_void) {
 /// The usable size of a block from any domain or from malloc (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn obm_usable_size(p: *const c_void) -> usize {
-    usable_size(p as *const u8, "obm_usable_size")
-}
-
-/// The usable size of any block: a debug block's requested size, or the
-/// allocator's block size.
-pub(crate) fn usable_size(p: *const u8, func: &str) -> usize {
-    if debug::active() && !p.is_null() {
-        if let Some(n) = debug::usable_size(p, func) {
-            return n;
-        }
-    }
-    if valgrind::active() && !p.is_null() {
-        // SAFETY: the contract of the callers: p is a live block.
-        if let Some(n) = unsafe { valgrind::usable_size(p) } {
-            return n;
-        }
-    }
-    free::usable_size(p, func)
-}
-
-/// `n` bytes aligned to `align`, a power of two (checked by the caller),
-/// under the debug hooks or Valgrind's if they are on; null with ENOMEM
-/// on failure.
-pub(crate) fn aligned(align: usize, n: usize) -> *mut u8 {
-    if debug::active() {
-        return debug::aligned(align, n);
-    }
-    if valgrind::active() {
-        return valgrind::alloc_block(n, align, false);
-    }
-    alloc::aligned(align, n)
+    domain::usable_size(OBM_DOMAIN_OBJ, p as *const u8, "obm_usable_size")
 }
 
 /// Copies the allocator of domain `d` into `*out` (PyMem_GetAllocator).

@@ -8,7 +8,6 @@
 //! these symbols; they are not redefined, which keeps their new_handler and
 //! bad_alloc behaviour intact.
 
-use super::domains::{aligned, usable_size};
 use crate::config::{ALIGNMENT, PAGE_SIZE};
 use crate::domain::{self, obm_domain::OBM_DOMAIN_OBJ};
 use crate::os;
@@ -56,13 +55,19 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, nmemb: usize, size: usize)
     }
 }
 
+/// Aligned allocation with glibc's checks done by the caller (sizes above
+/// PTRDIFF_MAX fail with ENOMEM in the core).
+fn aligned(align: usize, n: usize) -> *mut c_void {
+    domain::aligned(OBM_DOMAIN_OBJ, align, n) as *mut c_void
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, n: usize) -> i32 {
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
     let saved = os::errno();
-    let p = aligned(align, n) as *mut c_void;
+    let p = aligned(align, n);
     os::set_errno(saved);
     if p.is_null() {
         return libc::ENOMEM;
@@ -79,7 +84,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, n: usize) -> *mut c_void {
         os::set_errno(libc::EINVAL);
         return ptr::null_mut();
     }
-    aligned(align, n) as *mut c_void
+    aligned(align, n)
 }
 
 #[no_mangle]
@@ -93,18 +98,18 @@ pub unsafe extern "C" fn memalign(align: usize, n: usize) -> *mut c_void {
         os::set_errno(libc::EINVAL);
         return ptr::null_mut();
     }
-    aligned(align.next_power_of_two(), n) as *mut c_void
+    aligned(align.next_power_of_two(), n)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn valloc(n: usize) -> *mut c_void {
-    aligned(PAGE_SIZE, n) as *mut c_void
+    aligned(PAGE_SIZE, n)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn pvalloc(n: usize) -> *mut c_void {
     match n.max(1).checked_add(PAGE_SIZE - 1) {
-        Some(r) => aligned(PAGE_SIZE, r & !(PAGE_SIZE - 1)) as *mut c_void,
+        Some(r) => aligned(PAGE_SIZE, r & !(PAGE_SIZE - 1)),
         None => {
             os::set_errno(libc::ENOMEM);
             ptr::null_mut()
@@ -115,6 +120,12 @@ pub unsafe extern "C" fn pvalloc(n: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     usable_size(p as *const u8, "malloc_usable_size")
+}
+
+/// The usable size of any block: a debug block's requested size, or the
+/// allocator's block size.
+pub(crate) fn usable_size(p: *const u8, func: &str) -> usize {
+    domain::usable_size(OBM_DOMAIN_OBJ, p, func)
 }
 
 // glibc's internal names, used by some programs and libraries to reach
