@@ -2,12 +2,12 @@
 //!
 //! Under memcheck, obmem's pools would be one big mapping to it: an
 //! overrun of an `obm_mem_malloc` block, a use after free or a leaked
-//! block would go unseen. So when the environment is first read
-//! (`env::init`, from the library constructor or before the first block is
-//! served) obmem asks whether it runs on Valgrind (`RUNNING_ON_VALGRIND`)
-//! with memcheck (which answers its own requests with -1), and only then
-//! installs these hooks on the three domains, through the same tables as
-//! `obm_set_allocator`. Otherwise nothing is installed: the fast paths are
+//! block would go unseen. So at initialisation (`lifecycle::init`, from
+//! the library constructor or before the first block is served) obmem
+//! asks whether it runs on Valgrind (`RUNNING_ON_VALGRIND`) with memcheck
+//! (which answers its own requests with -1), and only then installs these
+//! hooks on the three domains, as the debug hooks are installed (a
+//! `Dispatch` with aligned and usable-size entries). Otherwise nothing is installed: the fast paths are
 //! unchanged, and other tools (callgrind, massif, ...) see obmem as it is.
 //!
 //! Each block gets redzones inside the core block that holds it:
@@ -124,7 +124,7 @@ const _: () = assert!(core::mem::size_of::<Header>() == REDZONE);
 const FRONT_SHIFT: u32 = 56;
 
 /// Installs the hooks if the process runs on memcheck. Called once, from
-/// `env::init`, before the debug hooks (which then wrap these).
+/// `lifecycle::init`, before the debug hooks (which then wrap these).
 pub fn init() {
     if !running() || !memcheck() {
         return;
