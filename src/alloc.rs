@@ -8,7 +8,7 @@
 //! the slot's head pool, which takes the pool's local or remote free list
 //! over if it is empty. The head pool is the placeholder pool, always
 //! empty, if the class has none or the heap takes the slow paths
-//! (`heap.rs`). Everything else (the first allocation of a thread, a head
+//! (`heap/`). Everything else (the first allocation of a thread, a head
 //! pool with no free block, hooks, large blocks) goes to `malloc_slow`.
 
 use crate::arena_map::{self, CHUNK_ARENA};
