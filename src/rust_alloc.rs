@@ -11,6 +11,11 @@
 //! aligned path. A Rust program depending on the crate with
 //! `default-features = false` (without the `override` feature) keeps the C
 //! library's malloc for its C code; with `override` both are obmem.
+//!
+//! The methods are not `#[inline]`: inlinable across crates, they would
+//! make the domains' private statics visible to other crates, which turns
+//! every access to them in the C library into a GOT load (one instruction
+//! more on each remote free, measured with benches/instr.sh's prodcons).
 
 use crate::config::ALIGNMENT;
 use crate::domain::{self, obm_domain::OBM_DOMAIN_OBJ};
@@ -27,7 +32,6 @@ pub struct Obmem;
 // failure returns null; obmem never allocates through the global allocator,
 // so there is no re-entrance.
 unsafe impl GlobalAlloc for Obmem {
-    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= ALIGNMENT {
             domain::malloc(OBM_DOMAIN_OBJ, layout.size())
@@ -36,13 +40,11 @@ unsafe impl GlobalAlloc for Obmem {
         }
     }
 
-    #[inline]
     unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
         // SAFETY: the caller passes a live block of this allocator.
         unsafe { domain::free(OBM_DOMAIN_OBJ, p) }
     }
 
-    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.align() <= ALIGNMENT {
             return domain::calloc(OBM_DOMAIN_OBJ, 1, layout.size());
@@ -55,7 +57,6 @@ unsafe impl GlobalAlloc for Obmem {
         p
     }
 
-    #[inline]
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if layout.align() <= ALIGNMENT {
             // SAFETY: p is a live block of this allocator and new_size > 0
