@@ -88,7 +88,7 @@ fn request(default: usize, _req: usize, _a1: usize, _a2: usize, _a3: usize, _a4:
 }
 
 /// Whether the process runs on Valgrind (any tool).
-pub fn running() -> bool {
+fn running() -> bool {
     request(0, RUNNING_ON_VALGRIND, 0, 0, 0, 0) != 0
 }
 
@@ -157,7 +157,7 @@ fn enomem() -> *mut u8 {
 
 /// A block of `n` bytes aligned to `align` (a power of two), declared to
 /// memcheck; zero-filled if `zeroed`.
-pub fn alloc_block(n: usize, align: usize, zeroed: bool) -> *mut u8 {
+fn alloc_block(n: usize, align: usize, zeroed: bool) -> *mut u8 {
     let front = align.max(REDZONE);
     let Some(total) = n
         .checked_add(front + REDZONE)
@@ -215,7 +215,7 @@ unsafe fn read_header(p: *const u8) -> Header {
 ///
 /// # Safety
 /// `p` is a live block obmem returned.
-pub unsafe fn usable_size(p: *const u8) -> Option<usize> {
+unsafe fn usable_size(p: *const u8) -> Option<usize> {
     if foreign(p) {
         // SAFETY: a block of Valgrind's malloc (see `foreign`).
         return Some(unsafe { libc::malloc_usable_size(p as *mut c_void) });
@@ -260,7 +260,7 @@ unsafe fn release(core: *mut u8) {
 ///
 /// # Safety
 /// `p` is null or a block obmem returned, not used afterwards.
-pub unsafe fn free_block(p: *mut u8) {
+unsafe fn free_block(p: *mut u8) {
     if p.is_null() {
         return;
     }
@@ -271,14 +271,13 @@ pub unsafe fn free_block(p: *mut u8) {
     // SAFETY: per the contract.
     let h = unsafe { read_header(p) };
     if h.check != p as usize ^ LIVE {
+        // A second free: memcheck reports it with both stacks. Otherwise
+        // the block was served before the hooks were installed, or the
+        // program overwrote its header (memcheck reported that write):
+        // without its header it cannot be given back safely, so it is kept.
         if h.check == p as usize ^ FREED {
-            // A double free: memcheck reports it with both stacks.
             request(0, FREELIKE_BLOCK, p as usize, 0, 0, 0);
-            return;
         }
-        // Served before the hooks were installed, or a block whose header
-        // the program overwrote (memcheck reported that write): without
-        // its header it cannot be given back safely, so it is kept.
         return;
     }
     let front = 1usize << (h.size_and_front >> FRONT_SHIFT);
