@@ -228,12 +228,12 @@ unsafe fn usable_size(p: *const u8) -> Option<usize> {
 /// A block obmem never served: memcheck replaces every function named
 /// malloc, free, ... in every library, obmem's included, and LLVM gives
 /// functions with identical code one address, so `obm_object_malloc`,
-/// `obm_object_calloc` and `obm_object_free` (and the object layer) share
-/// malloc's, calloc's and free's and are redirected with them. Their
-/// blocks come from Valgrind's malloc, seen by memcheck already; the rest
-/// of the object domain (`obm_object_realloc`, `obm_usable_size`) hands
-/// them back to it. (Calling the C names from here reaches Valgrind's
-/// functions for the same reason.)
+/// `obm_object_calloc` and `obm_object_free` (today; whichever functions
+/// LLVM merges) share malloc's, calloc's and free's and are redirected
+/// with them. Their blocks come from Valgrind's malloc, seen by memcheck
+/// already; the rest of the object domain (`obm_object_realloc`,
+/// `obm_usable_size`) hands them back to it. (Calling the C names from
+/// here reaches Valgrind's functions for the same reason.)
 fn foreign(p: *const u8) -> bool {
     arena_map::lookup(p as usize) == CHUNK_NONE
 }
