@@ -13,7 +13,7 @@ BUILD    := build
 # The real interpreter, not a wrapper script (pyenv shims spawn helpers).
 PYTHON   := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 
-.PHONY: all build check-header run test test-rust test-c test-dropin test-install bench install clean
+.PHONY: all build check-header run test test-rust test-c test-valgrind test-dropin test-install bench install clean
 
 all: build
 
@@ -44,16 +44,22 @@ run: build $(EXAMPLES)
 
 # Every test target `make test` runs. The reliability fragments in mk/
 # (compatibility suite, faults, fuzz corpus replay, soak) add theirs.
-TESTS := check-header test-rust test-c test-dropin test-install
+TESTS := check-header test-rust test-c test-valgrind test-dropin test-install
 include $(wildcard mk/*.mk)
 
 test: $(TESTS)
 
 test-rust:
 	cargo test --release -- --test-threads=2
+	@# obmem::Obmem as a Rust program's global allocator, without `override`.
+	cargo run --release --locked --manifest-path examples/rust-global/Cargo.toml \
+	  --target-dir target/rust-global
 
 test-c: build
 	bash c_tests/run.sh
+
+test-valgrind: build
+	bash tests/valgrind/run.sh
 
 test-dropin: build
 	bash tests/dropin/run.sh
@@ -63,8 +69,10 @@ test-install: build
 
 # Also builds obmem without its statistics counters, to measure their cost.
 bench: build
-	cargo build --release --no-default-features --target-dir target/nostats
+	cargo build --release --no-default-features --features override --target-dir target/nostats
 	bash benches/run.sh
+	@# One Rust workload with obmem::Obmem, std's System and the mimalloc crate.
+	bash benches/rust_alloc.sh
 	@# RSS over time of a bursty program, drawn to benches/rss_bursts.png.
 	$(PYTHON) benches/rss_plot.py
 
@@ -77,6 +85,11 @@ install: build
 	install -m 644 include/obmem.h $(DESTDIR)$(PREFIX)/include/obmem.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' obmem.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/obmem.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/cmake/obmem
+	for f in obmemConfig obmemConfigVersion; do \
+	  sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' cmake/$$f.cmake.in \
+	    > $(DESTDIR)$(PREFIX)/lib/cmake/obmem/$$f.cmake || exit 1; \
+	done
 
 clean:
 	cargo clean

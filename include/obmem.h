@@ -532,6 +532,32 @@ void obm_lock(void);
 void obm_unlock(void);
 
 /*
+ glibc's `malloc_trim`: gives free memory back to the OS as `obm_trim`
+ does (`pad` is ignored: obmem keeps nothing at the top of a heap).
+ Returns 1 if memory was given back, 0 if there was nothing to give.
+ */
+int malloc_trim(size_t pad);
+
+/*
+ glibc's `malloc_stats`: prints obmem's statistics table (the one of
+ `obm_print_stats` and `OBMEM_SHOW_STATS=1`) to stderr.
+ */
+void malloc_stats(void);
+
+/*
+ glibc's `mallopt`: accepted and answered as glibc 2.36 answers: 1
+ (success), or 0 for M_MXFAST outside 0..=160, the only value it
+ refuses (older glibc also refused M_MMAP_THRESHOLD above 32 MiB);
+ any other parameter number returns 1 too. obmem changes nothing: its
+ blocks above 128 KiB are always mapped (glibc's default
+ M_MMAP_THRESHOLD), free memory goes back to the OS after
+ `OBMEM_PURGE_DELAY_MS` or on `malloc_trim` (M_TRIM_THRESHOLD,
+ M_TOP_PAD), and it has no fastbins, arena count, mmap count limit,
+ check action or perturb byte to set.
+ */
+int mallopt(int param, int value);
+
+/*
  Creates an object of type `t`: `t->size` bytes, zero-filled, refcount 1,
  not tracked. Returns NULL when out of memory, or (with a message on
  stderr) when `t` is unusable: NULL, too small, or OBM_TPFLAGS_HAVE_GC
@@ -592,13 +618,6 @@ void obm_print_stats(int32_t fd);
  allocates or frees through a slow path; an idle process should call it.
  */
 size_t obm_trim(void);
-
-/*
- glibc's `malloc_trim`: gives free memory back to the OS as `obm_trim`
- does (`pad` is ignored: obmem keeps nothing at the top of a heap).
- Returns 1 if memory was given back, 0 if there was nothing to give.
- */
-int malloc_trim(size_t pad);
 
 #ifdef __cplusplus
 }  // extern "C"

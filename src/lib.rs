@@ -70,9 +70,13 @@ pub(crate) mod os;
 pub(crate) mod pool;
 pub(crate) mod purge;
 pub(crate) mod report;
+mod rust_alloc;
 pub(crate) mod size_class;
 pub(crate) mod stats;
 pub(crate) mod sync;
+pub(crate) mod valgrind;
+
+pub use rust_alloc::Obmem;
 
 /// The allocator core for Rust code, and the crate's integration tests:
 /// the functions the C `malloc` family ends in, without the domain hooks,

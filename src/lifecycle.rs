@@ -4,7 +4,8 @@
 //! must run before the first allocation is served, which can come before
 //! the library constructor).
 //!
-//! Initialisation reads the environment (`env`), then acts on it: the
+//! Initialisation installs the memcheck hooks when running on it
+//! (`valgrind`), reads the environment (`env`), then acts on it: the
 //! debug hooks for `OBMEM_MALLOC=debug`, the statistics table at exit for
 //! `OBMEM_SHOW_STATS=1`.
 //!
@@ -15,7 +16,7 @@
 //! taken (a collection may run finalizers that fork); the child resets it
 //! instead (`gc::lock`).
 
-use crate::{debug, domain, env, fault, gc, heap, large, purge, stats};
+use crate::{debug, domain, env, fault, gc, heap, large, purge, stats, valgrind};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
 
 const UNREAD: u8 = 0;
@@ -38,6 +39,8 @@ pub fn init() {
     {
         return;
     }
+    // Under memcheck, its hooks first: the debug hooks then wrap them.
+    valgrind::init();
     if env::debug_hooks() {
         debug::setup();
     }

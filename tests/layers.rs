@@ -41,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "debug::blocks",
             "debug::dump",
             "debug::quarantine",
+            "valgrind",
         ],
     ),
     (
@@ -55,7 +56,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "debug::objects",
         ],
     ),
-    ("top", &["stats", "ffi", "ffi::*", "lifecycle", ""]),
+    (
+        "top",
+        &["stats", "ffi", "ffi::*", "lifecycle", "rust_alloc", ""],
+    ),
 ];
 
 /// Pairs of top-level modules allowed to name each other, with the reason.

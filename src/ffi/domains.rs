@@ -86,7 +86,7 @@ pub unsafe extern "C" fn obm_object_free(p: *mut c_void) {
 /// The usable size of a block from any domain or from malloc (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn obm_usable_size(p: *const c_void) -> usize {
-    super::malloc::usable_size(p as *const u8, "obm_usable_size")
+    domain::usable_size(OBM_DOMAIN_OBJ, p as *const u8, "obm_usable_size")
 }
 
 /// Copies the allocator of domain `d` into `*out` (PyMem_GetAllocator).

@@ -1,6 +1,7 @@
 //! The drop-in malloc family with glibc's semantics, and glibc's internal
-//! aliases. Everything goes through the object domain, so a hook installed
-//! on OBM_DOMAIN_OBJ sees every malloc and free.
+//! aliases (compiled with the `override` feature only). Everything goes
+//! through the object domain, so a hook installed on OBM_DOMAIN_OBJ sees
+//! every malloc and free.
 //!
 //! C++: libstdc++'s `operator new`/`delete` (every size, aligned and nothrow
 //! variant) call malloc, aligned_alloc and free, so they reach obmem through

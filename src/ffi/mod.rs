@@ -3,6 +3,10 @@
 
 pub mod domains;
 pub mod gc;
+// The C names of glibc's malloc: only when the library replaces it.
+#[cfg(feature = "override")]
+pub mod glibc;
+#[cfg(feature = "override")]
 pub mod malloc;
 pub mod object;
 pub mod stats;

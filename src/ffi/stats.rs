@@ -28,12 +28,3 @@ pub unsafe extern "C" fn obm_print_stats(fd: i32) {
 pub extern "C" fn obm_trim() -> usize {
     crate::heap::trim_all()
 }
-
-/// glibc's `malloc_trim`: gives free memory back to the OS as `obm_trim`
-/// does (`pad` is ignored: obmem keeps nothing at the top of a heap).
-/// Returns 1 if memory was given back, 0 if there was nothing to give.
-#[no_mangle]
-pub extern "C" fn malloc_trim(pad: usize) -> core::ffi::c_int {
-    let _ = pad;
-    (crate::heap::trim_all() > 0) as core::ffi::c_int
-}

@@ -13,7 +13,9 @@
 # under the debug hooks (OBMEM_MALLOC=debug), plus a ctypes
 # check that malloc inside python is obmem's; sort on a 500k-line file
 # (multi-threaded); gcc compiling a generated C file (same binary, same
-# output); a multi-threaded C++ program (threads.cc) built without obmem.
+# output); a multi-threaded C++ program (threads.cc) built without obmem;
+# a C program built without obmem calling mallopt, mallinfo2, mallinfo and
+# malloc_stats (glibc_surface.c), which must get obmem's answers.
 # Prints PASS/FAIL per case and ends with "N passed, M failed".
 set -euo pipefail
 
@@ -288,6 +290,28 @@ if "$CXX_BIN" -std=c++17 -O2 -pthread -o "$WORK/threads_cc" "$HERE/threads.cc" >
     fi
 else
     fail cxx_threads "threads.cc does not compile" "$WORK/threads_cc.build"
+fi
+
+# ---- glibc's introspection: mallopt, mallinfo2, mallinfo, malloc_stats ---------
+if "${CC:-gcc}" -O1 -Wall -Wextra -Werror -Iinclude -o "$WORK/glibc_surface" \
+    "$HERE/glibc_surface.c" >"$WORK/glibc_surface.build" 2>&1; then
+    run_ref glibc_surface "$WORK/glibc_surface"
+    run_obm glibc_surface "$WORK/glibc_surface"
+    if compare_runs glibc_surface 1000; then
+        err=$WORK/glibc_surface.obm.err
+        if ! grep -q '^Arena 0:' "$WORK/glibc_surface.ref.err"; then
+            fail glibc_surface "glibc's malloc_stats printed no 'Arena 0:' without obmem" "$WORK/glibc_surface.ref.err"
+        elif grep -q '^Arena 0:' "$err" || (($(grep -c '^obmem statistics' "$err") < 2)); then
+            fail glibc_surface "malloc_stats did not print obmem's table (plus the one at exit)" "$err"
+        elif ! grep -q '^mallinfo2 is obmem.s: yes$' "$err"; then
+            fail glibc_surface "mallinfo2 does not report obmem's figures" "$err"
+        else
+            pass glibc_surface
+            cat "$WORK/glibc_surface.note"
+        fi
+    fi
+else
+    fail glibc_surface "glibc_surface.c does not compile" "$WORK/glibc_surface.build"
 fi
 
 if ((failed > 0)); then
