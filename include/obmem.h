@@ -13,6 +13,15 @@
 struct obm_object;
 /* Put this first in every object struct: struct my_obj { OBM_OBJECT_HEAD int x; }; */
 #define OBM_OBJECT_HEAD obm_object ob_base;
+/* Initialiser of a statically allocated object's head, which is immortal
+ * from the start: static my_obj none = { OBM_STATIC_OBJECT_INIT(&my_type) };
+ * Such an object may be passed to the reference-count, query and
+ * introspection functions, but it cannot be tracked by the collector
+ * (obm_gc_track reports and ignores it) nor weakly referenced
+ * (obm_weakref_new and obm_ephemeron_new fail with EINVAL), since nothing
+ * lies in front of it. Its ob_refcnt field holds OBM_STATIC_REFCNT;
+ * obm_refcnt returns OBM_IMMORTAL_REFCNT for it. */
+#define OBM_STATIC_OBJECT_INIT(type_ptr) .ob_base = { .ob_refcnt = OBM_STATIC_REFCNT, .ob_type = (type_ptr) }
 
 
 /*
@@ -55,6 +64,20 @@ struct obm_object;
  header; the type must have `traverse` (and should have `clear`).
  */
 #define OBM_TPFLAGS_HAVE_GC (1 << 14)
+
+/*
+ What `obm_refcnt` returns for an immortal object, and the count
+ `obm_immortalize` stores (CPython 3.14's initial immortal count). An
+ object is immortal when its count is positive and the low 32 bits of it,
+ read as a signed 32-bit number, are negative (see "Immortal objects").
+ */
+#define OBM_IMMORTAL_REFCNT 3221225472
+
+/*
+ The count `OBM_STATIC_OBJECT_INIT` stores: immortal, and also marking a
+ statically allocated object, which has no header in front of it.
+ */
+#define OBM_STATIC_REFCNT 7516192768
 
 /*
  The number of size classes (`obm_stats.classes`).
@@ -167,13 +190,32 @@ typedef struct obm_gc_gen_stats {
 } obm_gc_gen_stats;
 
 /*
- What a callback is told about a collection (collected and uncollectable
- are 0 in the OBM_GC_START phase).
+ What a callback is told about a collection (CPython 3.15's `gc.callbacks`
+ info). Only `generation` is filled in for the OBM_GC_START phase; the
+ other fields are 0 there.
  */
 typedef struct obm_gc_info {
+  /*
+   The oldest generation collected (0, 1 or 2).
+   */
   int generation;
+  /*
+   Unreachable objects found (resurrected ones excluded).
+   */
   size_t collected;
+  /*
+   Always 0: obmem's types have no legacy finalizers.
+   */
   size_t uncollectable;
+  /*
+   The objects the collection examined (those of the generations it
+   collected).
+   */
+  size_t candidates;
+  /*
+   Its wall time in nanoseconds, START callbacks excluded (STOP only).
+   */
+  uint64_t duration_ns;
 } obm_gc_info;
 
 /*
@@ -459,6 +501,16 @@ void obm_gc_unfreeze(void);
 size_t obm_gc_get_freeze_count(void);
 
 /*
+ Makes every object of the permanent generation immortal (see
+ obm_immortalize) and returns how many there are. A pre-fork server calls
+ obm_gc_freeze(), then this, then fork(): children that take and drop
+ references to those objects do not copy their pages. Objects reachable
+ from them that are not tracked are not made immortal, but they stay
+ alive as long as the immortal objects hold them.
+ */
+size_t obm_gc_immortalize_frozen(void);
+
+/*
  Sets the debug flags (OBM_GC_DEBUG_*); 0 turns debugging off.
  */
 void obm_gc_set_debug(unsigned int flags);
@@ -568,9 +620,26 @@ void obm_xincref(struct obm_object *o);
 void obm_xdecref(struct obm_object *o);
 
 /*
- The reference count of `o` (0 for NULL).
+ The reference count of `o` (0 for NULL; OBM_IMMORTAL_REFCNT for an
+ immortal object, static ones included).
  */
 ptrdiff_t obm_refcnt(const struct obm_object *o);
+
+/*
+ Makes `o` immortal (PEP 683): it is never finalized or freed, obm_incref
+ and obm_decref no longer write to it (its memory stays shared with the
+ children of a later fork), obm_refcnt returns OBM_IMMORTAL_REFCNT, and
+ the collector treats it as alive, so what it references stays alive too.
+ There is no way back. NULL is ignored. A mortal object whose count
+ reaches 2^31 also becomes immortal (as in CPython 3.14).
+ */
+void obm_immortalize(struct obm_object *o);
+
+/*
+ 1 if `o` is immortal (obm_immortalize, obm_gc_immortalize_frozen or
+ OBM_STATIC_OBJECT_INIT), else 0 (also for NULL).
+ */
+int obm_is_immortal(const struct obm_object *o);
 
 /*
  Fills `*out` with a snapshot of the allocator's statistics.

@@ -68,29 +68,19 @@ pub(crate) fn collect_generations(s: &GcState) -> usize {
 /// A collection of generation `g` between the START and STOP callbacks.
 /// The caller has set `s.collecting`.
 pub(crate) fn collect_with_callback(s: &GcState, g: usize) -> usize {
-    let gen = g as c_int;
-    super::invoke_callbacks(
-        s,
-        super::OBM_GC_START,
-        &super::obm_gc_info {
-            generation: gen,
-            collected: 0,
-            uncollectable: 0,
-        },
-    );
+    let mut info = super::obm_gc_info {
+        generation: g as c_int,
+        collected: 0,
+        uncollectable: 0,
+        candidates: 0,
+        duration_ns: 0,
+    };
+    super::invoke_callbacks(s, super::OBM_GC_START, &info);
     // SAFETY: s.collecting is set, so no other collection runs; the lists
     // hold only tracked, live objects (list.rs and object.rs invariants).
-    let (collected, uncollectable) = unsafe { collect_main(s, g) };
-    super::invoke_callbacks(
-        s,
-        super::OBM_GC_STOP,
-        &super::obm_gc_info {
-            generation: gen,
-            collected,
-            uncollectable,
-        },
-    );
-    collected + uncollectable
+    unsafe { collect_main(s, g, &mut info) };
+    super::invoke_callbacks(s, super::OBM_GC_STOP, &info);
+    info.collected + info.uncollectable
 }
 
 fn now_ns() -> u64 {
@@ -103,18 +93,17 @@ fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Returns (collected, uncollectable).
+/// Fills in `info`'s collected, uncollectable, candidates and duration.
 ///
 /// # Safety
 /// See `collect_with_callback`.
-unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
+unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
     let debug = s.debug.get();
-    let mut t1 = 0;
+    let t1 = now_ns();
     if debug & OBM_GC_DEBUG_STATS != 0 {
         crate::report::eprint(format_args!("gc: collecting generation {g}...\n"));
         // SAFETY: the heads are initialised lists.
         unsafe { show_stats_each_generation(s) };
-        t1 = now_ns();
     }
 
     if g + 1 < NUM_GENERATIONS {
@@ -143,6 +132,7 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
         let unreachable = &raw mut unreachable;
         list::init(unreachable);
         let r = move_unreachable(young, unreachable, old_gen);
+        info.candidates = r.survivors + r.unreachable;
 
         if young != old {
             if g == NUM_GENERATIONS - 2 {
@@ -176,13 +166,13 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
         // Objects with a legacy (tp_del-style) finalizer are CPython's only
         // uncollectable ones; obmem's types have none.
         let uncollectable = 0;
+        info.duration_ns = now_ns() - t1;
         if debug & OBM_GC_DEBUG_STATS != 0 {
-            let secs = (now_ns() - t1) as f64 / 1e9;
             crate::report::eprint(format_args!(
-                "gc: done, {} unreachable, {} uncollectable, {:.4}s elapsed\n",
+                "gc: done, {} unreachable, {} uncollectable, {:.6}s elapsed\n",
                 collected + uncollectable,
                 uncollectable,
-                secs
+                info.duration_ns as f64 / 1e9
             ));
         }
         let mut st = s.stats[g].get();
@@ -190,7 +180,8 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
         st.collected += collected;
         st.uncollectable += uncollectable;
         s.stats[g].set(st);
-        (collected, uncollectable)
+        info.collected = collected;
+        info.uncollectable = uncollectable;
     }
 }
 
