@@ -11,6 +11,9 @@
 #include <stdint.h>
 /* obm_visitproc and obm_type refer to obm_object before its definition. */
 struct obm_object;
+/* A weak reference or an ephemeron: an object (it starts with obm_object;
+ * cast to obm_object * for obm_incref/obm_decref), otherwise opaque. */
+typedef struct obm_weakref obm_weakref;
 /* Put this first in every object struct: struct my_obj { OBM_OBJECT_HEAD int x; }; */
 #define OBM_OBJECT_HEAD obm_object ob_base;
 /* Initialiser of a statically allocated object's head, which is immortal
@@ -64,6 +67,15 @@ struct obm_object;
  header; the type must have `traverse` (and should have `clear`).
  */
 #define OBM_TPFLAGS_HAVE_GC (1 << 14)
+
+/*
+ Type flag: objects of the type can be weakly referenced (`obm_weakref_new`)
+ and be keys of ephemerons. Each object of such a type carries 16 more
+ bytes in front of it (a pointer to its list of weak references, padded
+ to keep objects 16-byte aligned); the user's struct reserves no field.
+ Objects of other types pay nothing.
+ */
+#define OBM_TPFLAGS_WEAKREFABLE (1 << 15)
 
 /*
  What `obm_refcnt` returns for an immortal object, and the count
@@ -324,6 +336,12 @@ typedef struct obm_stats {
   size_t num_classes;
   struct obm_class_stats classes[OBM_NUM_CLASSES];
 } obm_stats;
+
+/*
+ Called when the target of a weak reference dies, after the reference is
+ cleared; obmem holds a reference to `ref` during the call.
+ */
+typedef void (*obm_weakref_callback)(obm_weakref *r, void *ctx);
 
 #ifdef __cplusplus
 extern "C" {
@@ -668,6 +686,60 @@ size_t obm_trim(void);
  Returns 1 if memory was given back, 0 if there was nothing to give.
  */
 int malloc_trim(size_t pad);
+
+/*
+ Makes a new weak reference to `target` (refcount 1, owned by the
+ caller; obm_decref frees it), whose type must have
+ OBM_TPFLAGS_WEAKREFABLE. Returns NULL with errno = EINVAL for NULL, a
+ static object or an object of another type, NULL with ENOMEM when memory
+ runs out. When `target` dies by its count reaching zero, after its
+ finalize (unless that resurrected it), every weak reference to it is
+ cleared and then the callbacks `cb(ref, ctx)` of those still alive run,
+ the most recently created first, each while obmem holds a reference to
+ its `ref`; then `target` is deallocated. In a collection, the callback
+ runs only if the weak reference is not garbage itself (CPython 3.14's
+ order, docs/GC.md). `cb` may be NULL. A weak reference is a GC object
+ (tracked from the start).
+ */
+obm_weakref *obm_weakref_new(struct obm_object *target, obm_weakref_callback cb, void *ctx);
+
+/*
+ A new (strong) reference to the target of `ref`, or NULL once the
+ target is dead (errno is left alone then). NULL with errno = EINVAL if
+ `ref` is NULL or not a weak reference.
+ */
+struct obm_object *obm_weakref_get(obm_weakref *r);
+
+/*
+ The number of weak references and ephemerons whose target (key) is
+ `target`; 0 for NULL and for objects that cannot be weakly referenced.
+ */
+size_t obm_weakref_count(const struct obm_object *target);
+
+/*
+ Makes an ephemeron (refcount 1, owned by the caller): a GC object that
+ holds a reference to `value` (which may be NULL) while `key` is alive,
+ and a weak one to `key`, so that a reference from `value` (or from what
+ it reaches) back to `key` does not keep `key` alive. When `key` dies, by
+ its count or in a collection, the ephemeron drops `value` and both
+ accessors return NULL. `key` must be weak-referenceable (a GC type, for
+ the collector to see cycles through it); else, and for NULL, NULL with
+ errno = EINVAL. Returns NULL with ENOMEM when memory runs out.
+ */
+struct obm_object *obm_ephemeron_new(struct obm_object *key, struct obm_object *value);
+
+/*
+ A new reference to the key of the ephemeron `e`, or NULL once the key is
+ dead. NULL with errno = EINVAL if `e` is NULL or not an ephemeron.
+ */
+struct obm_object *obm_ephemeron_key(struct obm_object *e);
+
+/*
+ A new reference to the value of the ephemeron `e`, or NULL once the key
+ is dead (or the value was NULL). NULL with errno = EINVAL if `e` is NULL
+ or not an ephemeron.
+ */
+struct obm_object *obm_ephemeron_value(struct obm_object *e);
 
 #ifdef __cplusplus
 }  // extern "C"

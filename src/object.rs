@@ -6,7 +6,8 @@
 //! with `OBM_TPFLAGS_HAVE_GC`, or with a `finalize` function, carry a 16-byte
 //! header *in front of* the object (`gc::list::GcHead`): list links for the
 //! collector and the FINALIZED bit that makes `finalize` run at most once.
-//! Other objects pay nothing. The memory block therefore starts at
+//! Objects of a type with `OBM_TPFLAGS_WEAKREFABLE` have a 16-byte weak slot
+//! in front of that (`gc::weak`). Other objects pay nothing. The memory block therefore starts at
 //! `object - prefix_size(type)`; a type must not change its `flags` or
 //! `finalize` while objects of it exist.
 //!
@@ -14,8 +15,10 @@
 //! 1. `finalize`, if the type has one and it has not run yet; the object is
 //!    given a temporary reference meanwhile, and if the count is still above
 //!    zero after it, the object was resurrected and we stop (PEP 442).
-//! 2. A tracked GC object is untracked; then the type's `dealloc` drops what
-//!    the object owns; then the memory goes back to the object domain.
+//! 2. A tracked GC object is untracked; the weak references to it are
+//!    cleared and their callbacks run (`gc::weak::clear_on_death`); then the
+//!    type's `dealloc` drops what the object owns; then the memory goes
+//!    back to the object domain.
 //!
 //! # Immortal objects
 //! A count that is positive with a negative low 32-bit half is immortal
@@ -89,6 +92,16 @@ pub struct obm_type {
 /// header; the type must have `traverse` (and should have `clear`).
 pub const OBM_TPFLAGS_HAVE_GC: c_ulong = 1 << 14;
 
+/// Type flag: objects of the type can be weakly referenced (`obm_weakref_new`)
+/// and be keys of ephemerons. Each object of such a type carries 16 more
+/// bytes in front of it (a pointer to its list of weak references, padded
+/// to keep objects 16-byte aligned); the user's struct reserves no field.
+/// Objects of other types pay nothing.
+pub const OBM_TPFLAGS_WEAKREFABLE: c_ulong = 1 << 15;
+
+/// Bytes in front of an object of a weakrefable type for its weak list.
+pub(crate) const WEAK_SLOT_SIZE: usize = 16;
+
 /// Nested deallocations allowed before the trashcan defers (CPython's value).
 pub(crate) const TRASH_UNWIND_LEVEL: u32 = 50;
 
@@ -122,13 +135,20 @@ pub(crate) fn has_head(t: &obm_type) -> bool {
     type_is_gc(t) || t.finalize.is_some()
 }
 
-/// Bytes of header in front of objects of `t`.
+#[inline(always)]
+pub(crate) fn type_is_weakrefable(t: &obm_type) -> bool {
+    t.flags & OBM_TPFLAGS_WEAKREFABLE != 0
+}
+
+/// Bytes of prefix in front of objects of `t`: the collector header and
+/// the weak slot (`gc::weak`), in that order going backwards.
 #[inline(always)]
 pub(crate) fn prefix_size(t: &obm_type) -> usize {
-    if has_head(t) {
-        HEAD_SIZE
+    let head = if has_head(t) { HEAD_SIZE } else { 0 };
+    if type_is_weakrefable(t) {
+        head + WEAK_SLOT_SIZE
     } else {
-        0
+        head
     }
 }
 
@@ -500,6 +520,10 @@ unsafe fn destroy(o: *mut obm_object) {
             if list::is_tracked(g) {
                 list::remove(g);
             }
+        }
+        if type_is_weakrefable(ty) {
+            // Untracked first: a callback may run a collection.
+            crate::gc::weak::clear_on_death(o);
         }
         if let Some(d) = ty.dealloc {
             d(o);

@@ -6,3 +6,4 @@ pub mod gc;
 pub mod malloc;
 pub mod object;
 pub mod stats;
+pub mod weak;

@@ -42,6 +42,7 @@ use core::ptr;
 use super::list::{
     self, GcHead, COLLECTING, FINALIZED, GEN_MASK, GEN_SHIFT, PERMANENT, REFS_SHIFT,
 };
+use super::weak;
 use super::{
     GcState, NUM_GENERATIONS, OBM_GC_DEBUG_COLLECTABLE, OBM_GC_DEBUG_SAVEALL, OBM_GC_DEBUG_STATS,
 };
@@ -131,7 +132,7 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         let mut unreachable = GcHead::new();
         let unreachable = &raw mut unreachable;
         list::init(unreachable);
-        let r = move_unreachable(young, unreachable, old_gen);
+        let r = move_unreachable_any(young, unreachable, old_gen);
         info.candidates = r.survivors + r.unreachable;
 
         if young != old {
@@ -148,19 +149,39 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
             print_collectable(unreachable);
         }
 
-        // Steps 4 and 5. Without a finalizer no user code runs, so nothing
-        // can be resurrected and both are skipped.
+        // Step 4: weakrefs with a callback to the garbage are cleared, and
+        // the callbacks of those that are reachable run.
+        let callbacks = if weak::entries_alive() {
+            weak::handle_callbacks(unreachable)
+        } else {
+            0
+        };
+
+        // Steps 5 and 6. Without a callback or finalizer no user code ran,
+        // so nothing can be resurrected and both are skipped.
         let mut final_unreachable = GcHead::new();
         let final_unreachable = &raw mut final_unreachable;
         list::init(final_unreachable);
-        let collected = if r.finalizers > 0 && finalize_garbage(unreachable) > 0 {
+        let finalizers = if r.finalizers > 0 {
+            finalize_garbage(unreachable)
+        } else {
+            0
+        };
+        let collected = if callbacks + finalizers > 0 {
             handle_resurrected_objects(unreachable, final_unreachable, old, old_gen)
         } else {
             list::merge(unreachable, final_unreachable);
             r.unreachable
         };
 
-        // Step 6.
+        // Step 7: every weakref to the real garbage (including any made by
+        // a finalizer) is cleared before any clear runs; ephemerons keyed by
+        // it drop their values.
+        if weak::entries_alive() {
+            weak::clear_garbage_refs(final_unreachable);
+        }
+
+        // Step 8.
         delete_garbage(s, final_unreachable, old, old_gen);
 
         // Objects with a legacy (tp_del-style) finalizer are CPython's only
@@ -297,7 +318,8 @@ unsafe fn traverse(
     }
 }
 
-/// The header of `op` if it is a GC object, else null.
+/// The header of `op` if it is a GC object (not a static one, which has
+/// none), else null.
 ///
 /// # Safety
 /// `op` is null or a live object.
@@ -305,7 +327,7 @@ unsafe fn traverse(
 unsafe fn gc_head_or_null(op: *mut obm_object) -> *mut GcHead {
     // SAFETY: per the contract.
     unsafe {
-        if op.is_null() || !object::is_gc(op) {
+        if op.is_null() || !object::is_gc(op) || object::is_static(op) {
             ptr::null_mut()
         } else {
             object::head_of(op)
@@ -415,7 +437,7 @@ unsafe extern "C" fn visit_decref(op: *mut obm_object, parent: *mut c_void) -> c
 const UNREACHABLE_MARK: usize = COLLECTING | (PERMANENT << GEN_SHIFT);
 
 #[inline(always)]
-unsafe fn is_marked_unreachable(g: *const GcHead) -> bool {
+pub(crate) unsafe fn is_marked_unreachable(g: *const GcHead) -> bool {
     // SAFETY: g is a valid header.
     unsafe { (*g).prev & (COLLECTING | GEN_MASK) == UNREACHABLE_MARK }
 }
@@ -435,12 +457,17 @@ struct ReachCtx {
     young: *mut GcHead,
     /// Objects moved back from the unreachable list.
     moved_back: usize,
+    /// Reachable ephemerons whose key was not known to be alive when they
+    /// were scanned, linked through `eph_next`.
+    pending: *mut weak::obm_weakref,
 }
 
 /// Moves the members of `young` with gc_refs 0 that nothing reachable
 /// refers to into `unreachable`, marked; restores the prev links of
 /// `young`, clears COLLECTING on its members and sets their generation to
-/// `survivor_gen`.
+/// `survivor_gen`. With `EPH` (some ephemeron exists), an ephemeron's value
+/// is reachable only through a reachable ephemeron whose key is reachable
+/// (see `resolve_ephemerons`); without, ephemerons cost nothing here.
 ///
 /// Invariant of the walk: the members of `young` to the left of `g` are
 /// reachable and scanned, have valid prev links and no COLLECTING; the
@@ -449,7 +476,7 @@ struct ReachCtx {
 ///
 /// # Safety
 /// After steps 2 on `young`; `unreachable` is an empty list.
-unsafe fn move_unreachable(
+unsafe fn move_unreachable<const EPH: bool>(
     young: *mut GcHead,
     unreachable: *mut GcHead,
     survivor_gen: usize,
@@ -457,6 +484,7 @@ unsafe fn move_unreachable(
     let mut ctx = ReachCtx {
         young,
         moved_back: 0,
+        pending: ptr::null_mut(),
     };
     let mut r = Moved {
         survivors: 0,
@@ -466,34 +494,118 @@ unsafe fn move_unreachable(
     // SAFETY: per the contract. `prev` is always young or a scanned member.
     unsafe {
         let mut prev = young;
-        let mut g = list::next(young);
-        while g != young {
-            let o = object::object_of(g);
-            if get_refs(g) > 0 {
-                // Reachable: so is everything it refers to. visit_reachable
-                // may append to young, and may change g.next when g is last:
-                // read the next member only after the traversal.
-                traverse(o, Some(visit_reachable), &raw mut ctx as *mut c_void);
-                list::set_prev(g, prev);
-                (*g).prev = ((*g).prev & !(COLLECTING | GEN_MASK)) | (survivor_gen << GEN_SHIFT);
-                prev = g;
-                r.survivors += 1;
-            } else {
-                // Maybe unreachable: move it, a later visit may bring it back.
-                (*prev).next = (*g).next;
-                list::append(g, unreachable);
-                (*g).prev |= UNREACHABLE_MARK;
-                r.unreachable += 1;
-                if (*g).prev & FINALIZED == 0 && object::type_of(o).finalize.is_some() {
-                    r.finalizers += 1;
+        loop {
+            let mut g = list::next(prev);
+            while g != young {
+                let o = object::object_of(g);
+                if get_refs(g) > 0 {
+                    // Reachable: so is everything it refers to. visit_reachable
+                    // may append to young, and may change g.next when g is last:
+                    // read the next member only after the traversal.
+                    if EPH && weak::is_ephemeron(o) {
+                        scan_ephemeron(o as *mut weak::obm_weakref, &mut ctx);
+                    } else {
+                        traverse(o, Some(visit_reachable), &raw mut ctx as *mut c_void);
+                    }
+                    list::set_prev(g, prev);
+                    (*g).prev =
+                        ((*g).prev & !(COLLECTING | GEN_MASK)) | (survivor_gen << GEN_SHIFT);
+                    prev = g;
+                    r.survivors += 1;
+                } else {
+                    // Maybe unreachable: move it, a later visit may bring it back.
+                    (*prev).next = (*g).next;
+                    list::append(g, unreachable);
+                    (*g).prev |= UNREACHABLE_MARK;
+                    r.unreachable += 1;
+                    if (*g).prev & FINALIZED == 0 && object::type_of(o).finalize.is_some() {
+                        r.finalizers += 1;
+                    }
                 }
+                g = (*prev).next as *mut GcHead;
             }
-            g = (*prev).next as *mut GcHead;
+            // The tail may have moved to unreachable: young's last member is
+            // the last scanned one (resolve_ephemerons appends after it).
+            (*young).prev = prev as usize;
+            if !EPH || !resolve_ephemerons(&mut ctx) {
+                break;
+            }
         }
-        (*young).prev = prev as usize;
     }
     r.unreachable -= ctx.moved_back;
     r
+}
+
+/// Whether `key` is known to be reachable at this point of the walk: not
+/// a collected GC object, already scanned, or ahead with gc_refs > 0 (or
+/// moved back). Once the walk is over, "not marked unreachable" remains.
+///
+/// # Safety
+/// `key` is a live object; during `move_unreachable`.
+#[inline(always)]
+unsafe fn key_is_alive(key: *mut obm_object) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let g = gc_head_or_null(key);
+        g.is_null() || (*g).prev & COLLECTING == 0 || (!is_marked_unreachable(g) && get_refs(g) > 0)
+    }
+}
+
+/// Scans the reachable ephemeron `e`: its value is reachable now if its key
+/// is known alive, else `e` waits on the pending list.
+///
+/// # Safety
+/// `e` is a live ephemeron; during `move_unreachable`.
+unsafe fn scan_ephemeron(e: *mut weak::obm_weakref, ctx: &mut ReachCtx) {
+    // SAFETY: per the contract.
+    unsafe {
+        let key = weak::key_of(e);
+        if key.is_null() {
+            return; // the key died: no value any more
+        }
+        if key_is_alive(key) {
+            visit_reachable(weak::value_of(e), ctx as *mut ReachCtx as *mut c_void);
+        } else {
+            (*e).eph_next = ctx.pending;
+            ctx.pending = e;
+        }
+    }
+}
+
+/// After a walk: the pending ephemerons whose key turned out reachable
+/// make their values reachable (moved back to young, to be scanned by the
+/// resumed walk). Returns whether any did; the others stay pending.
+///
+/// # Safety
+/// During `move_unreachable`, between two walks.
+unsafe fn resolve_ephemerons(ctx: &mut ReachCtx) -> bool {
+    let mut progressed = false;
+    // SAFETY: per the contract; pending entries are live reachable ephemerons.
+    unsafe {
+        let mut e = core::mem::replace(&mut ctx.pending, ptr::null_mut());
+        while !e.is_null() {
+            let next = (*e).eph_next;
+            (*e).eph_next = ptr::null_mut();
+            if key_is_alive(weak::key_of(e)) {
+                visit_reachable(weak::value_of(e), ctx as *mut ReachCtx as *mut c_void);
+                progressed = true;
+            } else {
+                (*e).eph_next = ctx.pending;
+                ctx.pending = e;
+            }
+            e = next;
+        }
+        if !progressed {
+            // Done: leave no links behind.
+            let mut e = core::mem::replace(&mut ctx.pending, ptr::null_mut());
+            while !e.is_null() {
+                let next = (*e).eph_next;
+                (*e).eph_next = ptr::null_mut();
+                e = next;
+            }
+        }
+    }
+    progressed
 }
 
 unsafe extern "C" fn visit_reachable(op: *mut obm_object, arg: *mut c_void) -> c_int {
@@ -560,7 +672,26 @@ unsafe fn deduce_unreachable(
     unsafe {
         update_refs(base);
         subtract_refs(base);
-        move_unreachable(base, unreachable, survivor_gen)
+        move_unreachable_any(base, unreachable, survivor_gen)
+    }
+}
+
+/// `move_unreachable` with ephemeron handling only when ephemerons exist.
+///
+/// # Safety
+/// As `move_unreachable`.
+unsafe fn move_unreachable_any(
+    young: *mut GcHead,
+    unreachable: *mut GcHead,
+    survivor_gen: usize,
+) -> Moved {
+    // SAFETY: per the contract.
+    unsafe {
+        if weak::ephemerons_alive() {
+            move_unreachable::<true>(young, unreachable, survivor_gen)
+        } else {
+            move_unreachable::<false>(young, unreachable, survivor_gen)
+        }
     }
 }
 
