@@ -270,6 +270,17 @@ pub(crate) unsafe fn is_immortal(o: *const obm_object) -> bool {
     is_immortal_count(unsafe { (*o).ob_refcnt })
 }
 
+/// Whether the low half of `o`'s count is negative: true for every
+/// immortal object (static ones included), cheaper than `is_immortal`.
+///
+/// # Safety
+/// `o` is a live object.
+#[inline(always)]
+pub(crate) unsafe fn is_immortal_low(o: *const obm_object) -> bool {
+    // SAFETY: per the contract.
+    unsafe { *low_half(o) < 0 }
+}
+
 /// Whether `o` was allocated statically (`OBM_STATIC_OBJECT_INIT`): then
 /// nothing lies in front of it, whatever its type's flags say.
 ///

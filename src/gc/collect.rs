@@ -327,7 +327,12 @@ unsafe fn traverse(
 unsafe fn gc_head_or_null(op: *mut obm_object) -> *mut GcHead {
     // SAFETY: per the contract.
     unsafe {
-        if op.is_null() || !object::is_gc(op) || object::is_static(op) {
+        // A static object has no header; the low-half test (immortal or
+        // not) is one instruction, the exact test runs for immortals only.
+        if op.is_null()
+            || !object::is_gc(op)
+            || (object::is_immortal_low(op) && object::is_static(op))
+        {
             ptr::null_mut()
         } else {
             object::head_of(op)
