@@ -132,7 +132,14 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         let mut unreachable = GcHead::new();
         let unreachable = &raw mut unreachable;
         list::init(unreachable);
-        let r = move_unreachable_any(young, unreachable, old_gen);
+        let r = move_unreachable_any(young, unreachable, old_gen, ptr::null_mut());
+        // Reachable ephemerons with an unreachable key: the resurrection
+        // check needs them after user code ran, so they are held till then.
+        let mut e = r.pending;
+        while !e.is_null() {
+            object::incref(e as *mut obm_object);
+            e = (*e).eph_next;
+        }
         info.candidates = r.survivors + r.unreachable;
 
         if young != old {
@@ -168,11 +175,17 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
             0
         };
         let collected = if callbacks + finalizers > 0 {
-            handle_resurrected_objects(unreachable, final_unreachable, old, old_gen)
+            handle_resurrected_objects(unreachable, final_unreachable, old, old_gen, r.pending)
         } else {
             list::merge(unreachable, final_unreachable);
             r.unreachable
         };
+        let mut e = r.pending;
+        while !e.is_null() {
+            let next = core::mem::replace(&mut (*e).eph_next, ptr::null_mut());
+            object::decref(e as *mut obm_object);
+            e = next;
+        }
 
         // Step 7: every weakref to the real garbage (including any made by
         // a finalizer) is cleared before any clear runs; ephemerons keyed by
@@ -456,6 +469,9 @@ pub(crate) struct Moved {
     /// Of these, how many have a finalizer still to run (an upper bound: an
     /// object moved back to young is not subtracted).
     finalizers: usize,
+    /// Reachable ephemerons whose key is unreachable, linked through
+    /// `eph_next` (the caller releases the links with `release_links`).
+    pending: *mut weak::obm_weakref,
 }
 
 struct ReachCtx {
@@ -465,6 +481,10 @@ struct ReachCtx {
     /// Reachable ephemerons whose key was not known to be alive when they
     /// were scanned, linked through `eph_next`.
     pending: *mut weak::obm_weakref,
+    /// Ephemerons outside the examined set whose value reference was not
+    /// counted as external (the resurrection check's; see
+    /// `handle_resurrected_objects`), linked through `eph_next`, read only.
+    outside: *mut weak::obm_weakref,
 }
 
 /// Moves the members of `young` with gc_refs 0 that nothing reachable
@@ -485,16 +505,19 @@ unsafe fn move_unreachable<const EPH: bool>(
     young: *mut GcHead,
     unreachable: *mut GcHead,
     survivor_gen: usize,
+    outside: *mut weak::obm_weakref,
 ) -> Moved {
     let mut ctx = ReachCtx {
         young,
         moved_back: 0,
         pending: ptr::null_mut(),
+        outside,
     };
     let mut r = Moved {
         survivors: 0,
         unreachable: 0,
         finalizers: 0,
+        pending: ptr::null_mut(),
     };
     // SAFETY: per the contract. `prev` is always young or a scanned member.
     unsafe {
@@ -538,6 +561,7 @@ unsafe fn move_unreachable<const EPH: bool>(
         }
     }
     r.unreachable -= ctx.moved_back;
+    r.pending = ctx.pending;
     r
 }
 
@@ -579,38 +603,51 @@ unsafe fn scan_ephemeron(e: *mut weak::obm_weakref, ctx: &mut ReachCtx) {
 
 /// After a walk: the pending ephemerons whose key turned out reachable
 /// make their values reachable (moved back to young, to be scanned by the
-/// resumed walk). Returns whether any did; the others stay pending.
+/// resumed walk), and so do the `outside` ones. Returns whether anything
+/// moved back; the pending ephemerons whose key is still unreachable stay.
 ///
 /// # Safety
 /// During `move_unreachable`, between two walks.
 unsafe fn resolve_ephemerons(ctx: &mut ReachCtx) -> bool {
-    let mut progressed = false;
-    // SAFETY: per the contract; pending entries are live reachable ephemerons.
+    let before = ctx.moved_back;
+    let arg = ctx as *mut ReachCtx as *mut c_void;
+    // SAFETY: per the contract; the listed entries are live ephemerons.
     unsafe {
         let mut e = core::mem::replace(&mut ctx.pending, ptr::null_mut());
         while !e.is_null() {
             let next = (*e).eph_next;
-            (*e).eph_next = ptr::null_mut();
             if key_is_alive(weak::key_of(e)) {
-                visit_reachable(weak::value_of(e), ctx as *mut ReachCtx as *mut c_void);
-                progressed = true;
+                (*e).eph_next = ptr::null_mut();
+                visit_reachable(weak::value_of(e), arg);
             } else {
-                (*e).eph_next = ctx.pending;
-                ctx.pending = e;
+                (*e).eph_next = (*(arg as *mut ReachCtx)).pending;
+                (*(arg as *mut ReachCtx)).pending = e;
             }
             e = next;
         }
-        if !progressed {
-            // Done: leave no links behind.
-            let mut e = core::mem::replace(&mut ctx.pending, ptr::null_mut());
-            while !e.is_null() {
-                let next = (*e).eph_next;
-                (*e).eph_next = ptr::null_mut();
-                e = next;
+        let mut e = (*(arg as *mut ReachCtx)).outside;
+        while !e.is_null() {
+            let key = weak::key_of(e);
+            if !key.is_null() && key_is_alive(key) {
+                visit_reachable(weak::value_of(e), arg);
             }
+            e = (*e).eph_next;
+        }
+        (*(arg as *mut ReachCtx)).moved_back != before
+    }
+}
+
+/// Unlinks a list of ephemerons built through `eph_next`.
+///
+/// # Safety
+/// `e` is null or the head of such a list of live ephemerons.
+pub(crate) unsafe fn release_links(mut e: *mut weak::obm_weakref) {
+    // SAFETY: per the contract.
+    unsafe {
+        while !e.is_null() {
+            e = core::mem::replace(&mut (*e).eph_next, ptr::null_mut());
         }
     }
-    progressed
 }
 
 unsafe extern "C" fn visit_reachable(op: *mut obm_object, arg: *mut c_void) -> c_int {
@@ -672,12 +709,38 @@ unsafe fn deduce_unreachable(
     base: *mut GcHead,
     unreachable: *mut GcHead,
     survivor_gen: usize,
+    outside: *mut weak::obm_weakref,
 ) -> Moved {
     // SAFETY: per the contract.
     unsafe {
         update_refs(base);
         subtract_refs(base);
-        move_unreachable_any(base, unreachable, survivor_gen)
+        subtract_outside_ephemerons(outside);
+        move_unreachable_any(base, unreachable, survivor_gen, outside)
+    }
+}
+
+/// The reference of each `outside` ephemeron to a value in the set, while
+/// its key is in the set too, is not external: it counts only if the key
+/// turns out reachable (`resolve_ephemerons`).
+///
+/// # Safety
+/// After `subtract_refs`; `outside` is null or a list of live ephemerons.
+unsafe fn subtract_outside_ephemerons(mut e: *mut weak::obm_weakref) {
+    // SAFETY: per the contract; COLLECTING marks the members of the set.
+    unsafe {
+        while !e.is_null() {
+            let key = gc_head_or_null(weak::key_of(e));
+            let value = gc_head_or_null(weak::value_of(e));
+            if !key.is_null()
+                && !value.is_null()
+                && (*key).prev & COLLECTING != 0
+                && (*value).prev & COLLECTING != 0
+            {
+                decref_refs(value, e as *mut obm_object);
+            }
+            e = (*e).eph_next;
+        }
     }
 }
 
@@ -689,13 +752,14 @@ unsafe fn move_unreachable_any(
     young: *mut GcHead,
     unreachable: *mut GcHead,
     survivor_gen: usize,
+    outside: *mut weak::obm_weakref,
 ) -> Moved {
     // SAFETY: per the contract.
     unsafe {
         if weak::ephemerons_alive() {
-            move_unreachable::<true>(young, unreachable, survivor_gen)
+            move_unreachable::<true>(young, unreachable, survivor_gen, outside)
         } else {
-            move_unreachable::<false>(young, unreachable, survivor_gen)
+            move_unreachable::<false>(young, unreachable, survivor_gen, outside)
         }
     }
 }
@@ -738,6 +802,8 @@ unsafe fn finalize_garbage(collectable: *mut GcHead) -> usize {
 
 /// Moves what finalizers resurrected (held from outside again, directly or
 /// not) to `old`; the rest goes to `still_unreachable`. Returns its size.
+/// `ephemerons` are the reachable ephemerons whose key was unreachable:
+/// their values are held only if their keys are resurrected.
 ///
 /// # Safety
 /// `unreachable` is a normal list of tracked, live GC objects (marked
@@ -748,10 +814,12 @@ unsafe fn handle_resurrected_objects(
     still_unreachable: *mut GcHead,
     old: *mut GcHead,
     old_gen: usize,
+    ephemerons: *mut weak::obm_weakref,
 ) -> usize {
     // SAFETY: per the contract.
     unsafe {
-        let r = deduce_unreachable(unreachable, still_unreachable, old_gen);
+        let r = deduce_unreachable(unreachable, still_unreachable, old_gen, ephemerons);
+        release_links(r.pending);
         list::merge(unreachable, old);
         r.unreachable
     }
