@@ -9,14 +9,22 @@
 //!    back); the others go to the `unreachable` list, from which a later
 //!    reachable object may still pull them back. Survivors then join the
 //!    next generation.
-//! 4. `finalize` runs on each unreachable object that has one and has not
+//! 4. Weak references with a callback to unreachable objects are cleared;
+//!    the callbacks of those that are reachable run (`weak.rs`).
+//! 5. `finalize` runs on each unreachable object that has one and has not
 //!    been finalized.
-//! 5. If any finalizer ran, it may have resurrected objects: steps 2-3 run
-//!    again on the unreachable set alone, and whatever is now held from
-//!    outside (transitively) moves to the old generation.
-//! 6. `clear` on each object still unreachable (or, with DEBUG_SAVEALL, keep
+//! 6. If a callback or finalizer ran, it may have resurrected objects: steps
+//!    2-3 run again on the unreachable set alone, and whatever is now held
+//!    from outside (transitively) moves to the old generation.
+//! 7. Every remaining weak reference to the garbage is cleared (ephemerons
+//!    drop their values) before any `clear`.
+//! 8. `clear` on each object still unreachable (or, with DEBUG_SAVEALL, keep
 //!    it in the garbage list); reference counting then frees the cycles.
 //!    Objects that survive their `clear` move to the old generation.
+//!
+//! Ephemerons: `move_unreachable` visits an ephemeron's value only once its
+//! key is known reachable, resuming the walk until a fixpoint
+//! (`resolve_ephemerons`, docs/GC.md).
 //!
 //! Memory: `gc_refs` lives in the `prev` field of each header while the set
 //! is being examined (the list is singly linked meanwhile, and
