@@ -13,12 +13,12 @@
 
 use crate::arena_map::{self, CHUNK_ARENA};
 use crate::config::*;
+use crate::counters;
 use crate::free;
 use crate::heap;
 use crate::large;
 use crate::os;
 use crate::size_class::{self, class_of};
-use crate::stats;
 use core::ptr;
 
 #[cold]
@@ -70,7 +70,7 @@ fn pop_fast(slot: usize) -> *mut u8 {
     let b = unsafe { h.alloc_pool(slot) }.pop_or_take_local();
     if !b.is_null() {
         // SAFETY: slot <= NUM_CLASSES.
-        stats::count(unsafe { h.stats.allocs.get_unchecked(slot) });
+        counters::count(unsafe { h.stats.allocs.get_unchecked(slot) });
     }
     b
 }

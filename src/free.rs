@@ -87,7 +87,7 @@ pub unsafe fn free_remote_fast(p: *mut u8) -> bool {
     let owner = heap::owner_of(a);
     let b = p as *mut Block;
     // SAFETY: p is checked as a block start before it is read.
-    if owner == crate::tls::get()
+    if owner == crate::heap::tls::get()
         || !pool.is_block(p)
         || unsafe { (*b).freed_key } == pool.freed_key()
     {

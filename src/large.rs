@@ -24,10 +24,10 @@
 
 use crate::arena_map::{self, CHUNK_LARGE, CHUNK_LARGE_BEHIND};
 use crate::config::*;
+use crate::counters;
 use crate::fault::Site;
 use crate::os;
 use crate::report;
-use crate::stats;
 use crate::sync::SpinLock;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::*};
@@ -124,7 +124,7 @@ impl Cache {
         }
         if n != 0 {
             // Demand is measured again from what is live now.
-            RECENT_PEAK.store(stats::LARGE_BYTES.load(Relaxed), Relaxed);
+            RECENT_PEAK.store(counters::LARGE_BYTES.load(Relaxed), Relaxed);
         }
         n
     }
@@ -181,7 +181,7 @@ fn cache_take(need: usize) -> Option<(usize, usize)> {
         // SAFETY: the mapping holds no live block and is ours alone; its
         // tail past `need` goes back to the OS.
         if unsafe { os::remap_in_place(e.base as *mut u8, e.size, need) } {
-            stats::sub_mapped(e.size - need);
+            counters::sub_mapped(e.size - need);
             if e.resident {
                 crate::purge::given_back(e.size - need);
             }
@@ -252,7 +252,7 @@ fn unmap_block(base: usize, size: usize) {
     arena_map::clear(base);
     // SAFETY: the mapping holds no live block and is no longer registered.
     unsafe { os::unmap(base as *mut u8, size) };
-    stats::sub_mapped(size);
+    counters::sub_mapped(size);
 }
 
 /// Allocates a large block of `n` bytes aligned to `align` (a power of two).
@@ -299,7 +299,7 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
                 os::set_errno(libc::ENOMEM);
                 return (ptr::null_mut(), false);
             }
-            stats::add_mapped(map_size);
+            counters::add_mapped(map_size);
             if map_size >= HUGE_LARGE_MIN {
                 // SAFETY: the mapping was just made by os.
                 unsafe { os::advise_huge(base, map_size) };
@@ -326,11 +326,11 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
         (*hdr).user = user;
         (*hdr).magic.store(LIVE, Release);
     }
-    stats::LARGE_BLOCKS.fetch_add(1, Relaxed);
-    stats::LARGE_ALLOCS.fetch_add(1, Relaxed);
-    let live = stats::LARGE_BYTES.fetch_add(base + size - user, Relaxed) + base + size - user;
+    counters::LARGE_BLOCKS.fetch_add(1, Relaxed);
+    counters::LARGE_ALLOCS.fetch_add(1, Relaxed);
+    let live = counters::LARGE_BYTES.fetch_add(base + size - user, Relaxed) + base + size - user;
     RECENT_PEAK.fetch_max(live, Relaxed);
-    stats::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
+    counters::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
     (user as *mut u8, zeroed)
 }
 
@@ -364,9 +364,9 @@ pub fn free(p: *mut u8, kind: u8, func: &str) {
     // SAFETY: checked_header validated a live header.
     let (map_size, user) = unsafe { ((*hdr).map_size, (*hdr).user) };
     let base = hdr as usize;
-    stats::LARGE_BLOCKS.fetch_sub(1, Relaxed);
-    stats::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
-    stats::LARGE_ALIGN_LOSS.fetch_sub(user - base - HEADER, Relaxed);
+    counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
+    counters::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
+    counters::LARGE_ALIGN_LOSS.fetch_sub(user - base - HEADER, Relaxed);
     // SAFETY: the header is ours; marking it FREED makes a second free fail loudly.
     unsafe { (*hdr).magic.store(FREED, Release) };
     if kind == CHUNK_LARGE && user == base + HEADER && cache_put(base, map_size) {
@@ -375,7 +375,7 @@ pub fn free(p: *mut u8, kind: u8, func: &str) {
     arena_map::clear(user & !ARENA_MASK);
     // SAFETY: the block is freed and unregistered.
     unsafe { os::unmap(base as *mut u8, map_size) };
-    stats::sub_mapped(map_size);
+    counters::sub_mapped(map_size);
 }
 
 /// Resizes the large block `p` to `n` bytes in place or by moving its pages.
@@ -401,8 +401,8 @@ pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
         if unsafe { os::remap_in_place(base as *mut u8, old_size, new_size) } {
             // SAFETY: the header stays at base.
             unsafe { (*hdr).map_size = new_size };
-            stats::sub_mapped(old_size - new_size);
-            stats::LARGE_BYTES.fetch_sub(old_size - new_size, Relaxed);
+            counters::sub_mapped(old_size - new_size);
+            counters::LARGE_BYTES.fetch_sub(old_size - new_size, Relaxed);
             return p;
         }
         return ptr::null_mut();
@@ -442,12 +442,12 @@ pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
             (*nh).map_size = new_size;
             (*nh).user = dest as usize + HEADER;
         }
-        stats::add_mapped(new_size - old_size);
-        stats::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
+        counters::add_mapped(new_size - old_size);
+        counters::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
         return (dest as usize + HEADER) as *mut u8;
     }
-    stats::add_mapped(new_size - old_size);
-    stats::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
+    counters::add_mapped(new_size - old_size);
+    counters::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
     p
 }
 

@@ -54,6 +54,7 @@ pub mod alloc;
 pub mod arena;
 pub mod arena_map;
 pub mod config;
+pub mod counters;
 pub mod debug;
 pub mod domain;
 pub mod env;
@@ -63,6 +64,7 @@ pub mod free;
 pub mod gc;
 pub mod heap;
 pub mod large;
+pub mod lifecycle;
 pub mod object;
 pub mod os;
 pub mod pool;
@@ -71,26 +73,3 @@ pub mod report;
 pub mod size_class;
 pub mod stats;
 pub mod sync;
-pub mod tls;
-
-/// Runs when the library is loaded: read the environment and register the
-/// fork handlers (pthread_atfork may allocate, so not from inside malloc).
-extern "C" fn obmem_init() {
-    env::init();
-    heap::install_fork_handlers();
-}
-
-/// Runs at exit: the statistics table for `OBMEM_SHOW_STATS=1`.
-extern "C" fn obmem_fini() {
-    if env::SHOW_STATS.load(core::sync::atomic::Ordering::Relaxed) {
-        stats::print(2);
-    }
-}
-
-#[used]
-#[link_section = ".init_array"]
-static INIT: extern "C" fn() = obmem_init;
-
-#[used]
-#[link_section = ".fini_array"]
-static FINI: extern "C" fn() = obmem_fini;

@@ -399,7 +399,7 @@ fn trash() -> &'static Trash {
     // SAFETY: the slot is this thread's, lives as long as the thread, fits
     // a Trash (checked above), starts zeroed (a valid Trash), and only this
     // module touches it, through Cells on this thread.
-    unsafe { &*(crate::tls::trash_slot() as *const Trash) }
+    unsafe { &*(crate::heap::tls::trash_slot() as *const Trash) }
 }
 
 /// Bit 0 of a trash link: the object was tracked when deposited.

@@ -151,27 +151,6 @@ pub fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e };
 }
 
-/// Writes all of `bytes` to `fd`, ignoring errors (used for reports).
-pub fn write_all(fd: i32, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a valid slice for the length passed.
-        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
-        if n <= 0 {
-            if n < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            return;
-        }
-        bytes = &bytes[n as usize..];
-    }
-}
-
-/// Ends the process as glibc does on heap corruption.
-pub fn abort() -> ! {
-    // SAFETY: abort has no preconditions.
-    unsafe { libc::abort() }
-}
-
 /// Reads an environment variable without allocating. The bytes live as long
 /// as the environment is not modified, which callers tolerate by copying
 /// what they need at once.
