@@ -440,13 +440,26 @@ unsafe fn has_action(w: *mut obm_weakref) -> bool {
 ///
 /// # Safety
 /// `o` has a weakrefable type, count 0, its finalizer done, not resurrected.
+#[inline(always)]
 pub(crate) unsafe fn clear_on_death(o: *mut obm_object) {
     // SAFETY: per the contract.
     unsafe {
-        let s = slot(o);
-        if (*s).is_null() {
-            return;
+        if !(*slot(o)).is_null() {
+            clear_list_on_death(o);
         }
+    }
+}
+
+/// `clear_on_death` for an object with weak references, out of line so
+/// that deallocations without any stay short.
+///
+/// # Safety
+/// As `clear_on_death`; the list is not empty.
+#[inline(never)]
+unsafe fn clear_list_on_death(o: *mut obm_object) {
+    // SAFETY: per the contract.
+    unsafe {
+        let s = slot(o);
         let mut chain = (ptr::null_mut(), ptr::null_mut());
         let mut w = *s;
         while !w.is_null() {
