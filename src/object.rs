@@ -7,9 +7,10 @@
 //! header *in front of* the object (`gc::list::GcHead`): list links for the
 //! collector and the FINALIZED bit that makes `finalize` run at most once.
 //! Objects of a type with `OBM_TPFLAGS_WEAKREFABLE` have a 16-byte weak slot
-//! in front of that (`gc::weak`). Other objects pay nothing. The memory block therefore starts at
-//! `object - prefix_size(type)`; a type must not change its `flags` or
-//! `finalize` while objects of it exist.
+//! in front of that (`gc::weak`). Other objects pay nothing. The memory
+//! block therefore starts at `object - prefix_size(type)`; a type must not
+//! change its `flags` or `finalize` while objects of it exist. Statically
+//! allocated objects have no prefix at all (`is_static`).
 //!
 //! # Deallocation (refcount reaches zero)
 //! 1. `finalize`, if the type has one and it has not run yet; the object is
@@ -37,9 +38,9 @@
 //! The list is threaded through `ob_refcnt`, which holds the next link
 //! encoded as a number whose two halves are negative (`encode_trash_link`),
 //! so a stray decref of a pending object is reported as a negative
-//! refcount; bit 0 of the link remembers whether the
-//! object was tracked, so that a pending `finalize` runs on a tracked object
-//! as it would have without the deferral.
+//! refcount; bit 0 of the link remembers whether the object was tracked, so
+//! that a pending `finalize` runs on a tracked object as it would have
+//! without the deferral.
 
 use core::cell::Cell;
 use core::ffi::{c_char, c_int, c_ulong, c_void, CStr};
@@ -475,7 +476,7 @@ unsafe fn destroy_chain(t: &Trash) {
         if o.is_null() {
             break;
         }
-        // SAFETY: o is a deposited object: ob_refcnt holds !link.
+        // SAFETY: o is a deposited object: ob_refcnt holds its encoded link.
         unsafe {
             let link = decode_trash_link((*o).ob_refcnt);
             t.later.set((link & !TRASH_WAS_TRACKED) as *mut obm_object);

@@ -617,23 +617,26 @@ unsafe fn scan_ephemeron(e: *mut weak::obm_weakref, ctx: &mut ReachCtx) {
 /// # Safety
 /// During `move_unreachable`, between two walks.
 unsafe fn resolve_ephemerons(ctx: &mut ReachCtx) -> bool {
-    let before = ctx.moved_back;
-    let arg = ctx as *mut ReachCtx as *mut c_void;
+    // visit_reachable takes the context as a raw pointer, so all accesses
+    // below go through it.
+    let c: *mut ReachCtx = ctx;
+    let arg = c as *mut c_void;
     // SAFETY: per the contract; the listed entries are live ephemerons.
     unsafe {
-        let mut e = core::mem::replace(&mut ctx.pending, ptr::null_mut());
+        let before = (*c).moved_back;
+        let mut e = core::mem::replace(&mut (*c).pending, ptr::null_mut());
         while !e.is_null() {
             let next = (*e).eph_next;
             if key_is_alive(weak::key_of(e)) {
                 (*e).eph_next = ptr::null_mut();
                 visit_reachable(weak::value_of(e), arg);
             } else {
-                (*e).eph_next = (*(arg as *mut ReachCtx)).pending;
-                (*(arg as *mut ReachCtx)).pending = e;
+                (*e).eph_next = (*c).pending;
+                (*c).pending = e;
             }
             e = next;
         }
-        let mut e = (*(arg as *mut ReachCtx)).outside;
+        let mut e = (*c).outside;
         while !e.is_null() {
             let key = weak::key_of(e);
             if !key.is_null() && key_is_alive(key) {
@@ -641,7 +644,7 @@ unsafe fn resolve_ephemerons(ctx: &mut ReachCtx) -> bool {
             }
             e = (*e).eph_next;
         }
-        (*(arg as *mut ReachCtx)).moved_back != before
+        (*c).moved_back != before
     }
 }
 
