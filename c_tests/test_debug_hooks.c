@@ -230,6 +230,14 @@ static void decref_dead_weakref_target(void)
     obm_decref(opaque_ptr(stale));
 }
 
+static void decref_inline_freed(void)
+{
+    obm_object *o = obm_new(&plain_type);
+    announce(o, 0);
+    obm_decref(o);
+    obm_decref_inline(opaque_ptr(o));
+}
+
 static obm_weakref *shared_ref;
 static void *weak_racer(void *arg)
 {
@@ -298,6 +306,7 @@ static const detection detections[] = {
     {"tracking a tracked object", double_track, "already tracked", 0},
     {"incref of a freed object", incref_freed, "use of a freed object", 0},
     {"two threads without obm_lock", concurrent_without_lock, "concurrent use", 0},
+    {"header-inline decref of a freed object", decref_inline_freed, "use of a freed object", 0},
     {"decref of a dead weakref target through a stale pointer", decref_dead_weakref_target,
      "use of a freed object", 0},
     {"two threads in obm_weakref_get without obm_lock", weakref_concurrent_without_lock,

@@ -746,3 +746,55 @@ struct obm_object *obm_ephemeron_value(struct obm_object *e);
 #endif  // __cplusplus
 
 #endif  /* OBMEM_H */
+
+/*
+ * Header-inline reference counting. obm_incref_inline / obm_decref_inline
+ * (and the NULL-tolerant obm_xincref_inline / obm_xdecref_inline) behave as
+ * obm_incref / obm_decref, inline when the debug hooks are off and the
+ * count stays above zero (a mortal object that stays alive, or an immortal
+ * one, which is not written). The last reference, the debug hooks' checks
+ * and NULL for the non-x forms go through the exported functions. The
+ * object must be live, as for the exported functions. Measured: 19
+ * instructions per incref+decref pair against 33 through the exported
+ * functions (BENCHMARKS.md, issue 13).
+ */
+#ifndef OBMEM_INLINE_H
+#define OBMEM_INLINE_H
+#ifdef __cplusplus
+extern "C" {
+#endif
+extern const volatile unsigned char obm_debug_hooks_on; /* 1 under the debug hooks */
+#if defined(__GNUC__)
+#define OBM_LIKELY_(x) __builtin_expect(!!(x), 1)
+#else
+#define OBM_LIKELY_(x) (x)
+#endif
+static inline void obm_incref_inline(obm_object *o) {
+    if (!OBM_LIKELY_(o && !obm_debug_hooks_on))
+        obm_incref(o);
+    else if (OBM_LIKELY_((int32_t)(uint32_t)o->ob_refcnt >= 0))
+        o->ob_refcnt++; /* else immortal: never written */
+}
+static inline void obm_decref_inline(obm_object *o) {
+    if (!OBM_LIKELY_(o && !obm_debug_hooks_on)) {
+        obm_decref(o);
+        return;
+    }
+    intptr_t rc = o->ob_refcnt;
+    if (OBM_LIKELY_((int32_t)(uint32_t)rc > 1))
+        o->ob_refcnt = rc - 1;
+    else if (!(rc > 0 && (int32_t)(uint32_t)rc < 0)) /* not immortal */
+        obm_decref(o); /* the last reference, or an error to report */
+}
+static inline void obm_xincref_inline(obm_object *o) {
+    if (o)
+        obm_incref_inline(o);
+}
+static inline void obm_xdecref_inline(obm_object *o) {
+    if (o)
+        obm_decref_inline(o);
+}
+#ifdef __cplusplus
+}  // extern "C"
+#endif
+#endif /* OBMEM_INLINE_H */

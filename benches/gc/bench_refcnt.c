@@ -1,5 +1,6 @@
 /* bench_refcnt: incref+decref pairs through the exported functions, on a
- * mortal object ("mortal") or an immortal one ("immortal"), and weakref
+ * mortal object ("mortal") or an immortal one ("immortal"), through the
+ * header-inline functions ("inline", "inline_immortal"), and weakref
  * creation+drop ("weakref").
  *   bench_refcnt MODE N        runs N pairs (for callgrind: see instr_refcnt.sh)
  *   bench_refcnt MODE N time   also prints ns per pair (best of 5 runs)
@@ -37,6 +38,21 @@ __attribute__((noinline)) static void pairs(obm_object *o, long n) {
     }
 }
 
+__attribute__((noinline)) static void pairs_inline(obm_object *o, long n) {
+#ifdef OBM_TPFLAGS_WEAKREFABLE
+    for (long i = 0; i < n; i++) {
+        obm_incref_inline(o);
+        obm_decref_inline(o);
+        __asm__ volatile("" : : "r"(o) : "memory");
+    }
+#else
+    (void)o;
+    (void)n;
+    fprintf(stderr, "no inline reference counting in this obmem\n");
+    exit(2);
+#endif
+}
+
 __attribute__((noinline)) static void weakrefs(obm_object *o, long n) {
 #ifdef OBM_TPFLAGS_WEAKREFABLE
     for (long i = 0; i < n; i++) {
@@ -53,13 +69,14 @@ __attribute__((noinline)) static void weakrefs(obm_object *o, long n) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s mortal|immortal|weakref N [time]\n", argv[0]);
+        fprintf(stderr, "usage: %s mortal|immortal|inline|inline_immortal|weakref N [time]\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]);
     obm_object *o = obm_new(&ObjType);
     int weak = strcmp(argv[1], "weakref") == 0;
-    if (strcmp(argv[1], "immortal") == 0) {
+    int inl = strncmp(argv[1], "inline", 6) == 0;
+    if (strcmp(argv[1], "immortal") == 0 || strcmp(argv[1], "inline_immortal") == 0) {
 #ifdef OBM_IMMORTAL_REFCNT
         obm_immortalize(o);
 #else
@@ -73,6 +90,8 @@ int main(int argc, char **argv) {
             double t0 = now();
             if (weak)
                 weakrefs(o, n);
+            else if (inl)
+                pairs_inline(o, n);
             else
                 pairs(o, n);
             double t = (now() - t0) / n * 1e9;
@@ -82,6 +101,8 @@ int main(int argc, char **argv) {
         printf("%s: %.2f ns per %s\n", argv[1], best, weak ? "create+drop" : "incref+decref");
     } else if (weak) {
         weakrefs(o, n);
+    } else if (inl) {
+        pairs_inline(o, n);
     } else {
         pairs(o, n);
     }
