@@ -31,7 +31,7 @@ pub enum Site {
     LargeMove,
     /// A leaf of the arena map (arena_map.rs).
     ArenaMap,
-    /// A slab of thread heaps (heap.rs).
+    /// A slab of thread heaps (heap/registry.rs).
     HeapSlab,
     /// The debug hooks' record table (debug/blocks.rs).
     DebugTable,

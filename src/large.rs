@@ -352,14 +352,22 @@ fn checked_header(p: *const u8, kind: u8, func: &str) -> *mut Header {
 }
 
 /// Usable bytes of the large block `p`.
-pub fn usable_size(p: *const u8, kind: u8, func: &str) -> usize {
+///
+/// # Safety
+/// `kind` is what `arena_map::lookup(p)` returned for `p`, and is a large
+/// kind (`CHUNK_LARGE` or `CHUNK_LARGE_BEHIND`): it says where the header is.
+pub unsafe fn usable_size(p: *const u8, kind: u8, func: &str) -> usize {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
     unsafe { hdr as usize + (*hdr).map_size - p as usize }
 }
 
 /// Frees the large block `p`.
-pub fn free(p: *mut u8, kind: u8, func: &str) {
+///
+/// # Safety
+/// `kind` is what `arena_map::lookup(p)` returned for `p`, and is a large
+/// kind (`CHUNK_LARGE` or `CHUNK_LARGE_BEHIND`): it says where the header is.
+pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
     let (map_size, user) = unsafe { ((*hdr).map_size, (*hdr).user) };
@@ -381,7 +389,11 @@ pub fn free(p: *mut u8, kind: u8, func: &str) {
 /// Resizes the large block `p` to `n` bytes in place or by moving its pages.
 /// Null if it cannot (the caller falls back to allocate-copy-free); `p`
 /// then stays valid.
-pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
+///
+/// # Safety
+/// `kind` is what `arena_map::lookup(p)` returned for `p`, and is a large
+/// kind (`CHUNK_LARGE` or `CHUNK_LARGE_BEHIND`): it says where the header is.
+pub unsafe fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
     let (old_size, user) = unsafe { ((*hdr).map_size, (*hdr).user) };
@@ -473,6 +485,24 @@ pub unsafe fn unlock_after_fork() {
 mod tests {
     use super::*;
 
+    // The large-block calls, for blocks the tests made with `alloc`: the
+    // kind they pass is the arena map's, as the contract asks.
+    fn usable(p: *const u8) -> usize {
+        let kind = arena_map::lookup(p as usize);
+        // SAFETY: kind is the arena map's for p, a live large block.
+        unsafe { usable_size(p, kind, "test") }
+    }
+    fn release(p: *mut u8) {
+        let kind = arena_map::lookup(p as usize);
+        // SAFETY: as in `usable`.
+        unsafe { free(p, kind, "test") }
+    }
+    fn resize(p: *mut u8, n: usize) -> *mut u8 {
+        let kind = arena_map::lookup(p as usize);
+        // SAFETY: as in `usable`.
+        unsafe { realloc(p, kind, n, "test") }
+    }
+
     #[test]
     fn freed_spans_are_cached_and_reused() {
         // A size no other test uses, so the cache entry is ours.
@@ -480,12 +510,12 @@ mod tests {
         let (p, zeroed) = alloc(n, ALIGNMENT);
         assert!(!p.is_null() && zeroed);
         assert_eq!(p as usize % ARENA_SIZE, HEADER, "header at the chunk start");
-        assert!(usable_size(p, CHUNK_LARGE, "test") >= n);
-        free(p, CHUNK_LARGE, "test");
+        assert!(usable(p) >= n);
+        release(p);
         let (q, zeroed) = alloc(n, ALIGNMENT);
         assert_eq!(q, p, "the freed mapping is reused");
         assert!(!zeroed, "a reused span is not known to be zero");
-        free(q, CHUNK_LARGE, "test");
+        release(q);
     }
 
     #[test]
@@ -500,7 +530,7 @@ mod tests {
             unsafe { core::ptr::write_bytes(p, 0x5a, n) };
         }
         for &p in &ps {
-            free(p, CHUNK_LARGE, "test");
+            release(p);
         }
         // SAFETY: the mappings are cached, still mapped, and no other test
         // takes these sizes.
@@ -514,18 +544,18 @@ mod tests {
         let (q, zeroed) = alloc(small, ALIGNMENT);
         assert_eq!(q, ps[0]);
         assert!(!zeroed);
-        let usable = usable_size(q, CHUNK_LARGE, "test");
+        let usable = usable(q);
         assert!(
             usable >= small && usable < small + 2 * PAGE_SIZE,
             "shrunk: {usable}"
         );
         // SAFETY: q's first bytes are the old block's.
         assert_eq!(unsafe { *q.add(small - 1) }, 0x5a);
-        free(q, CHUNK_LARGE, "test");
+        release(q);
         for (i, &p) in ps.iter().enumerate().skip(1) {
             let (q, _) = alloc(n + i * 4096 * 3, ALIGNMENT);
             assert_eq!(q, p, "reused from the cache");
-            free(q, CHUNK_LARGE, "test");
+            release(q);
         }
     }
 
@@ -534,7 +564,7 @@ mod tests {
         let n = LARGE_CACHE_MAX_BLOCK + 1;
         let (p, _) = alloc(n, ALIGNMENT);
         assert!(!p.is_null());
-        free(p, CHUNK_LARGE, "test");
+        release(p);
         assert_eq!(
             arena_map::lookup(p as usize),
             arena_map::CHUNK_NONE,
@@ -547,17 +577,17 @@ mod tests {
         let (p, _) = alloc(300_000, ALIGNMENT);
         // SAFETY: p has 300_000 usable bytes.
         unsafe { core::ptr::write_bytes(p, 0xab, 300_000) };
-        let q = realloc(p, CHUNK_LARGE, 40 << 20, "test");
+        let q = resize(p, 40 << 20);
         assert!(!q.is_null());
         assert_eq!(q as usize % ARENA_SIZE, HEADER);
         // SAFETY: q keeps the first 300_000 bytes.
         assert!(unsafe { core::slice::from_raw_parts(q, 300_000) }
             .iter()
             .all(|&b| b == 0xab));
-        assert!(usable_size(q, CHUNK_LARGE, "test") >= 40 << 20);
-        let r = realloc(q, CHUNK_LARGE, 200_000, "test");
+        assert!(usable(q) >= 40 << 20);
+        let r = resize(q, 200_000);
         assert_eq!(r, q, "shrinking stays in place");
-        free(r, CHUNK_LARGE, "test");
+        release(r);
     }
 
     #[test]
@@ -566,8 +596,8 @@ mod tests {
         let (p, _) = alloc(1000, align);
         assert_eq!(p as usize % align, 0);
         assert_eq!(arena_map::lookup(p as usize), CHUNK_LARGE_BEHIND);
-        assert!(usable_size(p, CHUNK_LARGE_BEHIND, "test") >= 1000);
-        free(p, CHUNK_LARGE_BEHIND, "test");
+        assert!(usable(p) >= 1000);
+        release(p);
         assert_eq!(arena_map::lookup(p as usize), arena_map::CHUNK_NONE);
     }
 }

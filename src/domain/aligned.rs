@@ -4,9 +4,11 @@
 //! domain must see the `posix_memalign` family's blocks as well as their
 //! frees. Such a block is therefore made from one `malloc` of the hook,
 //! `align - 1` bytes larger, and the program gets the first aligned address
-//! inside it. When that address is not the block's start, this table maps
-//! it back, so that the hook's `free` gets the pointer its `malloc`
-//! returned.
+//! inside it. This table maps that address back to the block's start, so
+//! that the hook's `free` gets the pointer its `malloc` returned; every
+//! such block is recorded, also when the two are equal, so that its
+//! `realloc` (a move: malloc, copy, free) and `free` go the same way
+//! wherever the hook's `malloc` put it.
 //!
 //! Invariants: one open-addressing table with linear probing under one spin
 //! lock (hooks are a slow path); a slot is empty when `addr == 0`; every

@@ -331,7 +331,9 @@ fn aligned_hooked(d: obm_domain, align: usize, n: usize) -> *mut u8 {
         return base;
     }
     let addr = (base as usize).next_multiple_of(align);
-    if addr != base as usize && !aligned::insert(addr, base as usize, n) {
+    // Recorded even when addr == base, so that what the hook sees of the
+    // block's realloc and free does not depend on where its malloc put it.
+    if !aligned::insert(addr, base as usize, n) {
         // SAFETY: base is the live block just allocated, not registered.
         unsafe { (x.table.free.unwrap_unchecked())(x.table.ctx, base as *mut c_void) };
         os::set_errno(libc::ENOMEM);

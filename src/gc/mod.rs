@@ -64,10 +64,12 @@ pub const OBM_GC_DEBUG_STATS: c_uint = 1;
 /// Debug flag: print each collectable object found.
 pub const OBM_GC_DEBUG_COLLECTABLE: c_uint = 2;
 /// Debug flag: print each uncollectable object found.
+#[allow(dead_code)] // for C (the header), as CPython's; nothing is uncollectable here
 pub const OBM_GC_DEBUG_UNCOLLECTABLE: c_uint = 4;
 /// Debug flag: keep unreachable objects in the garbage list instead of clearing them.
 pub const OBM_GC_DEBUG_SAVEALL: c_uint = 32;
 /// Debug flags for finding leaks: COLLECTABLE | UNCOLLECTABLE | SAVEALL.
+#[allow(dead_code)] // for C (the header)
 pub const OBM_GC_DEBUG_LEAK: c_uint =
     OBM_GC_DEBUG_COLLECTABLE | OBM_GC_DEBUG_UNCOLLECTABLE | OBM_GC_DEBUG_SAVEALL;
 

@@ -148,7 +148,8 @@ impl Heap {
         let mut bytes = 0;
         for class in 0..NUM_CLASSES {
             if let Some(pool) = self.head(class) {
-                if pool.is_empty() && pool.rewind() {
+                // SAFETY: the heads of our own heap (owner only, see the callers).
+                if pool.is_empty() && unsafe { pool.rewind() } {
                     let b = size_class::info(class).units as usize * UNIT_SIZE;
                     // SAFETY: the pool is ours and holds no live block.
                     unsafe { os::discard(pool.start.get() as *mut u8, b) };

@@ -365,7 +365,8 @@ mod tests {
         // The placeholder heap caches nothing but unit 0, and pops nothing.
         assert!(!NO_HEAP.0.unit_cached(at(u)));
         // SAFETY: slot 1 <= NUM_CLASSES.
-        assert!(unsafe { NO_HEAP.0.alloc_pool(1) }.pop().is_null());
+        // SAFETY: slot 1 exists; the placeholder's pool is never written.
+        assert!(unsafe { NO_HEAP.0.alloc_pool(1).pop() }.is_null());
     }
 
     #[test]
@@ -414,10 +415,12 @@ mod tests {
             }
             assert!(n >= 100, "{n} blocks on the remote list");
             assert_eq!(in_use(heap), before);
-            assert!(heap.drain_remote());
+            // SAFETY: this thread owns the heap.
+            assert!(unsafe { heap.drain_remote() });
             assert!(heap.remote.load(Acquire).is_null());
             assert_eq!(in_use(heap), before - 100);
-            assert!(!heap.drain_remote(), "nothing left to drain");
+            // SAFETY: as above.
+            assert!(!unsafe { heap.drain_remote() }, "nothing left to drain");
         })
         .join()
         .unwrap();

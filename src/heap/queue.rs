@@ -8,21 +8,30 @@ use super::*;
 
 impl Heap {
     /// Allocates a block of `class`; null (errno ENOMEM) if memory is exhausted.
-    pub fn alloc(&self, class: usize) -> *mut u8 {
-        // SAFETY: class + 1 <= NUM_CLASSES.
-        let b = unsafe { self.head_pool(class + 1) }.pop();
+    ///
+    /// # Safety
+    /// Called by the heap's owner (the thread whose TLS slot names it), or
+    /// by the thread holding the registry lock while the heap is abandoned.
+    pub unsafe fn alloc(&self, class: usize) -> *mut u8 {
+        // SAFETY: class + 1 <= NUM_CLASSES; we own the heap (contract).
+        let b = unsafe { self.head_pool(class + 1).pop() };
         if !b.is_null() {
             counters::count(&self.stats.allocs[class + 1]);
             return b;
         }
-        self.alloc_slow(class)
+        // SAFETY: per the contract.
+        unsafe { self.alloc_slow(class) }
     }
 
     /// The allocation list of the head pool is empty: refill it, or move on
     /// to the next pool, blocks other threads freed, a new pool.
+    ///
+    /// # Safety
+    /// Called by the heap's owner (the thread whose TLS slot names it), or
+    /// by the thread holding the registry lock while the heap is abandoned.
     #[cold]
     #[inline(never)]
-    pub fn alloc_slow(&self, class: usize) -> *mut u8 {
+    pub unsafe fn alloc_slow(&self, class: usize) -> *mut u8 {
         let b = self.alloc_from_queue(class);
         if !b.is_null() {
             return b;
@@ -36,14 +45,16 @@ impl Heap {
         let pool = unsafe { &*pool };
         self.push_front(pool);
         counters::count(&self.stats.allocs[class + 1]);
-        pool.pop_slow()
+        // SAFETY: a pool of our own heap (contract).
+        unsafe { pool.pop_slow() }
     }
 
     pub(super) fn alloc_from_queue(&self, class: usize) -> *mut u8 {
         loop {
             // Drop exhausted pools off the head of the queue.
             while let Some(pool) = self.head(class) {
-                let b = pool.pop_slow();
+                // SAFETY: a pool of our own heap (the callers own it).
+                let b = unsafe { pool.pop_slow() };
                 if !b.is_null() {
                     counters::count(&self.stats.allocs[class + 1]);
                     return b;
@@ -51,7 +62,8 @@ impl Heap {
                 self.unlink(pool);
             }
             // Blocks other threads gave back may refill a pool.
-            if !self.drain_remote() {
+            // SAFETY: as above.
+            if !unsafe { self.drain_remote() } {
                 return ptr::null_mut();
             }
         }

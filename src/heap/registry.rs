@@ -22,7 +22,8 @@ use super::*;
 pub(super) fn reclaim(h: &Heap) {
     if let Some(_g) = REGISTRY.try_lock() {
         if h.state.load(Relaxed) == ABANDONED {
-            h.drain_remote();
+            // SAFETY: an abandoned heap, under the registry lock.
+            unsafe { h.drain_remote() };
         }
     }
 }
@@ -82,7 +83,8 @@ pub fn trim_all() -> usize {
     if !me.is_null() {
         // SAFETY: our own live heap.
         let h = unsafe { &*me };
-        h.drain_remote();
+        // SAFETY: our own heap.
+        unsafe { h.drain_remote() };
         bytes += h.rewind_empty_heads();
     }
     reclaim_abandoned();
@@ -223,7 +225,7 @@ fn init_current() -> *mut Heap {
     }
     if adopted {
         // SAFETY: we own the heap now.
-        unsafe { &*heap }.drain_remote();
+        unsafe { (*heap).drain_remote() };
     }
     heap
 }
@@ -239,7 +241,8 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     let h = unsafe { &*heap };
     // Abandoned first, so what the drain empties is released at once.
     h.state.store(ABANDONED, Release);
-    h.drain_remote();
+    // SAFETY: we hold the registry lock and the heap is abandoned.
+    unsafe { h.drain_remote() };
     h.release_empty_heads();
     if h.purge_due.get() != 0 {
         note_abandoned_due(h.purge_due.get());
@@ -253,7 +256,7 @@ pub fn drain_current() {
     let h = current();
     if !h.is_null() {
         // SAFETY: our own live heap.
-        unsafe { &*h }.drain_remote();
+        unsafe { (*h).drain_remote() };
     }
 }
 
@@ -264,7 +267,8 @@ pub fn reclaim_abandoned() {
     while !h.is_null() {
         // SAFETY: abandoned heaps are valid; we hold the registry lock.
         let heap = unsafe { &*h };
-        heap.drain_remote();
+        // SAFETY: as above: an abandoned heap, under the registry lock.
+        unsafe { heap.drain_remote() };
         h = heap.next_abandoned.get();
     }
 }

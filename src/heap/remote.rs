@@ -33,7 +33,11 @@ impl Heap {
 
     /// Takes back every block other threads freed into this heap. True if
     /// there was any.
-    pub fn drain_remote(&self) -> bool {
+    ///
+    /// # Safety
+    /// Called by the heap's owner (the thread whose TLS slot names it), or
+    /// by the thread holding the registry lock while the heap is abandoned.
+    pub unsafe fn drain_remote(&self) -> bool {
         let mut p = self.remote.swap(ptr::null_mut(), Acquire);
         if p.is_null() {
             return false;
@@ -46,7 +50,8 @@ impl Heap {
             // thread may register the pool again (see `Pool::push_thread_free`).
             p = pool.remote_next.load(Relaxed);
             pool.remote_queued.store(false, SeqCst);
-            pool.take_thread_free();
+            // SAFETY: a pool of this heap, drained by its owner (contract).
+            unsafe { pool.take_thread_free() };
             if pool.is_empty() || !pool.in_queue() {
                 self.pool_gained(pool);
             }
