@@ -214,6 +214,54 @@ static void incref_freed(void)
 }
 
 static pthread_barrier_t racers_ready;
+static obm_type weak_type = {"weakable", sizeof(gpair), OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_WEAKREFABLE,
+                              NULL, pair_dealloc, pair_traverse, pair_clear};
+
+/* A weakref's target died; a pointer kept from obm_weakref_get is stale. */
+static void decref_dead_weakref_target(void)
+{
+    obm_object *o = obm_new(&weak_type);
+    obm_weakref *r = obm_weakref_new(o, NULL, NULL);
+    obm_object *stale = obm_weakref_get(r);
+    announce(o, 0);
+    obm_decref(stale);
+    obm_decref(o);
+    CHECK(obm_weakref_get(r) == NULL);
+    obm_decref(opaque_ptr(stale));
+}
+
+static void decref_inline_freed(void)
+{
+    obm_object *o = obm_new(&plain_type);
+    announce(o, 0);
+    obm_decref(o);
+    obm_decref_inline(opaque_ptr(o));
+}
+
+static obm_weakref *shared_ref;
+static void *weak_racer(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&racers_ready);
+    for (long i = 0; i < 200000000L; i++)
+        obm_decref(obm_weakref_get(shared_ref));
+    return NULL;
+}
+
+static void weakref_concurrent_without_lock(void)
+{
+    announce(NULL, 0);
+    obm_object *o = obm_new(&weak_type);
+    shared_ref = obm_weakref_new(o, NULL, NULL);
+    pthread_t t[2];
+    pthread_barrier_init(&racers_ready, NULL, 2);
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&t[i], NULL, weak_racer, NULL) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    FAIL("two threads in obm_weakref_get without obm_lock were not reported");
+}
+
 static void *racer(void *arg)
 {
     (void)arg;
@@ -258,6 +306,11 @@ static const detection detections[] = {
     {"tracking a tracked object", double_track, "already tracked", 0},
     {"incref of a freed object", incref_freed, "use of a freed object", 0},
     {"two threads without obm_lock", concurrent_without_lock, "concurrent use", 0},
+    {"header-inline decref of a freed object", decref_inline_freed, "use of a freed object", 0},
+    {"decref of a dead weakref target through a stale pointer", decref_dead_weakref_target,
+     "use of a freed object", 0},
+    {"two threads in obm_weakref_get without obm_lock", weakref_concurrent_without_lock,
+     "concurrent use", 0},
 };
 
 static void detection_child(void *arg)

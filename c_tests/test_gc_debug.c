@@ -81,7 +81,7 @@ static void stats_child(void) {
  *   gc: collecting generation 2...
  *   gc: objects in each generation: 2 1 0
  *   gc: objects in permanent generation: 0
- *   gc: done, 2 unreachable, 0 uncollectable, 0.0000s elapsed
+ *   gc: done, 2 unreachable, 0 uncollectable, 0.000012s elapsed
  * and DEBUG_COLLECTABLE a "gc: collectable <Node 0x...>" line per object. */
 static void test_debug_stats(void) {
     char err[4096];
@@ -95,6 +95,11 @@ static void test_debug_stats(void) {
     const char *done = strstr(err, "gc: done, 2 unreachable, 0 uncollectable, ");
     CHECK(done != NULL);
     CHECK(strstr(done, "s elapsed\n") != NULL);
+    /* The duration, in seconds with microseconds: a number, not a constant. */
+    double secs = -1;
+    CHECK(sscanf(done, "gc: done, 2 unreachable, 0 uncollectable, %lfs elapsed", &secs) == 1);
+    CHECK(secs >= 0 && secs < 10);
+    CHECK(strstr(done, "0.000000s elapsed") == NULL);
 }
 
 int main(void) {

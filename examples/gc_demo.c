@@ -7,11 +7,18 @@
  * leak every frame; the collector finds the cycles, runs the finalizers and
  * frees them. At the end the demo prints the collector's statistics.
  *
+ * Then two structures built on weak references: a weak-value cache (entries
+ * disappear when nobody uses the cached object any more, through weakref
+ * callbacks) and an ephemeron table that attaches data to objects whose
+ * data refers back to them (CPython's WeakKeyDictionary would keep those
+ * alive forever; the ephemerons let the collector free them).
+ *
  * Build (from the repository root, after cargo build --release):
  *   gcc -O2 -Iinclude examples/gc_demo.c -Ltarget/release -lobmem \
  *       -Wl,-rpath,$PWD/target/release -o build/gc_demo && build/gc_demo
  */
 #include <obmem.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -89,6 +96,143 @@ static obm_object *new_tracked(const obm_type *t) {
         exit(1);
     }
     return o;
+}
+
+/* ---- weak references ---- */
+
+/* A module: expensive to load, shared while in use, weakly cached. */
+typedef struct Module {
+    OBM_OBJECT_HEAD
+    obm_object *self_ref;       /* a cycle, so only the collector frees it */
+    int id;
+} Module;
+static int module_traverse(obm_object *o, obm_visitproc visit, void *arg) {
+    Module *m = (Module *)o;
+    return m->self_ref ? visit(m->self_ref, arg) : 0;
+}
+static int module_clear(obm_object *o) {
+    Module *m = (Module *)o;
+    obm_object *t = m->self_ref;
+    m->self_ref = NULL;
+    obm_xdecref(t);
+    return 0;
+}
+static void module_dealloc(obm_object *o) { module_clear(o); }
+static const obm_type ModuleType = { "module", sizeof(Module),
+    OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_WEAKREFABLE, NULL, module_dealloc, module_traverse, module_clear };
+
+enum { CACHE_SLOTS = 64 };
+static obm_weakref *cache[CACHE_SLOTS]; /* module id -> weak reference */
+static int cache_entries, loads;
+
+/* The weakref callback: the module died, forget the entry. */
+static void cache_evict(obm_weakref *ref, void *ctx) {
+    int id = (int)(intptr_t)ctx;
+    if (cache[id] == ref) {
+        cache[id] = NULL;
+        cache_entries--;
+        obm_decref((obm_object *)ref); /* the cache's reference; obmem holds another */
+    }
+}
+
+/* Returns a new reference to module `id`, loading it only if no one holds it. */
+static obm_object *import_module(int id) {
+    obm_object *m = cache[id] ? obm_weakref_get(cache[id]) : NULL;
+    if (m)
+        return m;
+    Module *mod = (Module *)new_tracked(&ModuleType);
+    mod->id = id;
+    obm_incref((obm_object *)mod);
+    mod->self_ref = (obm_object *)mod;
+    obm_gc_track((obm_object *)mod);
+    cache[id] = obm_weakref_new((obm_object *)mod, cache_evict, (void *)(intptr_t)id);
+    cache_entries++;
+    loads++;
+    return (obm_object *)mod;
+}
+
+static int weak_cache_demo(void) {
+    printf("\nweak-value cache: 1000 imports of 64 modules, 8 kept in use\n");
+    obm_object *in_use[8];
+    for (int i = 0; i < 1000; i++) {
+        obm_object *m = import_module(i % CACHE_SLOTS);
+        if (i < 8)
+            in_use[i] = m;
+        else
+            obm_decref(m); /* still cached until a collection frees it */
+    }
+    printf("  %d loads, %d cache entries\n", loads, cache_entries);
+    obm_gc_collect(2); /* the unused modules (cycles) die: callbacks evict them */
+    printf("  after a collection: %d cache entries (the modules in use)\n", cache_entries);
+    int before = loads;
+    for (int i = 0; i < 8; i++)
+        obm_decref(import_module(i)); /* hits: no new load */
+    printf("  importing the 8 in-use modules again: %d new loads\n", loads - before);
+    int ok = cache_entries == 8 && loads == before;
+    for (int i = 0; i < 8; i++)
+        obm_decref(in_use[i]);
+    obm_gc_collect(2);
+    printf("  all released: %d cache entries\n", cache_entries);
+    return ok && cache_entries == 0;
+}
+
+/* Data attached to an object from the outside, referring back to it. */
+typedef struct Meta {
+    OBM_OBJECT_HEAD
+    obm_object *owner;
+} Meta;
+static long metas_freed;
+static int meta_traverse(obm_object *o, obm_visitproc visit, void *arg) {
+    Meta *m = (Meta *)o;
+    return m->owner ? visit(m->owner, arg) : 0;
+}
+static int meta_clear(obm_object *o) {
+    Meta *m = (Meta *)o;
+    obm_object *t = m->owner;
+    m->owner = NULL;
+    obm_xdecref(t);
+    return 0;
+}
+static void meta_dealloc(obm_object *o) { metas_freed++; meta_clear(o); }
+static const obm_type MetaType = { "meta", sizeof(Meta), OBM_TPFLAGS_HAVE_GC, NULL, meta_dealloc, meta_traverse, meta_clear };
+
+static int ephemeron_table_demo(void) {
+    enum { N = 1000 };
+    printf("\nephemeron table: metadata for %d modules, each pointing back at its module\n", N);
+    static obm_object *keys[N], *table[N];
+    for (int i = 0; i < N; i++) {
+        Module *k = (Module *)new_tracked(&ModuleType);
+        k->id = i;
+        obm_gc_track((obm_object *)k);
+        Meta *m = (Meta *)new_tracked(&MetaType);
+        obm_incref((obm_object *)k);
+        m->owner = (obm_object *)k; /* value -> key */
+        obm_gc_track((obm_object *)m);
+        table[i] = obm_ephemeron_new((obm_object *)k, (obm_object *)m);
+        obm_decref((obm_object *)m); /* the table holds it */
+        keys[i] = (obm_object *)k;
+    }
+    for (int i = 0; i < N; i += 2)
+        obm_decref(keys[i]); /* half the modules are no longer used */
+    long n = (long)obm_gc_collect(2);
+    int live = 0;
+    for (int i = 0; i < N; i++) {
+        obm_object *v = obm_ephemeron_value(table[i]);
+        if (v) {
+            live++;
+            obm_decref(v);
+        }
+    }
+    printf("  dropped %d modules: the collection freed %ld objects (modules and their metadata),\n"
+           "  %d entries still alive, %ld metadata objects freed\n", N / 2, n, live, metas_freed);
+    int ok = live == N / 2 && metas_freed == N / 2;
+    for (int i = 0; i < N; i++) {
+        if (i % 2)
+            obm_decref(keys[i]);
+        obm_decref(table[i]);
+    }
+    obm_gc_collect(2);
+    return ok && metas_freed == N;
 }
 
 /* ---- the "interpreter" ---- */
@@ -178,5 +322,8 @@ int main(void) {
     printf("frames freed %ld / %d, closures freed %ld, files closed %ld / %d\n", frames_freed, CALLS,
            closures_freed, files_closed, (CALLS + 2) / 3);
     obm_gc_callback_remove(on_collection, &full_logged);
-    return frames_freed == CALLS && closures_freed == CALLS ? 0 : 1;
+    int ok = frames_freed == CALLS && closures_freed == CALLS;
+    ok &= weak_cache_demo();
+    ok &= ephemeron_table_demo();
+    return ok ? 0 : 1;
 }

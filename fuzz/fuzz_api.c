@@ -13,6 +13,16 @@
  *    size >= requested, calloc zeroing, NULL/errno for sizes above
  *    PTRDIFF_MAX and overflowing products, EINVAL for bad alignments,
  *    errno preserved by free, the debug hooks' 0xCD fill, statistics deltas;
+ *  - weak references (harness-owned, untracked once made) to objects of the
+ *    weak-referenceable kinds: cleared when the target dies by count (after
+ *    a finalizer that did not resurrect it; callbacks counted) or in a
+ *    collection (CPython 3.14's order: those with a callback before the
+ *    finalizers, the others only for the objects still garbage after the
+ *    resurrection check); obm_weakref_get and obm_weakref_count checked;
+ *  - immortal objects (obm_immortalize, obm_gc_immortalize_frozen): their
+ *    count stays OBM_IMMORTAL_REFCNT, they are never freed and the
+ *    collector keeps them and what they reach; each collection's
+ *    candidates (the objects examined) and duration are checked;
  *  - objects: every object's kind, reference count, owned references
  *    (4 slots), tracked flag, generation, finalized flag, and the harness's
  *    own references. Decref cascades (with CPython's trashcan at 50 nested
@@ -614,6 +624,7 @@ typedef struct {
     int deposited;
     uint8_t pseed;
     size_t extra;
+    int immortal;
 } MObj;
 
 static MObj mo[MAXOBJ];
@@ -621,6 +632,22 @@ static int nobj;
 static uint32_t epoch;
 /* What the type callbacks saw. */
 static int act_freed[MAXOBJ], act_fin[MAXOBJ], act_resc[MAXOBJ];
+
+/* Weak references: the harness owns each (one reference) until it drops it. */
+#define MAXWR 48
+typedef struct {
+    obm_weakref *r;
+    int target; /* object index; -1 once cleared */
+    int has_cb;
+    int alive;
+    int cbs; /* callbacks expected so far */
+} MWr;
+static MWr mw[MAXWR];
+static int nwr;
+static int act_wcb[MAXWR];
+static int wr_ctx[MAXWR];
+/* Weak-referenceable kinds (all but the plain one and the non-GC rescuer). */
+static int kind_weak(int k) { return k != 7 && k != 6; }
 
 static int obj_index(obm_object *o, const char *who) {
     CHECK(o != NULL, "%s: NULL object", who);
@@ -682,13 +709,14 @@ static void f_finalize(obm_object *o) {
     }
 }
 
+#define GCW (OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_WEAKREFABLE)
 static obm_type types[NKINDS] = {
-    {"FzGc", sizeof(FObj), OBM_TPFLAGS_HAVE_GC, NULL, f_dealloc, f_traverse, f_clear},
-    {"FzGcFin", sizeof(FObj), OBM_TPFLAGS_HAVE_GC, f_finalize, f_dealloc, f_traverse, f_clear},
-    {"FzGcRescue", sizeof(FObj), OBM_TPFLAGS_HAVE_GC, f_finalize, f_dealloc, f_traverse, f_clear},
-    {"FzGcNoClear", sizeof(FObj), OBM_TPFLAGS_HAVE_GC, NULL, f_dealloc, f_traverse, NULL},
-    {"FzLeaf", sizeof(FObj), 0, NULL, f_dealloc, NULL, NULL},
-    {"FzLeafFin", sizeof(FObj), 0, f_finalize, f_dealloc, NULL, NULL},
+    {"FzGc", sizeof(FObj), GCW, NULL, f_dealloc, f_traverse, f_clear},
+    {"FzGcFin", sizeof(FObj), GCW, f_finalize, f_dealloc, f_traverse, f_clear},
+    {"FzGcRescue", sizeof(FObj), GCW, f_finalize, f_dealloc, f_traverse, f_clear},
+    {"FzGcNoClear", sizeof(FObj), GCW, NULL, f_dealloc, f_traverse, NULL},
+    {"FzLeaf", sizeof(FObj), OBM_TPFLAGS_WEAKREFABLE, NULL, f_dealloc, NULL, NULL},
+    {"FzLeafFin", sizeof(FObj), OBM_TPFLAGS_WEAKREFABLE, f_finalize, f_dealloc, NULL, NULL},
     {"FzLeafRescue", sizeof(FObj), 0, f_finalize, f_dealloc, NULL, NULL},
     {"FzPlain", sizeof(FObj), 0, NULL, NULL, NULL, NULL},
 };
@@ -725,7 +753,7 @@ static int obs_ctx;
 
 typedef struct {
     int who, ctx, phase, gen;
-    size_t collected, uncollectable;
+    size_t collected, uncollectable, candidates;
 } LogE;
 #define MAXLOG 512
 static LogE act_log[MAXLOG], exp_log[MAXLOG];
@@ -747,10 +775,16 @@ static void cb_common(int who, int phase, const obm_gc_info *info, void *ctx) {
     }
     CHECK(phase == OBM_GC_START || phase == OBM_GC_STOP, "callback phase %d", phase);
     if (phase == OBM_GC_START)
-        CHECK(info->collected == 0 && info->uncollectable == 0,
-              "START callback with collected %zu uncollectable %zu", info->collected,
-              info->uncollectable);
-    LogE e = {who, c, phase, info->generation, info->collected, info->uncollectable};
+        CHECK(info->collected == 0 && info->uncollectable == 0 && info->candidates == 0 &&
+                  info->duration_ns == 0,
+              "START callback with collected %zu uncollectable %zu candidates %zu duration %llu",
+              info->collected, info->uncollectable, info->candidates,
+              (unsigned long long)info->duration_ns);
+    else
+        CHECK(info->duration_ns > 0 && info->duration_ns < 60ull * 1000 * 1000 * 1000,
+              "STOP callback with duration_ns %llu", (unsigned long long)info->duration_ns);
+    LogE e = {who, c, phase, info->generation, info->collected, info->uncollectable,
+              info->candidates};
     log_add(act_log, &n_act, e);
     if (who == 0) {
         /* No collection may start inside a collection. */
@@ -763,11 +797,11 @@ static void cb_a(int phase, const obm_gc_info *info, void *ctx) { cb_common(1, p
 static void cb_b(int phase, const obm_gc_info *info, void *ctx) { cb_common(2, phase, info, ctx); }
 static obm_gc_callback cb_fn(int who) { return who == 1 ? cb_a : cb_b; }
 
-static void exp_cb(int phase, int gen, size_t collected) {
-    LogE e = {0, -1, phase, gen, collected, 0};
+static void exp_cb(int phase, int gen, size_t collected, size_t candidates) {
+    LogE e = {0, -1, phase, gen, collected, 0, candidates};
     log_add(exp_log, &n_exp, e);
     for (int i = 0; i < m_ncbs; i++) {
-        LogE x = {m_cbs[i].who, m_cbs[i].ctx, phase, gen, collected, 0};
+        LogE x = {m_cbs[i].who, m_cbs[i].ctx, phase, gen, collected, 0, candidates};
         log_add(exp_log, &n_exp, x);
     }
 }
@@ -775,6 +809,17 @@ static void exp_cb(int phase, int gen, size_t collected) {
 static int sat_inc(int c) { return c == INT_MAX ? c : c + 1; }
 
 static void m_decref(int i);
+
+/* Clears the live weak references to object i (counting a callback for
+ * those with one when `callbacks`). */
+static void m_clear_weakrefs(int i, int callbacks) {
+    for (int w = 0; w < nwr; w++)
+        if (mw[w].alive && mw[w].target == i) {
+            mw[w].target = -1;
+            if (callbacks && mw[w].has_cb)
+                mw[w].cbs++;
+        }
+}
 
 /* Mirrors object.rs destroy(): finalize once (may resurrect), untrack,
  * dealloc (drops slots 0..3 in order), free. */
@@ -797,6 +842,9 @@ static void m_destroy(int i) {
     }
     m->deposited = 0;
     m->tracked = 0;
+    /* Weak references: all cleared, then the callbacks (they do nothing
+     * the model sees). */
+    m_clear_weakrefs(i, 1);
     for (int k = 0; k < NSLOT; k++) {
         int t = m->slot[k];
         m->slot[k] = -1;
@@ -843,7 +891,9 @@ static void m_decref(int i) {
     MObj *m = &mo[i];
     if (!m->alive || m->rc <= 0)
         fail("MODEL BUG: decref of object %d (alive %d rc %ld)", i, m->alive, m->rc);
-    if (--m->rc == 0)
+    /* An immortal object's rc counts the references the model knows of;
+     * obmem's count does not change and it never dies. */
+    if (--m->rc == 0 && !m->immortal)
         m_dealloc(i);
 }
 
@@ -851,7 +901,7 @@ static void m_decref(int i) {
 static size_t m_collect(int g) {
     static int in_set[MAXOBJ], reach[MAXOBJ], queue[MAXOBJ], still[MAXOBJ];
     static long refs[MAXOBJ];
-    exp_cb(OBM_GC_START, g, 0);
+    exp_cb(OBM_GC_START, g, 0, 0);
     if (g + 1 < 3)
         m_count[g + 1] = sat_inc(m_count[g + 1]);
     for (int i = 0; i <= g; i++)
@@ -860,9 +910,12 @@ static size_t m_collect(int g) {
 
     for (int i = 0; i < nobj; i++) {
         in_set[i] = mo[i].alive && mo[i].tracked && mo[i].gen <= g;
-        refs[i] = mo[i].rc;
+        refs[i] = mo[i].immortal ? LONG_MAX / 2 : mo[i].rc;
         reach[i] = 0;
     }
+    size_t candidates = 0;
+    for (int i = 0; i < nobj; i++)
+        candidates += (size_t)in_set[i];
     for (int j = 0; j < nobj; j++)
         if (in_set[j])
             for (int k = 0; k < NSLOT; k++)
@@ -905,6 +958,13 @@ static size_t m_collect(int g) {
     size_t collected = 0;
     for (int i = 0; i < nobj; i++)
         still[i] = in_set[i] && !reach[i];
+    /* Weak references with a callback to the garbage: cleared, and (the
+     * harness's are reachable) their callbacks run before the finalizers. */
+    for (int w = 0; w < nwr; w++)
+        if (mw[w].alive && mw[w].has_cb && mw[w].target >= 0 && still[mw[w].target]) {
+            mw[w].target = -1;
+            mw[w].cbs++;
+        }
     if (pending_fin) {
         for (int i = 0; i < nobj; i++)
             if (still[i] && kind_fin[mo[i].kind] && !mo[i].fin) {
@@ -916,7 +976,7 @@ static size_t m_collect(int g) {
             }
         /* Resurrection: the same analysis on the unreachable set alone. */
         for (int i = 0; i < nobj; i++) {
-            refs[i] = mo[i].rc;
+            refs[i] = mo[i].immortal ? LONG_MAX / 2 : mo[i].rc;
             reach[i] = 0;
         }
         for (int j = 0; j < nobj; j++)
@@ -948,6 +1008,10 @@ static size_t m_collect(int g) {
     }
     for (int i = 0; i < nobj; i++)
         collected += (size_t)still[i];
+    /* Every other weak reference to the real garbage, before any clear. */
+    for (int i = 0; i < nobj; i++)
+        if (still[i])
+            m_clear_weakrefs(i, 0);
 
     if (m_debug & OBM_GC_DEBUG_SAVEALL) {
         for (int i = 0; i < nobj; i++)
@@ -978,7 +1042,7 @@ static size_t m_collect(int g) {
     }
     m_stats[g].collections++;
     m_stats[g].collected += collected;
-    exp_cb(OBM_GC_STOP, g, collected);
+    exp_cb(OBM_GC_STOP, g, collected, candidates);
     TRACE("  [collection of generation %d: %zu collected, %zu survivors]\n", g, collected, survivors);
     return collected;
 }
@@ -1032,11 +1096,12 @@ static void check_cblog(void) {
               n_act, n_exp, act_log[k].who, act_log[k].phase, act_log[k].gen);
         LogE *a = &act_log[k], *e = &exp_log[k];
         CHECK(a->who == e->who && a->ctx == e->ctx && a->phase == e->phase && a->gen == e->gen &&
-                  a->collected == e->collected && a->uncollectable == e->uncollectable,
-              "callback %d: who %d ctx %d phase %d gen %d collected %zu uncollectable %zu; expected "
-              "who %d ctx %d phase %d gen %d collected %zu",
-              k, a->who, a->ctx, a->phase, a->gen, a->collected, a->uncollectable, e->who, e->ctx,
-              e->phase, e->gen, e->collected);
+                  a->collected == e->collected && a->uncollectable == e->uncollectable &&
+                  a->candidates == e->candidates,
+              "callback %d: who %d ctx %d phase %d gen %d collected %zu uncollectable %zu candidates "
+              "%zu; expected who %d ctx %d phase %d gen %d collected %zu candidates %zu",
+              k, a->who, a->ctx, a->phase, a->gen, a->collected, a->uncollectable, a->candidates,
+              e->who, e->ctx, e->phase, e->gen, e->collected, e->candidates);
     }
     n_act = n_exp = 0;
 }
@@ -1059,8 +1124,18 @@ static void check_gc(void) {
         CHECK(!act_freed[i], "object %d (%s) was freed, expected alive (rc %ld)", i,
               types[m->kind].name, m->rc);
         obm_object *o = &m->o->ob_base;
-        CHECK(obm_refcnt(o) == m->rc, "object %d (%s): refcount %td, expected %ld", i,
-              types[m->kind].name, obm_refcnt(o), m->rc);
+        long want_rc = m->immortal ? (long)OBM_IMMORTAL_REFCNT : m->rc;
+        CHECK(obm_refcnt(o) == want_rc, "object %d (%s): refcount %td, expected %ld", i,
+              types[m->kind].name, obm_refcnt(o), want_rc);
+        CHECK(obm_is_immortal(o) == m->immortal, "object %d: is_immortal %d, expected %d", i,
+              obm_is_immortal(o), m->immortal);
+        if (kind_weak(m->kind)) {
+            size_t nw = 0;
+            for (int w = 0; w < nwr; w++)
+                nw += mw[w].alive && mw[w].target == i;
+            CHECK(obm_weakref_count(o) == nw, "object %d: %zu weak references, expected %zu", i,
+                  obm_weakref_count(o), nw);
+        }
         CHECK(obm_gc_is_tracked(o) == m->tracked, "object %d (%s): is_tracked %d, expected %d", i,
               types[m->kind].name, obm_gc_is_tracked(o), m->tracked);
         CHECK(obm_gc_is_finalized(o) == (kind_prefix(m->kind) && m->fin),
@@ -1139,6 +1214,19 @@ static void check_gc(void) {
         gseen[i]--;
     }
     CHECK(obm_gc_garbage_get((size_t)m_ngarbage) == NULL, "garbage_get past the end not NULL");
+
+    for (int w = 0; w < nwr; w++) {
+        CHECK(act_wcb[w] == mw[w].cbs, "weakref %d: %d callbacks, expected %d", w, act_wcb[w],
+              mw[w].cbs);
+        if (!mw[w].alive)
+            continue;
+        obm_object *got = obm_weakref_get(mw[w].r);
+        obm_object *want = mw[w].target >= 0 ? &mo[mw[w].target].o->ob_base : NULL;
+        CHECK(got == want, "weakref %d yields %p, expected %p (object %d)", w, (void *)got,
+              (void *)want, mw[w].target);
+        if (got)
+            obm_decref(got);
+    }
 
     check_cblog();
 }
@@ -2224,6 +2312,93 @@ static void op_verify_obj(In *in) {
         payload_check(mo[i].o, i, "verify");
 }
 
+/* Weak references, immortal objects */
+
+static void w_callback(obm_weakref *r, void *ctx) {
+    int w = (int)((int *)ctx - wr_ctx);
+    CHECK(w >= 0 && w < nwr && (mw[w].r == r || mw[w].r == NULL), "weakref callback with ctx %p ref %p", ctx, (void *)r);
+    CHECK(obm_weakref_get(r) == NULL, "weakref %d not cleared in its callback", w);
+    CHECK(obm_refcnt((obm_object *)r) >= 1, "weakref %d not held during its callback", w);
+    act_wcb[w]++;
+}
+
+static void wr_drop(int w) {
+    TRACE("  drop weakref %d\n", w);
+    obm_decref((obm_object *)mw[w].r);
+    mw[w].alive = 0;
+    /* A weakref is a GC object: its death counts like one. */
+    if (m_count[0] > 0)
+        m_count[0]--;
+}
+
+static void op_weakref(In *in) {
+    unsigned w = u8(in);
+    if ((w & 3) == 3 && nwr > 0) {
+        int k = (int)(u8(in) % (unsigned)nwr);
+        if (mw[k].alive)
+            wr_drop(k);
+        return;
+    }
+    int i = live_pick(in, 0);
+    if (i < 0 || nwr >= MAXWR) {
+        errno = 0;
+        CHECK(obm_weakref_new(NULL, NULL, NULL) == NULL && errno == EINVAL,
+              "obm_weakref_new(NULL) did not fail with EINVAL");
+        return;
+    }
+    int has_cb = (w >> 2) & 1;
+    obm_object *o = &mo[i].o->ob_base;
+    if (!kind_weak(mo[i].kind)) {
+        errno = 0;
+        CHECK(obm_weakref_new(o, w_callback, NULL) == NULL && errno == EINVAL,
+              "obm_weakref_new of a %s object did not fail with EINVAL", types[mo[i].kind].name);
+        return;
+    }
+    int k = nwr++;
+    TRACE("  weakref %d -> object %d%s\n", k, i, has_cb ? " with a callback" : "");
+    mw[k] = (MWr){NULL, i, has_cb, 1, 0};
+    act_wcb[k] = 0;
+    /* Registered before the call: tracking it may run a collection. */
+    m_count[0] = sat_inc(m_count[0]);
+    obm_weakref *r = obm_weakref_new(o, has_cb ? w_callback : NULL, &wr_ctx[k]);
+    CHECK(r != NULL, "obm_weakref_new returned NULL");
+    mw[k].r = r;
+    CHECK(obm_gc_is_tracked((obm_object *)r) == 1, "a new weakref is not tracked");
+    CHECK(obm_refcnt((obm_object *)r) == 1, "a new weakref has refcount %td",
+          obm_refcnt((obm_object *)r));
+    if (m_count[0] > m_thr[0] && m_thr[0] != 0 && m_enabled)
+        m_collect_generations();
+    /* The harness keeps its weakrefs out of the collector's lists (they
+     * would show up in get_objects); untracked, they count as reachable. */
+    obm_gc_untrack((obm_object *)r);
+    check_cblog();
+}
+
+static void op_immortal(In *in) {
+    unsigned w = u8(in);
+    if ((w & 7) == 7) {
+        size_t want = 0;
+        for (int i = 0; i < nobj; i++)
+            if (mo[i].alive && mo[i].tracked && mo[i].gen == 3) {
+                mo[i].immortal = 1;
+                want++;
+            }
+        size_t got = obm_gc_immortalize_frozen();
+        TRACE("  immortalize_frozen -> %zu\n", got);
+        CHECK(got == want, "obm_gc_immortalize_frozen returned %zu, expected %zu", got, want);
+        return;
+    }
+    int i = live_pick(in, 0);
+    if (i < 0) {
+        obm_immortalize(NULL);
+        CHECK(obm_is_immortal(NULL) == 0, "obm_is_immortal(NULL) != 0");
+        return;
+    }
+    TRACE("  immortalize %d\n", i);
+    obm_immortalize(&mo[i].o->ob_base);
+    mo[i].immortal = 1;
+}
+
 /* Builds a chain or ring of new objects in one operation (deep structures
  * for the trashcan, big cycles for the collector). */
 static void op_chain(In *in) {
@@ -2301,6 +2476,8 @@ static const struct {
     {"lock", op_lock, CAT_OBJ},
     {"verify_obj", op_verify_obj, CAT_OBJ},
     {"chain", op_chain, CAT_OBJ},
+    {"weakref", op_weakref, CAT_OBJ},
+    {"immortal", op_immortal, CAT_OBJ},
 };
 #define NOPS ((int)NELEM(ops))
 
@@ -2329,7 +2506,7 @@ static void begin_input(void) {
     input_no++;
     epoch = (uint32_t)input_no * 2654435761u | 1;
     op_index = 0;
-    nobj = nblk = 0;
+    nobj = nblk = nwr = 0;
     live_bytes = 0;
     m_ngarbage = m_ncbs = 0;
     m_depth = m_nlater = m_unc_order = 0;
@@ -2379,6 +2556,21 @@ static void end_input(void) {
               "callback_remove at cleanup");
     }
     check_gc();
+    /* Weak references first (each drop counts a freed GC object). */
+    for (int w = 0; w < nwr; w++)
+        if (mw[w].alive)
+            wr_drop(w);
+    /* Immortal objects stay (leaked by design): they drop what they own and
+     * leave the collector. */
+    for (int i = 0; i < nobj; i++)
+        if (mo[i].alive && mo[i].immortal) {
+            obj_clear_slots(i);
+            while (mo[i].ext > 0)
+                obj_decref(i, 0);
+            obm_gc_untrack(&mo[i].o->ob_base);
+            mo[i].tracked = 0;
+        }
+    check_gc();
     for (int pass = 0;; pass++) {
         gc_garbage_clear();
         check_gc();
@@ -2394,7 +2586,7 @@ static void end_input(void) {
         check_gc();
         int alive = 0;
         for (int i = 0; i < nobj; i++)
-            alive += mo[i].alive;
+            alive += mo[i].alive && !mo[i].immortal;
         if (!alive)
             break;
         CHECK(pass < 4, "%d objects still alive after cleanup", alive);

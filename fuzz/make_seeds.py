@@ -159,6 +159,24 @@ s += op("new_bad", 2) + op("new_bad", 3) + op("incref", 0, 1) + op("decref", 0, 
 s += op("new", 6, 0, 1) + op("decref", 3, 0) + op("new", 5, 250) + u16(5) + op("decref", 4, 0)
 seeds["objects_misc"] = s
 
+# Weak references (weakref args: w, then the object picked: w & 3 == 3
+# drops weakref (next byte % count), w & 4 gives it a callback) and immortal
+# objects (immortal args: w & 7 == 7 is immortalize_frozen, else the object).
+seeds["weak_ring"] = (op("chain", 0x00, 10, 7) + op("weakref", 4, 0) + op("weakref", 0, 3)
+                      + op("weakref", 4, 5) + op("weakref", 4, 9) + op("decref", 0, 0)
+                      + op("collect", 2) + op("weakref", 3, 1) + op("weakref", 3, 0))
+seeds["weak_rescue"] = (op("chain", 0xAA, 12, 7) + op("weakref", 4, 1) + op("weakref", 0, 1)
+                        + op("weakref", 4, 6) + op("weakref", 0, 6) + op("decref", 0, 0)
+                        + op("collect", 2) + op("collect", 2) + op("clear_slots", 1) + op("collect", 2))
+seeds["weak_refcount"] = (op("new", 1, 0, 0) + op("new", 5, 0, 0) + op("weakref", 4, 0)
+                          + op("weakref", 0, 0) + op("weakref", 4, 1) + op("decref", 0, 0)
+                          + op("decref", 0, 0) + op("weakref", 4, 0) + op("chain", 0x55, 70, 0x04)
+                          + op("weakref", 4, 40) + op("decref", 2, 0))
+seeds["immortal"] = (op("chain", 0x00, 10, 7) + op("immortal", 0, 0) + op("decref", 0, 0)
+                     + op("collect", 2) + op("chain", 0x00, 6, 7) + op("freeze", 1)
+                     + op("immortal", 7) + op("weakref", 4, 12) + op("collect", 2) + op("freeze", 0)
+                     + op("collect", 2))
+
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
 for name, data in seeds.items():

@@ -6,16 +6,27 @@
 //! with `OBM_TPFLAGS_HAVE_GC`, or with a `finalize` function, carry a 16-byte
 //! header *in front of* the object (`gc::list::GcHead`): list links for the
 //! collector and the FINALIZED bit that makes `finalize` run at most once.
-//! Other objects pay nothing. The memory block therefore starts at
-//! `object - prefix_size(type)`; a type must not change its `flags` or
-//! `finalize` while objects of it exist.
+//! Objects of a type with `OBM_TPFLAGS_WEAKREFABLE` have a 16-byte weak slot
+//! in front of that (`gc::weak`). Other objects pay nothing. The memory
+//! block therefore starts at `object - prefix_size(type)`; a type must not
+//! change its `flags` or `finalize` while objects of it exist. Statically
+//! allocated objects have no prefix at all (`is_static`).
 //!
 //! # Deallocation (refcount reaches zero)
 //! 1. `finalize`, if the type has one and it has not run yet; the object is
 //!    given a temporary reference meanwhile, and if the count is still above
 //!    zero after it, the object was resurrected and we stop (PEP 442).
-//! 2. A tracked GC object is untracked; then the type's `dealloc` drops what
-//!    the object owns; then the memory goes back to the object domain.
+//! 2. A tracked GC object is untracked; the weak references to it are
+//!    cleared and their callbacks run (`gc::weak::clear_on_death`); then the
+//!    type's `dealloc` drops what the object owns; then the memory goes
+//!    back to the object domain.
+//!
+//! # Immortal objects
+//! A count that is positive with a negative low 32-bit half is immortal
+//! (`is_immortal_count`): `incref` and `decref` test only the low half, never
+//! write an immortal count, and the deallocation path is never reached for
+//! one. Statically allocated objects carry `OBM_STATIC_REFCNT`, which also
+//! tells that no header lies in front of them (docs/GC.md).
 //!
 //! # The trashcan
 //! `dealloc` of a chain drops the next link, whose refcount reaches zero, so
@@ -24,11 +35,12 @@
 //! an object is not destroyed but put on the thread's "delete later" list,
 //! and the outermost deallocation destroys that list in a loop. The stack
 //! depth is thus bounded by `TRASH_UNWIND_LEVEL` nested user `dealloc`s.
-//! The list is threaded through `ob_refcnt`, which holds the bitwise NOT of
-//! the next link (a negative number, so a stray decref of a pending object is
-//! reported as a negative refcount); bit 0 of the link remembers whether the
-//! object was tracked, so that a pending `finalize` runs on a tracked object
-//! as it would have without the deferral.
+//! The list is threaded through `ob_refcnt`, which holds the next link
+//! encoded as a number whose two halves are negative (`encode_trash_link`),
+//! so a stray decref of a pending object is reported as a negative
+//! refcount; bit 0 of the link remembers whether the object was tracked, so
+//! that a pending `finalize` runs on a tracked object as it would have
+//! without the deferral.
 
 use core::cell::Cell;
 use core::ffi::{c_char, c_int, c_ulong, c_void, CStr};
@@ -81,6 +93,16 @@ pub struct obm_type {
 /// header; the type must have `traverse` (and should have `clear`).
 pub const OBM_TPFLAGS_HAVE_GC: c_ulong = 1 << 14;
 
+/// Type flag: objects of the type can be weakly referenced (`obm_weakref_new`)
+/// and be keys of ephemerons. Each object of such a type carries 16 more
+/// bytes in front of it (a pointer to its list of weak references, padded
+/// to keep objects 16-byte aligned); the user's struct reserves no field.
+/// Objects of other types pay nothing.
+pub const OBM_TPFLAGS_WEAKREFABLE: c_ulong = 1 << 15;
+
+/// Bytes in front of an object of a weakrefable type for its weak list.
+pub(crate) const WEAK_SLOT_SIZE: usize = 16;
+
 /// Nested deallocations allowed before the trashcan defers (CPython's value).
 pub(crate) const TRASH_UNWIND_LEVEL: u32 = 50;
 
@@ -108,13 +130,26 @@ pub(crate) unsafe fn is_gc(o: *const obm_object) -> bool {
     type_is_gc(unsafe { type_of(o) })
 }
 
-/// Bytes of header in front of objects of `t`.
+/// Whether objects of `t` have a collector header (`GcHead`) in front.
+#[inline(always)]
+pub(crate) fn has_head(t: &obm_type) -> bool {
+    type_is_gc(t) || t.finalize.is_some()
+}
+
+#[inline(always)]
+pub(crate) fn type_is_weakrefable(t: &obm_type) -> bool {
+    t.flags & OBM_TPFLAGS_WEAKREFABLE != 0
+}
+
+/// Bytes of prefix in front of objects of `t`: the collector header and
+/// the weak slot (`gc::weak`), in that order going backwards.
 #[inline(always)]
 pub(crate) fn prefix_size(t: &obm_type) -> usize {
-    if type_is_gc(t) || t.finalize.is_some() {
-        HEAD_SIZE
+    let head = if has_head(t) { HEAD_SIZE } else { 0 };
+    if type_is_weakrefable(t) {
+        head + WEAK_SLOT_SIZE
     } else {
-        0
+        head
     }
 }
 
@@ -212,12 +247,78 @@ pub unsafe fn new_object(t: *const obm_type, extra: usize, caller: &str) -> *mut
 // ---------------------------------------------------------------------------
 // Reference counts
 
+/// What `obm_refcnt` returns for an immortal object, and the count
+/// `obm_immortalize` stores (CPython 3.14's initial immortal count). An
+/// object is immortal when its count is positive and the low 32 bits of it,
+/// read as a signed 32-bit number, are negative (see "Immortal objects").
+pub const OBM_IMMORTAL_REFCNT: isize = 0xC000_0000;
+
+/// The count `OBM_STATIC_OBJECT_INIT` stores: immortal, and also marking a
+/// statically allocated object, which has no header in front of it.
+pub const OBM_STATIC_REFCNT: isize = 0x1_C000_0000;
+
+/// Whether a reference count is an immortal one.
+#[inline(always)]
+pub(crate) fn is_immortal_count(rc: isize) -> bool {
+    rc > 0 && (rc as i32) < 0
+}
+
+/// # Safety
+/// `o` is a live object.
+#[inline(always)]
+pub(crate) unsafe fn is_immortal(o: *const obm_object) -> bool {
+    // SAFETY: per the contract.
+    is_immortal_count(unsafe { (*o).ob_refcnt })
+}
+
+/// Whether the low half of `o`'s count is negative: true for every
+/// immortal object (static ones included), cheaper than `is_immortal`.
+///
+/// # Safety
+/// `o` is a live object.
+#[inline(always)]
+pub(crate) unsafe fn is_immortal_low(o: *const obm_object) -> bool {
+    // SAFETY: per the contract.
+    unsafe { *low_half(o) < 0 }
+}
+
+/// Whether `o` was allocated statically (`OBM_STATIC_OBJECT_INIT`): then
+/// nothing lies in front of it, whatever its type's flags say.
+///
+/// # Safety
+/// `o` is a live object.
+#[inline(always)]
+pub(crate) unsafe fn is_static(o: *const obm_object) -> bool {
+    // SAFETY: per the contract.
+    unsafe { (*o).ob_refcnt == OBM_STATIC_REFCNT }
+}
+
+/// The low 32 bits of `o`'s count: negative for an immortal object.
+///
+/// # Safety
+/// `o` is a live object.
+#[inline(always)]
+unsafe fn low_half(o: *const obm_object) -> *const i32 {
+    let off = if cfg!(target_endian = "little") { 0 } else { 4 };
+    // SAFETY: ob_refcnt is an aligned isize of 8 bytes (64-bit targets;
+    // the lib targets only those) in the object.
+    unsafe { (o as *const u8).add(off) as *const i32 }
+}
+
 /// # Safety
 /// `o` is a live object.
 #[inline(always)]
 pub unsafe fn incref(o: *mut obm_object) {
-    // SAFETY: per the contract.
-    unsafe { (*o).ob_refcnt += 1 };
+    // SAFETY: per the contract. An immortal count is never written (that
+    // is the point: its page stays shared after fork); a mortal count that
+    // reaches 2^31 becomes immortal, as in CPython 3.14.
+    // Reading the low half alone lets the compiler test it in memory and
+    // increment in memory (3 instructions instead of load/test/store).
+    unsafe {
+        if *low_half(o) >= 0 {
+            (*o).ob_refcnt += 1;
+        }
+    }
 }
 
 /// # Safety
@@ -227,13 +328,35 @@ pub unsafe fn decref(o: *mut obm_object) {
     // SAFETY: per the contract.
     unsafe {
         let rc = (*o).ob_refcnt;
-        if rc > 1 {
+        // The low half decides, as in incref: a mortal count is below 2^31,
+        // and every other value (immortal, trashcan link, freed fill) has a
+        // negative low half, so the common case costs what it did before
+        // immortal objects existed.
+        if (rc as i32) > 1 {
             (*o).ob_refcnt = rc - 1;
         } else if rc == 1 {
             (*o).ob_refcnt = 0;
             dealloc(o);
-        } else {
+        } else if !is_immortal_count(rc) {
             negative_refcount(o);
+        }
+    }
+}
+
+/// Makes `o` immortal: never freed or finalized again, its count never
+/// written again.
+///
+/// # Safety
+/// `o` is a live object.
+pub unsafe fn immortalize(o: *mut obm_object) {
+    // SAFETY: per the contract.
+    unsafe {
+        let rc = (*o).ob_refcnt;
+        if rc <= 0 {
+            negative_refcount(o);
+        }
+        if !is_immortal_count(rc) {
+            (*o).ob_refcnt = OBM_IMMORTAL_REFCNT;
         }
     }
 }
@@ -283,6 +406,23 @@ fn trash() -> &'static Trash {
 /// Bit 0 of a trash link: the object was tracked when deposited.
 const TRASH_WAS_TRACKED: usize = 1;
 
+/// A trash link stored in `ob_refcnt`: both the whole word and its low
+/// half are negative, so `decref` of a pending object takes its slow path
+/// and reports it, `incref` leaves it alone, and it is never taken for an
+/// immortal count. Bits 0-30 hold bits 0-30 of the link, bits 32-62 the
+/// rest (a user-space address has at most 47 bits).
+fn encode_trash_link(link: usize) -> isize {
+    const LOW: usize = 0x7FFF_FFFF;
+    debug_assert!(link >> 62 == 0);
+    ((1 << 63) | ((link >> 31) << 32) | (1 << 31) | (link & LOW)) as isize
+}
+
+fn decode_trash_link(rc: isize) -> usize {
+    const LOW: usize = 0x7FFF_FFFF;
+    let v = rc as usize;
+    (((v >> 32) & LOW) << 31) | (v & LOW)
+}
+
 /// Destroys `o`, whose refcount has just reached zero.
 ///
 /// # Safety
@@ -321,7 +461,7 @@ unsafe fn deposit(t: &Trash, o: *mut obm_object) {
                 link |= TRASH_WAS_TRACKED;
             }
         }
-        (*o).ob_refcnt = !(link as isize);
+        (*o).ob_refcnt = encode_trash_link(link);
     }
     t.later.set(o);
 }
@@ -336,9 +476,9 @@ unsafe fn destroy_chain(t: &Trash) {
         if o.is_null() {
             break;
         }
-        // SAFETY: o is a deposited object: ob_refcnt holds !link.
+        // SAFETY: o is a deposited object: ob_refcnt holds its encoded link.
         unsafe {
-            let link = !(*o).ob_refcnt as usize;
+            let link = decode_trash_link((*o).ob_refcnt);
             t.later.set((link & !TRASH_WAS_TRACKED) as *mut obm_object);
             (*o).ob_refcnt = 0;
             if link & TRASH_WAS_TRACKED != 0 {
@@ -372,7 +512,11 @@ unsafe fn destroy(o: *mut obm_object) {
                 // do not free the object under it.
                 (*o).ob_refcnt = 1;
                 fin(o);
-                let rc = (*o).ob_refcnt - 1;
+                let rc = (*o).ob_refcnt;
+                if is_immortal_count(rc) {
+                    return; // finalize made it immortal
+                }
+                let rc = rc - 1;
                 (*o).ob_refcnt = rc;
                 if rc > 0 {
                     return; // resurrected
@@ -389,6 +533,10 @@ unsafe fn destroy(o: *mut obm_object) {
                 list::remove(g);
             }
         }
+        if type_is_weakrefable(ty) {
+            // Untracked first: a callback may run a collection.
+            crate::gc::weak::clear_on_death(o);
+        }
         if let Some(d) = ty.dealloc {
             d(o);
         }
@@ -396,5 +544,36 @@ unsafe fn destroy(o: *mut obm_object) {
             crate::gc::note_gc_object_freed();
         }
         crate::domain::object_free((o as *mut u8).sub(prefix_size(ty)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trash_links_round_trip_and_look_dead() {
+        for link in [
+            0usize,
+            1,
+            0x10,
+            0x7FFF_FFF1,
+            0x8000_0000,
+            0x7FFF_FFFF_FFF0 | 1,
+        ] {
+            let rc = encode_trash_link(link);
+            assert_eq!(decode_trash_link(rc), link);
+            assert!(rc < 0 && (rc as i32) < 0 && !is_immortal_count(rc));
+        }
+    }
+
+    #[test]
+    fn immortal_counts() {
+        assert!(is_immortal_count(OBM_IMMORTAL_REFCNT));
+        assert!(is_immortal_count(OBM_STATIC_REFCNT));
+        assert!(is_immortal_count(0x8000_0000));
+        assert!(!is_immortal_count(0x7FFF_FFFF));
+        assert!(!is_immortal_count(1));
+        assert!(!is_immortal_count(-1));
     }
 }

@@ -6,21 +6,32 @@ benchmark's objects only, as obm_gc_collect does."""
 import gc
 import sys
 import time
+import weakref
 
 
 class Obj:
     __slots__ = ("other",)
 
 
+class WObj:
+    __slots__ = ("other", "__weakref__")
+
+
+weak = []  # the wpairs10 shape's weak references
+
+
 def build(shape, n):
-    if shape == "pairs":
+    if shape != "ring":
+        cls = WObj if shape[0] == "w" else Obj
         keep = []
-        for _ in range(n // 2):
-            a = Obj()
-            b = Obj()
+        for i in range(n // 2):
+            a = cls()
+            b = cls()
             a.other = b
             b.other = a
             keep.append(a)
+            if shape == "wpairs10" and i % 5 == 0:
+                weak.append(weakref.ref(a))
         return keep
     head = cur = Obj()
     for _ in range(n - 1):
@@ -47,6 +58,9 @@ def bench_collect(shape, state, n):
         sys.exit(f"gc.collect() found {found}, expected {expect}")
     del holder
     gc.collect()
+    if any(r() is not None for r in weak):
+        sys.exit("a weakref to garbage is not cleared")
+    del weak[:]
     return t
 
 
@@ -65,10 +79,18 @@ def main():
             Obj()
         best = min(best, time.perf_counter() - t0)
     print(f"cpython create_destroy - - {iters} {best / iters * 1e9:.2f}")
+    o = WObj()
+    best = 1e9
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            weakref.ref(o)
+        best = min(best, time.perf_counter() - t0)
+    print(f"cpython weakref_create_drop - - {iters} {best / iters * 1e9:.2f}")
     gc.disable()
     sizes = [100_000] if quick else [100_000, 1_000_000, 3_000_000]
     for n in sizes:
-        for shape in ("pairs", "ring"):
+        for shape in ("pairs", "ring", "wpairs", "wpairs10"):
             for state in ("garbage", "reachable"):
                 best = min(bench_collect(shape, state, n) for _ in range(3))
                 print(f"cpython collect {shape} {state} {n} {best / n * 1e9:.2f}", flush=True)

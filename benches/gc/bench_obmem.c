@@ -2,7 +2,10 @@
  *   obmem <benchmark> <shape> <state> <N> <ns per object or op>
  * Shapes: "pairs" (a <-> b) and "ring" (one cycle through all objects);
  * state: "garbage" (no outside reference: the collection frees them all)
- * or "reachable" (held from outside: the collection keeps them all). */
+ * or "reachable" (held from outside: the collection keeps them all).
+ * "wpairs" are pairs of a weak-referenceable type, and "wpairs10" the same
+ * with 10% of the objects weakly referenced (weakrefs held outside, made
+ * before and dropped after the timed collection). */
 #include <obmem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +30,11 @@ static int obj_clear(obm_object *o) {
 }
 static void obj_dealloc(obm_object *o) { obj_clear(o); }
 static const obm_type ObjType = { "Obj", sizeof(Obj), OBM_TPFLAGS_HAVE_GC, NULL, obj_dealloc, obj_traverse, obj_clear };
+static const obm_type WObjType = { "WObj", sizeof(Obj), OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_WEAKREFABLE, NULL,
+                                   obj_dealloc, obj_traverse, obj_clear };
+static const obm_type *obj_type = &ObjType;
+static obm_weakref **weak; /* the wpairs10 shape's weakrefs */
+static long nweak;
 
 static double now(void) {
     struct timespec ts;
@@ -35,7 +43,7 @@ static double now(void) {
 }
 
 static Obj *new_obj(void) {
-    Obj *o = (Obj *)obm_new(&ObjType);
+    Obj *o = (Obj *)obm_new(obj_type);
     if (!o) {
         fprintf(stderr, "out of memory\n");
         exit(1);
@@ -47,9 +55,13 @@ static Obj *new_obj(void) {
  * (one per pair, or the ring's head) in keep[], count in *nkeep. */
 static void build(const char *shape, long n, obm_object **keep, long *nkeep) {
     *nkeep = 0;
-    if (strcmp(shape, "pairs") == 0) {
+    int weakly = strcmp(shape, "wpairs10") == 0;
+    obj_type = shape[0] == 'w' ? &WObjType : &ObjType;
+    if (strcmp(shape, "ring") != 0) {
         for (long i = 0; i < n / 2; i++) {
             Obj *a = new_obj(), *b = new_obj();
+            if (weakly && i % 5 == 0) /* one object of every 10 */
+                weak[nweak++] = obm_weakref_new((obm_object *)a, NULL, NULL);
             a->other = (obm_object *)b; /* owns the creation reference of b */
             obm_incref((obm_object *)a);
             b->other = (obm_object *)a;
@@ -91,6 +103,14 @@ static double bench_collect(const char *shape, const char *state, long n, obm_ob
             obm_decref(keep[i]);
         obm_gc_collect(2);
     }
+    for (long i = 0; i < nweak; i++) {
+        if (obm_weakref_get(weak[i]) != NULL) {
+            fprintf(stderr, "a weakref to garbage is not cleared\n");
+            exit(1);
+        }
+        obm_decref((obm_object *)weak[i]);
+    }
+    nweak = 0;
     return t;
 }
 
@@ -113,6 +133,37 @@ int main(int argc, char **argv) {
                 best = t;
         }
         printf("obmem incref_decref - - %ld %.2f\n", iters, best / iters * 1e9);
+        /* the same on an immortal object (which is then never freed) */
+        obm_immortalize((obm_object *)o);
+        best = 1e9;
+        for (int r = 0; r < 3; r++) {
+            double t0 = now();
+            for (long i = 0; i < iters; i++) {
+                obm_incref((obm_object *)o);
+                obm_decref((obm_object *)o);
+            }
+            double t = now() - t0;
+            if (t < best)
+                best = t;
+        }
+        printf("obmem incref_decref_immortal - - %ld %.2f\n", iters, best / iters * 1e9);
+    }
+    /* create + drop a weak reference (to an object of a weakrefable type) */
+    {
+        obj_type = &WObjType;
+        Obj *o = new_obj();
+        obj_type = &ObjType;
+        long iters = quick ? 1000000 : 10000000;
+        double best = 1e9;
+        for (int r = 0; r < 3; r++) {
+            double t0 = now();
+            for (long i = 0; i < iters; i++)
+                obm_decref((obm_object *)obm_weakref_new((obm_object *)o, NULL, NULL));
+            double t = now() - t0;
+            if (t < best)
+                best = t;
+        }
+        printf("obmem weakref_create_drop - - %ld %.2f\n", iters, best / iters * 1e9);
         obm_decref((obm_object *)o);
     }
     /* create + track + destroy a GC object, automatic collection enabled
@@ -137,11 +188,12 @@ int main(int argc, char **argv) {
     }
     /* full collections */
     static const long sizes[] = { 100000, 1000000, 3000000 };
-    static const char *shapes[] = { "pairs", "ring" };
+    static const char *shapes[] = { "pairs", "ring", "wpairs", "wpairs10" };
     static const char *states[] = { "garbage", "reachable" };
     obm_object **keep = malloc(sizeof(obm_object *) * 3000000);
+    weak = malloc(sizeof(obm_weakref *) * 3000000 / 10);
     for (int si = 0; si < (quick ? 1 : 3); si++)
-        for (int sh = 0; sh < 2; sh++)
+        for (int sh = 0; sh < 4; sh++)
             for (int st = 0; st < 2; st++) {
                 double best = 1e9;
                 for (int r = 0; r < 3; r++) {
@@ -153,5 +205,6 @@ int main(int argc, char **argv) {
                 fflush(stdout);
             }
     free(keep);
+    free(weak);
     return 0;
 }

@@ -51,7 +51,7 @@ def get(impl, *k):
 
 print()
 print("ns per operation (lower is better)")
-for bench in ("incref_decref", "create_destroy"):
+for bench in ("incref_decref", "incref_decref_immortal", "create_destroy", "weakref_create_drop"):
     o = get("obmem", bench, "-", "-", next(k[4] for k in rows if k[0] == "obmem" and k[1] == bench))
     cp = [v for k, v in rows.items() if k[0] == "cpython" and k[1] == bench]
     line = f"  {bench:<16} obmem {o:8.2f}"

@@ -54,6 +54,11 @@ const MAX_REQUEST: usize = 1 << 47;
 const IDS: [u8; 3] = [b'r', b'm', b'o'];
 
 /// True once the hooks are installed on every domain (never reset).
+/// Exported as `obm_debug_hooks_on` for the header-inline incref/decref
+/// (`obm_incref_inline`), which leave everything to the exported functions
+/// while it is set.
+/// cbindgen:ignore
+#[export_name = "obm_debug_hooks_on"]
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 static SETUP: SpinLock<()> = SpinLock::new(());

@@ -101,7 +101,10 @@ unsafe fn check_alive_slow(o: *const obm_object, func: &str) {
             "debug hooks: use of a freed object: {func}({o:p}): its memory holds the {DEAD:#04x} fill of freed blocks"
         ));
     }
-    for start in [o as usize, o as usize - crate::gc::list::HEAD_SIZE] {
+    // The block starts at the object or before its prefixes (gc header,
+    // weak slot, or both).
+    let h = crate::gc::list::HEAD_SIZE;
+    for start in [o as usize, o as usize - h, o as usize - 2 * h] {
         if let Some(r) = blocks::get(start).filter(|r| r.freed) {
             dump::fail(
                 "use of a freed object",

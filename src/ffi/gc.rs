@@ -153,6 +153,18 @@ pub extern "C" fn obm_gc_get_freeze_count() -> usize {
     gc::get_freeze_count()
 }
 
+/// Makes every object of the permanent generation immortal (see
+/// obm_immortalize) and returns how many there are. A pre-fork server calls
+/// obm_gc_freeze(), then this, then fork(): children that take and drop
+/// references to those objects do not copy their pages. Objects reachable
+/// from them that are not tracked are not made immortal, but they stay
+/// alive as long as the immortal objects hold them.
+#[no_mangle]
+pub extern "C" fn obm_gc_immortalize_frozen() -> usize {
+    let _use = debug::objects::enter("obm_gc_immortalize_frozen");
+    gc::immortalize_frozen()
+}
+
 /// Sets the debug flags (OBM_GC_DEBUG_*); 0 turns debugging off.
 #[no_mangle]
 pub extern "C" fn obm_gc_set_debug(flags: c_uint) {

@@ -10,3 +10,4 @@ pub mod glibc;
 pub mod malloc;
 pub mod object;
 pub mod stats;
+pub mod weak;

@@ -116,7 +116,8 @@ unsafe fn checked_ref(
     }
 }
 
-/// The reference count of `o` (0 for NULL).
+/// The reference count of `o` (0 for NULL; OBM_IMMORTAL_REFCNT for an
+/// immortal object, static ones included).
 #[no_mangle]
 pub unsafe extern "C" fn obm_refcnt(o: *const obm_object) -> isize {
     let _use = debug::objects::enter("obm_refcnt");
@@ -124,5 +125,37 @@ pub unsafe extern "C" fn obm_refcnt(o: *const obm_object) -> isize {
         return 0;
     }
     // SAFETY: the caller passes a live object.
-    unsafe { (*o).ob_refcnt }
+    let rc = unsafe { (*o).ob_refcnt };
+    if object::is_immortal_count(rc) {
+        object::OBM_IMMORTAL_REFCNT
+    } else {
+        rc
+    }
+}
+
+/// Makes `o` immortal (PEP 683): it is never finalized or freed, obm_incref
+/// and obm_decref no longer write to it (its memory stays shared with the
+/// children of a later fork), obm_refcnt returns OBM_IMMORTAL_REFCNT, and
+/// the collector treats it as alive, so what it references stays alive too.
+/// There is no way back. NULL is ignored. A mortal object whose count
+/// reaches 2^31 also becomes immortal (as in CPython 3.14).
+#[no_mangle]
+pub unsafe extern "C" fn obm_immortalize(o: *mut obm_object) {
+    let _use = debug::objects::enter("obm_immortalize");
+    if !o.is_null() {
+        // SAFETY: the caller passes a live object.
+        unsafe {
+            debug::objects::check_alive(o, "obm_immortalize");
+            object::immortalize(o)
+        }
+    }
+}
+
+/// 1 if `o` is immortal (obm_immortalize, obm_gc_immortalize_frozen or
+/// OBM_STATIC_OBJECT_INIT), else 0 (also for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn obm_is_immortal(o: *const obm_object) -> core::ffi::c_int {
+    let _use = debug::objects::enter("obm_is_immortal");
+    // SAFETY: the caller passes a live object (or NULL).
+    (!o.is_null() && unsafe { object::is_immortal(o) }) as core::ffi::c_int
 }

@@ -9,14 +9,22 @@
 //!    back); the others go to the `unreachable` list, from which a later
 //!    reachable object may still pull them back. Survivors then join the
 //!    next generation.
-//! 4. `finalize` runs on each unreachable object that has one and has not
+//! 4. Weak references with a callback to unreachable objects are cleared;
+//!    the callbacks of those that are reachable run (`weak.rs`).
+//! 5. `finalize` runs on each unreachable object that has one and has not
 //!    been finalized.
-//! 5. If any finalizer ran, it may have resurrected objects: steps 2-3 run
-//!    again on the unreachable set alone, and whatever is now held from
-//!    outside (transitively) moves to the old generation.
-//! 6. `clear` on each object still unreachable (or, with DEBUG_SAVEALL, keep
+//! 6. If a callback or finalizer ran, it may have resurrected objects: steps
+//!    2-3 run again on the unreachable set alone, and whatever is now held
+//!    from outside (transitively) moves to the old generation.
+//! 7. Every remaining weak reference to the garbage is cleared (ephemerons
+//!    drop their values) before any `clear`.
+//! 8. `clear` on each object still unreachable (or, with DEBUG_SAVEALL, keep
 //!    it in the garbage list); reference counting then frees the cycles.
 //!    Objects that survive their `clear` move to the old generation.
+//!
+//! Ephemerons: `move_unreachable` visits an ephemeron's value only once its
+//! key is known reachable, resuming the walk until a fixpoint
+//! (`resolve_ephemerons`, docs/GC.md).
 //!
 //! Memory: `gc_refs` lives in the `prev` field of each header while the set
 //! is being examined (the list is singly linked meanwhile, and
@@ -42,6 +50,7 @@ use core::ptr;
 use super::list::{
     self, GcHead, COLLECTING, FINALIZED, GEN_MASK, GEN_SHIFT, PERMANENT, REFS_SHIFT,
 };
+use super::weak;
 use super::{
     GcState, NUM_GENERATIONS, OBM_GC_DEBUG_COLLECTABLE, OBM_GC_DEBUG_SAVEALL, OBM_GC_DEBUG_STATS,
 };
@@ -68,29 +77,19 @@ pub(crate) fn collect_generations(s: &GcState) -> usize {
 /// A collection of generation `g` between the START and STOP callbacks.
 /// The caller has set `s.collecting`.
 pub(crate) fn collect_with_callback(s: &GcState, g: usize) -> usize {
-    let gen = g as c_int;
-    super::invoke_callbacks(
-        s,
-        super::OBM_GC_START,
-        &super::obm_gc_info {
-            generation: gen,
-            collected: 0,
-            uncollectable: 0,
-        },
-    );
+    let mut info = super::obm_gc_info {
+        generation: g as c_int,
+        collected: 0,
+        uncollectable: 0,
+        candidates: 0,
+        duration_ns: 0,
+    };
+    super::invoke_callbacks(s, super::OBM_GC_START, &info);
     // SAFETY: s.collecting is set, so no other collection runs; the lists
     // hold only tracked, live objects (list.rs and object.rs invariants).
-    let (collected, uncollectable) = unsafe { collect_main(s, g) };
-    super::invoke_callbacks(
-        s,
-        super::OBM_GC_STOP,
-        &super::obm_gc_info {
-            generation: gen,
-            collected,
-            uncollectable,
-        },
-    );
-    collected + uncollectable
+    unsafe { collect_main(s, g, &mut info) };
+    super::invoke_callbacks(s, super::OBM_GC_STOP, &info);
+    info.collected + info.uncollectable
 }
 
 fn now_ns() -> u64 {
@@ -103,18 +102,17 @@ fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Returns (collected, uncollectable).
+/// Fills in `info`'s collected, uncollectable, candidates and duration.
 ///
 /// # Safety
 /// See `collect_with_callback`.
-unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
+unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
     let debug = s.debug.get();
-    let mut t1 = 0;
+    let t1 = now_ns();
     if debug & OBM_GC_DEBUG_STATS != 0 {
         crate::report::eprint(format_args!("gc: collecting generation {g}...\n"));
         // SAFETY: the heads are initialised lists.
         unsafe { show_stats_each_generation(s) };
-        t1 = now_ns();
     }
 
     if g + 1 < NUM_GENERATIONS {
@@ -142,7 +140,15 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
         let mut unreachable = GcHead::new();
         let unreachable = &raw mut unreachable;
         list::init(unreachable);
-        let r = move_unreachable(young, unreachable, old_gen);
+        let r = move_unreachable_any(young, unreachable, old_gen, ptr::null_mut());
+        // Reachable ephemerons with an unreachable key: the resurrection
+        // check needs them after user code ran, so they are held till then.
+        let mut e = r.pending;
+        while !e.is_null() {
+            object::incref(e as *mut obm_object);
+            e = (*e).eph_next;
+        }
+        info.candidates = r.survivors + r.unreachable;
 
         if young != old {
             if g == NUM_GENERATIONS - 2 {
@@ -158,31 +164,57 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
             print_collectable(unreachable);
         }
 
-        // Steps 4 and 5. Without a finalizer no user code runs, so nothing
-        // can be resurrected and both are skipped.
+        // Step 4: weakrefs with a callback to the garbage are cleared, and
+        // the callbacks of those that are reachable run.
+        let callbacks = if weak::entries_alive() {
+            weak::handle_callbacks(unreachable)
+        } else {
+            0
+        };
+
+        // Steps 5 and 6. Without a callback or finalizer no user code ran,
+        // so nothing can be resurrected and both are skipped.
         let mut final_unreachable = GcHead::new();
         let final_unreachable = &raw mut final_unreachable;
         list::init(final_unreachable);
-        let collected = if r.finalizers > 0 && finalize_garbage(unreachable) > 0 {
-            handle_resurrected_objects(unreachable, final_unreachable, old, old_gen)
+        let finalizers = if r.finalizers > 0 {
+            finalize_garbage(unreachable)
+        } else {
+            0
+        };
+        let collected = if callbacks + finalizers > 0 {
+            handle_resurrected_objects(unreachable, final_unreachable, old, old_gen, r.pending)
         } else {
             list::merge(unreachable, final_unreachable);
             r.unreachable
         };
+        let mut e = r.pending;
+        while !e.is_null() {
+            let next = core::mem::replace(&mut (*e).eph_next, ptr::null_mut());
+            object::decref(e as *mut obm_object);
+            e = next;
+        }
 
-        // Step 6.
+        // Step 7: every weakref to the real garbage (including any made by
+        // a finalizer) is cleared before any clear runs; ephemerons keyed by
+        // it drop their values.
+        if weak::entries_alive() {
+            weak::clear_garbage_refs(final_unreachable);
+        }
+
+        // Step 8.
         delete_garbage(s, final_unreachable, old, old_gen);
 
         // Objects with a legacy (tp_del-style) finalizer are CPython's only
         // uncollectable ones; obmem's types have none.
         let uncollectable = 0;
+        info.duration_ns = now_ns() - t1;
         if debug & OBM_GC_DEBUG_STATS != 0 {
-            let secs = (now_ns() - t1) as f64 / 1e9;
             crate::report::eprint(format_args!(
-                "gc: done, {} unreachable, {} uncollectable, {:.4}s elapsed\n",
+                "gc: done, {} unreachable, {} uncollectable, {:.6}s elapsed\n",
                 collected + uncollectable,
                 uncollectable,
-                secs
+                info.duration_ns as f64 / 1e9
             ));
         }
         let mut st = s.stats[g].get();
@@ -190,7 +222,8 @@ unsafe fn collect_main(s: &GcState, g: usize) -> (usize, usize) {
         st.collected += collected;
         st.uncollectable += uncollectable;
         s.stats[g].set(st);
-        (collected, uncollectable)
+        info.collected = collected;
+        info.uncollectable = uncollectable;
     }
 }
 
@@ -306,7 +339,8 @@ unsafe fn traverse(
     }
 }
 
-/// The header of `op` if it is a GC object, else null.
+/// The header of `op` if it is a GC object (not a static one, which has
+/// none), else null.
 ///
 /// # Safety
 /// `op` is null or a live object.
@@ -314,7 +348,12 @@ unsafe fn traverse(
 unsafe fn gc_head_or_null(op: *mut obm_object) -> *mut GcHead {
     // SAFETY: per the contract.
     unsafe {
-        if op.is_null() || !object::is_gc(op) {
+        // A static object has no header; the low-half test (immortal or
+        // not) is one instruction, the exact test runs for immortals only.
+        if op.is_null()
+            || !object::is_gc(op)
+            || (object::is_immortal_low(op) && object::is_static(op))
+        {
             ptr::null_mut()
         } else {
             object::head_of(op)
@@ -424,7 +463,7 @@ unsafe extern "C" fn visit_decref(op: *mut obm_object, parent: *mut c_void) -> c
 const UNREACHABLE_MARK: usize = COLLECTING | (PERMANENT << GEN_SHIFT);
 
 #[inline(always)]
-unsafe fn is_marked_unreachable(g: *const GcHead) -> bool {
+pub(crate) unsafe fn is_marked_unreachable(g: *const GcHead) -> bool {
     // SAFETY: g is a valid header.
     unsafe { (*g).prev & (COLLECTING | GEN_MASK) == UNREACHABLE_MARK }
 }
@@ -438,18 +477,30 @@ pub(crate) struct Moved {
     /// Of these, how many have a finalizer still to run (an upper bound: an
     /// object moved back to young is not subtracted).
     finalizers: usize,
+    /// Reachable ephemerons whose key is unreachable, linked through
+    /// `eph_next` (the caller releases the links with `release_links`).
+    pending: *mut weak::obm_weakref,
 }
 
 struct ReachCtx {
     young: *mut GcHead,
     /// Objects moved back from the unreachable list.
     moved_back: usize,
+    /// Reachable ephemerons whose key was not known to be alive when they
+    /// were scanned, linked through `eph_next`.
+    pending: *mut weak::obm_weakref,
+    /// Ephemerons outside the examined set whose value reference was not
+    /// counted as external (the resurrection check's; see
+    /// `handle_resurrected_objects`), linked through `eph_next`, read only.
+    outside: *mut weak::obm_weakref,
 }
 
 /// Moves the members of `young` with gc_refs 0 that nothing reachable
 /// refers to into `unreachable`, marked; restores the prev links of
 /// `young`, clears COLLECTING on its members and sets their generation to
-/// `survivor_gen`.
+/// `survivor_gen`. With `EPH` (some ephemeron exists), an ephemeron's value
+/// is reachable only through a reachable ephemeron whose key is reachable
+/// (see `resolve_ephemerons`); without, ephemerons cost nothing here.
 ///
 /// Invariant of the walk: the members of `young` to the left of `g` are
 /// reachable and scanned, have valid prev links and no COLLECTING; the
@@ -458,51 +509,156 @@ struct ReachCtx {
 ///
 /// # Safety
 /// After steps 2 on `young`; `unreachable` is an empty list.
-unsafe fn move_unreachable(
+unsafe fn move_unreachable<const EPH: bool>(
     young: *mut GcHead,
     unreachable: *mut GcHead,
     survivor_gen: usize,
+    outside: *mut weak::obm_weakref,
 ) -> Moved {
     let mut ctx = ReachCtx {
         young,
         moved_back: 0,
+        pending: ptr::null_mut(),
+        outside,
     };
     let mut r = Moved {
         survivors: 0,
         unreachable: 0,
         finalizers: 0,
+        pending: ptr::null_mut(),
     };
     // SAFETY: per the contract. `prev` is always young or a scanned member.
     unsafe {
         let mut prev = young;
-        let mut g = list::next(young);
-        while g != young {
-            let o = object::object_of(g);
-            if get_refs(g) > 0 {
-                // Reachable: so is everything it refers to. visit_reachable
-                // may append to young, and may change g.next when g is last:
-                // read the next member only after the traversal.
-                traverse(o, Some(visit_reachable), &raw mut ctx as *mut c_void);
-                list::set_prev(g, prev);
-                (*g).prev = ((*g).prev & !(COLLECTING | GEN_MASK)) | (survivor_gen << GEN_SHIFT);
-                prev = g;
-                r.survivors += 1;
-            } else {
-                // Maybe unreachable: move it, a later visit may bring it back.
-                (*prev).next = (*g).next;
-                list::append(g, unreachable);
-                (*g).prev |= UNREACHABLE_MARK;
-                r.unreachable += 1;
-                if (*g).prev & FINALIZED == 0 && object::type_of(o).finalize.is_some() {
-                    r.finalizers += 1;
+        loop {
+            let mut g = list::next(prev);
+            while g != young {
+                let o = object::object_of(g);
+                if get_refs(g) > 0 {
+                    // Reachable: so is everything it refers to. visit_reachable
+                    // may append to young, and may change g.next when g is last:
+                    // read the next member only after the traversal.
+                    if EPH && weak::is_ephemeron(o) {
+                        scan_ephemeron(o as *mut weak::obm_weakref, &mut ctx);
+                    } else {
+                        traverse(o, Some(visit_reachable), &raw mut ctx as *mut c_void);
+                    }
+                    list::set_prev(g, prev);
+                    (*g).prev =
+                        ((*g).prev & !(COLLECTING | GEN_MASK)) | (survivor_gen << GEN_SHIFT);
+                    prev = g;
+                    r.survivors += 1;
+                } else {
+                    // Maybe unreachable: move it, a later visit may bring it back.
+                    (*prev).next = (*g).next;
+                    list::append(g, unreachable);
+                    (*g).prev |= UNREACHABLE_MARK;
+                    r.unreachable += 1;
+                    if (*g).prev & FINALIZED == 0 && object::type_of(o).finalize.is_some() {
+                        r.finalizers += 1;
+                    }
                 }
+                g = (*prev).next as *mut GcHead;
             }
-            g = (*prev).next as *mut GcHead;
+            // The tail may have moved to unreachable: young's last member is
+            // the last scanned one (resolve_ephemerons appends after it).
+            (*young).prev = prev as usize;
+            if !EPH || !resolve_ephemerons(&mut ctx) {
+                break;
+            }
         }
-        (*young).prev = prev as usize;
     }
     r.unreachable -= ctx.moved_back;
+    r.pending = ctx.pending;
     r
+}
+
+/// Whether `key` is known to be reachable at this point of the walk: not
+/// a collected GC object, already scanned, or ahead with gc_refs > 0 (or
+/// moved back). Once the walk is over, "not marked unreachable" remains.
+///
+/// # Safety
+/// `key` is a live object; during `move_unreachable`.
+#[inline(always)]
+unsafe fn key_is_alive(key: *mut obm_object) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        let g = gc_head_or_null(key);
+        g.is_null() || (*g).prev & COLLECTING == 0 || (!is_marked_unreachable(g) && get_refs(g) > 0)
+    }
+}
+
+/// Scans the reachable ephemeron `e`: its value is reachable now if its key
+/// is known alive, else `e` waits on the pending list.
+///
+/// # Safety
+/// `e` is a live ephemeron; during `move_unreachable`.
+unsafe fn scan_ephemeron(e: *mut weak::obm_weakref, ctx: &mut ReachCtx) {
+    // SAFETY: per the contract.
+    unsafe {
+        let key = weak::key_of(e);
+        if key.is_null() {
+            return; // the key died: no value any more
+        }
+        if key_is_alive(key) {
+            visit_reachable(weak::value_of(e), ctx as *mut ReachCtx as *mut c_void);
+        } else {
+            (*e).eph_next = ctx.pending;
+            ctx.pending = e;
+        }
+    }
+}
+
+/// After a walk: the pending ephemerons whose key turned out reachable
+/// make their values reachable (moved back to young, to be scanned by the
+/// resumed walk), and so do the `outside` ones. Returns whether anything
+/// moved back; the pending ephemerons whose key is still unreachable stay.
+///
+/// # Safety
+/// During `move_unreachable`, between two walks.
+unsafe fn resolve_ephemerons(ctx: &mut ReachCtx) -> bool {
+    // visit_reachable takes the context as a raw pointer, so all accesses
+    // below go through it.
+    let c: *mut ReachCtx = ctx;
+    let arg = c as *mut c_void;
+    // SAFETY: per the contract; the listed entries are live ephemerons.
+    unsafe {
+        let before = (*c).moved_back;
+        let mut e = core::mem::replace(&mut (*c).pending, ptr::null_mut());
+        while !e.is_null() {
+            let next = (*e).eph_next;
+            if key_is_alive(weak::key_of(e)) {
+                (*e).eph_next = ptr::null_mut();
+                visit_reachable(weak::value_of(e), arg);
+            } else {
+                (*e).eph_next = (*c).pending;
+                (*c).pending = e;
+            }
+            e = next;
+        }
+        let mut e = (*c).outside;
+        while !e.is_null() {
+            let key = weak::key_of(e);
+            if !key.is_null() && key_is_alive(key) {
+                visit_reachable(weak::value_of(e), arg);
+            }
+            e = (*e).eph_next;
+        }
+        (*c).moved_back != before
+    }
+}
+
+/// Unlinks a list of ephemerons built through `eph_next`.
+///
+/// # Safety
+/// `e` is null or the head of such a list of live ephemerons.
+pub(crate) unsafe fn release_links(mut e: *mut weak::obm_weakref) {
+    // SAFETY: per the contract.
+    unsafe {
+        while !e.is_null() {
+            e = core::mem::replace(&mut (*e).eph_next, ptr::null_mut());
+        }
+    }
 }
 
 unsafe extern "C" fn visit_reachable(op: *mut obm_object, arg: *mut c_void) -> c_int {
@@ -564,12 +720,58 @@ unsafe fn deduce_unreachable(
     base: *mut GcHead,
     unreachable: *mut GcHead,
     survivor_gen: usize,
+    outside: *mut weak::obm_weakref,
 ) -> Moved {
     // SAFETY: per the contract.
     unsafe {
         update_refs(base);
         subtract_refs(base);
-        move_unreachable(base, unreachable, survivor_gen)
+        subtract_outside_ephemerons(outside);
+        move_unreachable_any(base, unreachable, survivor_gen, outside)
+    }
+}
+
+/// The reference of each `outside` ephemeron to a value in the set, while
+/// its key is in the set too, is not external: it counts only if the key
+/// turns out reachable (`resolve_ephemerons`).
+///
+/// # Safety
+/// After `subtract_refs`; `outside` is null or a list of live ephemerons.
+unsafe fn subtract_outside_ephemerons(mut e: *mut weak::obm_weakref) {
+    // SAFETY: per the contract; COLLECTING marks the members of the set.
+    unsafe {
+        while !e.is_null() {
+            let key = gc_head_or_null(weak::key_of(e));
+            let value = gc_head_or_null(weak::value_of(e));
+            if !key.is_null()
+                && !value.is_null()
+                && (*key).prev & COLLECTING != 0
+                && (*value).prev & COLLECTING != 0
+            {
+                decref_refs(value, e as *mut obm_object);
+            }
+            e = (*e).eph_next;
+        }
+    }
+}
+
+/// `move_unreachable` with ephemeron handling only when ephemerons exist.
+///
+/// # Safety
+/// As `move_unreachable`.
+unsafe fn move_unreachable_any(
+    young: *mut GcHead,
+    unreachable: *mut GcHead,
+    survivor_gen: usize,
+    outside: *mut weak::obm_weakref,
+) -> Moved {
+    // SAFETY: per the contract.
+    unsafe {
+        if weak::ephemerons_alive() {
+            move_unreachable::<true>(young, unreachable, survivor_gen, outside)
+        } else {
+            move_unreachable::<false>(young, unreachable, survivor_gen, outside)
+        }
     }
 }
 
@@ -611,6 +813,8 @@ unsafe fn finalize_garbage(collectable: *mut GcHead) -> usize {
 
 /// Moves what finalizers resurrected (held from outside again, directly or
 /// not) to `old`; the rest goes to `still_unreachable`. Returns its size.
+/// `ephemerons` are the reachable ephemerons whose key was unreachable:
+/// their values are held only if their keys are resurrected.
 ///
 /// # Safety
 /// `unreachable` is a normal list of tracked, live GC objects (marked
@@ -621,10 +825,12 @@ unsafe fn handle_resurrected_objects(
     still_unreachable: *mut GcHead,
     old: *mut GcHead,
     old_gen: usize,
+    ephemerons: *mut weak::obm_weakref,
 ) -> usize {
     // SAFETY: per the contract.
     unsafe {
-        let r = deduce_unreachable(unreachable, still_unreachable, old_gen);
+        let r = deduce_unreachable(unreachable, still_unreachable, old_gen, ephemerons);
+        release_links(r.pending);
         list::merge(unreachable, old);
         r.unreachable
     }

@@ -46,6 +46,7 @@ pub(crate) mod collect;
 pub mod introspect;
 pub(crate) mod list;
 pub mod lock;
+pub mod weak;
 
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::{c_int, c_uint, c_void};
@@ -90,15 +91,24 @@ pub struct obm_gc_gen_stats {
     pub uncollectable: usize,
 }
 
-/// What a callback is told about a collection (collected and uncollectable
-/// are 0 in the OBM_GC_START phase).
+/// What a callback is told about a collection (CPython 3.15's `gc.callbacks`
+/// info). Only `generation` is filled in for the OBM_GC_START phase; the
+/// other fields are 0 there.
 #[repr(C)]
 #[derive(Clone, Copy)]
 #[allow(non_camel_case_types)]
 pub struct obm_gc_info {
+    /// The oldest generation collected (0, 1 or 2).
     pub generation: c_int,
+    /// Unreachable objects found (resurrected ones excluded).
     pub collected: usize,
+    /// Always 0: obmem's types have no legacy finalizers.
     pub uncollectable: usize,
+    /// The objects the collection examined (those of the generations it
+    /// collected).
+    pub candidates: usize,
+    /// Its wall time in nanoseconds, START callbacks excluded (STOP only).
+    pub duration_ns: u64,
 }
 
 /// Called before (OBM_GC_START) and after (OBM_GC_STOP) each collection.
@@ -209,6 +219,14 @@ impl GcState {
 /// `o` is a live object.
 pub unsafe fn track(o: *mut obm_object) {
     // SAFETY: o is live.
+    if unsafe { object::is_static(o) } {
+        crate::report::eprint(format_args!(
+            "obmem: obm_gc_track: {:p} is a statically allocated object, which cannot be tracked; ignored\n",
+            o
+        ));
+        return;
+    }
+    // SAFETY: o is live.
     if !unsafe { object::is_gc(o) } {
         crate::report::eprint(format_args!(
             "obmem: obm_gc_track: {} object at {:p} is not of a GC type (no OBM_TPFLAGS_HAVE_GC); ignored\n",
@@ -252,9 +270,9 @@ pub unsafe fn track(o: *mut obm_object) {
 /// # Safety
 /// `o` is a live object.
 pub unsafe fn untrack(o: *mut obm_object) {
-    // SAFETY: o is live; GC objects have a header.
+    // SAFETY: o is live; GC objects have a header unless static.
     unsafe {
-        if object::is_gc(o) {
+        if object::is_gc(o) && !object::is_static(o) {
             let g = object::head_of(o);
             if list::is_tracked(g) {
                 list::remove(g);
@@ -266,16 +284,18 @@ pub unsafe fn untrack(o: *mut obm_object) {
 /// # Safety
 /// `o` is a live object.
 pub unsafe fn is_tracked(o: *const obm_object) -> bool {
-    // SAFETY: o is live; GC objects have a header.
-    unsafe { object::is_gc(o) && list::is_tracked(object::head_of(o)) }
+    // SAFETY: o is live; GC objects have a header unless static.
+    unsafe { object::is_gc(o) && !object::is_static(o) && list::is_tracked(object::head_of(o)) }
 }
 
 /// # Safety
 /// `o` is a live object.
 pub unsafe fn is_finalized(o: *const obm_object) -> bool {
-    // SAFETY: o is live; objects with a prefix have a header.
+    // SAFETY: o is live; objects with a header prefix have a header,
+    // unless static.
     unsafe {
-        object::prefix_size(object::type_of(o)) != 0
+        object::has_head(object::type_of(o))
+            && !object::is_static(o)
             && list::flags(object::head_of(o)) & list::FINALIZED != 0
     }
 }
@@ -410,6 +430,24 @@ pub fn unfreeze() {
         list::set_generation_all(s.permanent(), NUM_GENERATIONS - 1);
         list::merge(s.permanent(), s.gen(NUM_GENERATIONS - 1));
     }
+}
+
+/// Makes every object of the permanent generation immortal; returns how
+/// many objects it holds.
+pub fn immortalize_frozen() -> usize {
+    let s = gc();
+    let head = s.permanent();
+    let mut n = 0;
+    // SAFETY: an initialised list of tracked, live objects.
+    unsafe {
+        let mut g = list::next(head);
+        while g != head {
+            object::immortalize(object::object_of(g));
+            n += 1;
+            g = list::next(g);
+        }
+    }
+    n
 }
 
 pub fn get_freeze_count() -> usize {
