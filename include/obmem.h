@@ -182,6 +182,24 @@ typedef struct obm_gc_info {
 typedef void (*obm_gc_callback)(int phase, const struct obm_gc_info *info, void *ctx);
 
 /*
+ One type's row of `obm_census`.
+ */
+typedef struct obm_type_census {
+  /*
+   The type (NULL: types beyond the census table's capacity).
+   */
+  const struct obm_type *type;
+  /*
+   Live objects of the type.
+   */
+  size_t objects;
+  /*
+   Bytes of their memory blocks (usable size, collector header included).
+   */
+  size_t bytes;
+} obm_type_census;
+
+/*
  Statistics of one size class.
  */
 typedef struct obm_class_stats {
@@ -571,6 +589,19 @@ void obm_xdecref(struct obm_object *o);
  The reference count of `o` (0 for NULL).
  */
 ptrdiff_t obm_refcnt(const struct obm_object *o);
+
+/*
+ Fills `out[0..cap]` with the live objects per type (tracked or not, GC
+ or not), the most bytes first, and returns the number of types with
+ live objects, which may exceed `cap`: `obm_census(NULL, 0)` just counts
+ them, as `snprintf(NULL, 0, ...)` does. `bytes` is the usable size of
+ the objects' memory blocks (`obm_usable_size`), including the 16-byte
+ collector header in front of objects of GC types and of types with a
+ `finalize`. Types beyond the census table's capacity (4096) are
+ counted together in a row whose `type` is NULL. Always on; a read of a
+ table, no allocation.
+ */
+size_t obm_census(struct obm_type_census *out, size_t cap);
 
 /*
  Fills `*out` with a snapshot of the allocator's statistics.

@@ -358,6 +358,19 @@ pub fn usable_size(p: *const u8, kind: u8, func: &str) -> usize {
     unsafe { hdr as usize + (*hdr).map_size - p as usize }
 }
 
+/// The usable size of `p` if it is a live large block's start, else 0
+/// (never reports: for callers that only count).
+pub fn size_if_block(p: *const u8, kind: u8) -> usize {
+    let hdr = header_of(p, kind);
+    // SAFETY: the map says a large block's header is mapped at `hdr`.
+    let (magic, user, size) = unsafe { ((*hdr).magic.load(Acquire), (*hdr).user, (*hdr).map_size) };
+    if magic == LIVE && user == p as usize {
+        hdr as usize + size - user
+    } else {
+        0
+    }
+}
+
 /// Frees the large block `p`.
 pub fn free(p: *mut u8, kind: u8, func: &str) {
     let hdr = checked_header(p, kind, func);

@@ -53,6 +53,7 @@
 pub mod alloc;
 pub mod arena;
 pub mod arena_map;
+pub mod census;
 pub mod config;
 pub mod debug;
 pub mod domain;

@@ -264,4 +264,5 @@ pub fn print(fd: i32) {
         );
         b.flush_to(fd);
     }
+    crate::census::print(fd);
 }

@@ -431,6 +431,11 @@ pub fn usable_size(p: *const u8, func: &str) -> Option<usize> {
     }
 }
 
+/// The requested size of the debug block `p`, if it is one (no report).
+pub fn size_if_block(p: *const u8) -> Option<usize> {
+    blocks::get(p as usize).filter(|r| !r.freed).map(|r| r.size)
+}
+
 /// Debug blocks recorded, and those waiting in the quarantine with their bytes.
 pub fn counts() -> (usize, usize, usize) {
     let (q, qb) = quarantine::size();

@@ -5,4 +5,5 @@ pub mod domains;
 pub mod gc;
 pub mod malloc;
 pub mod object;
+pub mod profile;
 pub mod stats;
