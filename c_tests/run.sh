@@ -99,7 +99,7 @@ fi
 # stay silent (test_debug_hooks covers what the hooks report).
 DEBUG_CLEAN=" test_fork_gc_lock test_domains_hooks test_malloc_calloc
   test_gc_callbacks test_gc_cycles test_gc_debug test_gc_finalizers test_gc_introspect
-  test_gc_random test_gc_trashcan test_gc_env test_object_refcount test_census "
+  test_gc_random test_gc_trashcan test_gc_env test_object_refcount test_census test_gc_path "
 
 # run_one NAME EXE [ENV...]: runs a built test and reports it.
 run_one() {

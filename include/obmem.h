@@ -604,6 +604,25 @@ ptrdiff_t obm_refcnt(const struct obm_object *o);
 size_t obm_census(struct obm_type_census *out, size_t cap);
 
 /*
+ Why is `target` still alive? Calls `visit(o, arg)` on each object of a
+ shortest chain of references from a root to `target`, root first, and
+ returns 0. A root is an object referenced from outside the tracked
+ objects (by a C variable, an untracked object, ...), found as the
+ collector finds them: each tracked object's count minus the references
+ other tracked objects hold (reported by `traverse`). A target that is
+ itself a root is a chain of one; `target` need not be tracked.
+ Returns 1 without calling `visit` when no root reaches `target` (it is
+ cyclic garbage that the next full collection frees), and the first
+ non-zero value `visit` returns, which stops the walk. Returns -1 with
+ errno EINVAL for a NULL `target` or `visit`, and -1 with ENOMEM when the
+ search's tables (at most 64 bytes per tracked object, freed before it returns)
+ cannot be allocated. No collection runs meanwhile; `visit` may read and
+ incref the objects but must not free, track or untrack any. Under the
+ object model's rule: one thread at a time (obm_lock).
+ */
+int obm_gc_path_to_root(struct obm_object *target, obm_visitproc visit, void *arg);
+
+/*
  Fills `*out` with a snapshot of the allocator's statistics.
  */
 void obm_get_stats(struct obm_stats *out);

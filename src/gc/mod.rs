@@ -46,6 +46,7 @@ pub(crate) mod collect;
 pub mod introspect;
 pub(crate) mod list;
 pub mod lock;
+pub mod path;
 
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::{c_int, c_uint, c_void};
