@@ -138,8 +138,11 @@ for src in "${sources[@]}"; do
     *.cc) compiler=("$CXX" -std=c++17) ;;
     *) compiler=("$CC" -std=gnu11) ;;
     esac
+    # A test may ask for more link flags in a comment line
+    # " * c_tests/run.sh: link with FLAGS".
+    read -r -a extra < <(sed -n 's|^ \* c_tests/run.sh: link with \(.*\)$|\1|p' "$src")
     if ! "${compiler[@]}" -O1 -g -Wall -Wextra -Werror -Iinclude "$src" \
-        -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -lpthread -o "$exe" >"$log" 2>&1; then
+        -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -lpthread ${extra[@]+"${extra[@]}"} -o "$exe" >"$log" 2>&1; then
         fail "$name" "compile error" "$log"
         continue
     fi

@@ -16,6 +16,17 @@ struct obm_object;
 
 
 /*
+ `obm_prof_dump` format: folded stacks, one line per stack,
+ `outermost;...;innermost <live bytes>` (flamegraph.pl, inferno, speedscope).
+ */
+#define OBM_PROF_FOLDED 0
+
+/*
+ `obm_prof_dump` format: the top stacks by live bytes, for a person.
+ */
+#define OBM_PROF_TEXT 1
+
+/*
  Debug flag: print a few lines to stderr for each collection.
  */
 #define OBM_GC_DEBUG_STATS 1
@@ -55,6 +66,38 @@ struct obm_object;
  header; the type must have `traverse` (and should have `clear`).
  */
 #define OBM_TPFLAGS_HAVE_GC (1 << 14)
+
+/*
+ The largest sample interval accepted: 1 TiB.
+ */
+#define MAX_SAMPLE_BYTES (1 << 40)
+
+/*
+ tcmalloc's default interval.
+ */
+#define DEFAULT_SAMPLE_BYTES (512 << 10)
+
+/*
+ How stacks are captured.
+ */
+#define UNWIND_DWARF 0
+
+#define UNWIND_FP 1
+
+#define FOLDED 0
+
+#define TEXT 1
+
+/*
+ Frames kept per stack (the innermost ones).
+ */
+#define DEPTH 48
+
+/*
+ Blocks are counted in 1/BLOCK_UNIT, since each sample stands for a
+ fractional number of blocks.
+ */
+#define BLOCK_UNIT 1024
 
 /*
  The number of size classes (`obm_stats.classes`).
@@ -300,6 +343,8 @@ typedef struct obm_stats {
   size_t num_classes;
   struct obm_class_stats classes[OBM_NUM_CLASSES];
 } obm_stats;
+
+typedef int32_t (*_Unwind_Trace_Fn)(void *ctx, void *arg);
 
 #ifdef __cplusplus
 extern "C" {
@@ -623,6 +668,44 @@ size_t obm_census(struct obm_type_census *out, size_t cap);
 int obm_gc_path_to_root(struct obm_object *target, obm_visitproc visit, void *arg);
 
 /*
+ Starts a new heap profile: about one allocation per `sample_bytes`
+ allocated bytes (512 KiB, tcmalloc's default, costs the allocation
+ path a few percent), of every domain, the malloc family, aligned and
+ large blocks and objects, records its call stack (captured without
+ malloc, at most 48 frames) and is followed until it is freed. Intervals
+ are random (exponential), and each sample of `n` bytes stands for
+ `n / (1 - exp(-n / sample_bytes))` bytes, so the estimates are
+ unbiased. A sampled block is served from a mapping of its own (a page
+ or more). Allocations made while allocator hooks are installed
+ (obm_set_allocator, the debug hooks) are not sampled. A profile already
+ running is replaced. Returns 0, or -1 with errno EINVAL when
+ `sample_bytes` is 0 or above 2^40, ENOMEM when the profile's table
+ (3.5 MiB of address space) cannot be mapped. Any thread may call it.
+ */
+int obm_prof_start(size_t sample_bytes);
+
+/*
+ Stops sampling. The profile stays for obm_prof_dump, and blocks sampled
+ still leave its live counts when they are freed.
+ */
+void obm_prof_stop(void);
+
+/*
+ Writes the current profile (or the last one, after obm_prof_stop; an
+ empty file if there was none) to `path`, created or truncated, in
+ `format`: OBM_PROF_FOLDED (per stack, the estimated live bytes; stacks
+ with none are left out) or OBM_PROF_TEXT (totals, then the top 25
+ stacks by estimated live bytes with their live blocks and the bytes
+ allocated since the start, innermost frame first). Frames are named by
+ dladdr: the symbol, or `library+0xoffset`. Returns 0, or -1 with errno
+ EINVAL (NULL path or another format) or the error of open or write
+ (e.g. ENOENT, EACCES, ENOSPC). `OBMEM_PROF=<bytes>` starts a profile at
+ load time and `OBMEM_PROF_DUMP=<prefix>` writes `<prefix>.<pid>.folded`
+ at exit.
+ */
+int obm_prof_dump(const char *path, int format);
+
+/*
  Fills `*out` with a snapshot of the allocator's statistics.
  */
 void obm_get_stats(struct obm_stats *out);
@@ -649,6 +732,10 @@ size_t obm_trim(void);
  Returns 1 if memory was given back, 0 if there was nothing to give.
  */
 int malloc_trim(size_t pad);
+
+extern int32_t _Unwind_Backtrace(_Unwind_Trace_Fn trace, void *arg);
+
+extern size_t _Unwind_GetIP(void *ctx);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -9,8 +9,10 @@
 //! half-written.
 
 use crate::alloc;
+use crate::config::ALIGNMENT;
 use crate::free;
 use crate::heap;
+use crate::prof;
 use crate::report;
 use crate::sync::SpinLock;
 use core::ffi::c_void;
@@ -148,16 +150,35 @@ pub(crate) fn table(d: obm_domain) -> &'static obm_allocator {
 
 #[inline(always)]
 pub fn malloc(d: obm_domain, n: usize) -> *mut u8 {
+    if prof::active() && prof::tick(n) {
+        return malloc_sampled(n, d);
+    }
     let b = alloc::malloc_fast(n);
     if !b.is_null() {
         return b;
     }
-    malloc_slow(d, n)
+    malloc_slow(n, d)
+}
+
+/// `malloc` when the profiler samples this allocation (a tail call from
+/// the fast path, which thus keeps no stack frame).
+#[cold]
+#[inline(never)]
+fn malloc_sampled(n: usize, d: obm_domain) -> *mut u8 {
+    let p = sample(n, ALIGNMENT, false);
+    if !p.is_null() {
+        return p;
+    }
+    let b = alloc::malloc_fast(n);
+    if !b.is_null() {
+        return b;
+    }
+    malloc_slow(n, d)
 }
 
 #[cold]
 #[inline(never)]
-fn malloc_slow(d: obm_domain, n: usize) -> *mut u8 {
+fn malloc_slow(n: usize, d: obm_domain) -> *mut u8 {
     if !HOOKED.load(Relaxed) {
         return alloc::malloc_slow(n);
     }
@@ -168,6 +189,14 @@ fn malloc_slow(d: obm_domain, n: usize) -> *mut u8 {
 
 #[inline(always)]
 pub fn calloc(d: obm_domain, nelem: usize, elsize: usize) -> *mut u8 {
+    if prof::active() {
+        if let Some(n) = nelem.checked_mul(elsize).filter(|&n| prof::tick(n)) {
+            let p = sample(n, ALIGNMENT, true);
+            if !p.is_null() {
+                return p;
+            }
+        }
+    }
     if !HOOKED.load(Relaxed) {
         return alloc::calloc(nelem, elsize);
     }
@@ -180,6 +209,13 @@ pub fn calloc(d: obm_domain, nelem: usize, elsize: usize) -> *mut u8 {
 /// `p` is null or a live block of domain `d`.
 #[inline(always)]
 pub unsafe fn realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
+    if prof::active() && prof::tick(n) {
+        // SAFETY: per the contract.
+        let q = unsafe { sample_realloc(d, p, n) };
+        if !q.is_null() {
+            return q;
+        }
+    }
     if !HOOKED.load(Relaxed) {
         // SAFETY: per the contract.
         return unsafe { alloc::realloc(p, n, "realloc") };
@@ -215,6 +251,35 @@ unsafe fn free_slow(d: obm_domain, p: *mut u8) {
     let t = table(d);
     // SAFETY: as in `malloc_slow`; p per the contract of `free`.
     unsafe { (t.free.unwrap_unchecked())(t.ctx, p as *mut c_void) }
+}
+
+/// A sampled block for the heap profiler (`prof.rs`), or null: not while
+/// hooks are installed, which must see every block.
+#[cold]
+pub(crate) fn sample(n: usize, align: usize, zero: bool) -> *mut u8 {
+    if HOOKED.load(Relaxed) {
+        return ptr::null_mut();
+    }
+    prof::sampled(n, align, zero)
+}
+
+/// A sampled realloc: the new block is a sample, `p`'s bytes move into it.
+///
+/// # Safety
+/// As `realloc`.
+#[cold]
+unsafe fn sample_realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
+    let q = sample(n, ALIGNMENT, false);
+    if !q.is_null() && !p.is_null() {
+        let old = free::usable_size(p, "realloc");
+        // SAFETY: both blocks are live, at least min(old, n) bytes long,
+        // and distinct; p is the caller's to free (contract).
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old.min(n));
+            free(d, p);
+        }
+    }
+    q
 }
 
 /// Allocates `n` bytes (a unique block for 0) in the object domain, 16-byte

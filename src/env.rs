@@ -73,6 +73,40 @@ fn read_all() {
             ),
         }
     }
+    if let Some(v) = os::getenv(c"OBMEM_PROF_UNWIND") {
+        match v {
+            b"" | b"dwarf" => {}
+            b"fp" => crate::prof::UNWIND.store(crate::prof::UNWIND_FP, Relaxed),
+            _ => warn("OBMEM_PROF_UNWIND", v, "dwarf or fp", "dwarf"),
+        }
+    }
+    if let Some(v) = os::getenv(c"OBMEM_PROF_DUMP") {
+        if !crate::prof::set_dump_prefix(v) {
+            warn(
+                "OBMEM_PROF_DUMP",
+                v,
+                "a path prefix of 1 to 4000 bytes",
+                "no dump",
+            );
+        }
+    }
+    if let Some(v) = os::getenv(c"OBMEM_PROF") {
+        match parse_usize(v) {
+            Some(n) if n > 0 && n <= crate::prof::MAX_SAMPLE_BYTES => {
+                if !crate::prof::start(n) {
+                    report::eprint(format_args!(
+                        "obmem: OBMEM_PROF: cannot map the profile's table; profiling off\n"
+                    ));
+                }
+            }
+            _ => warn(
+                "OBMEM_PROF",
+                v,
+                "sample bytes from 1 to 1099511627776",
+                "no profiling",
+            ),
+        }
+    }
     if let Some(v) = os::getenv(c"OBMEM_FAIL_MMAP") {
         if !crate::fault::configure(v) {
             warn("OBMEM_FAIL_MMAP", v, "N, N:C, SITE[:N[:C]] or trace", "0");

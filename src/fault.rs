@@ -35,9 +35,11 @@ pub enum Site {
     HeapSlab,
     /// The debug hooks' record table (debug/blocks.rs).
     DebugTable,
+    /// The heap profiler's stack table (prof/table.rs).
+    ProfTable,
 }
 
-const SITES: [(Site, &str); 7] = [
+const SITES: [(Site, &str); 8] = [
     (Site::Arenas, "arenas"),
     (Site::Large, "large"),
     (Site::LargeGrow, "large-grow"),
@@ -45,6 +47,7 @@ const SITES: [(Site, &str); 7] = [
     (Site::ArenaMap, "arena-map"),
     (Site::HeapSlab, "heap-slab"),
     (Site::DebugTable, "debug-table"),
+    (Site::ProfTable, "prof-table"),
 ];
 
 impl Site {

@@ -67,6 +67,7 @@ pub mod large;
 pub mod object;
 pub mod os;
 pub mod pool;
+pub mod prof;
 pub mod purge;
 pub mod report;
 pub mod size_class;
@@ -79,13 +80,16 @@ pub mod tls;
 extern "C" fn obmem_init() {
     env::init();
     heap::install_fork_handlers();
+    prof::install_fork_handlers();
 }
 
-/// Runs at exit: the statistics table for `OBMEM_SHOW_STATS=1`.
+/// Runs at exit: the statistics table for `OBMEM_SHOW_STATS=1`, the heap
+/// profile for `OBMEM_PROF_DUMP`.
 extern "C" fn obmem_fini() {
     if env::SHOW_STATS.load(core::sync::atomic::Ordering::Relaxed) {
         stats::print(2);
     }
+    prof::dump_at_exit();
 }
 
 #[used]

@@ -166,6 +166,44 @@ pub fn write_all(fd: i32, mut bytes: &[u8]) {
     }
 }
 
+/// Writes all of `bytes` to `fd`; false (errno set) on an error.
+pub fn write_checked(fd: i32, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid slice for the length passed.
+        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return false;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    true
+}
+
+/// Creates (or truncates) the file `path` for writing, mode 0644: its
+/// descriptor, or -1 with errno set.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+pub unsafe fn create_file(path: *const core::ffi::c_char) -> i32 {
+    // SAFETY: per the contract.
+    unsafe {
+        libc::open(
+            path,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    }
+}
+
+/// Closes `fd`; false (errno set) if the kernel reports an error.
+pub fn close(fd: i32) -> bool {
+    // SAFETY: closing a descriptor has no memory-safety preconditions.
+    unsafe { libc::close(fd) == 0 }
+}
+
 /// Ends the process as glibc does on heap corruption.
 pub fn abort() -> ! {
     // SAFETY: abort has no preconditions.

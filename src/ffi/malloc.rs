@@ -60,6 +60,12 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, nmemb: usize, size: usize)
 /// Aligned allocation with glibc's checks done by the caller (sizes above
 /// PTRDIFF_MAX fail with ENOMEM in the core).
 fn aligned(align: usize, n: usize) -> *mut c_void {
+    if crate::prof::active() && crate::prof::tick(n) {
+        let p = domain::sample(n, align, false);
+        if !p.is_null() {
+            return p as *mut c_void;
+        }
+    }
     if debug::active() {
         return debug::aligned(align, n) as *mut c_void;
     }

@@ -45,3 +45,61 @@ pub unsafe extern "C" fn obm_gc_path_to_root(
     // SAFETY: the caller passes a live object (or NULL) and its visitor's arg.
     unsafe { crate::gc::path::path_to_root(target, visit, arg) }
 }
+
+/// `obm_prof_dump` format: folded stacks, one line per stack,
+/// `outermost;...;innermost <live bytes>` (flamegraph.pl, inferno, speedscope).
+pub const OBM_PROF_FOLDED: c_int = 0;
+/// `obm_prof_dump` format: the top stacks by live bytes, for a person.
+pub const OBM_PROF_TEXT: c_int = 1;
+const _: () = assert!(
+    OBM_PROF_FOLDED == crate::prof::dump::FOLDED && OBM_PROF_TEXT == crate::prof::dump::TEXT
+);
+
+/// Starts a new heap profile: about one allocation per `sample_bytes`
+/// allocated bytes (512 KiB, tcmalloc's default, costs the allocation
+/// path a few percent), of every domain, the malloc family, aligned and
+/// large blocks and objects, records its call stack (captured without
+/// malloc, at most 48 frames) and is followed until it is freed. Intervals
+/// are random (exponential), and each sample of `n` bytes stands for
+/// `n / (1 - exp(-n / sample_bytes))` bytes, so the estimates are
+/// unbiased. A sampled block is served from a mapping of its own (a page
+/// or more). Allocations made while allocator hooks are installed
+/// (obm_set_allocator, the debug hooks) are not sampled. A profile already
+/// running is replaced. Returns 0, or -1 with errno EINVAL when
+/// `sample_bytes` is 0 or above 2^40, ENOMEM when the profile's table
+/// (3.5 MiB of address space) cannot be mapped. Any thread may call it.
+#[no_mangle]
+pub extern "C" fn obm_prof_start(sample_bytes: usize) -> c_int {
+    if crate::prof::start(sample_bytes) {
+        0
+    } else {
+        -1
+    }
+}
+
+/// Stops sampling. The profile stays for obm_prof_dump, and blocks sampled
+/// still leave its live counts when they are freed.
+#[no_mangle]
+pub extern "C" fn obm_prof_stop() {
+    crate::prof::stop()
+}
+
+/// Writes the current profile (or the last one, after obm_prof_stop; an
+/// empty file if there was none) to `path`, created or truncated, in
+/// `format`: OBM_PROF_FOLDED (per stack, the estimated live bytes; stacks
+/// with none are left out) or OBM_PROF_TEXT (totals, then the top 25
+/// stacks by estimated live bytes with their live blocks and the bytes
+/// allocated since the start, innermost frame first). Frames are named by
+/// dladdr: the symbol, or `library+0xoffset`. Returns 0, or -1 with errno
+/// EINVAL (NULL path or another format) or the error of open or write
+/// (e.g. ENOENT, EACCES, ENOSPC). `OBMEM_PROF=<bytes>` starts a profile at
+/// load time and `OBMEM_PROF_DUMP=<prefix>` writes `<prefix>.<pid>.folded`
+/// at exit.
+#[no_mangle]
+pub unsafe extern "C" fn obm_prof_dump(path: *const core::ffi::c_char, format: c_int) -> c_int {
+    if crate::prof::dump::dump_path(path, format) {
+        0
+    } else {
+        -1
+    }
+}
