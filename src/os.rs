@@ -198,6 +198,40 @@ pub unsafe fn create_file(path: *const core::ffi::c_char) -> i32 {
     }
 }
 
+/// Maps the file `path` read-only: its address and size, or None.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+pub unsafe fn map_file(path: *const core::ffi::c_char) -> Option<(*const u8, usize)> {
+    // SAFETY: per the contract; st is plain data filled by fstat.
+    unsafe {
+        let fd = libc::open(path, libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let mut st: libc::stat = core::mem::zeroed();
+        let size = if libc::fstat(fd, &mut st) == 0 {
+            st.st_size as usize
+        } else {
+            0
+        };
+        let p = if size > 0 {
+            libc::mmap(
+                ptr::null_mut(),
+                size,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            )
+        } else {
+            libc::MAP_FAILED
+        };
+        libc::close(fd);
+        (p != libc::MAP_FAILED).then_some((p as *const u8, size))
+    }
+}
+
 /// Closes `fd`; false (errno set) if the kernel reports an error.
 pub fn close(fd: i32) -> bool {
     // SAFETY: closing a descriptor has no memory-safety preconditions.

@@ -7,6 +7,7 @@
 use core::ffi::{c_char, c_int, CStr};
 use core::fmt::{self, Write};
 
+use super::symtab::Symtab;
 use super::table::{self, Row, BLOCK_UNIT};
 use crate::os;
 
@@ -36,13 +37,17 @@ struct FdWriter {
     fd: i32,
     buf: [u8; 8192],
     len: usize,
-    failed: bool,
+    /// The errno of the first failed write.
+    error: Option<i32>,
 }
 
 impl FdWriter {
     fn flush(&mut self) {
-        if !self.failed && self.len > 0 && !os::write_checked(self.fd, &self.buf[..self.len]) {
-            self.failed = true;
+        if self.error.is_none()
+            && self.len > 0
+            && !os::write_checked(self.fd, &self.buf[..self.len])
+        {
+            self.error = Some(os::errno());
         }
         self.len = 0;
     }
@@ -64,10 +69,11 @@ impl Write for FdWriter {
     }
 }
 
-/// Writes the name of the code at return address `ip`: its symbol, else
-/// `library+0xoffset`, else the address; `;` and spaces (which the folded
-/// format reserves) become `_`.
-fn write_frame(w: &mut impl Write, ip: usize) {
+/// Writes the name of the code at return address `ip`: its dynamic symbol
+/// (dladdr), else its symbol in the file's `.symtab` (static functions),
+/// else `library+0xoffset`, else the address; `;` and spaces (which the
+/// folded format reserves) become `_`.
+fn write_frame(w: &mut impl Write, syms: &mut Symtab, ip: usize) {
     // The call instruction, not the one after it (which may be in the
     // next function when the call was the last instruction).
     let pc = ip.saturating_sub(1);
@@ -94,7 +100,13 @@ fn write_frame(w: &mut impl Write, ip: usize) {
     };
     if found && !info.dli_sname.is_null() {
         clean(w, info.dli_sname);
-    } else if found && !info.dli_fname.is_null() {
+        return;
+    }
+    if found && !info.dli_fname.is_null() {
+        if let Some(name) = syms.lookup(info.dli_fbase as usize, info.dli_fname, pc) {
+            clean(w, name.as_ptr());
+            return;
+        }
         // SAFETY: as above.
         let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
         let base = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
@@ -103,12 +115,13 @@ fn write_frame(w: &mut impl Write, ip: usize) {
             let _ = w.write_char(c as char);
         }
         let _ = write!(w, "+{:#x}", pc - info.dli_fbase as usize);
-    } else {
-        let _ = write!(w, "{pc:#x}");
+        return;
     }
+    let _ = write!(w, "{pc:#x}");
 }
 
 fn folded(w: &mut FdWriter) {
+    let mut syms = Symtab::new();
     table::for_each(|r| {
         if r.live_bytes <= 0 {
             return;
@@ -117,7 +130,7 @@ fn folded(w: &mut FdWriter) {
             let _ = w.write_str("[stacks beyond the profile's table]");
         }
         for i in (0..r.depth).rev() {
-            write_frame(w, r.frames[i]);
+            write_frame(w, &mut syms, r.frames[i]);
             if i > 0 {
                 let _ = w.write_char(';');
             }
@@ -127,6 +140,7 @@ fn folded(w: &mut FdWriter) {
 }
 
 fn text(w: &mut FdWriter) {
+    let mut syms = Symtab::new();
     let (mut live, mut blocks, mut alloc, mut stacks) = (0i64, 0i64, 0u64, 0usize);
     table::for_each(|r| {
         live += r.live_bytes.max(0);
@@ -180,7 +194,7 @@ fn text(w: &mut FdWriter) {
         }
         for &ip in &r.frames[..r.depth] {
             let _ = w.write_str("    ");
-            write_frame(w, ip);
+            write_frame(w, &mut syms, ip);
             let _ = w.write_char('\n');
         }
     }
@@ -202,7 +216,7 @@ pub fn dump_path(path: *const c_char, format: c_int) -> bool {
         fd,
         buf: [0; 8192],
         len: 0,
-        failed: false,
+        error: None,
     };
     if format == FOLDED {
         folded(&mut w);
@@ -210,10 +224,9 @@ pub fn dump_path(path: *const c_char, format: c_int) -> bool {
         text(&mut w);
     }
     w.flush();
-    let err = os::errno();
     let closed = os::close(fd);
-    if w.failed {
-        os::set_errno(err);
+    if let Some(e) = w.error {
+        os::set_errno(e);
         return false;
     }
     closed

@@ -43,6 +43,7 @@
 //! on (`OBMEM_PROF_DUMP` writes the child's own `<prefix>.<pid>.folded`).
 
 pub mod dump;
+mod symtab;
 pub mod table;
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
