@@ -22,7 +22,8 @@
  * thread than the allocating one), no live bytes are left at the sites;
  * obm_prof_stop keeps the profile for dumping; a forked child inherits
  * the profile (its blocks are inherited) and its frees leave it without
- * changing the parent's; the text format; bad input.
+ * changing the parent's; the text format; bad input (0 or absurd sample
+ * sizes, NULL path, unknown format, missing directory, full disk).
  */
 #define _GNU_SOURCE
 #include "test_util.h"
@@ -230,6 +231,10 @@ int main(void)
     site_a(&ka[0], 48 * MIB);
     site_b(&kb[0], 16 * MIB);
     check_three_to_one("1 thread", ka[0].bytes, kb[0].bytes);
+    /* A full disk: the write's error. */
+    errno = 0;
+    CHECK_EQ(obm_prof_dump("/dev/full", OBM_PROF_FOLDED), -1);
+    CHECK_EQ(errno, ENOSPC);
     /* The text report ranks site_a first. */
     CHECK_EQ(obm_prof_dump(dump_path, OBM_PROF_TEXT), 0);
     FILE *f = fopen(dump_path, "r");
