@@ -140,7 +140,8 @@ for src in "${sources[@]}"; do
     esac
     # A test may ask for more link flags in a comment line
     # " * c_tests/run.sh: link with FLAGS".
-    read -r -a extra < <(sed -n 's|^ \* c_tests/run.sh: link with \(.*\)$|\1|p' "$src")
+    extra=()
+    read -r -a extra < <(sed -n 's|^ \* c_tests/run.sh: link with \(.*\)$|\1|p' "$src") || true
     if ! "${compiler[@]}" -O1 -g -Wall -Wextra -Werror -Iinclude "$src" \
         -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -lpthread ${extra[@]+"${extra[@]}"} -o "$exe" >"$log" 2>&1; then
         fail "$name" "compile error" "$log"
