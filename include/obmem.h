@@ -68,38 +68,6 @@ struct obm_object;
 #define OBM_TPFLAGS_HAVE_GC (1 << 14)
 
 /*
- The largest sample interval accepted: 1 TiB.
- */
-#define MAX_SAMPLE_BYTES (1 << 40)
-
-/*
- tcmalloc's default interval.
- */
-#define DEFAULT_SAMPLE_BYTES (512 << 10)
-
-/*
- How stacks are captured.
- */
-#define UNWIND_DWARF 0
-
-#define UNWIND_FP 1
-
-#define FOLDED 0
-
-#define TEXT 1
-
-/*
- Frames kept per stack (the innermost ones).
- */
-#define DEPTH 48
-
-/*
- Blocks are counted in 1/BLOCK_UNIT, since each sample stands for a
- fractional number of blocks.
- */
-#define BLOCK_UNIT 1024
-
-/*
  The number of size classes (`obm_stats.classes`).
  */
 #define OBM_NUM_CLASSES 96
@@ -343,8 +311,6 @@ typedef struct obm_stats {
   size_t num_classes;
   struct obm_class_stats classes[OBM_NUM_CLASSES];
 } obm_stats;
-
-typedef int32_t (*_Unwind_Trace_Fn)(void *ctx, void *arg);
 
 #ifdef __cplusplus
 extern "C" {
@@ -732,10 +698,6 @@ size_t obm_trim(void);
  Returns 1 if memory was given back, 0 if there was nothing to give.
  */
 int malloc_trim(size_t pad);
-
-extern int32_t _Unwind_Backtrace(_Unwind_Trace_Fn trace, void *arg);
-
-extern size_t _Unwind_GetIP(void *ctx);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -11,8 +11,8 @@ use super::symtab::Symtab;
 use super::table::{self, Row, BLOCK_UNIT};
 use crate::os;
 
-pub const FOLDED: c_int = 0;
-pub const TEXT: c_int = 1;
+pub(crate) const FOLDED: c_int = 0;
+pub(crate) const TEXT: c_int = 1;
 
 /// Stacks the text report lists.
 const TOP: usize = 25;

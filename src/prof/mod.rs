@@ -110,14 +110,12 @@ static MEAN: AtomicUsize = AtomicUsize::new(0);
 static EPOCH: AtomicUsize = AtomicUsize::new(0);
 
 /// The largest sample interval accepted: 1 TiB.
-pub const MAX_SAMPLE_BYTES: usize = 1 << 40;
-/// tcmalloc's default interval.
-pub const DEFAULT_SAMPLE_BYTES: usize = 512 << 10;
+pub(crate) const MAX_SAMPLE_BYTES: usize = 1 << 40;
 
 /// How stacks are captured.
-pub const UNWIND_DWARF: u8 = 0;
-pub const UNWIND_FP: u8 = 1;
-pub static UNWIND: AtomicU8 = AtomicU8::new(UNWIND_DWARF);
+pub(crate) const UNWIND_DWARF: u8 = 0;
+pub(crate) const UNWIND_FP: u8 = 1;
+pub(crate) static UNWIND: AtomicU8 = AtomicU8::new(UNWIND_DWARF);
 
 // The thread's TLS words (`tls::prof_slot`).
 const LEFT: usize = 0;

@@ -21,13 +21,13 @@ use crate::os;
 use crate::sync::SpinLock;
 
 /// Frames kept per stack (the innermost ones).
-pub const DEPTH: usize = 48;
+pub(crate) const DEPTH: usize = 48;
 /// Rows; the last one gathers the samples of stacks that found no room.
 const STACKS: usize = 8192;
 const OVERFLOW: usize = STACKS - 1;
 /// Blocks are counted in 1/BLOCK_UNIT, since each sample stands for a
 /// fractional number of blocks.
-pub const BLOCK_UNIT: u64 = 1024;
+pub(crate) const BLOCK_UNIT: u64 = 1024;
 /// Bits of a tag below the generation: the row + 1.
 const ROW_BITS: u32 = 16;
 const _: () = assert!(STACKS < 1 << ROW_BITS);
