@@ -253,14 +253,18 @@ unsafe fn free_slow(d: obm_domain, p: *mut u8) {
     unsafe { (t.free.unwrap_unchecked())(t.ctx, p as *mut c_void) }
 }
 
-/// A sampled block for the heap profiler (`prof.rs`), or null: not while
-/// hooks are installed, which must see every block.
+/// A sampled block for the heap profiler (`prof/`), or null: not while
+/// hooks are installed, which must see every block. Out of line, and the
+/// first function the entry points call on this path, so that it can take
+/// the caller's frame pointer (for `OBMEM_PROF_UNWIND=fp`).
 #[cold]
+#[inline(never)]
 pub(crate) fn sample(n: usize, align: usize, zero: bool) -> *mut u8 {
+    let fp = prof::frame_pointer();
     if HOOKED.load(Relaxed) {
         return ptr::null_mut();
     }
-    prof::sampled(n, align, zero)
+    prof::sampled(n, align, zero, fp)
 }
 
 /// A sampled realloc: the new block is a sample, `p`'s bytes move into it.

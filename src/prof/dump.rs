@@ -120,6 +120,15 @@ fn write_frame(w: &mut impl Write, syms: &mut Symtab, ip: usize) {
     let _ = write!(w, "{pc:#x}");
 }
 
+/// The name of a row without frames.
+fn no_frames(r: &Row) -> &'static str {
+    if r.overflow {
+        "[stacks beyond the profile's table]"
+    } else {
+        "[no stack]"
+    }
+}
+
 fn folded(w: &mut FdWriter) {
     let mut syms = Symtab::new();
     table::for_each(|r| {
@@ -127,7 +136,7 @@ fn folded(w: &mut FdWriter) {
             return;
         }
         if r.depth == 0 {
-            let _ = w.write_str("[stacks beyond the profile's table]");
+            let _ = w.write_str(no_frames(r));
         }
         for i in (0..r.depth).rev() {
             write_frame(w, &mut syms, r.frames[i]);
@@ -190,7 +199,7 @@ fn text(w: &mut FdWriter) {
             r.alloc_bytes
         );
         if r.depth == 0 {
-            let _ = writeln!(w, "    [stacks beyond the profile's table]");
+            let _ = writeln!(w, "    {}", no_frames(r));
         }
         for &ip in &r.frames[..r.depth] {
             let _ = w.write_str("    ");

@@ -216,7 +216,7 @@ pub fn weight(n: usize, mean: usize) -> (u64, u64) {
 /// allocates as usual.
 #[cold]
 #[inline(never)]
-pub fn sampled(n: usize, align: usize, zero: bool) -> *mut u8 {
+pub fn sampled(n: usize, align: usize, zero: bool, fp: usize) -> *mut u8 {
     let s = crate::tls::prof_slot();
     let epoch = EPOCH.load(Relaxed);
     // SAFETY: the calling thread's slot (see `tick`).
@@ -233,7 +233,7 @@ pub fn sampled(n: usize, align: usize, zero: bool) -> *mut u8 {
         (*s)[BUSY] = 1;
     }
     let mut frames = [0usize; table::DEPTH];
-    let depth = capture(&mut frames);
+    let depth = capture(&mut frames, fp);
     let (p, zeroed) = crate::large::alloc(n, align);
     if !p.is_null() {
         if zero && !zeroed {
@@ -341,17 +341,35 @@ extern "C" fn unwind_frame(ctx: *mut core::ffi::c_void, arg: *mut core::ffi::c_v
     }
 }
 
+/// The `rbp` register: the caller's frame pointer when read on entry to a
+/// function whose callers in obmem leave it alone (`domain::sample`).
+#[inline(always)]
+pub fn frame_pointer() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fp: usize;
+        // SAFETY: reads a register.
+        unsafe {
+            core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
+        };
+        fp
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    0
+}
+
 /// Fills `frames` with the calling thread's return addresses, innermost
-/// first, obmem's own dropped; returns how many.
+/// first, obmem's own dropped; returns how many. `fp` is where a
+/// frame-pointer walk starts (`frame_pointer`).
 #[inline(never)]
-pub fn capture(frames: &mut [usize; table::DEPTH]) -> usize {
+pub fn capture(frames: &mut [usize; table::DEPTH], fp: usize) -> usize {
     let mut c = Capture {
         frames,
         depth: 0,
         own: own_text(),
     };
     if UNWIND.load(Relaxed) == UNWIND_FP {
-        capture_fp(&mut c);
+        capture_fp(&mut c, fp);
     } else {
         // SAFETY: the callback and its argument are valid for the call.
         unsafe { _Unwind_Backtrace(unwind_frame, &raw mut c as *mut core::ffi::c_void) };
@@ -359,20 +377,17 @@ pub fn capture(frames: &mut [usize; table::DEPTH]) -> usize {
     c.depth
 }
 
-/// Walks the frame-pointer chain from the current `rbp`. Each step must
-/// go up the stack by less than 1 MiB and stay 8-byte aligned, which stops
-/// the walk at the first frame without a frame pointer (usually before it
-/// can read anything unmapped, though not provably so).
+/// Walks the frame-pointer chain from `fp`, the program's frame pointer
+/// when it called obmem (obmem's release build keeps none of its own).
+/// `fp` must lie above our stack frame, and each step must go up the
+/// stack by less than 1 MiB and stay 8-byte aligned, which stops the walk
+/// at the first frame without a frame pointer (usually before it can read
+/// anything unmapped, though not provably so: hence not the default).
 #[cfg(target_arch = "x86_64")]
-fn capture_fp(c: &mut Capture) {
-    let mut fp: usize;
-    // SAFETY: reads a register.
-    unsafe {
-        core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags))
-    };
+fn capture_fp(c: &mut Capture, mut fp: usize) {
     let sp = &raw const fp as usize;
     if fp < sp || fp - sp > 1 << 20 {
-        return; // obmem's own code keeps no frame pointer here
+        return; // not a frame pointer of this stack
     }
     loop {
         if fp % 8 != 0 {
@@ -389,7 +404,7 @@ fn capture_fp(c: &mut Capture) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn capture_fp(_c: &mut Capture) {}
+fn capture_fp(_c: &mut Capture, _fp: usize) {}
 
 // ---------------------------------------------------------------------------
 // Start-up and exit (OBMEM_PROF, OBMEM_PROF_DUMP)

@@ -49,6 +49,8 @@ pub struct Stack {
 pub struct Row {
     pub frames: [usize; DEPTH],
     pub depth: usize,
+    /// The row of the samples whose stacks found no room in the table.
+    pub overflow: bool,
     pub live_bytes: i64,
     pub live_blocks: i64,
     pub alloc_bytes: u64,
@@ -174,6 +176,7 @@ pub fn for_each(mut f: impl FnMut(&Row)) {
         let mut row = Row {
             frames: [0; DEPTH],
             depth: s.depth.load(Relaxed).min(DEPTH),
+            overflow: i == OVERFLOW,
             live_bytes: s.live_bytes.load(Relaxed) as i64,
             live_blocks: s.live_blocks.load(Relaxed) as i64,
             alloc_bytes: s.alloc_bytes.load(Relaxed),
