@@ -199,7 +199,7 @@ fn text(w: &mut FdWriter) {
             r.alloc_bytes
         );
         if r.depth == 0 {
-            let _ = writeln!(w, "    {}", no_frames(r));
+            let _ = writeln!(w, "    {}", no_frames(&r));
         }
         for &ip in &r.frames[..r.depth] {
             let _ = w.write_str("    ");
