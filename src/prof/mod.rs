@@ -31,8 +31,11 @@
 //! frame pointers: Rust's release builds, distribution Pythons and most C
 //! libraries are compiled without them, and a frame-pointer walk stops (or
 //! goes astray) at the first such frame. It does not call malloc and takes
-//! no lock of obmem's. `OBMEM_PROF_UNWIND=fp` walks frame pointers
-//! instead (faster; see BENCHMARKS.md). At most `table::DEPTH` frames are
+//! no lock of obmem's; it costs ~18,000 instructions per sample.
+//! `OBMEM_PROF_UNWIND=fp` walks frame pointers instead, ~190 times
+//! cheaper, for programs built with them throughout; it starts from the
+//! program's frame pointer (obmem keeps none), so the allocating call site
+//! itself is missing (BENCHMARKS.md, issue 14). At most `table::DEPTH` frames are
 //! kept, obmem's own frames dropped. A thread's flag (`BUSY`) keeps an
 //! allocation made by the unwinder itself from being sampled.
 //!
