@@ -97,7 +97,7 @@ fi
 # Correct programs that do not look at allocator internals (usable sizes,
 # statistics): they run a second time under the debug hooks, which must
 # stay silent (test_debug_hooks covers what the hooks report).
-DEBUG_CLEAN=" test_fork_gc_lock test_domains_hooks test_malloc_calloc
+DEBUG_CLEAN=" test_fork_gc_lock test_domains_hooks test_hook_aligned test_malloc_calloc
   test_gc_callbacks test_gc_cycles test_gc_debug test_gc_finalizers test_gc_introspect
   test_gc_random test_gc_trashcan test_gc_env test_object_refcount test_census test_gc_path "
 

@@ -1,5 +1,5 @@
 /*
- * The debug hooks (API.md 2.3, 2.4), installed with obm_setup_debug_hooks().
+ * The debug hooks (docs/API.md 2.3, 2.4), installed with obm_setup_debug_hooks().
  *
  * Detections: each misuse runs in a forked child that installs the hooks,
  * prints "ADDR <%p> SIZE <n>" for the block involved, and misuses it; the

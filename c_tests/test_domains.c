@@ -1,5 +1,5 @@
 /*
- * The three allocation domains (API.md 2.2): obm_raw_*, obm_mem_*,
+ * The three allocation domains (docs/API.md 2.2): obm_raw_*, obm_mem_*,
  * obm_object_*, and obm_usable_size.
  * For each domain: malloc/calloc/realloc/free; malloc(0), calloc(0, x) and
  * realloc(p, 0) return unique non-NULL pointers that can be freed;

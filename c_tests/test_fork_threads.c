@@ -1,5 +1,5 @@
 /*
- * fork() in a multi-threaded parent (API.md 2.1: "the child of fork() in a
+ * fork() in a multi-threaded parent (docs/API.md 2.1: "the child of fork() in a
  * multi-threaded parent can allocate").
  * 4 threads hammer malloc/free/realloc (small, medium, large) while the main
  * thread forks 50 times. Each child (with a 20 s alarm, so a deadlock on a

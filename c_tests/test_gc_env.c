@@ -1,6 +1,6 @@
 /* OBMEM_GC_THRESHOLD=t0,t1,t2 sets the thresholds when the collector is
  * first used; a bad value prints one line starting "obmem: " and keeps the
- * defaults (API.md §5). Each case runs in a forked child, because the
+ * defaults (docs/API.md §5). Each case runs in a forked child, because the
  * variable is read once. */
 #include "gc_test_util.h"
 #include <sys/wait.h>

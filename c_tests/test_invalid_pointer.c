@@ -1,5 +1,5 @@
 /*
- * Pointers obmem never returned (API.md 2.1): free, realloc or
+ * Pointers obmem never returned (docs/API.md 2.1): free, realloc or
  * malloc_usable_size of such a pointer prints a line starting "obmem: " that
  * names the function and the address (as printf's %p prints it) to stderr
  * and aborts. Each case runs in a forked child whose stderr is captured

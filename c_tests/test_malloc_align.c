@@ -1,5 +1,5 @@
 /*
- * Aligned allocation (API.md 2.1): posix_memalign, aligned_alloc, memalign,
+ * Aligned allocation (docs/API.md 2.1): posix_memalign, aligned_alloc, memalign,
  * valloc, pvalloc.
  * - posix_memalign for every power of two 8 .. 1 MiB and many sizes (0,
  *   small, medium, large): result aligned, usable >= size, writable to the

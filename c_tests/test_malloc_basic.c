@@ -1,5 +1,5 @@
 /*
- * malloc / free / malloc_usable_size / obm_usable_size basics (API.md 2.1):
+ * malloc / free / malloc_usable_size / obm_usable_size basics (docs/API.md 2.1):
  * - the program really got obmem's malloc (linking -lobmem replaces it);
  * - the exact usable size of every size class, every size 0..4096 and a
  *   sample up to 128 KiB, and of large (mapped) blocks;

@@ -1,5 +1,5 @@
 /*
- * calloc (API.md 2.1): memory is zeroed up to the usable size, also when it is
+ * calloc (docs/API.md 2.1): memory is zeroed up to the usable size, also when it is
  * reused memory (fill, free, calloc again) for small, medium and large
  * blocks; calloc(0, n) / calloc(n, 0) give unique pointers; an overflowing
  * product fails with NULL and ENOMEM.

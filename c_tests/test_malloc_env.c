@@ -1,5 +1,5 @@
 /*
- * Environment variables (API.md 5): the test re-executes itself with
+ * Environment variables (docs/API.md 5): the test re-executes itself with
  * different settings and checks the child's exit status and stderr.
  * - OBMEM_SHOW_STATS=1 prints the statistics table to stderr at exit, first
  *   line starting "obmem statistics"; without it, or with 0, nothing is

@@ -1,5 +1,5 @@
 /*
- * Allocation failure (API.md 2.1): NULL with errno = ENOMEM for malloc of
+ * Allocation failure (docs/API.md 2.1): NULL with errno = ENOMEM for malloc of
  * SIZE_MAX, PTRDIFF_MAX + 1 (above PTRDIFF_MAX always fails), PTRDIFF_MAX and
  * other sizes that cannot be mapped; failures change nothing (stats, later
  * allocations work); a big but possible request (1 GiB) succeeds and is

@@ -1,5 +1,5 @@
 /*
- * realloc and reallocarray (API.md 2.1):
+ * realloc and reallocarray (docs/API.md 2.1):
  * - grow and shrink keep the content, across small -> medium -> large ->
  *   small, with and without neighbours that force a move;
  * - realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns NULL

@@ -1,5 +1,5 @@
 /*
- * Statistics (API.md 2.5): obm_get_stats and obm_print_stats.
+ * Statistics (docs/API.md 2.5): obm_get_stats and obm_print_stats.
  * - the class table lists obmem's 96 size classes in order;
  * - allocating 1000 blocks of 600 bytes adds 1000 blocks in use to the
  *   640-byte class and about 640000 to bytes_in_use; freeing them takes both

@@ -1,4 +1,4 @@
-/* Objects and reference counts (API.md §3): creation, counts, finalize at
+/* Objects and reference counts (docs/API.md §3): creation, counts, finalize at
  * most once with resurrection on the refcount path, the order finalize ->
  * untrack -> dealloc, and bad input: negative refcount (abort with a
  * message), GC type without traverse (refused), tracking a non-GC object,

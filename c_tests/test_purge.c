@@ -1,4 +1,4 @@
-/* Giving memory back (API.md section 10): obm_trim, malloc_trim and the
+/* Giving memory back (docs/API.md section 10): obm_trim, malloc_trim and the
  * purge delay OBMEM_PURGE_DELAY_MS.
  * - obm_trim() after 4 live threads freed 1 GiB of small blocks brings RSS
  *   back to within 20 MiB of the start, and returns the bytes it gave back;

@@ -1,5 +1,5 @@
 /*
- * A thread's memory outlives the thread (API.md 2.1: "a thread's memory is
+ * A thread's memory outlives the thread (docs/API.md 2.1: "a thread's memory is
  * not lost when the thread exits"; memory freed by another thread is
  * reclaimed).
  * Each cycle: an owner thread allocates 60000 blocks (small, medium and a

@@ -1,5 +1,5 @@
 /*
- * Many short-lived threads (API.md 2.1: a thread's memory is not lost when
+ * Many short-lived threads (docs/API.md 2.1: a thread's memory is not lost when
  * it exits; memory freed by another thread is reclaimed).
  * 2000 threads, 4 alive at a time; each mallocs/callocs/reallocs/frees a few
  * hundred blocks (small, medium, sometimes large or aligned), frees most of

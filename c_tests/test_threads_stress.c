@@ -1,5 +1,5 @@
 /*
- * Cross-thread producer/consumer stress (API.md 2.1: thread-safe, memory
+ * Cross-thread producer/consumer stress (docs/API.md 2.1: thread-safe, memory
  * freed by another thread is reclaimed).
  * 2 producers malloc blocks of random sizes 1..2000 (and a few large ones),
  * write a pattern and pass them through a queue; 2 consumers check the

@@ -321,15 +321,28 @@ static void *fam_calloc(int f, size_t a, size_t b) {
     }
 }
 
-/* glibc's realloc(p, 0) frees p (one free through the hooks). */
-static void *fam_realloc(int f, void *p, size_t n) {
-    hexp(f, f == F_LIBC && n == 0 && p ? H_FREE : H_REALLOC);
+/* glibc's realloc(p, 0) frees p (one free through the hooks). A block of
+ * an aligned request above 16 bytes (palign > 16) was made from one hook
+ * malloc and is mapped back by obmem, so realloc moves it: a hook malloc,
+ * then, if that worked, a hook free. */
+static void *fam_realloc(int f, void *p, size_t n, size_t palign) {
+    void *q;
     switch (f) {
-    case F_RAW: return obm_raw_realloc(p, n);
-    case F_MEM: return obm_mem_realloc(p, n);
-    case F_OBJ: return obm_object_realloc(p, n);
-    default: return use_alias() ? a_realloc(p, n) : f_realloc(p, n);
+    case F_RAW: q = obm_raw_realloc(p, n); break;
+    case F_MEM: q = obm_mem_realloc(p, n); break;
+    case F_OBJ: q = obm_object_realloc(p, n); break;
+    default: q = use_alias() ? a_realloc(p, n) : f_realloc(p, n); break;
     }
+    if (f == F_LIBC && n == 0 && p) {
+        hexp(f, H_FREE);
+    } else if (p && palign > 16) {
+        hexp(f, H_MALLOC);
+        if (q)
+            hexp(f, H_FREE);
+    } else {
+        hexp(f, H_REALLOC);
+    }
+    return q;
 }
 
 static void fam_free(int f, void *p) {
@@ -501,10 +514,10 @@ static struct {
     pthread_cond_t c;
     int state, op, fam;
     void *p;
-    size_t n;
+    size_t n, align;
     void *res;
     int err;
-} W = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, W_IDLE, 0, 0, NULL, 0, NULL, 0};
+} W = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, W_IDLE, 0, 0, NULL, 0, 0, NULL, 0};
 static int worker_started;
 
 static void *worker_main(void *arg) {
@@ -517,7 +530,7 @@ static void *worker_main(void *arg) {
         switch (W.op) {
         case W_FREE: fam_free(W.fam, W.p); W.res = NULL; break;
         case W_MALLOC: W.res = fam_malloc(W.fam, W.n); break;
-        default: W.res = fam_realloc(W.fam, W.p, W.n); break;
+        default: W.res = fam_realloc(W.fam, W.p, W.n, W.align); break;
         }
         W.err = errno;
         W.state = W_DONE;
@@ -536,12 +549,13 @@ static void worker_start(void) {
     }
 }
 
-static void *worker_call(int op, int fam, void *p, size_t n) {
+static void *worker_call(int op, int fam, void *p, size_t n, size_t palign) {
     pthread_mutex_lock(&W.m);
     W.op = op;
     W.fam = fam;
     W.p = p;
     W.n = n;
+    W.align = palign;
     W.state = W_REQ;
     pthread_cond_broadcast(&W.c);
     while (W.state != W_DONE)
@@ -1335,7 +1349,7 @@ static void op_realloc(In *in) {
         if (nblk >= MAXBLK)
             return;
         TRACE("  %s realloc(NULL, %zu)\n", fam_name[f], n);
-        void *p = fam_realloc(f, NULL, n);
+        void *p = fam_realloc(f, NULL, n, 0);
         blk_add(p, n, f, 0, mode == MODE_DEBUG ? 2 : 0, "realloc(NULL)");
         return;
     }
@@ -1347,7 +1361,7 @@ static void op_realloc(In *in) {
     TRACE("  %s realloc(block %u %p size %zu, %zu)\n", fam_name[f], b->id, (void *)b->p, b->size, n);
     blk_verify(b, "block before realloc");
     errno = 0;
-    unsigned char *q = fam_realloc(f, b->p, n);
+    unsigned char *q = fam_realloc(f, b->p, n, b->align);
     if (f == F_LIBC && n == 0) {
         CHECK(q == NULL, "realloc(p, 0) returned %p, expected NULL (p freed)", (void *)q);
         blk_remove(k);
@@ -1415,7 +1429,9 @@ static void op_aligned(In *in) {
         return;
     int dbg = mode == MODE_DEBUG ? 2 : 0;
     int big = align > ((size_t)1 << BIG_ALIGN_SHIFT);
-    hunchecked = 1; /* aligned requests bypass the domain's hook table */
+    /* In a hooked domain an aligned request is one hook malloc when it
+     * succeeds, none when its arguments are refused; a failure for lack of
+     * memory may or may not have reached the hook. */
     errno = 0;
     switch (fn) {
     case 0: {
@@ -1430,9 +1446,11 @@ static void op_aligned(In *in) {
         }
         if (big && r == ENOMEM) {
             CHECK(p == sentinel, "failed posix_memalign changed *out");
+            hunchecked = 1;
             return;
         }
         CHECK(r == 0, "posix_memalign(%zu, %zu) returned %d", align, n, r);
+        hexp(F_LIBC, H_MALLOC);
         blk_add(p, n, F_LIBC, align, dbg, "posix_memalign");
         return;
     }
@@ -1445,15 +1463,15 @@ static void op_aligned(In *in) {
         }
         if (big && p == NULL) {
             CHECK(errno == ENOMEM, "aligned_alloc failed with errno %d", errno);
+            hunchecked = 1;
             return;
         }
+        hexp(F_LIBC, H_MALLOC);
         blk_add(p, n, F_LIBC, align, dbg, "aligned_alloc");
         return;
     }
     case 2: {
         TRACE("  memalign(%zu, %zu)\n", align, n);
-        if (align <= 16)
-            hunchecked = 0, hexp(F_LIBC, H_MALLOC);
         void *p = (use_alias() ? a_memalign : f_memalign)(align, n);
         if (align > SIZE_MAX / 2 + 1) {
             CHECK(p == NULL && errno == EINVAL, "memalign(%zu): %p errno %d", align, p, errno);
@@ -1464,14 +1482,17 @@ static void op_aligned(In *in) {
             eff += eff & -eff;
         if (eff > ((size_t)1 << BIG_ALIGN_SHIFT) && p == NULL) {
             CHECK(errno == ENOMEM, "memalign failed with errno %d", errno);
+            hunchecked = 1;
             return;
         }
+        hexp(F_LIBC, H_MALLOC);
         blk_add(p, n, F_LIBC, eff, dbg, "memalign");
         return;
     }
     case 3: {
         TRACE("  valloc(%zu)\n", n);
         void *p = (use_alias() ? a_valloc : f_valloc)(n);
+        hexp(F_LIBC, H_MALLOC);
         blk_add(p, n, F_LIBC, 4096, dbg, "valloc");
         return;
     }
@@ -1482,6 +1503,7 @@ static void op_aligned(In *in) {
         CHECK(p != NULL, "pvalloc(%zu) returned NULL", n);
         size_t u = usable_of(F_LIBC, p);
         CHECK(u >= want, "pvalloc(%zu): usable size %zu < %zu", n, u, want);
+        hexp(F_LIBC, H_MALLOC);
         blk_add(p, n, F_LIBC, 4096, dbg, "pvalloc");
         return;
     }
@@ -1529,6 +1551,11 @@ static void op_reallocarray(In *in) {
     blk_verify(b, "block before reallocarray");
     if (nn == 0) {
         hexpect[F_OBJ][H_REALLOC]--;
+        hexp(F_LIBC, H_FREE);
+    } else if (b->align > 16) {
+        /* moved: a hook malloc and a hook free (see fam_realloc) */
+        hexpect[F_OBJ][H_REALLOC]--;
+        hexp(F_LIBC, H_MALLOC);
         hexp(F_LIBC, H_FREE);
     }
     unsigned char *q = f_reallocarray(b->p, ne, el);
@@ -1585,7 +1612,7 @@ static void op_overflow(In *in) {
         if (k >= 0)
             f = fam_alt(blk[k].fam, u8(in)), lib = f == F_LIBC;
         TRACE("  %s realloc(%p, huge %zu)\n", fam_name[f], old, h);
-        void *p = fam_realloc(f, old, h);
+        void *p = fam_realloc(f, old, h, k >= 0 ? blk[k].align : 0);
         CHECK(p == NULL, "%s realloc(%p, %zu) returned %p", fam_name[f], old, h, p);
         CHECK(!lib || errno == ENOMEM, "realloc(huge): errno %d", errno);
         if (k >= 0)
@@ -1783,7 +1810,7 @@ static void op_remote(In *in) {
         int f = fam_alt(blk[k].fam, u8(in));
         TRACE("  remote %s free(block %u)\n", fam_name[f], blk[k].id);
         blk_verify(&blk[k], "block before a remote free");
-        worker_call(W_FREE, f, blk[k].p, 0);
+        worker_call(W_FREE, f, blk[k].p, 0, 0);
         blk_remove(k);
         return;
     }
@@ -1793,7 +1820,7 @@ static void op_remote(In *in) {
         if (nblk >= MAXBLK)
             return;
         TRACE("  remote %s malloc(%zu)\n", fam_name[f], n);
-        void *p = worker_call(W_MALLOC, f, NULL, n);
+        void *p = worker_call(W_MALLOC, f, NULL, n, 0);
         blk_add(p, n, f, 0, mode == MODE_DEBUG ? 2 : 0, "remote malloc");
         return;
     }
@@ -1810,7 +1837,7 @@ static void op_remote(In *in) {
             n = 1;
         TRACE("  remote %s realloc(block %u, %zu)\n", fam_name[f], b->id, n);
         blk_verify(b, "block before a remote realloc");
-        unsigned char *q = worker_call(W_REALLOC, f, b->p, n);
+        unsigned char *q = worker_call(W_REALLOC, f, b->p, n, b->align);
         CHECK(q != NULL, "remote realloc(%zu) returned NULL", n);
         size_t keep = b->size < n ? b->size : n;
         pat_check(q, keep, b->size, b->seed, blk_tag(b->id), "remote realloc lost contents:");

@@ -8,17 +8,17 @@
 //! the slot's head pool, which takes the pool's local or remote free list
 //! over if it is empty. The head pool is the placeholder pool, always
 //! empty, if the class has none or the heap takes the slow paths
-//! (`heap.rs`). Everything else (the first allocation of a thread, a head
+//! (`heap/`). Everything else (the first allocation of a thread, a head
 //! pool with no free block, hooks, large blocks) goes to `malloc_slow`.
 
 use crate::arena_map::{self, CHUNK_ARENA};
 use crate::config::*;
+use crate::counters;
 use crate::free;
 use crate::heap;
 use crate::large;
 use crate::os;
 use crate::size_class::{self, class_of};
-use crate::stats;
 use core::ptr;
 
 #[cold]
@@ -33,8 +33,8 @@ fn alloc_class(class: usize) -> *mut u8 {
     if h.is_null() {
         return enomem();
     }
-    // SAFETY: current_or_init returns this thread's live heap.
-    let p = unsafe { &*h }.alloc(class);
+    // SAFETY: current_or_init returns this thread's live heap, so we own it.
+    let p = unsafe { (*h).alloc(class) };
     if p.is_null() {
         return enomem();
     }
@@ -66,11 +66,12 @@ pub fn malloc_fast(n: usize) -> *mut u8 {
 #[inline(always)]
 fn pop_fast(slot: usize) -> *mut u8 {
     let h = heap::current_or_placeholder();
-    // SAFETY: slot <= NUM_CLASSES.
-    let b = unsafe { h.alloc_pool(slot) }.pop_or_take_local();
+    // SAFETY: slot <= NUM_CLASSES; the pool is of this thread's own heap
+    // (or the placeholder, which is never written: its lists are empty).
+    let b = unsafe { h.alloc_pool(slot).pop_or_take_local() };
     if !b.is_null() {
         // SAFETY: slot <= NUM_CLASSES.
-        stats::count(unsafe { h.stats.allocs.get_unchecked(slot) });
+        counters::count(unsafe { h.stats.allocs.get_unchecked(slot) });
     }
     b
 }
@@ -157,7 +158,9 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
             return p;
         }
     } else if n > MEDIUM_MAX {
-        let q = large::realloc(p, kind, n, func);
+        // SAFETY: kind is the arena map's for p, a large kind (n > MEDIUM_MAX
+        // and not CHUNK_ARENA: p is a large block or realloc reports it).
+        let q = unsafe { large::realloc(p, kind, n, func) };
         if !q.is_null() {
             return q;
         }

@@ -26,9 +26,9 @@
 
 use crate::arena_map::{self, CHUNK_ARENA};
 use crate::config::*;
+use crate::counters;
 use crate::os;
 use crate::pool::{Pool, POOL_SIZE_SHIFT};
-use crate::stats;
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
@@ -251,7 +251,7 @@ fn map_arenas(n: usize) -> *mut u8 {
             return ptr::null_mut();
         }
     }
-    stats::add_mapped(n * ARENA_SIZE);
+    counters::add_mapped(n * ARENA_SIZE);
     base
 }
 
@@ -283,7 +283,7 @@ pub fn acquire(owner: OwnerId) -> *mut Arena {
         let c = r.count;
         r.arenas[c]
     };
-    stats::arena_acquired();
+    counters::arena_acquired();
     let a = addr as *mut Arena;
     // SAFETY: `a` came from the reserve, so it is a mapped, registered arena
     // that nobody else references; its header is zero or stale and is
@@ -320,7 +320,7 @@ pub unsafe fn release(a: *mut Arena) {
         (*a).magic.store(0, Relaxed);
         os::discard(a as *mut u8, ARENA_SIZE);
     }
-    stats::arena_released();
+    counters::arena_released();
     let mut r = RESERVE.lock();
     if r.count < ARENA_RETAIN_MAX {
         let c = r.count;
@@ -331,7 +331,7 @@ pub unsafe fn release(a: *mut Arena) {
         arena_map::clear(a as usize);
         // SAFETY: the arena is empty and unregistered.
         unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
-        stats::sub_mapped(ARENA_SIZE);
+        counters::sub_mapped(ARENA_SIZE);
     }
 }
 

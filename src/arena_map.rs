@@ -71,7 +71,7 @@ pub fn set(addr: usize, kind: u8) -> bool {
         }
         match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
-                crate::stats::add_mapped(core::mem::size_of::<Leaf>());
+                crate::counters::add_mapped(core::mem::size_of::<Leaf>());
                 leaf = fresh
             }
             Err(winner) => {

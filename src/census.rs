@@ -15,28 +15,18 @@
 //! When the table is full (`SLOTS` types) further types are counted
 //! together under a NULL type.
 
+use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
 
-use crate::object::obm_type;
-
-/// One type's row of `obm_census`.
-#[allow(non_camel_case_types)]
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct obm_type_census {
-    /// The type (NULL: types beyond the census table's capacity).
-    pub r#type: *const obm_type,
-    /// Live objects of the type.
-    pub objects: usize,
-    /// Bytes of their memory blocks (usable size, collector header included).
-    pub bytes: usize,
-}
+/// A type, as the census sees it: an address that tells types apart
+/// (an `obm_type` pointer; the census never looks inside).
+pub type TypeKey = *const c_void;
 
 const SLOTS: usize = 4096;
 
 struct Entry {
-    ty: AtomicPtr<obm_type>,
+    ty: AtomicPtr<c_void>,
     objects: AtomicUsize,
     bytes: AtomicUsize,
 }
@@ -53,14 +43,14 @@ static OVERFLOW: Entry = EMPTY;
 
 /// The slot of `t`, entered if new.
 #[inline(always)]
-fn entry(t: *const obm_type) -> &'static Entry {
+fn entry(t: TypeKey) -> &'static Entry {
     // Fibonacci hashing: the top 12 bits of the product index the table.
     let mut i = (t as usize >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
     for _ in 0..SLOTS {
         // SAFETY: i < SLOTS (12 bits, then masked).
         let e = unsafe { TABLE.get_unchecked(i) };
         let cur = e.ty.load(Relaxed);
-        if cur as *const obm_type == t {
+        if cur as TypeKey == t {
             return e;
         }
         if cur.is_null() {
@@ -72,15 +62,15 @@ fn entry(t: *const obm_type) -> &'static Entry {
 }
 
 #[cold]
-fn enter(mut i: usize, t: *const obm_type) -> &'static Entry {
+fn enter(mut i: usize, t: TypeKey) -> &'static Entry {
     for _ in 0..SLOTS {
         let e = &TABLE[i];
         match e
             .ty
-            .compare_exchange(ptr::null_mut(), t as *mut obm_type, Relaxed, Relaxed)
+            .compare_exchange(ptr::null_mut(), t as *mut c_void, Relaxed, Relaxed)
         {
             Ok(_) => return e,
-            Err(cur) if cur as *const obm_type == t => return e,
+            Err(cur) if cur as TypeKey == t => return e,
             Err(_) => i = (i + 1) & (SLOTS - 1),
         }
     }
@@ -94,7 +84,7 @@ fn add(c: &AtomicUsize, n: usize) {
 
 /// Counts a new object of `t` whose memory block is `bytes` long.
 #[inline(always)]
-pub fn created(t: *const obm_type, bytes: usize) {
+pub fn created(t: TypeKey, bytes: usize) {
     let e = entry(t);
     add(&e.objects, 1);
     add(&e.bytes, bytes);
@@ -102,15 +92,17 @@ pub fn created(t: *const obm_type, bytes: usize) {
 
 /// Uncounts a destroyed object of `t` whose memory block was `bytes` long.
 #[inline(always)]
-pub fn destroyed(t: *const obm_type, bytes: usize) {
+pub fn destroyed(t: TypeKey, bytes: usize) {
     let e = entry(t);
     add(&e.objects, usize::MAX);
     add(&e.bytes, bytes.wrapping_neg());
 }
 
-/// Visits the types with live objects, most bytes first.
-fn sorted(mut f: impl FnMut(obm_type_census)) -> usize {
-    // Selection by "largest below the last one printed": quadratic in the
+/// Calls `f(type, objects, bytes)` for each type with live objects, most
+/// bytes first (a NULL type: the types beyond the table's capacity);
+/// returns how many.
+pub fn sorted(mut f: impl FnMut(TypeKey, usize, usize)) -> usize {
+    // Selection by "largest below the last one visited": quadratic in the
     // number of types, but needs no buffer (this is malloc).
     let key = |e: &Entry| {
         (
@@ -133,60 +125,16 @@ fn sorted(mut f: impl FnMut(obm_type_census)) -> usize {
             }
         }
         let Some((e, k)) = best else { return n };
-        f(obm_type_census {
-            r#type: e.ty.load(Relaxed),
-            objects: k.1,
-            bytes: k.0,
-        });
+        f(e.ty.load(Relaxed), k.1, k.0);
         n += 1;
         last = k;
     }
 }
 
-/// `obm_census`: fills `out[..cap]`, returns the number of types.
-///
-/// # Safety
-/// `out` is null or points to `cap` writable rows.
-pub unsafe fn census(out: *mut obm_type_census, cap: usize) -> usize {
-    let mut i = 0;
-    sorted(|row| {
-        if i < cap && !out.is_null() {
-            // SAFETY: i < cap, per the contract.
-            unsafe { out.add(i).write(row) };
-        }
-        i += 1;
-    })
-}
-
-/// The census section of `obm_print_stats` (nothing when no object lives).
-pub fn print(fd: i32) {
-    use core::fmt::Write;
-    let mut b = crate::report::LineBuf::new();
-    let mut header = false;
-    sorted(|row| {
-        if !header {
-            let _ = writeln!(b, "objects by type          objects          bytes");
-            header = true;
-        }
-        let name = if row.r#type.is_null() {
-            "(other types)"
-        } else {
-            crate::object::type_name(row.r#type)
-        };
-        let _ = writeln!(b, "  {name:<20.20} {:>12} {:>14}", row.objects, row.bytes);
-        b.flush_to(fd);
-    });
-}
-
-/// The usable size of an object's block, as `obm_usable_size` gives it;
-/// 0 for a block of a user's allocator hook that is not obmem's.
+/// The usable size of an object's block (`base`), as `obm_usable_size`
+/// gives it; 0 for a block of a user's allocator hook that is not obmem's.
 #[inline(always)]
 pub fn block_bytes(base: *const u8) -> usize {
-    if crate::debug::active() {
-        if let Some(n) = crate::debug::size_if_block(base) {
-            return n;
-        }
-    }
     // Most objects live in a pool of the calling thread's heap: its unit
     // cache names the pool without a global lookup.
     let h = crate::heap::current_or_placeholder();
@@ -197,5 +145,5 @@ pub fn block_bytes(base: *const u8) -> usize {
             return pool.block_size();
         }
     }
-    crate::free::size_if_block(base)
+    crate::domain::size_if_block(crate::domain::obm_domain::OBM_DOMAIN_OBJ, base)
 }

@@ -12,9 +12,9 @@
 //! - `trace`: nothing fails; each call prints `obmem: mmap #K SITE BYTES`.
 //!
 //! `0` or empty disables it (the default). The settings are plain atomics
-//! written once by `env` before the first allocation is served.
+//! written once by `env`, which parses the value, before the first
+//! allocation is served.
 
-use crate::env::parse_usize;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
 /// The places obmem maps memory.
@@ -31,15 +31,17 @@ pub enum Site {
     LargeMove,
     /// A leaf of the arena map (arena_map.rs).
     ArenaMap,
-    /// A slab of thread heaps (heap.rs).
+    /// A slab of thread heaps (heap/registry.rs).
     HeapSlab,
     /// The debug hooks' record table (debug/blocks.rs).
     DebugTable,
-    /// The heap profiler's stack table (prof/table.rs).
+    /// The table of over-aligned blocks in hooked domains (domain/aligned.rs).
+    HookTable,
+    /// The heap profiler's table of stacks (stacks.rs).
     ProfTable,
 }
 
-const SITES: [(Site, &str); 8] = [
+const SITES: [(Site, &str); 9] = [
     (Site::Arenas, "arenas"),
     (Site::Large, "large"),
     (Site::LargeGrow, "large-grow"),
@@ -47,6 +49,7 @@ const SITES: [(Site, &str); 8] = [
     (Site::ArenaMap, "arena-map"),
     (Site::HeapSlab, "heap-slab"),
     (Site::DebugTable, "debug-table"),
+    (Site::HookTable, "hook-table"),
     (Site::ProfTable, "prof-table"),
 ];
 
@@ -90,109 +93,44 @@ fn injected(site: Site, bytes: usize, at: usize) -> bool {
     k >= at && (count == 0 || k - at < count)
 }
 
-/// Applies an `OBMEM_FAIL_MMAP` value; false if it is malformed.
-pub fn configure(v: &[u8]) -> bool {
-    match parse(v) {
-        Some(spec) => {
-            FAIL_SITE.store(spec.site, Relaxed);
-            FAIL_AT.store(spec.at, Relaxed);
-            FAIL_COUNT.store(spec.count, Relaxed);
-            TRACE.store(spec.trace, Relaxed);
-            true
-        }
-        None => false,
-    }
+/// A parsed `OBMEM_FAIL_MMAP` value (parsed by `env`).
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct Spec {
+    /// The only site counted (0: every site).
+    pub site: u8,
+    /// First failing call (1-based; 0: injection off).
+    pub at: usize,
+    /// How many calls fail from `at` on (0: all of them).
+    pub count: usize,
+    pub trace: bool,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct Spec {
-    site: u8,
-    at: usize,
-    count: usize,
-    trace: bool,
+/// The site called `name` in `OBMEM_FAIL_MMAP` values.
+pub fn site_named(name: &[u8]) -> Option<Site> {
+    SITES
+        .iter()
+        .find(|(_, n)| n.as_bytes() == name)
+        .map(|&(s, _)| s)
 }
 
-fn parse(v: &[u8]) -> Option<Spec> {
-    let mut spec = Spec {
-        site: 0,
-        at: 0,
-        count: 0,
-        trace: false,
-    };
-    if v == b"trace" {
-        spec.trace = true;
-        return Some(spec);
-    }
-    let mut fields = v.split(|&c| c == b':');
-    let mut first = fields.next()?;
-    if let Some(&(site, _)) = SITES.iter().find(|(_, name)| name.as_bytes() == first) {
-        spec.site = site as u8;
-        spec.at = 1;
-        match fields.next() {
-            Some(f) => first = f,
-            None => return Some(spec),
-        }
-    }
-    spec.at = if first.is_empty() && spec.site == 0 {
-        0
-    } else {
-        parse_usize(first)?
-    };
-    if let Some(count) = fields.next() {
-        spec.count = parse_usize(count).filter(|&c| c > 0)?;
-        if spec.at == 0 {
-            return None;
-        }
-    }
-    if fields.next().is_some() || (spec.site != 0 && spec.at == 0) {
-        return None;
-    }
-    Some(spec)
+/// Applies an `OBMEM_FAIL_MMAP` setting.
+pub fn configure(spec: Spec) {
+    FAIL_SITE.store(spec.site, Relaxed);
+    FAIL_AT.store(spec.at, Relaxed);
+    FAIL_COUNT.store(spec.count, Relaxed);
+    TRACE.store(spec.trace, Relaxed);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(site: u8, at: usize, count: usize) -> Option<Spec> {
-        Some(Spec {
-            site,
-            at,
-            count,
-            trace: false,
-        })
-    }
-
-    #[test]
-    fn values() {
-        assert_eq!(parse(b""), spec(0, 0, 0));
-        assert_eq!(parse(b"0"), spec(0, 0, 0));
-        assert_eq!(parse(b"5"), spec(0, 5, 0));
-        assert_eq!(parse(b"5:2"), spec(0, 5, 2));
-        assert_eq!(parse(b"arenas"), spec(Site::Arenas as u8, 1, 0));
-        assert_eq!(parse(b"large-move:3"), spec(Site::LargeMove as u8, 3, 0));
-        assert_eq!(parse(b"heap-slab:2:1"), spec(Site::HeapSlab as u8, 2, 1));
-        assert!(parse(b"trace").unwrap().trace);
-        for bad in [
-            &b"x"[..],
-            b"5:",
-            b"5:0",
-            b"0:3",
-            b"1:2:3",
-            b"arenas:0",
-            b"arenas:",
-            b"-1",
-            b"large:x",
-        ] {
-            assert_eq!(parse(bad), None, "{:?}", core::str::from_utf8(bad));
-        }
-    }
-
     #[test]
     fn names_match_sites() {
         for (i, (site, name)) in SITES.iter().enumerate() {
             assert_eq!(*site as usize, i + 1);
             assert_eq!(site.name(), *name);
+            assert_eq!(site_named(name.as_bytes()), Some(*site));
         }
     }
 }

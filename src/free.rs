@@ -87,7 +87,7 @@ pub unsafe fn free_remote_fast(p: *mut u8) -> bool {
     let owner = heap::owner_of(a);
     let b = p as *mut Block;
     // SAFETY: p is checked as a block start before it is read.
-    if owner == crate::tls::get()
+    if owner == crate::heap::tls::get()
         || !pool.is_block(p)
         || unsafe { (*b).freed_key } == pool.freed_key()
     {
@@ -129,7 +129,8 @@ pub unsafe fn free_slow(p: *mut u8, func: &str) {
     }
     let (arena, pool) = match resolve(p) {
         Resolved::Pool(a, pool) => (a, pool),
-        Resolved::Large(kind) => return large::free(p, kind, func),
+        // SAFETY: resolve returns the arena map's large kind for p.
+        Resolved::Large(kind) => return unsafe { large::free(p, kind, func) },
         Resolved::Unknown => report::invalid_pointer(func, p),
     };
     let owner = heap::owner_of(arena);
@@ -238,7 +239,8 @@ pub fn usable_size(p: *const u8, func: &str) -> usize {
             }
             pool.block_size()
         }
-        Resolved::Large(kind) => large::usable_size(p, kind, func),
+        // SAFETY: as in `free_slow`.
+        Resolved::Large(kind) => unsafe { large::usable_size(p, kind, func) },
         Resolved::Unknown => report::invalid_pointer(func, p),
     }
 }

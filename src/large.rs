@@ -24,10 +24,10 @@
 
 use crate::arena_map::{self, CHUNK_LARGE, CHUNK_LARGE_BEHIND};
 use crate::config::*;
+use crate::counters;
 use crate::fault::Site;
 use crate::os;
 use crate::report;
-use crate::stats;
 use crate::sync::SpinLock;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::*};
@@ -45,7 +45,7 @@ struct Header {
     map_size: usize,
     /// The block handed out.
     user: usize,
-    /// A heap profile's sample (`prof::table::record`'s tag, 0: none) and
+    /// A heap profile's sample (`stacks::record`'s tag, 0: none) and
     /// the bytes and blocks it stands for.
     sample: [usize; 3],
 }
@@ -127,7 +127,7 @@ impl Cache {
         }
         if n != 0 {
             // Demand is measured again from what is live now.
-            RECENT_PEAK.store(stats::LARGE_BYTES.load(Relaxed), Relaxed);
+            RECENT_PEAK.store(counters::LARGE_BYTES.load(Relaxed), Relaxed);
         }
         n
     }
@@ -184,7 +184,7 @@ fn cache_take(need: usize) -> Option<(usize, usize)> {
         // SAFETY: the mapping holds no live block and is ours alone; its
         // tail past `need` goes back to the OS.
         if unsafe { os::remap_in_place(e.base as *mut u8, e.size, need) } {
-            stats::sub_mapped(e.size - need);
+            counters::sub_mapped(e.size - need);
             if e.resident {
                 crate::purge::given_back(e.size - need);
             }
@@ -255,7 +255,7 @@ fn unmap_block(base: usize, size: usize) {
     arena_map::clear(base);
     // SAFETY: the mapping holds no live block and is no longer registered.
     unsafe { os::unmap(base as *mut u8, size) };
-    stats::sub_mapped(size);
+    counters::sub_mapped(size);
 }
 
 /// Allocates a large block of `n` bytes aligned to `align` (a power of two).
@@ -302,7 +302,7 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
                 os::set_errno(libc::ENOMEM);
                 return (ptr::null_mut(), false);
             }
-            stats::add_mapped(map_size);
+            counters::add_mapped(map_size);
             if map_size >= HUGE_LARGE_MIN {
                 // SAFETY: the mapping was just made by os.
                 unsafe { os::advise_huge(base, map_size) };
@@ -330,11 +330,11 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
         (*hdr).sample[0] = 0;
         (*hdr).magic.store(LIVE, Release);
     }
-    stats::LARGE_BLOCKS.fetch_add(1, Relaxed);
-    stats::LARGE_ALLOCS.fetch_add(1, Relaxed);
-    let live = stats::LARGE_BYTES.fetch_add(base + size - user, Relaxed) + base + size - user;
+    counters::LARGE_BLOCKS.fetch_add(1, Relaxed);
+    counters::LARGE_ALLOCS.fetch_add(1, Relaxed);
+    let live = counters::LARGE_BYTES.fetch_add(base + size - user, Relaxed) + base + size - user;
     RECENT_PEAK.fetch_max(live, Relaxed);
-    stats::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
+    counters::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
     (user as *mut u8, zeroed)
 }
 
@@ -356,7 +356,11 @@ fn checked_header(p: *const u8, kind: u8, func: &str) -> *mut Header {
 }
 
 /// Usable bytes of the large block `p`.
-pub fn usable_size(p: *const u8, kind: u8, func: &str) -> usize {
+///
+/// # Safety
+/// `kind` is what `arena_map::lookup(p)` returned for `p`, and is a large
+/// kind (`CHUNK_LARGE` or `CHUNK_LARGE_BEHIND`): it says where the header is.
+pub unsafe fn usable_size(p: *const u8, kind: u8, func: &str) -> usize {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
     unsafe { hdr as usize + (*hdr).map_size - p as usize }
@@ -383,17 +387,21 @@ pub fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
 }
 
 /// Frees the large block `p`.
-pub fn free(p: *mut u8, kind: u8, func: &str) {
+///
+/// # Safety
+/// `kind` is what `arena_map::lookup(p)` returned for `p`, and is a large
+/// kind (`CHUNK_LARGE` or `CHUNK_LARGE_BEHIND`): it says where the header is.
+pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
     let (map_size, user, sample) = unsafe { ((*hdr).map_size, (*hdr).user, (*hdr).sample) };
     if sample[0] != 0 {
-        crate::prof::table::release(sample[0], sample[1] as u64, sample[2] as u64);
+        crate::stacks::release(sample[0], sample[1] as u64, sample[2] as u64);
     }
     let base = hdr as usize;
-    stats::LARGE_BLOCKS.fetch_sub(1, Relaxed);
-    stats::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
-    stats::LARGE_ALIGN_LOSS.fetch_sub(user - base - HEADER, Relaxed);
+    counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
+    counters::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
+    counters::LARGE_ALIGN_LOSS.fetch_sub(user - base - HEADER, Relaxed);
     // SAFETY: the header is ours; marking it FREED makes a second free fail loudly.
     unsafe { (*hdr).magic.store(FREED, Release) };
     if kind == CHUNK_LARGE && user == base + HEADER && cache_put(base, map_size) {
@@ -402,13 +410,17 @@ pub fn free(p: *mut u8, kind: u8, func: &str) {
     arena_map::clear(user & !ARENA_MASK);
     // SAFETY: the block is freed and unregistered.
     unsafe { os::unmap(base as *mut u8, map_size) };
-    stats::sub_mapped(map_size);
+    counters::sub_mapped(map_size);
 }
 
 /// Resizes the large block `p` to `n` bytes in place or by moving its pages.
 /// Null if it cannot (the caller falls back to allocate-copy-free); `p`
 /// then stays valid.
-pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
+///
+/// # Safety
+/// `kind` is what `arena_map::lookup(p)` returned for `p`, and is a large
+/// kind (`CHUNK_LARGE` or `CHUNK_LARGE_BEHIND`): it says where the header is.
+pub unsafe fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
     let (old_size, user) = unsafe { ((*hdr).map_size, (*hdr).user) };
@@ -428,8 +440,8 @@ pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
         if unsafe { os::remap_in_place(base as *mut u8, old_size, new_size) } {
             // SAFETY: the header stays at base.
             unsafe { (*hdr).map_size = new_size };
-            stats::sub_mapped(old_size - new_size);
-            stats::LARGE_BYTES.fetch_sub(old_size - new_size, Relaxed);
+            counters::sub_mapped(old_size - new_size);
+            counters::LARGE_BYTES.fetch_sub(old_size - new_size, Relaxed);
             return p;
         }
         return ptr::null_mut();
@@ -469,12 +481,12 @@ pub fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
             (*nh).map_size = new_size;
             (*nh).user = dest as usize + HEADER;
         }
-        stats::add_mapped(new_size - old_size);
-        stats::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
+        counters::add_mapped(new_size - old_size);
+        counters::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
         return (dest as usize + HEADER) as *mut u8;
     }
-    stats::add_mapped(new_size - old_size);
-    stats::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
+    counters::add_mapped(new_size - old_size);
+    counters::LARGE_BYTES.fetch_add(new_size - old_size, Relaxed);
     p
 }
 
@@ -500,6 +512,24 @@ pub unsafe fn unlock_after_fork() {
 mod tests {
     use super::*;
 
+    // The large-block calls, for blocks the tests made with `alloc`: the
+    // kind they pass is the arena map's, as the contract asks.
+    fn usable(p: *const u8) -> usize {
+        let kind = arena_map::lookup(p as usize);
+        // SAFETY: kind is the arena map's for p, a live large block.
+        unsafe { usable_size(p, kind, "test") }
+    }
+    fn release(p: *mut u8) {
+        let kind = arena_map::lookup(p as usize);
+        // SAFETY: as in `usable`.
+        unsafe { free(p, kind, "test") }
+    }
+    fn resize(p: *mut u8, n: usize) -> *mut u8 {
+        let kind = arena_map::lookup(p as usize);
+        // SAFETY: as in `usable`.
+        unsafe { realloc(p, kind, n, "test") }
+    }
+
     #[test]
     fn freed_spans_are_cached_and_reused() {
         // A size no other test uses, so the cache entry is ours.
@@ -507,12 +537,12 @@ mod tests {
         let (p, zeroed) = alloc(n, ALIGNMENT);
         assert!(!p.is_null() && zeroed);
         assert_eq!(p as usize % ARENA_SIZE, HEADER, "header at the chunk start");
-        assert!(usable_size(p, CHUNK_LARGE, "test") >= n);
-        free(p, CHUNK_LARGE, "test");
+        assert!(usable(p) >= n);
+        release(p);
         let (q, zeroed) = alloc(n, ALIGNMENT);
         assert_eq!(q, p, "the freed mapping is reused");
         assert!(!zeroed, "a reused span is not known to be zero");
-        free(q, CHUNK_LARGE, "test");
+        release(q);
     }
 
     #[test]
@@ -527,7 +557,7 @@ mod tests {
             unsafe { core::ptr::write_bytes(p, 0x5a, n) };
         }
         for &p in &ps {
-            free(p, CHUNK_LARGE, "test");
+            release(p);
         }
         // SAFETY: the mappings are cached, still mapped, and no other test
         // takes these sizes.
@@ -541,18 +571,18 @@ mod tests {
         let (q, zeroed) = alloc(small, ALIGNMENT);
         assert_eq!(q, ps[0]);
         assert!(!zeroed);
-        let usable = usable_size(q, CHUNK_LARGE, "test");
+        let usable = usable(q);
         assert!(
             usable >= small && usable < small + 2 * PAGE_SIZE,
             "shrunk: {usable}"
         );
         // SAFETY: q's first bytes are the old block's.
         assert_eq!(unsafe { *q.add(small - 1) }, 0x5a);
-        free(q, CHUNK_LARGE, "test");
+        release(q);
         for (i, &p) in ps.iter().enumerate().skip(1) {
             let (q, _) = alloc(n + i * 4096 * 3, ALIGNMENT);
             assert_eq!(q, p, "reused from the cache");
-            free(q, CHUNK_LARGE, "test");
+            release(q);
         }
     }
 
@@ -561,7 +591,7 @@ mod tests {
         let n = LARGE_CACHE_MAX_BLOCK + 1;
         let (p, _) = alloc(n, ALIGNMENT);
         assert!(!p.is_null());
-        free(p, CHUNK_LARGE, "test");
+        release(p);
         assert_eq!(
             arena_map::lookup(p as usize),
             arena_map::CHUNK_NONE,
@@ -574,17 +604,17 @@ mod tests {
         let (p, _) = alloc(300_000, ALIGNMENT);
         // SAFETY: p has 300_000 usable bytes.
         unsafe { core::ptr::write_bytes(p, 0xab, 300_000) };
-        let q = realloc(p, CHUNK_LARGE, 40 << 20, "test");
+        let q = resize(p, 40 << 20);
         assert!(!q.is_null());
         assert_eq!(q as usize % ARENA_SIZE, HEADER);
         // SAFETY: q keeps the first 300_000 bytes.
         assert!(unsafe { core::slice::from_raw_parts(q, 300_000) }
             .iter()
             .all(|&b| b == 0xab));
-        assert!(usable_size(q, CHUNK_LARGE, "test") >= 40 << 20);
-        let r = realloc(q, CHUNK_LARGE, 200_000, "test");
+        assert!(usable(q) >= 40 << 20);
+        let r = resize(q, 200_000);
         assert_eq!(r, q, "shrinking stays in place");
-        free(r, CHUNK_LARGE, "test");
+        release(r);
     }
 
     #[test]
@@ -593,8 +623,8 @@ mod tests {
         let (p, _) = alloc(1000, align);
         assert_eq!(p as usize % align, 0);
         assert_eq!(arena_map::lookup(p as usize), CHUNK_LARGE_BEHIND);
-        assert!(usable_size(p, CHUNK_LARGE_BEHIND, "test") >= 1000);
-        free(p, CHUNK_LARGE_BEHIND, "test");
+        assert!(usable(p) >= 1000);
+        release(p);
         assert_eq!(arena_map::lookup(p as usize), arena_map::CHUNK_NONE);
     }
 }

@@ -50,52 +50,38 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::missing_safety_doc)]
 
-pub mod alloc;
-pub mod arena;
-pub mod arena_map;
-pub mod census;
-pub mod config;
-pub mod debug;
-pub mod domain;
-pub mod env;
-pub mod fault;
-pub mod ffi;
-pub mod free;
-pub mod gc;
-pub mod heap;
-pub mod large;
-pub mod object;
-pub mod os;
-pub mod pool;
-pub mod prof;
-pub mod purge;
-pub mod report;
-pub mod size_class;
-pub mod stats;
-pub mod sync;
-pub mod tls;
+pub(crate) mod alloc;
+pub(crate) mod arena;
+pub(crate) mod arena_map;
+pub(crate) mod census;
+pub(crate) mod config;
+pub(crate) mod counters;
+pub(crate) mod debug;
+pub(crate) mod domain;
+pub(crate) mod env;
+pub(crate) mod fault;
+pub(crate) mod ffi;
+pub(crate) mod free;
+pub(crate) mod gc;
+pub(crate) mod heap;
+pub(crate) mod large;
+pub(crate) mod lifecycle;
+pub(crate) mod object;
+pub(crate) mod os;
+pub(crate) mod pool;
+pub(crate) mod prof;
+pub(crate) mod purge;
+pub(crate) mod report;
+pub(crate) mod size_class;
+pub(crate) mod stacks;
+pub(crate) mod stats;
+pub(crate) mod sync;
 
-/// Runs when the library is loaded: read the environment and register the
-/// fork handlers (pthread_atfork may allocate, so not from inside malloc).
-extern "C" fn obmem_init() {
-    env::init();
-    heap::install_fork_handlers();
-    prof::install_fork_handlers();
+/// The allocator core for Rust code, and the crate's integration tests:
+/// the functions the C `malloc` family ends in, without the domain hooks,
+/// and the statistics snapshot. Everything else is internal to the crate.
+pub mod direct {
+    pub use crate::alloc::{aligned, calloc, malloc, realloc};
+    pub use crate::free::{free, usable_size};
+    pub use crate::stats::{obm_stats, snapshot};
 }
-
-/// Runs at exit: the statistics table for `OBMEM_SHOW_STATS=1`, the heap
-/// profile for `OBMEM_PROF_DUMP`.
-extern "C" fn obmem_fini() {
-    if env::SHOW_STATS.load(core::sync::atomic::Ordering::Relaxed) {
-        stats::print(2);
-    }
-    prof::dump_at_exit();
-}
-
-#[used]
-#[link_section = ".init_array"]
-static INIT: extern "C" fn() = obmem_init;
-
-#[used]
-#[link_section = ".fini_array"]
-static FINI: extern "C" fn() = obmem_fini;

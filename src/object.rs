@@ -198,7 +198,7 @@ pub unsafe fn new_object(t: *const obm_type, extra: usize, caller: &str) -> *mut
     if base.is_null() {
         return ptr::null_mut();
     }
-    crate::census::created(t, crate::census::block_bytes(base));
+    crate::census::created(t as *const c_void, crate::census::block_bytes(base));
     // SAFETY: base is a fresh block of `total` bytes, 16-byte aligned, and
     // prefix is 0 or HEAD_SIZE (a multiple of 16), so o is aligned too.
     unsafe {
@@ -278,7 +278,7 @@ fn trash() -> &'static Trash {
     // SAFETY: the slot is this thread's, lives as long as the thread, fits
     // a Trash (checked above), starts zeroed (a valid Trash), and only this
     // module touches it, through Cells on this thread.
-    unsafe { &*(crate::tls::trash_slot() as *const Trash) }
+    unsafe { &*(crate::heap::tls::trash_slot() as *const Trash) }
 }
 
 /// Bit 0 of a trash link: the object was tracked when deposited.
@@ -397,7 +397,10 @@ unsafe fn destroy(o: *mut obm_object) {
             crate::gc::note_gc_object_freed();
         }
         let base = (o as *mut u8).sub(prefix_size(ty));
-        crate::census::destroyed(ty, crate::census::block_bytes(base));
+        crate::census::destroyed(
+            ty as *const obm_type as *const c_void,
+            crate::census::block_bytes(base),
+        );
         crate::domain::object_free(base);
     }
 }

@@ -151,21 +151,6 @@ pub fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e };
 }
 
-/// Writes all of `bytes` to `fd`, ignoring errors (used for reports).
-pub fn write_all(fd: i32, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a valid slice for the length passed.
-        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
-        if n <= 0 {
-            if n < 0 && errno() == libc::EINTR {
-                continue;
-            }
-            return;
-        }
-        bytes = &bytes[n as usize..];
-    }
-}
-
 /// Writes all of `bytes` to `fd`; false (errno set) on an error.
 pub fn write_checked(fd: i32, mut bytes: &[u8]) -> bool {
     while !bytes.is_empty() {
@@ -236,12 +221,6 @@ pub unsafe fn map_file(path: *const core::ffi::c_char) -> Option<(*const u8, usi
 pub fn close(fd: i32) -> bool {
     // SAFETY: closing a descriptor has no memory-safety preconditions.
     unsafe { libc::close(fd) == 0 }
-}
-
-/// Ends the process as glibc does on heap corruption.
-pub fn abort() -> ! {
-    // SAFETY: abort has no preconditions.
-    unsafe { libc::abort() }
 }
 
 /// Reads an environment variable without allocating. The bytes live as long

@@ -234,8 +234,12 @@ impl Pool {
     }
 
     /// Pops a block from the allocation list; null when it is empty.
+    ///
+    /// # Safety
+    /// Called by the pool's owner: the thread whose heap holds the pool, or
+    /// the thread holding the registry lock while that heap is abandoned.
     #[inline(always)]
-    pub fn pop(&self) -> *mut u8 {
+    pub unsafe fn pop(&self) -> *mut u8 {
         let b = self.free.get();
         if b.is_null() {
             return b as *mut u8;
@@ -255,9 +259,14 @@ impl Pool {
     /// Pops a block, refilling the allocation list from the owner's frees,
     /// or else other threads' frees, if it is empty: the second chance of
     /// `malloc`'s fast path. Null if the three lists are empty.
+    ///
+    /// # Safety
+    /// Called by the pool's owner: the thread whose heap holds the pool, or
+    /// the thread holding the registry lock while that heap is abandoned.
     #[inline(always)]
-    pub fn pop_or_take_local(&self) -> *mut u8 {
-        let b = self.pop();
+    pub unsafe fn pop_or_take_local(&self) -> *mut u8 {
+        // SAFETY (here and below): the caller is the owner (contract).
+        let b = unsafe { self.pop() };
         if !b.is_null() {
             return b;
         }
@@ -265,23 +274,28 @@ impl Pool {
         if local.is_null() {
             // Blocks other threads freed (a producer's pool): taken here
             // rather than through the whole slow path.
-            if self.thread_free.load(Relaxed).is_null() || self.take_thread_free() == 0 {
+            if self.thread_free.load(Relaxed).is_null() || unsafe { self.take_thread_free() } == 0 {
                 return ptr::null_mut();
             }
             local = self.local_free.get();
         }
         self.local_free.set(ptr::null_mut());
         self.free.set(local);
-        self.pop()
+        unsafe { self.pop() }
     }
 
     /// Refills the allocation list, from the owner's frees or by carving,
     /// and pops. Null when the pool has no free block (blocks on
     /// `thread_free` come back through the heap).
-    pub fn pop_slow(&self) -> *mut u8 {
+    ///
+    /// # Safety
+    /// Called by the pool's owner: the thread whose heap holds the pool, or
+    /// the thread holding the registry lock while that heap is abandoned.
+    pub unsafe fn pop_slow(&self) -> *mut u8 {
         if self.free.get().is_null() {
             if self.local_free.get().is_null() {
-                self.take_thread_free();
+                // SAFETY: the caller is the owner (contract).
+                unsafe { self.take_thread_free() };
             }
             let local = self.local_free.replace(ptr::null_mut());
             if !local.is_null() {
@@ -290,7 +304,8 @@ impl Pool {
                 self.carve();
             }
         }
-        self.pop()
+        // SAFETY: as above.
+        unsafe { self.pop() }
     }
 
     /// Carves the blocks that start in the page of the next uncarved block
@@ -371,8 +386,12 @@ impl Pool {
     }
 
     /// Takes every block other threads freed into this pool onto
-    /// `local_free`; returns how many. Owner only.
-    pub fn take_thread_free(&self) -> u32 {
+    /// `local_free`; returns how many.
+    ///
+    /// # Safety
+    /// Called by the pool's owner: the thread whose heap holds the pool, or
+    /// the thread holding the registry lock while that heap is abandoned.
+    pub unsafe fn take_thread_free(&self) -> u32 {
         if self.thread_free.load(Relaxed).is_null() {
             return 0;
         }
@@ -399,7 +418,11 @@ impl Pool {
     /// Forgets the free blocks of an empty pool and carves it from its
     /// start again, so that its pages may be discarded. False if nothing
     /// was carved (the pages are untouched already).
-    pub fn rewind(&self) -> bool {
+    ///
+    /// # Safety
+    /// Called by the pool's owner: the thread whose heap holds the pool, or
+    /// the thread holding the registry lock while that heap is abandoned.
+    pub unsafe fn rewind(&self) -> bool {
         debug_assert!(self.is_empty() && self.thread_free.load(Relaxed).is_null());
         if self.carved.get() == 0 {
             return false;
@@ -433,6 +456,30 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The owner-only calls of a pool the test made and alone uses.
+    struct Owned<'a>(&'a Pool);
+    fn owned(p: &Pool) -> Owned<'_> {
+        Owned(p)
+    }
+    impl Owned<'_> {
+        fn pop(&self) -> *mut u8 {
+            // SAFETY: the test thread is the pool's only user.
+            unsafe { self.0.pop() }
+        }
+        fn pop_slow(&self) -> *mut u8 {
+            // SAFETY: as in `pop`.
+            unsafe { self.0.pop_slow() }
+        }
+        fn take_thread_free(&self) -> u32 {
+            // SAFETY: as in `pop`.
+            unsafe { self.0.take_thread_free() }
+        }
+        fn rewind(&self) -> bool {
+            // SAFETY: as in `pop`.
+            unsafe { self.0.rewind() }
+        }
+    }
     use crate::size_class::class_of;
 
     fn pool_in(mem: &mut Vec<u8>, class: usize) -> (Pool, *mut u8) {
@@ -448,12 +495,12 @@ mod tests {
         let cap = size_class::info(class).capacity as usize;
         let mut mem = vec![0u8; UNIT_SIZE + PAGE_SIZE];
         let (pool, start) = pool_in(&mut mem, class);
-        assert!(pool.pop().is_null(), "nothing carved yet");
-        let a = pool.pop_slow();
+        assert!(owned(&pool).pop().is_null(), "nothing carved yet");
+        let a = owned(&pool).pop_slow();
         assert_eq!(a, start);
         // One page of 48-byte blocks carved: 4096 / 48 rounded up.
         assert_eq!(pool.carved.get(), 86);
-        let b = pool.pop();
+        let b = owned(&pool).pop();
         assert_eq!(b as usize, start as usize + 48);
         assert!(pool.is_carved_block(a) && pool.is_carved_block(b));
         assert!(
@@ -476,7 +523,7 @@ mod tests {
         // The allocation list is not refilled from local frees until it is empty.
         let mut n = 2;
         loop {
-            let p = pool.pop();
+            let p = owned(&pool).pop();
             if p.is_null() {
                 break;
             }
@@ -484,8 +531,12 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 86);
-        assert_eq!(pool.pop_slow(), a, "local frees refill the allocation list");
-        while !pool.pop_slow().is_null() {
+        assert_eq!(
+            owned(&pool).pop_slow(),
+            a,
+            "local frees refill the allocation list"
+        );
+        while !owned(&pool).pop_slow().is_null() {
             n += 1;
         }
         assert_eq!(n, cap);
@@ -500,7 +551,7 @@ mod tests {
         let class = class_of(16).unwrap();
         let mut mem = vec![0u8; UNIT_SIZE + PAGE_SIZE];
         let (pool, _) = pool_in(&mut mem, class);
-        let blocks: Vec<*mut u8> = (0..10).map(|_| pool.pop_slow()).collect();
+        let blocks: Vec<*mut u8> = (0..10).map(|_| owned(&pool).pop_slow()).collect();
         for (i, &b) in blocks.iter().enumerate() {
             // SAFETY: live blocks of the pool, each pushed once.
             let first = unsafe { pool.push_thread_free(b as *mut Block) };
@@ -508,11 +559,11 @@ mod tests {
         }
         assert!(pool.is_free(blocks[3]));
         assert_eq!(pool.used(), 10);
-        assert_eq!(pool.take_thread_free(), 10);
+        assert_eq!(owned(&pool).take_thread_free(), 10);
         assert_eq!(pool.used(), 0);
         assert!(pool.thread_free.load(Relaxed).is_null());
-        assert_eq!(pool.take_thread_free(), 0);
-        assert!(pool.rewind());
+        assert_eq!(owned(&pool).take_thread_free(), 0);
+        assert!(owned(&pool).rewind());
         assert!(!pool.is_free(blocks[3]));
     }
 

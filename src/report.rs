@@ -1,5 +1,9 @@
 //! Messages to stderr without allocating: a fixed buffer that implements
 //! `core::fmt::Write`, and the fatal-error path every misuse report ends in.
+//!
+//! The lowest module of the crate, so that every other one can report: it
+//! makes its own `write(2)` and `abort(3)` calls rather than going through
+//! `os`.
 
 use core::fmt::{self, Write};
 
@@ -20,7 +24,7 @@ impl LineBuf {
         &self.buf[..self.len]
     }
     pub fn flush_to(&mut self, fd: i32) {
-        crate::os::write_all(fd, self.as_bytes());
+        write_all(fd, self.as_bytes());
         self.len = 0;
     }
 }
@@ -56,7 +60,7 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     let _ = b.write_fmt(args);
     let _ = b.write_str("\n");
     b.flush_to(2);
-    crate::os::abort()
+    abort()
 }
 
 /// The glibc-style report for a pointer obmem never returned.
@@ -66,4 +70,26 @@ pub fn invalid_pointer(func: &str, p: *const u8) -> ! {
     fatal(format_args!(
         "{func}(): invalid pointer {p:p} (obmem never returned it)"
     ))
+}
+
+/// Writes all of `bytes` to `fd`, ignoring errors (used for reports).
+pub fn write_all(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid slice for the length passed.
+        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+        if n <= 0 {
+            // SAFETY: __errno_location returns the calling thread's errno slot.
+            if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Ends the process as glibc does on heap corruption.
+pub fn abort() -> ! {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
 }

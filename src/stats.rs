@@ -1,72 +1,10 @@
-//! Statistics: per-heap counters bumped by their owner with plain relaxed
-//! stores (no read-modify-write on the fast path), global atomics for the
-//! slow paths, merged on demand by `snapshot`.
+//! Statistics: the snapshot (`obm_stats`) merged from the counters
+//! (`counters`), the heaps, the pools and the large-block cache, and the
+//! table `obm_print_stats` and `OBMEM_SHOW_STATS=1` print.
 
 use crate::config::{NUM_CLASSES, UNIT_SIZE};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-
-/// Counters owned by one heap: only the thread owning the heap writes them,
-/// so a relaxed load+store is an exact increment; anyone may read them.
-/// Blocks in use and pools per class are not counted on the way: the
-/// snapshot reads them from the pools themselves (`Pool::used`).
-pub struct HeapStats {
-    /// Allocations per class, indexed by class + 1 (the malloc fast path's
-    /// slot); entry 0 unused.
-    pub allocs: [AtomicU64; NUM_CLASSES + 1],
-}
-
-impl HeapStats {
-    pub const fn new() -> Self {
-        HeapStats {
-            allocs: [const { AtomicU64::new(0) }; NUM_CLASSES + 1],
-        }
-    }
-}
-
-impl Default for HeapStats {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// `c += 1` by the only writer of `c` (a relaxed load and store, one
-/// `inc` on x86): counts an allocation on the fast path. Compiled out
-/// without the `stats` feature.
-#[inline(always)]
-pub fn count(c: &AtomicU64) {
-    if cfg!(feature = "stats") {
-        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-    }
-}
-
-pub static MAPPED: AtomicUsize = AtomicUsize::new(0);
-pub static PEAK_MAPPED: AtomicUsize = AtomicUsize::new(0);
-pub static ARENAS_ALLOCATED: AtomicUsize = AtomicUsize::new(0);
-pub static ARENAS_FREED: AtomicUsize = AtomicUsize::new(0);
-pub static ARENAS_PEAK: AtomicUsize = AtomicUsize::new(0);
-pub static LARGE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
-pub static LARGE_BYTES: AtomicUsize = AtomicUsize::new(0);
-pub static LARGE_ALLOCS: AtomicUsize = AtomicUsize::new(0);
-/// Bytes between large mappings' headers and their blocks (over-alignment).
-pub static LARGE_ALIGN_LOSS: AtomicUsize = AtomicUsize::new(0);
-
-pub fn add_mapped(n: usize) {
-    let now = MAPPED.fetch_add(n, Relaxed) + n;
-    PEAK_MAPPED.fetch_max(now, Relaxed);
-}
-
-pub fn sub_mapped(n: usize) {
-    MAPPED.fetch_sub(n, Relaxed);
-}
-
-pub fn arena_acquired() {
-    let n = ARENAS_ALLOCATED.fetch_add(1, Relaxed) + 1;
-    ARENAS_PEAK.fetch_max(n - ARENAS_FREED.load(Relaxed), Relaxed);
-}
-
-pub fn arena_released() {
-    ARENAS_FREED.fetch_add(1, Relaxed);
-}
+use crate::counters::*;
+use core::sync::atomic::Ordering::Relaxed;
 
 /// Statistics of one size class.
 #[allow(non_camel_case_types)]
@@ -256,13 +194,33 @@ pub fn print(fd: i32) {
         s.bytes_lost_headers, s.bytes_lost_quantization, s.bytes_lost_alignment
     );
     b.flush_to(fd);
-    if crate::debug::active() {
-        let (recorded, quarantined, bytes) = crate::debug::counts();
+    if let Some((recorded, quarantined, bytes)) = crate::debug::counts() {
         let _ = writeln!(
             b,
             "debug hooks on: {recorded} blocks recorded, {quarantined} in quarantine ({bytes} bytes)"
         );
         b.flush_to(fd);
     }
-    crate::census::print(fd);
+    print_census(fd);
+}
+
+/// The census section of the table: live objects and bytes per type,
+/// most bytes first (nothing when no object lives).
+fn print_census(fd: i32) {
+    use core::fmt::Write;
+    let mut b = crate::report::LineBuf::new();
+    let mut first = true;
+    crate::census::sorted(|ty, objects, bytes| {
+        if first {
+            let _ = writeln!(b, "objects by type          objects          bytes");
+            first = false;
+        }
+        let name = if ty.is_null() {
+            "(other types)"
+        } else {
+            crate::object::type_name(ty as *const crate::object::obm_type)
+        };
+        let _ = writeln!(b, "  {name:<20.20} {objects:>12} {bytes:>14}");
+        b.flush_to(fd);
+    });
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use obmem::{alloc, free};
+use obmem::direct;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -50,7 +50,7 @@ fn threads_with_cross_thread_frees() {
                     for b in inbox {
                         check(&b, usize::MAX);
                         if round % 2 == 0 {
-                            unsafe { free::free(b.p as *mut u8, "free") };
+                            unsafe { direct::free(b.p as *mut u8, "free") };
                         } else {
                             model.live.insert(b.p, b); // adopt, free later
                         }
@@ -66,7 +66,7 @@ fn threads_with_cross_thread_frees() {
     for b in boxes.iter() {
         for b in std::mem::take(&mut *b.lock().unwrap()) {
             check(&b, usize::MAX);
-            unsafe { free::free(b.p as *mut u8, "free") };
+            unsafe { direct::free(b.p as *mut u8, "free") };
         }
     }
 }
@@ -75,20 +75,20 @@ fn threads_with_cross_thread_frees() {
 fn exited_threads_memory_is_reclaimed() {
     // A thread allocates and exits; this thread frees its blocks; the
     // abandoned heap takes them back and returns its arenas.
-    let before = obmem::stats::snapshot();
+    let before = direct::snapshot();
     let blocks: Vec<usize> = std::thread::spawn(|| {
         (0..50_000)
-            .map(|i| alloc::malloc(16 + i % 400) as usize)
+            .map(|i| direct::malloc(16 + i % 400) as usize)
             .collect()
     })
     .join()
     .unwrap();
-    let mid = obmem::stats::snapshot();
+    let mid = direct::snapshot();
     assert!(mid.bytes_in_use >= before.bytes_in_use + 50_000 * 16);
     for p in blocks {
-        unsafe { free::free(p as *mut u8, "free") };
+        unsafe { direct::free(p as *mut u8, "free") };
     }
-    let after = obmem::stats::snapshot();
+    let after = direct::snapshot();
     // Other tests run concurrently in this process: allow their slack.
     assert!(
         after.bytes_in_use < mid.bytes_in_use - 50_000 * 16,

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use obmem::free;
+use obmem::direct;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -35,7 +35,7 @@ fn replaced_threads_free_each_others_blocks_while_running() {
                     let mut rng = Rng(0x5eed + (round * THREADS + t) as u64 * 104_729);
                     for b in mine {
                         check(&b, usize::MAX);
-                        unsafe { free::free(b.p as *mut u8, "free") };
+                        unsafe { direct::free(b.p as *mut u8, "free") };
                     }
                     let mut model = Model {
                         live: BTreeMap::new(),
@@ -50,7 +50,7 @@ fn replaced_threads_free_each_others_blocks_while_running() {
                     let given: Vec<Live> = std::mem::take(&mut *inboxes[t].lock().unwrap());
                     for b in given {
                         check(&b, usize::MAX);
-                        unsafe { free::free(b.p as *mut u8, "free") };
+                        unsafe { direct::free(b.p as *mut u8, "free") };
                     }
                     // Half of what is left outlives this thread.
                     let keys: Vec<usize> = model.live.keys().copied().collect();
@@ -61,7 +61,7 @@ fn replaced_threads_free_each_others_blocks_while_running() {
                             kept.push(b);
                         } else {
                             check(&b, usize::MAX);
-                            unsafe { free::free(b.p as *mut u8, "free") };
+                            unsafe { direct::free(b.p as *mut u8, "free") };
                         }
                     }
                     kept
@@ -78,6 +78,6 @@ fn replaced_threads_free_each_others_blocks_while_running() {
     }
     for b in carry {
         check(&b, usize::MAX);
-        unsafe { free::free(b.p as *mut u8, "free") };
+        unsafe { direct::free(b.p as *mut u8, "free") };
     }
 }

@@ -131,7 +131,7 @@ impl Table {
         if fresh.is_null() {
             return false;
         }
-        crate::stats::add_mapped(count * core::mem::size_of::<Record>());
+        crate::counters::add_mapped(count * core::mem::size_of::<Record>());
         // Fresh mappings are zeroed: every slot starts empty.
         self.slots = fresh;
         self.mask = count - 1;
@@ -155,7 +155,7 @@ impl Table {
                     old_count * core::mem::size_of::<Record>(),
                 )
             };
-            crate::stats::sub_mapped(old_count * core::mem::size_of::<Record>());
+            crate::counters::sub_mapped(old_count * core::mem::size_of::<Record>());
         }
         true
     }

@@ -64,7 +64,7 @@ pub fn fail(error: &str, r: &Record, detail: core::fmt::Arguments<'_>) -> ! {
         );
     }
     b.flush_to(2);
-    crate::os::abort()
+    crate::report::abort()
 }
 
 /// `n` bytes at `addr`, shown as hex.

@@ -33,7 +33,7 @@ pub mod objects;
 mod quarantine;
 
 use crate::config::{ALIGNMENT, QUARANTINE_MAX_BLOCK};
-use crate::domain::{self, obm_allocator, obm_domain};
+use crate::domain::{self, obm_allocator, obm_domain, Dispatch};
 use crate::os;
 use crate::sync::SpinLock;
 use blocks::Record;
@@ -128,14 +128,18 @@ pub fn setup() {
     {
         h.underlying
             .store(domain::table(d) as *const _ as *mut _, Release);
-        domain::set(
+        domain::set_dispatch(
             d,
-            &obm_allocator {
-                ctx: h as *const Hooks as *mut c_void,
-                malloc: Some(hook_malloc),
-                calloc: Some(hook_calloc),
-                realloc: Some(hook_realloc),
-                free: Some(hook_free),
+            Dispatch {
+                table: obm_allocator {
+                    ctx: h as *const Hooks as *mut c_void,
+                    malloc: Some(hook_malloc),
+                    calloc: Some(hook_calloc),
+                    realloc: Some(hook_realloc),
+                    free: Some(hook_free),
+                },
+                aligned: Some(aligned),
+                usable: Some(usable_size),
             },
         );
     }
@@ -407,15 +411,15 @@ unsafe fn realloc_block(h: &Hooks, p: *mut u8, n: usize) -> *mut u8 {
     q
 }
 
-/// Aligned allocation through the object domain's hooks (the drop-in
-/// posix_memalign family), `align` a power of two.
-pub fn aligned(align: usize, n: usize) -> *mut u8 {
-    alloc_block(&HOOKS[obm_domain::OBM_DOMAIN_OBJ as usize], n, align, false)
+/// Aligned allocation through the hooks of domain `d` (the drop-in
+/// posix_memalign family uses the object domain), `align` a power of two.
+fn aligned(d: obm_domain, align: usize, n: usize) -> *mut u8 {
+    alloc_block(&HOOKS[d as usize], n, align, false)
 }
 
 /// The requested size of a debug block; None if `p` is not one. A freed
 /// block is reported.
-pub fn usable_size(p: *const u8, func: &str) -> Option<usize> {
+fn usable_size(p: *const u8, func: &str) -> Option<usize> {
     let r = blocks::get(p as usize);
     match r {
         Some(r) if r.freed => dump::fail(
@@ -431,15 +435,14 @@ pub fn usable_size(p: *const u8, func: &str) -> Option<usize> {
     }
 }
 
-/// The requested size of the debug block `p`, if it is one (no report).
-pub fn size_if_block(p: *const u8) -> Option<usize> {
-    blocks::get(p as usize).filter(|r| !r.freed).map(|r| r.size)
-}
-
-/// Debug blocks recorded, and those waiting in the quarantine with their bytes.
-pub fn counts() -> (usize, usize, usize) {
+/// Debug blocks recorded, and those waiting in the quarantine with their
+/// bytes; None when the hooks are not installed.
+pub fn counts() -> Option<(usize, usize, usize)> {
+    if !ACTIVE.load(Acquire) {
+        return None;
+    }
     let (q, qb) = quarantine::size();
-    (blocks::count(), q, qb)
+    Some((blocks::count(), q, qb))
 }
 
 pub fn lock_for_fork() {

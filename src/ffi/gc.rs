@@ -1,4 +1,4 @@
-//! C exports of API.md §4: the cycle collector (CPython's `gc` module) and
+//! C exports of docs/API.md §4: the cycle collector (CPython's `gc` module) and
 //! the lock that stands in for the GIL.
 
 use crate::debug;

@@ -7,11 +7,8 @@
 //! these symbols; they are not redefined, which keeps their new_handler and
 //! bad_alloc behaviour intact.
 
-use crate::alloc;
 use crate::config::{ALIGNMENT, PAGE_SIZE};
-use crate::debug;
 use crate::domain::{self, obm_domain::OBM_DOMAIN_OBJ};
-use crate::free;
 use crate::os;
 use core::ffi::c_void;
 use core::ptr;
@@ -60,16 +57,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, nmemb: usize, size: usize)
 /// Aligned allocation with glibc's checks done by the caller (sizes above
 /// PTRDIFF_MAX fail with ENOMEM in the core).
 fn aligned(align: usize, n: usize) -> *mut c_void {
-    if crate::prof::active() && crate::prof::tick(n) {
-        let p = domain::sample(n, align, false);
-        if !p.is_null() {
-            return p as *mut c_void;
-        }
-    }
-    if debug::active() {
-        return debug::aligned(align, n) as *mut c_void;
-    }
-    alloc::aligned(align, n) as *mut c_void
+    domain::aligned(OBM_DOMAIN_OBJ, align, n) as *mut c_void
 }
 
 #[no_mangle]
@@ -136,12 +124,7 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 /// The usable size of any block: a debug block's requested size, or the
 /// allocator's block size.
 pub(crate) fn usable_size(p: *const u8, func: &str) -> usize {
-    if debug::active() && !p.is_null() {
-        if let Some(n) = debug::usable_size(p, func) {
-            return n;
-        }
-    }
-    free::usable_size(p, func)
+    domain::usable_size(OBM_DOMAIN_OBJ, p, func)
 }
 
 // glibc's internal names, used by some programs and libraries to reach

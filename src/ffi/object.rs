@@ -1,4 +1,4 @@
-//! C exports of API.md §3: objects and reference counts.
+//! C exports of docs/API.md §3: objects and reference counts.
 
 use crate::debug;
 use crate::object::{self, obm_object, obm_type};

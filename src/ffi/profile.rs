@@ -1,8 +1,8 @@
 //! C exports of API.md §9: where memory goes (the object census, why an
 //! object is alive, and the sampled heap profiler).
 
-use crate::census::{self, obm_type_census};
-use crate::object::{obm_object, obm_visitproc};
+use crate::census;
+use crate::object::{obm_object, obm_type, obm_visitproc};
 use core::ffi::{c_int, c_void};
 
 /// Fills `out[0..cap]` with the live objects per type (tracked or not, GC
@@ -16,8 +16,33 @@ use core::ffi::{c_int, c_void};
 /// table, no allocation.
 #[no_mangle]
 pub unsafe extern "C" fn obm_census(out: *mut obm_type_census, cap: usize) -> usize {
-    // SAFETY: the caller passes `cap` writable rows (or NULL).
-    unsafe { census::census(out, cap) }
+    let mut i = 0;
+    census::sorted(|ty, objects, bytes| {
+        if i < cap && !out.is_null() {
+            // SAFETY: i < cap rows, writable per the contract.
+            unsafe {
+                out.add(i).write(obm_type_census {
+                    r#type: ty as *const obm_type,
+                    objects,
+                    bytes,
+                })
+            };
+        }
+        i += 1;
+    })
+}
+
+/// One type's row of `obm_census`.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct obm_type_census {
+    /// The type (NULL: types beyond the census table's capacity).
+    pub r#type: *const obm_type,
+    /// Live objects of the type.
+    pub objects: usize,
+    /// Bytes of their memory blocks (usable size, collector header included).
+    pub bytes: usize,
 }
 
 /// Why is `target` still alive? Calls `visit(o, arg)` on each object of a

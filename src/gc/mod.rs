@@ -64,10 +64,12 @@ pub const OBM_GC_DEBUG_STATS: c_uint = 1;
 /// Debug flag: print each collectable object found.
 pub const OBM_GC_DEBUG_COLLECTABLE: c_uint = 2;
 /// Debug flag: print each uncollectable object found.
+#[allow(dead_code)] // for C (the header), as CPython's; nothing is uncollectable here
 pub const OBM_GC_DEBUG_UNCOLLECTABLE: c_uint = 4;
 /// Debug flag: keep unreachable objects in the garbage list instead of clearing them.
 pub const OBM_GC_DEBUG_SAVEALL: c_uint = 32;
 /// Debug flags for finding leaks: COLLECTABLE | UNCOLLECTABLE | SAVEALL.
+#[allow(dead_code)] // for C (the header)
 pub const OBM_GC_DEBUG_LEAK: c_uint =
     OBM_GC_DEBUG_COLLECTABLE | OBM_GC_DEBUG_UNCOLLECTABLE | OBM_GC_DEBUG_SAVEALL;
 
@@ -180,20 +182,9 @@ impl GcState {
         // SAFETY: as above.
         unsafe { list::init(self.permanent.get()) };
         self.inited.set(true);
-        if let Some(v) = crate::os::getenv(c"OBMEM_GC_THRESHOLD") {
-            match parse_thresholds(v) {
-                Some(t) => {
-                    for (cell, v) in self.threshold.iter().zip(t) {
-                        cell.set(v);
-                    }
-                }
-                None => crate::report::eprint(format_args!(
-                    "obmem: OBMEM_GC_THRESHOLD=\"{}\" is not t0[,t1[,t2]] with non-negative integers; using {},{},{}\n",
-                    core::str::from_utf8(v).unwrap_or("<non-UTF-8>"),
-                    DEFAULT_THRESHOLDS[0],
-                    DEFAULT_THRESHOLDS[1],
-                    DEFAULT_THRESHOLDS[2]
-                )),
+        if let Some(t) = crate::env::gc_thresholds(DEFAULT_THRESHOLDS) {
+            for (cell, v) in self.threshold.iter().zip(t) {
+                cell.set(v);
             }
         }
     }
@@ -208,26 +199,6 @@ impl GcState {
     pub(crate) fn permanent(&self) -> *mut GcHead {
         self.permanent.get()
     }
-}
-
-/// Parses `t0[,t1[,t2]]` (decimal, each 0..=i32::MAX); missing values keep
-/// their defaults, as `gc.set_threshold` does.
-pub(crate) fn parse_thresholds(s: &[u8]) -> Option<[i32; NUM_GENERATIONS]> {
-    let mut out = DEFAULT_THRESHOLDS;
-    for (n, field) in s.split(|&b| b == b',').enumerate() {
-        if n == NUM_GENERATIONS || field.is_empty() || field.len() > 10 {
-            return None;
-        }
-        let mut v: i64 = 0;
-        for &b in field {
-            if !b.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(b - b'0');
-        }
-        out[n] = i32::try_from(v).ok()?;
-    }
-    Some(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -488,35 +459,4 @@ pub fn set_debug(flags: c_uint) {
 
 pub fn get_debug() -> c_uint {
     gc().debug.get()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_thresholds;
-
-    #[test]
-    fn thresholds_parse_like_set_threshold() {
-        assert_eq!(parse_thresholds(b"5,3,2"), Some([5, 3, 2]));
-        assert_eq!(parse_thresholds(b"100"), Some([100, 10, 10]));
-        assert_eq!(parse_thresholds(b"0,1"), Some([0, 1, 10]));
-        assert_eq!(parse_thresholds(b"2147483647"), Some([i32::MAX, 10, 10]));
-        for bad in [
-            &b""[..],
-            b"abc",
-            b"1,2,3,4",
-            b"-1",
-            b"5,,3",
-            b"2147483648",
-            b"99999999999",
-            b" 7",
-            b"7,",
-        ] {
-            assert_eq!(
-                parse_thresholds(bad),
-                None,
-                "{:?}",
-                core::str::from_utf8(bad)
-            );
-        }
-    }
 }

@@ -8,8 +8,8 @@ use core::ffi::{c_char, c_int, CStr};
 use core::fmt::{self, Write};
 
 use super::symtab::Symtab;
-use super::table::{self, Row, BLOCK_UNIT};
 use crate::os;
+use crate::stacks::{self, Row, BLOCK_UNIT};
 
 pub(crate) const FOLDED: c_int = 0;
 pub(crate) const TEXT: c_int = 1;
@@ -131,7 +131,7 @@ fn no_frames(r: &Row) -> &'static str {
 
 fn folded(w: &mut FdWriter) {
     let mut syms = Symtab::new();
-    table::for_each(|r| {
+    stacks::for_each(|r| {
         if r.live_bytes <= 0 {
             return;
         }
@@ -151,7 +151,7 @@ fn folded(w: &mut FdWriter) {
 fn text(w: &mut FdWriter) {
     let mut syms = Symtab::new();
     let (mut live, mut blocks, mut alloc, mut stacks) = (0i64, 0i64, 0u64, 0usize);
-    table::for_each(|r| {
+    stacks::for_each(|r| {
         live += r.live_bytes.max(0);
         blocks += r.live_blocks.max(0);
         alloc += r.alloc_bytes;
@@ -175,7 +175,7 @@ fn text(w: &mut FdWriter) {
     for rank in 1..=TOP {
         let mut best: Option<(i64, usize, Row)> = None;
         let mut i = 0usize;
-        table::for_each(|r| {
+        stacks::for_each(|r| {
             let key = (r.live_bytes, usize::MAX - i);
             i += 1;
             if r.live_bytes <= 0 || last.is_some_and(|l| key >= l) {

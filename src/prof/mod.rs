@@ -35,7 +35,7 @@
 //! `OBMEM_PROF_UNWIND=fp` walks frame pointers instead, ~190 times
 //! cheaper, for programs built with them throughout; it starts from the
 //! program's frame pointer (obmem keeps none), so the allocating call site
-//! itself is missing (BENCHMARKS.md, issue 14). At most `table::DEPTH` frames are
+//! itself is missing (BENCHMARKS.md, issue 14). At most `stacks::DEPTH` frames are
 //! kept, obmem's own frames dropped. A thread's flag (`BUSY`) keeps an
 //! allocation made by the unwinder itself from being sampled.
 //!
@@ -47,11 +47,11 @@
 
 pub mod dump;
 mod symtab;
-pub mod table;
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
 
 use crate::os;
+use crate::stacks;
 
 // The flag "profiling is on" (one byte), defined in assembly, as the TLS
 // slots are (`tls.rs`), so that the fast path reads it with one
@@ -112,13 +112,15 @@ static MEAN: AtomicUsize = AtomicUsize::new(0);
 /// Bumped by every start, so threads draw a new interval at the new mean.
 static EPOCH: AtomicUsize = AtomicUsize::new(0);
 
-/// The largest sample interval accepted: 1 TiB.
-pub(crate) const MAX_SAMPLE_BYTES: usize = 1 << 40;
-
 /// How stacks are captured.
 pub(crate) const UNWIND_DWARF: u8 = 0;
 pub(crate) const UNWIND_FP: u8 = 1;
-pub(crate) static UNWIND: AtomicU8 = AtomicU8::new(UNWIND_DWARF);
+static UNWIND: AtomicU8 = AtomicU8::new(UNWIND_DWARF);
+
+/// `OBMEM_PROF_UNWIND=fp`: capture stacks by walking frame pointers.
+pub fn use_frame_pointers() {
+    UNWIND.store(UNWIND_FP, Relaxed);
+}
 
 // The thread's TLS words (`tls::prof_slot`).
 const LEFT: usize = 0;
@@ -130,7 +132,7 @@ const SEEN_EPOCH: usize = 3;
 /// when this allocation is to be sampled (then call `sampled`).
 #[inline(always)]
 pub fn tick(n: usize) -> bool {
-    let s = crate::tls::prof_slot();
+    let s = crate::heap::tls::prof_slot();
     // SAFETY: the slot is this thread's, and only this module uses it.
     unsafe {
         let left = ((*s)[LEFT] as isize).wrapping_sub(n as isize);
@@ -140,15 +142,15 @@ pub fn tick(n: usize) -> bool {
 }
 
 /// Starts a new profile sampling about every `sample_bytes` bytes. False
-/// with errno EINVAL for 0 or more than `MAX_SAMPLE_BYTES`, ENOMEM if the
+/// with errno EINVAL for 0 or more than `PROF_MAX_SAMPLE_BYTES`, ENOMEM if the
 /// table cannot be mapped.
 pub fn start(sample_bytes: usize) -> bool {
-    if sample_bytes == 0 || sample_bytes > MAX_SAMPLE_BYTES {
+    if sample_bytes == 0 || sample_bytes > crate::config::PROF_MAX_SAMPLE_BYTES {
         os::set_errno(libc::EINVAL);
         return false;
     }
     set_active(false);
-    if !table::reset() {
+    if !stacks::reset() {
         return false;
     }
     MEAN.store(sample_bytes, Relaxed);
@@ -203,11 +205,11 @@ pub fn weight(n: usize, mean: usize) -> (u64, u64) {
     let n = n.max(1) as f64;
     let p = -(-n / mean as f64).exp_m1();
     if p <= 0.0 {
-        return (mean as u64, mean as u64 * table::BLOCK_UNIT);
+        return (mean as u64, mean as u64 * stacks::BLOCK_UNIT);
     }
     (
         (n / p).round() as u64,
-        (table::BLOCK_UNIT as f64 / p).round() as u64,
+        (stacks::BLOCK_UNIT as f64 / p).round() as u64,
     )
 }
 
@@ -220,7 +222,7 @@ pub fn weight(n: usize, mean: usize) -> (u64, u64) {
 #[cold]
 #[inline(never)]
 pub fn sampled(n: usize, align: usize, zero: bool, fp: usize) -> *mut u8 {
-    let s = crate::tls::prof_slot();
+    let s = crate::heap::tls::prof_slot();
     let epoch = EPOCH.load(Relaxed);
     // SAFETY: the calling thread's slot (see `tick`).
     unsafe {
@@ -235,7 +237,7 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize) -> *mut u8 {
         }
         (*s)[BUSY] = 1;
     }
-    let mut frames = [0usize; table::DEPTH];
+    let mut frames = [0usize; stacks::DEPTH];
     let depth = capture(&mut frames, fp);
     let (p, zeroed) = crate::large::alloc(n, align);
     if !p.is_null() {
@@ -244,7 +246,7 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize) -> *mut u8 {
             unsafe { core::ptr::write_bytes(p, 0, n) };
         }
         let (bytes, blocks) = weight(n, MEAN.load(Relaxed));
-        if let Some(tag) = table::record(&frames[..depth], bytes, blocks) {
+        if let Some(tag) = stacks::record(&frames[..depth], bytes, blocks) {
             crate::large::set_sample(p, tag, bytes, blocks);
         }
     }
@@ -304,7 +306,7 @@ fn own_text() -> (usize, usize) {
 }
 
 struct Capture<'a> {
-    frames: &'a mut [usize; table::DEPTH],
+    frames: &'a mut [usize; stacks::DEPTH],
     depth: usize,
     own: (usize, usize),
 }
@@ -320,7 +322,7 @@ impl Capture<'_> {
         }
         self.frames[self.depth] = ip;
         self.depth += 1;
-        self.depth < table::DEPTH
+        self.depth < stacks::DEPTH
     }
 }
 
@@ -365,7 +367,7 @@ pub fn frame_pointer() -> usize {
 /// first, obmem's own dropped; returns how many. `fp` is where a
 /// frame-pointer walk starts (`frame_pointer`).
 #[inline(never)]
-pub fn capture(frames: &mut [usize; table::DEPTH], fp: usize) -> usize {
+pub fn capture(frames: &mut [usize; stacks::DEPTH], fp: usize) -> usize {
     let mut c = Capture {
         frames,
         depth: 0,
@@ -455,19 +457,4 @@ pub fn dump_at_exit() {
             os::errno()
         ));
     }
-}
-
-extern "C" fn before_fork() {
-    table::lock_for_fork();
-}
-
-extern "C" fn after_fork() {
-    // SAFETY: before_fork took the lock in this thread.
-    unsafe { table::unlock_after_fork() };
-}
-
-/// Registers the fork handlers; called once from the library constructor.
-pub fn install_fork_handlers() {
-    // SAFETY: the handlers are extern "C" fns valid for the process lifetime.
-    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
 }

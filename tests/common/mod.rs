@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use obmem::{alloc, free};
+use obmem::direct;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -75,11 +75,11 @@ impl Model {
     pub fn insert(&mut self, b: Live) {
         assert_ne!(b.p, 0);
         assert_eq!(b.p % 16, 0, "every block is 16-byte aligned");
-        let usable = free::usable_size(b.p as *const u8, "test");
+        let usable = direct::usable_size(b.p as *const u8, "test");
         assert!(usable >= b.size, "usable {usable} < requested {}", b.size);
         // No overlap with the neighbours (by usable size).
         if let Some((_, prev)) = self.live.range(..b.p).next_back() {
-            let pu = free::usable_size(prev.p as *const u8, "test");
+            let pu = direct::usable_size(prev.p as *const u8, "test");
             assert!(prev.p + pu <= b.p, "{:#x}+{pu} overlaps {:#x}", prev.p, b.p);
         }
         if let Some((_, next)) = self.live.range(b.p..).next() {
@@ -112,14 +112,14 @@ pub fn run_ops(
             check(&b, usize::MAX);
             match outbox {
                 Some(out) if rng.below(2) == 0 => out.lock().unwrap().push(b),
-                _ => unsafe { free::free(b.p as *mut u8, "free") },
+                _ => unsafe { direct::free(b.p as *mut u8, "free") },
             }
         } else if op < 55 && !model.live.is_empty() {
             let k = rng.below(model.live.len() as u64) as usize;
             let key = *model.live.keys().nth(k).unwrap();
             let b = model.live.remove(&key).unwrap();
             let n = rng.size().max(1);
-            let q = unsafe { alloc::realloc(b.p as *mut u8, n, "realloc") } as usize;
+            let q = unsafe { direct::realloc(b.p as *mut u8, n, "realloc") } as usize;
             check(&Live { p: q, ..b }, n); // the common prefix survived
             model.insert(Live {
                 p: q,
@@ -128,7 +128,7 @@ pub fn run_ops(
             });
         } else if op < 65 {
             let n = rng.size();
-            let p = alloc::calloc(1, n) as usize;
+            let p = direct::calloc(1, n) as usize;
             let zero = probe_offsets(n).all(|off| unsafe { *((p + off) as *const u8) } == 0);
             assert!(zero, "calloc({n}) not zeroed");
             model.insert(Live {
@@ -139,7 +139,7 @@ pub fn run_ops(
         } else if op < 72 {
             let align = 1usize << (4 + rng.below(14)); // 16 .. 128 KiB
             let n = rng.size();
-            let p = alloc::aligned(align, n) as usize;
+            let p = direct::aligned(align, n) as usize;
             assert_eq!(p % align, 0, "aligned({align}, {n})");
             model.insert(Live {
                 p,
@@ -148,7 +148,7 @@ pub fn run_ops(
             });
         } else {
             let n = rng.size();
-            let p = alloc::malloc(n) as usize;
+            let p = direct::malloc(n) as usize;
             model.insert(Live {
                 p,
                 size: n,
@@ -161,6 +161,6 @@ pub fn run_ops(
 pub fn drain(model: &mut Model) {
     for (_, b) in std::mem::take(&mut model.live) {
         check(&b, usize::MAX);
-        unsafe { free::free(b.p as *mut u8, "free") };
+        unsafe { direct::free(b.p as *mut u8, "free") };
     }
 }

@@ -1,17 +1,24 @@
 //! The three allocation domains, as CPython's PyMem_Raw / PyMem / PyObject,
 //! and the per-domain allocator hooks (PyMem_SetAllocator).
 //!
-//! Each domain dispatches through an `obm_allocator` table. Until a hook is
-//! installed the tables are the defaults and the entry points call the core
-//! directly after one relaxed load of `HOOKED`, so hooks cost nothing when
-//! unused. Installed tables are copied into never-freed slots and published
-//! with one atomic pointer store, so a thread reading a table never sees it
-//! half-written.
+//! Each domain dispatches through a `Dispatch`: the public `obm_allocator`
+//! table, plus two internal entries a hook may provide, aligned allocation
+//! and usable size. The debug hooks provide both; a user's table has
+//! neither, so its domain makes over-aligned blocks from one `malloc` of
+//! the hook (`aligned`) and the hook sees every allocation and every free.
+//! Until a hook is installed the dispatches are the defaults and the entry
+//! points call the core directly after one relaxed load of `HOOKED`, so
+//! hooks cost nothing when unused. Installed dispatches are copied into
+//! never-freed slots and published with one atomic pointer store, so a
+//! thread reading one never sees it half-written.
+
+mod aligned;
 
 use crate::alloc;
 use crate::config::ALIGNMENT;
 use crate::free;
 use crate::heap;
+use crate::os;
 use crate::prof;
 use crate::report;
 use crate::sync::SpinLock;
@@ -75,32 +82,61 @@ pub static CORE: obm_allocator = obm_allocator {
     free: Some(core_free),
 };
 
-/// True once any domain's table differs from `CORE`.
+/// Aligned allocation in domain `d`, `align` a power of two above
+/// `ALIGNMENT`; null (errno set) on failure.
+pub(crate) type AlignedFn = fn(d: obm_domain, align: usize, n: usize) -> *mut u8;
+/// The usable size of a block of the hook's; None if the block is not one
+/// of its own (the core's, allocated before the hook was installed).
+pub(crate) type UsableFn = fn(p: *const u8, func: &str) -> Option<usize>;
+
+/// What a domain dispatches through (see the module doc).
+#[derive(Clone, Copy)]
+pub(crate) struct Dispatch {
+    pub table: obm_allocator,
+    /// None: over-aligned blocks are made through `table.malloc`.
+    pub aligned: Option<AlignedFn>,
+    /// None: only the over-aligned blocks' sizes are known; others are the
+    /// core's to tell.
+    pub usable: Option<UsableFn>,
+}
+
+fn core_aligned(_d: obm_domain, align: usize, n: usize) -> *mut u8 {
+    alloc::aligned(align, n)
+}
+fn core_usable(p: *const u8, func: &str) -> Option<usize> {
+    Some(free::usable_size(p, func))
+}
+
+static CORE_DISPATCH: Dispatch = Dispatch {
+    table: CORE,
+    aligned: Some(core_aligned),
+    usable: Some(core_usable),
+};
+
+/// True once any domain's dispatch differs from `CORE_DISPATCH`.
 static HOOKED: AtomicBool = AtomicBool::new(false);
-static TABLES: [AtomicPtr<obm_allocator>; 3] = [
-    AtomicPtr::new(&CORE as *const _ as *mut _),
-    AtomicPtr::new(&CORE as *const _ as *mut _),
-    AtomicPtr::new(&CORE as *const _ as *mut _),
+static DISPATCH: [AtomicPtr<Dispatch>; 3] = [
+    AtomicPtr::new(&CORE_DISPATCH as *const _ as *mut _),
+    AtomicPtr::new(&CORE_DISPATCH as *const _ as *mut _),
+    AtomicPtr::new(&CORE_DISPATCH as *const _ as *mut _),
 ];
 
 const SLOTS: usize = 64;
 struct Slots {
-    tables: [obm_allocator; SLOTS],
+    dispatch: [Dispatch; SLOTS],
     used: usize,
 }
 static SLOTS_LOCK: SpinLock<Slots> = SpinLock::new(Slots {
-    tables: [CORE; SLOTS],
+    dispatch: [CORE_DISPATCH; SLOTS],
     used: 0,
 });
 
 /// The table `d` currently uses.
 pub fn get(d: obm_domain) -> obm_allocator {
-    // SAFETY: TABLES entries always point to CORE or a published slot,
-    // which is never modified or freed.
-    unsafe { *TABLES[d as usize].load(Acquire) }
+    dispatch(d).table
 }
 
-/// Installs `a` for domain `d`.
+/// Installs a user's table `a` for domain `d` (`obm_set_allocator`).
 pub fn set(d: obm_domain, a: &obm_allocator) {
     if a.malloc.is_none() || a.calloc.is_none() || a.realloc.is_none() || a.free.is_none() {
         report::eprint(format_args!(
@@ -108,6 +144,18 @@ pub fn set(d: obm_domain, a: &obm_allocator) {
         ));
         return;
     }
+    set_dispatch(
+        d,
+        Dispatch {
+            table: *a,
+            aligned: None,
+            usable: None,
+        },
+    );
+}
+
+/// Installs `x` for domain `d`: the debug hooks, or a user's table.
+pub(crate) fn set_dispatch(d: obm_domain, x: Dispatch) {
     let slot = {
         let mut s = SLOTS_LOCK.lock();
         if s.used == SLOTS {
@@ -117,30 +165,41 @@ pub fn set(d: obm_domain, a: &obm_allocator) {
             ));
         }
         let i = s.used;
-        s.tables[i] = *a;
+        s.dispatch[i] = x;
         s.used += 1;
-        &s.tables[i] as *const obm_allocator as *mut obm_allocator
+        &s.dispatch[i] as *const Dispatch as *mut Dispatch
     };
-    TABLES[d as usize].store(slot, Release);
+    DISPATCH[d as usize].store(slot, Release);
     HOOKED.store(true, Release);
     heap::force_slow_paths();
 }
 
 pub fn lock_for_fork() {
     SLOTS_LOCK.lock_for_fork();
+    aligned::lock_for_fork();
 }
 
 /// # Safety
 /// Called after `lock_for_fork`, in the parent or the child.
 pub unsafe fn unlock_after_fork() {
     // SAFETY: per the contract.
-    unsafe { SLOTS_LOCK.unlock_after_fork() };
+    unsafe {
+        aligned::unlock_after_fork();
+        SLOTS_LOCK.unlock_after_fork();
+    }
 }
 
 #[inline(always)]
+fn dispatch(d: obm_domain) -> &'static Dispatch {
+    // SAFETY: DISPATCH entries always point to CORE_DISPATCH or a published
+    // slot, which is never modified or freed.
+    unsafe { &*DISPATCH[d as usize].load(Acquire) }
+}
+
+/// The table `d` currently uses (the debug hooks wrap it).
+#[inline(always)]
 pub(crate) fn table(d: obm_domain) -> &'static obm_allocator {
-    // SAFETY: as in `get`; the pointee is 'static.
-    unsafe { &*TABLES[d as usize].load(Acquire) }
+    &dispatch(d).table
 }
 
 // The dispatchers. The fast paths of `alloc` and `free` run only while no
@@ -220,7 +279,29 @@ pub unsafe fn realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
         // SAFETY: per the contract.
         return unsafe { alloc::realloc(p, n, "realloc") };
     }
+    // SAFETY: per the contract.
+    unsafe { realloc_hooked(d, p, n) }
+}
+
+/// # Safety
+/// As `realloc`.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_hooked(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
     let t = table(d);
+    if let Some(e) = aligned::get(p as usize) {
+        // An over-aligned block: move it (realloc keeps the default
+        // alignment only, as glibc's does).
+        let q = malloc_slow(n, d);
+        if !q.is_null() {
+            // SAFETY: both blocks are live and distinct; p holds e.size bytes.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, e.size.min(n));
+                free_slow(d, p);
+            }
+        }
+        return q;
+    }
     // SAFETY: as in `malloc_slow`; p per the contract.
     unsafe { (t.realloc.unwrap_unchecked())(t.ctx, p as *mut c_void, n) as *mut u8 }
 }
@@ -249,7 +330,9 @@ unsafe fn free_slow(d: obm_domain, p: *mut u8) {
         return unsafe { free::free_slow(p, "free") };
     }
     let t = table(d);
-    // SAFETY: as in `malloc_slow`; p per the contract of `free`.
+    let p = aligned::remove(p as usize).map_or(p, |e| e.base as *mut u8);
+    // SAFETY: as in `malloc_slow`; p per the contract of `free` (an
+    // over-aligned block is freed by the pointer the hook returned).
     unsafe { (t.free.unwrap_unchecked())(t.ctx, p as *mut c_void) }
 }
 
@@ -284,6 +367,83 @@ unsafe fn sample_realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
         }
     }
     q
+}
+
+/// An over-aligned block of domain `d` (`align` a power of two); null
+/// with errno set on failure.
+#[inline(always)]
+pub fn aligned(d: obm_domain, align: usize, n: usize) -> *mut u8 {
+    if prof::active() && prof::tick(n) {
+        let p = sample(n, align, false);
+        if !p.is_null() {
+            return p;
+        }
+    }
+    if !HOOKED.load(Relaxed) {
+        return alloc::aligned(align, n);
+    }
+    aligned_hooked(d, align, n)
+}
+
+#[cold]
+#[inline(never)]
+fn aligned_hooked(d: obm_domain, align: usize, n: usize) -> *mut u8 {
+    let x = dispatch(d);
+    if align <= ALIGNMENT {
+        return malloc_slow(n, d);
+    }
+    if let Some(f) = x.aligned {
+        return f(d, align, n);
+    }
+    // One malloc of the hook, `align - 1` bytes larger, aligned inside.
+    let Some(total) = n.max(1).checked_add(align - 1) else {
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    };
+    let base = malloc_slow(total, d);
+    if base.is_null() {
+        return base;
+    }
+    let addr = (base as usize).next_multiple_of(align);
+    // Recorded even when addr == base, so that what the hook sees of the
+    // block's realloc and free does not depend on where its malloc put it.
+    if !aligned::insert(addr, base as usize, n) {
+        // SAFETY: base is the live block just allocated, not registered.
+        unsafe { (x.table.free.unwrap_unchecked())(x.table.ctx, base as *mut c_void) };
+        os::set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    addr as *mut u8
+}
+
+/// The usable size of `p` if it is the start of a live block of domain
+/// `d` (a hook's or the core's), else 0; never reports (for callers that
+/// only count, such as the census).
+pub fn size_if_block(d: obm_domain, p: *const u8) -> usize {
+    if HOOKED.load(Relaxed) {
+        if let Some(n) = dispatch(d).usable.and_then(|f| f(p, "obm_census")) {
+            return n;
+        }
+        if let Some(e) = aligned::get(p as usize) {
+            return e.size;
+        }
+    }
+    free::size_if_block(p)
+}
+
+/// The usable size of a block of domain `d` (`malloc_usable_size`).
+pub fn usable_size(d: obm_domain, p: *const u8, func: &str) -> usize {
+    if !HOOKED.load(Relaxed) || p.is_null() {
+        return free::usable_size(p, func);
+    }
+    let x = dispatch(d);
+    if let Some(n) = x.usable.and_then(|f| f(p, func)) {
+        return n;
+    }
+    match aligned::get(p as usize) {
+        Some(e) => e.size,
+        None => free::usable_size(p, func),
+    }
 }
 
 /// Allocates `n` bytes (a unique block for 0) in the object domain, 16-byte

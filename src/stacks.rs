@@ -1,4 +1,4 @@
-//! The heap profiler's record: one row per distinct sampled call stack,
+//! The heap profile's record (`prof/`): one row per distinct sampled call stack,
 //! with its estimated live bytes and blocks and the bytes and blocks
 //! allocated since the profile started.
 //!
@@ -11,7 +11,8 @@
 //! zeroes the rows; a sampled block carries its profile's generation in its
 //! tag, so freeing a block of an earlier profile changes nothing.
 //!
-//! Below the large-block layer (which calls `release`): it uses only `os`.
+//! Below the large blocks (which call `release` when a sampled block is
+//! freed) and the profiler: it uses only `os` and `sync`.
 
 use core::ptr;
 use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};

@@ -1,0 +1,482 @@
+//! Thread heaps: each thread allocates from its own heap, reached through a
+//! native thread-local pointer, so `malloc` and `free` of its own blocks take
+//! no lock and no atomic read-modify-write.
+//!
+//! A heap owns arenas (and so their pools) and keeps, per size class, a
+//! queue of its pools that may have a free block. The module is cut by
+//! concept:
+//!
+//! - this file: the `Heap` structure, its invariants, and the two tables
+//!   the fast paths read;
+//! - `queue`: the per-class pool queues (allocation, local frees, new and
+//!   released pools);
+//! - `arenas`: the heap's arenas, their list by longest free run, and the
+//!   purge of their free pages;
+//! - `remote`: blocks other threads free into this heap;
+//! - `registry`: heap creation, thread exit, adoption, trim, fork;
+//! - `tls`: the thread's heap pointer in native TLS.
+//!
+//! The fast paths read two things here, `alloc_pools` and the unit cache;
+//! either can send the calling thread to the slow paths, and is set up so
+//! that it does whenever it must: for a thread without a heap (its TLS slot
+//! points to the placeholder heap `NO_HEAP`) and once hooks are installed
+//! (`force_slow_paths`). `alloc_pools[class + 1]` is the queue head of
+//! `class` (`heads`), or the placeholder pool `EMPTY_POOL`, whose
+//! allocation list is always empty, when the class has no pool or the
+//! heap takes the slow paths. The unit cache is a direct-mapped table from 16 KiB unit to the
+//! heap's pool holding it: `unit_tags[u % UNIT_SLOTS] == u` for the unit
+//! number `u = address >> 14` proves that the unit is mapped and holds a
+//! live pool of this heap, `unit_pools` names it. A pool's units are
+//! entered when it is made (evicting whatever shared their slots) and
+//! removed when it is released; a unit missing from the cache sends its
+//! frees to the general path. Slot 0 is never used: its tag stays 0, which
+//! unit 0 (the addresses below 16 KiB, NULL among them) matches, and its
+//! pool is the all-zero `EMPTY_POOL`, whose checks fail. Other slots with
+//! tag 0 are empty: only unit 0 has number 0, and it maps to slot 0.
+//!
+//! Owner-only fields are `Cell`s: only the owning thread (or the thread
+//! holding the registry lock while the heap is abandoned) touches them;
+//! other threads use only `slow`, `remote`, `state`, `next_all` and the
+//! counters.
+
+mod arenas;
+mod queue;
+mod registry;
+mod remote;
+pub(crate) mod tls;
+
+pub use registry::{
+    current, current_or_init, current_or_placeholder, drain_current, for_each_heap,
+    reclaim_abandoned, trim_all,
+};
+pub(crate) use registry::{lock_for_fork, orphan_other_heaps, unlock_after_fork};
+
+use crate::arena::{self, Arena};
+use crate::config::*;
+use crate::counters::{self, HeapStats};
+use crate::os;
+use crate::pool::Pool;
+use crate::purge;
+use crate::report;
+use crate::size_class;
+use crate::sync::SpinLock;
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+
+const FREE: u8 = 0;
+const ACTIVE: u8 = 1;
+const ABANDONED: u8 = 2;
+const ORPHANED: u8 = 3;
+
+#[repr(C, align(64))]
+pub struct Heap {
+    state: AtomicU8,
+    /// `alloc_pools[class + 1]`: the pool `malloc`'s fast path pops from;
+    /// see the module doc. Entry 0 is always `EMPTY_POOL`, so `malloc(0)`
+    /// takes the slow path. Written by other threads in `force_slow_paths`.
+    alloc_pools: [AtomicPtr<Pool>; NUM_CLASSES + 1],
+    /// `heads[class + 1]`: the head of the queue of `class`, or `EMPTY_POOL`.
+    heads: [Cell<*const Pool>; NUM_CLASSES + 1],
+    /// The last pool of each class queue (null if the queue is empty).
+    tails: [Cell<*mut Pool>; NUM_CLASSES],
+    /// Held by the owner while it changes the fields below up to `units_peak`
+    /// and the arenas' unit bitmaps (slow paths only), and by `obm_trim`
+    /// when it purges another thread's heap.
+    arena_lock: SpinLock<()>,
+    /// Owned arenas with at least one free unit, doubly linked, in lists by
+    /// their longest run of free units (`partial[r]`, r = 1..=15), so that
+    /// a pool of n units finds an arena in `partial[n..]` at once.
+    partial: [Cell<*mut Arena>; UNITS_PER_ARENA],
+    /// How many arenas in `partial` are entirely free.
+    empty_arenas: Cell<usize>,
+    /// Arenas this heap owns.
+    arenas: Cell<usize>,
+    /// Units held by this heap's pools, and their most since the last purge.
+    units_in_use: Cell<usize>,
+    units_peak: Cell<usize>,
+    /// Free units whose pages may be resident, over all arenas of `partial`.
+    dirty_units: Cell<usize>,
+    /// When the oldest dirty units' purge delay runs out (0: none pending).
+    purge_due: Cell<u64>,
+    /// Pools with blocks freed by other threads, linked by `remote_next`.
+    remote: AtomicPtr<Pool>,
+    /// Every heap ever made, newest first (push-only).
+    next_all: AtomicPtr<Heap>,
+    /// Link in the abandoned list (under the registry lock).
+    next_abandoned: Cell<*mut Heap>,
+    pub stats: HeapStats,
+    /// The unit cache (see the module doc): a unit's number, or 0 for none.
+    /// Last in the struct and zero when empty, so that a new heap's
+    /// untouched pages stay untouched.
+    unit_tags: [AtomicUsize; UNIT_SLOTS],
+    unit_pools: [Cell<*const Pool>; UNIT_SLOTS],
+}
+
+/// A pool whose allocation list is always empty: the queue head of a class
+/// without pools, so the malloc fast path needs no null test. Never written.
+pub(crate) struct Placeholder<T>(T);
+// SAFETY: the placeholders are never written (see `EMPTY_POOL` and `NO_HEAP`).
+unsafe impl<T> Sync for Placeholder<T> {}
+
+static EMPTY_POOL: Placeholder<Pool> = Placeholder(Pool::unused());
+
+/// The heap of every thread that has none yet: `slow` is set, so its
+/// malloc and free go to the slow paths, which make the thread a heap.
+/// Never written.
+pub(crate) static NO_HEAP: Placeholder<Heap> = Placeholder(Heap::new());
+
+/// The address the TLS slot holds for a thread without a heap.
+pub(crate) fn no_heap() -> *mut Heap {
+    &NO_HEAP.0 as *const Heap as *mut Heap
+}
+
+fn empty_pool() -> *const Pool {
+    &EMPTY_POOL.0
+}
+
+/// Set once hooks are installed: every heap, present and future, takes the
+/// slow paths from then on.
+static FORCE_SLOW: AtomicBool = AtomicBool::new(false);
+
+impl Heap {
+    const fn new() -> Heap {
+        Heap {
+            state: AtomicU8::new(FREE),
+            alloc_pools: [const { AtomicPtr::new(&EMPTY_POOL.0 as *const Pool as *mut Pool) };
+                NUM_CLASSES + 1],
+            heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
+            tails: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
+            arena_lock: SpinLock::new(()),
+            partial: [const { Cell::new(ptr::null_mut()) }; UNITS_PER_ARENA],
+            empty_arenas: Cell::new(0),
+            arenas: Cell::new(0),
+            units_in_use: Cell::new(0),
+            units_peak: Cell::new(0),
+            dirty_units: Cell::new(0),
+            purge_due: Cell::new(0),
+            remote: AtomicPtr::new(ptr::null_mut()),
+            next_all: AtomicPtr::new(ptr::null_mut()),
+            next_abandoned: Cell::new(ptr::null_mut()),
+            stats: HeapStats::new(),
+            unit_tags: [const { AtomicUsize::new(0) }; UNIT_SLOTS],
+            unit_pools: {
+                let mut pools = [const { Cell::new(ptr::null()) }; UNIT_SLOTS];
+                pools[0] = Cell::new(&EMPTY_POOL.0 as *const Pool);
+                pools
+            },
+        }
+    }
+
+    /// Initialises a heap in zeroed memory, field by field: the unit cache
+    /// is left as it is (zero: empty), and nothing large goes through the
+    /// stack of the thread being served.
+    ///
+    /// # Safety
+    /// `h` is valid for writes, aligned and zero-filled.
+    unsafe fn init_in_place(h: *mut Heap) {
+        // SAFETY: per the contract; each write targets a field of *h.
+        unsafe {
+            ptr::addr_of_mut!((*h).state).write(AtomicU8::new(FREE));
+            for slot in 0..=NUM_CLASSES {
+                ptr::addr_of_mut!((*h).alloc_pools[slot])
+                    .write(AtomicPtr::new(empty_pool() as *mut Pool));
+                ptr::addr_of_mut!((*h).heads[slot]).write(Cell::new(empty_pool()));
+            }
+            for class in 0..NUM_CLASSES {
+                ptr::addr_of_mut!((*h).tails[class]).write(Cell::new(ptr::null_mut()));
+            }
+            ptr::addr_of_mut!((*h).arena_lock).write(SpinLock::new(()));
+            for r in 0..UNITS_PER_ARENA {
+                ptr::addr_of_mut!((*h).partial[r]).write(Cell::new(ptr::null_mut()));
+            }
+            ptr::addr_of_mut!((*h).empty_arenas).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).arenas).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).units_in_use).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).units_peak).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).dirty_units).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).purge_due).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).remote).write(AtomicPtr::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*h).stats).write(HeapStats::new());
+            ptr::addr_of_mut!((*h).unit_pools[0]).write(Cell::new(empty_pool()));
+        }
+    }
+
+    /// The pool `malloc` of a block of `class` pops from (`EMPTY_POOL` if none).
+    ///
+    /// # Safety
+    /// `slot` is `class + 1` for a class < NUM_CLASSES, or 0.
+    #[inline(always)]
+    pub unsafe fn head_pool(&self, slot: usize) -> &Pool {
+        // SAFETY: slot <= NUM_CLASSES per the contract; heads hold live
+        // pools of ours or the placeholder, which is never written.
+        unsafe { &*self.heads.get_unchecked(slot).get() }
+    }
+
+    fn head(&self, class: usize) -> Option<&Pool> {
+        let p = self.heads[class + 1].get();
+        if ptr::eq(p, empty_pool()) {
+            None
+        } else {
+            // SAFETY: a queue head other than the placeholder is a live pool we own.
+            Some(unsafe { &*p })
+        }
+    }
+
+    fn set_head(&self, class: usize, p: *const Pool) {
+        let p = if p.is_null() { empty_pool() } else { p };
+        self.heads[class + 1].set(p);
+        let fast = &self.alloc_pools[class + 1];
+        // SeqCst, with the load of FORCE_SLOW after it and the two
+        // operations of `force_slow_paths`: either that walk sees this
+        // store, or this thread sees the flag.
+        fast.store(p as *mut Pool, SeqCst);
+        if FORCE_SLOW.load(SeqCst) {
+            fast.store(empty_pool() as *mut Pool, SeqCst);
+        }
+    }
+
+    /// The pool `malloc`'s fast path pops from for `slot` (class + 1).
+    ///
+    /// # Safety
+    /// `slot <= NUM_CLASSES`.
+    #[inline(always)]
+    pub unsafe fn alloc_pool(&self, slot: usize) -> &Pool {
+        // SAFETY: slot <= NUM_CLASSES per the contract; the entries hold
+        // live pools of ours or the placeholder, which is never written.
+        unsafe { &*self.alloc_pools.get_unchecked(slot).load(Relaxed) }
+    }
+
+    /// Whether the unit cache holds `p`'s unit (see the module doc), or `p`
+    /// lies below 16 KiB (then the pool named is `EMPTY_POOL`).
+    #[inline(always)]
+    pub fn unit_cached(&self, p: *const u8) -> bool {
+        let u = p as usize >> UNIT_SHIFT;
+        // SAFETY: the index is reduced modulo UNIT_SLOTS.
+        unsafe { self.unit_tags.get_unchecked(u % UNIT_SLOTS) }.load(Relaxed) == u
+    }
+
+    /// The pool the unit cache names for `p`'s unit.
+    ///
+    /// # Safety
+    /// `unit_cached(p)`.
+    #[inline(always)]
+    pub unsafe fn cached_pool(&self, p: *const u8) -> &Pool {
+        let slot = (p as usize >> UNIT_SHIFT) % UNIT_SLOTS;
+        // SAFETY: the index is reduced modulo UNIT_SLOTS; a tagged slot
+        // names a live pool of ours, slot 0 the placeholder (contract).
+        unsafe { &*self.unit_pools.get_unchecked(slot).get() }
+    }
+
+    /// Enters the `n` units of `pool`, starting at `start`, in the unit cache.
+    fn cache_units(&self, pool: &Pool, start: usize, n: usize) {
+        for k in 0..n {
+            let u = (start >> UNIT_SHIFT) + k;
+            let slot = u % UNIT_SLOTS;
+            if slot == 0 {
+                continue;
+            }
+            let tag = &self.unit_tags[slot];
+            self.unit_pools[slot].set(pool);
+            // SeqCst: as in `set_head`.
+            tag.store(u, SeqCst);
+            if FORCE_SLOW.load(SeqCst) {
+                tag.store(0, SeqCst);
+            }
+        }
+    }
+
+    /// Removes the `n` units starting at `start` from the unit cache.
+    fn uncache_units(&self, start: usize, n: usize) {
+        for k in 0..n {
+            let u = (start >> UNIT_SHIFT) + k;
+            let tag = &self.unit_tags[u % UNIT_SLOTS];
+            if tag.load(Relaxed) == u && u % UNIT_SLOTS != 0 {
+                tag.store(0, Relaxed);
+            }
+        }
+    }
+}
+
+/// The heap owning the arena of a pool: arenas name their owner by address.
+pub fn owner_of(a: &Arena) -> *mut Heap {
+    a.owner.load(Relaxed) as *mut Heap
+}
+
+/// From now on every heap takes the slow paths (hooks were installed): its
+/// fast-path pools become the placeholder and its unit cache is emptied.
+/// The owners race with this only in `set_head` and `cache_units`, which
+/// check the flag after their store (see there).
+pub fn force_slow_paths() {
+    FORCE_SLOW.store(true, SeqCst);
+    for_each_heap(|h| {
+        for p in &h.alloc_pools {
+            p.store(empty_pool() as *mut Pool, SeqCst);
+        }
+        for tag in &h.unit_tags {
+            // Read first: most slots were never written, and writing them
+            // would make their pages resident.
+            if tag.load(SeqCst) != 0 {
+                tag.store(0, SeqCst);
+            }
+        }
+    });
+}
+
+const _: () = assert!(core::mem::size_of::<Heap>().is_multiple_of(64));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{alloc, free};
+
+    #[test]
+    fn the_unit_cache_names_pools_evicts_and_forgets() {
+        let h = Heap::new();
+        let (a, b) = (Pool::unused(), Pool::unused());
+        let at = |addr: usize| addr as *const u8;
+        let u = 0x7000_0000_0000usize + UNIT_SIZE; // slot 1
+        h.cache_units(&a, u, 2);
+        for p in [u, u + 100, u + UNIT_SIZE, u + 2 * UNIT_SIZE - 1] {
+            assert!(h.unit_cached(at(p)), "{p:#x}");
+            // SAFETY: cached just above.
+            assert!(ptr::eq(unsafe { h.cached_pool(at(p)) }, &a));
+        }
+        assert!(!h.unit_cached(at(u + 2 * UNIT_SIZE)));
+        // A unit UNIT_SLOTS units away takes the first unit's slot.
+        let far = u + UNIT_SLOTS * UNIT_SIZE;
+        h.cache_units(&b, far, 1);
+        assert!(!h.unit_cached(at(u)) && h.unit_cached(at(u + UNIT_SIZE)));
+        // SAFETY: cached just above.
+        assert!(ptr::eq(unsafe { h.cached_pool(at(far)) }, &b));
+        // Forgetting a's units leaves the slot b took.
+        h.uncache_units(u, 2);
+        assert!(!h.unit_cached(at(u + UNIT_SIZE)) && h.unit_cached(at(far)));
+        // Slot 0 is never used; unit 0 (NULL) resolves to the placeholder pool.
+        let zero_slot = 5 * UNIT_SLOTS * UNIT_SIZE;
+        h.cache_units(&a, zero_slot, 1);
+        assert!(!h.unit_cached(at(zero_slot)));
+        assert!(h.unit_cached(ptr::null()));
+        // SAFETY: unit 0 always "hits" slot 0.
+        let p0 = unsafe { h.cached_pool(ptr::null()) };
+        assert!(ptr::eq(p0, empty_pool()) && !p0.is_carved_block(ptr::null()));
+        // The placeholder heap caches nothing but unit 0, and pops nothing.
+        assert!(!NO_HEAP.0.unit_cached(at(u)));
+        // SAFETY: slot 1 <= NUM_CLASSES.
+        // SAFETY: slot 1 exists; the placeholder's pool is never written.
+        assert!(unsafe { NO_HEAP.0.alloc_pool(1).pop() }.is_null());
+    }
+
+    #[test]
+    fn remote_frees_reach_the_owner_and_are_drained() {
+        // Run in a fresh thread so no other test shares this heap.
+        std::thread::spawn(|| {
+            // A class the test harness itself does not use, for exact counts.
+            let class = size_class::class_of(3000).unwrap();
+            let blocks: Vec<usize> = (0..100).map(|_| alloc::malloc(3000) as usize).collect();
+            let h = current();
+            assert!(!h.is_null());
+            // SAFETY: our own heap.
+            let heap = unsafe { &*h };
+            let in_use = |_: &Heap| {
+                let mut n = 0;
+                crate::arena::for_each_pool(|p| {
+                    if p.class() == class {
+                        n += p.used();
+                    }
+                });
+                n
+            };
+            let before = in_use(heap);
+            std::thread::spawn(move || {
+                for p in blocks {
+                    // SAFETY: live blocks of the other thread, freed once.
+                    unsafe { free::free(p as *mut u8, "free") };
+                }
+            })
+            .join()
+            .unwrap();
+            // The blocks wait on our remote list (with whatever the thread
+            // machinery freed remotely), still counted as in use.
+            let mut n = 0;
+            let mut pool = heap.remote.load(Acquire);
+            while !pool.is_null() {
+                // SAFETY: pools on the remote list are live pools of the heap.
+                let mut b = unsafe { (*pool).thread_free.load(Acquire) };
+                while !b.is_null() {
+                    n += 1;
+                    // SAFETY: remote-list blocks are free blocks linked by their first word.
+                    b = unsafe { (*b).next };
+                }
+                // SAFETY: as above.
+                pool = unsafe { (*pool).remote_next.load(Relaxed) };
+            }
+            assert!(n >= 100, "{n} blocks on the remote list");
+            assert_eq!(in_use(heap), before);
+            // SAFETY: this thread owns the heap.
+            assert!(unsafe { heap.drain_remote() });
+            assert!(heap.remote.load(Acquire).is_null());
+            assert_eq!(in_use(heap), before - 100);
+            // SAFETY: as above.
+            assert!(!unsafe { heap.drain_remote() }, "nothing left to drain");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_shrinking_heap_stays_bounded_and_reuses_purged_pools() {
+        std::thread::spawn(|| {
+            // 64 MiB of 1000-byte blocks: far more than the purge threshold.
+            let n = 64 << 10;
+            let fill = |i: usize| (i * 7 + 1) as u8;
+            let mut blocks: Vec<usize> = Vec::with_capacity(n);
+            for i in 0..n {
+                let p = alloc::malloc(1000);
+                assert!(!p.is_null());
+                // SAFETY: a fresh 1000-byte block.
+                unsafe { ptr::write_bytes(p, fill(i), 1000) };
+                blocks.push(p as usize);
+            }
+            // SAFETY: our own live heap.
+            let heap = unsafe { &*current() };
+            let peak = heap.units_in_use.get();
+            for &p in &blocks {
+                // SAFETY: live blocks, freed once.
+                unsafe { free::free(p as *mut u8, "free") };
+            }
+            // What the heap keeps with its pages is at most its peak.
+            let kept = heap.dirty_units.get();
+            assert!(kept <= peak, "{kept} of {peak} units");
+            let class = size_class::class_of(1000).unwrap();
+            if let Some(head) = heap.head(class) {
+                assert!(head.is_empty());
+            }
+            // Purged and rewound: the free units and the empty head pool.
+            assert!(heap.purge_all() >= kept * UNIT_SIZE);
+            assert_eq!(heap.dirty_units.get(), 0);
+            heap.rewind_empty_heads();
+            // Rewound pools and discarded units carve and fill correctly.
+            for (i, slot) in blocks.iter_mut().enumerate() {
+                let p = alloc::malloc(1000);
+                assert!(!p.is_null());
+                // SAFETY: a fresh 1000-byte block.
+                unsafe { ptr::write_bytes(p, fill(i), 1000) };
+                *slot = p as usize;
+            }
+            for (i, &p) in blocks.iter().enumerate() {
+                // SAFETY: live 1000-byte blocks, each filled once.
+                let b = unsafe { core::slice::from_raw_parts(p as *const u8, 1000) };
+                assert!(b.iter().all(|&x| x == fill(i)), "block {i} overwritten");
+            }
+            for &p in &blocks {
+                // SAFETY: live blocks, freed once.
+                unsafe { free::free(p as *mut u8, "free") };
+            }
+        })
+        .join()
+        .unwrap();
+    }
+}

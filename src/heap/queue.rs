@@ -1,0 +1,278 @@
+//! The per-class pool queues of a heap. The queue's head is the pool
+//! allocations come from. Pools that fill up leave the queue; a free into
+//! a full pool puts it back at the tail. At most one empty pool per class
+//! is kept (the head); others go back to their arena at once.
+
+use super::registry::purge_abandoned_if_due;
+use super::*;
+
+impl Heap {
+    /// Allocates a block of `class`; null (errno ENOMEM) if memory is exhausted.
+    ///
+    /// # Safety
+    /// Called by the heap's owner (the thread whose TLS slot names it), or
+    /// by the thread holding the registry lock while the heap is abandoned.
+    pub unsafe fn alloc(&self, class: usize) -> *mut u8 {
+        // SAFETY: class + 1 <= NUM_CLASSES; we own the heap (contract).
+        let b = unsafe { self.head_pool(class + 1).pop() };
+        if !b.is_null() {
+            counters::count(&self.stats.allocs[class + 1]);
+            return b;
+        }
+        // SAFETY: per the contract.
+        unsafe { self.alloc_slow(class) }
+    }
+
+    /// The allocation list of the head pool is empty: refill it, or move on
+    /// to the next pool, blocks other threads freed, a new pool.
+    ///
+    /// # Safety
+    /// Called by the heap's owner (the thread whose TLS slot names it), or
+    /// by the thread holding the registry lock while the heap is abandoned.
+    #[cold]
+    #[inline(never)]
+    pub unsafe fn alloc_slow(&self, class: usize) -> *mut u8 {
+        let b = self.alloc_from_queue(class);
+        if !b.is_null() {
+            return b;
+        }
+        purge_abandoned_if_due();
+        let pool = self.new_pool(class);
+        if pool.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: new_pool returns a live, empty pool we own.
+        let pool = unsafe { &*pool };
+        self.push_front(pool);
+        counters::count(&self.stats.allocs[class + 1]);
+        // SAFETY: a pool of our own heap (contract).
+        unsafe { pool.pop_slow() }
+    }
+
+    pub(super) fn alloc_from_queue(&self, class: usize) -> *mut u8 {
+        loop {
+            // Drop exhausted pools off the head of the queue.
+            while let Some(pool) = self.head(class) {
+                // SAFETY: a pool of our own heap (the callers own it).
+                let b = unsafe { pool.pop_slow() };
+                if !b.is_null() {
+                    counters::count(&self.stats.allocs[class + 1]);
+                    return b;
+                }
+                self.unlink(pool);
+            }
+            // Blocks other threads gave back may refill a pool.
+            // SAFETY: as above.
+            if !unsafe { self.drain_remote() } {
+                return ptr::null_mut();
+            }
+        }
+    }
+
+    /// Frees a block of a pool this heap owns.
+    ///
+    /// # Safety
+    /// `pool` is a live pool of this heap, `p` a block of it handed out and
+    /// not freed since, and the caller is the heap's owner.
+    #[inline(always)]
+    pub unsafe fn free_local(&self, pool: &Pool, p: *mut u8) {
+        // SAFETY: per the contract.
+        if unsafe { pool.push_local(p) } {
+            // The commonest case, a malloc/free loop on one block: the head
+            // of its queue became empty (and is queued). It stays, without
+            // the call.
+            if pool.state.load(Relaxed) == 0 && self.keeps_as_head(pool) {
+                return;
+            }
+            self.pool_gained(pool);
+        }
+    }
+
+    /// A pool got a block back while out of the queue, or became empty.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn pool_gained(&self, pool: &Pool) {
+        if !pool.in_queue() {
+            self.push_back(pool);
+        }
+        // A live heap keeps one empty pool per class (the queue head) for the
+        // next allocation; a heap without a thread keeps none. A pool on the
+        // remote list waits until `drain_remote` takes it off. (Empty, it
+        // has no live block, so no other thread can be registering it.)
+        if pool.is_empty() && !self.keeps_as_head(pool) && !pool.remote_queued.load(Relaxed) {
+            self.release_pool(pool);
+        }
+    }
+
+    /// Whether `pool`, empty, stays for the next allocation: it is the head
+    /// of its queue and the heap has a thread.
+    #[inline(always)]
+    pub(super) fn keeps_as_head(&self, pool: &Pool) -> bool {
+        ptr::eq(self.heads[pool.class() + 1].get(), pool) && self.is_active()
+    }
+
+    pub(super) fn is_active(&self) -> bool {
+        self.state.load(Relaxed) == ACTIVE
+    }
+
+    /// Puts `pool` at the head of its class queue. The previous head, if
+    /// empty, is released: at most one empty pool per class is kept.
+    pub(super) fn push_front(&self, pool: &Pool) {
+        let class = pool.class();
+        if let Some(old) = self.head(class) {
+            if old.is_empty() && !old.remote_queued.load(Relaxed) {
+                self.release_pool(old);
+            }
+        }
+        let old = self
+            .head(class)
+            .map_or(ptr::null_mut(), |o| o as *const Pool as *mut Pool);
+        pool.prev.set(ptr::null_mut());
+        pool.next.set(old);
+        if old.is_null() {
+            self.tails[class].set(pool as *const Pool as *mut Pool);
+        } else {
+            // SAFETY: queued pools are live pools we own.
+            unsafe { &*old }.prev.set(pool as *const Pool as *mut Pool);
+        }
+        self.set_head(class, pool);
+        pool.set_in_queue(true);
+    }
+
+    /// Puts `pool` at the tail of its class queue: the head stays the pool
+    /// allocations come from until it runs out, and the pools behind it
+    /// gather frees meanwhile, so each refill takes many blocks.
+    pub(super) fn push_back(&self, pool: &Pool) {
+        let class = pool.class();
+        let tail = self.tails[class].get();
+        if tail.is_null() {
+            return self.push_front(pool);
+        }
+        pool.next.set(ptr::null_mut());
+        pool.prev.set(tail);
+        // SAFETY: queued pools are live pools we own.
+        unsafe { &*tail }.next.set(pool as *const Pool as *mut Pool);
+        self.tails[class].set(pool as *const Pool as *mut Pool);
+        pool.set_in_queue(true);
+    }
+
+    pub(super) fn unlink(&self, pool: &Pool) {
+        let (prev, next) = (pool.prev.get(), pool.next.get());
+        if prev.is_null() {
+            self.set_head(pool.class(), next);
+        } else {
+            // SAFETY: queue links point to live pools we own.
+            unsafe { &*prev }.next.set(next);
+        }
+        if next.is_null() {
+            self.tails[pool.class()].set(prev);
+        } else {
+            // SAFETY: as above.
+            unsafe { &*next }.prev.set(prev);
+        }
+        pool.set_in_queue(false);
+        pool.prev.set(ptr::null_mut());
+        pool.next.set(ptr::null_mut());
+    }
+
+    /// Takes units for a pool of `class` from an owned arena, or a new one.
+    pub(super) fn new_pool(&self, class: usize) -> *mut Pool {
+        let _g = self.arena_lock.lock();
+        self.purge_expired(purge::now_ms());
+        let units = size_class::info(class).units as usize;
+        // The tightest fit first: the arena whose longest run is shortest.
+        let mut arena = (units..UNITS_PER_ARENA)
+            .map(|r| self.partial[r].get())
+            .find(|a| !a.is_null())
+            .unwrap_or(ptr::null_mut());
+        let mut first = None;
+        if !arena.is_null() {
+            // SAFETY: arenas in `partial` are live arenas we own.
+            let a = unsafe { &*arena };
+            let was_empty = a.is_empty();
+            let dirty = a.dirty_count();
+            if let Some(f) = a.take_units(units) {
+                if was_empty {
+                    self.empty_arenas.set(self.empty_arenas.get() - 1);
+                }
+                self.add_dirty(a.dirty_count() as isize - dirty as isize);
+                first = Some(f);
+            }
+        }
+        let first = match first {
+            Some(f) => f,
+            None => {
+                arena = arena::acquire(self as *const Heap as *mut ());
+                if arena.is_null() {
+                    return ptr::null_mut();
+                }
+                self.arenas.set(self.arenas.get() + 1);
+                // SAFETY: a freshly acquired arena, owned by us.
+                let a = unsafe { &*arena };
+                self.link_partial(a);
+                let Some(f) = a.take_units(units) else {
+                    report::fatal(format_args!("internal error: new arena has no room"))
+                };
+                f
+            }
+        };
+        // SAFETY: `arena` is live and ours.
+        let a = unsafe { &*arena };
+        self.rebucket(a);
+        let head = a.make_pool(first, units, class);
+        self.cache_units(head, a.unit_start(first) as usize, units);
+        let in_use = self.units_in_use.get() + units;
+        self.units_in_use.set(in_use);
+        self.units_peak.set(self.units_peak.get().max(in_use));
+        purge::units_taken(units);
+        head as *const Pool as *mut Pool
+    }
+
+    /// Gives an empty pool's units back to its arena, their pages kept for
+    /// the purge delay (an emptied arena stays too, until the purge gives
+    /// it back to the reserve).
+    pub(super) fn release_pool(&self, pool: &Pool) {
+        debug_assert!(pool.is_empty() && !pool.remote_queued.load(Relaxed));
+        if pool.in_queue() {
+            self.unlink(pool);
+        }
+        let class = pool.class();
+        let units = size_class::info(class).units as usize;
+        let start = pool.start.get() as *mut u8;
+        let arena_ptr = arena::arena_of(start);
+        // SAFETY: the pool is ours, so its arena is a live arena we own.
+        let a = unsafe { &*arena_ptr };
+        let first = (start as usize & ARENA_MASK) >> UNIT_SHIFT;
+        self.uncache_units(start as usize, units);
+        let _g = self.arena_lock.lock();
+        a.unmake_pool(first, units);
+        let now = purge::now_ms();
+        a.give_units(first, units, now);
+        self.add_dirty(units as isize);
+        if self.purge_due.get() == 0 {
+            self.purge_due.set(now + purge::delay_ms());
+        }
+        self.rebucket(a);
+        self.units_in_use.set(self.units_in_use.get() - units);
+        purge::units_released(units);
+        if a.is_empty() {
+            // Kept, pages and all, for the purge delay like any free unit.
+            self.empty_arenas.set(self.empty_arenas.get() + 1);
+        }
+        if purge::delay_ms() == 0 {
+            if a.is_empty() {
+                self.unlink_partial(a);
+                self.empty_arenas.set(self.empty_arenas.get() - 1);
+                self.release_arena(arena_ptr);
+            } else {
+                let units = a.discard_dirty();
+                self.add_dirty(-(units as isize));
+            }
+        } else if purge::over_bound() {
+            // Bounded: a burst does not pin its whole peak until the delay.
+            self.purge_down_to(now, self.dirty_units.get() / 2);
+        } else {
+            self.purge_expired(now);
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Life of a heap: created on a thread's first allocation (or adopted:
+//! see below) and registered with a pthread key whose destructor runs at
+//! thread exit. Then the heap is *abandoned*: it drains its remote list,
+//! returns its empty pools to their arenas, keeps its live blocks and goes
+//! on the abandoned list, still the owner of its arenas. Blocks freed into
+//! it by other threads wake a reclaim that drains it under the registry
+//! lock; an abandoned heap keeps no empty pool, so each goes back to its
+//! arena as its last block does. Its free pages wait the purge delay for
+//! the next new thread, which adopts the heap whole; any thread's slow path
+//! purges them when the delay has run out. Heaps are never unmapped.
+//!
+//! Fork: the registry, arena reserve and large cache locks are held across
+//! `fork`; in the child every heap that belonged to another running thread
+//! is marked *orphaned* (its thread is gone mid-operation, so its lists may
+//! be inconsistent): never adopted, its memory stays unused in the child.
+
+use super::*;
+
+/// Drains an abandoned heap, acting as its owner under the registry lock.
+/// An abandoned heap releases pools and arenas as they empty, so draining
+/// is all it takes, and the cost is that of the blocks drained.
+pub(super) fn reclaim(h: &Heap) {
+    if let Some(_g) = REGISTRY.try_lock() {
+        if h.state.load(Relaxed) == ABANDONED {
+            // SAFETY: an abandoned heap, under the registry lock.
+            unsafe { h.drain_remote() };
+        }
+    }
+}
+
+/// When the free pages of abandoned heaps are next due to go back (0: none).
+static ABANDONED_DUE: AtomicU64 = AtomicU64::new(0);
+
+pub(super) fn note_abandoned_due(t: u64) {
+    let mut cur = ABANDONED_DUE.load(Relaxed);
+    while cur == 0 || t < cur {
+        match ABANDONED_DUE.compare_exchange_weak(cur, t, Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(c) => cur = c,
+        }
+    }
+}
+
+/// Gives back the expired free pages of the abandoned heaps, whose threads
+/// are gone and will not do it: the slow path of any thread looks at the
+/// clock for them. Skipped if another thread holds the registry lock.
+pub(super) fn purge_abandoned_if_due() {
+    let due = ABANDONED_DUE.load(Relaxed);
+    if due == 0 {
+        return;
+    }
+    let now = purge::now_ms();
+    if now < due {
+        return;
+    }
+    let Some(r) = REGISTRY.try_lock() else {
+        return;
+    };
+    ABANDONED_DUE.store(0, Relaxed);
+    let mut h = r.abandoned;
+    while !h.is_null() {
+        // SAFETY: abandoned heaps are valid; we hold the registry lock.
+        let heap = unsafe { &*h };
+        let _g = heap.arena_lock.lock();
+        heap.purge_expired(now);
+        if heap.purge_due.get() != 0 {
+            note_abandoned_due(heap.purge_due.get());
+        }
+        h = heap.next_abandoned.get();
+    }
+}
+
+/// Gives back to the OS every free page obmem keeps for reuse, of every
+/// heap (`obm_trim`, `malloc_trim`): the free units and spare arenas of
+/// every heap, the calling thread's empty pools, and the cached large
+/// mappings. Another thread's empty pools kept as queue heads (at most one
+/// per class) stay, since only their owner may touch them. Returns the
+/// bytes given back.
+pub fn trim_all() -> usize {
+    let _t = TRIM.lock();
+    let mut bytes = 0;
+    let me = current();
+    if !me.is_null() {
+        // SAFETY: our own live heap.
+        let h = unsafe { &*me };
+        // SAFETY: our own heap.
+        unsafe { h.drain_remote() };
+        bytes += h.rewind_empty_heads();
+    }
+    reclaim_abandoned();
+    for_each_heap(|h| {
+        let state = h.state.load(Acquire);
+        if state == ACTIVE || state == ABANDONED {
+            bytes += h.purge_all();
+        }
+    });
+    bytes += crate::large::trim();
+    purge::reset_peak();
+    bytes
+}
+
+/// Held by `trim_all` for its whole walk, and across `fork`, so that a
+/// child never inherits a heap's arena lock held by a trimming thread.
+static TRIM: SpinLock<()> = SpinLock::new(());
+
+struct Registry {
+    abandoned: *mut Heap,
+    slab: *mut u8,
+    slab_end: *mut u8,
+}
+
+// SAFETY: the raw pointers are only used under the lock.
+unsafe impl Send for Registry {}
+
+static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
+    abandoned: ptr::null_mut(),
+    slab: ptr::null_mut(),
+    slab_end: ptr::null_mut(),
+});
+static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
+/// pthread key + 1 (0: not created yet).
+static KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// The calling thread's heap, or the placeholder `NO_HEAP` if it has none
+/// yet (never null, never written through).
+#[inline(always)]
+pub fn current_or_placeholder() -> &'static Heap {
+    // SAFETY: the TLS slot holds the placeholder or a live heap, and heaps
+    // are never unmapped.
+    unsafe { &*crate::heap::tls::get() }
+}
+
+/// The calling thread's heap, or null if it has none yet.
+#[inline(always)]
+pub fn current() -> *mut Heap {
+    let h = crate::heap::tls::get();
+    if h == no_heap() {
+        ptr::null_mut()
+    } else {
+        h
+    }
+}
+
+/// The calling thread's heap, made or adopted on first use; null if the
+/// OS refuses memory for it.
+#[inline(always)]
+pub fn current_or_init() -> *mut Heap {
+    let h = current();
+    if !h.is_null() {
+        return h;
+    }
+    init_current()
+}
+
+/// Heaps are carved from mappings of this size (fresh, so zero-filled).
+const SLAB_SIZE: usize = 1 << 20;
+
+#[cold]
+#[inline(never)]
+fn init_current() -> *mut Heap {
+    crate::lifecycle::init();
+    let (heap, adopted) = {
+        let mut r = REGISTRY.lock();
+        if KEY.load(Relaxed) == 0 {
+            let mut key: libc::pthread_key_t = 0;
+            // SAFETY: pthread_key_create does not allocate in glibc; the
+            // destructor is an extern "C" fn valid for the process lifetime.
+            if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
+                KEY.store(key as usize + 1, Relaxed);
+            }
+        }
+        if !r.abandoned.is_null() {
+            let h = r.abandoned;
+            // SAFETY: heaps on the abandoned list are valid and unowned.
+            unsafe {
+                r.abandoned = (*h).next_abandoned.get();
+                (*h).next_abandoned.set(ptr::null_mut());
+                (*h).state.store(ACTIVE, Release);
+            }
+            (h, true)
+        } else {
+            let size = core::mem::size_of::<Heap>();
+            if (r.slab as usize) + size > r.slab_end as usize {
+                let s = os::map(SLAB_SIZE, crate::fault::Site::HeapSlab);
+                if s.is_null() {
+                    os::set_errno(libc::ENOMEM);
+                    return ptr::null_mut();
+                }
+                counters::add_mapped(SLAB_SIZE);
+                r.slab = s;
+                // SAFETY: s..s+SLAB_SIZE is the mapping just made.
+                r.slab_end = unsafe { s.add(SLAB_SIZE) };
+            }
+            let h = r.slab as *mut Heap;
+            // SAFETY: the slab has room for a Heap (checked above) at an
+            // address aligned to 64 (slab page-aligned, Heap size a multiple of 64).
+            unsafe {
+                Heap::init_in_place(h);
+                r.slab = r.slab.add(size);
+                (*h).state.store(ACTIVE, Relaxed);
+            }
+            let mut head = ALL_HEAPS.load(Relaxed);
+            loop {
+                // SAFETY: h is valid and not yet published.
+                unsafe { (*h).next_all.store(head, Relaxed) };
+                match ALL_HEAPS.compare_exchange_weak(head, h, Release, Relaxed) {
+                    Ok(_) => break,
+                    Err(cur) => head = cur,
+                }
+            }
+            (h, false)
+        }
+    };
+    crate::heap::tls::set(heap);
+    let key = KEY.load(Relaxed);
+    if key != 0 {
+        // SAFETY: the key was created above. For keys >= 32 glibc may calloc
+        // here, which re-enters malloc and finds the TLS slot already set.
+        unsafe {
+            libc::pthread_setspecific(
+                (key - 1) as libc::pthread_key_t,
+                heap as *const libc::c_void,
+            )
+        };
+    }
+    if adopted {
+        // SAFETY: we own the heap now.
+        unsafe { (*heap).drain_remote() };
+    }
+    heap
+}
+
+/// The pthread key destructor: abandons the exiting thread's heap.
+extern "C" fn thread_exit(arg: *mut libc::c_void) {
+    let heap = arg as *mut Heap;
+    if crate::heap::tls::get() == heap {
+        crate::heap::tls::set(no_heap());
+    }
+    let mut r = REGISTRY.lock();
+    // SAFETY: the heap was this thread's; it is valid forever.
+    let h = unsafe { &*heap };
+    // Abandoned first, so what the drain empties is released at once.
+    h.state.store(ABANDONED, Release);
+    // SAFETY: we hold the registry lock and the heap is abandoned.
+    unsafe { h.drain_remote() };
+    h.release_empty_heads();
+    if h.purge_due.get() != 0 {
+        note_abandoned_due(h.purge_due.get());
+    }
+    h.next_abandoned.set(r.abandoned);
+    r.abandoned = heap;
+}
+
+/// Takes back the blocks other threads freed into the calling thread's heap.
+pub fn drain_current() {
+    let h = current();
+    if !h.is_null() {
+        // SAFETY: our own live heap.
+        unsafe { (*h).drain_remote() };
+    }
+}
+
+/// Drains every abandoned heap (so statistics count what was freed into them).
+pub fn reclaim_abandoned() {
+    let r = REGISTRY.lock();
+    let mut h = r.abandoned;
+    while !h.is_null() {
+        // SAFETY: abandoned heaps are valid; we hold the registry lock.
+        let heap = unsafe { &*h };
+        // SAFETY: as above: an abandoned heap, under the registry lock.
+        unsafe { heap.drain_remote() };
+        h = heap.next_abandoned.get();
+    }
+}
+
+/// Calls `f` on every heap ever made (their counters are readable by anyone).
+pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
+    let mut h = ALL_HEAPS.load(SeqCst);
+    while !h.is_null() {
+        // SAFETY: heaps are never freed; next_all is written before publication.
+        let heap = unsafe { &*h };
+        f(heap);
+        h = heap.next_all.load(Relaxed);
+    }
+}
+
+/// Takes the registry's locks before `fork` (see `crate::lifecycle`).
+pub(crate) fn lock_for_fork() {
+    TRIM.lock_for_fork();
+    REGISTRY.lock_for_fork();
+}
+
+/// # Safety
+/// Called after `lock_for_fork`, in the parent or the child.
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: per the contract.
+    unsafe {
+        REGISTRY.unlock_after_fork();
+        TRIM.unlock_after_fork();
+    }
+}
+
+/// In a fork child: the heaps of the parent's other threads, caught
+/// mid-operation, are orphaned (never adopted; see the module doc).
+pub(crate) fn orphan_other_heaps() {
+    let me = current();
+    for_each_heap(|h| {
+        if !core::ptr::eq(h, me) && h.state.load(Relaxed) == ACTIVE {
+            h.state.store(ORPHANED, Relaxed);
+        }
+    });
+}

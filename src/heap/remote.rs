@@ -1,0 +1,75 @@
+//! Cross-thread frees go to the block's pool (`Pool::thread_free`); the
+//! thread whose push makes that list non-empty also pushes the pool on the
+//! heap's `remote` list. The owner takes the whole list with one swap when
+//! a class queue runs dry, and moves each pool's blocks to the pool's local
+//! free list in one splice.
+
+use super::registry::reclaim;
+use super::*;
+
+impl Heap {
+    /// Registers `pool`, whose `thread_free` list a remote free just made
+    /// non-empty, on this heap's remote list. Any thread.
+    pub fn push_remote_pool(&self, pool: &Pool) {
+        let p = pool as *const Pool as *mut Pool;
+        let mut head = self.remote.load(Relaxed);
+        loop {
+            pool.remote_next.store(head, Relaxed);
+            match self.remote.compare_exchange_weak(head, p, Release, Relaxed) {
+                Ok(_) => break,
+                Err(cur) => head = cur,
+            }
+        }
+    }
+
+    /// After a remote free into this heap: a heap whose thread has exited
+    /// is drained by the freeing thread, if the registry lock is free.
+    #[inline(always)]
+    pub fn after_remote_free(&self) {
+        if self.state.load(Acquire) == ABANDONED {
+            reclaim(self);
+        }
+    }
+
+    /// Takes back every block other threads freed into this heap. True if
+    /// there was any.
+    ///
+    /// # Safety
+    /// Called by the heap's owner (the thread whose TLS slot names it), or
+    /// by the thread holding the registry lock while the heap is abandoned.
+    pub unsafe fn drain_remote(&self) -> bool {
+        let mut p = self.remote.swap(ptr::null_mut(), Acquire);
+        if p.is_null() {
+            return false;
+        }
+        while !p.is_null() {
+            // SAFETY: pools on the remote list are live pools of ours: each
+            // holds at least one block on its `thread_free` list.
+            let pool = unsafe { &*p };
+            // Read the link before clearing the flag: from then on another
+            // thread may register the pool again (see `Pool::push_thread_free`).
+            p = pool.remote_next.load(Relaxed);
+            pool.remote_queued.store(false, SeqCst);
+            // SAFETY: a pool of this heap, drained by its owner (contract).
+            unsafe { pool.take_thread_free() };
+            if pool.is_empty() || !pool.in_queue() {
+                self.pool_gained(pool);
+            }
+        }
+        true
+    }
+
+    /// At thread exit: the empty pools kept as queue heads go back to their
+    /// arenas (an abandoned heap keeps none); their pages, like the other
+    /// free units', wait for the purge delay, so that a thread that adopts
+    /// the heap soon finds them resident.
+    pub(super) fn release_empty_heads(&self) {
+        for class in 0..NUM_CLASSES {
+            if let Some(pool) = self.head(class) {
+                if pool.is_empty() && !pool.remote_queued.load(Relaxed) {
+                    self.release_pool(pool);
+                }
+            }
+        }
+    }
+}
