@@ -418,16 +418,13 @@ fn capture_fp(_c: &mut Capture, _fp: usize) {}
 static DUMP_PREFIX: crate::sync::SpinLock<([u8; 4096], usize)> =
     crate::sync::SpinLock::new(([0; 4096], 0));
 
-/// Remembers `OBMEM_PROF_DUMP`'s prefix; false if it is empty or too long.
-pub fn set_dump_prefix(v: &[u8]) -> bool {
+/// Remembers `OBMEM_PROF_DUMP`'s prefix (`env` checked its length).
+pub fn set_dump_prefix(v: &[u8]) {
     let mut p = DUMP_PREFIX.lock();
     // Room for ".<pid>.folded" and the NUL.
-    if v.is_empty() || v.len() + 32 > p.0.len() {
-        return false;
-    }
-    p.0[..v.len()].copy_from_slice(v);
-    p.1 = v.len();
-    true
+    let n = v.len().min(p.0.len() - 32);
+    p.0[..n].copy_from_slice(&v[..n]);
+    p.1 = n;
 }
 
 /// At exit: writes `<prefix>.<pid>.folded` if `OBMEM_PROF_DUMP` was set.
