@@ -13,7 +13,11 @@ BUILD    := build
 # The real interpreter, not a wrapper script (pyenv shims spawn helpers).
 PYTHON   := $(shell python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 
-.PHONY: all build check-header run test test-rust test-c test-valgrind test-dropin test-install bench install clean
+.PHONY: all build check-header run test test-rust test-c test-valgrind test-dropin test-prof test-install bench install clean
+
+# inferno-flamegraph renders folded stacks to SVG; `make run` installs it
+# from crates.io with cargo if it is not on the PATH.
+FLAMEGRAPH := $(or $(shell command -v inferno-flamegraph 2>/dev/null),$(or $(CARGO_HOME),$(HOME)/.cargo)/bin/inferno-flamegraph)
 
 all: build
 
@@ -36,15 +40,24 @@ $(BUILD)/examples/%: examples/%.c include/obmem.h | build
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
 # The main job: the allocator and the collector at work, with statistics.
-run: build $(EXAMPLES)
+run: build $(EXAMPLES) $(FLAMEGRAPH)
 	@for e in $(EXAMPLES); do echo "==> $$e"; $$e || exit 1; echo; done
 	@echo "==> python3 under LD_PRELOAD (PYTHONMALLOC=malloc): every Python object goes through obmem"
 	OBMEM_SHOW_STATS=1 PYTHONMALLOC=malloc LD_PRELOAD=$(CURDIR)/$(LIB) \
 	  $(PYTHON) examples/workload.py
+	@echo
+	@echo "==> where python3's memory goes: the heap profiler (OBMEM_PROF) and a flame graph"
+	@mkdir -p $(BUILD)
+	PYTHONMALLOC=malloc OBMEM_PROF=262144 LD_PRELOAD=$(CURDIR)/$(LIB) \
+	  $(PYTHON) examples/where_memory_goes.py $(BUILD)/where.folded $(BUILD)/where.txt
+	@sed -n '1,2p;4,12p' $(BUILD)/where.txt
+	$(FLAMEGRAPH) --title "python3: live heap by call stack (obmem OBMEM_PROF)" --countname bytes \
+	  < $(BUILD)/where.folded > $(BUILD)/flamegraph.svg
+	@echo "flame graph: $(CURDIR)/$(BUILD)/flamegraph.svg (open it in a browser)"
 
 # Every test target `make test` runs. The reliability fragments in mk/
 # (compatibility suite, faults, fuzz corpus replay, soak) add theirs.
-TESTS := check-header test-rust test-c test-valgrind test-dropin test-install
+TESTS := check-header test-rust test-c test-valgrind test-dropin test-prof test-install
 include $(wildcard mk/*.mk)
 
 test: $(TESTS)
@@ -66,6 +79,12 @@ test-dropin: build
 
 test-install: build
 	bash tests/install/run.sh
+
+test-prof: build
+	bash tests/prof/run.sh
+
+$(FLAMEGRAPH):
+	cargo install inferno --locked
 
 # Also builds obmem without its statistics counters, to measure their cost.
 bench: build

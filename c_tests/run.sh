@@ -100,7 +100,7 @@ fi
 DEBUG_CLEAN=" test_refcount_inline test_gc_random_weak test_weakref test_ephemeron test_immortal test_fork_gc_lock
   test_domains_hooks test_hook_aligned test_malloc_calloc
   test_gc_callbacks test_gc_cycles test_gc_debug test_gc_finalizers test_gc_introspect
-  test_gc_random test_gc_trashcan test_gc_env test_object_refcount "
+  test_gc_random test_gc_trashcan test_gc_env test_object_refcount test_census test_gc_path "
 
 # run_one NAME EXE [ENV...]: runs a built test and reports it.
 run_one() {
@@ -139,8 +139,12 @@ for src in "${sources[@]}"; do
     *.cc) compiler=("$CXX" -std=c++17) ;;
     *) compiler=("$CC" -std=gnu11) ;;
     esac
+    # A test may ask for more link flags in a comment line
+    # " * c_tests/run.sh: link with FLAGS".
+    extra=()
+    read -r -a extra < <(sed -n 's|^ \* c_tests/run.sh: link with \(.*\)$|\1|p' "$src") || true
     if ! "${compiler[@]}" -O1 -g -Wall -Wextra -Werror -Iinclude "$src" \
-        -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -lpthread -o "$exe" >"$log" 2>&1; then
+        -L"$LIBDIR" -lobmem -Wl,-rpath,"$LIBDIR" -lpthread ${extra[@]+"${extra[@]}"} -o "$exe" >"$log" 2>&1; then
         fail "$name" "compile error" "$log"
         continue
     fi

@@ -28,6 +28,17 @@ typedef struct obm_weakref obm_weakref;
 
 
 /*
+ `obm_prof_dump` format: folded stacks, one line per stack,
+ `outermost;...;innermost <live bytes>` (flamegraph.pl, inferno, speedscope).
+ */
+#define OBM_PROF_FOLDED 0
+
+/*
+ `obm_prof_dump` format: the top stacks by live bytes, for a person.
+ */
+#define OBM_PROF_TEXT 1
+
+/*
  Debug flag: print a few lines to stderr for each collection.
  */
 #define OBM_GC_DEBUG_STATS 1
@@ -234,6 +245,24 @@ typedef struct obm_gc_info {
  Called before (OBM_GC_START) and after (OBM_GC_STOP) each collection.
  */
 typedef void (*obm_gc_callback)(int phase, const struct obm_gc_info *info, void *ctx);
+
+/*
+ One type's row of `obm_census`.
+ */
+typedef struct obm_type_census {
+  /*
+   The type (NULL: types beyond the census table's capacity).
+   */
+  const struct obm_type *type;
+  /*
+   Live objects of the type.
+   */
+  size_t objects;
+  /*
+   Bytes of their memory blocks (usable size, collector header included).
+   */
+  size_t bytes;
+} obm_type_census;
 
 /*
  Statistics of one size class.
@@ -684,6 +713,76 @@ void obm_immortalize(struct obm_object *o);
  OBM_STATIC_OBJECT_INIT), else 0 (also for NULL).
  */
 int obm_is_immortal(const struct obm_object *o);
+
+/*
+ Fills `out[0..cap]` with the live objects per type (tracked or not, GC
+ or not), the most bytes first, and returns the number of types with
+ live objects, which may exceed `cap`: `obm_census(NULL, 0)` just counts
+ them, as `snprintf(NULL, 0, ...)` does. `bytes` is the usable size of
+ the objects' memory blocks (`obm_usable_size`), including the 16-byte
+ collector header in front of objects of GC types and of types with a
+ `finalize`. Types beyond the census table's capacity (4096) are
+ counted together in a row whose `type` is NULL. Always on; a read of a
+ table, no allocation.
+ */
+size_t obm_census(struct obm_type_census *out, size_t cap);
+
+/*
+ Why is `target` still alive? Calls `visit(o, arg)` on each object of a
+ shortest chain of references from a root to `target`, root first, and
+ returns 0. A root is an object referenced from outside the tracked
+ objects (by a C variable, an untracked object, ...), found as the
+ collector finds them: each tracked object's count minus the references
+ other tracked objects hold (reported by `traverse`). A target that is
+ itself a root is a chain of one; `target` need not be tracked.
+ Returns 1 without calling `visit` when no root reaches `target` (it is
+ cyclic garbage that the next full collection frees), and the first
+ non-zero value `visit` returns, which stops the walk. Returns -1 with
+ errno EINVAL for a NULL `target` or `visit`, and -1 with ENOMEM when the
+ search's tables (at most 64 bytes per tracked object, freed before it returns)
+ cannot be allocated. No collection runs meanwhile; `visit` may read and
+ incref the objects but must not free, track or untrack any. Under the
+ object model's rule: one thread at a time (obm_lock).
+ */
+int obm_gc_path_to_root(struct obm_object *target, obm_visitproc visit, void *arg);
+
+/*
+ Starts a new heap profile: about one allocation per `sample_bytes`
+ allocated bytes (512 KiB, tcmalloc's default, costs the allocation
+ path a few percent), of every domain, the malloc family, aligned and
+ large blocks and objects, records its call stack (captured without
+ malloc, at most 48 frames) and is followed until it is freed. Intervals
+ are random (exponential), and each sample of `n` bytes stands for
+ `n / (1 - exp(-n / sample_bytes))` bytes, so the estimates are
+ unbiased. A sampled block is served from a mapping of its own (a page
+ or more). Allocations made while allocator hooks are installed
+ (obm_set_allocator, the debug hooks) are not sampled. A profile already
+ running is replaced. Returns 0, or -1 with errno EINVAL when
+ `sample_bytes` is 0 or above 2^40, ENOMEM when the profile's table
+ (3.5 MiB of address space) cannot be mapped. Any thread may call it.
+ */
+int obm_prof_start(size_t sample_bytes);
+
+/*
+ Stops sampling. The profile stays for obm_prof_dump, and blocks sampled
+ still leave its live counts when they are freed.
+ */
+void obm_prof_stop(void);
+
+/*
+ Writes the current profile (or the last one, after obm_prof_stop; an
+ empty file if there was none) to `path`, created or truncated, in
+ `format`: OBM_PROF_FOLDED (per stack, the estimated live bytes; stacks
+ with none are left out) or OBM_PROF_TEXT (totals, then the top 25
+ stacks by estimated live bytes with their live blocks and the bytes
+ allocated since the start, innermost frame first). Frames are named by
+ dladdr: the symbol, or `library+0xoffset`. Returns 0, or -1 with errno
+ EINVAL (NULL path or another format) or the error of open or write
+ (e.g. ENOENT, EACCES, ENOSPC). `OBMEM_PROF=<bytes>` starts a profile at
+ load time and `OBMEM_PROF_DUMP=<prefix>` writes `<prefix>.<pid>.folded`
+ at exit.
+ */
+int obm_prof_dump(const char *path, int format);
 
 /*
  Fills `*out` with a snapshot of the allocator's statistics.

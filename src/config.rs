@@ -100,3 +100,9 @@ const _: () = assert!(NUM_CLASSES <= 255, "class index is stored in a u8");
 pub(crate) const QUARANTINE_BLOCKS: usize = 4096;
 pub(crate) const QUARANTINE_BYTES: usize = 16 << 20;
 pub(crate) const QUARANTINE_MAX_BLOCK: usize = 1 << 20;
+
+/// The largest sample interval of the heap profiler (`obm_prof_start`,
+/// `OBMEM_PROF`): 1 TiB.
+pub(crate) const PROF_MAX_SAMPLE_BYTES: usize = 1 << 40;
+/// The longest `OBMEM_PROF_DUMP` prefix (the file name adds `.<pid>.folded`).
+pub(crate) const PROF_DUMP_PREFIX_MAX: usize = 4000;

@@ -6,7 +6,7 @@
 //! settings in `lifecycle::init`, before the first allocation is served;
 //! the collector's thresholds when the collector is first used).
 
-use crate::config::PURGE_DELAY_MS_DEFAULT;
+use crate::config::{PROF_DUMP_PREFIX_MAX, PROF_MAX_SAMPLE_BYTES, PURGE_DELAY_MS_DEFAULT};
 use crate::fault::{self, Spec};
 use crate::os;
 use crate::report;
@@ -74,6 +74,51 @@ pub fn fail_mmap() -> Option<Spec> {
         warn("OBMEM_FAIL_MMAP", v, "N, N:C, SITE[:N[:C]] or trace", "0");
     }
     spec
+}
+
+/// `OBMEM_PROF=<sample bytes>`, if set to a valid value: start the heap
+/// profiler at load time.
+pub fn prof_sample_bytes() -> Option<usize> {
+    let v = os::getenv(c"OBMEM_PROF")?;
+    match parse_usize(v) {
+        Some(n) if n > 0 && n <= PROF_MAX_SAMPLE_BYTES => Some(n),
+        _ => {
+            warn_fmt(
+                "OBMEM_PROF",
+                v,
+                "sample bytes",
+                format_args!("no profiling (1 to {PROF_MAX_SAMPLE_BYTES})"),
+            );
+            None
+        }
+    }
+}
+
+/// `OBMEM_PROF_DUMP=<path prefix>`, if set to a usable value.
+pub fn prof_dump_prefix() -> Option<&'static [u8]> {
+    let v = os::getenv(c"OBMEM_PROF_DUMP")?;
+    if v.is_empty() || v.len() > PROF_DUMP_PREFIX_MAX {
+        warn_fmt(
+            "OBMEM_PROF_DUMP",
+            v,
+            "a path prefix",
+            format_args!("no dump (1 to {PROF_DUMP_PREFIX_MAX} bytes)"),
+        );
+        return None;
+    }
+    Some(v)
+}
+
+/// `OBMEM_PROF_UNWIND=fp`: walk frame pointers instead of DWARF unwinding.
+pub fn prof_unwind_fp() -> bool {
+    match os::getenv(c"OBMEM_PROF_UNWIND") {
+        None | Some(b"" | b"dwarf") => false,
+        Some(b"fp") => true,
+        Some(v) => {
+            warn("OBMEM_PROF_UNWIND", v, "dwarf or fp", "dwarf");
+            false
+        }
+    }
 }
 
 /// `OBMEM_GC_THRESHOLD=t0[,t1[,t2]]`, if set to a valid value; missing

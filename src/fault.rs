@@ -37,9 +37,11 @@ pub enum Site {
     DebugTable,
     /// The table of over-aligned blocks in hooked domains (domain/aligned.rs).
     HookTable,
+    /// The heap profiler's table of stacks (stacks.rs).
+    ProfTable,
 }
 
-const SITES: [(Site, &str); 8] = [
+const SITES: [(Site, &str); 9] = [
     (Site::Arenas, "arenas"),
     (Site::Large, "large"),
     (Site::LargeGrow, "large-grow"),
@@ -48,6 +50,7 @@ const SITES: [(Site, &str); 8] = [
     (Site::HeapSlab, "heap-slab"),
     (Site::DebugTable, "debug-table"),
     (Site::HookTable, "hook-table"),
+    (Site::ProfTable, "prof-table"),
 ];
 
 impl Site {

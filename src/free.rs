@@ -210,6 +210,16 @@ fn resolve(p: *const u8) -> Resolved<'static> {
     Resolved::Pool(a, unsafe { &*pool })
 }
 
+/// The usable size of `p` if it is the start of a live block of obmem's,
+/// else 0; never reports (for callers that only count, such as the census).
+pub fn size_if_block(p: *const u8) -> usize {
+    match resolve(p) {
+        Resolved::Pool(_, pool) if pool.is_block(p) => pool.block_size(),
+        Resolved::Large(kind) => large::size_if_block(p, kind),
+        _ => 0,
+    }
+}
+
 /// The usable size of `p` (0 for null); aborts on a foreign pointer.
 /// Safe for any address: `p` is only dereferenced once the arena map says
 /// its chunk is ours, and then only in headers that are always mapped.

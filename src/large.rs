@@ -45,6 +45,9 @@ struct Header {
     map_size: usize,
     /// The block handed out.
     user: usize,
+    /// A heap profile's sample (`stacks::record`'s tag, 0: none) and
+    /// the bytes and blocks it stands for.
+    sample: [usize; 3],
 }
 
 const _: () = assert!(core::mem::size_of::<Header>() <= HEADER);
@@ -324,6 +327,7 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
     unsafe {
         (*hdr).map_size = size;
         (*hdr).user = user;
+        (*hdr).sample[0] = 0;
         (*hdr).magic.store(LIVE, Release);
     }
     counters::LARGE_BLOCKS.fetch_add(1, Relaxed);
@@ -362,6 +366,26 @@ pub unsafe fn usable_size(p: *const u8, kind: u8, func: &str) -> usize {
     unsafe { hdr as usize + (*hdr).map_size - p as usize }
 }
 
+/// The usable size of `p` if it is a live large block's start, else 0
+/// (never reports: for callers that only count).
+pub fn size_if_block(p: *const u8, kind: u8) -> usize {
+    let hdr = header_of(p, kind);
+    // SAFETY: the map says a large block's header is mapped at `hdr`.
+    let (magic, user, size) = unsafe { ((*hdr).magic.load(Acquire), (*hdr).user, (*hdr).map_size) };
+    if magic == LIVE && user == p as usize {
+        hdr as usize + size - user
+    } else {
+        0
+    }
+}
+
+/// Tags the large block `p`, just allocated, as a heap profile's sample.
+pub fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
+    let hdr = header_of(p, arena_map::lookup(p as usize));
+    // SAFETY: p is a live large block the caller just allocated.
+    unsafe { (*hdr).sample = [tag, bytes as usize, blocks as usize] };
+}
+
 /// Frees the large block `p`.
 ///
 /// # Safety
@@ -370,7 +394,10 @@ pub unsafe fn usable_size(p: *const u8, kind: u8, func: &str) -> usize {
 pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
-    let (map_size, user) = unsafe { ((*hdr).map_size, (*hdr).user) };
+    let (map_size, user, sample) = unsafe { ((*hdr).map_size, (*hdr).user, (*hdr).sample) };
+    if sample[0] != 0 {
+        crate::stacks::release(sample[0], sample[1] as u64, sample[2] as u64);
+    }
     let base = hdr as usize;
     counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
     counters::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);

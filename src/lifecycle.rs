@@ -7,16 +7,19 @@
 //! Initialisation installs the memcheck hooks when running on it
 //! (`valgrind`), reads the environment (`env`), then acts on it: the
 //! debug hooks for `OBMEM_MALLOC=debug`, the statistics table at exit for
-//! `OBMEM_SHOW_STATS=1`.
+//! `OBMEM_SHOW_STATS=1`, the heap profiler for `OBMEM_PROF` (and its dump
+//! at exit for `OBMEM_PROF_DUMP`).
 //!
 //! Fork: every lock a child could inherit held is taken before `fork` and
-//! released after it, in both processes, in one order: the debug hooks'
-//! tables, the domain slots, the heap registry (and the trim lock), the
-//! arena reserve, the large-block cache. The collector's lock is not
+//! released after it, in both processes, in one order: the heap profile's
+//! table of stacks, the debug hooks' tables, the domain slots, the heap
+//! registry (and the trim lock), the arena reserve, the large-block cache. The collector's lock is not
 //! taken (a collection may run finalizers that fork); the child resets it
 //! instead (`gc::lock`).
 
-use crate::{debug, domain, env, fault, gc, heap, large, purge, stats, valgrind};
+use crate::{
+    debug, domain, env, fault, gc, heap, large, prof, purge, stacks, stats, valgrind,
+};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
 
 const UNREAD: u8 = 0;
@@ -51,6 +54,19 @@ pub fn init() {
     if let Some(spec) = env::fail_mmap() {
         fault::configure(spec);
     }
+    if env::prof_unwind_fp() {
+        prof::use_frame_pointers();
+    }
+    if let Some(prefix) = env::prof_dump_prefix() {
+        prof::set_dump_prefix(prefix);
+    }
+    if let Some(n) = env::prof_sample_bytes() {
+        if !prof::start(n) {
+            crate::report::eprint(format_args!(
+                "obmem: OBMEM_PROF: cannot map the profile's table; profiling off\n"
+            ));
+        }
+    }
     STATE.store(READ, Release);
 }
 
@@ -68,11 +84,13 @@ extern "C" fn obmem_init() {
     };
 }
 
-/// Runs at exit: the statistics table for `OBMEM_SHOW_STATS=1`.
+/// Runs at exit: the statistics table for `OBMEM_SHOW_STATS=1`, the heap
+/// profile for `OBMEM_PROF_DUMP`.
 extern "C" fn obmem_fini() {
     if SHOW_STATS.load(Relaxed) {
         stats::print(2);
     }
+    prof::dump_at_exit();
 }
 
 #[used]
@@ -84,6 +102,7 @@ static INIT: extern "C" fn() = obmem_init;
 static FINI: extern "C" fn() = obmem_fini;
 
 extern "C" fn before_fork() {
+    stacks::lock_for_fork();
     debug::lock_for_fork();
     domain::lock_for_fork();
     heap::lock_for_fork();
@@ -101,6 +120,7 @@ unsafe fn unlock_after_fork() {
         heap::unlock_after_fork();
         domain::unlock_after_fork();
         debug::unlock_after_fork();
+        stacks::unlock_after_fork();
     }
 }
 

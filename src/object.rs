@@ -233,6 +233,7 @@ pub unsafe fn new_object(t: *const obm_type, extra: usize, caller: &str) -> *mut
     if base.is_null() {
         return ptr::null_mut();
     }
+    crate::census::created(t as *const c_void, crate::census::block_bytes(base));
     // SAFETY: base is a fresh block of `total` bytes, 16-byte aligned, and
     // prefix is 0 or HEAD_SIZE (a multiple of 16), so o is aligned too.
     unsafe {
@@ -543,7 +544,12 @@ unsafe fn destroy(o: *mut obm_object) {
         if gc {
             crate::gc::note_gc_object_freed();
         }
-        crate::domain::object_free((o as *mut u8).sub(prefix_size(ty)));
+        let base = (o as *mut u8).sub(prefix_size(ty));
+        crate::census::destroyed(
+            ty as *const obm_type as *const c_void,
+            crate::census::block_bytes(base),
+        );
+        crate::domain::object_free(base);
     }
 }
 

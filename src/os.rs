@@ -151,6 +151,78 @@ pub fn set_errno(e: i32) {
     unsafe { *libc::__errno_location() = e };
 }
 
+/// Writes all of `bytes` to `fd`; false (errno set) on an error.
+pub fn write_checked(fd: i32, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid slice for the length passed.
+        let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            return false;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    true
+}
+
+/// Creates (or truncates) the file `path` for writing, mode 0644: its
+/// descriptor, or -1 with errno set.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+pub unsafe fn create_file(path: *const core::ffi::c_char) -> i32 {
+    // SAFETY: per the contract.
+    unsafe {
+        libc::open(
+            path,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    }
+}
+
+/// Maps the file `path` read-only: its address and size, or None.
+///
+/// # Safety
+/// `path` is a NUL-terminated string.
+pub unsafe fn map_file(path: *const core::ffi::c_char) -> Option<(*const u8, usize)> {
+    // SAFETY: per the contract; st is plain data filled by fstat.
+    unsafe {
+        let fd = libc::open(path, libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let mut st: libc::stat = core::mem::zeroed();
+        let size = if libc::fstat(fd, &mut st) == 0 {
+            st.st_size as usize
+        } else {
+            0
+        };
+        let p = if size > 0 {
+            libc::mmap(
+                ptr::null_mut(),
+                size,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            )
+        } else {
+            libc::MAP_FAILED
+        };
+        libc::close(fd);
+        (p != libc::MAP_FAILED).then_some((p as *const u8, size))
+    }
+}
+
+/// Closes `fd`; false (errno set) if the kernel reports an error.
+pub fn close(fd: i32) -> bool {
+    // SAFETY: closing a descriptor has no memory-safety preconditions.
+    unsafe { libc::close(fd) == 0 }
+}
+
 /// Reads an environment variable without allocating. The bytes live as long
 /// as the environment is not modified, which callers tolerate by copying
 /// what they need at once.

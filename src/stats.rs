@@ -201,4 +201,26 @@ pub fn print(fd: i32) {
         );
         b.flush_to(fd);
     }
+    print_census(fd);
+}
+
+/// The census section of the table: live objects and bytes per type,
+/// most bytes first (nothing when no object lives).
+fn print_census(fd: i32) {
+    use core::fmt::Write;
+    let mut b = crate::report::LineBuf::new();
+    let mut first = true;
+    crate::census::sorted(|ty, objects, bytes| {
+        if first {
+            let _ = writeln!(b, "objects by type          objects          bytes");
+            first = false;
+        }
+        let name = if ty.is_null() {
+            "(other types)"
+        } else {
+            crate::object::type_name(ty as *const crate::object::obm_type)
+        };
+        let _ = writeln!(b, "  {name:<20.20} {objects:>12} {bytes:>14}");
+        b.flush_to(fd);
+    });
 }

@@ -29,9 +29,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "counters",
         ],
     ),
-    ("memory", &["arena_map", "pool", "arena", "purge"]),
+    ("memory", &["arena_map", "pool", "arena", "purge", "stacks"]),
     ("heaps", &["heap", "heap::*", "large"]),
-    ("paths", &["alloc", "free"]),
+    ("paths", &["alloc", "free", "prof", "prof::*"]),
     (
         "hooks",
         &[
@@ -51,6 +51,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "gc::lock",
             "gc::array",
             "object",
+            "census",
             "gc",
             "gc::*",
             "debug::objects",

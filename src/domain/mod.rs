@@ -19,6 +19,7 @@ use crate::config::ALIGNMENT;
 use crate::free;
 use crate::heap;
 use crate::os;
+use crate::prof;
 use crate::report;
 use crate::sync::SpinLock;
 use core::ffi::c_void;
@@ -208,16 +209,35 @@ pub(crate) fn table(d: obm_domain) -> &'static obm_allocator {
 
 #[inline(always)]
 pub fn malloc(d: obm_domain, n: usize) -> *mut u8 {
+    if prof::active() && prof::tick(n) {
+        return malloc_sampled(n, d);
+    }
     let b = alloc::malloc_fast(n);
     if !b.is_null() {
         return b;
     }
-    malloc_slow(d, n)
+    malloc_slow(n, d)
+}
+
+/// `malloc` when the profiler samples this allocation (a tail call from
+/// the fast path, which thus keeps no stack frame).
+#[cold]
+#[inline(never)]
+fn malloc_sampled(n: usize, d: obm_domain) -> *mut u8 {
+    let p = sample(n, ALIGNMENT, false);
+    if !p.is_null() {
+        return p;
+    }
+    let b = alloc::malloc_fast(n);
+    if !b.is_null() {
+        return b;
+    }
+    malloc_slow(n, d)
 }
 
 #[cold]
 #[inline(never)]
-fn malloc_slow(d: obm_domain, n: usize) -> *mut u8 {
+fn malloc_slow(n: usize, d: obm_domain) -> *mut u8 {
     if !HOOKED.load(Relaxed) {
         return alloc::malloc_slow(n);
     }
@@ -228,6 +248,14 @@ fn malloc_slow(d: obm_domain, n: usize) -> *mut u8 {
 
 #[inline(always)]
 pub fn calloc(d: obm_domain, nelem: usize, elsize: usize) -> *mut u8 {
+    if prof::active() {
+        if let Some(n) = nelem.checked_mul(elsize).filter(|&n| prof::tick(n)) {
+            let p = sample(n, ALIGNMENT, true);
+            if !p.is_null() {
+                return p;
+            }
+        }
+    }
     if !HOOKED.load(Relaxed) {
         return alloc::calloc(nelem, elsize);
     }
@@ -240,6 +268,13 @@ pub fn calloc(d: obm_domain, nelem: usize, elsize: usize) -> *mut u8 {
 /// `p` is null or a live block of domain `d`.
 #[inline(always)]
 pub unsafe fn realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
+    if prof::active() && prof::tick(n) {
+        // SAFETY: per the contract.
+        let q = unsafe { sample_realloc(d, p, n) };
+        if !q.is_null() {
+            return q;
+        }
+    }
     if !HOOKED.load(Relaxed) {
         // SAFETY: per the contract.
         return unsafe { alloc::realloc(p, n, "realloc") };
@@ -257,7 +292,7 @@ unsafe fn realloc_hooked(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
     if let Some(e) = aligned::get(p as usize) {
         // An over-aligned block: move it (realloc keeps the default
         // alignment only, as glibc's does).
-        let q = malloc_slow(d, n);
+        let q = malloc_slow(n, d);
         if !q.is_null() {
             // SAFETY: both blocks are live and distinct; p holds e.size bytes.
             unsafe {
@@ -301,10 +336,49 @@ unsafe fn free_slow(d: obm_domain, p: *mut u8) {
     unsafe { (t.free.unwrap_unchecked())(t.ctx, p as *mut c_void) }
 }
 
+/// A sampled block for the heap profiler (`prof/`), or null: not while
+/// hooks are installed, which must see every block. Out of line, and the
+/// first function the entry points call on this path, so that it can take
+/// the caller's frame pointer (for `OBMEM_PROF_UNWIND=fp`).
+#[cold]
+#[inline(never)]
+pub(crate) fn sample(n: usize, align: usize, zero: bool) -> *mut u8 {
+    let fp = prof::frame_pointer();
+    if HOOKED.load(Relaxed) {
+        return ptr::null_mut();
+    }
+    prof::sampled(n, align, zero, fp)
+}
+
+/// A sampled realloc: the new block is a sample, `p`'s bytes move into it.
+///
+/// # Safety
+/// As `realloc`.
+#[cold]
+unsafe fn sample_realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
+    let q = sample(n, ALIGNMENT, false);
+    if !q.is_null() && !p.is_null() {
+        let old = free::usable_size(p, "realloc");
+        // SAFETY: both blocks are live, at least min(old, n) bytes long,
+        // and distinct; p is the caller's to free (contract).
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old.min(n));
+            free(d, p);
+        }
+    }
+    q
+}
+
 /// An over-aligned block of domain `d` (`align` a power of two); null
 /// with errno set on failure.
 #[inline(always)]
 pub fn aligned(d: obm_domain, align: usize, n: usize) -> *mut u8 {
+    if prof::active() && prof::tick(n) {
+        let p = sample(n, align, false);
+        if !p.is_null() {
+            return p;
+        }
+    }
     if !HOOKED.load(Relaxed) {
         return alloc::aligned(align, n);
     }
@@ -316,7 +390,7 @@ pub fn aligned(d: obm_domain, align: usize, n: usize) -> *mut u8 {
 fn aligned_hooked(d: obm_domain, align: usize, n: usize) -> *mut u8 {
     let x = dispatch(d);
     if align <= ALIGNMENT {
-        return malloc_slow(d, n);
+        return malloc_slow(n, d);
     }
     if let Some(f) = x.aligned {
         return f(d, align, n);
@@ -326,7 +400,7 @@ fn aligned_hooked(d: obm_domain, align: usize, n: usize) -> *mut u8 {
         os::set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
-    let base = malloc_slow(d, total);
+    let base = malloc_slow(total, d);
     if base.is_null() {
         return base;
     }
@@ -340,6 +414,21 @@ fn aligned_hooked(d: obm_domain, align: usize, n: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     addr as *mut u8
+}
+
+/// The usable size of `p` if it is the start of a live block of domain
+/// `d` (a hook's or the core's), else 0; never reports (for callers that
+/// only count, such as the census).
+pub fn size_if_block(d: obm_domain, p: *const u8) -> usize {
+    if HOOKED.load(Relaxed) {
+        if let Some(n) = dispatch(d).usable.and_then(|f| f(p, "obm_census")) {
+            return n;
+        }
+        if let Some(e) = aligned::get(p as usize) {
+            return e.size;
+        }
+    }
+    free::size_if_block(p)
 }
 
 /// The usable size of a block of domain `d` (`malloc_usable_size`).

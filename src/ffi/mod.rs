@@ -9,5 +9,6 @@ pub mod glibc;
 #[cfg(feature = "override")]
 pub mod malloc;
 pub mod object;
+pub mod profile;
 pub mod stats;
 pub mod weak;

@@ -46,6 +46,7 @@ pub(crate) mod collect;
 pub mod introspect;
 pub(crate) mod list;
 pub mod lock;
+pub mod path;
 pub mod weak;
 
 use core::cell::{Cell, UnsafeCell};

@@ -1,12 +1,12 @@
-//! The calling thread's heap pointer, and the object layer's trashcan
-//! state, in native TLS.
+//! The calling thread's heap pointer, the object layer's trashcan state
+//! and the heap profiler's sampling state, in native TLS.
 //!
 //! On x86-64 the slots are defined in assembly and reached with the
 //! initial-exec model (`mov reg, [rip + sym@GOTTPOFF]; mov reg, fs:[reg]`):
 //! two loads, where Rust's `thread_local!` in a shared library goes through
 //! a call to `__tls_get_addr` on every malloc, free and deallocation.
 //! Stable Rust cannot choose the TLS model, hence the assembly. The cost is
-//! a static TLS reservation of 24 bytes, which glibc has room for also when
+//! a static TLS reservation of 56 bytes, which glibc has room for also when
 //! the library is dlopen'ed. Other targets use `thread_local!`.
 //!
 //! A thread without a heap reads the address of the placeholder heap
@@ -47,6 +47,34 @@ mod imp {
         ".zero 16",
         ".text",
     );
+
+    core::arch::global_asm!(
+        ".section .tbss,\"awT\",@nobits",
+        ".globl obmem_tls_prof",
+        ".hidden obmem_tls_prof",
+        ".p2align 3",
+        ".type obmem_tls_prof,@object",
+        ".size obmem_tls_prof,32",
+        "obmem_tls_prof:",
+        ".zero 32",
+        ".text",
+    );
+
+    /// This thread's 32 zero-initialised bytes for the heap profiler.
+    #[inline(always)]
+    pub fn prof_slot() -> *mut [usize; 4] {
+        let v: *mut [usize; 4];
+        // SAFETY: as in `trash_slot`.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr fs:[0]",
+                "add {v}, qword ptr [rip + obmem_tls_prof@GOTTPOFF]",
+                v = out(reg) v,
+                options(nostack, readonly, pure),
+            );
+        }
+        v
+    }
 
     /// This thread's 16 zero-initialised bytes for the trashcan.
     #[inline(always)]
@@ -129,6 +157,16 @@ mod imp {
     pub fn trash_slot() -> *mut [usize; 2] {
         TRASH.with(|t| t.get())
     }
+
+    thread_local! {
+        static PROF: core::cell::UnsafeCell<[usize; 4]> =
+            const { core::cell::UnsafeCell::new([0; 4]) };
+    }
+
+    #[inline(always)]
+    pub fn prof_slot() -> *mut [usize; 4] {
+        PROF.with(|t| t.get())
+    }
 }
 
-pub use imp::{get, set, trash_slot};
+pub use imp::{get, prof_slot, set, trash_slot};

@@ -1,0 +1,149 @@
+//! The object census: live objects and bytes per type, kept up to date as
+//! objects are created and destroyed, so `obm_census` is a read of a table.
+//!
+//! The table is a static open-addressing hash of type pointers (no
+//! allocation, untouched pages stay untouched). A type keeps its slot once
+//! entered, so the create and destroy paths find it with a multiply and,
+//! almost always, one probe. Objects are created and destroyed under the
+//! object model's one-thread-at-a-time rule (API.md §3, `obm_lock`), so
+//! the counters are updated with relaxed loads and stores, not atomic
+//! read-modify-writes; only entering a new type uses a compare-and-swap,
+//! so that two threads breaking that rule cannot share a slot.
+//!
+//! Bytes are the usable size of each object's memory block, the
+//! collector's 16-byte header included: what the objects really occupy.
+//! When the table is full (`SLOTS` types) further types are counted
+//! together under a NULL type.
+
+use core::ffi::c_void;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
+
+/// A type, as the census sees it: an address that tells types apart
+/// (an `obm_type` pointer; the census never looks inside).
+pub type TypeKey = *const c_void;
+
+const SLOTS: usize = 4096;
+
+struct Entry {
+    ty: AtomicPtr<c_void>,
+    objects: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+const EMPTY: Entry = Entry {
+    ty: AtomicPtr::new(ptr::null_mut()),
+    objects: AtomicUsize::new(0),
+    bytes: AtomicUsize::new(0),
+};
+
+static TABLE: [Entry; SLOTS] = [EMPTY; SLOTS];
+/// Types that found no free slot (the table is full).
+static OVERFLOW: Entry = EMPTY;
+
+/// The slot of `t`, entered if new.
+#[inline(always)]
+fn entry(t: TypeKey) -> &'static Entry {
+    // Fibonacci hashing: the top 12 bits of the product index the table.
+    let mut i = (t as usize >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
+    for _ in 0..SLOTS {
+        // SAFETY: i < SLOTS (12 bits, then masked).
+        let e = unsafe { TABLE.get_unchecked(i) };
+        let cur = e.ty.load(Relaxed);
+        if cur as TypeKey == t {
+            return e;
+        }
+        if cur.is_null() {
+            return enter(i, t);
+        }
+        i = (i + 1) & (SLOTS - 1);
+    }
+    &OVERFLOW
+}
+
+#[cold]
+fn enter(mut i: usize, t: TypeKey) -> &'static Entry {
+    for _ in 0..SLOTS {
+        let e = &TABLE[i];
+        match e
+            .ty
+            .compare_exchange(ptr::null_mut(), t as *mut c_void, Relaxed, Relaxed)
+        {
+            Ok(_) => return e,
+            Err(cur) if cur as TypeKey == t => return e,
+            Err(_) => i = (i + 1) & (SLOTS - 1),
+        }
+    }
+    &OVERFLOW
+}
+
+#[inline(always)]
+fn add(c: &AtomicUsize, n: usize) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Counts a new object of `t` whose memory block is `bytes` long.
+#[inline(always)]
+pub fn created(t: TypeKey, bytes: usize) {
+    let e = entry(t);
+    add(&e.objects, 1);
+    add(&e.bytes, bytes);
+}
+
+/// Uncounts a destroyed object of `t` whose memory block was `bytes` long.
+#[inline(always)]
+pub fn destroyed(t: TypeKey, bytes: usize) {
+    let e = entry(t);
+    add(&e.objects, usize::MAX);
+    add(&e.bytes, bytes.wrapping_neg());
+}
+
+/// Calls `f(type, objects, bytes)` for each type with live objects, most
+/// bytes first (a NULL type: the types beyond the table's capacity);
+/// returns how many.
+pub fn sorted(mut f: impl FnMut(TypeKey, usize, usize)) -> usize {
+    // Selection by "largest below the last one visited": quadratic in the
+    // number of types, but needs no buffer (this is malloc).
+    let key = |e: &Entry| {
+        (
+            e.bytes.load(Relaxed),
+            e.objects.load(Relaxed),
+            e as *const Entry as usize,
+        )
+    };
+    let mut last = (usize::MAX, usize::MAX, usize::MAX);
+    let mut n = 0;
+    loop {
+        let mut best: Option<(&Entry, (usize, usize, usize))> = None;
+        for e in TABLE.iter().chain(core::iter::once(&OVERFLOW)) {
+            let k = key(e);
+            if k.1 == 0 || k >= last {
+                continue;
+            }
+            if best.is_none_or(|(_, b)| k > b) {
+                best = Some((e, k));
+            }
+        }
+        let Some((e, k)) = best else { return n };
+        f(e.ty.load(Relaxed), k.1, k.0);
+        n += 1;
+        last = k;
+    }
+}
+
+/// The usable size of an object's block (`base`), as `obm_usable_size`
+/// gives it; 0 for a block of a user's allocator hook that is not obmem's.
+#[inline(always)]
+pub fn block_bytes(base: *const u8) -> usize {
+    // Most objects live in a pool of the calling thread's heap: its unit
+    // cache names the pool without a global lookup.
+    let h = crate::heap::current_or_placeholder();
+    if h.unit_cached(base) {
+        // SAFETY: checked just above.
+        let pool = unsafe { h.cached_pool(base) };
+        if pool.is_carved_block(base) {
+            return pool.block_size();
+        }
+    }
+    crate::domain::size_if_block(crate::domain::obm_domain::OBM_DOMAIN_OBJ, base)
+}
