@@ -17,9 +17,7 @@
 //! taken (a collection may run finalizers that fork); the child resets it
 //! instead (`gc::lock`).
 
-use crate::{
-    debug, domain, env, fault, gc, heap, large, prof, purge, stacks, stats, valgrind,
-};
+use crate::{debug, domain, env, fault, gc, heap, large, prof, purge, stacks, stats, valgrind};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
 
 const UNREAD: u8 = 0;
@@ -45,7 +43,7 @@ pub fn init() {
     // Under memcheck, its hooks first: the debug hooks then wrap them.
     valgrind::init();
     if env::debug_hooks() {
-        debug::setup();
+        setup_debug_hooks();
     }
     SHOW_STATS.store(env::show_stats(), Relaxed);
     if let Some(ms) = env::purge_delay_ms() {
@@ -68,6 +66,13 @@ pub fn init() {
         }
     }
     STATE.store(READ, Release);
+}
+
+/// Installs the debug hooks (`OBMEM_MALLOC=debug`, `obm_setup_debug_hooks`):
+/// on the three domains' dispatch, and on the reference-count entry points.
+pub fn setup_debug_hooks() {
+    debug::setup();
+    crate::object::set_ref_hook(&debug::objects::CHECKED_REFS);
 }
 
 /// Runs when the library is loaded: initialise, and register the fork

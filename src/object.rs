@@ -48,6 +48,45 @@ use core::ptr;
 
 use crate::gc::list::{self, GcHead, FINALIZED, HEAD_SIZE};
 
+/// A reference-count operation through a hook: the object, the exported
+/// function's name, the function to use instead when NULL is an error
+/// (None: NULL is ignored), and the bare operation to run.
+pub(crate) type RefHook =
+    unsafe fn(*mut obm_object, &'static str, Option<&'static str>, unsafe fn(*mut obm_object));
+
+/// A `RefHook` in a static, so that one atomic pointer publishes it.
+pub(crate) struct RefHookCell(pub RefHook);
+
+/// The hook of the reference-count entry points (the debug hooks' checks),
+/// null while none is installed: then they cost one load and one branch.
+static REF_HOOK: core::sync::atomic::AtomicPtr<RefHookCell> =
+    core::sync::atomic::AtomicPtr::new(ptr::null_mut());
+
+/// Installs the hook every reference-count entry point goes through.
+pub(crate) fn set_ref_hook(h: &'static RefHookCell) {
+    REF_HOOK.store(
+        h as *const RefHookCell as *mut RefHookCell,
+        core::sync::atomic::Ordering::Release,
+    );
+}
+
+/// The installed reference-count hook, if any.
+#[inline(always)]
+pub(crate) fn ref_hook() -> Option<RefHook> {
+    let h = REF_HOOK.load(core::sync::atomic::Ordering::Acquire);
+    // SAFETY: a non-null pointer is a &'static RefHookCell (set_ref_hook).
+    (!h.is_null()).then(|| unsafe { (*h).0 })
+}
+
+/// Reports a reference-count operation on NULL and aborts.
+#[cold]
+#[inline(never)]
+pub(crate) fn null_ref(func: &str, instead: &str) -> ! {
+    crate::report::fatal(format_args!(
+        "{func}(NULL); use {instead} for pointers that may be NULL"
+    ))
+}
+
 /// The head of every object; put `OBM_OBJECT_HEAD` first in your struct.
 #[repr(C)]
 #[allow(non_camel_case_types)]

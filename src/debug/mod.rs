@@ -111,7 +111,7 @@ impl Hooks {
 
 /// Whether the debug hooks are installed.
 #[inline(always)]
-pub fn active() -> bool {
+fn active() -> bool {
     ACTIVE.load(Relaxed)
 }
 

@@ -11,7 +11,7 @@
 
 use super::{blocks, dump, DEAD};
 use crate::gc::lock;
-use crate::object::obm_object;
+use crate::object::{obm_object, RefHookCell};
 use crate::report;
 use core::sync::atomic::{AtomicUsize, Ordering::*};
 
@@ -127,5 +127,34 @@ pub unsafe fn check_track(o: *mut obm_object) {
         report::fatal(format_args!(
             "debug hooks: obm_gc_track({o:p}): the object is already tracked by the collector"
         ));
+    }
+}
+
+/// The reference-count entry points under the debug hooks: the
+/// concurrent-use and freed-object checks, then the operation. Installed
+/// with the hooks (`lifecycle::setup_debug_hooks`).
+pub(crate) static CHECKED_REFS: RefHookCell = RefHookCell(checked_ref);
+
+/// # Safety
+/// As the exported function `func`.
+#[cold]
+#[inline(never)]
+unsafe fn checked_ref(
+    o: *mut obm_object,
+    func: &'static str,
+    null_instead: Option<&'static str>,
+    op: unsafe fn(*mut obm_object),
+) {
+    let _use = enter(func);
+    if o.is_null() {
+        match null_instead {
+            Some(instead) => crate::object::null_ref(func, instead),
+            None => return,
+        }
+    }
+    // SAFETY: per the contract, a live object (checked first).
+    unsafe {
+        check_alive(o, func);
+        op(o)
     }
 }

@@ -114,5 +114,5 @@ pub unsafe extern "C" fn obm_set_allocator(d: obm_domain, a: *const obm_allocato
 /// before the call keep working. Calling it again does nothing.
 #[no_mangle]
 pub extern "C" fn obm_setup_debug_hooks() {
-    crate::debug::setup();
+    crate::lifecycle::setup_debug_hooks();
 }

@@ -25,12 +25,12 @@ pub unsafe extern "C" fn obm_new_var(t: *const obm_type, extra: usize) -> *mut o
 /// Adds a reference to `o` (which must not be NULL).
 #[no_mangle]
 pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
-    if debug::active() {
-        // SAFETY: as below.
-        return unsafe { checked_ref(o, "obm_incref", Some("obm_xincref"), object::incref) };
+    if let Some(hook) = object::ref_hook() {
+        // SAFETY: the hook runs the operation under the same contract.
+        return unsafe { hook(o, "obm_incref", Some("obm_xincref"), object::incref) };
     }
     if o.is_null() {
-        null_ref("obm_incref", "obm_xincref");
+        object::null_ref("obm_incref", "obm_xincref");
     }
     // SAFETY: the caller passes a live object.
     unsafe { object::incref(o) }
@@ -42,12 +42,12 @@ pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
 /// aborts.
 #[no_mangle]
 pub unsafe extern "C" fn obm_decref(o: *mut obm_object) {
-    if debug::active() {
-        // SAFETY: as below.
-        return unsafe { checked_ref(o, "obm_decref", Some("obm_xdecref"), object::decref) };
+    if let Some(hook) = object::ref_hook() {
+        // SAFETY: the hook runs the operation under the same contract.
+        return unsafe { hook(o, "obm_decref", Some("obm_xdecref"), object::decref) };
     }
     if o.is_null() {
-        null_ref("obm_decref", "obm_xdecref");
+        object::null_ref("obm_decref", "obm_xdecref");
     }
     // SAFETY: the caller passes a live object and owns a reference.
     unsafe { object::decref(o) }
@@ -56,9 +56,9 @@ pub unsafe extern "C" fn obm_decref(o: *mut obm_object) {
 /// obm_incref that ignores NULL.
 #[no_mangle]
 pub unsafe extern "C" fn obm_xincref(o: *mut obm_object) {
-    if debug::active() {
-        // SAFETY: as in obm_incref.
-        return unsafe { checked_ref(o, "obm_xincref", None, object::incref) };
+    if let Some(hook) = object::ref_hook() {
+        // SAFETY: the hook runs the operation under the same contract.
+        return unsafe { hook(o, "obm_xincref", None, object::incref) };
     }
     if !o.is_null() {
         // SAFETY: as in obm_incref.
@@ -69,50 +69,13 @@ pub unsafe extern "C" fn obm_xincref(o: *mut obm_object) {
 /// obm_decref that ignores NULL.
 #[no_mangle]
 pub unsafe extern "C" fn obm_xdecref(o: *mut obm_object) {
-    if debug::active() {
-        // SAFETY: as in obm_decref.
-        return unsafe { checked_ref(o, "obm_xdecref", None, object::decref) };
+    if let Some(hook) = object::ref_hook() {
+        // SAFETY: the hook runs the operation under the same contract.
+        return unsafe { hook(o, "obm_xdecref", None, object::decref) };
     }
     if !o.is_null() {
         // SAFETY: as in obm_decref.
         unsafe { object::decref(o) }
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn null_ref(func: &str, instead: &str) -> ! {
-    crate::report::fatal(format_args!(
-        "{func}(NULL); use {instead} for pointers that may be NULL"
-    ))
-}
-
-/// The reference-count functions under the debug hooks: the concurrent-use
-/// and freed-object checks, kept off the fast path, which is one load and
-/// one branch more than the bare operation. `null_instead` names the
-/// function to use instead when NULL is an error; None: NULL is ignored.
-///
-/// # Safety
-/// As the exported function `func`.
-#[cold]
-#[inline(never)]
-unsafe fn checked_ref(
-    o: *mut obm_object,
-    func: &str,
-    null_instead: Option<&str>,
-    op: unsafe fn(*mut obm_object),
-) {
-    let _use = debug::objects::enter(func);
-    if o.is_null() {
-        match null_instead {
-            Some(instead) => null_ref(func, instead),
-            None => return,
-        }
-    }
-    // SAFETY: per the contract, a live object (checked first).
-    unsafe {
-        debug::objects::check_alive(o, func);
-        op(o)
     }
 }
 
