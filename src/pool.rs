@@ -361,7 +361,7 @@ impl Pool {
     }
 
     /// Pushes a block freed by another thread. True if the caller must
-    /// register the pool on its heap's list (it set `remote_queued`).
+    /// register the pool on its heap's list (its push set `QUEUED`).
     ///
     /// # Safety
     /// `b` is a live block of this pool, marked with the freed key by the caller.
