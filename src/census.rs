@@ -137,13 +137,13 @@ pub fn sorted(mut f: impl FnMut(TypeKey, usize, usize)) -> usize {
 pub fn block_bytes(base: *const u8) -> usize {
     // Most objects live in a pool of the calling thread's heap: its unit
     // cache names the pool without a global lookup.
+    // No block-start check needed: the unit cache is empty while any hook
+    // is installed (`heap::force_slow_paths`), so a hit means `base` came
+    // from the core, a block start of this heap's pool.
     let h = crate::heap::current_or_placeholder();
     if h.unit_cached(base) {
         // SAFETY: checked just above.
-        let pool = unsafe { h.cached_pool(base) };
-        if pool.is_carved_block(base) {
-            return pool.block_size();
-        }
+        return unsafe { h.cached_pool(base) }.block_size();
     }
     crate::domain::size_if_block(crate::domain::obm_domain::OBM_DOMAIN_OBJ, base)
 }
