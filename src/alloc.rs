@@ -66,14 +66,20 @@ pub fn malloc_fast(n: usize) -> *mut u8 {
 #[inline(always)]
 fn pop_fast(slot: usize) -> *mut u8 {
     let h = heap::current_or_placeholder();
-    // SAFETY: slot <= NUM_CLASSES; the pool is of this thread's own heap
-    // (or the placeholder, which is never written: its lists are empty).
-    let b = unsafe { h.alloc_pool(slot).pop_or_take_local() };
+    // SAFETY: slot <= NUM_CLASSES.
+    let (pool, allocs) = unsafe { (h.alloc_pool(slot), h.stats.allocs.get_unchecked(slot)) };
+    // SAFETY: the pool is of this thread's own heap (or the placeholder,
+    // which is never written: its lists are empty).
+    let b = unsafe { pool.pop_or_take_local() };
     if !b.is_null() {
-        // SAFETY: slot <= NUM_CLASSES.
-        counters::count(unsafe { h.stats.allocs.get_unchecked(slot) });
+        counters::count(allocs);
+        return b;
     }
-    b
+    if pool.has_thread_free() {
+        // SAFETY: as above; both lists are empty and thread_free is not.
+        return unsafe { pool.pop_thread_free(allocs) }.as_ptr();
+    }
+    ptr::null_mut()
 }
 
 /// `n` bytes (16 for 0), 16-byte aligned; null with ENOMEM on failure.

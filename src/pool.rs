@@ -46,7 +46,7 @@
 use crate::config::*;
 use crate::size_class::{self, block_index};
 use core::cell::Cell;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// The overlay of a free block: the list link, then the freed key.
@@ -257,9 +257,9 @@ impl Pool {
         b as *mut u8
     }
 
-    /// Pops a block, refilling the allocation list from the owner's frees,
-    /// or else other threads' frees, if it is empty: the second chance of
-    /// `malloc`'s fast path. Null if the three lists are empty.
+    /// Pops a block, refilling the allocation list from the owner's frees
+    /// if it is empty: `malloc`'s fast path. Null if both lists are empty
+    /// (other threads' frees are `pop_thread_free`'s).
     ///
     /// # Safety
     /// Called by the pool's owner: the thread whose heap holds the pool, or
@@ -271,18 +271,34 @@ impl Pool {
         if !b.is_null() {
             return b;
         }
-        let mut local = self.local_free.get();
+        let local = self.local_free.get();
         if local.is_null() {
-            // Blocks other threads freed (a producer's pool): taken here
-            // rather than through the whole slow path.
-            if !self.has_thread_free() || unsafe { self.take_thread_free() } == 0 {
-                return ptr::null_mut();
-            }
-            local = self.local_free.get();
+            return local as *mut u8;
         }
         self.local_free.set(ptr::null_mut());
         self.free.set(local);
         unsafe { self.pop() }
+    }
+
+    /// Takes the blocks other threads freed (a producer's pool) and pops
+    /// one, counting it on `allocs`: the rest of `malloc`'s fast path, out
+    /// of line. Never null: only the owner takes from `thread_free`, so a
+    /// list the owner saw non-empty is still non-empty at its take (which
+    /// lets the fast path end in a tail call, with no stack frame).
+    ///
+    /// # Safety
+    /// As `pop_or_take_local`; the allocation and local lists are empty and
+    /// `has_thread_free()` was true.
+    #[cold]
+    #[inline(never)]
+    pub unsafe fn pop_thread_free(&self, allocs: &AtomicU64) -> NonNull<u8> {
+        // SAFETY: the caller is the owner (contract).
+        let n = unsafe { self.take_thread_free() };
+        debug_assert!(n > 0);
+        self.free.set(self.local_free.replace(ptr::null_mut()));
+        crate::counters::count(allocs);
+        // SAFETY: as above; the list holds at least the n > 0 blocks taken.
+        unsafe { NonNull::new_unchecked(self.pop()) }
     }
 
     /// Refills the allocation list, from the owner's frees or by carving,

@@ -212,6 +212,11 @@ pub fn malloc(d: obm_domain, n: usize) -> *mut u8 {
     if prof::active() && prof::tick(n) {
         return malloc_sampled(n, d);
     }
+    malloc_unsampled(n, d)
+}
+
+#[inline(always)]
+fn malloc_unsampled(n: usize, d: obm_domain) -> *mut u8 {
     let b = alloc::malloc_fast(n);
     if !b.is_null() {
         return b;
@@ -228,11 +233,7 @@ fn malloc_sampled(n: usize, d: obm_domain) -> *mut u8 {
     if !p.is_null() {
         return p;
     }
-    let b = alloc::malloc_fast(n);
-    if !b.is_null() {
-        return b;
-    }
-    malloc_slow(n, d)
+    malloc_unsampled(n, d)
 }
 
 #[cold]
@@ -329,6 +330,18 @@ unsafe fn free_slow(d: obm_domain, p: *mut u8) {
         // SAFETY: per the contract of `free`.
         return unsafe { free::free_slow(p, "free") };
     }
+    // SAFETY: per the contract of `free`.
+    unsafe { free_hooked(d, p) }
+}
+
+/// `free` through the hook of domain `d`. Out of line, so that the remote
+/// free above keeps no stack frame.
+///
+/// # Safety
+/// As `free`.
+#[cold]
+#[inline(never)]
+unsafe fn free_hooked(d: obm_domain, p: *mut u8) {
     let t = table(d);
     let p = aligned::remove(p as usize).map_or(p, |e| e.base as *mut u8);
     // SAFETY: as in `malloc_slow`; p per the contract of `free` (an
