@@ -5,8 +5,9 @@
  *   the same once the threads have exited;
  * - malloc_trim(0) returns 1 when it gave memory back, 0 when there was
  *   nothing;
- * - with OBMEM_PURGE_DELAY_MS=100, RSS falls by itself within a second of
- *   small allocations after a burst is freed;
+ * - with OBMEM_PURGE_DELAY_MS=500, a burst's pages are kept after its
+ *   frees (when the frees took under half the delay) and RSS falls by
+ *   itself within three seconds of small allocations;
  * - with a long delay, a second burst reuses the pages of the first (minor
  *   page faults counted with getrusage);
  * - bad values of OBMEM_PURGE_DELAY_MS get one warning and the default.
@@ -57,6 +58,9 @@ static void munmap_array(void **p, size_t n) { munmap(p, n * sizeof(void *)); }
 
 /* Allocates `bytes` of small blocks (16..512 B, every one written), then
  * frees them all, from the calling thread. */
+/* How long the frees of the last burst took, in seconds. */
+static double last_free_secs;
+
 static void burst(size_t bytes, uint64_t seed)
 {
     size_t cap = bytes / 16;
@@ -70,8 +74,10 @@ static void burst(size_t bytes, uint64_t seed)
         total += sz;
         n++;
     }
+    double t0 = now_sec();
     for (size_t i = 0; i < n; i++)
         free(p[i]);
+    last_free_secs = now_sec() - t0;
     munmap_array(p, cap);
 }
 
@@ -162,17 +168,24 @@ static void case_delay_short(void)
     size_t rss_freed = rss_bytes();
     double t0 = now_sec(), t = 0;
     size_t rss = rss_freed;
-    while ((t = now_sec() - t0) < 1.0) {
+    while ((t = now_sec() - t0) < 3.0) {
         churn();
         rss = rss_bytes();
         if (rss <= rss0 + 20 * MiB)
             break;
         usleep(10000);
     }
-    printf("  OBMEM_PURGE_DELAY_MS=100: RSS start %.1f MiB, after the frees %.1f MiB, "
+    printf("  OBMEM_PURGE_DELAY_MS=500: RSS start %.1f MiB, after the frees %.1f MiB, "
            "%.1f MiB after %.2f s of small allocations\n",
            (double)rss0 / MiB, (double)rss_freed / MiB, (double)rss / MiB, t);
-    CHECK_MSG(rss_freed > rss0 + 40 * MiB, "the burst's pages were kept at first");
+    /* Pages freed more than the delay before the measurement may already
+     * be back: the check means something only if the frees took well under
+     * the delay (a loaded machine can stretch them). */
+    if (last_free_secs < 0.25)
+        CHECK_MSG(rss_freed > rss0 + 40 * MiB, "the burst's pages were kept at first");
+    else
+        printf("  (the frees took %.3f s: too long to check that pages were kept)\n",
+               last_free_secs);
     CHECK_LE(rss, rss0 + 20 * MiB);
 }
 
@@ -243,7 +256,7 @@ int main(int argc, char **argv)
     expect_ok("trim_alive", long_delay);
     expect_ok("trim_exited", long_delay);
     expect_ok("malloc_trim", long_delay);
-    expect_ok("delay_short", (const char *const[]){"OBMEM_PURGE_DELAY_MS=100", NULL});
+    expect_ok("delay_short", (const char *const[]){"OBMEM_PURGE_DELAY_MS=500", NULL});
     expect_ok("delay_long", (const char *const[]){"OBMEM_PURGE_DELAY_MS=60000", NULL});
 
     const char *bad[] = {"OBMEM_PURGE_DELAY_MS=abc", "OBMEM_PURGE_DELAY_MS=-5",
