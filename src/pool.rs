@@ -266,7 +266,7 @@ impl Pool {
     /// the thread holding the registry lock while that heap is abandoned.
     #[inline(always)]
     pub unsafe fn pop_or_take_local(&self) -> *mut u8 {
-        // SAFETY (here and below): the caller is the owner (contract).
+        // SAFETY: the caller is the owner (contract).
         let b = unsafe { self.pop() };
         if !b.is_null() {
             return b;
@@ -277,6 +277,7 @@ impl Pool {
         }
         self.local_free.set(ptr::null_mut());
         self.free.set(local);
+        // SAFETY: as above.
         unsafe { self.pop() }
     }
 
