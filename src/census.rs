@@ -3,8 +3,8 @@
 //!
 //! The table is a static open-addressing hash of type pointers (no
 //! allocation, untouched pages stay untouched). A type keeps its slot once
-//! entered, so the create and destroy paths find it with a multiply and,
-//! almost always, one probe. Objects are created and destroyed under the
+//! entered, so the create and destroy paths find it with a shift, a mask
+//! and, almost always, one probe. Objects are created and destroyed under the
 //! object model's one-thread-at-a-time rule (API.md §3, `obm_lock`), so
 //! the counters are updated with relaxed loads and stores, not atomic
 //! read-modify-writes; only entering a new type uses a compare-and-swap,
@@ -44,10 +44,12 @@ static OVERFLOW: Entry = EMPTY;
 /// The slot of `t`, entered if new.
 #[inline(always)]
 fn entry(t: TypeKey) -> &'static Entry {
-    // Fibonacci hashing: the top 12 bits of the product index the table.
-    let mut i = (t as usize >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52;
+    // The address's low bits: types are structs of at least 56 bytes, so
+    // types defined together get distinct, neighbouring slots; unrelated
+    // ones that collide are probed past.
+    let mut i = (t as usize >> 4) & (SLOTS - 1);
     for _ in 0..SLOTS {
-        // SAFETY: i < SLOTS (12 bits, then masked).
+        // SAFETY: i < SLOTS (masked).
         let e = unsafe { TABLE.get_unchecked(i) };
         let cur = e.ty.load(Relaxed);
         if cur as TypeKey == t {
