@@ -67,7 +67,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 const ALLOWED_LOOPS: &[(&str, &str, &str)] = &[(
     "object",
     "gc",
-    "an object's deallocation untracks it and updates the young generation's count, and the collector calls decref: splitting the object model (layout, GC head) from deallocation would cut this loop",
+    "an object's deallocation untracks it, updates the young generation's count and clears its weak references, and the collector calls decref: splitting the object model (layout, GC head, tracking, weak lists) from deallocation would cut this loop",
 )];
 
 /// Upward edges that are part of the design, each with its reason.
