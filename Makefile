@@ -21,8 +21,11 @@ FLAMEGRAPH := $(or $(shell command -v inferno-flamegraph 2>/dev/null),$(or $(CAR
 
 all: build
 
+# The C library: the malloc family exported under its C names.
+CARGO_FEATURES := --features override
+
 build:
-	cargo build --release
+	cargo build --release $(CARGO_FEATURES)
 	@# Programs linked with -lobmem record the soname libobmem.so.$(MAJOR).
 	@ln -sf libobmem.so $(LIBDIR)/libobmem.so.$(MAJOR)
 
@@ -63,7 +66,9 @@ include $(wildcard mk/*.mk)
 test: $(TESTS)
 
 test-rust:
-	cargo test --release -- --test-threads=2
+	@# With the C library's features, so that the test build leaves the
+	@# same libobmem.so in target/release.
+	cargo test --release $(CARGO_FEATURES) -- --test-threads=2
 	@# obmem::Obmem as a Rust program's global allocator, without `override`.
 	cargo run --release --locked --manifest-path examples/rust-global/Cargo.toml \
 	  --target-dir target/rust-global

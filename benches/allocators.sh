@@ -132,7 +132,7 @@ locate_allocators() {
             ;;
         obmem)
             if [[ ! -f $OBMEM_SO ]]; then
-                note "obmem skipped: $OBMEM_SO not found (build it with 'cargo build --release')"
+                note "obmem skipped: $OBMEM_SO not found (build it with 'make build')"
                 continue
             fi
             missing=()

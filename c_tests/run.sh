@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # c_tests/run.sh: build and run every c_tests/test_*.c and c_tests/test_*.cc
 # against target/release/libobmem.so. Run from the repository root (after
-# `cargo build --release`). Prints PASS/FAIL per test and ends with one line
+# `make build`). Prints PASS/FAIL per test and ends with one line
 # "N passed, M failed"; exits non-zero if anything failed.
 #
 # The tests listed in DEBUG_CLEAN run a second time ("name+debug") with
@@ -40,7 +40,7 @@ fail() {
 }
 
 if [[ ! -f $LIBDIR/libobmem.so ]]; then
-    echo "c_tests: $LIBDIR/libobmem.so is missing (run cargo build --release)" >&2
+    echo "c_tests: $LIBDIR/libobmem.so is missing (run make build)" >&2
     echo "0 passed, 1 failed"
     exit 1
 fi

@@ -8,9 +8,9 @@
 //! Blocks come from the object domain, as C's malloc does with the library
 //! (so the debug hooks and `obm_get_stats` see them): requests aligned to
 //! 16 bytes or less take malloc's fast path, larger alignments obmem's
-//! aligned path. A Rust program depending on the crate with
-//! `default-features = false` (without the `override` feature) keeps the C
-//! library's malloc for its C code; with `override` both are obmem.
+//! aligned path. A Rust program depending on the crate keeps the C
+//! library's malloc for its C code; with the `override` feature (off by
+//! default) both are obmem.
 //!
 //! The methods are not `#[inline]`: inlinable across crates, they would
 //! make the domains' private statics visible to other crates, which turns

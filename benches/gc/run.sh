@@ -11,7 +11,7 @@ out=$root/build/bench_gc
 mkdir -p "$out"
 args=("$@")
 
-cargo build --release --quiet
+cargo build --release --quiet --features override
 gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c -Ltarget/release -lobmem \
     -Wl,-rpath,"$root/target/release" -o "$out/bench_obmem"
 

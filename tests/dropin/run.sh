@@ -42,7 +42,7 @@ fail() {
 }
 
 if [[ ! -f $LIB ]]; then
-    echo "dropin: $LIB is missing (run cargo build --release)" >&2
+    echo "dropin: $LIB is missing (run make build)" >&2
     echo "0 passed, 1 failed"
     exit 1
 fi
