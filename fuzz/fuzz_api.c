@@ -49,6 +49,7 @@
  */
 #define _GNU_SOURCE
 #include <obmem.h>
+#include "fuzz_common.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,7 +108,6 @@ static int use_alias(void) { return (++alias_turn & 3) == 0; }
 
 enum { MODE_PLAIN, MODE_HOOKS, MODE_DEBUG };
 static int mode;
-static int trace_on;
 static int devnull = -1;
 static int quiet_saved = -1; /* fd 2 while it points to /dev/null */
 static const char *op_name = "init";
@@ -130,22 +130,6 @@ static void quiet_end(void) {
     quiet_saved = -1;
 }
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-    char buf[600];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n >= sizeof buf)
-        n = sizeof buf - 1;
-    ssize_t w = write(2, buf, (size_t)n);
-    (void)w;
-}
-
-static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void fail(const char *fmt, ...) {
     quiet_end();
     char buf[512];
@@ -159,41 +143,10 @@ static void fail(const char *fmt, ...) {
     abort();
 }
 
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond))                                                              \
-            fail(__VA_ARGS__);                                                    \
-    } while (0)
-
-#define TRACE(...)                                                                \
-    do {                                                                          \
-        if (trace_on)                                                             \
-            say(__VA_ARGS__);                                                     \
-    } while (0)
-
 /* ------------------------------------------------------------------------ */
 /* Input */
 
-typedef struct {
-    const uint8_t *d;
-    size_t n, i;
-} In;
 
-static unsigned u8(In *in) { return in->i < in->n ? in->d[in->i++] : 0; }
-static unsigned u16(In *in) {
-    unsigned a = u8(in);
-    return a | u8(in) << 8;
-}
-static uint32_t u32(In *in) {
-    uint32_t a = u16(in);
-    return a | (uint32_t)u16(in) << 16;
-}
-static uint64_t u64(In *in) {
-    uint64_t a = u32(in);
-    return a | (uint64_t)u32(in) << 32;
-}
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define BUDGET ((size_t)48 << 20) /* bytes of live blocks at once */
 #define BIG_ALIGN_SHIFT 26        /* valid alignments above this may fail */
 
@@ -402,31 +355,6 @@ static void pat_fill(unsigned char *p, size_t size, uint8_t seed, uint64_t tag) 
     memcpy(p, &tag, size < 8 ? size : 8);
     if (size >= 16)
         memcpy(p + size - 8, &tag, 8);
-}
-
-/* True if p[from, to) are all v (memcmp against a page of v: fast). */
-static int all_bytes(const unsigned char *p, size_t from, size_t to, unsigned char v) {
-    static unsigned char ref[4096];
-    static int ref_v = -1;
-    if (ref_v != v) {
-        memset(ref, v, sizeof ref);
-        ref_v = v;
-    }
-    for (size_t i = from; i < to;) {
-        size_t n = to - i < sizeof ref ? to - i : sizeof ref;
-        if (memcmp(p + i, ref, n) != 0)
-            return 0;
-        i += n;
-    }
-    return 1;
-}
-
-static void bytes_check(const unsigned char *p, size_t from, size_t to, unsigned char v,
-                        const char *what) {
-    if (!all_bytes(p, from, to, v))
-        for (size_t i = from; i < to; i++)
-            CHECK(p[i] == v, "%s %p: byte %zu is 0x%02x, expected 0x%02x", what, (void *)p, i,
-                  p[i], v);
 }
 
 /* Checks bytes [0, len) of a block that pat_fill filled with `size` bytes. */

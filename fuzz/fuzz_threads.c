@@ -47,6 +47,7 @@
  */
 #define _GNU_SOURCE
 #include <obmem.h>
+#include "fuzz_common.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,7 +110,6 @@ static size_t (*volatile f_malloc_usable_size)(void *) = malloc_usable_size;
 
 enum { MODE_PLAIN, MODE_DEBUG };
 static int mode;
-static int trace_on;
 static int force_seq; /* OBMEM_FUZZ_SEQUENCED=1: every phase sequenced */
 static int devnull = -1;
 static unsigned long input_no;
@@ -117,22 +117,6 @@ static __thread int cur_slot = -1; /* -1: the main thread */
 static __thread int cur_op = -1;
 static __thread const char *cur_name = "init";
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-    char buf[600];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n >= sizeof buf)
-        n = sizeof buf - 1;
-    ssize_t w = write(2, buf, (size_t)n);
-    (void)w;
-}
-
-static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void fail(const char *fmt, ...) {
     char buf[512];
     va_list ap;
@@ -149,19 +133,6 @@ static void fail(const char *fmt, ...) {
     abort();
 }
 
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond))                                                              \
-            fail(__VA_ARGS__);                                                    \
-    } while (0)
-
-#define TRACE(...)                                                                \
-    do {                                                                          \
-        if (trace_on)                                                             \
-            say(__VA_ARGS__);                                                     \
-    } while (0)
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ------------------------------------------------------------------------ */
 /* Limits */
@@ -313,36 +284,6 @@ static void pat_fill(unsigned char *p, size_t size, uint8_t seed, uint64_t tag) 
         memcpy(p + size - 8, &tag, 8);
 }
 
-/* True if p[from, to) are all v. */
-static int all_bytes(const unsigned char *p, size_t from, size_t to, unsigned char v) {
-    uint64_t w = 0x0101010101010101ull * v;
-    size_t i = from;
-    while (i < to && ((uintptr_t)(p + i) & 7))
-        if (p[i++] != v)
-            return 0;
-    for (; i + 32 <= to; i += 32) {
-        uint64_t a, b, c, d;
-        memcpy(&a, p + i, 8);
-        memcpy(&b, p + i + 8, 8);
-        memcpy(&c, p + i + 16, 8);
-        memcpy(&d, p + i + 24, 8);
-        if ((a ^ w) | (b ^ w) | (c ^ w) | (d ^ w))
-            return 0;
-    }
-    for (; i < to; i++)
-        if (p[i] != v)
-            return 0;
-    return 1;
-}
-
-static void bytes_check(const unsigned char *p, size_t from, size_t to, unsigned char v,
-                        const char *what) {
-    if (!all_bytes(p, from, to, v))
-        for (size_t i = from; i < to; i++)
-            CHECK(p[i] == v, "%s %p: byte %zu is 0x%02x, expected 0x%02x", what, (void *)p, i,
-                  p[i], v);
-}
-
 /* Checks bytes [0, len) of a block that pat_fill filled with `size` bytes. */
 static void pat_check(const unsigned char *p, size_t len, size_t size, uint8_t seed, uint64_t tag,
                       uint32_t id, const char *what) {
@@ -486,20 +427,6 @@ static int nphases;
 static int K;
 static int cleanup_mode;
 
-typedef struct {
-    const uint8_t *d;
-    size_t n, i;
-} In;
-
-static unsigned u8(In *in) { return in->i < in->n ? in->d[in->i++] : 0; }
-static unsigned u16(In *in) {
-    unsigned a = u8(in);
-    return a | u8(in) << 8;
-}
-static uint32_t u32(In *in) {
-    uint32_t a = u16(in);
-    return a | (uint32_t)u16(in) << 16;
-}
 
 static const uint32_t edge_sizes[] = {
     0,      1,      8,      15,     16,     17,     31,      32,     33,     48,

@@ -181,11 +181,11 @@ fuzz-coverage-threads: fuzz-build
 
 # The harness built with gcc -Werror and linked with -lobmem as a user
 # would; the corpus replayed in each mode. A model mismatch aborts.
-$(FUZZ_REPLAY): fuzz/fuzz_api.c fuzz/replay.c include/obmem.h | build
+$(FUZZ_REPLAY): fuzz/fuzz_api.c fuzz/fuzz_common.h fuzz/replay.c include/obmem.h | build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iinclude fuzz/fuzz_api.c fuzz/replay.c $(LINK) -o $@
 
-$(FUZZ_REPLAY_T): fuzz/fuzz_threads.c fuzz/replay.c include/obmem.h | build
+$(FUZZ_REPLAY_T): fuzz/fuzz_threads.c fuzz/fuzz_common.h fuzz/replay.c include/obmem.h | build
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iinclude fuzz/fuzz_threads.c fuzz/replay.c $(LINK) -o $@
 
