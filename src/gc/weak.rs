@@ -497,26 +497,16 @@ pub(crate) unsafe fn handle_callbacks(unreachable: *mut GcHead) -> usize {
     let mut chain = (ptr::null_mut(), ptr::null_mut());
     // SAFETY: per the contract; no user code runs until chain_run.
     unsafe {
-        let mut g = list::next(unreachable);
-        while g != unreachable {
-            let o = object::object_of(g);
-            if type_is_weakrefable(object::type_of(o)) {
-                let mut w = *slot(o);
-                while !w.is_null() {
-                    let next = (*w).next;
-                    if (*w).callback.is_some() {
-                        unlink(w);
-                        if entry_is_garbage(w) {
-                            (*w).callback = None;
-                        } else if has_action(w) {
-                            chain_push(&mut chain, w);
-                        }
-                    }
-                    w = next;
+        for_each_entry(unreachable, |w| {
+            if (*w).callback.is_some() {
+                unlink(w);
+                if entry_is_garbage(w) {
+                    (*w).callback = None;
+                } else if has_action(w) {
+                    chain_push(&mut chain, w);
                 }
             }
-            g = list::next(g);
-        }
+        });
         chain_run(chain.0, true)
     }
 }
@@ -530,24 +520,38 @@ pub(crate) unsafe fn clear_garbage_refs(garbage: *mut GcHead) {
     let mut chain = (ptr::null_mut(), ptr::null_mut());
     // SAFETY: per the contract; no user code runs until chain_run.
     unsafe {
-        let mut g = list::next(garbage);
-        while g != garbage {
+        for_each_entry(garbage, |w| {
+            unlink(w);
+            (*w).callback = None;
+            if has_action(w) {
+                chain_push(&mut chain, w);
+            }
+        });
+        chain_run(chain.0, false);
+    }
+}
+
+/// Calls `f` on every entry (weakref or ephemeron) to every object of
+/// `objects`; `f` may unlink the entry it is given.
+///
+/// # Safety
+/// `objects` is a list of tracked, live objects; `f` runs no user code.
+unsafe fn for_each_entry(objects: *mut GcHead, mut f: impl FnMut(*mut obm_weakref)) {
+    // SAFETY: per the contract; the next entry is read before `f` runs.
+    unsafe {
+        let mut g = list::next(objects);
+        while g != objects {
             let o = object::object_of(g);
             if type_is_weakrefable(object::type_of(o)) {
                 let mut w = *slot(o);
                 while !w.is_null() {
                     let next = (*w).next;
-                    unlink(w);
-                    (*w).callback = None;
-                    if has_action(w) {
-                        chain_push(&mut chain, w);
-                    }
+                    f(w);
                     w = next;
                 }
             }
             g = list::next(g);
         }
-        chain_run(chain.0, false);
     }
 }
 
