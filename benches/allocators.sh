@@ -102,6 +102,18 @@ declare -A VERSION=()
 declare -A ENVS=()    # extra environment of an allocator's runs
 ACTIVE=()             # allocators that will be measured
 
+# field KEY LINE: the value of KEY=value in a RESULT line of the benchmarks.
+field() {
+    local kv
+    for kv in $2; do
+        if [[ $kv == "$1="* ]]; then
+            printf '%s' "${kv#*=}"
+            return 0
+        fi
+    done
+    return 0
+}
+
 exports_symbol() { nm -D --defined-only "$1" 2>/dev/null | awk -v s="$2" '$3 == s { f = 1 } END { exit !f }'; }
 
 # mi_version_of SO: mimalloc's own version (mi_version()) as x.y.z, asked

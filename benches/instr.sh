@@ -135,17 +135,6 @@ cg() {
     [[ -n $COUNT ]] || problem "$tag under $a: no 'Collected' line from callgrind; see $err"
 }
 
-field() { # field KEY LINE
-    local kv
-    for kv in $2; do
-        if [[ $kv == "$1="* ]]; then
-            printf '%s' "${kv#*=}"
-            return 0
-        fi
-    done
-    return 0
-}
-
 # per ALLOC TAG LO HI [callgrind options] -- CMD... (without the count
 # argument, appended): sets PER to (count at HI - count at LO) / (HI - LO),
 # or "" if a run failed

@@ -89,17 +89,6 @@ run_one() {
     { env -u LD_PRELOAD timeout -k 5 "$TIMEOUT" env "${pre[@]}" "$@" >"$out" 2>"${out%.out}.err"; } 2>/dev/null
 }
 
-field() { # field KEY LINE
-    local kv
-    for kv in $2; do
-        if [[ $kv == "$1="* ]]; then
-            printf '%s' "${kv#*=}"
-            return 0
-        fi
-    done
-    return 0
-}
-
 # Workload definitions: title, unit, command (arguments scaled by BENCH_SCALE).
 workload_title() {
     case $1 in
