@@ -50,6 +50,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::missing_safety_doc)]
 
+pub(crate) mod addr_table;
 pub(crate) mod alloc;
 pub(crate) mod arena;
 pub(crate) mod arena_map;

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "report",
             "fault",
             "os",
+            "addr_table",
             "env",
             "size_class",
             "counters",

@@ -9,19 +9,13 @@
 //! domain and state are read from the record, never trusted from memory the
 //! program can write.
 //!
-//! Invariants:
-//! - the table is split into `SHARDS` shards by a hash of the address; each
-//!   shard is an open-addressing table with linear probing, guarded by its
-//!   own spin lock, so threads freeing unrelated blocks rarely meet;
-//! - a slot is empty when `addr == 0`; no two slots hold the same address;
-//! - every record lies between its home slot and the next empty slot
-//!   (deletion shifts later records back instead of leaving tombstones);
-//! - a shard's slots come from `os::map`, never from the global allocator,
-//!   and its load factor stays at or below one half.
+//! The table is split into `SHARDS` shards by the top bits of the
+//! address's hash; each shard is an `AddrTable` (see its invariants) under
+//! its own spin lock, so threads freeing unrelated blocks rarely meet.
 
-use crate::os;
+use crate::addr_table::{self, AddrTable, Keyed};
+use crate::fault::Site;
 use crate::sync::SpinLock;
-use core::ptr;
 
 /// What the hooks know of one block.
 #[derive(Clone, Copy, Debug)]
@@ -52,165 +46,31 @@ const EMPTY: Record = Record {
 
 const SHARD_BITS: u32 = 6;
 const SHARDS: usize = 1 << SHARD_BITS;
-const MIN_SLOTS: usize = 256;
 
-struct Table {
-    slots: *mut Record,
-    /// Slot count minus one (a power of two minus one), or 0 before the first insert.
-    mask: usize,
-    len: usize,
+impl Keyed for Record {
+    const EMPTY: Record = EMPTY;
+    fn addr(&self) -> usize {
+        self.addr
+    }
 }
 
-// SAFETY: the slots are owned by the table and only reached under its lock.
-unsafe impl Send for Table {}
-
-static TABLES: [SpinLock<Table>; SHARDS] = [const {
-    SpinLock::new(Table {
-        slots: ptr::null_mut(),
-        mask: 0,
-        len: 0,
-    })
-}; SHARDS];
-
-/// Blocks are 16-byte aligned, so the low four bits carry nothing; a
-/// splitmix64-style finaliser spreads the rest over every bit (block
-/// addresses are regular strides, which plain multiplicative hashing
-/// clusters). The top bits pick the shard, the low bits the home slot.
-#[inline]
-fn hash(addr: usize) -> usize {
-    let mut h = (addr >> 4) as u64;
-    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (h ^ (h >> 31)) as usize
-}
+static TABLES: [SpinLock<AddrTable<Record>>; SHARDS] =
+    [const { SpinLock::new(AddrTable::new(Site::DebugTable)) }; SHARDS];
 
 #[inline]
-fn shard(addr: usize) -> &'static SpinLock<Table> {
-    &TABLES[hash(addr) >> (usize::BITS - SHARD_BITS)]
-}
-
-impl Table {
-    #[inline]
-    fn home(&self, addr: usize) -> usize {
-        hash(addr) & self.mask
-    }
-
-    #[inline]
-    fn slot(&mut self, i: usize) -> &mut Record {
-        // SAFETY: i <= mask, and a table with a mask has mask + 1 mapped slots.
-        unsafe { &mut *self.slots.add(i) }
-    }
-
-    fn find(&mut self, addr: usize) -> Option<usize> {
-        if self.slots.is_null() {
-            return None;
-        }
-        let mut i = self.home(addr);
-        loop {
-            match self.slot(i).addr {
-                0 => return None,
-                a if a == addr => return Some(i),
-                _ => i = (i + 1) & self.mask,
-            }
-        }
-    }
-
-    /// Doubles the slots (or makes the first ones). False if mapping failed.
-    fn grow(&mut self) -> bool {
-        let old_slots = self.slots;
-        let old_count = if old_slots.is_null() {
-            0
-        } else {
-            self.mask + 1
-        };
-        let count = (old_count * 2).max(MIN_SLOTS);
-        let fresh = os::map(
-            count * core::mem::size_of::<Record>(),
-            crate::fault::Site::DebugTable,
-        ) as *mut Record;
-        if fresh.is_null() {
-            return false;
-        }
-        crate::counters::add_mapped(count * core::mem::size_of::<Record>());
-        // Fresh mappings are zeroed: every slot starts empty.
-        self.slots = fresh;
-        self.mask = count - 1;
-        for i in 0..old_count {
-            // SAFETY: i < old_count, the old table's slot count.
-            let r = unsafe { *old_slots.add(i) };
-            if r.addr != 0 {
-                let mut j = self.home(r.addr);
-                while self.slot(j).addr != 0 {
-                    j = (j + 1) & self.mask;
-                }
-                *self.slot(j) = r;
-            }
-        }
-        if !old_slots.is_null() {
-            // SAFETY: the old slots were mapped by an earlier grow with this
-            // size, and nothing refers to them any more.
-            unsafe {
-                os::unmap(
-                    old_slots as *mut u8,
-                    old_count * core::mem::size_of::<Record>(),
-                )
-            };
-            crate::counters::sub_mapped(old_count * core::mem::size_of::<Record>());
-        }
-        true
-    }
-
-    /// Empties slot `i`, shifting back the records after it that would
-    /// otherwise be cut off from their home slot.
-    fn remove_at(&mut self, mut i: usize) {
-        let mut j = i;
-        loop {
-            j = (j + 1) & self.mask;
-            let a = self.slot(j).addr;
-            if a == 0 {
-                break;
-            }
-            let k = self.home(a);
-            // The record at j may stay if its home lies cyclically in (i, j].
-            let stays = if i <= j {
-                i < k && k <= j
-            } else {
-                i < k || k <= j
-            };
-            if !stays {
-                *self.slot(i) = *self.slot(j);
-                i = j;
-            }
-        }
-        *self.slot(i) = EMPTY;
-        self.len -= 1;
-    }
+fn shard(addr: usize) -> &'static SpinLock<AddrTable<Record>> {
+    &TABLES[addr_table::hash(addr) >> (usize::BITS - SHARD_BITS)]
 }
 
 /// Records a new block. False (nothing recorded) if the table could not grow.
 pub fn insert(r: Record) -> bool {
-    debug_assert!(r.addr != 0);
-    let mut t = shard(r.addr).lock();
-    if (t.len + 1) * 2 > t.mask + 1 && !t.grow() {
-        return false;
-    }
-    let mut i = t.home(r.addr);
-    while t.slot(i).addr != 0 {
-        i = (i + 1) & t.mask;
-    }
-    *t.slot(i) = r;
-    t.len += 1;
-    true
+    shard(r.addr).lock().insert(r)
 }
 
 /// Calls `f` with the record of `addr` (None if there is none), under the
 /// shard's lock, so a check and a change of state are one atomic step.
 pub fn with<R>(addr: usize, f: impl FnOnce(Option<&mut Record>) -> R) -> R {
-    let mut t = shard(addr).lock();
-    match t.find(addr) {
-        Some(i) => f(Some(t.slot(i))),
-        None => f(None),
-    }
+    f(shard(addr).lock().get_mut(addr))
 }
 
 /// A copy of the record of `addr`, if any.
@@ -220,16 +80,12 @@ pub fn get(addr: usize) -> Option<Record> {
 
 /// Forgets `addr`; returns its record.
 pub fn remove(addr: usize) -> Option<Record> {
-    let mut t = shard(addr).lock();
-    let i = t.find(addr)?;
-    let r = *t.slot(i);
-    t.remove_at(i);
-    Some(r)
+    shard(addr).lock().remove(addr)
 }
 
 /// Blocks recorded (live and quarantined).
 pub fn count() -> usize {
-    TABLES.iter().map(|t| t.lock().len).sum()
+    TABLES.iter().map(|t| t.lock().len()).sum()
 }
 
 pub fn lock_for_fork() {
