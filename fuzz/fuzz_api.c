@@ -527,12 +527,13 @@ enum {
     K_LEAF_FIN,    /* non-GC with a finalizer */
     K_LEAF_RESCUE, /* non-GC, resurrecting finalizer */
     K_PLAIN,       /* non-GC, no dealloc (owns nothing) */
-    NKINDS
+    NKINDS,        /* the kinds of FObj (op "new") */
+    K_EPH = NKINDS /* an ephemeron (obm_ephemeron_new): not an FObj */
 };
-static const int kind_gc[NKINDS] = {1, 1, 1, 1, 0, 0, 0, 0};
-static const int kind_fin[NKINDS] = {0, 1, 1, 0, 0, 1, 1, 0};
-static const int kind_rescue[NKINDS] = {0, 0, 1, 0, 0, 0, 1, 0};
-static const int kind_clear[NKINDS] = {1, 1, 1, 0, 0, 0, 0, 0};
+static const int kind_gc[NKINDS + 1] = {1, 1, 1, 1, 0, 0, 0, 0, 1};
+static const int kind_fin[NKINDS + 1] = {0, 1, 1, 0, 0, 1, 1, 0, 0};
+static const int kind_rescue[NKINDS + 1] = {0, 0, 1, 0, 0, 0, 1, 0, 0};
+static const int kind_clear[NKINDS + 1] = {1, 1, 1, 0, 0, 0, 0, 0, 1};
 static int kind_prefix(int k) { return kind_gc[k] || kind_fin[k]; }
 
 #define MAXOBJ 160
@@ -553,6 +554,7 @@ typedef struct {
     uint8_t pseed;
     size_t extra;
     int immortal;
+    int key; /* K_EPH: the key's index, -1 once cleared; slot[0] is the value */
 } MObj;
 
 static MObj mo[MAXOBJ];
@@ -574,11 +576,17 @@ static MWr mw[MAXWR];
 static int nwr;
 static int act_wcb[MAXWR];
 static int wr_ctx[MAXWR];
-/* Weak-referenceable kinds (all but the plain one and the non-GC rescuer). */
-static int kind_weak(int k) { return k != 7 && k != 6; }
+/* Weak-referenceable kinds (all but the plain one, the non-GC rescuer and
+ * ephemerons). */
+static int kind_weak(int k) { return k != K_PLAIN && k != K_LEAF_RESCUE && k != K_EPH; }
+static int neph; /* ephemerons made by this input */
 
 static int obj_index(obm_object *o, const char *who) {
     CHECK(o != NULL, "%s: NULL object", who);
+    if (neph > 0)
+        for (int i = 0; i < nobj; i++)
+            if (mo[i].kind == K_EPH && mo[i].alive && (obm_object *)mo[i].o == o)
+                return i;
     FObj *f = (FObj *)o;
     CHECK(f->epoch == epoch && f->idx < (uint32_t)nobj && mo[f->idx].o == f,
           "%s: unknown object %p (idx %u epoch %u)", who, (void *)o, f->idx, f->epoch);
@@ -648,6 +656,7 @@ static obm_type types[NKINDS] = {
     {"FzLeafRescue", sizeof(FObj), 0, f_finalize, f_dealloc, NULL, NULL},
     {"FzPlain", sizeof(FObj), 0, NULL, NULL, NULL, NULL},
 };
+static const char *kind_name(int k) { return k == K_EPH ? "ephemeron" : types[k].name; }
 static const obm_type bad_types[3] = {
     {"FzTooSmall", sizeof(obm_object) - 1, 0, NULL, NULL, NULL, NULL},
     {"FzNoTraverse", sizeof(FObj), OBM_TPFLAGS_HAVE_GC, NULL, f_dealloc, NULL, f_clear},
@@ -738,8 +747,15 @@ static int sat_inc(int c) { return c == INT_MAX ? c : c + 1; }
 
 static void m_decref(int i);
 
-/* Clears the live weak references to object i (counting a callback for
- * those with one when `callbacks`). */
+/* Ephemerons whose key died, waiting to drop their values (weak.rs's
+ * chain: each holds a reference meanwhile). */
+static int m_chain[MAXOBJ];
+static int m_nchain;
+
+/* Clears the live weak references and ephemerons to object i (counting a
+ * callback for the weakrefs with one when `callbacks`); the ephemerons
+ * that still hold a value and are not on their way out (count 0: deposited
+ * in the trashcan) join m_chain, newest first. */
 static void m_clear_weakrefs(int i, int callbacks) {
     for (int w = 0; w < nwr; w++)
         if (mw[w].alive && mw[w].target == i) {
@@ -747,6 +763,29 @@ static void m_clear_weakrefs(int i, int callbacks) {
             if (callbacks && mw[w].has_cb)
                 mw[w].cbs++;
         }
+    for (int e = nobj - 1; e >= 0 && neph > 0; e--)
+        if (mo[e].kind == K_EPH && mo[e].alive && mo[e].key == i) {
+            mo[e].key = -1;
+            if (mo[e].slot[0] >= 0 && mo[e].rc > 0) {
+                mo[e].rc++;
+                m_chain[m_nchain++] = e;
+            }
+        }
+}
+
+/* Runs m_chain from `base` on: each ephemeron drops its value, then the
+ * chain's reference to it (either may free objects, and so push and run
+ * more entries above ours). */
+static void m_run_chain(int base) {
+    int end = m_nchain;
+    for (int k = base; k < end; k++) {
+        int e = m_chain[k], v = mo[e].slot[0];
+        mo[e].slot[0] = -1;
+        if (v >= 0)
+            m_decref(v);
+        m_decref(e);
+    }
+    m_nchain = base;
 }
 
 /* Mirrors object.rs destroy(): finalize once (may resurrect), untrack,
@@ -770,9 +809,13 @@ static void m_destroy(int i) {
     }
     m->deposited = 0;
     m->tracked = 0;
-    /* Weak references: all cleared, then the callbacks (they do nothing
-     * the model sees). */
+    /* Weak references and ephemerons: all cleared, then the callbacks (they
+     * do nothing the model sees) and the ephemerons' value drops. */
+    int base = m_nchain;
     m_clear_weakrefs(i, 1);
+    m_run_chain(base);
+    /* An ephemeron's dealloc unlinks it from its key, then drops its value. */
+    m->key = -1;
     for (int k = 0; k < NSLOT; k++) {
         int t = m->slot[k];
         m->slot[k] = -1;
@@ -825,9 +868,56 @@ static void m_decref(int i) {
         m_dealloc(i);
 }
 
+/* Whether an ephemeron's key k is alive for a reachability walk over
+ * `set`: not cleared, and out of the set or found reachable. */
+static int m_key_alive(const int *set, const int *reach, int k) {
+    return k >= 0 && (!set[k] || reach[k]);
+}
+
+/* The members of `set` that are reachable (reach[i] = 1): held from outside
+ * (refs[i] > 0), or referenced by a reachable member, except that an
+ * ephemeron's value is reached only once its key is alive, iterated to a
+ * fixpoint (docs/GC.md). The `outside` ephemerons (NULL: none), not in the
+ * set, hold their values in the same way. */
+static void m_reach(const int *set, const long *refs, const int *outside, int *reach) {
+    static int queue[MAXOBJ];
+    int qh = 0, qt = 0;
+    for (int i = 0; i < nobj; i++) {
+        reach[i] = set[i] && refs[i] > 0;
+        if (reach[i])
+            queue[qt++] = i;
+    }
+    for (;;) {
+        while (qh < qt) {
+            int j = queue[qh++];
+            if (mo[j].kind == K_EPH && !m_key_alive(set, reach, mo[j].key))
+                continue; /* its value waits for the key */
+            for (int k = 0; k < NSLOT; k++) {
+                int t = mo[j].slot[k];
+                if (t >= 0 && set[t] && !reach[t]) {
+                    reach[t] = 1;
+                    queue[qt++] = t;
+                }
+            }
+        }
+        /* Ephemerons whose key became alive after they were passed. */
+        for (int e = 0; e < nobj && neph > 0; e++) {
+            if (mo[e].kind != K_EPH || !mo[e].alive || !(set[e] ? reach[e] : outside && outside[e]))
+                continue;
+            int v = mo[e].slot[0];
+            if (v >= 0 && set[v] && !reach[v] && m_key_alive(set, reach, mo[e].key)) {
+                reach[v] = 1;
+                queue[qt++] = v;
+            }
+        }
+        if (qh == qt)
+            break;
+    }
+}
+
 /* Mirrors collect.rs collect_main() for generation g. */
 static size_t m_collect(int g) {
-    static int in_set[MAXOBJ], reach[MAXOBJ], queue[MAXOBJ], still[MAXOBJ];
+    static int in_set[MAXOBJ], reach[MAXOBJ], still[MAXOBJ], pend[MAXOBJ];
     static long refs[MAXOBJ];
     exp_cb(OBM_GC_START, g, 0, 0);
     if (g + 1 < 3)
@@ -849,22 +939,7 @@ static size_t m_collect(int g) {
             for (int k = 0; k < NSLOT; k++)
                 if (mo[j].slot[k] >= 0 && in_set[mo[j].slot[k]])
                     refs[mo[j].slot[k]]--;
-    int qh = 0, qt = 0;
-    for (int i = 0; i < nobj; i++)
-        if (in_set[i] && refs[i] > 0) {
-            reach[i] = 1;
-            queue[qt++] = i;
-        }
-    while (qh < qt) {
-        int j = queue[qh++];
-        for (int k = 0; k < NSLOT; k++) {
-            int t = mo[j].slot[k];
-            if (t >= 0 && in_set[t] && !reach[t]) {
-                reach[t] = 1;
-                queue[qt++] = t;
-            }
-        }
-    }
+    m_reach(in_set, refs, NULL, reach);
     size_t survivors = 0;
     int pending_fin = 0;
     for (int i = 0; i < nobj; i++) {
@@ -886,6 +961,10 @@ static size_t m_collect(int g) {
     size_t collected = 0;
     for (int i = 0; i < nobj; i++)
         still[i] = in_set[i] && !reach[i];
+    /* Reachable ephemerons whose key is not: for the resurrection check. */
+    for (int e = 0; e < nobj; e++)
+        pend[e] = mo[e].kind == K_EPH && in_set[e] && reach[e] && mo[e].key >= 0 &&
+                  still[mo[e].key];
     /* Weak references with a callback to the garbage: cleared, and (the
      * harness's are reachable) their callbacks run before the finalizers. */
     for (int w = 0; w < nwr; w++)
@@ -912,22 +991,12 @@ static size_t m_collect(int g) {
                 for (int k = 0; k < NSLOT; k++)
                     if (mo[j].slot[k] >= 0 && still[mo[j].slot[k]])
                         refs[mo[j].slot[k]]--;
-        qh = qt = 0;
-        for (int i = 0; i < nobj; i++)
-            if (still[i] && refs[i] > 0) {
-                reach[i] = 1;
-                queue[qt++] = i;
-            }
-        while (qh < qt) {
-            int j = queue[qh++];
-            for (int k = 0; k < NSLOT; k++) {
-                int t = mo[j].slot[k];
-                if (t >= 0 && still[t] && !reach[t]) {
-                    reach[t] = 1;
-                    queue[qt++] = t;
-                }
-            }
-        }
+        /* A pending ephemeron's reference to a value in the set counts
+         * only if its key is resurrected. */
+        for (int e = 0; e < nobj; e++)
+            if (pend[e] && mo[e].slot[0] >= 0 && still[mo[e].slot[0]])
+                refs[mo[e].slot[0]]--;
+        m_reach(still, refs, pend, reach);
         for (int i = 0; i < nobj; i++)
             if (still[i] && reach[i]) {
                 still[i] = 0;
@@ -936,14 +1005,20 @@ static size_t m_collect(int g) {
     }
     for (int i = 0; i < nobj; i++)
         collected += (size_t)still[i];
-    /* Every other weak reference to the real garbage, before any clear. */
+    /* Every other weak reference to the real garbage, before any clear; the
+     * ephemerons keyed by it drop their values (in the collector's list
+     * order, which the model does not know). */
+    m_unc_order = 1;
+    int base = m_nchain;
     for (int i = 0; i < nobj; i++)
         if (still[i])
             m_clear_weakrefs(i, 0);
+    m_run_chain(base);
+    m_unc_order = 0;
 
     if (m_debug & OBM_GC_DEBUG_SAVEALL) {
         for (int i = 0; i < nobj; i++)
-            if (still[i]) {
+            if (still[i] && mo[i].alive) {
                 m_garbage[m_ngarbage++] = i;
                 mo[i].rc++;
                 mo[i].gen = old_gen;
@@ -955,6 +1030,7 @@ static size_t m_collect(int g) {
                 continue;
             if (kind_clear[mo[i].kind]) {
                 mo[i].rc++;
+                mo[i].key = -1; /* an ephemeron's clear unlinks it first */
                 for (int k = 0; k < NSLOT; k++) {
                     int t = mo[i].slot[k];
                     mo[i].slot[k] = -1;
@@ -1034,48 +1110,72 @@ static void check_cblog(void) {
     n_act = n_exp = 0;
 }
 
+/* An ephemeron's key and value, through the accessors. */
+static void check_ephemeron(int i) {
+    obm_object *e = &mo[i].o->ob_base;
+    int k = mo[i].key, v = mo[i].slot[0];
+    CHECK(k >= 0 || v < 0, "MODEL BUG: ephemeron %d holds object %d without a key", i, v);
+    obm_object *key = obm_ephemeron_key(e), *val = obm_ephemeron_value(e);
+    obm_object *want_key = k >= 0 ? &mo[k].o->ob_base : NULL;
+    obm_object *want_val = v >= 0 ? &mo[v].o->ob_base : NULL;
+    CHECK(key == want_key, "ephemeron %d: key %p, expected %p (object %d)", i, (void *)key,
+          (void *)want_key, k);
+    CHECK(val == want_val, "ephemeron %d: value %p, expected %p (object %d)", i, (void *)val,
+          (void *)want_val, v);
+    obm_xdecref(key);
+    obm_xdecref(val);
+}
+
 static void check_gc(void) {
-    if (m_depth || m_nlater)
-        fail("MODEL BUG: trashcan depth %d pending %d", m_depth, m_nlater);
+    if (m_depth || m_nlater || m_nchain)
+        fail("MODEL BUG: trashcan depth %d pending %d chain %d", m_depth, m_nlater, m_nchain);
     check_model_rc();
     for (int i = 0; i < nobj; i++) {
         MObj *m = &mo[i];
         CHECK(act_fin[i] == m->fin, "object %d (%s) finalized %d times, expected %d", i,
-              types[m->kind].name, act_fin[i], m->fin);
+              kind_name(m->kind), act_fin[i], m->fin);
         CHECK(act_resc[i] == (kind_rescue[m->kind] && m->fin), "object %d rescued %d times", i,
               act_resc[i]);
         if (!m->alive) {
-            if (m->kind != K_PLAIN)
-                CHECK(act_freed[i], "object %d (%s) should have been freed", i, types[m->kind].name);
+            /* Plain objects and ephemerons have no dealloc of the harness's:
+             * their deaths show in what they held. */
+            if (m->kind != K_PLAIN && m->kind != K_EPH)
+                CHECK(act_freed[i], "object %d (%s) should have been freed", i, kind_name(m->kind));
             continue;
         }
         CHECK(!act_freed[i], "object %d (%s) was freed, expected alive (rc %ld)", i,
-              types[m->kind].name, m->rc);
+              kind_name(m->kind), m->rc);
         obm_object *o = &m->o->ob_base;
         long want_rc = m->immortal ? (long)OBM_IMMORTAL_REFCNT : m->rc;
         CHECK(obm_refcnt(o) == want_rc, "object %d (%s): refcount %td, expected %ld", i,
-              types[m->kind].name, obm_refcnt(o), want_rc);
+              kind_name(m->kind), obm_refcnt(o), want_rc);
         CHECK(obm_is_immortal(o) == m->immortal, "object %d: is_immortal %d, expected %d", i,
               obm_is_immortal(o), m->immortal);
         if (kind_weak(m->kind)) {
             size_t nw = 0;
             for (int w = 0; w < nwr; w++)
                 nw += mw[w].alive && mw[w].target == i;
+            for (int e = 0; e < nobj && neph > 0; e++)
+                nw += mo[e].kind == K_EPH && mo[e].alive && mo[e].key == i;
             CHECK(obm_weakref_count(o) == nw, "object %d: %zu weak references, expected %zu", i,
                   obm_weakref_count(o), nw);
         }
         CHECK(obm_gc_is_tracked(o) == m->tracked, "object %d (%s): is_tracked %d, expected %d", i,
-              types[m->kind].name, obm_gc_is_tracked(o), m->tracked);
+              kind_name(m->kind), obm_gc_is_tracked(o), m->tracked);
         CHECK(obm_gc_is_finalized(o) == (kind_prefix(m->kind) && m->fin),
-              "object %d (%s): is_finalized %d, expected %d", i, types[m->kind].name,
+              "object %d (%s): is_finalized %d, expected %d", i, kind_name(m->kind),
               obm_gc_is_finalized(o), m->fin);
+        seen_gen[i] = -1;
+        if (m->kind == K_EPH) {
+            check_ephemeron(i);
+            continue;
+        }
         for (int k = 0; k < NSLOT; k++) {
             obm_object *want = m->slot[k] >= 0 ? &mo[m->slot[k]].o->ob_base : NULL;
             CHECK(m->o->slot[k] == want, "object %d slot %d is %p, expected %p", i, k,
                   (void *)m->o->slot[k], (void *)want);
         }
         CHECK(m->o->idx == (uint32_t)i && m->o->epoch == epoch, "object %d header fields changed", i);
-        seen_gen[i] = -1;
     }
     for (visit_gen = 0; visit_gen < 3; visit_gen++) {
         int r = obm_gc_get_objects(visit_gen, v_gen, NULL);
@@ -1097,14 +1197,14 @@ static void check_gc(void) {
         }
         if (m->gen_unc) {
             CHECK(seen_gen[i] == m->gen || seen_gen[i] == m->alt_gen || seen_gen[i] == 0,
-                  "object %d (%s) in generation %d, expected %d, %d or 0", i, types[m->kind].name,
+                  "object %d (%s) in generation %d, expected %d, %d or 0", i, kind_name(m->kind),
                   seen_gen[i], m->gen, m->alt_gen);
             m->gen = seen_gen[i];
             m->gen_unc = 0;
             continue;
         }
         CHECK(seen_gen[i] == m->gen, "object %d (%s) in generation %d, expected %d", i,
-              types[m->kind].name, seen_gen[i], m->gen);
+              kind_name(m->kind), seen_gen[i], m->gen);
     }
     CHECK(obm_gc_get_freeze_count() == perm, "freeze count %zu, expected %zu",
           obm_gc_get_freeze_count(), perm);
@@ -1198,6 +1298,7 @@ static int obj_new(int kind, size_t extra, int var) {
     m->alive = 1;
     m->rc = 1;
     m->ext = 1;
+    m->key = -1;
     for (int k = 0; k < NSLOT; k++)
         m->slot[k] = -1;
     m->extra = extra;
@@ -1235,7 +1336,10 @@ static void obj_set_slot(int i, int k, int j) {
         m_decref(oldi);
 }
 
+/* An ephemeron's value cannot be dropped but by its key's death. */
 static void obj_clear_slots(int i) {
+    if (mo[i].kind == K_EPH)
+        return;
     for (int k = 0; k < NSLOT && mo[i].alive; k++)
         if (mo[i].slot[k] >= 0)
             obj_set_slot(i, k, -1);
@@ -1993,7 +2097,7 @@ static void op_set_slot(In *in) {
     unsigned k = u8(in) % NSLOT;
     unsigned w = u8(in);
     int j = (w & 7) == 0 ? -1 : live_pick(in, 0);
-    if (i < 0 || mo[i].kind == K_PLAIN)
+    if (i < 0 || mo[i].kind == K_PLAIN || mo[i].kind == K_EPH)
         return;
     TRACE("  object %d slot %u = %d\n", i, k, j);
     obj_set_slot(i, (int)k, j);
@@ -2011,7 +2115,7 @@ static void op_track(In *in) {
     int i = live_pick(in, 1);
     if (i < 0)
         return;
-    TRACE("  track %d (%s)\n", i, types[mo[i].kind].name);
+    TRACE("  track %d (%s)\n", i, kind_name(mo[i].kind));
     if (mode == MODE_DEBUG && mo[i].tracked)
         return; /* a misuse the debug hooks report */
     if (!kind_gc[mo[i].kind]) {
@@ -2236,7 +2340,7 @@ static void op_lock(In *in) {
 
 static void op_verify_obj(In *in) {
     int i = live_pick(in, 0);
-    if (i >= 0)
+    if (i >= 0 && mo[i].kind != K_EPH)
         payload_check(mo[i].o, i, "verify");
 }
 
@@ -2279,7 +2383,7 @@ static void op_weakref(In *in) {
     if (!kind_weak(mo[i].kind)) {
         errno = 0;
         CHECK(obm_weakref_new(o, w_callback, NULL) == NULL && errno == EINVAL,
-              "obm_weakref_new of a %s object did not fail with EINVAL", types[mo[i].kind].name);
+              "obm_weakref_new of a %s object did not fail with EINVAL", kind_name(mo[i].kind));
         return;
     }
     int k = nwr++;
@@ -2302,9 +2406,14 @@ static void op_weakref(In *in) {
     check_cblog();
 }
 
+/* Immortal ephemerons are left out: one whose key is immortal too would
+ * keep its value forever, which the end of an input cannot release. */
 static void op_immortal(In *in) {
     unsigned w = u8(in);
     if ((w & 7) == 7) {
+        for (int i = 0; i < nobj; i++)
+            if (mo[i].alive && mo[i].tracked && mo[i].gen == 3 && mo[i].kind == K_EPH)
+                return;
         size_t want = 0;
         for (int i = 0; i < nobj; i++)
             if (mo[i].alive && mo[i].tracked && mo[i].gen == 3) {
@@ -2317,6 +2426,8 @@ static void op_immortal(In *in) {
         return;
     }
     int i = live_pick(in, 0);
+    if (i >= 0 && mo[i].kind == K_EPH)
+        return;
     if (i < 0) {
         obm_immortalize(NULL);
         CHECK(obm_is_immortal(NULL) == 0, "obm_is_immortal(NULL) != 0");
@@ -2325,6 +2436,77 @@ static void op_immortal(In *in) {
     TRACE("  immortalize %d\n", i);
     obm_immortalize(&mo[i].o->ob_base);
     mo[i].immortal = 1;
+}
+
+/* Ephemerons (args: w; the key; the value unless w & 3 == 0, which makes
+ * it NULL; w & 0xF0 == 0xF0 checks the EINVAL cases instead). Each is
+ * an object of the model (K_EPH: slot 0 holds the value, `key` the key),
+ * owned by the harness and left tracked, so that it can be garbage, be
+ * another ephemeron's value (chains) and be referenced by objects. */
+static void op_ephemeron(In *in) {
+    unsigned w = u8(in);
+    int i = live_pick(in, 0);
+    int j = (w & 3) == 0 ? -1 : live_pick(in, 0);
+    obm_object *key = i >= 0 ? &mo[i].o->ob_base : NULL;
+    obm_object *val = j >= 0 ? &mo[j].o->ob_base : NULL;
+    if ((w & 0xF0) == 0xF0 || i < 0 || !kind_weak(mo[i].kind)) {
+        errno = 0;
+        CHECK(obm_ephemeron_new(NULL, val) == NULL && errno == EINVAL,
+              "obm_ephemeron_new(NULL, value) did not fail with EINVAL");
+        errno = 0;
+        CHECK(obm_ephemeron_key(NULL) == NULL && errno == EINVAL &&
+                  obm_ephemeron_value(NULL) == NULL,
+              "obm_ephemeron_key/value(NULL) did not fail with EINVAL");
+        if (i < 0 || nobj >= MAXOBJ)
+            return;
+        if (!kind_weak(mo[i].kind)) {
+            errno = 0;
+            quiet_begin(); /* the debug hooks may report the bad key */
+            obm_object *e = obm_ephemeron_new(key, val);
+            quiet_end();
+            CHECK(e == NULL && errno == EINVAL,
+                  "obm_ephemeron_new with a %s key did not fail with EINVAL", kind_name(mo[i].kind));
+        }
+        if (mo[i].kind != K_EPH) {
+            errno = 0;
+            CHECK(obm_ephemeron_key(key) == NULL && errno == EINVAL,
+                  "obm_ephemeron_key of a %s object did not fail with EINVAL", kind_name(mo[i].kind));
+            errno = 0;
+            CHECK(obm_ephemeron_value(key) == NULL && errno == EINVAL,
+                  "obm_ephemeron_value of a %s object did not fail with EINVAL",
+                  kind_name(mo[i].kind));
+        }
+        return;
+    }
+    if (nobj >= MAXOBJ)
+        return;
+    int k = nobj++;
+    neph++;
+    TRACE("  ephemeron %d: key %d value %d\n", k, i, j);
+    MObj *m = &mo[k];
+    memset(m, 0, sizeof *m);
+    m->kind = K_EPH;
+    m->alive = 1;
+    m->rc = m->ext = 1;
+    m->key = i;
+    for (int s = 0; s < NSLOT; s++)
+        m->slot[s] = -1;
+    m->slot[0] = j;
+    if (j >= 0)
+        mo[j].rc++;
+    act_freed[k] = act_fin[k] = act_resc[k] = 0;
+    obm_object *e = obm_ephemeron_new(key, val);
+    CHECK(e != NULL, "obm_ephemeron_new returned NULL");
+    m->o = (FObj *)e;
+    CHECK(obm_refcnt(e) == 1 && obm_gc_is_tracked(e) == 1,
+          "a new ephemeron has refcount %td, tracked %d", obm_refcnt(e), obm_gc_is_tracked(e));
+    /* obm_ephemeron_new tracks it: the count, maybe a collection. */
+    m_count[0] = sat_inc(m_count[0]);
+    if (m_count[0] > m_thr[0] && m_thr[0] != 0 && m_enabled)
+        m_collect_generations();
+    m->tracked = 1;
+    m->gen = 0;
+    check_cblog();
 }
 
 /* Builds a chain or ring of new objects in one operation (deep structures
@@ -2406,6 +2588,7 @@ static const struct {
     {"chain", op_chain, CAT_OBJ},
     {"weakref", op_weakref, CAT_OBJ},
     {"immortal", op_immortal, CAT_OBJ},
+    {"ephemeron", op_ephemeron, CAT_OBJ},
 };
 #define NOPS ((int)NELEM(ops))
 
@@ -2434,7 +2617,7 @@ static void begin_input(void) {
     input_no++;
     epoch = (uint32_t)input_no * 2654435761u | 1;
     op_index = 0;
-    nobj = nblk = nwr = 0;
+    nobj = nblk = nwr = neph = 0;
     live_bytes = 0;
     m_ngarbage = m_ncbs = 0;
     m_depth = m_nlater = m_unc_order = 0;

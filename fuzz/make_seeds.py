@@ -177,6 +177,78 @@ seeds["immortal"] = (op("chain", 0x00, 10, 7) + op("immortal", 0, 0) + op("decre
                      + op("immortal", 7) + op("weakref", 4, 12) + op("collect", 2) + op("freeze", 0)
                      + op("collect", 2))
 
+# Ephemerons (ephemeron args: w, key, value; w & 3 == 0: NULL value;
+# w & 0xF0 == 0xF0: the EINVAL checks). Object indices are creation order.
+def new(kind):
+    return op("new", kind, 0, 0)
+
+
+def eph(key, val):
+    return op("ephemeron", 1, key, val)
+
+
+def slot(i, k, j):
+    return op("set_slot", i, k, 1, j)
+
+
+def track(*ix):
+    return b"".join(op("track", i) for i in ix)
+
+
+def decref(*ix):
+    return b"".join(op("decref", i, 0) for i in ix)
+
+
+# K 0, V 1, E 2 (K -> V), V -> K: the value's reference back to its key
+# does not keep either alive; then the same with E garbage too (V -> E).
+seeds["eph_value_cycle"] = (new(0) + new(0) + track(0, 1) + eph(0, 1) + slot(1, 0, 0)
+                            + decref(1, 0) + op("collect", 2) + decref(2)
+                            + new(1) + new(0) + track(3, 4) + eph(3, 4) + slot(4, 0, 3) + slot(4, 1, 5)
+                            + decref(3, 4, 5) + op("collect", 0) + op("collect", 2))
+# A chain K0 -> V1 -> K2 -> V3 -> K4 -> V5 through ephemerons 6, 7, 8: alive
+# while K0 is, resolved in one collection, then K0 dies by its count.
+s = new(0) + new(0) + new(0) + new(0) + new(4) + new(5) + track(0, 1, 2, 3)
+s += eph(0, 1) + eph(2, 3) + eph(4, 5) + slot(1, 0, 2) + slot(3, 0, 4)
+s += decref(1, 2, 3, 4, 5) + op("collect", 2) + op("collect", 2) + decref(0) + op("collect", 2)
+seeds["eph_chain"] = s
+# The same chain, its head key in a garbage cycle (K0 <-> 9), newest
+# ephemeron first; and chains through an ephemeron as a value.
+s = new(0) + new(0) + new(0) + new(0) + new(1) + new(5) + track(0, 1, 2, 3, 4)
+s += eph(4, 5) + eph(2, 3) + eph(0, 1) + slot(1, 0, 2) + slot(3, 0, 4) + new(0) + track(9)
+s += slot(0, 0, 9) + slot(9, 0, 0) + decref(1, 2, 3, 4, 5, 9) + op("collect", 2)
+s += decref(0) + op("collect", 2) + new(0) + new(0) + track(10, 11) + eph(10, 11) + eph(11, 12)
+s += eph(10, 13) + decref(12, 13, 11) + op("collect", 2) + decref(10)
+seeds["eph_garbage_chain"] = s
+# Resurrection: the key's finalizer resurrects it (kind 2); the value,
+# held only by a reachable ephemeron, refers back to the key. Then the
+# value's finalizer resurrects the value.
+s = new(2) + new(1) + track(0, 1) + eph(0, 1) + slot(1, 0, 0) + decref(0, 1)
+s += op("collect", 2) + op("collect", 2) + op("clear_slots", 0) + op("collect", 2)
+s += new(0) + new(2) + track(3, 4) + eph(3, 4) + slot(4, 0, 3) + slot(3, 1, 4) + decref(3, 4)
+s += op("collect", 2) + op("collect", 1) + op("collect", 2)
+seeds["eph_resurrect"] = s
+# Generations, freezing, immortal keys and values, SAVEALL, weakrefs to the
+# same key, introspection, and the EINVAL cases.
+s = new(0) + new(0) + track(0, 1) + eph(0, 1) + op("collect", 1) + new(0) + track(3)
+s += slot(1, 0, 0) + slot(3, 0, 2) + decref(2) + op("weakref", 4, 0) + op("weakref", 0, 0)
+s += op("collect", 0) + op("collect", 1) + decref(0, 1) + op("collect", 2) + decref(3)
+s += new(0) + new(0) + track(4, 5) + op("immortal", 4) + eph(4, 5) + slot(5, 0, 4)
+s += decref(5) + op("collect", 2) + eph(5, 4) + op("immortal", 5) + op("collect", 2)
+s += new(0) + new(0) + track(8, 9) + eph(8, 9) + slot(9, 0, 8) + op("freeze", 1)
+s += op("collect", 2) + op("freeze", 0) + decref(8, 9) + op("set_debug", 1) + op("collect", 2)
+s += op("garbage", 1, 0) + op("set_debug", 0) + op("garbage", 0) + op("collect", 2)
+s += op("ephemeron", 0xF1, 0, 0) + op("ephemeron", 0xF1, 10, 10) + op("ephemeron", 1, 10, 0)
+s += new(7) + op("ephemeron", 2, 11, 0) + op("ephemeron", 0xF0, 3)
+s += op("get_referents", 10, 0, 1) + op("get_referrers", 9, 0, 1) + op("get_objects", 0, 0, 0)
+seeds["eph_misc"] = s
+# Death by count in the trashcan: a long chain whose members key
+# ephemerons that hold the next member's successors.
+s = op("chain", 0x00, 60, 0x06)
+for k in range(0, 56, 7):
+    s += eph(k, k + 3)
+s += op("decref", 0, 0) + op("collect", 2)
+seeds["eph_trashcan"] = s
+
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
 for name, data in seeds.items():
