@@ -3,6 +3,7 @@
  * Mirrors CPython Lib/test/test_gc.py test_saveall and the DEBUG_STATS
  * output of gcmodule.c. */
 #include "gc_test_util.h"
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,8 +41,8 @@ static void test_debug_constants(void) {
     CHECK_EQ(OBM_GC_DEBUG_LEAK, 38);
 }
 
-/* Runs fn in a child with stderr captured into buf. */
-static void capture_stderr(void (*fn)(void), char *buf, size_t size) {
+/* Runs fn in a child with stderr captured into buf; returns its status. */
+static int run_captured(void (*fn)(void), char *buf, size_t size) {
     int p[2];
     CHECK(pipe(p) == 0);
     pid_t pid = fork();
@@ -60,6 +61,11 @@ static void capture_stderr(void (*fn)(void), char *buf, size_t size) {
     close(p[0]);
     int status;
     CHECK(waitpid(pid, &status, 0) == pid);
+    return status;
+}
+
+static void capture_stderr(void (*fn)(void), char *buf, size_t size) {
+    int status = run_captured(fn, buf, size);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
@@ -102,11 +108,74 @@ static void test_debug_stats(void) {
     CHECK(strstr(done, "0.000000s elapsed") == NULL);
 }
 
+/* A type whose traverse visits a reference it does not own (borrowed, a
+ * bug in the type): the collector finds a target visited more often than
+ * its count allows and stops the program, naming both objects, whichever
+ * pass (the first visit of the target or a later one) sees it. */
+typedef struct Liar {
+    OBM_OBJECT_HEAD
+    obm_object *borrowed;
+    int visits;
+} Liar;
+static int liar_traverse(obm_object *o, obm_visitproc visit, void *arg) {
+    Liar *l = (Liar *)o;
+    for (int i = 0; i < l->visits; i++) {
+        int r = visit(l->borrowed, arg);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+static void liar_dealloc(obm_object *o) { (void)o; }
+static const obm_type LiarType = {"Liar", sizeof(Liar), OBM_TPFLAGS_HAVE_GC, NULL, liar_dealloc,
+                                  liar_traverse, NULL};
+static Node *liar_target;
+static Liar *liar;
+
+static void liar_child(void) {
+    obm_gc_collect(2);
+    fprintf(stderr, "collected without noticing\n");
+}
+
+/* The target is held once (by us) and visited `visits` times by a tracked
+ * Liar, which the collector's list holds before or after the target (the
+ * target's count is then first taken in list order or at a visit). */
+static void liar_case(int liar_first, int visits) {
+    char err[4096];
+    liar_target = (Node *)obm_new(&NodeType);
+    liar = (Liar *)obm_new(&LiarType);
+    CHECK(liar_target != NULL && liar != NULL);
+    liar->borrowed = OBJ(liar_target);
+    liar->visits = visits;
+    obm_gc_track(OBJ(liar_first ? (void *)liar : (void *)liar_target));
+    obm_gc_track(OBJ(liar_first ? (void *)liar_target : (void *)liar));
+    int status = run_captured(liar_child, err, sizeof err);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    char want[256];
+    snprintf(want, sizeof want,
+             "obmem: gc: the traverse of Liar object at %p visits Node object at %p more often "
+             "than its refcount allows",
+             (void *)liar, (void *)liar_target);
+    CHECK(strstr(err, want) != NULL);
+    CHECK(strstr(err, "collected without noticing") == NULL);
+    obm_gc_untrack(OBJ(liar));
+    obm_decref(OBJ(liar));
+    obm_decref(OBJ(liar_target));
+}
+
+static void test_traverse_misuse(void) {
+    for (int visits = 2; visits <= 3; visits++) {
+        liar_case(1, visits);
+        liar_case(0, visits);
+    }
+}
+
 int main(void) {
     obm_gc_disable();
     RUN(test_saveall);
     RUN(test_debug_constants);
     RUN(test_debug_stats);
+    RUN(test_traverse_misuse);
     printf("test_gc_debug: all passed\n");
     return 0;
 }

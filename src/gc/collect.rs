@@ -329,13 +329,16 @@ unsafe fn traverse(
     visit: super::super::object::obm_visitproc,
     arg: *mut c_void,
 ) {
-    // SAFETY: per the contract; GC types have traverse (checked by obm_new).
+    // SAFETY: per the contract. A GC type has traverse: obm_new refuses
+    // one without, and a type must not change while objects of it exist
+    // (obm_type's contract). Not testing it saves two instructions per
+    // object and pass.
     unsafe {
-        if let Some(tr) = object::type_of(o).traverse {
-            // The return value only matters to introspection (a visitor here
-            // never stops the traversal).
-            let _ = tr(o, visit, arg);
-        }
+        let tr = object::type_of(o).traverse;
+        debug_assert!(tr.is_some());
+        // The return value only matters to introspection (a visitor here
+        // never stops the traversal).
+        let _ = tr.unwrap_unchecked()(o, visit, arg);
     }
 }
 
@@ -362,8 +365,14 @@ unsafe fn gc_head_or_null(op: *mut obm_object) -> *mut GcHead {
 }
 
 struct FusedCtx {
-    max_gen: usize,
+    /// The generation bits of the oldest collected generation.
+    max_gen_bits: usize,
     parent: *mut obm_object,
+    /// The first misuse found (reported after the pass, so that the visitor
+    /// calls nothing): a tracked object with refcount <= 0 (`bad_parent`
+    /// null), or one visited more often than its refcount allows.
+    bad_parent: *mut obm_object,
+    bad_child: *mut obm_object,
 }
 
 /// Steps 2 fused (see the module docs). After it every young object has
@@ -374,8 +383,10 @@ struct FusedCtx {
 /// bits of every tracked object name its list.
 unsafe fn update_and_subtract_refs(young: *mut GcHead, max_gen: usize) {
     let mut ctx = FusedCtx {
-        max_gen,
+        max_gen_bits: max_gen << GEN_SHIFT,
         parent: ptr::null_mut(),
+        bad_parent: ptr::null_mut(),
+        bad_child: ptr::null_mut(),
     };
     // SAFETY: per the contract; this pass never changes `next` links.
     unsafe {
@@ -390,25 +401,48 @@ unsafe fn update_and_subtract_refs(young: *mut GcHead, max_gen: usize) {
             g = list::next(g);
         }
     }
+    if !ctx.bad_child.is_null() {
+        if ctx.bad_parent.is_null() {
+            zero_refcount_tracked(ctx.bad_child);
+        }
+        too_many_references(ctx.bad_parent, ctx.bad_child);
+    }
 }
 
+/// The hottest function of a collection (once per reference): one load
+/// and one store of the header, and no call (a misuse is noted in the
+/// context), so that it needs no stack frame.
 unsafe extern "C" fn visit_decref_fused(op: *mut obm_object, arg: *mut c_void) -> c_int {
     // SAFETY: arg is the FusedCtx of update_and_subtract_refs; op is a
     // reference owned by a live object, so it is null or live.
     unsafe {
-        let ctx = &*(arg as *const FusedCtx);
+        let ctx = &mut *(arg as *mut FusedCtx);
         let g = gc_head_or_null(op);
         if g.is_null() {
             return 0;
         }
-        if (*g).prev & COLLECTING == 0 {
-            // Not seen yet: young iff tracked and of a collected generation.
-            if !list::is_tracked(g) || list::generation(g) > ctx.max_gen {
+        let p = (*g).prev;
+        if p & COLLECTING != 0 {
+            if p < 1 << REFS_SHIFT {
+                ctx.bad_parent = ctx.parent;
+                ctx.bad_child = op;
                 return 0;
             }
-            init_refs(g);
+            (*g).prev = p - (1 << REFS_SHIFT);
+            return 0;
         }
-        decref_refs(g, ctx.parent);
+        // Not seen yet: young iff tracked and of a collected generation;
+        // then gc_refs = refcount - 1 (this reference).
+        if !list::is_tracked(g) || p & GEN_MASK > ctx.max_gen_bits {
+            return 0;
+        }
+        let rc = (*op).ob_refcnt;
+        if rc <= 0 {
+            ctx.bad_parent = ptr::null_mut();
+            ctx.bad_child = op;
+            return 0;
+        }
+        (*g).prev = (p & FINALIZED) | COLLECTING | (((rc - 1) as usize) << REFS_SHIFT);
     }
     0
 }
@@ -527,6 +561,7 @@ unsafe fn move_unreachable<const EPH: bool>(
         finalizers: 0,
         pending: ptr::null_mut(),
     };
+    let survivor_bits = survivor_gen << GEN_SHIFT;
     // SAFETY: per the contract. `prev` is always young or a scanned member.
     unsafe {
         let mut prev = young;
@@ -543,9 +578,9 @@ unsafe fn move_unreachable<const EPH: bool>(
                     } else {
                         traverse(o, Some(visit_reachable), &raw mut ctx as *mut c_void);
                     }
-                    list::set_prev(g, prev);
-                    (*g).prev =
-                        ((*g).prev & !(COLLECTING | GEN_MASK)) | (survivor_gen << GEN_SHIFT);
+                    // Restore the prev link, leave the set, join the
+                    // survivors' generation: one store.
+                    (*g).prev = ((*g).prev & FINALIZED) | prev as usize | survivor_bits;
                     prev = g;
                     r.survivors += 1;
                 } else {
@@ -667,11 +702,20 @@ unsafe extern "C" fn visit_reachable(op: *mut obm_object, arg: *mut c_void) -> c
     unsafe {
         let ctx = &mut *(arg as *mut ReachCtx);
         let g = gc_head_or_null(op);
-        // Not in the set, or already scanned and known reachable.
-        if g.is_null() || (*g).prev & COLLECTING == 0 {
+        if g.is_null() {
             return 0;
         }
-        if is_marked_unreachable(g) {
+        let p = (*g).prev;
+        // Not in the set, or already scanned and known reachable.
+        if p & COLLECTING == 0 {
+            return 0;
+        }
+        if p & GEN_MASK == 0 {
+            // Ahead of the walk (members of the set have generation bits 0
+            // until marked unreachable): tell it this one is reachable, by
+            // making gc_refs > 0 (only that matters from now on).
+            (*g).prev = p | 1 << REFS_SHIFT;
+        } else {
             // It had gc_refs 0 when the walk passed it, but it is reachable
             // after all: back to young, where the walk will scan it.
             let p = list::prev(g);
@@ -682,11 +726,7 @@ unsafe extern "C" fn visit_reachable(op: *mut obm_object, arg: *mut c_void) -> c
             (*g).prev &= !GEN_MASK;
             set_refs(g, 1);
             ctx.moved_back += 1;
-        } else if get_refs(g) == 0 {
-            // Ahead of the walk: tell it this one is reachable.
-            set_refs(g, 1);
         }
-        // Else gc_refs > 0: ahead of the walk, which will scan it.
     }
     0
 }

@@ -99,16 +99,17 @@ pub(crate) unsafe fn flags(g: *const GcHead) -> usize {
     unsafe { (*g).prev & FLAGS_MASK }
 }
 
+/// The generation bits of `g` as a number (the collector tests the bits).
+#[cfg(test)]
+pub(crate) unsafe fn generation(g: *const GcHead) -> usize {
+    // SAFETY: g is a valid header (module contract).
+    (unsafe { (*g).prev } & GEN_MASK) >> GEN_SHIFT
+}
+
 #[inline]
 pub(crate) unsafe fn set_flag(g: *mut GcHead, f: usize) {
     // SAFETY: g is a valid header (module contract).
     unsafe { (*g).prev |= f };
-}
-
-#[inline]
-pub(crate) unsafe fn generation(g: *const GcHead) -> usize {
-    // SAFETY: g is a valid header (module contract).
-    (unsafe { (*g).prev } & GEN_MASK) >> GEN_SHIFT
 }
 
 #[inline]
