@@ -115,10 +115,16 @@ static double bench_collect(const char *shape, const char *state, long n, obm_ob
 }
 
 int main(int argc, char **argv) {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    /* --quick: 1e5 objects only, fewer iterations; --collect: the full
+     * collections only (to compare builds of the collector quickly). */
+    int quick = 0, collect_only = 0;
+    for (int i = 1; i < argc; i++) {
+        quick |= strcmp(argv[i], "--quick") == 0;
+        collect_only |= strcmp(argv[i], "--collect") == 0;
+    }
     obm_gc_disable();
     /* incref + decref of one object */
-    {
+    if (!collect_only) {
         Obj *o = new_obj();
         long iters = quick ? 10000000 : 200000000;
         double best = 1e9;
@@ -149,7 +155,7 @@ int main(int argc, char **argv) {
         printf("obmem incref_decref_immortal - - %ld %.2f\n", iters, best / iters * 1e9);
     }
     /* create + drop a weak reference (to an object of a weakrefable type) */
-    {
+    if (!collect_only) {
         obj_type = &WObjType;
         Obj *o = new_obj();
         obj_type = &ObjType;
@@ -168,7 +174,7 @@ int main(int argc, char **argv) {
     }
     /* create + track + destroy a GC object, automatic collection enabled
      * (as for CPython objects) */
-    {
+    if (!collect_only) {
         obm_gc_enable();
         long iters = quick ? 1000000 : 20000000;
         double best = 1e9;
