@@ -19,6 +19,14 @@
  *    collection (CPython 3.14's order: those with a callback before the
  *    finalizers, the others only for the objects still garbage after the
  *    resurrection check); obm_weakref_get and obm_weakref_count checked;
+ *  - ephemerons (obm_ephemeron_new), objects of the model that stay
+ *    tracked, hold their value (slot 0) and weakly their key: a collection
+ *    reaches a value only through a reachable ephemeron whose key is
+ *    reachable (to a fixpoint, and again in the resurrection check, where
+ *    a reachable ephemeron's value counts only if its key is resurrected);
+ *    when the key dies (by count: newest first, with the weakrefs'
+ *    callbacks; in a collection: before any clear) the value is dropped;
+ *    obm_ephemeron_key/value and the EINVAL cases checked;
  *  - immortal objects (obm_immortalize, obm_gc_immortalize_frozen): their
  *    count stays OBM_IMMORTAL_REFCNT, they are never freed and the
  *    collector keeps them and what they reach; each collection's
