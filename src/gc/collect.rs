@@ -718,10 +718,9 @@ unsafe extern "C" fn visit_reachable(op: *mut obm_object, arg: *mut c_void) -> c
         } else {
             // It had gc_refs 0 when the walk passed it, but it is reachable
             // after all: back to young, where the walk will scan it.
-            let p = list::prev(g);
-            let n = list::next(g);
-            (*p).next = n as usize;
-            list::set_prev(n, p);
+            let (before, after) = (list::prev(g), list::next(g));
+            (*before).next = after as usize;
+            list::set_prev(after, before);
             list::append(g, ctx.young);
             (*g).prev &= !GEN_MASK;
             set_refs(g, 1);
