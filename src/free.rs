@@ -56,11 +56,9 @@ pub unsafe fn free(p: *mut u8, func: &str) {
 #[inline(always)]
 pub unsafe fn free_fast(p: *mut u8) -> bool {
     let h = heap::current_or_placeholder();
-    if !h.unit_cached(p) {
+    let Some(pool) = h.cached_pool(p) else {
         return false;
-    }
-    // SAFETY: checked just above.
-    let pool = unsafe { h.cached_pool(p) };
+    };
     if !pool.is_carved_block(p) {
         return false;
     }
