@@ -98,7 +98,11 @@ pub struct Heap {
     /// Free units whose pages may be resident, over all arenas of `partial`.
     dirty_units: Cell<usize>,
     /// When the oldest dirty units' purge delay runs out (0: none pending).
-    purge_due: Cell<u64>,
+    /// Written under `arena_lock` (`set_purge_due`); read by any thread's
+    /// sweep (`registry::purge_if_due`).
+    purge_due: AtomicU64,
+    /// Owner only: events left before `purge_tick` next looks at the clock.
+    purge_ticks: Cell<u32>,
     /// Pools with blocks freed by other threads, linked by `remote_next`.
     remote: AtomicPtr<Pool>,
     /// Every heap ever made, newest first (push-only).
@@ -168,7 +172,8 @@ impl Heap {
             units_in_use: Cell::new(0),
             units_peak: Cell::new(0),
             dirty_units: Cell::new(0),
-            purge_due: Cell::new(0),
+            purge_due: AtomicU64::new(0),
+            purge_ticks: Cell::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
@@ -208,7 +213,8 @@ impl Heap {
             ptr::addr_of_mut!((*h).units_in_use).write(Cell::new(0));
             ptr::addr_of_mut!((*h).units_peak).write(Cell::new(0));
             ptr::addr_of_mut!((*h).dirty_units).write(Cell::new(0));
-            ptr::addr_of_mut!((*h).purge_due).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).purge_due).write(AtomicU64::new(0));
+            ptr::addr_of_mut!((*h).purge_ticks).write(Cell::new(0));
             ptr::addr_of_mut!((*h).remote).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
