@@ -327,9 +327,14 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
     if keep {
         KEPT.fetch_add(bytes, Relaxed);
         NEXT_EXPIRY.fetch_min(now + purge::delay_ms(), Relaxed);
-    } else {
-        KEPT.fetch_add(head, Relaxed);
+        return;
     }
+    KEPT.fetch_add(head, Relaxed);
+    let (before, after) = take_clean_around(m, i0, i0 + k);
+    let region = g.base[r];
+    drop(g);
+    discard_busy(region, before.0, before.1, false);
+    discard_busy(region, after.0, after.1, false);
 }
 
 /// Records `live` bytes of live large blocks (the recent demand).
@@ -347,14 +352,65 @@ fn purge_if_due() {
     }
 }
 
+/// Whether granule `i` is free and holds no resident page we know of.
+fn clean(m: &Meta, i: usize) -> bool {
+    !bit(&m.used, i) && !bit(&m.dirty, i) && !bit(&m.hdr, i)
+}
+
+/// Marks busy the clean free granules before `from` and from `to` on, up
+/// to the huge pages' boundaries around `[from, to)` (granule indices of
+/// `m`): with transparent huge pages they may be resident, faulted in with
+/// their neighbours. Returns the first and the end of the two stretches.
+fn take_clean_around(m: &mut Meta, from: usize, to: usize) -> ((usize, usize), (usize, usize)) {
+    const PER_HUGE: usize = HUGE_PAGE / GRANULE;
+    let mut start = from;
+    while start > from / PER_HUGE * PER_HUGE && clean(m, start - 1) {
+        start -= 1;
+        set_bit(&mut m.used, start, true);
+    }
+    let mut end = to;
+    while end < to.next_multiple_of(PER_HUGE) && clean(m, end) {
+        set_bit(&mut m.used, end, true);
+        end += 1;
+    }
+    ((start, from), (to, end))
+}
+
+/// Discards granules `[from, to)` of the region at `base`, marked busy by
+/// the caller (but the first page of the first if `head`), then frees
+/// them (the lock is taken again for that).
+fn discard_busy(base: usize, from: usize, to: usize, head: bool) {
+    if from == to {
+        return;
+    }
+    let skip = if head { PAGE_SIZE } else { 0 };
+    // SAFETY: the granules are free and marked busy: nobody takes them
+    // until they are unmarked below.
+    unsafe {
+        os::discard(
+            (base + from * GRANULE + skip) as *mut u8,
+            (to - from) * GRANULE - skip,
+        )
+    };
+    let g = REGIONS.lock();
+    if let Some((r, _)) = g.locate(base + from * GRANULE) {
+        let m = g.meta(r);
+        for i in from..to {
+            set_bit(&mut m.used, i, false);
+        }
+    }
+}
+
 /// One purge pass: gives back the dirty granules whose delay has run out
-/// at `now` (with `all`: every dirty granule and every head). Returns the
-/// bytes given back and whether the pass got through everything (it stops
-/// after `PURGE_RUNS` runs).
+/// at `now` (with `all`: every dirty granule and head), with the clean
+/// free granules of the same huge pages. Returns the bytes given back and whether
+/// the pass got through everything (it stops after `PURGE_RUNS` runs).
 fn purge(now: u64, all: bool) -> (usize, bool) {
-    // (first byte, end, header page kept): the header page can only be a
-    // run's first.
-    let mut runs = [(0usize, 0usize); PURGE_RUNS];
+    // Region base, first granule, end; the first granule keeps its first
+    // page if `head` (a freed block's header).
+    let mut runs = [(0usize, 0usize, 0usize, false); PURGE_RUNS];
+    // The clean granules before and after each run, in the same huge pages.
+    let mut around = [(0usize, 0usize); 2 * PURGE_RUNS];
     let mut n = 0;
     let mut bytes = 0;
     let mut complete = true;
@@ -364,23 +420,23 @@ fn purge(now: u64, all: bool) -> (usize, bool) {
         'regions: for r in 0..g.count {
             let (m, base) = (g.meta(r), g.base[r]);
             for w in 0..g.granules[r] / 64 {
-                if m.dirty[w] | m.hdr[w] == 0 {
+                let candidates = m.dirty[w] | if all { m.hdr[w] & !m.used[w] } else { 0 };
+                if candidates == 0 {
                     continue;
                 }
                 for i in w * 64..w * 64 + 64 {
                     let (dirty, hdr) = (bit(&m.dirty, i), bit(&m.hdr, i));
-                    let head = hdr && !dirty;
-                    if !(dirty || all && head) {
+                    if !(dirty || all && hdr && !bit(&m.used, i)) {
                         continue;
                     }
-                    if dirty && !all && !purge::expired(m.freed_at[i], now) {
+                    if !all && !purge::expired(m.freed_at[i], now) {
                         next = next.min(m.freed_at[i] + purge::delay_ms());
                         continue;
                     }
                     // A freed block's header page stays (unless trimming).
                     let keep_head = hdr && !all;
-                    let from = base + i * GRANULE + if keep_head { PAGE_SIZE } else { 0 };
-                    let extends = n > 0 && runs[n - 1].1 == from;
+                    let extends =
+                        n > 0 && runs[n - 1].0 == base && runs[n - 1].2 == i && !keep_head;
                     if !extends && n == PURGE_RUNS {
                         next = now;
                         complete = false;
@@ -389,46 +445,41 @@ fn purge(now: u64, all: bool) -> (usize, bool) {
                     if dirty {
                         set_bit(&mut m.dirty, i, false);
                         KEPT.fetch_sub(GRANULE, Relaxed);
+                        bytes += GRANULE;
+                    } else if hdr {
+                        KEPT.fetch_sub(PAGE_SIZE, Relaxed);
+                        bytes += PAGE_SIZE;
                     }
                     if keep_head {
                         KEPT.fetch_add(PAGE_SIZE, Relaxed);
-                        bytes += GRANULE - PAGE_SIZE;
+                        bytes -= PAGE_SIZE;
                     } else {
-                        if hdr {
-                            set_bit(&mut m.hdr, i, false);
-                        }
-                        if head {
-                            KEPT.fetch_sub(PAGE_SIZE, Relaxed);
-                        }
-                        bytes += if dirty { GRANULE } else { PAGE_SIZE };
+                        set_bit(&mut m.hdr, i, false);
                     }
                     // Busy while its pages go back, outside the lock.
                     set_bit(&mut m.used, i, true);
                     if extends {
-                        runs[n - 1].1 += GRANULE;
+                        runs[n - 1].2 += 1;
                     } else {
-                        runs[n] = (from, base + (i + 1) * GRANULE);
+                        runs[n] = (base, i, i + 1, keep_head);
                         n += 1;
                     }
                 }
             }
         }
         NEXT_EXPIRY.store(next, Relaxed);
-    }
-    for &(from, to) in &runs[..n] {
-        // SAFETY: the granules are marked busy by this pass: no span holds
-        // them and nobody else takes them until it is done.
-        unsafe { os::discard(from as *mut u8, to - from) };
-    }
-    {
-        let g = REGIONS.lock();
-        for &(from, to) in &runs[..n] {
-            if let Some((r, i0)) = g.locate(from) {
-                let m = g.meta(r);
-                for i in i0..(to - 1 - g.base[r]) / GRANULE + 1 {
-                    set_bit(&mut m.used, i, false);
-                }
+        for (j, &(base, from, to, _)) in runs[..n].iter().enumerate() {
+            if let Some((r, _)) = g.locate(base) {
+                let (before, after) = take_clean_around(g.meta(r), from, to);
+                around[2 * j] = before;
+                around[2 * j + 1] = after;
             }
+        }
+    }
+    for (j, &(base, from, to, head)) in runs[..n].iter().enumerate() {
+        discard_busy(base, from, to, head);
+        for &(a, b) in &around[2 * j..2 * j + 2] {
+            discard_busy(base, a, b, false);
         }
     }
     if bytes != 0 {
