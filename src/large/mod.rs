@@ -186,16 +186,16 @@ fn checked_header(p: *const u8, kind: u8, func: &str) -> *mut Header {
     // SAFETY: the map says a large block's header, if p is one, is mapped
     // at `hdr` (header_of).
     let (magic, user) = unsafe { ((*hdr).magic.load(Acquire), (*hdr).user) };
-    if user != p as usize {
-        report::invalid_pointer(func, p);
+    let mine = user == p as usize;
+    if mine && magic == LIVE {
+        return hdr;
     }
-    if magic == FREED {
+    // A freed span's header may have gone back with its pages: the region
+    // remembers where freed blocks started.
+    if (mine && magic == FREED) || (kind == CHUNK_SPAN && region::freed_block_at(p as usize)) {
         report::fatal(format_args!("{func}(): double free of {p:p}"));
     }
-    if magic != LIVE {
-        report::invalid_pointer(func, p);
-    }
-    hdr
+    report::invalid_pointer(func, p)
 }
 
 /// Usable bytes of the large block `p`.

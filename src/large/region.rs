@@ -12,21 +12,21 @@
 //! dirty granule was freed), under one lock, which is held across a
 //! system call only to reserve a region.
 //!
-//! A free granule is in one of three states:
-//! - dirty: its pages are resident, kept for reuse; given back
-//!   (`MADV_DONTNEED`) once they have waited the purge delay (purge.rs),
-//!   checked whenever a large block is allocated or freed;
-//! - head: only its first page is resident, which holds a freed block's
-//!   header marked FREED, so that a double free is still reported as such
-//!   until the granule is reused or trimmed;
-//! - clean: no page resident; reads as zero.
+//! A free granule is dirty, its pages resident and kept for reuse, given
+//! back (`MADV_DONTNEED`) once they have waited the purge delay
+//! (purge.rs), checked whenever a large block is allocated or freed; or
+//! clean, reading as zero. What stays dirty is bounded by `LARGE_KEEP_MIN`
+//! or three quarters of the most bytes of live large blocks since dirty
+//! granules last expired (recent demand); beyond it, or with a purge delay
+//! of 0, a freed span's pages go back at once. `trim` gives back every
+//! free page. Regions are never unmapped: their free granules cost address
+//! space, not memory.
 //!
-//! What stays dirty is bounded by `LARGE_KEEP_MIN` or three quarters of
-//! the most bytes of live large blocks since dirty granules last expired
-//! (recent demand); beyond it, or with a purge delay of 0, a freed span's
-//! pages go back at once but for its header's page. `trim` gives back
-//! every free page, heads included. Regions are never unmapped: their free
-//! granules cost address space, not memory.
+//! A freed block's first granule is marked (`hdr`) until it is reused, so
+//! that a double free is reported as such even once its header, marked
+//! FREED, has gone back with its pages (`freed_block_at`). No page is kept
+//! for that: with transparent huge pages, khugepaged would fill the huge
+//! page around any resident page.
 //!
 //! Regions are aligned to their size (so one never straddles two leaves of
 //! the arena map) and ask for transparent huge pages, so spans fault in
@@ -49,6 +49,8 @@ use crate::sync::SpinLock;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 pub(crate) const GRANULE: usize = LARGE_GRANULE;
+/// Where a block's header is in its span (large/mod.rs's HEADER).
+const HEADER_BYTES: usize = 64;
 const MAX_GRANULES: usize = LARGE_REGION_SIZE / GRANULE;
 const WORDS: usize = MAX_GRANULES / 64;
 /// Granules of chunk 0, the bookkeeping's.
@@ -64,7 +66,8 @@ struct Meta {
     /// Granules of live spans, of spans being purged, and of chunk 0.
     used: Bits,
     dirty: Bits,
-    /// Free granules whose first page holds a freed block's header.
+    /// Free granules where a freed block's span started (its header was
+    /// 64 bytes in).
     hdr: Bits,
     /// When each dirty granule was freed (`purge::now_ms`).
     freed_at: [u64; MAX_GRANULES],
@@ -111,8 +114,7 @@ static REGIONS: SpinLock<Regions> = SpinLock::new(Regions {
     count: 0,
 });
 
-/// Resident bytes of free granules: dirty ones whole, heads' first pages
-/// (changed under the lock).
+/// Resident bytes of free granules: the dirty ones (changed under the lock).
 static KEPT: AtomicUsize = AtomicUsize::new(0);
 /// No dirty granule's delay runs out before this (`u64::MAX`: none is dirty).
 static NEXT_EXPIRY: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -210,22 +212,17 @@ impl Regions {
 /// they all read as zero, and the bytes they kept resident (no longer
 /// kept: the caller counts them as mapped for the block).
 fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
-    let (mut zeroed, mut kept) = (true, 0);
+    let mut kept = 0;
     for i in i0..i1 {
         set_bit(&mut m.used, i, true);
+        set_bit(&mut m.hdr, i, false);
         if bit(&m.dirty, i) {
             set_bit(&mut m.dirty, i, false);
             kept += GRANULE;
-        } else if bit(&m.hdr, i) {
-            kept += PAGE_SIZE;
         }
-        set_bit(&mut m.hdr, i, false);
     }
-    if kept != 0 {
-        zeroed = false;
-        KEPT.fetch_sub(kept, Relaxed);
-    }
-    (zeroed, kept)
+    KEPT.fetch_sub(kept, Relaxed);
+    (kept == 0, kept)
 }
 
 /// A span taken for a large block.
@@ -287,9 +284,8 @@ pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
 }
 
 /// Frees the `k` granules at `base`, which no live block uses any more
-/// and of which `counted` bytes were counted as mapped. `header`: the
-/// first page holds a freed block's header (marked FREED), which stays
-/// resident until the granule is reused or trimmed.
+/// and of which `counted` bytes were counted as mapped. `header`: a freed
+/// block's span starts there (see `freed_block_at`).
 pub fn release(base: usize, k: usize, counted: usize, header: bool) {
     purge_if_due();
     let bytes = k * GRANULE;
@@ -298,16 +294,14 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
     // another thread may take and write them. (The budget may be exceeded
     // by what other threads free meanwhile.)
     let keep = purge::delay_ms() != 0 && KEPT.load(Relaxed) + bytes <= budget;
-    let head = if header { PAGE_SIZE } else { 0 };
     counters::sub_mapped(counted);
     if keep {
         counters::add_mapped(bytes);
     } else {
         // SAFETY: the granules hold no live block and are not free yet, so
         // nobody else reaches them.
-        unsafe { os::discard((base + head) as *mut u8, bytes - head) };
-        counters::add_mapped(head);
-        purge::given_back(counted.saturating_sub(head));
+        unsafe { os::discard(base as *mut u8, bytes) };
+        purge::given_back(counted);
     }
     let now = purge::now_ms();
     let g = REGIONS.lock();
@@ -329,12 +323,24 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
         NEXT_EXPIRY.fetch_min(now + purge::delay_ms(), Relaxed);
         return;
     }
-    KEPT.fetch_add(head, Relaxed);
     let (before, after) = take_clean_around(m, i0, i0 + k);
     let region = g.base[r];
     drop(g);
-    discard_busy(region, before.0, before.1, false);
-    discard_busy(region, after.0, after.1, false);
+    discard_busy(region, before.0, before.1);
+    discard_busy(region, after.0, after.1);
+}
+
+/// Whether `p` was a block's start whose span was freed, and not reused
+/// since (for the error report of a free that found no live header).
+pub fn freed_block_at(p: usize) -> bool {
+    let Some(start) = p.checked_sub(HEADER_BYTES) else {
+        return false;
+    };
+    let g = REGIONS.lock();
+    g.locate(start).is_some_and(|(r, i)| {
+        let m = g.meta(r);
+        start == g.base[r] + i * GRANULE && !bit(&m.used, i) && bit(&m.hdr, i)
+    })
 }
 
 /// Records `live` bytes of live large blocks (the recent demand).
@@ -354,7 +360,7 @@ fn purge_if_due() {
 
 /// Whether granule `i` is free and holds no resident page we know of.
 fn clean(m: &Meta, i: usize) -> bool {
-    !bit(&m.used, i) && !bit(&m.dirty, i) && !bit(&m.hdr, i)
+    !bit(&m.used, i) && !bit(&m.dirty, i)
 }
 
 /// Marks busy the clean free granules before `from` and from `to` on, up
@@ -377,21 +383,14 @@ fn take_clean_around(m: &mut Meta, from: usize, to: usize) -> ((usize, usize), (
 }
 
 /// Discards granules `[from, to)` of the region at `base`, marked busy by
-/// the caller (but the first page of the first if `head`), then frees
-/// them (the lock is taken again for that).
-fn discard_busy(base: usize, from: usize, to: usize, head: bool) {
+/// the caller, then frees them (the lock is taken again for that).
+fn discard_busy(base: usize, from: usize, to: usize) {
     if from == to {
         return;
     }
-    let skip = if head { PAGE_SIZE } else { 0 };
     // SAFETY: the granules are free and marked busy: nobody takes them
     // until they are unmarked below.
-    unsafe {
-        os::discard(
-            (base + from * GRANULE + skip) as *mut u8,
-            (to - from) * GRANULE - skip,
-        )
-    };
+    unsafe { os::discard((base + from * GRANULE) as *mut u8, (to - from) * GRANULE) };
     let g = REGIONS.lock();
     if let Some((r, _)) = g.locate(base + from * GRANULE) {
         let m = g.meta(r);
@@ -402,17 +401,16 @@ fn discard_busy(base: usize, from: usize, to: usize, head: bool) {
 }
 
 /// One purge pass: gives back the dirty granules whose delay has run out
-/// at `now` (with `all`: every dirty granule and head), with the clean
-/// free granules of the same huge pages. Returns the bytes given back and whether
-/// the pass got through everything (it stops after `PURGE_RUNS` runs).
+/// at `now` (with `all`: every dirty granule), with the clean free
+/// granules of the same huge pages. Returns the bytes given back and
+/// whether the pass got through everything (it stops after `PURGE_RUNS`
+/// runs).
 fn purge(now: u64, all: bool) -> (usize, bool) {
-    // Region base, first granule, end; the first granule keeps its first
-    // page if `head` (a freed block's header).
-    let mut runs = [(0usize, 0usize, 0usize, false); PURGE_RUNS];
+    // Region base, first granule, end.
+    let mut runs = [(0usize, 0usize, 0usize); PURGE_RUNS];
     // The clean granules before and after each run, in the same huge pages.
     let mut around = [(0usize, 0usize); 2 * PURGE_RUNS];
     let mut n = 0;
-    let mut bytes = 0;
     let mut complete = true;
     {
         let g = REGIONS.lock();
@@ -420,55 +418,37 @@ fn purge(now: u64, all: bool) -> (usize, bool) {
         'regions: for r in 0..g.count {
             let (m, base) = (g.meta(r), g.base[r]);
             for w in 0..g.granules[r] / 64 {
-                let candidates = m.dirty[w] | if all { m.hdr[w] & !m.used[w] } else { 0 };
-                if candidates == 0 {
+                if m.dirty[w] == 0 {
                     continue;
                 }
                 for i in w * 64..w * 64 + 64 {
-                    let (dirty, hdr) = (bit(&m.dirty, i), bit(&m.hdr, i));
-                    if !(dirty || all && hdr && !bit(&m.used, i)) {
+                    if !bit(&m.dirty, i) {
                         continue;
                     }
                     if !all && !purge::expired(m.freed_at[i], now) {
                         next = next.min(m.freed_at[i] + purge::delay_ms());
                         continue;
                     }
-                    // A freed block's header page stays (unless trimming).
-                    let keep_head = hdr && !all;
-                    let extends =
-                        n > 0 && runs[n - 1].0 == base && runs[n - 1].2 == i && !keep_head;
+                    let extends = n > 0 && runs[n - 1].0 == base && runs[n - 1].2 == i;
                     if !extends && n == PURGE_RUNS {
                         next = now;
                         complete = false;
                         break 'regions;
                     }
-                    if dirty {
-                        set_bit(&mut m.dirty, i, false);
-                        KEPT.fetch_sub(GRANULE, Relaxed);
-                        bytes += GRANULE;
-                    } else if hdr {
-                        KEPT.fetch_sub(PAGE_SIZE, Relaxed);
-                        bytes += PAGE_SIZE;
-                    }
-                    if keep_head {
-                        KEPT.fetch_add(PAGE_SIZE, Relaxed);
-                        bytes -= PAGE_SIZE;
-                    } else {
-                        set_bit(&mut m.hdr, i, false);
-                    }
+                    set_bit(&mut m.dirty, i, false);
                     // Busy while its pages go back, outside the lock.
                     set_bit(&mut m.used, i, true);
                     if extends {
                         runs[n - 1].2 += 1;
                     } else {
-                        runs[n] = (base, i, i + 1, keep_head);
+                        runs[n] = (base, i, i + 1);
                         n += 1;
                     }
                 }
             }
         }
         NEXT_EXPIRY.store(next, Relaxed);
-        for (j, &(base, from, to, _)) in runs[..n].iter().enumerate() {
+        for (j, &(base, from, to)) in runs[..n].iter().enumerate() {
             if let Some((r, _)) = g.locate(base) {
                 let (before, after) = take_clean_around(g.meta(r), from, to);
                 around[2 * j] = before;
@@ -476,13 +456,16 @@ fn purge(now: u64, all: bool) -> (usize, bool) {
             }
         }
     }
-    for (j, &(base, from, to, head)) in runs[..n].iter().enumerate() {
-        discard_busy(base, from, to, head);
+    let mut bytes = 0;
+    for (j, &(base, from, to)) in runs[..n].iter().enumerate() {
+        bytes += (to - from) * GRANULE;
+        discard_busy(base, from, to);
         for &(a, b) in &around[2 * j..2 * j + 2] {
-            discard_busy(base, a, b, false);
+            discard_busy(base, a, b);
         }
     }
     if bytes != 0 {
+        KEPT.fetch_sub(bytes, Relaxed);
         counters::sub_mapped(bytes);
         purge::given_back(bytes);
         // Demand is measured again from what is live now.
@@ -491,8 +474,8 @@ fn purge(now: u64, all: bool) -> (usize, bool) {
     (bytes, complete)
 }
 
-/// Gives back every free page of the regions (`obm_trim`), heads
-/// included; returns the bytes.
+/// Gives back every free page of the regions (`obm_trim`); returns the
+/// bytes.
 pub fn trim() -> usize {
     let now = purge::now_ms();
     let mut total = 0;
@@ -505,8 +488,7 @@ pub fn trim() -> usize {
     }
 }
 
-/// Runs of free granules with resident pages (dirty or heads) and their
-/// resident bytes, for statistics.
+/// Runs of dirty granules and their bytes, for statistics.
 pub fn kept() -> (usize, usize) {
     let g = REGIONS.lock();
     let mut runs = 0;
@@ -514,7 +496,7 @@ pub fn kept() -> (usize, usize) {
         let m = g.meta(r);
         let mut prev = false;
         for i in META_GRANULES..g.granules[r] {
-            let kept = bit(&m.dirty, i) || bit(&m.hdr, i);
+            let kept = bit(&m.dirty, i);
             runs += (kept && !prev) as usize;
             prev = kept;
         }
