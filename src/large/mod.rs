@@ -1,20 +1,19 @@
 //! Large blocks: requests above the largest size class. Each has a
-//! 64-byte header at the start of its memory, the block right after it
-//! (or at the requested alignment), aligned to the arena size so that the
-//! arena map finds the header from the block's chunk. For alignments of an
-//! arena or more, the block starts one arena after the header, and the map
-//! marks the block's chunk `CHUNK_LARGE_BEHIND`. `malloc_usable_size` is
-//! the end of the block's pages (`map_size` from the header) minus its
-//! start.
+//! 64-byte header (`Header`) before the block: just before it for a span,
+//! at the start of a mapping of its own, where the arena map finds it from
+//! the block's chunk. `malloc_usable_size` is the end of the block's pages
+//! (`base + map_size`) minus its start.
 //!
-//! Blocks of up to `LARGE_SPAN_MAX` are spans of whole chunks in regions
-//! (region.rs): a freed span's chunks keep their pages for the purge delay
-//! and serve the next blocks, split and merged as the requests need, so a
-//! program that frees and allocates large blocks reuses resident pages
-//! instead of faulting fresh ones. Their header stays marked FREED, and
-//! registered, until the chunk is reused or purged, so a double free is
-//! reported. `realloc` of a span grows into the free chunks after it or
-//! gives back its last chunks, else the caller copies.
+//! Blocks of up to `LARGE_SPAN_MAX` aligned to at most a granule are spans
+//! of 64 KiB granules in regions (region.rs): a freed span's granules keep
+//! their pages for the purge delay and serve the next blocks, split and
+//! merged as the requests need, so a program that frees and allocates
+//! large blocks reuses resident pages instead of faulting fresh ones. A
+//! freed block's header says FREED while its page is resident, and the
+//! region records where it started until the granule is reused, so a
+//! double free is reported. `realloc` of a span grows into the free
+//! granules after it or gives back its last granules, else the caller
+//! copies.
 //!
 //! Bigger blocks, over-aligned ones and those for which no region can be
 //! made get a mapping of their own, unmapped on free; `realloc` grows them
@@ -262,10 +261,10 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
     counters::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
     counters::LARGE_ALIGN_LOSS.fetch_sub(user - base - HEADER, Relaxed);
     // SAFETY: the header is ours; marking it FREED makes a second free fail
-    // loudly (while its page stays: see region.rs).
+    // loudly (while its page is resident: see region.rs for after).
     unsafe { (*hdr).magic.store(FREED, Release) };
     if span != 0 {
-        // Only a header at the span's start is kept with its page.
+        // The region records where a normal block started.
         region::release(base, span, map_size, user == base + HEADER);
         return;
     }
@@ -476,12 +475,12 @@ mod tests {
     }
 
     #[test]
-    fn spans_grow_into_free_chunks_and_shrink() {
+    fn spans_grow_into_free_granules_and_shrink() {
         let (p, _) = alloc(300_000, ALIGNMENT);
         assert!(!p.is_null());
         // SAFETY: p has 300_000 usable bytes.
         unsafe { core::ptr::write_bytes(p, 0xcd, 300_000) };
-        // Grown in place if the chunks after it are free, else null (the
+        // Grown in place if the granules after it are free, else null (the
         // caller copies); never moved by this function.
         let q = resize(p, 3 << 20);
         if !q.is_null() {

@@ -35,9 +35,8 @@
 //! is reserved: its unused part would count against the limit, and large
 //! blocks get mappings of their own.
 //!
-//! `bytes_mapped` counts a live block's pages, a dirty granule whole and a
-//! head's page; not the rest of a region (reserved, never written) nor its
-//! bookkeeping.
+//! `bytes_mapped` counts a live block's pages and a dirty granule whole;
+//! not the rest of a region (reserved, never written) nor its bookkeeping.
 
 use crate::arena_map::{self, CHUNK_SPAN};
 use crate::config::*;
