@@ -72,16 +72,17 @@ core::arch::global_asm!(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn active() -> bool {
-    let v: u32;
+    // A compare in memory and a branch on it: two instructions.
     // SAFETY: reads the flag byte defined above.
     unsafe {
         core::arch::asm!(
-            "movzx {v:e}, byte ptr [rip + obmem_prof_active]",
-            v = out(reg) v,
-            options(nostack, readonly, preserves_flags),
+            "cmp byte ptr [rip + obmem_prof_active], 0",
+            "jne {on}",
+            on = label { return true; },
+            options(nostack, readonly),
         );
     }
-    v != 0
+    false
 }
 
 #[cfg(target_arch = "x86_64")]
