@@ -9,7 +9,7 @@
 //! the next new thread, which adopts the heap whole; any thread's slow path
 //! purges them when the delay has run out. Heaps are never unmapped.
 //!
-//! Fork: the registry, arena reserve and large cache locks are held across
+//! Fork: the registry, arena reserve and large regions' locks are held across
 //! `fork`; in the child every heap that belonged to another running thread
 //! is marked *orphaned* (its thread is gone mid-operation, so its lists may
 //! be inconsistent): never adopted, its memory stays unused in the child.
