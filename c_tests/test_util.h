@@ -304,16 +304,31 @@ static inline size_t abs_diff(size_t a, size_t b) { return a > b ? a - b : b - a
 
 /* ---- the process as the OS sees it --------------------------------------- */
 
-/* Resident set size in bytes (/proc/self/statm). */
-static inline size_t rss_bytes(void)
+/* Field `idx` (0: size, 1: resident) of /proc/self/statm, in bytes. Reads
+ * with open/read so that it allocates nothing. */
+static inline size_t statm_field(int idx)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK_NOT_NULL(f);
-    unsigned long size = 0, resident = 0;
-    CHECK(fscanf(f, "%lu %lu", &size, &resident) == 2);
-    fclose(f);
-    return resident * (size_t)sysconf(_SC_PAGESIZE);
+    char buf[256];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0)
+        FAIL("open /proc/self/statm: %s", strerror(errno));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        FAIL("read /proc/self/statm");
+    buf[n] = '\0';
+    char *s = buf;
+    for (int i = 0; i < idx; i++) {
+        s = strchr(s, ' ');
+        if (!s)
+            FAIL("bad statm: %s", buf);
+        s++;
+    }
+    return (size_t)strtoull(s, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
 }
+
+/* Resident set size in bytes. */
+static inline size_t rss_bytes(void) { return statm_field(1); }
 
 /* Minor page faults of this process so far. */
 static inline long minor_faults(void)

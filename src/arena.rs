@@ -82,6 +82,17 @@ const _: () = assert!(core::mem::offset_of!(Arena, pools) == 0);
 /// The offset of `unit_pool` in the header.
 const UNIT_POOL_OFFSET: usize = core::mem::offset_of!(Arena, unit_pool);
 
+/// Arenas given back to the OS so far: a pointer into an arena header read
+/// while this count was `n` stays readable as long as it is still `n`
+/// (the remote-free cache, `Heap::remote_pool`).
+static UNMAPS: AtomicUsize = AtomicUsize::new(0);
+
+/// The count of arenas unmapped so far (see `UNMAPS`).
+#[inline(always)]
+pub fn unmaps() -> usize {
+    UNMAPS.load(Relaxed)
+}
+
 /// The arena containing `p`.
 #[inline(always)]
 pub fn arena_of(p: *const u8) -> *mut Arena {
@@ -329,6 +340,7 @@ pub unsafe fn release(a: *mut Arena) {
     } else {
         // Under the lock, so that `for_each_pool` never reads an unmapped arena.
         arena_map::clear(a as usize);
+        UNMAPS.fetch_add(1, SeqCst);
         // SAFETY: the arena is empty and unregistered.
         unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
         counters::sub_mapped(ARENA_SIZE);

@@ -62,6 +62,10 @@ pub(crate) const KEEP_MIN_UNITS: usize = 4096; // 64 MiB
 /// `Heap::purge_tick`).
 pub(crate) const PURGE_TICK_EVERY: u32 = 8;
 
+/// Slots of a heap's cache of other heaps' pools it frees blocks into
+/// (`Heap::remote_pool`): 4 MiB of units, 4 KiB per heap.
+pub(crate) const REMOTE_SLOTS: usize = 256;
+
 /// Slots of a heap's direct-mapped cache from unit to pool, which lets
 /// `free` of a block of the calling thread skip the global arena map and
 /// the arena header: 4096 consecutive units (64 MiB) map to distinct slots.

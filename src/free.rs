@@ -16,8 +16,9 @@
 //! repeats them in full and reports what is wrong.
 //!
 //! A block of another thread's heap goes through the same checks in
-//! `free_remote_fast`, with the global arena map instead of the unit cache,
-//! and onto its pool's `thread_free` list.
+//! `free_not_local`, with the thread's cache of other heaps' pools
+//! (`Heap::remote_pool`) or the global arena map instead of the unit
+//! cache, and onto its pool's `thread_free` list.
 //!
 //! General path (`free_slow`): NULL is ignored; the global arena map says
 //! whether `p`'s chunk is an arena, a large block or not ours; an arena
@@ -93,30 +94,63 @@ unsafe fn free_fast_inner<const SIZED: bool>(p: *mut u8) -> usize {
     size
 }
 
-/// Pushes `p` on its pool's list of remote frees if it is a valid block of
-/// another thread's heap that does not hold the freed key; false (nothing
-/// done) otherwise. The checks are those of `free_slow`, without reports.
+/// Frees `p`, which the calling thread's unit cache does not hold: a valid
+/// block of another thread's heap that does not hold the freed key goes on
+/// its pool's list of remote frees (the checks of `free_slow`, without
+/// reports); anything else goes to `free_slow`. Every fallback is a tail
+/// call, so the remote free keeps no stack frame.
 ///
 /// # Safety
 /// As `free`.
 #[inline(always)]
-pub unsafe fn free_remote_fast(p: *mut u8) -> bool {
-    let Resolved::Pool(a, pool) = resolve(p) else {
-        return false;
+pub unsafe fn free_not_local(p: *mut u8) {
+    let me = heap::current_or_placeholder();
+    match me.remote_pool(p) {
+        // SAFETY: per the contract.
+        Some(pool) if pool.is_block(p) => unsafe { free_remote_block(me, pool, p) },
+        // SAFETY: per the contract.
+        _ => unsafe { free_remote_uncached(me, p) },
+    }
+}
+
+/// `free_not_local` when the calling thread's cache of other heaps' pools
+/// does not have `p`'s: through the arena map, then cached. Out of line,
+/// so that the cached path keeps no stack frame.
+///
+/// # Safety
+/// As `free`; `me` is the calling thread's heap or the placeholder.
+#[inline(never)]
+unsafe fn free_remote_uncached(me: &Heap, p: *mut u8) {
+    let pool = match resolve(p) {
+        Resolved::Pool(_, pool) if pool.is_block(p) => pool,
+        // SAFETY: per the contract.
+        _ => return unsafe { free_slow(p, "free") },
     };
-    let owner = heap::owner_of(a);
+    heap::cache_remote_pool(p, pool);
+    // SAFETY: per the contract; p is a block of `pool`.
+    unsafe { free_remote_block(me, pool, p) }
+}
+
+/// The end of `free_not_local`: `p` is a block start of `pool`.
+///
+/// # Safety
+/// As `free`; `me` is the calling thread's heap or the placeholder, and
+/// `pool.is_block(p)`.
+#[inline(always)]
+unsafe fn free_remote_block(me: &Heap, pool: &Pool, p: *mut u8) {
+    // SAFETY: p is a block of `pool`, whose descriptor is in the header of
+    // p's arena: that header is mapped (the arena map said so, or the
+    // cache's epoch does).
+    let owner = heap::owner_of(unsafe { &*arena::arena_of(p) });
     let b = p as *mut Block;
-    // SAFETY: p is checked as a block start before it is read.
-    if owner == crate::heap::tls::get()
-        || !pool.is_block(p)
-        || unsafe { (*b).freed_key } == pool.freed_key()
-    {
-        return false;
+    // SAFETY: p is a block start, checked above.
+    if core::ptr::eq(owner, me) || unsafe { (*b).freed_key } == pool.freed_key() {
+        // SAFETY: per the contract.
+        return unsafe { free_slow(p, "free") };
     }
     // SAFETY: a live block of `owner`'s pool, not marked free; heaps are
     // never unmapped.
     unsafe { push_remote(&*owner, pool, b) };
-    true
 }
 
 /// Marks `b` free and pushes it on its pool's list of remote frees,

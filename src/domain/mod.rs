@@ -324,11 +324,7 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
 unsafe fn free_slow(d: obm_domain, p: *mut u8) {
     if !HOOKED.load(Relaxed) {
         // SAFETY: per the contract of `free`.
-        if unsafe { free::free_remote_fast(p) } {
-            return;
-        }
-        // SAFETY: per the contract of `free`.
-        return unsafe { free::free_slow(p, "free") };
+        return unsafe { free::free_not_local(p) };
     }
     // SAFETY: per the contract of `free`.
     unsafe { free_hooked(d, p) }

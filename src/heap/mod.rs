@@ -46,8 +46,8 @@ mod remote;
 pub(crate) mod tls;
 
 pub use registry::{
-    current, current_or_init, current_or_placeholder, drain_current, for_each_heap,
-    reclaim_abandoned, trim_all,
+    cache_remote_pool, current, current_or_init, current_or_placeholder, drain_current,
+    for_each_heap, reclaim_abandoned, trim_all,
 };
 pub(crate) use registry::{lock_for_fork, orphan_other_heaps, unlock_after_fork};
 
@@ -103,6 +103,8 @@ pub struct Heap {
     purge_due: AtomicU64,
     /// Owner only: events left before `purge_tick` next looks at the clock.
     purge_ticks: Cell<u32>,
+    /// Owner only: `arena::unmaps()` when `remote_cache` was last emptied.
+    remote_epoch: Cell<usize>,
     /// Pools with blocks freed by other threads, linked by `remote_next`.
     remote: AtomicPtr<Pool>,
     /// Every heap ever made, newest first (push-only).
@@ -110,6 +112,9 @@ pub struct Heap {
     /// Link in the abandoned list (under the registry lock).
     next_abandoned: Cell<*mut Heap>,
     pub stats: HeapStats,
+    /// Owner only: other heaps' pools this thread freed blocks into, by
+    /// unit, as the unit cache (`remote_pool`). Zero when empty.
+    remote_cache: [UnitSlot; REMOTE_SLOTS],
     /// The unit cache (see the module doc). Last in the struct and zero
     /// when empty, so that a new heap's untouched pages stay untouched.
     unit_cache: [UnitSlot; UNIT_SLOTS],
@@ -174,10 +179,12 @@ impl Heap {
             dirty_units: Cell::new(0),
             purge_due: AtomicU64::new(0),
             purge_ticks: Cell::new(0),
+            remote_epoch: Cell::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
             stats: HeapStats::new(),
+            remote_cache: [UnitSlot::EMPTY; REMOTE_SLOTS],
             unit_cache: {
                 let mut slots = [UnitSlot::EMPTY; UNIT_SLOTS];
                 slots[0].pool = Cell::new(&EMPTY_POOL.0 as *const Pool);
@@ -215,6 +222,7 @@ impl Heap {
             ptr::addr_of_mut!((*h).dirty_units).write(Cell::new(0));
             ptr::addr_of_mut!((*h).purge_due).write(AtomicU64::new(0));
             ptr::addr_of_mut!((*h).purge_ticks).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).remote_epoch).write(Cell::new(0));
             ptr::addr_of_mut!((*h).remote).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
@@ -320,6 +328,47 @@ impl Heap {
 /// The heap owning the arena of a pool: arenas name their owner by address.
 pub fn owner_of(a: &Arena) -> *mut Heap {
     a.owner.load(Relaxed) as *mut Heap
+}
+
+impl Heap {
+    /// The descriptor this thread last found for `p`'s unit when it freed a
+    /// block there into another thread's heap, if no arena was unmapped
+    /// since: the descriptor is then still mapped, so `free` may test `p`
+    /// against it before it looks `p` up in the arena map (a consumer
+    /// frees run after run of blocks of its producer's few pools). The
+    /// descriptor may describe another pool by now, or none: the caller
+    /// must check `p` with `Pool::is_block`, which reads its current
+    /// layout. Owner only.
+    #[inline(always)]
+    pub fn remote_pool(&self, p: *const u8) -> Option<&'static Pool> {
+        let u = p as usize >> UNIT_SHIFT;
+        // SAFETY: the index is reduced modulo REMOTE_SLOTS.
+        let slot = unsafe { self.remote_cache.get_unchecked(u % REMOTE_SLOTS) };
+        if slot.tag.load(Relaxed) != u || self.remote_epoch.get() != arena::unmaps() {
+            return None;
+        }
+        // SAFETY: a descriptor in an arena header, mapped while no arena
+        // has been unmapped since it was entered (above).
+        Some(unsafe { &*slot.pool.get() })
+    }
+
+    /// Enters `pool` as the descriptor for `p`'s unit in `remote_pool`'s
+    /// cache, emptied first if an arena was unmapped since it last was.
+    /// Owner only; not the placeholder heap, which is never written (see
+    /// `registry::cache_remote_pool`).
+    fn cache_remote_pool(&self, p: *const u8, pool: &Pool) {
+        let epoch = arena::unmaps();
+        if self.remote_epoch.get() != epoch {
+            for slot in &self.remote_cache {
+                slot.tag.store(0, Relaxed);
+            }
+            self.remote_epoch.set(epoch);
+        }
+        let u = p as usize >> UNIT_SHIFT;
+        let slot = &self.remote_cache[u % REMOTE_SLOTS];
+        slot.pool.set(pool);
+        slot.tag.store(u, Relaxed);
+    }
 }
 
 /// From now on every heap takes the slow paths (hooks were installed): its

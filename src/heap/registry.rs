@@ -2,7 +2,8 @@
 //! see below) and registered with a pthread key whose destructor runs at
 //! thread exit. Then the heap is *abandoned*: it drains its remote list,
 //! returns its empty pools to their arenas, keeps its live blocks and goes
-//! on the abandoned list, still the owner of its arenas. Blocks freed into
+//! on the abandoned list, still the owner of its arenas (or, owning none,
+//! on the spare list, adopted only when no heap with memory waits). Blocks freed into
 //! it by other threads wake a reclaim that drains it under the registry
 //! lock; an abandoned heap keeps no empty pool, so each goes back to its
 //! arena as its last block does. Its free pages wait the purge delay for
@@ -99,7 +100,12 @@ pub fn trim_all() -> usize {
 static TRIM: SpinLock<()> = SpinLock::new(());
 
 struct Registry {
+    /// Abandoned heaps that own arenas, most recent first: adopted first,
+    /// so that a new thread reuses an exited one's memory.
     abandoned: *mut Heap,
+    /// Abandoned heaps that own nothing (a thread that only freed), adopted
+    /// when no heap with memory waits.
+    spare: *mut Heap,
     slab: *mut u8,
     slab_end: *mut u8,
 }
@@ -109,6 +115,7 @@ unsafe impl Send for Registry {}
 
 static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
     abandoned: ptr::null_mut(),
+    spare: ptr::null_mut(),
     slab: ptr::null_mut(),
     slab_end: ptr::null_mut(),
 });
@@ -164,11 +171,16 @@ fn init_current() -> *mut Heap {
                 KEY.store(key as usize + 1, Relaxed);
             }
         }
-        if !r.abandoned.is_null() {
-            let h = r.abandoned;
-            // SAFETY: heaps on the abandoned list are valid and unowned.
+        let list = if r.abandoned.is_null() {
+            &mut r.spare
+        } else {
+            &mut r.abandoned
+        };
+        if !list.is_null() {
+            let h = *list;
+            // SAFETY: heaps on the abandoned lists are valid and unowned.
             unsafe {
-                r.abandoned = (*h).next_abandoned.get();
+                *list = (*h).next_abandoned.get();
                 (*h).next_abandoned.set(ptr::null_mut());
                 (*h).state.store(ACTIVE, Release);
             }
@@ -239,8 +251,27 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: we hold the registry lock and the heap is abandoned.
     unsafe { h.drain_remote() };
     h.release_empty_heads();
-    h.next_abandoned.set(r.abandoned);
-    r.abandoned = heap;
+    let list = if h.arenas.get() == 0 {
+        &mut r.spare
+    } else {
+        &mut r.abandoned
+    };
+    h.next_abandoned.set(*list);
+    *list = heap;
+}
+
+/// Enters `pool` in the calling thread's cache of other heaps' pools
+/// (`Heap::remote_pool`) for `p`'s unit. A thread that only frees (the
+/// consumer of a producer/consumer pair) gets a heap for it, as its first
+/// malloc would make one. Nothing if memory for a heap is refused.
+#[cold]
+#[inline(never)]
+pub fn cache_remote_pool(p: *const u8, pool: &Pool) {
+    let h = current_or_init();
+    if !h.is_null() {
+        // SAFETY: this thread's live heap.
+        unsafe { &*h }.cache_remote_pool(p, pool);
+    }
 }
 
 /// Takes back the blocks other threads freed into the calling thread's heap.

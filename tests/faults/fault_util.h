@@ -29,41 +29,8 @@
 #define MiB ((size_t)1024 * 1024)
 #define GiB ((size_t)1024 * 1024 * 1024)
 
-/* ---- time ------------------------------------------------------------------ */
+/* ---- /proc (rss_bytes, statm_field, now_sec: test_util.h) -------------------- */
 
-static inline double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* ---- /proc ------------------------------------------------------------------ */
-
-/* Field `idx` (0: size, 1: resident) of /proc/self/statm, in bytes. Reads
- * with open/read so that it allocates nothing. */
-static inline size_t statm_field(int idx)
-{
-    char buf[256];
-    int fd = open("/proc/self/statm", O_RDONLY);
-    if (fd < 0)
-        FAIL("open /proc/self/statm: %s", strerror(errno));
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        FAIL("read /proc/self/statm");
-    buf[n] = '\0';
-    char *s = buf;
-    for (int i = 0; i < idx; i++) {
-        s = strchr(s, ' ');
-        if (!s)
-            FAIL("bad statm: %s", buf);
-        s++;
-    }
-    return (size_t)strtoull(s, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static inline size_t rss_bytes(void) { return statm_field(1); }
 static inline size_t vm_bytes(void) { return statm_field(0); }
 
 /* A "Name:   123 kB" field of /proc/self/status, in bytes (0 if absent). */
