@@ -18,9 +18,11 @@
  * the total's 20% is 6.4 deviations. A false failure is rarer than one
  * run in ten million.
  *
- * Then: the same from 4 threads; after everything is freed (from another
- * thread than the allocating one), no live bytes are left at the sites;
- * obm_prof_stop keeps the profile for dumping; a forked child inherits
+ * Then: the same from 4 threads that were already allocating when the
+ * profile started, and after a profile at another interval; after
+ * everything is freed (from another thread than the allocating one), no
+ * live bytes are left at the sites; obm_prof_stop keeps the profile for
+ * dumping, and nothing allocated while stopped enters it; a forked child inherits
  * the profile (its blocks are inherited) and its frees leave it without
  * changing the parent's; the text format; bad input (0 or absurd sample
  * sizes, NULL path, unknown format, missing directory, full disk).
@@ -170,9 +172,17 @@ static void check_sites_empty(const char *what)
 enum { THREADS = 4 };
 static Keep ka[THREADS], kb[THREADS];
 
+static pthread_barrier_t started;
+
+/* Allocates while profiling is off, waits for main to start a profile
+ * (twice: main starts it between the waits), then keeps its share. */
 static void *worker(void *arg)
 {
     long t = (long)arg;
+    for (int i = 0; i < 20000; i++)
+        free(malloc(16 + (size_t)i % 2000));
+    pthread_barrier_wait(&started);
+    pthread_barrier_wait(&started);
     site_a(&ka[t], 48 * MIB / THREADS);
     site_b(&kb[t], 16 * MIB / THREADS);
     return NULL;
@@ -226,7 +236,11 @@ int main(void)
     setup_keeps();
     test_bad_input();
 
-    /* One thread. */
+    /* One thread, after a profile at a smaller interval: the new profile's
+     * first sample point thins the old profile's countdown. */
+    CHECK_EQ(obm_prof_start(T / 4), 0);
+    for (int i = 0; i < 20000; i++)
+        free(malloc(16 + (size_t)i % 2000));
     CHECK_EQ(obm_prof_start(T), 0);
     site_a(&ka[0], 48 * MIB);
     site_b(&kb[0], 16 * MIB);
@@ -268,13 +282,21 @@ int main(void)
     release_all(&ka[0]);
     release_all(&kb[0]);
     check_sites_empty("1 thread after free");
+    /* Nothing allocated while stopped is sampled. */
+    site_a(&ka[0], 8 * MIB);
+    check_sites_empty("allocated while stopped");
+    release_all(&ka[0]);
 
-    /* Four threads (a new profile), freed by the main thread. */
-    CHECK_EQ(obm_prof_start(T), 0);
-    check_sites_empty("new profile");
+    /* Four threads that were allocating before the profile started (a new
+     * one), freed by the main thread. */
+    CHECK_EQ(pthread_barrier_init(&started, NULL, THREADS + 1), 0);
     pthread_t th[THREADS];
     for (long t = 0; t < THREADS; t++)
         CHECK_EQ(pthread_create(&th[t], NULL, worker, (void *)t), 0);
+    pthread_barrier_wait(&started);
+    CHECK_EQ(obm_prof_start(T), 0);
+    check_sites_empty("new profile");
+    pthread_barrier_wait(&started);
     size_t ta = 0, tb = 0;
     for (int t = 0; t < THREADS; t++) {
         CHECK_EQ(pthread_join(th[t], NULL), 0);

@@ -47,89 +47,71 @@
 
 pub mod dump;
 mod symtab;
+#[cfg(target_arch = "x86_64")]
+mod unwind;
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
 
+use crate::env::ProfUnwind;
 use crate::os;
 use crate::stacks;
 
-// The flag "profiling is on" (one byte), defined in assembly, as the TLS
-// slots are (`tls.rs`), so that the fast path reads it with one
-// rip-relative load instead of loading its address from the GOT first.
-#[cfg(target_arch = "x86_64")]
-core::arch::global_asm!(
-    ".section .bss.obmem_prof_active,\"aw\",@nobits",
-    ".globl obmem_prof_active",
-    ".hidden obmem_prof_active",
-    ".type obmem_prof_active,@object",
-    ".size obmem_prof_active,1",
-    "obmem_prof_active:",
-    ".zero 1",
-    ".text",
-);
-
-/// True while profiling: the entry points then call `tick`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub fn active() -> bool {
-    let v: u32;
-    // SAFETY: reads the flag byte defined above.
-    unsafe {
-        core::arch::asm!(
-            "movzx {v:e}, byte ptr [rip + obmem_prof_active]",
-            v = out(reg) v,
-            options(nostack, readonly, preserves_flags),
-        );
-    }
-    v != 0
-}
-
-#[cfg(target_arch = "x86_64")]
-fn set_active(on: bool) {
-    extern "C" {
-        static obmem_prof_active: AtomicBool;
-    }
-    // SAFETY: the flag byte defined above, only ever accessed as an AtomicBool
-    // (or by the plain byte load of `active`, which an atomic store allows).
-    unsafe { obmem_prof_active.store(on, SeqCst) };
-}
-
-#[cfg(not(target_arch = "x86_64"))]
+/// True while profiling.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub fn active() -> bool {
+fn active() -> bool {
     ACTIVE.load(Relaxed)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
 fn set_active(on: bool) {
     ACTIVE.store(on, SeqCst);
 }
+
 /// The mean sample interval in bytes (0 before the first start).
 static MEAN: AtomicUsize = AtomicUsize::new(0);
-/// Bumped by every start, so threads draw a new interval at the new mean.
-static EPOCH: AtomicUsize = AtomicUsize::new(0);
+/// The mean of the countdown while profiling is off: a thread then comes
+/// to `sampled` about every `OFF_MEAN` bytes, which is how it notices a
+/// start. Starts at an interval of `OFF_MEAN` or more are exact (`decide`).
+const OFF_MEAN: usize = 256 << 10;
 
-/// How stacks are captured.
-pub(crate) const UNWIND_DWARF: u8 = 0;
-pub(crate) const UNWIND_FP: u8 = 1;
-static UNWIND: AtomicU8 = AtomicU8::new(UNWIND_DWARF);
+/// How stacks are captured (`OBMEM_PROF_UNWIND`, an `env::ProfUnwind`).
+static UNWIND: AtomicU8 = AtomicU8::new(ProfUnwind::Dwarf as u8);
 
-/// `OBMEM_PROF_UNWIND=fp`: capture stacks by walking frame pointers.
-pub fn use_frame_pointers() {
-    UNWIND.store(UNWIND_FP, Relaxed);
+pub fn set_unwind(how: ProfUnwind) {
+    UNWIND.store(how as u8, Relaxed);
 }
 
 // The thread's TLS words (`tls::prof_slot`).
 const LEFT: usize = 0;
 const RNG: usize = 1;
 const BUSY: usize = 2;
-const SEEN_EPOCH: usize = 3;
+/// The mean `LEFT` was drawn with (0: none drawn yet).
+const DRAWN_MEAN: usize = 3;
 
-/// Counts `n` allocated bytes against the calling thread's interval; true
-/// when this allocation is to be sampled (then call `sampled`).
+/// Counts `n` allocated bytes against the calling thread's countdown; true
+/// when it runs out (then call `sampled`), on or off. One subtraction in
+/// TLS memory and one branch: the same instruction count as testing an
+/// "on" flag, and nothing more while on.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn tick(n: usize) -> bool {
+    // SAFETY: the word `LEFT` of this thread's profiler slot (`tls.rs`),
+    // which only this module uses; initial-exec TLS as `tls::prof_slot`.
+    unsafe {
+        core::arch::asm!(
+            "mov {t}, qword ptr [rip + obmem_tls_prof@GOTTPOFF]",
+            "sub qword ptr fs:[{t}], {n}",
+            "js {ran_out}",
+            t = out(reg) _,
+            n = in(reg) n,
+            ran_out = label { return true; },
+            options(nostack),
+        );
+    }
+    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub fn tick(n: usize) -> bool {
     let s = crate::heap::tls::prof_slot();
@@ -154,7 +136,6 @@ pub fn start(sample_bytes: usize) -> bool {
         return false;
     }
     MEAN.store(sample_bytes, Relaxed);
-    EPOCH.fetch_add(1, Relaxed);
     set_active(true);
     true
 }
@@ -191,12 +172,61 @@ fn next_random(s: *mut [usize; 4]) -> u64 {
     }
 }
 
-/// An exponentially distributed interval of mean `MEAN`, at least 1.
-fn draw(s: *mut [usize; 4]) -> isize {
-    // u uniform in (0, 1]: 53 random bits, plus one so it is never 0.
-    let u = ((next_random(s) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-    let v = -u.ln() * MEAN.load(Relaxed) as f64;
-    (v as isize).max(1)
+/// Uniform in (0, 1]: 53 random bits, plus one so it is never 0.
+fn uniform(s: *mut [usize; 4]) -> f64 {
+    ((next_random(s) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// An exponentially distributed interval of mean `mean`, at least 1.
+fn draw(s: *mut [usize; 4], mean: usize) -> usize {
+    let v = -uniform(s).ln() * mean as f64;
+    (v as usize).max(1)
+}
+
+/// The countdown in slot `s` ran out in an allocation: whether the
+/// process of mean `mean` (the profile's, or `OFF_MEAN` while off) has a
+/// point in it, and the next countdown.
+///
+/// The countdown's zero is a point of a Poisson process over the bytes
+/// the thread allocates, of mean interval `DRAWN_MEAN`; it lies `-LEFT`
+/// bytes before the block's end. If that is `mean`, the point is one of
+/// the profile's and the block is sampled. Otherwise (the first point
+/// since a start, or a thread's first allocation) the profile's process
+/// begins there: a point of a denser process (the off state's, a profile
+/// of a shorter interval) is kept with probability `drawn / mean`, which
+/// thins it to the profile's rate, and the profile's next point is drawn
+/// from it. The process being memoryless, the sample points after a start
+/// are then exactly the profile's, whenever the start happened (the test
+/// below checks it); only a start at an interval shorter than the old
+/// one's misses the points of the old interval's remainder (at most
+/// `OFF_MEAN` bytes on average per thread for a start while off).
+///
+/// # Safety
+/// `s` is a thread's slot, used by that thread only, whose countdown ran
+/// out (`tick`).
+unsafe fn decide(s: *mut [usize; 4], mean: usize) -> bool {
+    // SAFETY: per the contract.
+    let (left, drawn) = unsafe { ((*s)[LEFT] as isize, (*s)[DRAWN_MEAN]) };
+    let kept =
+        drawn == mean || (drawn != 0 && drawn < mean && uniform(s) * (mean as f64) < drawn as f64);
+    let (hit, next) = if kept {
+        (true, draw(s, mean))
+    } else {
+        // The profile's first point after this one, in the block or not.
+        let d = draw(s, mean);
+        let rest = left.unsigned_abs();
+        if d > rest {
+            (false, d - rest)
+        } else {
+            (true, draw(s, mean))
+        }
+    };
+    // SAFETY: per the contract.
+    unsafe {
+        (*s)[LEFT] = next;
+        (*s)[DRAWN_MEAN] = mean;
+    }
+    hit
 }
 
 /// The estimate a sample of `n` bytes stands for: (bytes, blocks in
@@ -215,24 +245,20 @@ pub fn weight(n: usize, mean: usize) -> (u64, u64) {
 
 /// The sampling decision `tick` asked for, and the sampled block: `n`
 /// bytes aligned to `align` (zeroed if `zero`) as a large block tagged
-/// with its sample. Null if this allocation is not to be sampled after
-/// all (a thread's first allocation of a profile, or one made while the
-/// thread is capturing a stack) or memory ran out: the caller then
-/// allocates as usual.
+/// with its sample. Null if this allocation is not sampled after all
+/// (profiling is off, `allowed` is false, the thread is capturing a stack,
+/// or memory ran out): the caller then allocates as usual.
 #[cold]
 #[inline(never)]
-pub fn sampled(n: usize, align: usize, zero: bool, fp: usize) -> *mut u8 {
+pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> *mut u8 {
     let s = crate::heap::tls::prof_slot();
-    let epoch = EPOCH.load(Relaxed);
+    let on = active();
+    let mean = if on { MEAN.load(Relaxed) } else { OFF_MEAN };
+    // SAFETY: the calling thread's slot, whose countdown ran out.
+    let hit = unsafe { decide(s, mean) };
     // SAFETY: the calling thread's slot (see `tick`).
     unsafe {
-        (*s)[LEFT] = draw(s) as usize;
-        if (*s)[SEEN_EPOCH] != epoch {
-            // The thread's countdown was of an earlier profile (or none).
-            (*s)[SEEN_EPOCH] = epoch;
-            return core::ptr::null_mut();
-        }
-        if (*s)[BUSY] != 0 {
+        if !on || !hit || !allowed || (*s)[BUSY] != 0 {
             return core::ptr::null_mut();
         }
         (*s)[BUSY] = 1;
@@ -245,7 +271,7 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize) -> *mut u8 {
             // SAFETY: a fresh block of at least n bytes.
             unsafe { core::ptr::write_bytes(p, 0, n) };
         }
-        let (bytes, blocks) = weight(n, MEAN.load(Relaxed));
+        let (bytes, blocks) = weight(n, mean);
         if let Some(tag) = stacks::record(&frames[..depth], bytes, blocks) {
             crate::large::set_sample(p, tag, bytes, blocks);
         }
@@ -373,12 +399,18 @@ pub fn capture(frames: &mut [usize; stacks::DEPTH], fp: usize) -> usize {
         depth: 0,
         own: own_text(),
     };
-    if UNWIND.load(Relaxed) == UNWIND_FP {
+    let how = UNWIND.load(Relaxed);
+    if how == ProfUnwind::Fp as u8 {
         capture_fp(&mut c, fp);
-    } else {
-        // SAFETY: the callback and its argument are valid for the call.
-        unsafe { _Unwind_Backtrace(unwind_frame, &raw mut c as *mut core::ffi::c_void) };
+        return c.depth;
     }
+    #[cfg(target_arch = "x86_64")]
+    if how == ProfUnwind::Dwarf as u8 && unwind::walk(&mut c).is_ok() {
+        return c.depth;
+    }
+    c.depth = 0;
+    // SAFETY: the callback and its argument are valid for the call.
+    unsafe { _Unwind_Backtrace(unwind_frame, &raw mut c as *mut core::ffi::c_void) };
     c.depth
 }
 
@@ -453,5 +485,64 @@ pub fn dump_at_exit() {
             "obmem: OBMEM_PROF_DUMP: cannot write {shown}: errno {}\n",
             os::errno()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How often the first block after a start is sampled, over `trials`
+    /// threads that each allocated `before` blocks of `n` bytes under a
+    /// countdown of mean `old` (0: none, a new thread), then start a
+    /// profile of mean `mean`.
+    fn first_block_sampled(old: usize, mean: usize, n: usize, trials: usize) -> f64 {
+        let mut hits = 0;
+        let mut rng: [usize; 4] = [0, 0x9e37_79b9_7f4a_7c15, 0, 0];
+        let s = &raw mut rng;
+        for t in 0..trials {
+            // SAFETY: a local slot, used by this thread only.
+            unsafe {
+                (*s)[LEFT] = 0;
+                (*s)[DRAWN_MEAN] = 0;
+                let tick = |s: *mut [usize; 4]| {
+                    (*s)[LEFT] = ((*s)[LEFT] as isize - n as isize) as usize;
+                    ((*s)[LEFT] as isize) < 0
+                };
+                if old != 0 {
+                    for _ in 0..(t % 64) {
+                        if tick(s) {
+                            decide(s, old);
+                        }
+                    }
+                }
+                if tick(s) && decide(s, mean) {
+                    hits += 1;
+                }
+            }
+        }
+        hits as f64 / trials as f64
+    }
+
+    /// A start, from any state, samples the first block with probability
+    /// `1 - exp(-n / mean)` exactly (within 5 standard deviations), as in
+    /// the steady state: the estimate is unbiased from the start.
+    #[test]
+    fn sampling_is_exact_from_a_start() {
+        let trials = 200_000;
+        for (old, mean, n) in [
+            (0, 65536, 4096),           // a new thread
+            (OFF_MEAN, 1 << 20, 16384), // started while off
+            (65536, 65536, 4096),       // a restart at the same interval
+            (16384, 65536, 4096),       // after a profile of a shorter interval
+        ] {
+            let p = -(-(n as f64) / mean as f64).exp_m1();
+            let sd = (p * (1.0 - p) / trials as f64).sqrt();
+            let got = first_block_sampled(old, mean, n, trials);
+            assert!(
+                (got - p).abs() < 5.0 * sd,
+                "old {old}, mean {mean}, n {n}: sampled {got:.5}, expected {p:.5} +- {sd:.5}"
+            );
+        }
     }
 }
