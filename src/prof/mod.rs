@@ -12,9 +12,13 @@
 //! each sample stands for `s / p` bytes and `1 / p` blocks (tcmalloc's
 //! unbiased scaling): the estimates' expectations are the true totals.
 //!
-//! The profiler costs the allocation fast path one load and one
-//! predictable branch while off (`active`, tested by `domain.rs` and the
-//! aligned entry points before anything else), and the countdown while on.
+//! The countdown is also the profiler's only code on the allocation fast
+//! path, on or off: `tick` is one subtraction in TLS memory and one
+//! predictable branch, the same instruction count as testing an "on" flag
+//! would be. While off, the countdown's mean is `OFF_MEAN`: a thread then
+//! comes to the slow path (`sampled`) about every 256 KiB it allocates, and
+//! notices there that a profile has started; `decide` makes the sampling
+//! exact from a start whatever the thread's countdown was.
 //!
 //! # Sampled blocks
 //! A sampled allocation is served as a large block (its own mapping,
@@ -22,22 +26,29 @@
 //! its size: its free finds the sample again at no cost to the free fast
 //! path (a large block never takes it), so the dump's live bytes are live.
 //! A page of memory per live sample is the price; at the default 512 KiB
-//! interval that is under 1% of the live heap. Allocations made while
+//! interval that is under 1% of the live heap. A freed sample's mapping
+//! goes to the large blocks' cache, which serves the next sample without a
+//! system call (BENCHMARKS.md, issue 14: 7 more `mmap`s for ~25,000
+//! samples on a ring of small blocks). Allocations made while
 //! allocator hooks are installed (`obm_set_allocator`, the debug hooks)
 //! are not sampled: the hooks must see every block.
 //!
 //! # Stacks
-//! Captured with libgcc's `_Unwind_Backtrace` (DWARF CFI), which needs no
-//! frame pointers: Rust's release builds, distribution Pythons and most C
+//! Unwound from the DWARF call-frame information, which needs no frame
+//! pointers: Rust's release builds, distribution Pythons and most C
 //! libraries are compiled without them, and a frame-pointer walk stops (or
-//! goes astray) at the first such frame. It does not call malloc and takes
-//! no lock of obmem's; it costs ~18,000 instructions per sample.
-//! `OBMEM_PROF_UNWIND=fp` walks frame pointers instead, ~190 times
-//! cheaper, for programs built with them throughout; it starts from the
-//! program's frame pointer (obmem keeps none), so the allocating call site
-//! itself is missing (BENCHMARKS.md, issue 14). At most `stacks::DEPTH` frames are
-//! kept, obmem's own frames dropped. A thread's flag (`BUSY`) keeps an
-//! allocation made by the unwinder itself from being sampled.
+//! goes astray) at the first such frame. On x86-64, `unwind.rs` caches
+//! each return address's rule (about 670 instructions per sample, against
+//! ~18,000 for libgcc's `_Unwind_Backtrace`, which it falls back to for
+//! the stacks it cannot walk, such as those through a signal handler;
+//! `OBMEM_PROF_UNWIND=libgcc` uses libgcc's for every sample). Neither
+//! calls malloc nor takes a lock of obmem's. `OBMEM_PROF_UNWIND=fp` walks
+//! frame pointers instead, for programs built with them throughout; it
+//! starts from the program's frame pointer (obmem keeps none), so the
+//! allocating call site itself is missing (BENCHMARKS.md, issue 14). At
+//! most `stacks::DEPTH` frames are kept, obmem's own frames dropped. A
+//! thread's flag (`BUSY`) keeps an allocation made by the unwinder itself
+//! from being sampled.
 //!
 //! # Threads, fork
 //! The countdown is per thread and needs nothing at thread exit; the table

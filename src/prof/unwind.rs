@@ -1,6 +1,6 @@
 //! Stack capture from the DWARF call-frame information (`.eh_frame`) with
 //! each return address's rule cached: the default unwinder of the heap
-//! profiler on x86-64 (BENCHMARKS.md, issue 14: about 40 times cheaper
+//! profiler on x86-64 (BENCHMARKS.md, issue 14: about 27 times cheaper
 //! per sample than libgcc's `_Unwind_Backtrace`, which finds each frame's
 //! FDE and runs its CFA program anew every time).
 //!
@@ -20,9 +20,13 @@
 //!
 //! Reads stay inside the thread's stack: between the stack pointer at the
 //! start and the stack's top (the thread pointer for threads glibc
-//! created, whose descriptor sits above their stack; `__libc_stack_end`
-//! for the main thread), and each step must go strictly up the stack and
-//! stay 8-byte aligned; the walk stops at the first step that does not.
+//! created, whose descriptor sits above their stack; glibc's
+//! `__libc_stack_end` for the main thread; neither: libgcc's unwinder),
+//! and each step must go strictly up the stack and stay 8-byte aligned;
+//! the walk stops at the first step that does not. On a stack a coroutine
+//! library switched to, below the thread's own, the top is only an upper
+//! bound, and the walk relies on the call-frame information as libgcc's
+//! does (which checks nothing).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -85,7 +89,7 @@ fn slot(ip: usize) -> &'static AtomicU64 {
 fn rule_of(ip: usize) -> Result<Option<Rule>, Unsupported> {
     let s = slot(ip);
     let v = s.load(Relaxed);
-    if v >> KEY_SHIFT == ip as u64 && v != 0 {
+    if v >> KEY_SHIFT == ip as u64 {
         return Ok(Some(unpack(v)));
     }
     let r = cfi::rule_at(ip - 1)?;
@@ -141,7 +145,7 @@ pub(super) fn walk(c: &mut Capture) -> Result<(), Unsupported> {
             return Ok(());
         }
         let cfa = if r.cfa_rbp { fp } else { sp }.wrapping_add(r.cfa_off);
-        if cfa <= sp || cfa > top || cfa % 8 != 0 || r.rbp_at > cfa - sp {
+        if cfa <= sp || cfa > top || !cfa.is_multiple_of(8) || r.rbp_at > cfa - sp {
             return Ok(()); // not a step up this stack: stop
         }
         // SAFETY: sp < cfa <= top, within the thread's stack, and
@@ -176,6 +180,7 @@ mod cfi {
     }
 
     /// Reads `[p, end)` of an `.eh_frame` section.
+    #[derive(Clone, Copy)]
     struct Cursor {
         p: usize,
         end: usize,
@@ -370,16 +375,17 @@ mod cfi {
         })
     }
 
-    /// Runs CFA program `c`, starting at code address `loc`, on `row` up
-    /// to the row of `pc`; false once past it.
+    /// Runs CFA program `c` of the function at `func` on `row`, up to the
+    /// row of `pc`; `init` is the row after the CIE's initial program.
     fn run(
-        c: &mut Cursor,
+        mut c: Cursor,
         cie: &Cie,
-        loc: &mut usize,
+        func: usize,
         pc: usize,
         row: &mut Row,
         init: &Row,
-    ) -> Result<bool, Unsupported> {
+    ) -> Result<(), Unsupported> {
+        let mut loc = func;
         let mut saved = [*row; 4];
         let mut nsaved = 0;
         let off = |v: i64| v.wrapping_mul(cie.data_align);
@@ -479,24 +485,35 @@ mod cfi {
                         row.cfa_off = off(c.sleb()?);
                         None
                     }
+                    0x10 | 0x16 => {
+                        // expression, val_expression: fine for a register
+                        // we do not restore.
+                        let reg = c.uleb()?;
+                        let len = c.uleb()? as usize;
+                        c.skip(len)?;
+                        if matches!(reg, RBP | RSP | RA) {
+                            return Err(Unsupported);
+                        }
+                        None
+                    }
                     0x2e => {
                         // GNU_args_size
                         c.uleb()?;
                         None
                     }
-                    // set_loc, register, def_cfa_expression, expression,
-                    // val_offset, val_expression, and the rest.
+                    // set_loc, register, def_cfa_expression, val_offset,
+                    // and the rest.
                     _ => return Err(Unsupported),
                 },
             };
             if let Some(delta) = advance {
-                *loc = loc.wrapping_add(delta.wrapping_mul(cie.code_align) as usize);
-                if *loc > pc {
-                    return Ok(false);
+                loc = loc.wrapping_add(delta.wrapping_mul(cie.code_align) as usize);
+                if loc > pc {
+                    break;
                 }
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The rule of the frame executing at `pc`; None if no FDE covers it.
@@ -527,23 +544,10 @@ mod cfi {
             rbp: Reg::Same,
             ra: Reg::At(-8),
         };
-        let mut loc = bases.func;
-        let mut init_prog = Cursor {
-            p: cie.init.p,
-            end: cie.init.end,
-        };
-        let initial = row;
-        run(
-            &mut init_prog,
-            &cie,
-            &mut loc,
-            usize::MAX,
-            &mut row,
-            &initial,
-        )?;
+        let default = row;
+        run(cie.init, &cie, bases.func, usize::MAX, &mut row, &default)?;
         let init = row;
-        loc = bases.func;
-        run(&mut c, &cie, &mut loc, pc, &mut row, &init)?;
+        run(c, &cie, bases.func, pc, &mut row, &init)?;
         let cfa_rbp = match row.cfa_reg {
             RSP => false,
             RBP => true,
