@@ -247,7 +247,16 @@ fn cache_put(base: usize, size: usize) -> bool {
 pub fn trim() -> usize {
     let mut evicted = [NO_ENTRY; LARGE_CACHE_SLOTS];
     let n = CACHE.lock().take_expired(0, true, &mut evicted);
-    unmap_evicted(&evicted[..n])
+    let mut bytes = unmap_evicted(&evicted[..n]);
+    for slot in &SAMPLES {
+        let base = slot.swap(0, Acquire);
+        if base != 0 {
+            unmap_block(base, PAGE_SIZE);
+            crate::purge::given_back(PAGE_SIZE);
+            bytes += PAGE_SIZE;
+        }
+    }
+    bytes
 }
 
 fn unmap_block(base: usize, size: usize) {
@@ -379,6 +388,54 @@ pub fn size_if_block(p: *const u8, kind: u8) -> usize {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The heap profiler's samples
+
+/// Freed one-page sampled blocks, kept mapped and registered (with a FREED
+/// header, as in the cache) for the next samples. Most samples are small
+/// blocks, and the cache's bookkeeping (lock, expiry scan, eviction) cost
+/// about as much per sample as the rest of the sampling (BENCHMARKS.md,
+/// issue 14). A slot is taken by swapping it to 0, so no lock (and nothing
+/// to do at fork); at most `SAMPLE_SLOTS` pages, given back by `trim`.
+static SAMPLES: [AtomicUsize; SAMPLE_SLOTS] = [const { AtomicUsize::new(0) }; SAMPLE_SLOTS];
+const SAMPLE_SLOTS: usize = 16;
+
+/// `alloc` for a heap profile's sample: a freed one-page sample's mapping
+/// if `n` bytes fit one at the default alignment and `SAMPLES` has one.
+pub fn alloc_sample(n: usize, align: usize) -> (*mut u8, bool) {
+    if n <= PAGE_SIZE - HEADER && align <= HEADER {
+        for slot in &SAMPLES {
+            if slot.load(Relaxed) == 0 {
+                continue;
+            }
+            let base = slot.swap(0, Acquire);
+            if base == 0 {
+                continue;
+            }
+            let hdr = base as *mut Header;
+            // SAFETY: taking the slot made the mapping ours; its header
+            // already holds its size and block (`sample_put`).
+            unsafe {
+                (*hdr).sample[0] = 0;
+                (*hdr).magic.store(LIVE, Release);
+            }
+            counters::LARGE_BLOCKS.fetch_add(1, Relaxed);
+            counters::LARGE_ALLOCS.fetch_add(1, Relaxed);
+            let live = counters::LARGE_BYTES.fetch_add(PAGE_SIZE - HEADER, Relaxed);
+            RECENT_PEAK.fetch_max(live + PAGE_SIZE - HEADER, Relaxed);
+            return ((base + HEADER) as *mut u8, false);
+        }
+    }
+    alloc(n, align)
+}
+
+/// Keeps the freed one-page sample at `base` in `SAMPLES`; false if full.
+fn sample_put(base: usize) -> bool {
+    SAMPLES.iter().any(|slot| {
+        slot.load(Relaxed) == 0 && slot.compare_exchange(0, base, Release, Relaxed).is_ok()
+    })
+}
+
 /// Tags the large block `p`, just allocated, as a heap profile's sample.
 pub fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
     let hdr = header_of(p, arena_map::lookup(p as usize));
@@ -404,8 +461,11 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
     counters::LARGE_ALIGN_LOSS.fetch_sub(user - base - HEADER, Relaxed);
     // SAFETY: the header is ours; marking it FREED makes a second free fail loudly.
     unsafe { (*hdr).magic.store(FREED, Release) };
-    if kind == CHUNK_LARGE && user == base + HEADER && cache_put(base, map_size) {
-        return;
+    if kind == CHUNK_LARGE && user == base + HEADER {
+        let sample_page = sample[0] != 0 && map_size == PAGE_SIZE;
+        if (sample_page && sample_put(base)) || cache_put(base, map_size) {
+            return;
+        }
     }
     arena_map::clear(user & !ARENA_MASK);
     // SAFETY: the block is freed and unregistered.

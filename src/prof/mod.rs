@@ -276,7 +276,7 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> 
     }
     let mut frames = [0usize; stacks::DEPTH];
     let depth = capture(&mut frames, fp);
-    let (p, zeroed) = crate::large::alloc(n, align);
+    let (p, zeroed) = crate::large::alloc_sample(n, align);
     if !p.is_null() {
         if zero && !zeroed {
             // SAFETY: a fresh block of at least n bytes.
