@@ -12,13 +12,14 @@
 //! each sample stands for `s / p` bytes and `1 / p` blocks (tcmalloc's
 //! unbiased scaling): the estimates' expectations are the true totals.
 //!
-//! The countdown is also the profiler's only code on the allocation fast
-//! path, on or off: `tick` is one subtraction in TLS memory and one
-//! predictable branch, the same instruction count as testing an "on" flag
-//! would be. While off, the countdown's mean is `OFF_MEAN`: a thread then
-//! comes to the slow path (`sampled`) about every 256 KiB it allocates, and
-//! notices there that a profile has started; `decide` makes the sampling
-//! exact from a start whatever the thread's countdown was.
+//! The profiler's code on the allocation fast path is `tick`: while off,
+//! one compare of a global word with zero and one predictable branch; on,
+//! that word is the countdown's TLS offset, and the countdown one
+//! subtraction in TLS memory and one branch more. (Counting down while off
+//! too, with a countdown that only made threads notice a start, took the
+//! same instructions but measurably more time: a store on every malloc.)
+//! `decide` makes the sampling exact from a start whatever the thread's
+//! countdown was left at.
 //!
 //! # Sampled blocks
 //! A sampled allocation is served as a large block (its own mapping,
@@ -61,29 +62,47 @@ mod symtab;
 #[cfg(target_arch = "x86_64")]
 mod unwind;
 
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 
 use crate::env::ProfUnwind;
 use crate::os;
 use crate::stacks;
 
-/// True while profiling.
-static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// While profiling, the offset of the countdown (`LEFT`, the first word of
+/// the slot) from the thread pointer, the same in every thread
+/// (initial-exec TLS); 0 while off. `tick` tests it and counts down
+/// through it.
+static COUNTDOWN_AT: AtomicUsize = AtomicUsize::new(0);
 
 fn active() -> bool {
-    ACTIVE.load(Relaxed)
+    COUNTDOWN_AT.load(Relaxed) != 0
 }
 
 fn set_active(on: bool) {
-    ACTIVE.store(on, SeqCst);
+    COUNTDOWN_AT.store(if on { countdown_offset() } else { 0 }, SeqCst);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn countdown_offset() -> usize {
+    let at: usize;
+    // SAFETY: reads the GOT entry of the slot's TLS offset (`tls.rs`).
+    unsafe {
+        core::arch::asm!(
+            "mov {}, qword ptr [rip + obmem_tls_prof@GOTTPOFF]",
+            out(reg) at,
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+    at
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn countdown_offset() -> usize {
+    1 // only tested against 0
 }
 
 /// The mean sample interval in bytes (0 before the first start).
 static MEAN: AtomicUsize = AtomicUsize::new(0);
-/// The mean of the countdown while profiling is off: a thread then comes
-/// to `sampled` about every `OFF_MEAN` bytes, which is how it notices a
-/// start. Starts at an interval of `OFF_MEAN` or more are exact (`decide`).
-const OFF_MEAN: usize = 256 << 10;
 
 /// How stacks are captured (`OBMEM_PROF_UNWIND`, an `env::ProfUnwind`).
 static UNWIND: AtomicU8 = AtomicU8::new(ProfUnwind::Dwarf as u8);
@@ -99,20 +118,22 @@ const BUSY: usize = 2;
 /// The mean `LEFT` was drawn with (0: none drawn yet).
 const DRAWN_MEAN: usize = 3;
 
-/// Counts `n` allocated bytes against the calling thread's countdown; true
-/// when it runs out (then call `sampled`), on or off. One subtraction in
-/// TLS memory and one branch: the same instruction count as testing an
-/// "on" flag, and nothing more while on.
+/// While profiling, counts `n` allocated bytes against the calling
+/// thread's countdown; true when it runs out (then call `sampled`).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn tick(n: usize) -> bool {
-    // SAFETY: the word `LEFT` of this thread's profiler slot (`tls.rs`),
-    // which only this module uses; initial-exec TLS as `tls::prof_slot`.
+    // SAFETY: COUNTDOWN_AT is 0 or the TLS offset of the word `LEFT` of
+    // this thread's profiler slot (`tls.rs`), which only this module uses.
     unsafe {
         core::arch::asm!(
-            "mov {t}, qword ptr [rip + obmem_tls_prof@GOTTPOFF]",
+            "cmp qword ptr [rip + {at}], 0",
+            "je 2f",
+            "mov {t}, qword ptr [rip + {at}]",
             "sub qword ptr fs:[{t}], {n}",
             "js {ran_out}",
+            "2:",
+            at = sym COUNTDOWN_AT,
             t = out(reg) _,
             n = in(reg) n,
             ran_out = label { return true; },
@@ -125,6 +146,9 @@ pub fn tick(n: usize) -> bool {
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub fn tick(n: usize) -> bool {
+    if !active() {
+        return false;
+    }
     let s = crate::heap::tls::prof_slot();
     // SAFETY: the slot is this thread's, and only this module uses it.
     unsafe {
@@ -195,22 +219,22 @@ fn draw(s: *mut [usize; 4], mean: usize) -> usize {
 }
 
 /// The countdown in slot `s` ran out in an allocation: whether the
-/// process of mean `mean` (the profile's, or `OFF_MEAN` while off) has a
-/// point in it, and the next countdown.
+/// profile's sampling process, of mean `mean`, has a point in it, and the
+/// next countdown.
 ///
 /// The countdown's zero is a point of a Poisson process over the bytes
 /// the thread allocates, of mean interval `DRAWN_MEAN`; it lies `-LEFT`
 /// bytes before the block's end. If that is `mean`, the point is one of
 /// the profile's and the block is sampled. Otherwise (the first point
 /// since a start, or a thread's first allocation) the profile's process
-/// begins there: a point of a denser process (the off state's, a profile
-/// of a shorter interval) is kept with probability `drawn / mean`, which
+/// begins there: a point of a denser process (a profile of a shorter
+/// interval) is kept with probability `drawn / mean`, which
 /// thins it to the profile's rate, and the profile's next point is drawn
 /// from it. The process being memoryless, the sample points after a start
 /// are then exactly the profile's, whenever the start happened (the test
-/// below checks it); only a start at an interval shorter than the old
-/// one's misses the points of the old interval's remainder (at most
-/// `OFF_MEAN` bytes on average per thread for a start while off).
+/// below checks it); only a start at an interval shorter than that of the
+/// thread's last profile misses the points of the old interval's
+/// remainder (one old interval at most, per thread).
 ///
 /// # Safety
 /// `s` is a thread's slot, used by that thread only, whose countdown ran
@@ -263,13 +287,12 @@ pub fn weight(n: usize, mean: usize) -> (u64, u64) {
 #[inline(never)]
 pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> *mut u8 {
     let s = crate::heap::tls::prof_slot();
-    let on = active();
-    let mean = if on { MEAN.load(Relaxed) } else { OFF_MEAN };
+    let mean = MEAN.load(Relaxed);
     // SAFETY: the calling thread's slot, whose countdown ran out.
-    let hit = unsafe { decide(s, mean) };
+    let hit = mean != 0 && unsafe { decide(s, mean) };
     // SAFETY: the calling thread's slot (see `tick`).
     unsafe {
-        if !on || !hit || !allowed || (*s)[BUSY] != 0 {
+        if !hit || !active() || !allowed || (*s)[BUSY] != 0 {
             return core::ptr::null_mut();
         }
         (*s)[BUSY] = 1;
@@ -542,10 +565,10 @@ mod tests {
     fn sampling_is_exact_from_a_start() {
         let trials = 200_000;
         for (old, mean, n) in [
-            (0, 65536, 4096),           // a new thread
-            (OFF_MEAN, 1 << 20, 16384), // started while off
-            (65536, 65536, 4096),       // a restart at the same interval
-            (16384, 65536, 4096),       // after a profile of a shorter interval
+            (0, 65536, 4096),         // a new thread
+            (262144, 1 << 20, 16384), // the same, at a larger scale
+            (65536, 65536, 4096),     // a restart at the same interval
+            (16384, 65536, 4096),     // after a profile of a shorter interval
         ] {
             let p = -(-(n as f64) / mean as f64).exp_m1();
             let sd = (p * (1.0 - p) / trials as f64).sqrt();
