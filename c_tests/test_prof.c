@@ -25,7 +25,8 @@
  * dumping, and nothing allocated while stopped enters it; a forked child inherits
  * the profile (its blocks are inherited) and its frees leave it without
  * changing the parent's; the text format; bad input (0 or absurd sample
- * sizes, NULL path, unknown format, missing directory, full disk).
+ * sizes, NULL path, unknown format, missing directory, full disk); the
+ * freed sampled blocks kept for the next samples.
  */
 #define _GNU_SOURCE
 #include "test_util.h"
@@ -180,7 +181,7 @@ static void *worker(void *arg)
 {
     long t = (long)arg;
     for (int i = 0; i < 20000; i++)
-        free(malloc(16 + (size_t)i % 2000));
+        free(opaque_ptr(malloc(16 + (size_t)i % 2000)));
     pthread_barrier_wait(&started);
     pthread_barrier_wait(&started);
     site_a(&ka[t], 48 * MIB / THREADS);
@@ -228,6 +229,79 @@ static void test_bad_input(void)
     obm_prof_stop(); /* stopping what never started is harmless */
 }
 
+static void double_free_sample(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(obm_prof_start(1), 0);
+    void *p = malloc(opaque_size(100));
+    void *again = opaque_ptr(p);
+    free(p);
+    free(again);
+    printf("RETURNED: double free of a sampled block did not abort\n");
+}
+
+/* Sampled small blocks are one-page large blocks, and up to 16 freed ones
+ * are kept for the next samples (large.rs): they stay ordinary blocks,
+ * counted in the statistics (as large blocks, then as cached mappings),
+ * usable to their size, reallocated, given back by obm_trim, and a double
+ * free of one is reported. At an interval of 1 byte, every allocation of
+ * 100 bytes is sampled (p = 1 - e^-100). */
+static void test_sample_pages(void)
+{
+    enum { N = 20 };
+    CHECK_EQ(obm_prof_start(1), 0);
+    /* The countdown the thread had left of the last profile (of interval
+     * T) runs out first: 16 T bytes are more than it with probability
+     * 1 - e^-16. */
+    for (int i = 0; i < 16 * T / 1024; i++)
+        free(opaque_ptr(malloc(1024)));
+    obm_trim();
+    obm_stats s0, s1, s2;
+    obm_get_stats(&s0);
+    CHECK_EQ(s0.large_cached, 0);
+    char *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(opaque_size(100));
+        CHECK_NOT_NULL(p[i]);
+        memset(p[i], i, 100);
+    }
+    obm_get_stats(&s1);
+    CHECK_EQ(s1.large_blocks, s0.large_blocks + N);
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    obm_get_stats(&s2);
+    CHECK_EQ(s2.large_blocks, s0.large_blocks);
+    CHECK_GE(s2.large_cached, s0.large_cached + 16);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            p[i] = malloc(opaque_size(200));
+            CHECK_NOT_NULL(p[i]);
+            CHECK_GE(malloc_usable_size(p[i]), 200);
+            memset(p[i], 'a' + i, 200);
+        }
+        p[0] = realloc(p[0], 5000);
+        CHECK_NOT_NULL(p[0]);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 200; j++)
+                CHECK_EQ(p[i][j], 'a' + i);
+        obm_get_stats(&s1);
+        CHECK_EQ(s1.large_blocks, s0.large_blocks + N);
+        for (int i = 0; i < N; i++)
+            free(p[i]);
+    }
+    obm_prof_stop();
+    CHECK_GE(obm_trim(), 16 * 4096);
+    obm_get_stats(&s2);
+    CHECK_EQ(s2.large_cached, 0);
+    CHECK_EQ(s2.large_blocks, s0.large_blocks);
+
+    child_result r;
+    run_in_child(double_free_sample, NULL, &r);
+    CHECK_MSG(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT &&
+                  has_line(r.out, "obmem: ", "double free", NULL),
+              "double free of a sampled block:\n%s", r.out);
+}
+
 int main(void)
 {
     int fd = mkstemp(dump_path);
@@ -240,7 +314,7 @@ int main(void)
      * first sample point thins the old profile's countdown. */
     CHECK_EQ(obm_prof_start(T / 4), 0);
     for (int i = 0; i < 20000; i++)
-        free(malloc(16 + (size_t)i % 2000));
+        free(opaque_ptr(malloc(16 + (size_t)i % 2000)));
     CHECK_EQ(obm_prof_start(T), 0);
     site_a(&ka[0], 48 * MIB);
     site_b(&kb[0], 16 * MIB);
@@ -310,6 +384,7 @@ int main(void)
     }
     check_sites_empty("4 threads after free");
     obm_prof_stop();
+    test_sample_pages();
     unlink(dump_path);
     return 0;
 }

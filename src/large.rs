@@ -550,11 +550,13 @@ pub unsafe fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
     p
 }
 
-/// Cached mappings, their bytes, and the bytes of those that keep their
-/// pages (for statistics).
+/// Cached mappings (with the kept samples'), their bytes, and the bytes
+/// of those that keep their pages (for statistics).
 pub fn cached() -> (usize, usize, usize) {
+    let samples = SAMPLES.iter().filter(|s| s.load(Relaxed) != 0).count();
     let c = CACHE.lock();
-    (c.count, c.bytes, c.resident)
+    let bytes = samples * PAGE_SIZE;
+    (c.count + samples, c.bytes + bytes, c.resident + bytes)
 }
 
 pub fn lock_for_fork() {
