@@ -27,10 +27,11 @@
 //! its size: its free finds the sample again at no cost to the free fast
 //! path (a large block never takes it), so the dump's live bytes are live.
 //! A page of memory per live sample is the price; at the default 512 KiB
-//! interval that is under 1% of the live heap. A freed sample's mapping
-//! goes to the large blocks' cache, which serves the next sample without a
-//! system call (BENCHMARKS.md, issue 14: 7 more `mmap`s for ~25,000
-//! samples on a ring of small blocks). Allocations made while
+//! interval that is under 1% of the live heap. Freed one-page samples are
+//! kept for the next samples (`large::alloc_sample`), without the large
+//! blocks' cache and its lock; others go to that cache. Either way, a
+//! sample rarely costs a system call (BENCHMARKS.md, issue 14: 8 more
+//! `mmap`s for ~25,000 samples on a ring of small blocks). Allocations made while
 //! allocator hooks are installed (`obm_set_allocator`, the debug hooks)
 //! are not sampled: the hooks must see every block.
 //!
@@ -39,7 +40,7 @@
 //! pointers: Rust's release builds, distribution Pythons and most C
 //! libraries are compiled without them, and a frame-pointer walk stops (or
 //! goes astray) at the first such frame. On x86-64, `unwind.rs` caches
-//! each return address's rule (about 670 instructions per sample, against
+//! each return address's rule (about 620 instructions per sample, against
 //! ~18,000 for libgcc's `_Unwind_Backtrace`, which it falls back to for
 //! the stacks it cannot walk, such as those through a signal handler;
 //! `OBMEM_PROF_UNWIND=libgcc` uses libgcc's for every sample). Neither
