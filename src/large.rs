@@ -339,12 +339,17 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
         (*hdr).sample[0] = 0;
         (*hdr).magic.store(LIVE, Release);
     }
+    count_alloc(base, size, user);
+    (user as *mut u8, zeroed)
+}
+
+/// Counts a new live block at `user` in the mapping [base, base + size).
+fn count_alloc(base: usize, size: usize, user: usize) {
     counters::LARGE_BLOCKS.fetch_add(1, Relaxed);
     counters::LARGE_ALLOCS.fetch_add(1, Relaxed);
     let live = counters::LARGE_BYTES.fetch_add(base + size - user, Relaxed) + base + size - user;
     RECENT_PEAK.fetch_max(live, Relaxed);
     counters::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
-    (user as *mut u8, zeroed)
 }
 
 /// Validates a pointer the arena map marks as large; returns its header.
@@ -419,10 +424,7 @@ pub fn alloc_sample(n: usize, align: usize) -> (*mut u8, bool) {
                 (*hdr).sample[0] = 0;
                 (*hdr).magic.store(LIVE, Release);
             }
-            counters::LARGE_BLOCKS.fetch_add(1, Relaxed);
-            counters::LARGE_ALLOCS.fetch_add(1, Relaxed);
-            let live = counters::LARGE_BYTES.fetch_add(PAGE_SIZE - HEADER, Relaxed);
-            RECENT_PEAK.fetch_max(live + PAGE_SIZE - HEADER, Relaxed);
+            count_alloc(base, PAGE_SIZE, base + HEADER);
             return ((base + HEADER) as *mut u8, false);
         }
     }

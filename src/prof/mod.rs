@@ -14,8 +14,8 @@
 //!
 //! The profiler's code on the allocation fast path is `tick`: while off,
 //! one compare of a global word with zero and one predictable branch; on,
-//! that word is the countdown's TLS offset, and the countdown one
-//! subtraction in TLS memory and one branch more. (Counting down while off
+//! that word is the countdown's TLS offset, and the countdown costs a load
+//! of it, one subtraction in TLS memory and one branch more. (Counting down while off
 //! too, with a countdown that only made threads notice a start, took the
 //! same instructions but measurably more time: a store on every malloc.)
 //! `decide` makes the sampling exact from a start whatever the thread's
@@ -31,9 +31,9 @@
 //! kept for the next samples (`large::alloc_sample`), without the large
 //! blocks' cache and its lock; others go to that cache. Either way, a
 //! sample rarely costs a system call (BENCHMARKS.md, issue 14: 8 more
-//! `mmap`s for ~25,000 samples on a ring of small blocks). Allocations made while
-//! allocator hooks are installed (`obm_set_allocator`, the debug hooks)
-//! are not sampled: the hooks must see every block.
+//! `mmap`s for ~25,000 samples on a ring of small blocks). Allocations
+//! made while allocator hooks are installed (`obm_set_allocator`, the
+//! debug hooks) are not sampled: the hooks must see every block.
 //!
 //! # Stacks
 //! Unwound from the DWARF call-frame information, which needs no frame
@@ -528,7 +528,7 @@ mod tests {
     use super::*;
 
     /// How often the first block after a start is sampled, over `trials`
-    /// threads that each allocated `before` blocks of `n` bytes under a
+    /// threads that each allocated a few blocks of `n` bytes under a
     /// countdown of mean `old` (0: none, a new thread), then start a
     /// profile of mean `mean`.
     fn first_block_sampled(old: usize, mean: usize, n: usize, trials: usize) -> f64 {
