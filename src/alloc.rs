@@ -56,15 +56,32 @@ fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
 pub fn malloc_fast(n: usize) -> *mut u8 {
     if n > SMALL_MAX {
         return match class_of(n) {
-            Some(class) => pop_fast(class + 1),
+            Some(class) => pop_fast::<true>(class + 1),
             None => ptr::null_mut(),
         };
     }
-    pop_fast((n + ALIGNMENT - 1) >> ALIGNMENT_SHIFT)
+    pop_fast::<true>((n + ALIGNMENT - 1) >> ALIGNMENT_SHIFT)
 }
 
+/// `malloc_fast` for small blocks (up to 512 bytes), without taking other
+/// threads' frees, also giving the block's usable size; (null, 0) if it
+/// cannot serve `n` (then call `malloc`). Kept to what needs no call and
+/// few registers, so that its callers save none.
 #[inline(always)]
-fn pop_fast(slot: usize) -> *mut u8 {
+pub fn malloc_fast_small_sized(n: usize) -> (*mut u8, usize) {
+    if n > SMALL_MAX {
+        return (ptr::null_mut(), 0);
+    }
+    let slot = (n + ALIGNMENT - 1) >> ALIGNMENT_SHIFT;
+    // Small classes are 16 bytes apart: slot s serves blocks of 16 * s.
+    (pop_fast::<false>(slot), slot << ALIGNMENT_SHIFT)
+}
+
+/// A block from the head pool of `slot`'s allocation or local free list,
+/// or, if `REMOTE`, from the blocks other threads freed into it; null if
+/// none.
+#[inline(always)]
+fn pop_fast<const REMOTE: bool>(slot: usize) -> *mut u8 {
     let h = heap::current_or_placeholder();
     // SAFETY: slot <= NUM_CLASSES.
     let (pool, allocs) = unsafe { (h.alloc_pool(slot), h.stats.allocs.get_unchecked(slot)) };
@@ -75,7 +92,7 @@ fn pop_fast(slot: usize) -> *mut u8 {
         counters::count(allocs);
         return b;
     }
-    if pool.has_thread_free() {
+    if REMOTE && pool.has_thread_free() {
         // SAFETY: as above; both lists are empty and thread_free is not.
         return unsafe { pool.pop_thread_free(allocs) }.as_ptr();
     }

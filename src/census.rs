@@ -41,12 +41,20 @@ static TABLE: [Entry; SLOTS] = [EMPTY; SLOTS];
 /// Types that found no free slot (the table is full).
 static OVERFLOW: Entry = EMPTY;
 
-/// The slot of `t`, entered if new.
+/// The slot `t` hashes to, if `t` holds it (the common case: one load).
 #[inline(always)]
-fn entry(t: TypeKey) -> &'static Entry {
+fn first_slot(t: TypeKey) -> Option<&'static Entry> {
     // The address's low bits: types are structs of at least 56 bytes, so
     // types defined together get distinct, neighbouring slots; unrelated
     // ones that collide are probed past.
+    let i = (t as usize >> 4) & (SLOTS - 1);
+    // SAFETY: i < SLOTS (masked).
+    let e = unsafe { TABLE.get_unchecked(i) };
+    (e.ty.load(Relaxed) as TypeKey == t).then_some(e)
+}
+
+/// The slot of `t`, entered if new.
+fn entry(t: TypeKey) -> &'static Entry {
     let mut i = (t as usize >> 4) & (SLOTS - 1);
     for _ in 0..SLOTS {
         // SAFETY: i < SLOTS (masked).
@@ -84,20 +92,50 @@ fn add(c: &AtomicUsize, n: usize) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
+/// `created` if `t` holds the slot it hashes to (almost always), with no
+/// call; false, nothing done, otherwise.
+#[inline(always)]
+pub fn created_fast(t: TypeKey, bytes: usize) -> bool {
+    match first_slot(t) {
+        Some(e) => {
+            count(e, 1, bytes);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Counts a new object of `t` whose memory block is `bytes` long.
 #[inline(always)]
 pub fn created(t: TypeKey, bytes: usize) {
-    let e = entry(t);
-    add(&e.objects, 1);
-    add(&e.bytes, bytes);
+    match first_slot(t) {
+        Some(e) => count(e, 1, bytes),
+        None => count_slow(t, 1, bytes),
+    }
 }
 
 /// Uncounts a destroyed object of `t` whose memory block was `bytes` long.
 #[inline(always)]
 pub fn destroyed(t: TypeKey, bytes: usize) {
-    let e = entry(t);
-    add(&e.objects, usize::MAX);
-    add(&e.bytes, bytes.wrapping_neg());
+    match first_slot(t) {
+        Some(e) => count(e, usize::MAX, bytes.wrapping_neg()),
+        None => count_slow(t, usize::MAX, bytes.wrapping_neg()),
+    }
+}
+
+#[inline(always)]
+fn count(e: &Entry, objects: usize, bytes: usize) {
+    add(&e.objects, objects);
+    add(&e.bytes, bytes);
+}
+
+/// `count` for a type past its first slot, or new. Out of line (and a
+/// tail call): the probe loop would make object creation and destruction
+/// save registers.
+#[cold]
+#[inline(never)]
+fn count_slow(t: TypeKey, objects: usize, bytes: usize) {
+    count(entry(t), objects, bytes);
 }
 
 /// Calls `f(type, objects, bytes)` for each type with live objects, most
@@ -143,9 +181,8 @@ pub fn block_bytes(base: *const u8) -> usize {
     // is installed (`heap::force_slow_paths`), so a hit means `base` came
     // from the core, a block start of this heap's pool.
     let h = crate::heap::current_or_placeholder();
-    if h.unit_cached(base) {
-        // SAFETY: checked just above.
-        return unsafe { h.cached_pool(base) }.block_size();
+    if let Some(pool) = h.cached_pool(base) {
+        return pool.block_size();
     }
     crate::domain::size_if_block(crate::domain::obm_domain::OBM_DOMAIN_OBJ, base)
 }

@@ -57,6 +57,10 @@ pub(crate) const PURGE_DELAY_MS_DEFAULT: u64 = 1000;
 /// finds the bound exceeded gives half of its own back at once. So a burst
 /// does not pin its whole peak (purge.rs).
 pub(crate) const KEEP_MIN_UNITS: usize = 4096; // 64 MiB
+/// While free pages wait for their delay, a thread looks at the clock
+/// every this many times it frees the last block of a queue head (see
+/// `Heap::purge_tick`).
+pub(crate) const PURGE_TICK_EVERY: u32 = 8;
 
 /// Slots of a heap's direct-mapped cache from unit to pool, which lets
 /// `free` of a block of the calling thread skip the global arena map and

@@ -55,22 +55,42 @@ pub unsafe fn free(p: *mut u8, func: &str) {
 /// As `free`.
 #[inline(always)]
 pub unsafe fn free_fast(p: *mut u8) -> bool {
+    // SAFETY: per the contract.
+    unsafe { free_fast_inner::<false>(p) != 0 }
+}
+
+/// `free_fast`, giving the block's usable size (0: nothing done).
+///
+/// # Safety
+/// As `free`.
+#[inline(always)]
+pub unsafe fn free_fast_sized(p: *mut u8) -> usize {
+    // SAFETY: per the contract.
+    unsafe { free_fast_inner::<true>(p) }
+}
+
+/// `free_fast`; returns 0 if nothing was done, else the block's size if
+/// `SIZED` (read before the free, which may release the pool), else 1.
+///
+/// # Safety
+/// As `free`.
+#[inline(always)]
+unsafe fn free_fast_inner<const SIZED: bool>(p: *mut u8) -> usize {
     let h = heap::current_or_placeholder();
-    if !h.unit_cached(p) {
-        return false;
-    }
-    // SAFETY: checked just above.
-    let pool = unsafe { h.cached_pool(p) };
+    let Some(pool) = h.cached_pool(p) else {
+        return 0;
+    };
     if !pool.is_carved_block(p) {
-        return false;
+        return 0;
     }
     // SAFETY: p is a carved block start, so >= 16 bytes of ours to read.
     if unsafe { (*(p as *const Block)).freed_key } == pool.freed_key() {
-        return false;
+        return 0;
     }
+    let size = if SIZED { pool.block_size() } else { 1 };
     // SAFETY: a handed-out block of a live pool of our heap, not free.
     unsafe { h.free_local(pool, p) };
-    true
+    size
 }
 
 /// Pushes `p` on its pool's list of remote frees if it is a valid block of

@@ -85,8 +85,64 @@ pub use rust_alloc::Obmem;
 /// The allocator core for Rust code, and the crate's integration tests:
 /// the functions the C `malloc` family ends in, without the domain hooks,
 /// and the statistics snapshot. Everything else is internal to the crate.
+///
+/// Each is a call, never inlined into another crate: what an inlinable
+/// public function reaches becomes an exported symbol of the rlib, and the
+/// library's own code then reaches it through the GOT, as it would a
+/// symbol another object may interpose (a load more for every static the
+/// fast paths read, an indirect jump for every call out of them).
 pub mod direct {
-    pub use crate::alloc::{aligned, calloc, malloc, realloc};
-    pub use crate::free::{free, usable_size};
-    pub use crate::stats::{obm_stats, snapshot};
+    pub use crate::stats::obm_stats;
+
+    /// `n` bytes (16 for 0), 16-byte aligned; null with ENOMEM on failure.
+    #[inline(never)]
+    pub fn malloc(n: usize) -> *mut u8 {
+        crate::alloc::malloc(n)
+    }
+
+    /// Zeroed `nelem * elsize` bytes; null with ENOMEM on overflow or failure.
+    #[inline(never)]
+    pub fn calloc(nelem: usize, elsize: usize) -> *mut u8 {
+        crate::alloc::calloc(nelem, elsize)
+    }
+
+    /// `n` bytes aligned to `align`, a power of two.
+    #[inline(never)]
+    pub fn aligned(align: usize, n: usize) -> *mut u8 {
+        crate::alloc::aligned(align, n)
+    }
+
+    /// Resizes `p` to `n` bytes (n > 0; null p is malloc); null with
+    /// ENOMEM on failure, `p` untouched. `func` names the caller in reports.
+    ///
+    /// # Safety
+    /// `p` is null or a live block obmem returned.
+    #[inline(never)]
+    pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
+        // SAFETY: per the contract.
+        unsafe { crate::alloc::realloc(p, n, func) }
+    }
+
+    /// Frees `p` (null: nothing); an invalid or double free is reported
+    /// and aborts. `func` names the caller in reports.
+    ///
+    /// # Safety
+    /// `p` is null or a block obmem returned, not used afterwards.
+    #[inline(never)]
+    pub unsafe fn free(p: *mut u8, func: &str) {
+        // SAFETY: per the contract.
+        unsafe { crate::free::free(p, func) }
+    }
+
+    /// The usable size of the live block `p` (0 for null).
+    #[inline(never)]
+    pub fn usable_size(p: *const u8, func: &str) -> usize {
+        crate::free::usable_size(p, func)
+    }
+
+    /// A snapshot of the allocator's statistics.
+    #[inline(never)]
+    pub fn snapshot() -> obm_stats {
+        crate::stats::snapshot()
+    }
 }

@@ -78,6 +78,26 @@ pub(crate) fn ref_hook() -> Option<RefHook> {
     (!h.is_null()).then(|| unsafe { (*h).0 })
 }
 
+/// `null_ref` and `negative_refcount` for the reference-count fast paths:
+/// these return in theory (`black_box` hides that they never do), so the
+/// compiler jumps to them in tail position instead of calling them, and
+/// `obm_incref`/`obm_decref` need no stack frame to align a call.
+#[cold]
+#[inline(never)]
+pub(crate) fn null_ref_tail(func: &str, instead: &str) {
+    if core::hint::black_box(true) {
+        null_ref(func, instead)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn negative_refcount_tail(o: *const obm_object) {
+    if core::hint::black_box(true) {
+        negative_refcount(o)
+    }
+}
+
 /// Reports a reference-count operation on NULL and aborts.
 #[cold]
 #[inline(never)]
@@ -238,50 +258,133 @@ pub(crate) fn type_name(t: *const obm_type) -> &'static str {
 /// # Safety
 /// `t` is null or points to an `obm_type` that outlives its objects.
 pub unsafe fn new_object(t: *const obm_type, extra: usize, caller: &str) -> *mut obm_object {
-    if t.is_null() {
-        crate::report::eprint(format_args!("obmem: {caller}: type is NULL\n"));
-        return ptr::null_mut();
+    // SAFETY: per the contract.
+    let Some(total) = (unsafe { object_bytes(t, extra) }) else {
+        // SAFETY: as above.
+        return unsafe { reject(t, extra, caller) };
+    };
+    // The fast path tells the block's size, which the census counts. The
+    // rest is tail calls, so that a creation saves no register.
+    let (base, bytes) = crate::domain::object_malloc_fast_sized(total);
+    if base.is_null()
+        || bytes > ZERO_INLINE_MAX
+        || !crate::census::created_fast(t as *const c_void, bytes)
+    {
+        // SAFETY: t is a valid type (object_bytes checked it).
+        return unsafe { new_object_slow(t, total, base, bytes) };
     }
-    // SAFETY: non-null, per the contract.
-    let ty = unsafe { &*t };
+    // SAFETY: base is a fresh block of `bytes` >= `total` bytes, a multiple
+    // of 16 (a pool's block), 16-byte aligned.
+    unsafe {
+        let mut off = 0;
+        while off < bytes {
+            (base.add(off) as *mut u128).write(0);
+            off += 16;
+            // An empty barrier: without it the loop becomes a memset call,
+            // and the call makes the creation save registers.
+            core::arch::asm!("", options(nostack, nomem, preserves_flags));
+        }
+        init_object(base, t)
+    }
+}
+
+/// Blocks up to this size are zeroed with inline stores, larger with memset.
+const ZERO_INLINE_MAX: usize = 256;
+
+/// `new_object` past the checks, when the allocator's fast path gave no
+/// block (`base` null) or a block too big to zero inline, or the census
+/// has to look further for the type's slot.
+///
+/// # Safety
+/// `t` is a valid type; `base` is null or a fresh block of `bytes` bytes.
+#[inline(never)]
+unsafe fn new_object_slow(
+    t: *const obm_type,
+    total: usize,
+    mut base: *mut u8,
+    mut bytes: usize,
+) -> *mut obm_object {
+    if base.is_null() {
+        base = crate::domain::object_malloc(total);
+        if base.is_null() {
+            return ptr::null_mut();
+        }
+        bytes = crate::census::block_bytes(base);
+    }
+    crate::census::created(t as *const c_void, bytes);
+    // SAFETY: base is a fresh block of at least `total` bytes, 16-byte
+    // aligned, and `t` is valid (contract).
+    unsafe {
+        ptr::write_bytes(base, 0, total);
+        init_object(base, t)
+    }
+}
+
+/// The object of type `t` in the zeroed block `base`: refcount 1.
+///
+/// # Safety
+/// `base` is a fresh zeroed block for an object of `t` (`object_bytes`),
+/// 16-byte aligned; the prefix is a multiple of 16, so the object is too.
+#[inline(always)]
+unsafe fn init_object(base: *mut u8, t: *const obm_type) -> *mut obm_object {
+    // SAFETY: per the contract.
+    unsafe {
+        let o = base.add(prefix_size(&*t)) as *mut obm_object;
+        (*o).ob_refcnt = 1;
+        (*o).ob_type = t;
+        o
+    }
+}
+
+/// The bytes of an object of `t` with `extra` bytes (its prefix included),
+/// or None if `t` is unusable or the size overflows (`reject` says which).
+///
+/// # Safety
+/// `t` is null or points to an `obm_type`.
+#[inline(always)]
+unsafe fn object_bytes(t: *const obm_type, extra: usize) -> Option<usize> {
+    // SAFETY: per the contract.
+    let ty = unsafe { t.as_ref() }?;
+    if ty.size < core::mem::size_of::<obm_object>() || (type_is_gc(ty) && ty.traverse.is_none()) {
+        return None;
+    }
+    ty.size.checked_add(extra)?.checked_add(prefix_size(ty))
+}
+
+/// Reports why `object_bytes` refused `t` (out of memory: ENOMEM only).
+/// Out of line: its formatting would make every creation save registers.
+///
+/// # Safety
+/// As `object_bytes`.
+#[cold]
+#[inline(never)]
+unsafe fn reject(t: *const obm_type, extra: usize, caller: &str) -> *mut obm_object {
+    // SAFETY: per the contract.
+    let Some(ty) = (unsafe { t.as_ref() }) else {
+        crate::report::eprint(format_args!("obmem: {caller}: type is NULL\n"));
+        return core::hint::black_box(ptr::null_mut());
+    };
     if ty.size < core::mem::size_of::<obm_object>() {
         crate::report::eprint(format_args!(
             "obmem: {caller}: type \"{}\" has size {} < sizeof(obm_object); refusing to create the object\n",
             type_name(t),
             ty.size
         ));
-        return ptr::null_mut();
-    }
-    if type_is_gc(ty) && ty.traverse.is_none() {
+    } else if type_is_gc(ty) && ty.traverse.is_none() {
         crate::report::eprint(format_args!(
             "obmem: {caller}: type \"{}\" has OBM_TPFLAGS_HAVE_GC but no traverse function; refusing to create the object\n",
             type_name(t)
         ));
-        return ptr::null_mut();
-    }
-    let prefix = prefix_size(ty);
-    let Some(total) = ty
-        .size
-        .checked_add(extra)
-        .and_then(|n| n.checked_add(prefix))
-    else {
+    } else {
+        debug_assert!(ty
+            .size
+            .checked_add(extra)
+            .is_none_or(|n| n.checked_add(prefix_size(ty)).is_none()));
         crate::os::set_errno(libc::ENOMEM);
-        return ptr::null_mut();
-    };
-    let base = crate::domain::object_malloc(total);
-    if base.is_null() {
-        return ptr::null_mut();
     }
-    crate::census::created(t as *const c_void, crate::census::block_bytes(base));
-    // SAFETY: base is a fresh block of `total` bytes, 16-byte aligned, and
-    // prefix is 0 or HEAD_SIZE (a multiple of 16), so o is aligned too.
-    unsafe {
-        ptr::write_bytes(base, 0, total);
-        let o = base.add(prefix) as *mut obm_object;
-        (*o).ob_refcnt = 1;
-        (*o).ob_type = t;
-        o
-    }
+    // Opaque, so that `new_object` tail-calls this: knowing the result is
+    // always null, the compiler would call it and return null itself.
+    core::hint::black_box(ptr::null_mut())
 }
 
 // ---------------------------------------------------------------------------
@@ -378,7 +481,7 @@ pub unsafe fn decref(o: *mut obm_object) {
             (*o).ob_refcnt = 0;
             dealloc(o);
         } else if !is_immortal_count(rc) {
-            negative_refcount(o);
+            negative_refcount_tail(o);
         }
     }
 }
@@ -468,6 +571,14 @@ fn decode_trash_link(rc: isize) -> usize {
 /// # Safety
 /// `o` is a live object with refcount 0 that nobody else will use.
 pub(crate) unsafe fn dealloc(o: *mut obm_object) {
+    // SAFETY: per the contract.
+    let ty = unsafe { type_of(o) };
+    if ty.finalize.is_none() && ty.dealloc.is_none() && !type_is_weakrefable(ty) {
+        // Nothing of the user's runs, so nothing can decref another object
+        // under it: no nesting for the trashcan to bound.
+        // SAFETY: per the contract.
+        return unsafe { release(o, ty) };
+    }
     let t = trash();
     let depth = t.depth.get();
     if depth >= TRASH_UNWIND_LEVEL {
@@ -580,16 +691,41 @@ unsafe fn destroy(o: *mut obm_object) {
         if let Some(d) = ty.dealloc {
             d(o);
         }
-        if gc {
-            crate::gc::note_gc_object_freed();
-        }
-        let base = (o as *mut u8).sub(prefix_size(ty));
-        crate::census::destroyed(
-            ty as *const obm_type as *const c_void,
-            crate::census::block_bytes(base),
-        );
-        crate::domain::object_free(base);
+        release(o, ty);
     }
+}
+
+/// Untracks `o` if it is tracked, and frees its memory, uncounting it from
+/// the census: the end of every destruction, and all of it for an object
+/// whose type has no finalize, dealloc or weak references.
+///
+/// # Safety
+/// `o` is an object of `ty` with refcount 0 (finalized, dealloc'd) that
+/// nobody will use again.
+#[inline(always)]
+unsafe fn release(o: *mut obm_object, ty: &obm_type) {
+    if type_is_gc(ty) {
+        // SAFETY: a GC object has a header.
+        let g = unsafe { head_of(o) };
+        // SAFETY: g is the object's live header; tracked, it is on one of
+        // the collector's lists.
+        unsafe {
+            if list::is_tracked(g) {
+                list::remove(g);
+            }
+        }
+        crate::gc::note_gc_object_freed();
+    }
+    // SAFETY: the object starts its prefix size into its block (creation).
+    let base = unsafe { (o as *mut u8).sub(prefix_size(ty)) };
+    // SAFETY: base is the object's live block, not used again.
+    let mut bytes = unsafe { crate::domain::object_free_fast_sized(base) };
+    if bytes == 0 {
+        bytes = crate::census::block_bytes(base);
+        // SAFETY: as above.
+        unsafe { crate::domain::object_free(base) };
+    }
+    crate::census::destroyed(ty as *const obm_type as *const c_void, bytes);
 }
 
 #[cfg(test)]

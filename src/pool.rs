@@ -370,10 +370,36 @@ impl Pool {
             (*b).freed_key = key;
         }
         self.local_free.set(b);
+        self.release_one()
+    }
+
+    /// `used -= 1` (used was >= 1): true when the new state is 0 (empty) or
+    /// has OUT_OF_QUEUE set (negative as an i32), when the heap must act.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn release_one(&self) -> bool {
+        // One `dec` in memory and a branch on its flags (the compiler reads
+        // the state again to test it). `jle` after `dec` is taken when the
+        // old state, signed, is <= 1: used was 1, or OUT_OF_QUEUE is set.
+        // SAFETY: the state is a u32 only the owner (the caller) writes;
+        // other threads' relaxed loads see it before or after the `dec`.
+        unsafe {
+            core::arch::asm!(
+                "dec dword ptr [{pool} + {state}]",
+                "jle {act}",
+                pool = in(reg) self,
+                state = const core::mem::offset_of!(Pool, state),
+                act = label { return true; },
+                options(nostack),
+            );
+        }
+        false
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn release_one(&self) -> bool {
         self.add_used(-1);
-        // used was >= 1: the new state is 0 (empty) or has OUT_OF_QUEUE set
-        // (negative as an i32) exactly when the heap must act. (Read again
-        // rather than taken from `add_used`: x86 then decrements in memory.)
         (self.state.load(Relaxed) as i32) <= 0
     }
 

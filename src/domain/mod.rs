@@ -461,6 +461,31 @@ pub fn object_malloc(n: usize) -> *mut u8 {
     malloc(obm_domain::OBM_DOMAIN_OBJ, n)
 }
 
+/// `object_malloc` through the allocator's fast path for small blocks
+/// only, giving the block's usable size: (null, 0) if it cannot serve it
+/// (profiling, hooks, a slow path, more than 512 bytes), and then the
+/// caller uses `object_malloc`.
+#[inline(always)]
+pub fn object_malloc_fast_sized(n: usize) -> (*mut u8, usize) {
+    if prof::active() {
+        return (ptr::null_mut(), 0);
+    }
+    alloc::malloc_fast_small_sized(n)
+}
+
+/// Frees a block from `object_malloc` through the allocator's fast path
+/// only, giving its usable size; 0, nothing done, if it cannot (hooks, a
+/// block of another thread's heap), and then the caller uses `object_free`.
+///
+/// # Safety
+/// `p` is a live block from `object_malloc`.
+#[inline(always)]
+pub unsafe fn object_free_fast_sized(p: *mut u8) -> usize {
+    // SAFETY: per the contract. With hooks installed the unit caches are
+    // empty (`heap::force_slow_paths`), so this frees nothing then.
+    unsafe { free::free_fast_sized(p) }
+}
+
 /// Frees a block from `object_malloc` (null is ignored).
 ///
 /// # Safety

@@ -30,7 +30,7 @@ pub unsafe extern "C" fn obm_incref(o: *mut obm_object) {
         return unsafe { hook(o, "obm_incref", Some("obm_xincref"), object::incref) };
     }
     if o.is_null() {
-        object::null_ref("obm_incref", "obm_xincref");
+        return object::null_ref_tail("obm_incref", "obm_xincref");
     }
     // SAFETY: the caller passes a live object.
     unsafe { object::incref(o) }
@@ -47,7 +47,7 @@ pub unsafe extern "C" fn obm_decref(o: *mut obm_object) {
         return unsafe { hook(o, "obm_decref", Some("obm_xdecref"), object::decref) };
     }
     if o.is_null() {
-        object::null_ref("obm_decref", "obm_xdecref");
+        return object::null_ref_tail("obm_decref", "obm_xdecref");
     }
     // SAFETY: the caller passes a live object and owns a reference.
     unsafe { object::decref(o) }

@@ -67,7 +67,7 @@ impl Heap {
     /// Purges what has waited the purge delay, if anything may have.
     /// Caller holds `arena_lock`.
     pub(super) fn purge_expired(&self, now: u64) {
-        let due = self.purge_due.get();
+        let due = self.purge_due.load(Relaxed);
         if due != 0 && now >= due && self.purge_locked(now, false) != 0 {
             purge::reset_peak();
         }
@@ -83,6 +83,15 @@ impl Heap {
             self.units_peak.set(self.units_in_use.get());
         }
         bytes
+    }
+
+    /// When the next dirty units are due (0: none), here and in the
+    /// process-wide due time. Caller holds `arena_lock`.
+    pub(super) fn set_purge_due(&self, t: u64) {
+        self.purge_due.store(t, Relaxed);
+        if t != 0 {
+            super::registry::note_due(t);
+        }
     }
 
     /// `dirty_units += n`, here and in the process-wide count.
@@ -134,10 +143,9 @@ impl Heap {
                 arena = next;
             }
         }
-        if complete {
-            self.purge_due.set(due);
-        } else if due != 0 && (self.purge_due.get() == 0 || due < self.purge_due.get()) {
-            self.purge_due.set(due);
+        let old = self.purge_due.load(Relaxed);
+        if complete || (due != 0 && (old == 0 || due < old)) {
+            self.set_purge_due(due);
         }
         bytes
     }

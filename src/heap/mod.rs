@@ -24,9 +24,9 @@
 //! `class` (`heads`), or the placeholder pool `EMPTY_POOL`, whose
 //! allocation list is always empty, when the class has no pool or the
 //! heap takes the slow paths. The unit cache is a direct-mapped table from 16 KiB unit to the
-//! heap's pool holding it: `unit_tags[u % UNIT_SLOTS] == u` for the unit
+//! heap's pool holding it: the tag of slot `u % UNIT_SLOTS` equal to the unit
 //! number `u = address >> 14` proves that the unit is mapped and holds a
-//! live pool of this heap, `unit_pools` names it. A pool's units are
+//! live pool of this heap, and the slot names the pool. A pool's units are
 //! entered when it is made (evicting whatever shared their slots) and
 //! removed when it is released; a unit missing from the cache sends its
 //! frees to the general path. Slot 0 is never used: its tag stays 0, which
@@ -98,7 +98,11 @@ pub struct Heap {
     /// Free units whose pages may be resident, over all arenas of `partial`.
     dirty_units: Cell<usize>,
     /// When the oldest dirty units' purge delay runs out (0: none pending).
-    purge_due: Cell<u64>,
+    /// Written under `arena_lock` (`set_purge_due`); read by any thread's
+    /// sweep (`registry::purge_if_due`).
+    purge_due: AtomicU64,
+    /// Owner only: events left before `purge_tick` next looks at the clock.
+    purge_ticks: Cell<u32>,
     /// Pools with blocks freed by other threads, linked by `remote_next`.
     remote: AtomicPtr<Pool>,
     /// Every heap ever made, newest first (push-only).
@@ -106,11 +110,25 @@ pub struct Heap {
     /// Link in the abandoned list (under the registry lock).
     next_abandoned: Cell<*mut Heap>,
     pub stats: HeapStats,
-    /// The unit cache (see the module doc): a unit's number, or 0 for none.
-    /// Last in the struct and zero when empty, so that a new heap's
-    /// untouched pages stay untouched.
-    unit_tags: [AtomicUsize; UNIT_SLOTS],
-    unit_pools: [Cell<*const Pool>; UNIT_SLOTS],
+    /// The unit cache (see the module doc). Last in the struct and zero
+    /// when empty, so that a new heap's untouched pages stay untouched.
+    unit_cache: [UnitSlot; UNIT_SLOTS],
+}
+
+/// A slot of the unit cache: the tag and the pool side by side, so that a
+/// `free` touches one cache line and computes one index.
+#[repr(C)]
+struct UnitSlot {
+    /// A unit's number, or 0 for none.
+    tag: AtomicUsize,
+    pool: Cell<*const Pool>,
+}
+
+impl UnitSlot {
+    const EMPTY: UnitSlot = UnitSlot {
+        tag: AtomicUsize::new(0),
+        pool: Cell::new(ptr::null()),
+    };
 }
 
 /// A pool whose allocation list is always empty: the queue head of a class
@@ -154,16 +172,16 @@ impl Heap {
             units_in_use: Cell::new(0),
             units_peak: Cell::new(0),
             dirty_units: Cell::new(0),
-            purge_due: Cell::new(0),
+            purge_due: AtomicU64::new(0),
+            purge_ticks: Cell::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
             stats: HeapStats::new(),
-            unit_tags: [const { AtomicUsize::new(0) }; UNIT_SLOTS],
-            unit_pools: {
-                let mut pools = [const { Cell::new(ptr::null()) }; UNIT_SLOTS];
-                pools[0] = Cell::new(&EMPTY_POOL.0 as *const Pool);
-                pools
+            unit_cache: {
+                let mut slots = [UnitSlot::EMPTY; UNIT_SLOTS];
+                slots[0].pool = Cell::new(&EMPTY_POOL.0 as *const Pool);
+                slots
             },
         }
     }
@@ -195,12 +213,13 @@ impl Heap {
             ptr::addr_of_mut!((*h).units_in_use).write(Cell::new(0));
             ptr::addr_of_mut!((*h).units_peak).write(Cell::new(0));
             ptr::addr_of_mut!((*h).dirty_units).write(Cell::new(0));
-            ptr::addr_of_mut!((*h).purge_due).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).purge_due).write(AtomicU64::new(0));
+            ptr::addr_of_mut!((*h).purge_ticks).write(Cell::new(0));
             ptr::addr_of_mut!((*h).remote).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).stats).write(HeapStats::new());
-            ptr::addr_of_mut!((*h).unit_pools[0]).write(Cell::new(empty_pool()));
+            ptr::addr_of_mut!((*h).unit_cache[0].pool).write(Cell::new(empty_pool()));
         }
     }
 
@@ -249,25 +268,23 @@ impl Heap {
         unsafe { &*self.alloc_pools.get_unchecked(slot).load(Relaxed) }
     }
 
-    /// Whether the unit cache holds `p`'s unit (see the module doc), or `p`
-    /// lies below 16 KiB (then the pool named is `EMPTY_POOL`).
+    /// The pool of this heap holding `p`'s unit, if the unit cache has it
+    /// (see the module doc); `EMPTY_POOL` if `p` lies below 16 KiB.
     #[inline(always)]
-    pub fn unit_cached(&self, p: *const u8) -> bool {
+    pub fn cached_pool(&self, p: *const u8) -> Option<&Pool> {
         let u = p as usize >> UNIT_SHIFT;
-        // SAFETY: the index is reduced modulo UNIT_SLOTS.
-        unsafe { self.unit_tags.get_unchecked(u % UNIT_SLOTS) }.load(Relaxed) == u
-    }
-
-    /// The pool the unit cache names for `p`'s unit.
-    ///
-    /// # Safety
-    /// `unit_cached(p)`.
-    #[inline(always)]
-    pub unsafe fn cached_pool(&self, p: *const u8) -> &Pool {
-        let slot = (p as usize >> UNIT_SHIFT) % UNIT_SLOTS;
-        // SAFETY: the index is reduced modulo UNIT_SLOTS; a tagged slot
-        // names a live pool of ours, slot 0 the placeholder (contract).
-        unsafe { &*self.unit_pools.get_unchecked(slot).get() }
+        // The slot's byte offset, `(u % UNIT_SLOTS) * 16`, in two
+        // instructions (indexing would shift, then add the base twice).
+        const _: () = assert!(core::mem::size_of::<UnitSlot>() == 1 << 4);
+        let offset = (p as usize >> (UNIT_SHIFT - 4)) & ((UNIT_SLOTS - 1) << 4);
+        // SAFETY: the offset is that of slot `u % UNIT_SLOTS`, in the array.
+        let slot = unsafe { &*self.unit_cache.as_ptr().byte_add(offset) };
+        if slot.tag.load(Relaxed) != u {
+            return None;
+        }
+        // SAFETY: a tagged slot names a live pool of ours, slot 0 the
+        // placeholder (the module doc).
+        Some(unsafe { &*slot.pool.get() })
     }
 
     /// Enters the `n` units of `pool`, starting at `start`, in the unit cache.
@@ -278,8 +295,8 @@ impl Heap {
             if slot == 0 {
                 continue;
             }
-            let tag = &self.unit_tags[slot];
-            self.unit_pools[slot].set(pool);
+            let tag = &self.unit_cache[slot].tag;
+            self.unit_cache[slot].pool.set(pool);
             // SeqCst: as in `set_head`.
             tag.store(u, SeqCst);
             if FORCE_SLOW.load(SeqCst) {
@@ -292,7 +309,7 @@ impl Heap {
     fn uncache_units(&self, start: usize, n: usize) {
         for k in 0..n {
             let u = (start >> UNIT_SHIFT) + k;
-            let tag = &self.unit_tags[u % UNIT_SLOTS];
+            let tag = &self.unit_cache[u % UNIT_SLOTS].tag;
             if tag.load(Relaxed) == u && u % UNIT_SLOTS != 0 {
                 tag.store(0, Relaxed);
             }
@@ -315,11 +332,11 @@ pub fn force_slow_paths() {
         for p in &h.alloc_pools {
             p.store(empty_pool() as *mut Pool, SeqCst);
         }
-        for tag in &h.unit_tags {
+        for slot in &h.unit_cache {
             // Read first: most slots were never written, and writing them
             // would make their pages resident.
-            if tag.load(SeqCst) != 0 {
-                tag.store(0, SeqCst);
+            if slot.tag.load(SeqCst) != 0 {
+                slot.tag.store(0, SeqCst);
             }
         }
     });
@@ -337,34 +354,33 @@ mod tests {
         let h = Heap::new();
         let (a, b) = (Pool::unused(), Pool::unused());
         let at = |addr: usize| addr as *const u8;
+        let names = |h: &Heap, p: usize, pool: &Pool| {
+            h.cached_pool(at(p)).is_some_and(|c| ptr::eq(c, pool))
+        };
         let u = 0x7000_0000_0000usize + UNIT_SIZE; // slot 1
         h.cache_units(&a, u, 2);
         for p in [u, u + 100, u + UNIT_SIZE, u + 2 * UNIT_SIZE - 1] {
-            assert!(h.unit_cached(at(p)), "{p:#x}");
-            // SAFETY: cached just above.
-            assert!(ptr::eq(unsafe { h.cached_pool(at(p)) }, &a));
+            assert!(names(&h, p, &a), "{p:#x}");
         }
-        assert!(!h.unit_cached(at(u + 2 * UNIT_SIZE)));
+        assert!(h.cached_pool(at(u + 2 * UNIT_SIZE)).is_none());
         // A unit UNIT_SLOTS units away takes the first unit's slot.
         let far = u + UNIT_SLOTS * UNIT_SIZE;
         h.cache_units(&b, far, 1);
-        assert!(!h.unit_cached(at(u)) && h.unit_cached(at(u + UNIT_SIZE)));
-        // SAFETY: cached just above.
-        assert!(ptr::eq(unsafe { h.cached_pool(at(far)) }, &b));
+        assert!(h.cached_pool(at(u)).is_none() && names(&h, u + UNIT_SIZE, &a));
+        assert!(names(&h, far, &b));
         // Forgetting a's units leaves the slot b took.
         h.uncache_units(u, 2);
-        assert!(!h.unit_cached(at(u + UNIT_SIZE)) && h.unit_cached(at(far)));
+        assert!(h.cached_pool(at(u + UNIT_SIZE)).is_none() && names(&h, far, &b));
         // Slot 0 is never used; unit 0 (NULL) resolves to the placeholder pool.
         let zero_slot = 5 * UNIT_SLOTS * UNIT_SIZE;
         h.cache_units(&a, zero_slot, 1);
-        assert!(!h.unit_cached(at(zero_slot)));
-        assert!(h.unit_cached(ptr::null()));
-        // SAFETY: unit 0 always "hits" slot 0.
-        let p0 = unsafe { h.cached_pool(ptr::null()) };
+        assert!(h.cached_pool(at(zero_slot)).is_none());
+        let p0 = h
+            .cached_pool(ptr::null())
+            .expect("unit 0 always hits slot 0");
         assert!(ptr::eq(p0, empty_pool()) && !p0.is_carved_block(ptr::null()));
         // The placeholder heap caches nothing but unit 0, and pops nothing.
-        assert!(!NO_HEAP.0.unit_cached(at(u)));
-        // SAFETY: slot 1 <= NUM_CLASSES.
+        assert!(NO_HEAP.0.cached_pool(at(u)).is_none());
         // SAFETY: slot 1 exists; the placeholder's pool is never written.
         assert!(unsafe { NO_HEAP.0.alloc_pool(1).pop() }.is_null());
     }

@@ -3,7 +3,7 @@
 //! a full pool puts it back at the tail. At most one empty pool per class
 //! is kept (the head); others go back to their arena at once.
 
-use super::registry::purge_abandoned_if_due;
+use super::registry::{purge_if_due, purge_pending};
 use super::*;
 
 impl Heap {
@@ -36,7 +36,7 @@ impl Heap {
         if !b.is_null() {
             return b;
         }
-        purge_abandoned_if_due();
+        purge_if_due();
         let pool = self.new_pool(class);
         if pool.is_null() {
             return ptr::null_mut();
@@ -82,10 +82,30 @@ impl Heap {
             // of its queue became empty (and is queued). It stays, without
             // the call.
             if pool.state.load(Relaxed) == 0 && self.keeps_as_head(pool) {
+                if purge_pending() {
+                    self.purge_tick();
+                }
                 return;
             }
             self.pool_gained(pool);
         }
+    }
+
+    /// Free pages of some heap wait for their delay and this thread freed
+    /// the last block of a queue head: every PURGE_TICK_EVERY such events,
+    /// look at the clock. A thread in a malloc/free loop on a few blocks
+    /// never reaches the slow paths that look at it otherwise, and it may
+    /// be the only thread still running (the others idle, their pages free).
+    #[cold]
+    #[inline(never)]
+    fn purge_tick(&self) {
+        let t = self.purge_ticks.get();
+        if t != 0 {
+            self.purge_ticks.set(t - 1);
+            return;
+        }
+        self.purge_ticks.set(PURGE_TICK_EVERY);
+        purge_if_due();
     }
 
     /// A pool got a block back while out of the queue, or became empty.
@@ -109,7 +129,11 @@ impl Heap {
     /// of its queue and the heap has a thread.
     #[inline(always)]
     pub(super) fn keeps_as_head(&self, pool: &Pool) -> bool {
-        ptr::eq(self.heads[pool.class() + 1].get(), pool) && self.is_active()
+        // SAFETY: a live pool's class is below NUM_CLASSES (`Pool::init`
+        // takes it from a size class). Unchecked: a bounds check's panic
+        // call would make `free` save a register on every call.
+        let head = unsafe { self.heads.get_unchecked(pool.class() + 1) };
+        ptr::eq(head.get(), pool) && self.is_active()
     }
 
     pub(super) fn is_active(&self) -> bool {
@@ -250,8 +274,8 @@ impl Heap {
         let now = purge::now_ms();
         a.give_units(first, units, now);
         self.add_dirty(units as isize);
-        if self.purge_due.get() == 0 {
-            self.purge_due.set(now + purge::delay_ms());
+        if self.purge_due.load(Relaxed) == 0 {
+            self.set_purge_due(now + purge::delay_ms());
         }
         self.rebucket(a);
         self.units_in_use.set(self.units_in_use.get() - units);

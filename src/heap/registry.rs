@@ -31,24 +31,34 @@ pub(super) fn reclaim(h: &Heap) {
     }
 }
 
-/// When the free pages of abandoned heaps are next due to go back (0: none).
-static ABANDONED_DUE: AtomicU64 = AtomicU64::new(0);
+/// The earliest time some heap's free pages are due to go back (0: none
+/// known). Each heap notes its own due time here (`Heap::set_purge_due`);
+/// a sweep clears it and notes again what it leaves.
+static PURGE_DUE: AtomicU64 = AtomicU64::new(0);
 
-pub(super) fn note_abandoned_due(t: u64) {
-    let mut cur = ABANDONED_DUE.load(Relaxed);
+pub(super) fn note_due(t: u64) {
+    let mut cur = PURGE_DUE.load(Relaxed);
     while cur == 0 || t < cur {
-        match ABANDONED_DUE.compare_exchange_weak(cur, t, Relaxed, Relaxed) {
+        match PURGE_DUE.compare_exchange_weak(cur, t, Relaxed, Relaxed) {
             Ok(_) => return,
             Err(c) => cur = c,
         }
     }
 }
 
-/// Gives back the expired free pages of the abandoned heaps, whose threads
-/// are gone and will not do it: the slow path of any thread looks at the
-/// clock for them. Skipped if another thread holds the registry lock.
-pub(super) fn purge_abandoned_if_due() {
-    let due = ABANDONED_DUE.load(Relaxed);
+/// Whether some heap's free pages wait for their delay.
+#[inline(always)]
+pub(super) fn purge_pending() -> bool {
+    PURGE_DUE.load(Relaxed) != 0
+}
+
+/// Gives back the expired free pages of every heap, whatever thread owns
+/// it: the threads that freed them may be idle, blocked or gone, and only
+/// the threads still allocating look at the clock. Called from slow paths;
+/// skipped if another thread sweeps, and a heap whose arena lock is taken
+/// is left to its owner, who purges on its own slow paths.
+pub(super) fn purge_if_due() {
+    let due = PURGE_DUE.load(Relaxed);
     if due == 0 {
         return;
     }
@@ -56,21 +66,23 @@ pub(super) fn purge_abandoned_if_due() {
     if now < due {
         return;
     }
-    let Some(r) = REGISTRY.try_lock() else {
+    let Some(_r) = REGISTRY.try_lock() else {
         return;
     };
-    ABANDONED_DUE.store(0, Relaxed);
-    let mut h = r.abandoned;
-    while !h.is_null() {
-        // SAFETY: abandoned heaps are valid; we hold the registry lock.
-        let heap = unsafe { &*h };
-        let _g = heap.arena_lock.lock();
-        heap.purge_expired(now);
-        if heap.purge_due.get() != 0 {
-            note_abandoned_due(heap.purge_due.get());
+    PURGE_DUE.store(0, Relaxed);
+    for_each_heap(|h| {
+        let state = h.state.load(Acquire);
+        if state != ACTIVE && state != ABANDONED {
+            return; // free, or orphaned by fork
         }
-        h = heap.next_abandoned.get();
-    }
+        if let Some(_g) = h.arena_lock.try_lock() {
+            h.purge_expired(now);
+        }
+        let d = h.purge_due.load(Relaxed);
+        if d != 0 {
+            note_due(d);
+        }
+    });
 }
 
 /// Gives back to the OS every free page obmem keeps for reuse, of every
@@ -247,9 +259,6 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: we hold the registry lock and the heap is abandoned.
     unsafe { h.drain_remote() };
     h.release_empty_heads();
-    if h.purge_due.get() != 0 {
-        note_abandoned_due(h.purge_due.get());
-    }
     h.next_abandoned.set(r.abandoned);
     r.abandoned = heap;
 }

@@ -75,7 +75,9 @@ use crate::stacks;
 /// through it.
 static COUNTDOWN_AT: AtomicUsize = AtomicUsize::new(0);
 
-fn active() -> bool {
+/// True while profiling (one compare in memory and a branch).
+#[inline(always)]
+pub fn active() -> bool {
     COUNTDOWN_AT.load(Relaxed) != 0
 }
 
