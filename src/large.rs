@@ -439,8 +439,15 @@ fn sample_put(base: usize) -> bool {
 }
 
 /// Tags the large block `p`, just allocated, as a heap profile's sample.
-pub fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
-    let hdr = header_of(p, arena_map::lookup(p as usize));
+/// `align` is the alignment it was allocated with, which says where its
+/// header is (as in `alloc`), without a lookup in the map.
+pub fn set_sample(p: *mut u8, align: usize, tag: usize, bytes: u64, blocks: u64) {
+    let kind = if align >= ARENA_SIZE {
+        CHUNK_LARGE_BEHIND
+    } else {
+        CHUNK_LARGE
+    };
+    let hdr = header_of(p, kind);
     // SAFETY: p is a live large block the caller just allocated.
     unsafe { (*hdr).sample = [tag, bytes as usize, blocks as usize] };
 }

@@ -271,13 +271,21 @@ unsafe fn decide(s: *mut [usize; 4], mean: usize) -> bool {
 /// 1/BLOCK_UNIT), `n / p` and `1 / p` with `p = 1 - exp(-n / mean)`.
 pub fn weight(n: usize, mean: usize) -> (u64, u64) {
     let n = n.max(1) as f64;
-    let p = -(-n / mean as f64).exp_m1();
+    let x = n / mean as f64;
+    // Most samples are of blocks far smaller than the interval: then the
+    // series of p, whose next term is below 1e-9 of it, spares the call.
+    let p = if x < 1.0 / 64.0 {
+        x * (1.0 - x * (0.5 - x * (1.0 / 6.0 - x * (1.0 / 24.0))))
+    } else {
+        -(-x).exp_m1()
+    };
     if p <= 0.0 {
         return (mean as u64, mean as u64 * stacks::BLOCK_UNIT);
     }
+    // Positive, so adding a half and truncating rounds.
     (
-        (n / p).round() as u64,
-        (stacks::BLOCK_UNIT as f64 / p).round() as u64,
+        (n / p + 0.5) as u64,
+        (stacks::BLOCK_UNIT as f64 / p + 0.5) as u64,
     )
 }
 
@@ -301,7 +309,7 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> 
         (*s)[BUSY] = 1;
     }
     let mut frames = [0usize; stacks::DEPTH];
-    let depth = capture(&mut frames, fp);
+    let depth = capture(&mut frames, fp, here());
     let (p, zeroed) = crate::large::alloc_sample(n, align);
     if !p.is_null() {
         if zero && !zeroed {
@@ -310,7 +318,7 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> 
         }
         let (bytes, blocks) = weight(n, mean);
         if let Some(tag) = stacks::record(&frames[..depth], bytes, blocks) {
-            crate::large::set_sample(p, tag, bytes, blocks);
+            crate::large::set_sample(p, align, tag, bytes, blocks);
         }
     }
     // SAFETY: as above.
@@ -426,11 +434,27 @@ pub fn frame_pointer() -> usize {
     0
 }
 
+/// Where a DWARF walk starts (x86-64): this point of the caller of
+/// `capture`, whose frame stays live during it.
+#[cfg(target_arch = "x86_64")]
+type Here = unwind::Regs;
+#[cfg(not(target_arch = "x86_64"))]
+type Here = ();
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn here() -> Here {
+    unwind::Regs::here()
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn here() -> Here {}
+
 /// Fills `frames` with the calling thread's return addresses, innermost
 /// first, obmem's own dropped; returns how many. `fp` is where a
-/// frame-pointer walk starts (`frame_pointer`).
+/// frame-pointer walk starts (`frame_pointer`), `from` a DWARF walk
+/// (`here()` in the caller).
 #[inline(never)]
-pub fn capture(frames: &mut [usize; stacks::DEPTH], fp: usize) -> usize {
+fn capture(frames: &mut [usize; stacks::DEPTH], fp: usize, from: Here) -> usize {
     let mut c = Capture {
         frames,
         depth: 0,
@@ -441,10 +465,13 @@ pub fn capture(frames: &mut [usize; stacks::DEPTH], fp: usize) -> usize {
         capture_fp(&mut c, fp);
         return c.depth;
     }
+    // SAFETY: `from` was taken in our caller, which is still running.
     #[cfg(target_arch = "x86_64")]
-    if how == ProfUnwind::Dwarf as u8 && unwind::walk(&mut c).is_ok() {
+    if how == ProfUnwind::Dwarf as u8 && unsafe { unwind::walk(&mut c, from) }.is_ok() {
         return c.depth;
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let () = from;
     c.depth = 0;
     // SAFETY: the callback and its argument are valid for the call.
     unsafe { _Unwind_Backtrace(unwind_frame, &raw mut c as *mut core::ffi::c_void) };
@@ -559,6 +586,36 @@ mod tests {
             }
         }
         hits as f64 / trials as f64
+    }
+
+    /// The series for small blocks agrees with expm1 where they meet and
+    /// below; the weights are n / p and 1 / p.
+    #[test]
+    fn weight_matches_its_definition() {
+        for mean in [4096usize, 524288, 1 << 30] {
+            for n in [
+                1usize,
+                16,
+                100,
+                4096,
+                mean / 64 - 1,
+                mean / 64,
+                mean,
+                4 * mean,
+            ] {
+                let p = -(-(n.max(1) as f64) / mean as f64).exp_m1();
+                let (bytes, blocks) = weight(n, mean);
+                let (eb, ek) = (n.max(1) as f64 / p, stacks::BLOCK_UNIT as f64 / p);
+                assert!(
+                    (bytes as f64 - eb).abs() <= 0.5 + eb * 1e-9,
+                    "{n} of {mean}: {bytes} vs {eb}"
+                );
+                assert!(
+                    (blocks as f64 - ek).abs() <= 0.5 + ek * 1e-9,
+                    "{n} of {mean}: {blocks} vs {ek}"
+                );
+            }
+        }
     }
 
     /// A start, from any state, samples the first block with probability

@@ -118,24 +118,52 @@ fn stack_top(sp: usize) -> Option<usize> {
     (sp < end).then_some(end)
 }
 
-/// Pushes the calling thread's return addresses into `c`, innermost
-/// first, up to the end of the stack or of `c`.
+/// Where a walk starts: the address just past an instruction of a
+/// function, and the registers rsp and rbp there.
+#[derive(Clone, Copy)]
+pub(super) struct Regs {
+    ip: usize,
+    sp: usize,
+    fp: usize,
+}
+
+impl Regs {
+    /// This point of the function this is inlined into.
+    #[inline(always)]
+    pub(super) fn here() -> Regs {
+        let (ip, sp, fp): (usize, usize, usize);
+        // SAFETY: reads registers; `ip` is the address just past the `lea`,
+        // where `sp` is the value of rsp.
+        unsafe {
+            core::arch::asm!(
+                "lea {ip}, [rip]",
+                "mov {sp}, rsp",
+                "mov {fp}, rbp",
+                ip = out(reg) ip,
+                sp = out(reg) sp,
+                fp = out(reg) fp,
+                options(nomem, nostack, preserves_flags),
+            )
+        };
+        Regs { ip, sp, fp }
+    }
+}
+
+/// Pushes the return addresses of the calling thread's stack from `from`
+/// (the frame it was taken in first) into `c`, innermost first, up to the
+/// end of the stack or of `c`. Starting in the sampling function rather
+/// than here skips the frames in between (`capture`, `walk`).
+///
+/// # Safety
+/// `from` was taken (`Regs::here`) in a function still running: a caller
+/// of `walk`, on this thread.
 #[inline(never)]
-pub(super) fn walk(c: &mut Capture) -> Result<(), Unsupported> {
-    let (mut ip, mut sp, mut fp): (usize, usize, usize);
-    // SAFETY: reads registers; `ip` is the address just past the `lea`,
-    // where `sp` is the value of rsp.
-    unsafe {
-        core::arch::asm!(
-            "lea {ip}, [rip]",
-            "mov {sp}, rsp",
-            "mov {fp}, rbp",
-            ip = out(reg) ip,
-            sp = out(reg) sp,
-            fp = out(reg) fp,
-            options(nomem, nostack, preserves_flags),
-        )
-    };
+pub(super) unsafe fn walk(c: &mut Capture, from: Regs) -> Result<(), Unsupported> {
+    let Regs {
+        mut ip,
+        mut sp,
+        mut fp,
+    } = from;
     let top = stack_top(sp).ok_or(Unsupported)?;
     loop {
         let Some(r) = rule_of(ip)? else {
