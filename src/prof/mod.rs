@@ -63,6 +63,7 @@ mod symtab;
 #[cfg(target_arch = "x86_64")]
 mod unwind;
 
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 
 use crate::env::ProfUnwind;
@@ -308,8 +309,11 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> 
         }
         (*s)[BUSY] = 1;
     }
-    let mut frames = [0usize; stacks::DEPTH];
+    // Not zeroed: `capture` writes the first `depth`, the only ones read.
+    let mut frames = [MaybeUninit::<usize>::uninit(); stacks::DEPTH];
     let depth = capture(&mut frames, fp, here());
+    // SAFETY: capture initialised frames[..depth] (depth <= DEPTH).
+    let frames = unsafe { core::slice::from_raw_parts(frames.as_ptr() as *const usize, depth) };
     let (p, zeroed) = crate::large::alloc_sample(n, align);
     if !p.is_null() {
         if zero && !zeroed {
@@ -317,7 +321,7 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> 
             unsafe { core::ptr::write_bytes(p, 0, n) };
         }
         let (bytes, blocks) = weight(n, mean);
-        if let Some(tag) = stacks::record(&frames[..depth], bytes, blocks) {
+        if let Some(tag) = stacks::record(frames, bytes, blocks) {
             crate::large::set_sample(p, align, tag, bytes, blocks);
         }
     }
@@ -377,7 +381,7 @@ fn own_text() -> (usize, usize) {
 }
 
 struct Capture<'a> {
-    frames: &'a mut [usize; stacks::DEPTH],
+    frames: &'a mut [MaybeUninit<usize>; stacks::DEPTH],
     depth: usize,
     own: (usize, usize),
 }
@@ -391,7 +395,7 @@ impl Capture<'_> {
         if self.depth == 0 && ip >= self.own.0 && ip < self.own.1 {
             return true; // still inside obmem
         }
-        self.frames[self.depth] = ip;
+        self.frames[self.depth].write(ip);
         self.depth += 1;
         self.depth < stacks::DEPTH
     }
@@ -449,12 +453,12 @@ fn here() -> Here {
 #[cfg(not(target_arch = "x86_64"))]
 fn here() -> Here {}
 
-/// Fills `frames` with the calling thread's return addresses, innermost
+/// Writes into `frames` the calling thread's return addresses, innermost
 /// first, obmem's own dropped; returns how many. `fp` is where a
 /// frame-pointer walk starts (`frame_pointer`), `from` a DWARF walk
 /// (`here()` in the caller).
 #[inline(never)]
-fn capture(frames: &mut [usize; stacks::DEPTH], fp: usize, from: Here) -> usize {
+fn capture(frames: &mut [MaybeUninit<usize>; stacks::DEPTH], fp: usize, from: Here) -> usize {
     let mut c = Capture {
         frames,
         depth: 0,
