@@ -40,7 +40,7 @@
 //! pointers: Rust's release builds, distribution Pythons and most C
 //! libraries are compiled without them, and a frame-pointer walk stops (or
 //! goes astray) at the first such frame. On x86-64, `unwind.rs` caches
-//! each return address's rule (about 620 instructions per sample, against
+//! each return address's rule (about 530 instructions per sample, against
 //! ~18,000 for libgcc's `_Unwind_Backtrace`, which it falls back to for
 //! the stacks it cannot walk, such as those through a signal handler;
 //! `OBMEM_PROF_UNWIND=libgcc` uses libgcc's for every sample). Neither

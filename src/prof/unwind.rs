@@ -1,6 +1,6 @@
 //! Stack capture from the DWARF call-frame information (`.eh_frame`) with
 //! each return address's rule cached: the default unwinder of the heap
-//! profiler on x86-64 (BENCHMARKS.md, issue 14: about 30 times cheaper
+//! profiler on x86-64 (BENCHMARKS.md, issue 14: about 35 times cheaper
 //! per sample than libgcc's `_Unwind_Backtrace`, which finds each frame's
 //! FDE and runs its CFA program anew every time).
 //!
