@@ -69,6 +69,9 @@ test-rust:
 	@# With the C library's features, so that the test build leaves the
 	@# same libobmem.so in target/release.
 	cargo test --release $(CARGO_FEATURES) -- --test-threads=2
+	@# Again unoptimized, where the invariants' debug_assert!s and Rust's
+	@# overflow checks are on.
+	cargo test $(CARGO_FEATURES) -- --test-threads=2
 	@# obmem::Obmem as a Rust program's global allocator, without `override`.
 	cargo run --release --locked --manifest-path examples/rust-global/Cargo.toml \
 	  --target-dir target/rust-global

@@ -21,28 +21,11 @@
 #define MiB ((size_t)1024 * 1024)
 #define NT 4
 
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK_NOT_NULL(f);
-    unsigned long size = 0, resident = 0;
-    CHECK(fscanf(f, "%lu %lu", &size, &resident) == 2);
-    fclose(f);
-    return resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static long minor_faults(void)
 {
     struct rusage ru;
     CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
     return ru.ru_minflt;
-}
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* The pointer arrays come from mmap, not from the allocator under test. */

@@ -11,27 +11,9 @@
 #include "test_util.h"
 #include <pthread.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #define MiB ((size_t)1024 * 1024)
 #define NT 4
-
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK_NOT_NULL(f);
-    unsigned long size = 0, resident = 0;
-    CHECK(fscanf(f, "%lu %lu", &size, &resident) == 2);
-    fclose(f);
-    return resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static pthread_barrier_t freed, done;
 static double free_start[NT]; /* when each thread began to free */

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <obmem.h>
@@ -300,6 +301,27 @@ static inline long stats_class_index(const obm_stats *st, size_t bs)
 }
 
 static inline size_t abs_diff(size_t a, size_t b) { return a > b ? a - b : b - a; }
+
+/* ---- the process as the OS sees it --------------------------------------- */
+
+/* Resident set size in bytes (/proc/self/statm). */
+static inline size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    CHECK_NOT_NULL(f);
+    unsigned long size = 0, resident = 0;
+    CHECK(fscanf(f, "%lu %lu", &size, &resident) == 2);
+    fclose(f);
+    return resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Seconds of CLOCK_MONOTONIC. */
+static inline double now_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* ---- running code in a forked child, capturing its stderr ---------------- */
 

@@ -442,8 +442,12 @@ mod tests {
             assert_eq!(*unit(first + 1), 0, "a discarded unit reads zero");
             assert_eq!(*unit(first + 2).add(UNIT_SIZE - 1), 0);
             assert_eq!(*unit(first + 3), 0xAB);
-            // A unit taken again is not dirty, so not discarded.
+            // A unit taken again is not dirty, so not discarded. (The two
+            // discarded units are free and clean: take them, give them
+            // back dirty, take them again.)
+            assert_eq!(arena.take_units(2), Some(first + 1));
             arena.give_units(first + 1, 2, 0);
+            assert_eq!(arena.dirty_count(), 2);
             assert_eq!(arena.take_units(2), Some(first + 1));
             ptr::write_bytes(unit(first + 1), 0xCD, UNIT_SIZE);
             assert_eq!(arena.discard_dirty(), 0);

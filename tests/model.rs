@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 #[test]
 fn single_thread_random_sequences() {
     for seed in 1..=4u64 {
-        let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut model = Model {
             live: BTreeMap::new(),
         };

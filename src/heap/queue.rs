@@ -79,9 +79,13 @@ impl Heap {
         // SAFETY: per the contract.
         if unsafe { pool.push_local(p) } {
             // The commonest case, a malloc/free loop on one block: the head
-            // of its queue became empty (and is queued). It stays, without
-            // the call.
-            if pool.state.load(Relaxed) == 0 && self.keeps_as_head(pool) {
+            // of its queue became empty. It stays, without the call. The
+            // head is in the queue, so here it is empty, and the caller
+            // owns this heap, so the heap has a thread: `keeps_as_head`
+            // comes down to the head test.
+            debug_assert!(self.is_active());
+            if self.is_head(pool) {
+                debug_assert!(pool.is_empty());
                 if purge_pending() {
                     self.purge_tick();
                 }
@@ -129,11 +133,17 @@ impl Heap {
     /// of its queue and the heap has a thread.
     #[inline(always)]
     pub(super) fn keeps_as_head(&self, pool: &Pool) -> bool {
+        self.is_head(pool) && self.is_active()
+    }
+
+    /// Whether `pool` is the head of its class queue.
+    #[inline(always)]
+    fn is_head(&self, pool: &Pool) -> bool {
         // SAFETY: a live pool's class is below NUM_CLASSES (`Pool::init`
         // takes it from a size class). Unchecked: a bounds check's panic
         // call would make `free` save a register on every call.
         let head = unsafe { self.heads.get_unchecked(pool.class() + 1) };
-        ptr::eq(head.get(), pool) && self.is_active()
+        ptr::eq(head.get(), pool)
     }
 
     pub(super) fn is_active(&self) -> bool {
