@@ -29,6 +29,8 @@ pub(crate) const CHUNK_ARENA: u8 = 1;
 pub(crate) const CHUNK_LARGE: u8 = 2;
 /// A large block aligned to an arena or more: its header is one arena back.
 pub(crate) const CHUNK_LARGE_BEHIND: u8 = 3;
+/// A chunk of a region of large spans: a block's header is just before it.
+pub(crate) const CHUNK_SPAN: u8 = 4;
 
 #[inline(always)]
 fn split(addr: usize) -> Option<(usize, usize)> {

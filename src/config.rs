@@ -68,15 +68,26 @@ pub(crate) const PURGE_TICK_EVERY: u32 = 8;
 /// 64 KiB of each heap's address space; only the slots used are touched.
 pub(crate) const UNIT_SLOTS: usize = 4096;
 
-/// Large blocks (above MEDIUM_MAX) are mapped on their own; freed ones are
-/// cached up to these bounds so a malloc/free loop does not mmap each time.
-pub(crate) const LARGE_CACHE_SLOTS: usize = 16;
-pub(crate) const LARGE_CACHE_MAX_BYTES: usize = 64 << 20;
-pub(crate) const LARGE_CACHE_MAX_BLOCK: usize = 32 << 20;
-/// Of the cached mappings, at most this many bytes keep their pages; the
-/// pages of the others are discarded when they enter the cache, so a freed
-/// large block gives its memory back while its mapping stays for reuse.
-pub(crate) const LARGE_CACHE_RESIDENT: usize = 8 << 20;
+/// Large blocks (above MEDIUM_MAX) of up to this size, aligned to at most
+/// a granule, are spans of whole granules in regions of reserved address
+/// space, whose free granules keep their pages for reuse
+/// (large/region.rs); bigger ones, and more aligned ones, get a mapping of
+/// their own.
+pub(crate) const LARGE_SPAN_MAX: usize = 32 << 20;
+/// The unit of a span (mimalloc's slice size).
+pub(crate) const LARGE_GRANULE: usize = 64 << 10;
+/// Address space reserved per region (no memory until written), or, where
+/// RLIMIT_AS refuses that, half as much, down to what the span needs.
+pub(crate) const LARGE_REGION_SIZE: usize = 1 << 30;
+/// Regions at most (64 GiB of address space); beyond, large blocks get
+/// mappings of their own.
+pub(crate) const LARGE_REGIONS: usize = 64;
+/// Free granules keep their pages for the purge delay while the resident
+/// free bytes stay under this or three quarters of the most bytes of live
+/// large blocks since free granules last expired (recent demand, the same
+/// fraction as for pool units), whichever is more; beyond it a freed
+/// span's pages go back at once.
+pub(crate) const LARGE_KEEP_MIN: usize = 8 << 20;
 
 /// Requests above this fail with ENOMEM (PTRDIFF_MAX, as glibc).
 pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
@@ -94,6 +105,13 @@ const _: () = assert!(
     "largest class must fit an arena"
 );
 const _: () = assert!(UNIT_SIZE.is_multiple_of(PAGE_SIZE));
+const _: () = assert!(
+    LARGE_REGION_SIZE.is_power_of_two()
+        && LARGE_SPAN_MAX + ARENA_SIZE <= LARGE_REGION_SIZE
+        && ARENA_SIZE.is_multiple_of(LARGE_GRANULE)
+        && LARGE_GRANULE.is_multiple_of(PAGE_SIZE),
+    "a region holds its bookkeeping chunk and the largest span"
+);
 const _: () = assert!(ALIGNMENT == 1 << ALIGNMENT_SHIFT);
 const _: () = assert!(NUM_CLASSES <= 255, "class index is stored in a u8");
 

@@ -23,11 +23,11 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 pub enum Site {
     /// A batch of arenas for the small-block pools (arena.rs).
     Arenas = 1,
-    /// A large block's mapping (large.rs).
+    /// A large block's mapping, or a region of large spans (large/).
     Large,
-    /// Growing a large block in place with mremap (large.rs).
+    /// Growing a large block in place with mremap (large/).
     LargeGrow,
-    /// Moving a large block that cannot grow in place (large.rs).
+    /// Moving a large block that cannot grow in place (large/).
     LargeMove,
     /// A leaf of the arena map (arena_map.rs).
     ArenaMap,

@@ -13,7 +13,7 @@
 //! Fork: every lock a child could inherit held is taken before `fork` and
 //! released after it, in both processes, in one order: the heap profile's
 //! table of stacks, the debug hooks' tables, the domain slots, the heap
-//! registry (and the trim lock), the arena reserve, the large-block cache. The collector's lock is not
+//! registry (and the trim lock), the arena reserve, the large regions. The collector's lock is not
 //! taken (a collection may run finalizers that fork); the child resets it
 //! instead (`gc::lock`).
 

@@ -15,6 +15,11 @@ pub fn map(size: usize, site: Site) -> *mut u8 {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
+    map_raw(size)
+}
+
+/// `map` without fault injection.
+fn map_raw(size: usize) -> *mut u8 {
     // SAFETY: an anonymous private mapping with no address hint touches no
     // existing memory.
     let p = unsafe {
@@ -38,12 +43,21 @@ pub fn map(size: usize, site: Site) -> *mut u8 {
 /// is aligned to `align` (a power of two >= PAGE_SIZE; `offset` a multiple
 /// of PAGE_SIZE), by over-mapping and trimming both ends.
 pub fn map_aligned_at(size: usize, align: usize, offset: usize, site: Site) -> *mut u8 {
+    // Counted (and traced) as the over-sized mapping it makes.
+    if fault::inject(site, size.saturating_add(align)) {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    map_aligned_raw(size, align, offset)
+}
+
+fn map_aligned_raw(size: usize, align: usize, offset: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && offset.is_multiple_of(PAGE_SIZE));
     let Some(total) = size.checked_add(align) else {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
-    let raw = map(total, site);
+    let raw = map_raw(total);
     if raw.is_null() {
         return raw;
     }
@@ -63,9 +77,38 @@ pub fn map_aligned_at(size: usize, align: usize, offset: usize, site: Site) -> *
     start as *mut u8
 }
 
+/// Reserves address space aligned to its own size: `max` bytes, or,
+/// where the system refuses, the largest of `max / 2`, `max / 4`, ... down
+/// to `min` (powers of two). Returns the mapping and its size, or null.
+/// The caller does the fault injection (one call, however many sizes are
+/// tried).
+pub fn reserve_aligned(max: usize, min: usize) -> (*mut u8, usize) {
+    let mut size = max;
+    while size >= min {
+        let p = map_aligned_raw(size, size, 0);
+        if !p.is_null() {
+            return (p, size);
+        }
+        size /= 2;
+    }
+    (ptr::null_mut(), 0)
+}
+
 /// Maps `size` bytes aligned to `align`.
 pub fn map_aligned(size: usize, align: usize, site: Site) -> *mut u8 {
     map_aligned_at(size, align, 0, site)
+}
+
+/// Whether the process has a limit on its address space (RLIMIT_AS), which
+/// reserved but unused address space counts against.
+pub fn address_space_limited() -> bool {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: rl is a valid out-pointer.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rl) } == 0;
+    ok && rl.rlim_cur != libc::RLIM_INFINITY
 }
 
 /// Returns a mapping (or part of one) to the OS.

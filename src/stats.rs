@@ -1,5 +1,5 @@
 //! Statistics: the snapshot (`obm_stats`) merged from the counters
-//! (`counters`), the heaps, the pools and the large-block cache, and the
+//! (`counters`), the heaps, the pools and the large regions, and the
 //! table `obm_print_stats` and `OBMEM_SHOW_STATS=1` print.
 
 use crate::config::{NUM_CLASSES, UNIT_SIZE};

@@ -1,5 +1,5 @@
 //! A spin lock for the allocator's slow paths (arena reserve, heap registry,
-//! large-block cache). It never allocates, so it is usable inside malloc, and
+//! large regions). It never allocates, so it is usable inside malloc, and
 //! it is held only for short, bounded sections.
 
 use core::cell::UnsafeCell;

@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("memory", &["arena_map", "pool", "arena", "purge", "stacks"]),
-    ("heaps", &["heap", "heap::*", "large"]),
+    ("heaps", &["heap", "heap::*", "large", "large::*"]),
     ("paths", &["alloc", "free", "prof", "prof::*"]),
     (
         "hooks",

@@ -22,16 +22,16 @@
 //! countdown was left at.
 //!
 //! # Sampled blocks
-//! A sampled allocation is served as a large block (its own mapping,
-//! `large.rs`) whose header carries the sample's tag and weights, whatever
+//! A sampled allocation is served as a large block (`large/`)
+//! whose header carries the sample's tag and weights, whatever
 //! its size: its free finds the sample again at no cost to the free fast
 //! path (a large block never takes it), so the dump's live bytes are live.
 //! A page of memory per live sample is the price; at the default 512 KiB
 //! interval that is under 1% of the live heap. Freed one-page samples are
-//! kept for the next samples (`large::alloc_sample`), without the large
-//! blocks' cache and its lock; others go to that cache. Either way, a
-//! sample rarely costs a system call (BENCHMARKS.md, issue 14: 8 more
-//! `mmap`s for ~25,000 samples on a ring of small blocks). Allocations
+//! kept for the next samples (`large::alloc_sample`), without a region's
+//! bookkeeping and its lock; others go back to their region, whose pages
+//! serve the next large blocks. Either way a sample rarely costs a system
+//! call. Allocations
 //! made while allocator hooks are installed (`obm_set_allocator`, the
 //! debug hooks) are not sampled: the hooks must see every block.
 //!
@@ -322,7 +322,7 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> 
         }
         let (bytes, blocks) = weight(n, mean);
         if let Some(tag) = stacks::record(frames, bytes, blocks) {
-            crate::large::set_sample(p, align, tag, bytes, blocks);
+            crate::large::set_sample(p, tag, bytes, blocks);
         }
     }
     // SAFETY: as above.

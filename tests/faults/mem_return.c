@@ -161,10 +161,11 @@ static void large_workload(void)
     }
     m.secs = now_sec() - t0;
     obm_stats st = stats_now();
-    printf("  large: %zu mappings (%.1f MiB) in the cache at the end\n", st.large_cached,
+    printf("  large: %zu runs of free granules (%.1f MiB) kept at the end\n", st.large_cached,
            mib(st.large_cached_bytes));
-    /* The cache keeps up to 64 MiB of mappings, the pages of at most 8 MiB
-     * of them (LARGE_CACHE_RESIDENT): which ones varies from round to round. */
+    /* Run with OBMEM_PURGE_DELAY_MS=0: a freed span's pages go back at once
+     * (src/large/region.rs); the bounds are those of the former cache of
+     * mappings, kept as they are. */
     report("large", &m, 16 * MiB, 72 * MiB, 12 * MiB);
 }
 

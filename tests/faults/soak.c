@@ -53,7 +53,14 @@ static role_t roles[ROLES];
 static atomic_int stop;
 static atomic_long ops_now;
 
-static int is_pool(const void *p) { return ((uintptr_t)p & (256 * KiB - 1)) >= 16 * KiB; }
+/* Pool blocks are at most 128 KiB and never in an arena's first 16 KiB
+ * (its header). Large blocks: either above 128 KiB (spans, which start at
+ * any 64 KiB granule) or aligned to 256 KiB or more (at a chunk start). */
+static int is_pool(const void *p)
+{
+    return malloc_usable_size((void *)p) <= 128 * KiB &&
+           ((uintptr_t)p & (256 * KiB - 1)) >= 16 * KiB;
+}
 
 static void stamp(blk *b)
 {
@@ -145,11 +152,12 @@ static void one_op(role_t *r, int self)
         if (s->p)
             verify(s);
         unsigned char *old = s->p;
+        int old_pool = old && is_pool(old); /* asked while old is live */
         unsigned char *p = realloc(opaque_ptr(old), opaque_size(n));
         CHECK_NOT_NULL(p);
         if (p != old && (is_pool(p) || !old))
             count_alloc(r, p);
-        else if (p != old && !is_pool(p) && old && is_pool(old))
+        else if (p != old && !is_pool(p) && old_pool)
             count_alloc(r, p); /* small to large: a new large block */
         else if (p != old)
             r->large_moves++; /* large to large: mremap, or a new block and a copy */

@@ -1,0 +1,537 @@
+//! Regions: address space reserved for large blocks, cut into granules of
+//! `LARGE_GRANULE` (64 KiB). A large block of up to `LARGE_SPAN_MAX` takes
+//! a span of whole granules: the smallest free run that fits, at its start
+//! (best fit). A freed span's granules are free again and merge with the
+//! free granules around them, since free runs are simply the granules no
+//! span holds: a big freed span serves a smaller request and leaves the
+//! rest free, and neighbouring freed spans serve a bigger one.
+//!
+//! Every chunk of a region but its first is marked `CHUNK_SPAN` in the
+//! arena map for as long as the process lives: a block's header is the 64
+//! bytes before it. Chunk 0 holds the bookkeeping (bitmaps, when each
+//! dirty granule was freed), under one lock, which is held across a
+//! system call only to reserve a region.
+//!
+//! A free granule is dirty, its pages resident and kept for reuse, given
+//! back (`MADV_DONTNEED`) once they have waited the purge delay
+//! (purge.rs), checked whenever a large block is allocated or freed; or
+//! clean, reading as zero. What stays dirty is bounded by `LARGE_KEEP_MIN`
+//! or three quarters of the most bytes of live large blocks since dirty
+//! granules last expired (recent demand); beyond it, or with a purge delay
+//! of 0, a freed span's pages go back at once. `trim` gives back every
+//! free page. Regions are never unmapped: their free granules cost address
+//! space, not memory.
+//!
+//! A freed block's first granule is marked (`hdr`) until it is reused, so
+//! that a double free is reported as such even once its header, marked
+//! FREED, has gone back with its pages (`freed_block_at`). No page is kept
+//! for that: with transparent huge pages, khugepaged would fill the huge
+//! page around any resident page.
+//!
+//! Regions are aligned to their size (so one never straddles two leaves of
+//! the arena map) and ask for transparent huge pages, so spans fault in
+//! 2 MiB at a time where the system allows it (BENCHMARKS.md, "Large
+//! spans and faults"). Under an address-space limit (RLIMIT_AS) no region
+//! is reserved: its unused part would count against the limit, and large
+//! blocks get mappings of their own.
+//!
+//! `bytes_mapped` counts a live block's pages and a dirty granule whole;
+//! not the rest of a region (reserved, never written) nor its bookkeeping.
+
+use crate::arena_map::{self, CHUNK_SPAN};
+use crate::config::*;
+use crate::counters;
+use crate::fault::{self, Site};
+use crate::os;
+use crate::purge;
+use crate::sync::SpinLock;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+pub(crate) const GRANULE: usize = LARGE_GRANULE;
+/// Where a block's header is in its span (large/mod.rs's HEADER).
+const HEADER_BYTES: usize = 64;
+const MAX_GRANULES: usize = LARGE_REGION_SIZE / GRANULE;
+const WORDS: usize = MAX_GRANULES / 64;
+/// Granules of chunk 0, the bookkeeping's.
+const META_GRANULES: usize = ARENA_SIZE / GRANULE;
+const HUGE_PAGE: usize = 2 << 20;
+/// Runs of granules one purge pass gives back; more wait for the next pass.
+const PURGE_RUNS: usize = 32;
+
+type Bits = [u64; WORDS];
+
+/// The bookkeeping of a region, in its chunk 0.
+struct Meta {
+    /// Granules of live spans, of spans being purged, and of chunk 0.
+    used: Bits,
+    dirty: Bits,
+    /// Free granules where a freed block's span started (its header was
+    /// 64 bytes in).
+    hdr: Bits,
+    /// When each dirty granule was freed (`purge::now_ms`).
+    freed_at: [u64; MAX_GRANULES],
+}
+
+const _: () = assert!(core::mem::size_of::<Meta>() <= ARENA_SIZE && WORDS * 64 == MAX_GRANULES);
+
+#[inline]
+fn bit(b: &Bits, i: usize) -> bool {
+    (b[i / 64] >> (i % 64)) & 1 != 0
+}
+
+#[inline]
+fn set_bit(b: &mut Bits, i: usize, v: bool) {
+    if v {
+        b[i / 64] |= 1 << (i % 64);
+    } else {
+        b[i / 64] &= !(1 << (i % 64));
+    }
+}
+
+/// The first granule in `[from, end)` whose bit is `want`, or `end`.
+fn find(b: &Bits, want: bool, from: usize, end: usize) -> usize {
+    let mut i = from;
+    while i < end {
+        let w = if want { b[i / 64] } else { !b[i / 64] } >> (i % 64);
+        if w != 0 {
+            return (i + w.trailing_zeros() as usize).min(end);
+        }
+        i = (i / 64 + 1) * 64;
+    }
+    end
+}
+
+struct Regions {
+    base: [usize; LARGE_REGIONS],
+    granules: [usize; LARGE_REGIONS],
+    count: usize,
+}
+
+static REGIONS: SpinLock<Regions> = SpinLock::new(Regions {
+    base: [0; LARGE_REGIONS],
+    granules: [0; LARGE_REGIONS],
+    count: 0,
+});
+
+/// Resident bytes of free granules: the dirty ones (changed under the lock).
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+/// No dirty granule's delay runs out before this (`u64::MAX`: none is dirty).
+static NEXT_EXPIRY: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The most bytes of live large blocks since dirty granules last expired.
+static RECENT_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+impl Regions {
+    /// The region holding `addr`, and the index of its granule there.
+    fn locate(&self, addr: usize) -> Option<(usize, usize)> {
+        (0..self.count).find_map(|r| {
+            let off = addr.wrapping_sub(self.base[r]);
+            (off < self.granules[r] * GRANULE).then_some((r, off / GRANULE))
+        })
+    }
+
+    /// The bookkeeping of region `r`; the caller holds the lock (`self` is
+    /// behind its guard) for as long as it uses it.
+    #[allow(clippy::mut_from_ref)]
+    fn meta(&self, r: usize) -> &mut Meta {
+        // SAFETY: chunk 0 of a reserved region holds its Meta, zeroed by
+        // the kernel and then accessed only under the lock, which the
+        // caller holds.
+        unsafe { &mut *(self.base[r] as *mut Meta) }
+    }
+
+    /// The smallest free run of at least `k` granules: its region and first
+    /// granule.
+    fn best_fit(&self, k: usize) -> Option<(usize, usize)> {
+        let mut best: Option<(usize, usize, usize)> = None;
+        for r in 0..self.count {
+            let (m, end) = (self.meta(r), self.granules[r]);
+            let mut i = META_GRANULES;
+            while i < end {
+                let s = find(&m.used, false, i, end);
+                let e = find(&m.used, true, s, end);
+                let len = e - s;
+                if len >= k && best.is_none_or(|b| len < b.2) {
+                    best = Some((r, s, len));
+                    if len == k {
+                        return Some((r, s));
+                    }
+                }
+                i = e;
+            }
+        }
+        best.map(|b| (b.0, b.1))
+    }
+
+    /// Reserves a new region with room for a span of `k` granules.
+    fn reserve(&mut self, k: usize) -> Result<usize, Refused> {
+        // Under RLIMIT_AS the unused part of a region would take address
+        // space other mappings need (arenas, blocks of their own).
+        if self.count == LARGE_REGIONS || os::address_space_limited() {
+            return Err(Refused::NoRegion);
+        }
+        // One mapping call as far as fault injection counts, however many
+        // sizes are tried; traced as the first over-sized mapping.
+        if fault::inject(Site::Large, 2 * LARGE_REGION_SIZE) {
+            return Err(Refused::Failed);
+        }
+        let min = (ARENA_SIZE + k * GRANULE)
+            .next_power_of_two()
+            .max(HUGE_PAGE);
+        let (p, size) = os::reserve_aligned(LARGE_REGION_SIZE, min);
+        if p.is_null() {
+            return Err(Refused::NoRegion);
+        }
+        let base = p as usize;
+        for c in (base + ARENA_SIZE..base + size).step_by(ARENA_SIZE) {
+            if !arena_map::set(c, CHUNK_SPAN) {
+                for done in (base + ARENA_SIZE..c).step_by(ARENA_SIZE) {
+                    arena_map::clear(done);
+                }
+                // SAFETY: the region was just mapped and nothing in it is
+                // registered any more.
+                unsafe { os::unmap(p, size) };
+                return Err(Refused::Failed);
+            }
+        }
+        // SAFETY: the mapping was just made by os and is ours alone.
+        unsafe { os::advise_huge(p, size) };
+        let r = self.count;
+        self.base[r] = base;
+        self.granules[r] = size / GRANULE;
+        self.count += 1;
+        let m = self.meta(r);
+        for i in 0..META_GRANULES {
+            set_bit(&mut m.used, i, true);
+        }
+        Ok(r)
+    }
+}
+
+/// Marks granules `[i0, i1)` of `m`, all free, as used. Returns whether
+/// they all read as zero, and the bytes they kept resident (no longer
+/// kept: the caller counts them as mapped for the block).
+fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
+    let mut kept = 0;
+    for i in i0..i1 {
+        set_bit(&mut m.used, i, true);
+        set_bit(&mut m.hdr, i, false);
+        if bit(&m.dirty, i) {
+            set_bit(&mut m.dirty, i, false);
+            kept += GRANULE;
+        }
+    }
+    KEPT.fetch_sub(kept, Relaxed);
+    (kept == 0, kept)
+}
+
+/// A span taken for a large block.
+pub struct Span {
+    pub base: usize,
+    pub granules: usize,
+    /// All its bytes read as zero.
+    pub zeroed: bool,
+}
+
+/// Why `take` has no span.
+pub enum Refused {
+    /// No region has room and none could be reserved (the table is full,
+    /// or the OS refuses): a mapping of its own may still do.
+    NoRegion,
+    /// A mapping call failed (fault injection, or the arena map): the
+    /// allocation fails.
+    Failed,
+}
+
+/// Takes a span of `k` granules for a block of `map_size` bytes of pages
+/// from the span's start.
+pub fn take(k: usize, map_size: usize) -> Result<Span, Refused> {
+    purge_if_due();
+    let mut g = REGIONS.lock();
+    let (r, i0) = match g.best_fit(k) {
+        Some(found) => found,
+        None => (g.reserve(k)?, META_GRANULES),
+    };
+    let (zeroed, kept) = claim(g.meta(r), i0, i0 + k);
+    let base = g.base[r] + i0 * GRANULE;
+    drop(g);
+    counters::add_mapped(map_size);
+    counters::sub_mapped(kept);
+    Ok(Span {
+        base,
+        granules: k,
+        zeroed,
+    })
+}
+
+/// Extends the span of `k` granules at `base` to `k2` if the granules
+/// after it are free; its block's pages grow by `added` bytes.
+pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
+    let g = REGIONS.lock();
+    let Some((r, i0)) = g.locate(base) else {
+        return false;
+    };
+    let end = g.granules[r];
+    let m = g.meta(r);
+    if i0 + k2 > end || find(&m.used, true, i0 + k, i0 + k2) != i0 + k2 {
+        return false;
+    }
+    let (_, kept) = claim(m, i0 + k, i0 + k2);
+    drop(g);
+    counters::add_mapped(added);
+    counters::sub_mapped(kept);
+    true
+}
+
+/// Frees the `k` granules at `base`, which no live block uses any more
+/// and of which `counted` bytes were counted as mapped. `header`: a freed
+/// block's span starts there (see `freed_block_at`).
+pub fn release(base: usize, k: usize, counted: usize, header: bool) {
+    purge_if_due();
+    let bytes = k * GRANULE;
+    let budget = LARGE_KEEP_MIN.max(RECENT_PEAK.load(Relaxed) / 4 * 3);
+    // Decided before the granules are published as free: once free,
+    // another thread may take and write them. (The budget may be exceeded
+    // by what other threads free meanwhile.)
+    let keep = purge::delay_ms() != 0 && KEPT.load(Relaxed) + bytes <= budget;
+    counters::sub_mapped(counted);
+    if keep {
+        counters::add_mapped(bytes);
+    } else {
+        // SAFETY: the granules hold no live block and are not free yet, so
+        // nobody else reaches them.
+        unsafe { os::discard(base as *mut u8, bytes) };
+        purge::given_back(counted);
+    }
+    let now = purge::now_ms();
+    let g = REGIONS.lock();
+    let Some((r, i0)) = g.locate(base) else {
+        debug_assert!(false, "a span outside the regions");
+        return;
+    };
+    let m = g.meta(r);
+    for i in i0..i0 + k {
+        set_bit(&mut m.used, i, false);
+        if keep {
+            set_bit(&mut m.dirty, i, true);
+            m.freed_at[i] = now;
+        }
+    }
+    set_bit(&mut m.hdr, i0, header);
+    if keep {
+        KEPT.fetch_add(bytes, Relaxed);
+        NEXT_EXPIRY.fetch_min(now + purge::delay_ms(), Relaxed);
+        return;
+    }
+    let (before, after) = take_clean_around(m, i0, i0 + k);
+    let region = g.base[r];
+    drop(g);
+    discard_busy(region, before.0, before.1);
+    discard_busy(region, after.0, after.1);
+}
+
+/// Whether `p` was a block's start whose span was freed, and not reused
+/// since (for the error report of a free that found no live header).
+pub fn freed_block_at(p: usize) -> bool {
+    let Some(start) = p.checked_sub(HEADER_BYTES) else {
+        return false;
+    };
+    let g = REGIONS.lock();
+    g.locate(start).is_some_and(|(r, i)| {
+        let m = g.meta(r);
+        start == g.base[r] + i * GRANULE && !bit(&m.used, i) && bit(&m.hdr, i)
+    })
+}
+
+/// Records `live` bytes of live large blocks (the recent demand).
+pub fn note_live(live: usize) {
+    RECENT_PEAK.fetch_max(live, Relaxed);
+}
+
+/// Gives back the dirty granules whose delay has run out, if any may have.
+fn purge_if_due() {
+    if NEXT_EXPIRY.load(Relaxed) != u64::MAX {
+        let now = purge::now_ms();
+        if now >= NEXT_EXPIRY.load(Relaxed) {
+            purge(now, false);
+        }
+    }
+}
+
+/// Whether granule `i` is free and holds no resident page we know of.
+fn clean(m: &Meta, i: usize) -> bool {
+    !bit(&m.used, i) && !bit(&m.dirty, i)
+}
+
+/// Marks busy the clean free granules before `from` and from `to` on, up
+/// to the huge pages' boundaries around `[from, to)` (granule indices of
+/// `m`): with transparent huge pages they may be resident, faulted in with
+/// their neighbours. Returns the first and the end of the two stretches.
+fn take_clean_around(m: &mut Meta, from: usize, to: usize) -> ((usize, usize), (usize, usize)) {
+    const PER_HUGE: usize = HUGE_PAGE / GRANULE;
+    let mut start = from;
+    while start > from / PER_HUGE * PER_HUGE && clean(m, start - 1) {
+        start -= 1;
+        set_bit(&mut m.used, start, true);
+    }
+    let mut end = to;
+    while end < to.next_multiple_of(PER_HUGE) && clean(m, end) {
+        set_bit(&mut m.used, end, true);
+        end += 1;
+    }
+    ((start, from), (to, end))
+}
+
+/// Discards granules `[from, to)` of the region at `base`, marked busy by
+/// the caller, then frees them (the lock is taken again for that).
+fn discard_busy(base: usize, from: usize, to: usize) {
+    if from == to {
+        return;
+    }
+    // SAFETY: the granules are free and marked busy: nobody takes them
+    // until they are unmarked below.
+    unsafe { os::discard((base + from * GRANULE) as *mut u8, (to - from) * GRANULE) };
+    let g = REGIONS.lock();
+    if let Some((r, _)) = g.locate(base + from * GRANULE) {
+        let m = g.meta(r);
+        for i in from..to {
+            set_bit(&mut m.used, i, false);
+        }
+    }
+}
+
+/// One purge pass: gives back the dirty granules whose delay has run out
+/// at `now` (with `all`: every dirty granule), with the clean free
+/// granules of the same huge pages. Returns the bytes given back and
+/// whether the pass got through everything (it stops after `PURGE_RUNS`
+/// runs).
+fn purge(now: u64, all: bool) -> (usize, bool) {
+    // Region base, first granule, end.
+    let mut runs = [(0usize, 0usize, 0usize); PURGE_RUNS];
+    // The clean granules before and after each run, in the same huge pages.
+    let mut around = [(0usize, 0usize); 2 * PURGE_RUNS];
+    let mut n = 0;
+    let mut complete = true;
+    {
+        let g = REGIONS.lock();
+        let mut next = u64::MAX;
+        'regions: for r in 0..g.count {
+            let (m, base) = (g.meta(r), g.base[r]);
+            for w in 0..g.granules[r] / 64 {
+                if m.dirty[w] == 0 {
+                    continue;
+                }
+                for i in w * 64..w * 64 + 64 {
+                    if !bit(&m.dirty, i) {
+                        continue;
+                    }
+                    if !all && !purge::expired(m.freed_at[i], now) {
+                        next = next.min(m.freed_at[i] + purge::delay_ms());
+                        continue;
+                    }
+                    let extends = n > 0 && runs[n - 1].0 == base && runs[n - 1].2 == i;
+                    if !extends && n == PURGE_RUNS {
+                        next = now;
+                        complete = false;
+                        break 'regions;
+                    }
+                    set_bit(&mut m.dirty, i, false);
+                    // Busy while its pages go back, outside the lock.
+                    set_bit(&mut m.used, i, true);
+                    if extends {
+                        runs[n - 1].2 += 1;
+                    } else {
+                        runs[n] = (base, i, i + 1);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        NEXT_EXPIRY.store(next, Relaxed);
+        for (j, &(base, from, to)) in runs[..n].iter().enumerate() {
+            if let Some((r, _)) = g.locate(base) {
+                let (before, after) = take_clean_around(g.meta(r), from, to);
+                around[2 * j] = before;
+                around[2 * j + 1] = after;
+            }
+        }
+    }
+    let mut bytes = 0;
+    for (j, &(base, from, to)) in runs[..n].iter().enumerate() {
+        bytes += (to - from) * GRANULE;
+        discard_busy(base, from, to);
+        for &(a, b) in &around[2 * j..2 * j + 2] {
+            discard_busy(base, a, b);
+        }
+    }
+    if bytes != 0 {
+        KEPT.fetch_sub(bytes, Relaxed);
+        counters::sub_mapped(bytes);
+        purge::given_back(bytes);
+        // Demand is measured again from what is live now.
+        RECENT_PEAK.store(counters::LARGE_BYTES.load(Relaxed), Relaxed);
+    }
+    (bytes, complete)
+}
+
+/// Gives back every free page of the regions (`obm_trim`); returns the
+/// bytes.
+pub fn trim() -> usize {
+    let now = purge::now_ms();
+    let mut total = 0;
+    loop {
+        let (bytes, complete) = purge(now, true);
+        total += bytes;
+        if complete {
+            return total;
+        }
+    }
+}
+
+/// Runs of dirty granules and their bytes, for statistics.
+pub fn kept() -> (usize, usize) {
+    let g = REGIONS.lock();
+    let mut runs = 0;
+    for r in 0..g.count {
+        let m = g.meta(r);
+        let mut prev = false;
+        for i in META_GRANULES..g.granules[r] {
+            let kept = bit(&m.dirty, i);
+            runs += (kept && !prev) as usize;
+            prev = kept;
+        }
+    }
+    (runs, KEPT.load(Relaxed))
+}
+
+pub fn lock_for_fork() {
+    REGIONS.lock_for_fork();
+}
+
+/// # Safety
+/// Called after `lock_for_fork`, in the parent or the child.
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: per the contract.
+    unsafe { REGIONS.unlock_after_fork() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_crosses_words_and_stops_at_end() {
+        let mut b: Bits = [0; WORDS];
+        for i in [3, 64, 130, 131, MAX_GRANULES - 1] {
+            set_bit(&mut b, i, true);
+        }
+        assert_eq!(find(&b, true, 0, MAX_GRANULES), 3);
+        assert_eq!(find(&b, true, 4, MAX_GRANULES), 64);
+        assert_eq!(find(&b, true, 65, MAX_GRANULES), 130);
+        assert_eq!(find(&b, true, 132, MAX_GRANULES), MAX_GRANULES - 1);
+        assert_eq!(find(&b, true, 65, 100), 100, "none before the end");
+        assert_eq!(find(&b, false, 130, MAX_GRANULES), 132);
+        assert_eq!(find(&b, false, 3, 4), 4);
+        set_bit(&mut b, 130, false);
+        assert!(!bit(&b, 130) && bit(&b, 131));
+    }
+}
