@@ -20,29 +20,10 @@
  * Each case runs in a fresh process (the delay is read when the library is
  * loaded; RSS and faults are per process). */
 #include "test_util.h"
-#include <sys/resource.h>
-#include <time.h>
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
 #define GRANULE (64 * KiB)
-
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK_NOT_NULL(f);
-    unsigned long size = 0, resident = 0;
-    CHECK(fscanf(f, "%lu %lu", &size, &resident) == 2);
-    fclose(f);
-    return resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static long minor_faults(void)
-{
-    struct rusage ru;
-    CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
-    return ru.ru_minflt;
-}
 
 static size_t span_bytes(size_t n) { return (n + 64 + GRANULE - 1) / GRANULE * GRANULE; }
 
@@ -199,12 +180,6 @@ static void case_trim(void)
 
 /* ---- the delay ---------------------------------------------------------------- */
 
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void case_expiry(void)
 {
@@ -287,19 +262,6 @@ static void child(const char *mode)
     fprintf(stderr, "%s ok\n", mode);
 }
 
-static void expect_ok(const char *mode, const char *delay)
-{
-    spawn_result r;
-    spawn_self(mode, (const char *const[]){delay, NULL}, &r);
-    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "%s: status %d, stderr:\n%s",
-              mode, r.status, r.err);
-    char ok[64];
-    snprintf(ok, sizeof ok, "%s ok\n", mode);
-    CHECK_MSG(strstr(r.err, ok) != NULL, "%s: stderr:\n%s", mode, r.err);
-    CHECK_MSG(strstr(r.err, "obmem:") == NULL, "%s: unexpected warning:\n%s", mode, r.err);
-    printf("%s", r.err);
-}
-
 static void expect_double_free(const char *delay)
 {
     spawn_result r;
@@ -324,11 +286,11 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *long_delay = "OBMEM_PURGE_DELAY_MS=60000";
-    expect_ok("reuse", long_delay);
-    expect_ok("split_merge", long_delay);
-    expect_ok("trim", long_delay);
-    expect_ok("expiry", "OBMEM_PURGE_DELAY_MS=200");
-    expect_ok("delay_zero", "OBMEM_PURGE_DELAY_MS=0");
+    spawn_self_ok("reuse", (const char *const[]){long_delay, NULL});
+    spawn_self_ok("split_merge", (const char *const[]){long_delay, NULL});
+    spawn_self_ok("trim", (const char *const[]){long_delay, NULL});
+    spawn_self_ok("expiry", (const char *const[]){"OBMEM_PURGE_DELAY_MS=200", NULL});
+    spawn_self_ok("delay_zero", (const char *const[]){"OBMEM_PURGE_DELAY_MS=0", NULL});
     expect_double_free("OBMEM_PURGE_DELAY_MS=0");
     expect_double_free(long_delay);
     printf("test_large_spans: all ok\n");

@@ -16,17 +16,10 @@
 #include "test_util.h"
 #include <pthread.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #define MiB ((size_t)1024 * 1024)
 #define NT 4
 
-static long minor_faults(void)
-{
-    struct rusage ru;
-    CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
-    return ru.ru_minflt;
-}
 
 /* The pointer arrays come from mmap, not from the allocator under test. */
 static void **mmap_array(size_t n)
@@ -210,19 +203,6 @@ static void child(const char *mode)
     fprintf(stderr, "%s ok\n", mode);
 }
 
-static void expect_ok(const char *mode, const char *const *assign)
-{
-    spawn_result r;
-    spawn_self(mode, assign, &r);
-    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0,
-              "%s: status %d, stderr:\n%s", mode, r.status, r.err);
-    char ok[64];
-    snprintf(ok, sizeof ok, "%s ok\n", mode);
-    CHECK_MSG(strstr(r.err, ok) != NULL, "%s: stderr:\n%s", mode, r.err);
-    CHECK_MSG(strstr(r.err, "obmem:") == NULL, "%s: unexpected warning:\n%s", mode, r.err);
-    printf("%s", r.err);
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "child") == 0) {
@@ -239,11 +219,11 @@ int main(int argc, char **argv)
     /* A long delay: what goes back is what obm_trim gives back, not what
      * the delay has already returned by the time it runs. */
     const char *const long_delay[] = {"OBMEM_PURGE_DELAY_MS=60000", NULL};
-    expect_ok("trim_alive", long_delay);
-    expect_ok("trim_exited", long_delay);
-    expect_ok("malloc_trim", long_delay);
-    expect_ok("delay_short", (const char *const[]){"OBMEM_PURGE_DELAY_MS=500", NULL});
-    expect_ok("delay_long", (const char *const[]){"OBMEM_PURGE_DELAY_MS=60000", NULL});
+    spawn_self_ok("trim_alive", long_delay);
+    spawn_self_ok("trim_exited", long_delay);
+    spawn_self_ok("malloc_trim", long_delay);
+    spawn_self_ok("delay_short", (const char *const[]){"OBMEM_PURGE_DELAY_MS=500", NULL});
+    spawn_self_ok("delay_long", (const char *const[]){"OBMEM_PURGE_DELAY_MS=60000", NULL});
 
     const char *bad[] = {"OBMEM_PURGE_DELAY_MS=abc", "OBMEM_PURGE_DELAY_MS=-5",
                          "OBMEM_PURGE_DELAY_MS=99999999999", "OBMEM_PURGE_DELAY_MS="};

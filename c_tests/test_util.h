@@ -315,6 +315,14 @@ static inline size_t rss_bytes(void)
     return resident * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Minor page faults of this process so far. */
+static inline long minor_faults(void)
+{
+    struct rusage ru;
+    CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
+    return ru.ru_minflt;
+}
+
 /* Seconds of CLOCK_MONOTONIC. */
 static inline double now_sec(void)
 {
@@ -455,6 +463,21 @@ static inline void spawn_self(const char *mode, const char *const *assign, spawn
     r->err[r->len] = '\0';
     close(fds[0]);
     CHECK(waitpid(pid, &r->status, 0) == pid);
+}
+
+/* spawn_self, expecting the child to exit 0 after printing "MODE ok" on
+ * stderr, with no "obmem:" warning; prints what the child reported. */
+static inline void spawn_self_ok(const char *mode, const char *const *assign)
+{
+    spawn_result r;
+    spawn_self(mode, assign, &r);
+    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "%s: status %d, stderr:\n%s",
+              mode, r.status, r.err);
+    char ok[64];
+    snprintf(ok, sizeof ok, "%s ok\n", mode);
+    CHECK_MSG(strstr(r.err, ok) != NULL, "%s: stderr:\n%s", mode, r.err);
+    CHECK_MSG(strstr(r.err, "obmem:") == NULL, "%s: unexpected warning:\n%s", mode, r.err);
+    printf("%s", r.err);
 }
 
 #endif /* OBMEM_TEST_UTIL_H */

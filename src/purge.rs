@@ -47,6 +47,39 @@ pub fn expired(stamp: u64, now: u64) -> bool {
     now.saturating_sub(stamp) >= delay_ms()
 }
 
+/// The earliest time some free memory is due to go back (0: none known).
+/// The heaps and the large regions note theirs (`note_due`); the sweep
+/// (`heap::purge_if_due`) clears it, purges what has expired, and each
+/// notes again what it keeps.
+static DUE: AtomicU64 = AtomicU64::new(0);
+
+/// Some free memory is due at `t` (a time of `now_ms`).
+pub fn note_due(t: u64) {
+    let mut cur = DUE.load(Relaxed);
+    while cur == 0 || t < cur {
+        match DUE.compare_exchange_weak(cur, t, Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(c) => cur = c,
+        }
+    }
+}
+
+/// Whether some free memory waits for its delay.
+#[inline(always)]
+pub fn pending() -> bool {
+    DUE.load(Relaxed) != 0
+}
+
+/// The earliest due time noted (0: none).
+pub fn due() -> u64 {
+    DUE.load(Relaxed)
+}
+
+/// Forgets the due times noted: the sweep about to look at everything.
+pub fn clear_due() {
+    DUE.store(0, Relaxed);
+}
+
 /// Counts `bytes` given back to the OS.
 pub fn given_back(bytes: usize) {
     PURGED_BYTES.fetch_add(bytes, Relaxed);

@@ -90,7 +90,7 @@ impl Heap {
     pub(super) fn set_purge_due(&self, t: u64) {
         self.purge_due.store(t, Relaxed);
         if t != 0 {
-            super::registry::note_due(t);
+            purge::note_due(t);
         }
     }
 

@@ -3,7 +3,7 @@
 //! a full pool puts it back at the tail. At most one empty pool per class
 //! is kept (the head); others go back to their arena at once.
 
-use super::registry::{purge_if_due, purge_pending};
+use super::registry::purge_if_due;
 use super::*;
 
 impl Heap {
@@ -86,7 +86,7 @@ impl Heap {
             debug_assert!(self.is_active());
             if self.is_head(pool) {
                 debug_assert!(pool.is_empty());
-                if purge_pending() {
+                if purge::pending() {
                     self.purge_tick();
                 }
                 return;

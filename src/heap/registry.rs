@@ -9,7 +9,7 @@
 //! the next new thread, which adopts the heap whole; any thread's slow path
 //! purges them when the delay has run out. Heaps are never unmapped.
 //!
-//! Fork: the registry, arena reserve and large cache locks are held across
+//! Fork: the registry, arena reserve and large regions' locks are held across
 //! `fork`; in the child every heap that belonged to another running thread
 //! is marked *orphaned* (its thread is gone mid-operation, so its lists may
 //! be inconsistent): never adopted, its memory stays unused in the child.
@@ -31,34 +31,13 @@ pub(super) fn reclaim(h: &Heap) {
     }
 }
 
-/// The earliest time some heap's free pages are due to go back (0: none
-/// known). Each heap notes its own due time here (`Heap::set_purge_due`);
-/// a sweep clears it and notes again what it leaves.
-static PURGE_DUE: AtomicU64 = AtomicU64::new(0);
-
-pub(super) fn note_due(t: u64) {
-    let mut cur = PURGE_DUE.load(Relaxed);
-    while cur == 0 || t < cur {
-        match PURGE_DUE.compare_exchange_weak(cur, t, Relaxed, Relaxed) {
-            Ok(_) => return,
-            Err(c) => cur = c,
-        }
-    }
-}
-
-/// Whether some heap's free pages wait for their delay.
-#[inline(always)]
-pub(super) fn purge_pending() -> bool {
-    PURGE_DUE.load(Relaxed) != 0
-}
-
 /// Gives back the expired free pages of every heap, whatever thread owns
-/// it: the threads that freed them may be idle, blocked or gone, and only
+/// it, and of the large regions: the threads that freed them may be idle, blocked or gone, and only
 /// the threads still allocating look at the clock. Called from slow paths;
 /// skipped if another thread sweeps, and a heap whose arena lock is taken
 /// is left to its owner, who purges on its own slow paths.
 pub(super) fn purge_if_due() {
-    let due = PURGE_DUE.load(Relaxed);
+    let due = purge::due();
     if due == 0 {
         return;
     }
@@ -69,7 +48,7 @@ pub(super) fn purge_if_due() {
     let Some(_r) = REGISTRY.try_lock() else {
         return;
     };
-    PURGE_DUE.store(0, Relaxed);
+    purge::clear_due();
     for_each_heap(|h| {
         let state = h.state.load(Acquire);
         if state != ACTIVE && state != ABANDONED {
@@ -80,9 +59,10 @@ pub(super) fn purge_if_due() {
         }
         let d = h.purge_due.load(Relaxed);
         if d != 0 {
-            note_due(d);
+            purge::note_due(d);
         }
     });
+    crate::large::purge_expired(now);
 }
 
 /// Gives back to the OS every free page obmem keeps for reuse, of every

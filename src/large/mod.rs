@@ -95,6 +95,12 @@ pub fn trim() -> usize {
     bytes + region::trim()
 }
 
+/// Gives back the free pages of the regions whose purge delay has run out
+/// at `now` (the process-wide sweep, `heap::purge_if_due`).
+pub fn purge_expired(now: u64) {
+    region::purge_expired(now);
+}
+
 /// A mapping of its own for `map_size` bytes whose block, `offset` bytes
 /// in, is aligned to `align`; null if the OS refuses.
 fn map_own(map_size: usize, align: usize, offset: usize) -> *mut u8 {

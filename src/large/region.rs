@@ -320,6 +320,7 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
     if keep {
         KEPT.fetch_add(bytes, Relaxed);
         NEXT_EXPIRY.fetch_min(now + purge::delay_ms(), Relaxed);
+        purge::note_due(now + purge::delay_ms());
         return;
     }
     let (before, after) = take_clean_around(m, i0, i0 + k);
@@ -350,10 +351,22 @@ pub fn note_live(live: usize) {
 /// Gives back the dirty granules whose delay has run out, if any may have.
 fn purge_if_due() {
     if NEXT_EXPIRY.load(Relaxed) != u64::MAX {
-        let now = purge::now_ms();
-        if now >= NEXT_EXPIRY.load(Relaxed) {
-            purge(now, false);
-        }
+        purge_expired(purge::now_ms());
+    }
+}
+
+/// Gives back the dirty granules whose delay has run out at `now`: on
+/// large-block calls, and from any thread's sweep (`heap::purge_if_due`),
+/// so that a program that stops using large blocks still gives them back.
+pub fn purge_expired(now: u64) {
+    let next = NEXT_EXPIRY.load(Relaxed);
+    if next == u64::MAX {
+        return;
+    }
+    if now >= next {
+        purge(now, false); // notes the next due time itself
+    } else {
+        purge::note_due(next);
     }
 }
 
@@ -447,6 +460,9 @@ fn purge(now: u64, all: bool) -> (usize, bool) {
             }
         }
         NEXT_EXPIRY.store(next, Relaxed);
+        if next != u64::MAX {
+            purge::note_due(next);
+        }
         for (j, &(base, from, to)) in runs[..n].iter().enumerate() {
             if let Some((r, _)) = g.locate(base) {
                 let (before, after) = take_clean_around(g.meta(r), from, to);
