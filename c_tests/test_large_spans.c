@@ -258,8 +258,6 @@ static void child(const char *mode)
         case_double_free();
     else
         FAIL("unknown mode %s", mode);
-    fflush(stdout);
-    fprintf(stderr, "%s ok\n", mode);
 }
 
 static void expect_double_free(const char *delay)
@@ -274,12 +272,8 @@ static void expect_double_free(const char *delay)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "child") == 0) {
-        /* The child's stdout is discarded: report on stderr. */
-        dup2(2, 1);
-        child(argv[2]);
+    if (run_as_child(argc, argv, child))
         return 0;
-    }
     check_obmem_is_malloc();
     if (debug_hooks_on()) {
         printf("test_large_spans: skipped under the debug hooks\n");

@@ -18,12 +18,15 @@
  * the total's 20% is 6.4 deviations. A false failure is rarer than one
  * run in ten million.
  *
- * Then: the same from 4 threads; after everything is freed (from another
- * thread than the allocating one), no live bytes are left at the sites;
- * obm_prof_stop keeps the profile for dumping; a forked child inherits
+ * Then: the same from 4 threads that were already allocating when the
+ * profile started, and after a profile at another interval; after
+ * everything is freed (from another thread than the allocating one), no
+ * live bytes are left at the sites; obm_prof_stop keeps the profile for
+ * dumping, and nothing allocated while stopped enters it; a forked child inherits
  * the profile (its blocks are inherited) and its frees leave it without
  * changing the parent's; the text format; bad input (0 or absurd sample
- * sizes, NULL path, unknown format, missing directory, full disk).
+ * sizes, NULL path, unknown format, missing directory, full disk);
+ * sampled blocks as ordinary blocks.
  */
 #define _GNU_SOURCE
 #include "test_util.h"
@@ -170,9 +173,17 @@ static void check_sites_empty(const char *what)
 enum { THREADS = 4 };
 static Keep ka[THREADS], kb[THREADS];
 
+static pthread_barrier_t started;
+
+/* Allocates while profiling is off, waits for main to start a profile
+ * (twice: main starts it between the waits), then keeps its share. */
 static void *worker(void *arg)
 {
     long t = (long)arg;
+    for (int i = 0; i < 20000; i++)
+        free(opaque_ptr(malloc(16 + (size_t)i % 2000)));
+    pthread_barrier_wait(&started);
+    pthread_barrier_wait(&started);
     site_a(&ka[t], 48 * MIB / THREADS);
     site_b(&kb[t], 16 * MIB / THREADS);
     return NULL;
@@ -218,6 +229,73 @@ static void test_bad_input(void)
     obm_prof_stop(); /* stopping what never started is harmless */
 }
 
+static void double_free_sample(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(obm_prof_start(1), 0);
+    void *p = malloc(opaque_size(100));
+    void *again = opaque_ptr(p);
+    free(p);
+    free(again);
+    printf("RETURNED: double free of a sampled block did not abort\n");
+}
+
+/* Sampled small blocks are large blocks (large/), and stay ordinary
+ * blocks: counted in the statistics, usable to their size, reallocated,
+ * their memory reused by the next samples, and a double free of one is
+ * reported. At an interval of 1 byte, every allocation of 100 bytes is
+ * sampled (p = 1 - e^-100). */
+static void test_sample_pages(void)
+{
+    enum { N = 20 };
+    CHECK_EQ(obm_prof_start(1), 0);
+    /* The countdown the thread had left of the last profile (of interval
+     * T) runs out first: 16 T bytes are more than it with probability
+     * 1 - e^-16. */
+    for (int i = 0; i < 16 * T / 1024; i++)
+        free(opaque_ptr(malloc(1024)));
+    obm_stats s0, s1, s2;
+    obm_get_stats(&s0);
+    char *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(opaque_size(100));
+        CHECK_NOT_NULL(p[i]);
+        memset(p[i], i, 100);
+    }
+    obm_get_stats(&s1);
+    CHECK_EQ(s1.large_blocks, s0.large_blocks + N);
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+    obm_get_stats(&s2);
+    CHECK_EQ(s2.large_blocks, s0.large_blocks);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            p[i] = malloc(opaque_size(200));
+            CHECK_NOT_NULL(p[i]);
+            CHECK_GE(malloc_usable_size(p[i]), 200);
+            memset(p[i], 'a' + i, 200);
+        }
+        p[0] = realloc(p[0], 5000);
+        CHECK_NOT_NULL(p[0]);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < 200; j++)
+                CHECK_EQ(p[i][j], 'a' + i);
+        obm_get_stats(&s1);
+        CHECK_EQ(s1.large_blocks, s0.large_blocks + N);
+        for (int i = 0; i < N; i++)
+            free(p[i]);
+    }
+    obm_prof_stop();
+    obm_get_stats(&s2);
+    CHECK_EQ(s2.large_blocks, s0.large_blocks);
+
+    child_result r;
+    run_in_child(double_free_sample, NULL, &r);
+    CHECK_MSG(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT &&
+                  has_line(r.out, "obmem: ", "double free", NULL),
+              "double free of a sampled block:\n%s", r.out);
+}
+
 int main(void)
 {
     int fd = mkstemp(dump_path);
@@ -226,7 +304,11 @@ int main(void)
     setup_keeps();
     test_bad_input();
 
-    /* One thread. */
+    /* One thread, after a profile at a smaller interval: the new profile's
+     * first sample point thins the old profile's countdown. */
+    CHECK_EQ(obm_prof_start(T / 4), 0);
+    for (int i = 0; i < 20000; i++)
+        free(opaque_ptr(malloc(16 + (size_t)i % 2000)));
     CHECK_EQ(obm_prof_start(T), 0);
     site_a(&ka[0], 48 * MIB);
     site_b(&kb[0], 16 * MIB);
@@ -268,13 +350,21 @@ int main(void)
     release_all(&ka[0]);
     release_all(&kb[0]);
     check_sites_empty("1 thread after free");
+    /* Nothing allocated while stopped is sampled. */
+    site_a(&ka[0], 8 * MIB);
+    check_sites_empty("allocated while stopped");
+    release_all(&ka[0]);
 
-    /* Four threads (a new profile), freed by the main thread. */
-    CHECK_EQ(obm_prof_start(T), 0);
-    check_sites_empty("new profile");
+    /* Four threads that were allocating before the profile started (a new
+     * one), freed by the main thread. */
+    CHECK_EQ(pthread_barrier_init(&started, NULL, THREADS + 1), 0);
     pthread_t th[THREADS];
     for (long t = 0; t < THREADS; t++)
         CHECK_EQ(pthread_create(&th[t], NULL, worker, (void *)t), 0);
+    pthread_barrier_wait(&started);
+    CHECK_EQ(obm_prof_start(T), 0);
+    check_sites_empty("new profile");
+    pthread_barrier_wait(&started);
     size_t ta = 0, tb = 0;
     for (int t = 0; t < THREADS; t++) {
         CHECK_EQ(pthread_join(th[t], NULL), 0);
@@ -288,6 +378,7 @@ int main(void)
     }
     check_sites_empty("4 threads after free");
     obm_prof_stop();
+    test_sample_pages();
     unlink(dump_path);
     return 0;
 }

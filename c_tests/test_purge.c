@@ -199,18 +199,12 @@ static void child(const char *mode)
         free(malloc(10));
     else
         FAIL("unknown mode %s", mode);
-    fflush(stdout);
-    fprintf(stderr, "%s ok\n", mode);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "child") == 0) {
-        /* The child's stdout is discarded: report on stderr. */
-        dup2(2, 1);
-        child(argv[2]);
+    if (run_as_child(argc, argv, child))
         return 0;
-    }
     check_obmem_is_malloc();
     if (debug_hooks_on()) {
         printf("test_purge: skipped under the debug hooks (their quarantine keeps blocks)\n");

@@ -44,8 +44,9 @@ static void *idle_after_burst(void *arg)
     return NULL;
 }
 
-static void child(void)
+static void child(const char *mode)
 {
+    (void)mode;
     size_t rss0 = rss_bytes();
     CHECK_EQ(pthread_barrier_init(&freed, NULL, NT + 1), 0);
     CHECK_EQ(pthread_barrier_init(&done, NULL, NT + 1), 0);
@@ -97,12 +98,8 @@ static void child(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "child") == 0) {
-        dup2(2, 1); /* the child's stdout is discarded: report on stderr */
-        child();
-        fprintf(stderr, "idle ok\n");
+    if (run_as_child(argc, argv, child))
         return 0;
-    }
     check_obmem_is_malloc();
     if (debug_hooks_on()) {
         printf("test_purge_idle: skipped under the debug hooks (their quarantine keeps blocks)\n");

@@ -480,6 +480,20 @@ static inline void spawn_self(const char *mode, const char *const *assign, spawn
     CHECK(waitpid(pid, &r->status, 0) == pid);
 }
 
+/* In main, for a test that runs itself again (spawn_self): if this process
+ * is such a child, runs child(MODE) with stdout sent to stderr (the parent
+ * discards stdout), reports "MODE ok" and returns 1; else returns 0. */
+static inline int run_as_child(int argc, char **argv, void (*child)(const char *mode))
+{
+    if (argc != 3 || strcmp(argv[1], "child") != 0)
+        return 0;
+    dup2(2, 1);
+    child(argv[2]);
+    fflush(stdout);
+    fprintf(stderr, "%s ok\n", argv[2]);
+    return 1;
+}
+
 /* spawn_self, expecting the child to exit 0 after printing "MODE ok" on
  * stderr, with no "obmem:" warning; prints what the child reported. */
 static inline void spawn_self_ok(const char *mode, const char *const *assign)

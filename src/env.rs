@@ -109,14 +109,26 @@ pub fn prof_dump_prefix() -> Option<&'static [u8]> {
     Some(v)
 }
 
-/// `OBMEM_PROF_UNWIND=fp`: walk frame pointers instead of DWARF unwinding.
-pub fn prof_unwind_fp() -> bool {
+/// How the heap profiler captures stacks (`OBMEM_PROF_UNWIND`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ProfUnwind {
+    /// `dwarf`, the default: DWARF call-frame information, rules cached.
+    Dwarf,
+    /// `libgcc`: libgcc's `_Unwind_Backtrace` for every sample.
+    Libgcc,
+    /// `fp`: walk frame pointers.
+    Fp,
+}
+
+/// `OBMEM_PROF_UNWIND`: `dwarf` (default), `libgcc` or `fp`.
+pub fn prof_unwind() -> ProfUnwind {
     match os::getenv(c"OBMEM_PROF_UNWIND") {
-        None | Some(b"" | b"dwarf") => false,
-        Some(b"fp") => true,
+        None | Some(b"" | b"dwarf") => ProfUnwind::Dwarf,
+        Some(b"libgcc") => ProfUnwind::Libgcc,
+        Some(b"fp") => ProfUnwind::Fp,
         Some(v) => {
-            warn("OBMEM_PROF_UNWIND", v, "dwarf or fp", "dwarf");
-            false
+            warn("OBMEM_PROF_UNWIND", v, "dwarf, libgcc or fp", "dwarf");
+            ProfUnwind::Dwarf
         }
     }
 }

@@ -52,9 +52,7 @@ pub fn init() {
     if let Some(spec) = env::fail_mmap() {
         fault::configure(spec);
     }
-    if env::prof_unwind_fp() {
-        prof::use_frame_pointers();
-    }
+    prof::set_unwind(env::prof_unwind());
     if let Some(prefix) = env::prof_dump_prefix() {
         prof::set_dump_prefix(prefix);
     }

@@ -209,7 +209,7 @@ pub(crate) fn table(d: obm_domain) -> &'static obm_allocator {
 
 #[inline(always)]
 pub fn malloc(d: obm_domain, n: usize) -> *mut u8 {
-    if prof::active() && prof::tick(n) {
+    if prof::tick(n) {
         return malloc_sampled(n, d);
     }
     malloc_unsampled(n, d)
@@ -249,12 +249,10 @@ fn malloc_slow(n: usize, d: obm_domain) -> *mut u8 {
 
 #[inline(always)]
 pub fn calloc(d: obm_domain, nelem: usize, elsize: usize) -> *mut u8 {
-    if prof::active() {
-        if let Some(n) = nelem.checked_mul(elsize).filter(|&n| prof::tick(n)) {
-            let p = sample(n, ALIGNMENT, true);
-            if !p.is_null() {
-                return p;
-            }
+    if let Some(n) = nelem.checked_mul(elsize).filter(|&n| prof::tick(n)) {
+        let p = sample(n, ALIGNMENT, true);
+        if !p.is_null() {
+            return p;
         }
     }
     if !HOOKED.load(Relaxed) {
@@ -269,7 +267,7 @@ pub fn calloc(d: obm_domain, nelem: usize, elsize: usize) -> *mut u8 {
 /// `p` is null or a live block of domain `d`.
 #[inline(always)]
 pub unsafe fn realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
-    if prof::active() && prof::tick(n) {
+    if prof::tick(n) {
         // SAFETY: per the contract.
         let q = unsafe { sample_realloc(d, p, n) };
         if !q.is_null() {
@@ -345,18 +343,16 @@ unsafe fn free_hooked(d: obm_domain, p: *mut u8) {
     unsafe { (t.free.unwrap_unchecked())(t.ctx, p as *mut c_void) }
 }
 
-/// A sampled block for the heap profiler (`prof/`), or null: not while
-/// hooks are installed, which must see every block. Out of line, and the
-/// first function the entry points call on this path, so that it can take
-/// the caller's frame pointer (for `OBMEM_PROF_UNWIND=fp`).
+/// The heap profiler's countdown ran out (`prof::tick`): a sampled block,
+/// or null: not while hooks are installed, which must see every block.
+/// Out of line, and the first function the entry points call on this
+/// path, so that it can take the caller's frame pointer (for
+/// `OBMEM_PROF_UNWIND=fp`).
 #[cold]
 #[inline(never)]
 pub(crate) fn sample(n: usize, align: usize, zero: bool) -> *mut u8 {
     let fp = prof::frame_pointer();
-    if HOOKED.load(Relaxed) {
-        return ptr::null_mut();
-    }
-    prof::sampled(n, align, zero, fp)
+    prof::sampled(n, align, zero, fp, !HOOKED.load(Relaxed))
 }
 
 /// A sampled realloc: the new block is a sample, `p`'s bytes move into it.
@@ -382,7 +378,7 @@ unsafe fn sample_realloc(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
 /// with errno set on failure.
 #[inline(always)]
 pub fn aligned(d: obm_domain, align: usize, n: usize) -> *mut u8 {
-    if prof::active() && prof::tick(n) {
+    if prof::tick(n) {
         let p = sample(n, align, false);
         if !p.is_null() {
             return p;

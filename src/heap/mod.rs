@@ -344,12 +344,18 @@ impl Heap {
         let u = p as usize >> UNIT_SHIFT;
         // SAFETY: the index is reduced modulo REMOTE_SLOTS.
         let slot = unsafe { self.remote_cache.get_unchecked(u % REMOTE_SLOTS) };
-        if slot.tag.load(Relaxed) != u || self.remote_epoch.get() != arena::unmaps() {
+        // An empty slot has tag 0, which unit 0 (NULL among its addresses)
+        // matches: its null pool says it is empty.
+        let pool = slot.pool.get();
+        if slot.tag.load(Relaxed) != u
+            || pool.is_null()
+            || self.remote_epoch.get() != arena::unmaps()
+        {
             return None;
         }
         // SAFETY: a descriptor in an arena header, mapped while no arena
         // has been unmapped since it was entered (above).
-        Some(unsafe { &*slot.pool.get() })
+        Some(unsafe { &*pool })
     }
 
     /// Enters `pool` as the descriptor for `p`'s unit in `remote_pool`'s

@@ -80,7 +80,19 @@ fn header_of(p: *const u8, kind: u8) -> *mut Header {
 /// Gives back every free page of the regions (`obm_trim`); returns the
 /// bytes.
 pub fn trim() -> usize {
-    region::trim()
+    let mut bytes = 0;
+    for slot in &SAMPLES {
+        let base = slot.swap(0, Acquire);
+        if base != 0 {
+            // SAFETY: a kept sample's header, ours since the swap.
+            let span = unsafe { (*(base as *const Header)).span };
+            release_memory(base, PAGE_SIZE, span, base + HEADER);
+            if span == 0 {
+                bytes += PAGE_SIZE;
+            }
+        }
+    }
+    bytes + region::trim()
 }
 
 /// Gives back the free pages of the regions whose purge delay has run out
@@ -174,12 +186,78 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
             return enomem();
         }
     }
+    count_alloc(base, map_size, user);
+    (user as *mut u8, zeroed)
+}
+
+/// Counts a new live block at `user` in the pages [base, base + map_size).
+fn count_alloc(base: usize, map_size: usize, user: usize) {
     counters::LARGE_BLOCKS.fetch_add(1, Relaxed);
     counters::LARGE_ALLOCS.fetch_add(1, Relaxed);
     let usable = base + map_size - user;
     region::note_live(counters::LARGE_BYTES.fetch_add(usable, Relaxed) + usable);
     counters::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
-    (user as *mut u8, zeroed)
+}
+
+// ---------------------------------------------------------------------------
+// The heap profiler's samples
+
+/// Freed one-page sampled blocks, their span or mapping kept (still taken
+/// from its region, or registered) with a FREED header at `base`, for the
+/// next samples. Most samples are small blocks, and a region's or the
+/// OS's bookkeeping cost more per sample than the rest of the sampling
+/// (BENCHMARKS.md, issue 14). A slot is taken by swapping it to 0, so no
+/// lock (and nothing to do at fork); at most `SAMPLE_SLOTS` pages, given
+/// back by `trim`.
+static SAMPLES: [AtomicUsize; SAMPLE_SLOTS] = [const { AtomicUsize::new(0) }; SAMPLE_SLOTS];
+const SAMPLE_SLOTS: usize = 16;
+
+/// `alloc` for a heap profile's sample: a kept sample's page if `n` bytes
+/// fit one at the default alignment and `SAMPLES` has one.
+pub fn alloc_sample(n: usize, align: usize) -> (*mut u8, bool) {
+    if n <= PAGE_SIZE - HEADER && align <= HEADER {
+        for slot in &SAMPLES {
+            if slot.load(Relaxed) == 0 {
+                continue;
+            }
+            let base = slot.swap(0, Acquire);
+            if base == 0 {
+                continue;
+            }
+            let hdr = base as *mut Header;
+            // SAFETY: taking the slot made the block ours; its header
+            // still holds its memory's fields (`free` keeps them).
+            unsafe {
+                (*hdr).sample[0] = 0;
+                (*hdr).magic.store(LIVE, Release);
+            }
+            count_alloc(base, PAGE_SIZE, base + HEADER);
+            return ((base + HEADER) as *mut u8, false);
+        }
+    }
+    alloc(n, align)
+}
+
+/// Keeps the freed one-page sample whose header is at `base`; false if
+/// `SAMPLES` is full.
+fn sample_put(base: usize) -> bool {
+    SAMPLES.iter().any(|slot| {
+        slot.load(Relaxed) == 0 && slot.compare_exchange(0, base, Release, Relaxed).is_ok()
+    })
+}
+
+/// Gives a freed block's memory back: its span to its region, or its
+/// mapping to the OS.
+fn release_memory(base: usize, map_size: usize, span: usize, user: usize) {
+    if span != 0 {
+        // The region records where a normal block started.
+        region::release(base, span, map_size, user == base + HEADER);
+        return;
+    }
+    arena_map::clear(user & !ARENA_MASK);
+    // SAFETY: the block is freed and unregistered.
+    unsafe { os::unmap(base as *mut u8, map_size) };
+    counters::sub_mapped(map_size);
 }
 
 /// Validates a pointer the arena map marks as large; returns its header.
@@ -269,15 +347,11 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
     // SAFETY: the header is ours; marking it FREED makes a second free fail
     // loudly (while its page is resident: see region.rs for after).
     unsafe { (*hdr).magic.store(FREED, Release) };
-    if span != 0 {
-        // The region records where a normal block started.
-        region::release(base, span, map_size, user == base + HEADER);
+    let sample_page = sample[0] != 0 && map_size == PAGE_SIZE && user == base + HEADER;
+    if sample_page && sample_put(base) {
         return;
     }
-    arena_map::clear(user & !ARENA_MASK);
-    // SAFETY: the block is freed and unregistered.
-    unsafe { os::unmap(base as *mut u8, map_size) };
-    counters::sub_mapped(map_size);
+    release_memory(base, map_size, span, user);
 }
 
 /// Resizes the large block `p` to `n` bytes in place or by moving its pages.
@@ -403,11 +477,13 @@ unsafe fn resize_span(hdr: *mut Header, span: usize, old_size: usize, new_size: 
     (base + HEADER) as *mut u8
 }
 
-/// Runs of free granules that keep pages, the bytes they keep, and the
-/// same bytes as resident (for statistics).
+/// Runs of free granules that keep pages (and kept samples), the bytes
+/// they keep, and the same bytes as resident (for statistics).
 pub fn cached() -> (usize, usize, usize) {
     let (runs, bytes) = region::kept();
-    (runs, bytes, bytes)
+    let samples = SAMPLES.iter().filter(|s| s.load(Relaxed) != 0).count();
+    let bytes = bytes + samples * PAGE_SIZE;
+    (runs + samples, bytes, bytes)
 }
 
 pub fn lock_for_fork() {

@@ -12,32 +12,45 @@
 //! each sample stands for `s / p` bytes and `1 / p` blocks (tcmalloc's
 //! unbiased scaling): the estimates' expectations are the true totals.
 //!
-//! The profiler costs the allocation fast path one load and one
-//! predictable branch while off (`active`, tested by `domain.rs` and the
-//! aligned entry points before anything else), and the countdown while on.
+//! The profiler's code on the allocation fast path is `tick`: while off,
+//! one compare of a global word with zero and one predictable branch; on,
+//! that word is the countdown's TLS offset, and the countdown costs a load
+//! of it, one subtraction in TLS memory and one branch more. (Counting down while off
+//! too, with a countdown that only made threads notice a start, took the
+//! same instructions but measurably more time: a store on every malloc.)
+//! `decide` makes the sampling exact from a start whatever the thread's
+//! countdown was left at.
 //!
 //! # Sampled blocks
-//! A sampled allocation is served as a large block (its own mapping,
-//! `large.rs`) whose header carries the sample's tag and weights, whatever
+//! A sampled allocation is served as a large block (`large/`)
+//! whose header carries the sample's tag and weights, whatever
 //! its size: its free finds the sample again at no cost to the free fast
 //! path (a large block never takes it), so the dump's live bytes are live.
 //! A page of memory per live sample is the price; at the default 512 KiB
-//! interval that is under 1% of the live heap. Allocations made while
-//! allocator hooks are installed (`obm_set_allocator`, the debug hooks)
-//! are not sampled: the hooks must see every block.
+//! interval that is under 1% of the live heap. Freed one-page samples are
+//! kept for the next samples (`large::alloc_sample`), without a region's
+//! bookkeeping and its lock; others go back to their region, whose pages
+//! serve the next large blocks. Either way a sample rarely costs a system
+//! call. Allocations
+//! made while allocator hooks are installed (`obm_set_allocator`, the
+//! debug hooks) are not sampled: the hooks must see every block.
 //!
 //! # Stacks
-//! Captured with libgcc's `_Unwind_Backtrace` (DWARF CFI), which needs no
-//! frame pointers: Rust's release builds, distribution Pythons and most C
+//! Unwound from the DWARF call-frame information, which needs no frame
+//! pointers: Rust's release builds, distribution Pythons and most C
 //! libraries are compiled without them, and a frame-pointer walk stops (or
-//! goes astray) at the first such frame. It does not call malloc and takes
-//! no lock of obmem's; it costs ~18,000 instructions per sample.
-//! `OBMEM_PROF_UNWIND=fp` walks frame pointers instead, ~190 times
-//! cheaper, for programs built with them throughout; it starts from the
-//! program's frame pointer (obmem keeps none), so the allocating call site
-//! itself is missing (BENCHMARKS.md, issue 14). At most `stacks::DEPTH` frames are
-//! kept, obmem's own frames dropped. A thread's flag (`BUSY`) keeps an
-//! allocation made by the unwinder itself from being sampled.
+//! goes astray) at the first such frame. On x86-64, `unwind.rs` caches
+//! each return address's rule (about 530 instructions per sample, against
+//! ~18,000 for libgcc's `_Unwind_Backtrace`, which it falls back to for
+//! the stacks it cannot walk, such as those through a signal handler;
+//! `OBMEM_PROF_UNWIND=libgcc` uses libgcc's for every sample). Neither
+//! calls malloc nor takes a lock of obmem's. `OBMEM_PROF_UNWIND=fp` walks
+//! frame pointers instead, for programs built with them throughout; it
+//! starts from the program's frame pointer (obmem keeps none), so the
+//! allocating call site itself is missing (BENCHMARKS.md, issue 14). At
+//! most `stacks::DEPTH` frames are kept, obmem's own frames dropped. A
+//! thread's flag (`BUSY`) keeps an allocation made by the unwinder itself
+//! from being sampled.
 //!
 //! # Threads, fork
 //! The countdown is per thread and needs nothing at thread exit; the table
@@ -47,92 +60,99 @@
 
 pub mod dump;
 mod symtab;
+#[cfg(target_arch = "x86_64")]
+mod unwind;
 
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 
+use crate::env::ProfUnwind;
 use crate::os;
 use crate::stacks;
 
-// The flag "profiling is on" (one byte), defined in assembly, as the TLS
-// slots are (`tls.rs`), so that the fast path reads it with one
-// rip-relative load instead of loading its address from the GOT first.
-#[cfg(target_arch = "x86_64")]
-core::arch::global_asm!(
-    ".section .bss.obmem_prof_active,\"aw\",@nobits",
-    ".globl obmem_prof_active",
-    ".hidden obmem_prof_active",
-    ".type obmem_prof_active,@object",
-    ".size obmem_prof_active,1",
-    "obmem_prof_active:",
-    ".zero 1",
-    ".text",
-);
+/// While profiling, the offset of the countdown (`LEFT`, the first word of
+/// the slot) from the thread pointer, the same in every thread
+/// (initial-exec TLS); 0 while off. `tick` tests it and counts down
+/// through it.
+static COUNTDOWN_AT: AtomicUsize = AtomicUsize::new(0);
 
-/// True while profiling: the entry points then call `tick`.
-#[cfg(target_arch = "x86_64")]
+/// True while profiling (one compare in memory and a branch).
 #[inline(always)]
 pub fn active() -> bool {
-    // A compare in memory and a branch on it: two instructions.
-    // SAFETY: reads the flag byte defined above.
+    COUNTDOWN_AT.load(Relaxed) != 0
+}
+
+fn set_active(on: bool) {
+    COUNTDOWN_AT.store(if on { countdown_offset() } else { 0 }, SeqCst);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn countdown_offset() -> usize {
+    let at: usize;
+    // SAFETY: reads the GOT entry of the slot's TLS offset (`tls.rs`).
     unsafe {
         core::arch::asm!(
-            "cmp byte ptr [rip + obmem_prof_active], 0",
-            "jne {on}",
-            on = label { return true; },
-            options(nostack, readonly),
-        );
-    }
-    false
-}
-
-#[cfg(target_arch = "x86_64")]
-fn set_active(on: bool) {
-    extern "C" {
-        static obmem_prof_active: AtomicBool;
-    }
-    // SAFETY: the flag byte defined above, only ever accessed as an AtomicBool
-    // (or by the plain byte load of `active`, which an atomic store allows).
-    unsafe { obmem_prof_active.store(on, SeqCst) };
+            "mov {}, qword ptr [rip + obmem_tls_prof@GOTTPOFF]",
+            out(reg) at,
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+    at
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub fn active() -> bool {
-    ACTIVE.load(Relaxed)
+fn countdown_offset() -> usize {
+    1 // only tested against 0
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-fn set_active(on: bool) {
-    ACTIVE.store(on, SeqCst);
-}
 /// The mean sample interval in bytes (0 before the first start).
 static MEAN: AtomicUsize = AtomicUsize::new(0);
-/// Bumped by every start, so threads draw a new interval at the new mean.
-static EPOCH: AtomicUsize = AtomicUsize::new(0);
 
-/// How stacks are captured.
-pub(crate) const UNWIND_DWARF: u8 = 0;
-pub(crate) const UNWIND_FP: u8 = 1;
-static UNWIND: AtomicU8 = AtomicU8::new(UNWIND_DWARF);
+/// How stacks are captured (`OBMEM_PROF_UNWIND`, an `env::ProfUnwind`).
+static UNWIND: AtomicU8 = AtomicU8::new(ProfUnwind::Dwarf as u8);
 
-/// `OBMEM_PROF_UNWIND=fp`: capture stacks by walking frame pointers.
-pub fn use_frame_pointers() {
-    UNWIND.store(UNWIND_FP, Relaxed);
+pub fn set_unwind(how: ProfUnwind) {
+    UNWIND.store(how as u8, Relaxed);
 }
 
 // The thread's TLS words (`tls::prof_slot`).
 const LEFT: usize = 0;
 const RNG: usize = 1;
 const BUSY: usize = 2;
-const SEEN_EPOCH: usize = 3;
+/// The mean `LEFT` was drawn with (0: none drawn yet).
+const DRAWN_MEAN: usize = 3;
 
-/// Counts `n` allocated bytes against the calling thread's interval; true
-/// when this allocation is to be sampled (then call `sampled`).
+/// While profiling, counts `n` allocated bytes against the calling
+/// thread's countdown; true when it runs out (then call `sampled`).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn tick(n: usize) -> bool {
+    // SAFETY: COUNTDOWN_AT is 0 or the TLS offset of the word `LEFT` of
+    // this thread's profiler slot (`tls.rs`), which only this module uses.
+    unsafe {
+        core::arch::asm!(
+            "cmp qword ptr [rip + {at}], 0",
+            "je 2f",
+            "mov {t}, qword ptr [rip + {at}]",
+            "sub qword ptr fs:[{t}], {n}",
+            "js {ran_out}",
+            "2:",
+            at = sym COUNTDOWN_AT,
+            t = out(reg) _,
+            n = in(reg) n,
+            ran_out = label { return true; },
+            options(nostack),
+        );
+    }
+    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub fn tick(n: usize) -> bool {
+    if !active() {
+        return false;
+    }
     let s = crate::heap::tls::prof_slot();
     // SAFETY: the slot is this thread's, and only this module uses it.
     unsafe {
@@ -155,7 +175,6 @@ pub fn start(sample_bytes: usize) -> bool {
         return false;
     }
     MEAN.store(sample_bytes, Relaxed);
-    EPOCH.fetch_add(1, Relaxed);
     set_active(true);
     true
 }
@@ -192,62 +211,117 @@ fn next_random(s: *mut [usize; 4]) -> u64 {
     }
 }
 
-/// An exponentially distributed interval of mean `MEAN`, at least 1.
-fn draw(s: *mut [usize; 4]) -> isize {
-    // u uniform in (0, 1]: 53 random bits, plus one so it is never 0.
-    let u = ((next_random(s) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-    let v = -u.ln() * MEAN.load(Relaxed) as f64;
-    (v as isize).max(1)
+/// Uniform in (0, 1]: 53 random bits, plus one so it is never 0.
+fn uniform(s: *mut [usize; 4]) -> f64 {
+    ((next_random(s) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// An exponentially distributed interval of mean `mean`, at least 1.
+fn draw(s: *mut [usize; 4], mean: usize) -> usize {
+    let v = -uniform(s).ln() * mean as f64;
+    (v as usize).max(1)
+}
+
+/// The countdown in slot `s` ran out in an allocation: whether the
+/// profile's sampling process, of mean `mean`, has a point in it, and the
+/// next countdown.
+///
+/// The countdown's zero is a point of a Poisson process over the bytes
+/// the thread allocates, of mean interval `DRAWN_MEAN`; it lies `-LEFT`
+/// bytes before the block's end. If that is `mean`, the point is one of
+/// the profile's and the block is sampled. Otherwise (the first point
+/// since a start, or a thread's first allocation) the profile's process
+/// begins there: a point of a denser process (a profile of a shorter
+/// interval) is kept with probability `drawn / mean`, which
+/// thins it to the profile's rate, and the profile's next point is drawn
+/// from it. The process being memoryless, the sample points after a start
+/// are then exactly the profile's, whenever the start happened (the test
+/// below checks it); only a start at an interval shorter than that of the
+/// thread's last profile misses the points of the old interval's
+/// remainder (one old interval at most, per thread).
+///
+/// # Safety
+/// `s` is a thread's slot, used by that thread only, whose countdown ran
+/// out (`tick`).
+unsafe fn decide(s: *mut [usize; 4], mean: usize) -> bool {
+    // SAFETY: per the contract.
+    let (left, drawn) = unsafe { ((*s)[LEFT] as isize, (*s)[DRAWN_MEAN]) };
+    let kept =
+        drawn == mean || (drawn != 0 && drawn < mean && uniform(s) * (mean as f64) < drawn as f64);
+    let (hit, next) = if kept {
+        (true, draw(s, mean))
+    } else {
+        // The profile's first point after this one, in the block or not.
+        let d = draw(s, mean);
+        let rest = left.unsigned_abs();
+        if d > rest {
+            (false, d - rest)
+        } else {
+            (true, draw(s, mean))
+        }
+    };
+    // SAFETY: per the contract.
+    unsafe {
+        (*s)[LEFT] = next;
+        (*s)[DRAWN_MEAN] = mean;
+    }
+    hit
 }
 
 /// The estimate a sample of `n` bytes stands for: (bytes, blocks in
 /// 1/BLOCK_UNIT), `n / p` and `1 / p` with `p = 1 - exp(-n / mean)`.
 pub fn weight(n: usize, mean: usize) -> (u64, u64) {
     let n = n.max(1) as f64;
-    let p = -(-n / mean as f64).exp_m1();
+    let x = n / mean as f64;
+    // Most samples are of blocks far smaller than the interval: then the
+    // series of p, whose next term is below 1e-9 of it, spares the call.
+    let p = if x < 1.0 / 64.0 {
+        x * (1.0 - x * (0.5 - x * (1.0 / 6.0 - x * (1.0 / 24.0))))
+    } else {
+        -(-x).exp_m1()
+    };
     if p <= 0.0 {
         return (mean as u64, mean as u64 * stacks::BLOCK_UNIT);
     }
+    // Positive, so adding a half and truncating rounds.
     (
-        (n / p).round() as u64,
-        (stacks::BLOCK_UNIT as f64 / p).round() as u64,
+        (n / p + 0.5) as u64,
+        (stacks::BLOCK_UNIT as f64 / p + 0.5) as u64,
     )
 }
 
 /// The sampling decision `tick` asked for, and the sampled block: `n`
 /// bytes aligned to `align` (zeroed if `zero`) as a large block tagged
-/// with its sample. Null if this allocation is not to be sampled after
-/// all (a thread's first allocation of a profile, or one made while the
-/// thread is capturing a stack) or memory ran out: the caller then
-/// allocates as usual.
+/// with its sample. Null if this allocation is not sampled after all
+/// (profiling is off, `allowed` is false, the thread is capturing a stack,
+/// or memory ran out): the caller then allocates as usual.
 #[cold]
 #[inline(never)]
-pub fn sampled(n: usize, align: usize, zero: bool, fp: usize) -> *mut u8 {
+pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> *mut u8 {
     let s = crate::heap::tls::prof_slot();
-    let epoch = EPOCH.load(Relaxed);
+    let mean = MEAN.load(Relaxed);
+    // SAFETY: the calling thread's slot, whose countdown ran out.
+    let hit = mean != 0 && unsafe { decide(s, mean) };
     // SAFETY: the calling thread's slot (see `tick`).
     unsafe {
-        (*s)[LEFT] = draw(s) as usize;
-        if (*s)[SEEN_EPOCH] != epoch {
-            // The thread's countdown was of an earlier profile (or none).
-            (*s)[SEEN_EPOCH] = epoch;
-            return core::ptr::null_mut();
-        }
-        if (*s)[BUSY] != 0 {
+        if !hit || !active() || !allowed || (*s)[BUSY] != 0 {
             return core::ptr::null_mut();
         }
         (*s)[BUSY] = 1;
     }
-    let mut frames = [0usize; stacks::DEPTH];
-    let depth = capture(&mut frames, fp);
-    let (p, zeroed) = crate::large::alloc(n, align);
+    // Not zeroed: `capture` writes the first `depth`, the only ones read.
+    let mut frames = [MaybeUninit::<usize>::uninit(); stacks::DEPTH];
+    let depth = capture(&mut frames, fp, here());
+    // SAFETY: capture initialised frames[..depth] (depth <= DEPTH).
+    let frames = unsafe { core::slice::from_raw_parts(frames.as_ptr() as *const usize, depth) };
+    let (p, zeroed) = crate::large::alloc_sample(n, align);
     if !p.is_null() {
         if zero && !zeroed {
             // SAFETY: a fresh block of at least n bytes.
             unsafe { core::ptr::write_bytes(p, 0, n) };
         }
-        let (bytes, blocks) = weight(n, MEAN.load(Relaxed));
-        if let Some(tag) = stacks::record(&frames[..depth], bytes, blocks) {
+        let (bytes, blocks) = weight(n, mean);
+        if let Some(tag) = stacks::record(frames, bytes, blocks) {
             crate::large::set_sample(p, tag, bytes, blocks);
         }
     }
@@ -307,7 +381,7 @@ fn own_text() -> (usize, usize) {
 }
 
 struct Capture<'a> {
-    frames: &'a mut [usize; stacks::DEPTH],
+    frames: &'a mut [MaybeUninit<usize>; stacks::DEPTH],
     depth: usize,
     own: (usize, usize),
 }
@@ -321,7 +395,7 @@ impl Capture<'_> {
         if self.depth == 0 && ip >= self.own.0 && ip < self.own.1 {
             return true; // still inside obmem
         }
-        self.frames[self.depth] = ip;
+        self.frames[self.depth].write(ip);
         self.depth += 1;
         self.depth < stacks::DEPTH
     }
@@ -364,22 +438,47 @@ pub fn frame_pointer() -> usize {
     0
 }
 
-/// Fills `frames` with the calling thread's return addresses, innermost
+/// Where a DWARF walk starts (x86-64): this point of the caller of
+/// `capture`, whose frame stays live during it.
+#[cfg(target_arch = "x86_64")]
+type Here = unwind::Regs;
+#[cfg(not(target_arch = "x86_64"))]
+type Here = ();
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn here() -> Here {
+    unwind::Regs::here()
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn here() -> Here {}
+
+/// Writes into `frames` the calling thread's return addresses, innermost
 /// first, obmem's own dropped; returns how many. `fp` is where a
-/// frame-pointer walk starts (`frame_pointer`).
+/// frame-pointer walk starts (`frame_pointer`), `from` a DWARF walk
+/// (`here()` in the caller).
 #[inline(never)]
-pub fn capture(frames: &mut [usize; stacks::DEPTH], fp: usize) -> usize {
+fn capture(frames: &mut [MaybeUninit<usize>; stacks::DEPTH], fp: usize, from: Here) -> usize {
     let mut c = Capture {
         frames,
         depth: 0,
         own: own_text(),
     };
-    if UNWIND.load(Relaxed) == UNWIND_FP {
+    let how = UNWIND.load(Relaxed);
+    if how == ProfUnwind::Fp as u8 {
         capture_fp(&mut c, fp);
-    } else {
-        // SAFETY: the callback and its argument are valid for the call.
-        unsafe { _Unwind_Backtrace(unwind_frame, &raw mut c as *mut core::ffi::c_void) };
+        return c.depth;
     }
+    // SAFETY: `from` was taken in our caller, which is still running.
+    #[cfg(target_arch = "x86_64")]
+    if how == ProfUnwind::Dwarf as u8 && unsafe { unwind::walk(&mut c, from) }.is_ok() {
+        return c.depth;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let () = from;
+    c.depth = 0;
+    // SAFETY: the callback and its argument are valid for the call.
+    unsafe { _Unwind_Backtrace(unwind_frame, &raw mut c as *mut core::ffi::c_void) };
     c.depth
 }
 
@@ -454,5 +553,94 @@ pub fn dump_at_exit() {
             "obmem: OBMEM_PROF_DUMP: cannot write {shown}: errno {}\n",
             os::errno()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How often the first block after a start is sampled, over `trials`
+    /// threads that each allocated a few blocks of `n` bytes under a
+    /// countdown of mean `old` (0: none, a new thread), then start a
+    /// profile of mean `mean`.
+    fn first_block_sampled(old: usize, mean: usize, n: usize, trials: usize) -> f64 {
+        let mut hits = 0;
+        let mut rng: [usize; 4] = [0, 0x9e37_79b9_7f4a_7c15, 0, 0];
+        let s = &raw mut rng;
+        for t in 0..trials {
+            // SAFETY: a local slot, used by this thread only.
+            unsafe {
+                (*s)[LEFT] = 0;
+                (*s)[DRAWN_MEAN] = 0;
+                let tick = |s: *mut [usize; 4]| {
+                    (*s)[LEFT] = ((*s)[LEFT] as isize - n as isize) as usize;
+                    ((*s)[LEFT] as isize) < 0
+                };
+                if old != 0 {
+                    for _ in 0..(t % 64) {
+                        if tick(s) {
+                            decide(s, old);
+                        }
+                    }
+                }
+                if tick(s) && decide(s, mean) {
+                    hits += 1;
+                }
+            }
+        }
+        hits as f64 / trials as f64
+    }
+
+    /// The series for small blocks agrees with expm1 where they meet and
+    /// below; the weights are n / p and 1 / p.
+    #[test]
+    fn weight_matches_its_definition() {
+        for mean in [4096usize, 524288, 1 << 30] {
+            for n in [
+                1usize,
+                16,
+                100,
+                4096,
+                mean / 64 - 1,
+                mean / 64,
+                mean,
+                4 * mean,
+            ] {
+                let p = -(-(n.max(1) as f64) / mean as f64).exp_m1();
+                let (bytes, blocks) = weight(n, mean);
+                let (eb, ek) = (n.max(1) as f64 / p, stacks::BLOCK_UNIT as f64 / p);
+                assert!(
+                    (bytes as f64 - eb).abs() <= 0.5 + eb * 1e-9,
+                    "{n} of {mean}: {bytes} vs {eb}"
+                );
+                assert!(
+                    (blocks as f64 - ek).abs() <= 0.5 + ek * 1e-9,
+                    "{n} of {mean}: {blocks} vs {ek}"
+                );
+            }
+        }
+    }
+
+    /// A start, from any state, samples the first block with probability
+    /// `1 - exp(-n / mean)` exactly (within 5 standard deviations), as in
+    /// the steady state: the estimate is unbiased from the start.
+    #[test]
+    fn sampling_is_exact_from_a_start() {
+        let trials = 200_000;
+        for (old, mean, n) in [
+            (0, 65536, 4096),         // a new thread
+            (262144, 1 << 20, 16384), // the same, at a larger scale
+            (65536, 65536, 4096),     // a restart at the same interval
+            (16384, 65536, 4096),     // after a profile of a shorter interval
+        ] {
+            let p = -(-(n as f64) / mean as f64).exp_m1();
+            let sd = (p * (1.0 - p) / trials as f64).sqrt();
+            let got = first_block_sampled(old, mean, n, trials);
+            assert!(
+                (got - p).abs() < 5.0 * sd,
+                "old {old}, mean {mean}, n {n}: sampled {got:.5}, expected {p:.5} +- {sd:.5}"
+            );
+        }
     }
 }

@@ -13,6 +13,13 @@
 #    interpreter's allocation functions (PyObject_Malloc, *_New, ...), and
 #    inferno-flamegraph renders the profile to SVG (skipped with a note if
 #    inferno is not installed; `make run` installs it);
+#  - unwind.c, every allocation sampled (OBMEM_PROF=1): the default
+#    unwinder (cached DWARF rules) finds exactly the stacks libgcc's
+#    _Unwind_Backtrace finds (OBMEM_PROF_UNWIND=libgcc), through each shape
+#    unwind.c makes: alloca, a realigned frame, recursion cut at 48 frames,
+#    qsort's comparator, a signal handler, another thread; and it calls
+#    _Unwind_Backtrace (counted by the shim count_unwind.c) only for the
+#    stack through the signal handler, the one it cannot walk itself;
 #  - bad values of OBMEM_PROF and an unwritable OBMEM_PROF_DUMP give one
 #    "obmem: " warning each, and the program runs normally.
 # Prints PASS/FAIL per case and ends with "N passed, M failed".
@@ -40,6 +47,8 @@ fail() {
 }
 
 gcc -O2 -g -rdynamic -pthread -o "$WORK/two_sites" tests/prof/two_sites.c
+gcc -O2 -g -rdynamic -pthread -o "$WORK/unwind" tests/prof/unwind.c
+gcc -O2 -shared -fPIC -o "$WORK/count_unwind.so" tests/prof/count_unwind.c -ldl
 
 # sites MODE THREADS: runs two_sites under the profiler and checks its dump.
 sites() {
@@ -82,6 +91,40 @@ sites keep 1
 sites keep 4
 sites free 1
 sites free 4
+
+# The default unwinder against libgcc's: the same stacks, each shape found.
+unwind_stacks() { # UNWINDER: the sorted distinct stacks of unwind.c's dump, and
+    # the calls of _Unwind_Backtrace in $prefix.calls
+    local prefix=$WORK/unwind-$1
+    rm -f "$prefix".*.folded
+    timeout 60 env OBMEM_PROF=1 OBMEM_PROF_UNWIND="$1" OBMEM_PROF_DUMP="$prefix" COUNT_UNWIND_OUT="$prefix.calls" \
+        LD_PRELOAD="$WORK/count_unwind.so $LIB" "$WORK/unwind" >"$prefix.out" 2>"$prefix.err" || return 1
+    [[ ! -s $prefix.err ]] || return 1
+    cut -d' ' -f1 "$prefix".*.folded | sort -u >"$prefix.stacks"
+}
+name=unwind-same-stacks
+if ! unwind_stacks dwarf || ! unwind_stacks libgcc; then
+    fail "$name" "unwind.c failed" "$WORK/unwind-dwarf.err" "$WORK/unwind-libgcc.err"
+elif ! diff "$WORK/unwind-libgcc.stacks" "$WORK/unwind-dwarf.stacks" >"$WORK/$name.diff"; then
+    fail "$name" "the stacks differ (< libgcc, > dwarf)" "$WORK/$name.diff"
+else
+    missing=
+    for re in ';main;(rec;){8}leaf_alloc$' ';with_alloca;leaf_alloc$' ';realigned;leaf_alloc$' \
+        ';sort_some;qsort.*;compare;leaf_alloc$' ';on_signal;leaf_alloc$' ';thread_main;rec;rec;rec;rec;leaf_alloc$' \
+        '^(rec;){47}leaf_alloc$'; do
+        grep -qE "$re" "$WORK/unwind-dwarf.stacks" || missing+=" $re"
+    done
+    calls=$(cat "$WORK/unwind-dwarf.calls") libgcc_calls=$(cat "$WORK/unwind-libgcc.calls")
+    echo "    unwind.c: $(wc -l <"$WORK/unwind-dwarf.stacks") distinct stacks, the same from both unwinders;" \
+        "_Unwind_Backtrace called $calls times by default, $libgcc_calls with OBMEM_PROF_UNWIND=libgcc"
+    if [[ -n $missing ]]; then
+        fail "$name" "no stack matches:$missing" "$WORK/unwind-dwarf.stacks"
+    elif [[ $calls != 1 ]] || ((libgcc_calls < 20)); then
+        fail "$name" "_Unwind_Backtrace called $calls times (expected 1: the signal handler's stack), $libgcc_calls with libgcc"
+    else
+        pass "$name"
+    fi
+fi
 
 # python3: the interpreter's allocation functions at the top.
 name=python3
