@@ -3,9 +3,9 @@
 //! thread exit. Then the heap is *abandoned*: it drains its remote list,
 //! returns its empty pools to their arenas, keeps its live blocks and goes
 //! on the abandoned list, still the owner of its arenas (or, owning none,
-//! on the spare list, adopted only when no heap with memory waits). Blocks freed into
-//! it by other threads wake a reclaim that drains it under the registry
-//! lock; an abandoned heap keeps no empty pool, so each goes back to its
+//! on the spare list, adopted only when no heap with memory waits). Blocks
+//! freed into it by other threads wake a reclaim that drains it under the
+//! registry lock; an abandoned heap keeps no empty pool, so each goes back to its
 //! arena as its last block does. Its free pages wait the purge delay for
 //! the next new thread, which adopts the heap whole; any thread's slow path
 //! purges them when the delay has run out. Heaps are never unmapped.
@@ -33,10 +33,11 @@ pub(super) fn reclaim(h: &Heap) {
 }
 
 /// Gives back the expired free pages of every heap, whatever thread owns
-/// it, and of the large regions: the threads that freed them may be idle, blocked or gone, and only
-/// the threads still allocating look at the clock. Called from slow paths;
-/// skipped if another thread sweeps, and a heap whose arena lock is taken
-/// is left to its owner, who purges on its own slow paths.
+/// it, and of the large regions: the threads that freed them may be idle,
+/// blocked or gone, and only the threads still allocating look at the
+/// clock. Called from slow paths; skipped if another thread sweeps, and a
+/// heap whose arena lock is taken is left to its owner, who purges on its
+/// own slow paths.
 pub(super) fn purge_if_due() {
     let due = purge::due();
     if due == 0 {
