@@ -14,7 +14,8 @@
 //!
 //! A free granule is dirty, its pages resident and kept for reuse, given
 //! back (`MADV_DONTNEED`) once they have waited the purge delay
-//! (purge.rs), checked whenever a large block is allocated or freed; or
+//! (purge.rs), checked whenever a large block is allocated or freed and
+//! by the process-wide sweep (`heap::purge_if_due`); or
 //! clean, reading as zero. What stays dirty is bounded by `LARGE_KEEP_MIN`
 //! or three quarters of the most bytes of live large blocks since dirty
 //! granules last expired (recent demand); beyond it, or with a purge delay
