@@ -57,6 +57,13 @@ pub(crate) const PURGE_DELAY_MS_DEFAULT: u64 = 1000;
 /// finds the bound exceeded gives half of its own back at once. So a burst
 /// does not pin its whole peak (purge.rs).
 pub(crate) const KEEP_MIN_UNITS: usize = 4096; // 64 MiB
+/// A heap keeps up to this many empty pools per class in the queue beyond
+/// the head, for classes whose pools hold at most `KEEP_EMPTY_CAPACITY`
+/// blocks: their pools empty and fill again all the time, and releasing
+/// and remaking them dominated a ring of 1-64 KiB blocks.
+pub(crate) const KEEP_EMPTY_POOLS: u8 = 2;
+pub(crate) const KEEP_EMPTY_CAPACITY: u32 = 16;
+
 /// While free pages wait for their delay, a thread looks at the clock
 /// every this many times it frees the last block of a queue head (see
 /// `Heap::purge_tick`).

@@ -85,7 +85,10 @@ pub struct Pool {
     capacity_shared: AtomicU32,
     start_shared: AtomicUsize,
     minv_shared: AtomicU64,
-    _cold: [u8; 24],
+    /// Owner only: an empty pool its heap keeps in the queue beyond the
+    /// head (`Heap::keep_empty`).
+    pub kept: Cell<bool>,
+    _cold: [u8; 23],
 }
 
 pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
@@ -115,7 +118,8 @@ impl Pool {
             capacity_shared: AtomicU32::new(0),
             start_shared: AtomicUsize::new(0),
             minv_shared: AtomicU64::new(0),
-            _cold: [0; 24],
+            kept: Cell::new(false),
+            _cold: [0; 23],
         }
     }
 
@@ -130,6 +134,7 @@ impl Pool {
         self.start.set(start as usize);
         self.minv.set(info.minv);
         self.carved.set(0);
+        self.kept.set(false);
         self.next.set(ptr::null_mut());
         self.prev.set(ptr::null_mut());
         self.thread_free.store(0, Relaxed);

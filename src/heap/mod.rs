@@ -80,6 +80,8 @@ pub struct Heap {
     heads: [Cell<*const Pool>; NUM_CLASSES + 1],
     /// The last pool of each class queue (null if the queue is empty).
     tails: [Cell<*mut Pool>; NUM_CLASSES],
+    /// Empty pools kept in each class queue beyond the head (`keep_empty`).
+    kept_empty: [Cell<u8>; NUM_CLASSES],
     /// Held by the owner while it changes the fields below up to `units_peak`
     /// and the arenas' unit bitmaps (slow paths only), and by `obm_trim`
     /// when it purges another thread's heap.
@@ -170,6 +172,7 @@ impl Heap {
                 NUM_CLASSES + 1],
             heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
             tails: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
+            kept_empty: [const { Cell::new(0) }; NUM_CLASSES],
             arena_lock: SpinLock::new(()),
             partial: [const { Cell::new(ptr::null_mut()) }; UNITS_PER_ARENA],
             empty_arenas: Cell::new(0),
@@ -210,6 +213,7 @@ impl Heap {
             }
             for class in 0..NUM_CLASSES {
                 ptr::addr_of_mut!((*h).tails[class]).write(Cell::new(ptr::null_mut()));
+                ptr::addr_of_mut!((*h).kept_empty[class]).write(Cell::new(0));
             }
             ptr::addr_of_mut!((*h).arena_lock).write(SpinLock::new(()));
             for r in 0..UNITS_PER_ARENA {
@@ -254,6 +258,10 @@ impl Heap {
 
     fn set_head(&self, class: usize, p: *const Pool) {
         let p = if p.is_null() { empty_pool() } else { p };
+        if !ptr::eq(p, empty_pool()) {
+            // SAFETY: the new head is a live pool of ours.
+            self.unkeep(unsafe { &*p });
+        }
         self.heads[class + 1].set(p);
         let fast = &self.alloc_pools[class + 1];
         // SeqCst, with the load of FORCE_SLOW after it and the two
@@ -492,6 +500,58 @@ mod tests {
             assert_eq!(in_use(heap), before - 100);
             // SAFETY: as above.
             assert!(!unsafe { heap.drain_remote() }, "nothing left to drain");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn empty_pools_of_few_blocks_are_kept_up_to_the_limit() {
+        std::thread::spawn(|| {
+            // 20 KiB blocks: a class whose pools hold few blocks.
+            let size = 20 << 10;
+            let class = size_class::class_of(size).unwrap();
+            let cap = size_class::info(class).capacity as usize;
+            assert!(cap as u32 <= KEEP_EMPTY_CAPACITY);
+            let pools = KEEP_EMPTY_POOLS as usize + 3;
+            let blocks: Vec<usize> = (0..cap * pools)
+                .map(|_| alloc::malloc(size) as usize)
+                .collect();
+            assert!(blocks.iter().all(|&p| p != 0));
+            // SAFETY: our own live heap.
+            let heap = unsafe { &*current() };
+            let pools_of = |h: &Heap| {
+                let mut n = 0;
+                let mut p = h.heads[class + 1].get();
+                while !p.is_null() && !ptr::eq(p, empty_pool()) {
+                    n += 1;
+                    // SAFETY: queued pools are live pools of ours.
+                    p = unsafe { &*p }.next.get();
+                }
+                n
+            };
+            // The full pools left the queue; the head is the last one made.
+            // Free everything: every pool but the head empties out of order.
+            for &p in &blocks {
+                // SAFETY: live blocks, freed once.
+                unsafe { free::free(p as *mut u8, "free") };
+            }
+            assert_eq!(heap.kept_empty[class].get(), KEEP_EMPTY_POOLS);
+            // The head and the kept ones stay in the queue, the rest went back.
+            assert_eq!(pools_of(heap), 1 + KEEP_EMPTY_POOLS as usize);
+            // Allocation reaches the kept pools again as they become heads.
+            let again: Vec<usize> = (0..cap * (1 + KEEP_EMPTY_POOLS as usize))
+                .map(|_| alloc::malloc(size) as usize)
+                .collect();
+            assert_eq!(heap.kept_empty[class].get(), 0);
+            for &p in &again {
+                // SAFETY: as above.
+                unsafe { free::free(p as *mut u8, "free") };
+            }
+            // obm_trim releases them; none is left counted.
+            trim_all();
+            assert_eq!(heap.kept_empty[class].get(), 0);
+            assert!(pools_of(heap) <= 1);
         })
         .join()
         .unwrap();

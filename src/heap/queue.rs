@@ -125,7 +125,58 @@ impl Heap {
         // owner has since taken, and not yet registered the pool), waits
         // until `drain_remote` takes it off.
         if pool.is_empty() && !self.keeps_as_head(pool) && !pool.is_remote_queued() {
+            if self.keep_empty(pool) {
+                return;
+            }
             self.release_pool(pool);
+        }
+    }
+
+    /// Keeps `pool`, empty, in its queue instead of releasing it, if its
+    /// class's pools hold few blocks and the heap keeps fewer than
+    /// KEEP_EMPTY_POOLS of them (and the heap has a thread). Allocation
+    /// reaches it when it becomes the head (`unkeep`).
+    fn keep_empty(&self, pool: &Pool) -> bool {
+        if pool.kept.get() {
+            return true;
+        }
+        let class = pool.class();
+        let kept = &self.kept_empty[class];
+        if !self.is_active()
+            || size_class::info(class).capacity > KEEP_EMPTY_CAPACITY
+            || kept.get() >= KEEP_EMPTY_POOLS
+        {
+            return false;
+        }
+        kept.set(kept.get() + 1);
+        pool.kept.set(true);
+        true
+    }
+
+    /// `pool` is no longer a kept empty pool (it became the head, or is
+    /// being released).
+    pub(super) fn unkeep(&self, pool: &Pool) {
+        if pool.kept.get() {
+            pool.kept.set(false);
+            let kept = &self.kept_empty[pool.class()];
+            kept.set(kept.get() - 1);
+        }
+    }
+
+    /// Releases the empty pools kept beyond the queue heads (`obm_trim`,
+    /// thread exit): their units become free units of their arenas, which
+    /// the purge then gives back. Owner only.
+    pub(super) fn release_kept(&self) {
+        for class in 0..NUM_CLASSES {
+            let mut p = self.heads[class + 1].get();
+            while self.kept_empty[class].get() != 0 && !ptr::eq(p, empty_pool()) && !p.is_null() {
+                // SAFETY: queued pools are live pools we own.
+                let pool = unsafe { &*p };
+                p = pool.next.get();
+                if pool.kept.get() {
+                    self.release_pool(pool);
+                }
+            }
         }
     }
 
@@ -268,6 +319,7 @@ impl Heap {
     /// it back to the reserve).
     pub(super) fn release_pool(&self, pool: &Pool) {
         debug_assert!(pool.is_empty() && !pool.is_remote_queued());
+        self.unkeep(pool);
         if pool.in_queue() {
             self.unlink(pool);
         }

@@ -82,6 +82,7 @@ pub fn trim_all() -> usize {
         let h = unsafe { &*me };
         // SAFETY: our own heap.
         unsafe { h.drain_remote() };
+        h.release_kept();
         bytes += h.rewind_empty_heads();
     }
     reclaim_abandoned();
@@ -252,6 +253,7 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: we hold the registry lock and the heap is abandoned.
     unsafe { h.drain_remote() };
     h.release_empty_heads();
+    h.release_kept();
     let list = if h.arenas.get() == 0 {
         &mut r.spare
     } else {
