@@ -1,7 +1,9 @@
 //! The per-class pool queues of a heap. The queue's head is the pool
 //! allocations come from. Pools that fill up leave the queue; a free into
-//! a full pool puts it back at the tail. At most one empty pool per class
-//! is kept (the head); others go back to their arena at once.
+//! a full pool puts it back at the tail. An empty pool is kept if it is
+//! the head, or, for classes whose pools hold at most KEEP_EMPTY_CAPACITY
+//! blocks, as one of up to KEEP_EMPTY_POOLS kept ones (`keep_empty`);
+//! others go back to their arena at once.
 
 use super::registry::purge_if_due;
 use super::*;
@@ -119,8 +121,9 @@ impl Heap {
         if !pool.in_queue() {
             self.push_back(pool);
         }
-        // A live heap keeps one empty pool per class (the queue head) for the
-        // next allocation; a heap without a thread keeps none. A pool on the
+        // A live heap keeps the queue head, empty, for the next allocation,
+        // and maybe a few more (`keep_empty`); a heap without a thread
+        // keeps none. A pool on the
         // remote list, or about to be (a pusher may have linked a block the
         // owner has since taken, and not yet registered the pool), waits
         // until `drain_remote` takes it off.
