@@ -252,8 +252,10 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     h.state.store(ABANDONED, Release);
     // SAFETY: we hold the registry lock and the heap is abandoned.
     unsafe { h.drain_remote() };
-    h.release_empty_heads();
+    // The kept pools first: releasing an empty head would promote a kept
+    // one to head, which would then stay.
     h.release_kept();
+    h.release_empty_heads();
     let list = if h.arenas.get() == 0 {
         &mut r.spare
     } else {
