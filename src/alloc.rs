@@ -84,17 +84,19 @@ pub fn malloc_fast_small_sized(n: usize) -> (*mut u8, usize) {
 fn pop_fast<const REMOTE: bool>(slot: usize) -> *mut u8 {
     let h = heap::current_or_placeholder();
     // SAFETY: slot <= NUM_CLASSES.
-    let (pool, allocs) = unsafe { (h.alloc_pool(slot), h.stats.allocs.get_unchecked(slot)) };
+    let pool = unsafe { h.alloc_pool(slot) };
     // SAFETY: the pool is of this thread's own heap (or the placeholder,
     // which is never written: its lists are empty).
     let b = unsafe { pool.pop_or_take_local() };
     if !b.is_null() {
-        counters::count(allocs);
+        // On the pool, whose line the pop touched anyway (a real pool: the
+        // placeholder gives no block).
+        counters::count(&pool.allocs);
         return b;
     }
     if REMOTE && pool.has_thread_free() {
         // SAFETY: as above; both lists are empty and thread_free is not.
-        return unsafe { pool.pop_thread_free(allocs) }.as_ptr();
+        return unsafe { pool.pop_thread_free() }.as_ptr();
     }
     ptr::null_mut()
 }

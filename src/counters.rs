@@ -11,8 +11,9 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// Blocks in use and pools per class are not counted on the way: the
 /// snapshot reads them from the pools themselves (`Pool::used`).
 pub struct HeapStats {
-    /// Allocations per class, indexed by class + 1 (the malloc fast path's
-    /// slot); entry 0 unused.
+    /// Allocations per class, indexed by class + 1; entry 0 unused. The
+    /// slow paths count here; the fast path counts on the pool
+    /// (`Pool::allocs`), whose count comes here when the pool is released.
     pub allocs: [AtomicU64; NUM_CLASSES + 1],
 }
 

@@ -58,7 +58,8 @@ pub struct Block {
 
 /// A pool descriptor. It lives in its arena's header, one per unit. 128
 /// bytes: the first cache line holds what the owner's `malloc` and `free`
-/// touch, the second what other threads write.
+/// touch (the allocation count included), the second what other threads
+/// write and what only the slow paths use.
 #[repr(C, align(64))]
 pub struct Pool {
     pub free: Cell<*mut Block>,
@@ -71,9 +72,12 @@ pub struct Pool {
     pub start: Cell<usize>,
     pub minv: Cell<u64>,
     pub carved: Cell<usize>,
+    /// Blocks `malloc`'s fast path handed out of this pool since it was
+    /// made (an owner-only counter beside the fields it touches anyway;
+    /// folded into the heap's per-class count when the pool is released).
+    pub allocs: AtomicU64,
     /// Links in the owner heap's queue for `class`.
     pub next: Cell<*mut Pool>,
-    pub prev: Cell<*mut Pool>,
     /// Blocks freed by other threads, with `QUEUED` in bit 0 (shared).
     thread_free: AtomicUsize,
     /// Link in the owner heap's list of pools with remote frees (shared).
@@ -88,7 +92,9 @@ pub struct Pool {
     /// Owner only: an empty pool its heap keeps in the queue beyond the
     /// head (`Heap::keep_empty`).
     pub kept: Cell<bool>,
-    _cold: [u8; 23],
+    /// The other link in the owner heap's queue (slow paths only).
+    pub prev: Cell<*mut Pool>,
+    _cold: [u8; 8],
 }
 
 pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
@@ -110,8 +116,8 @@ impl Pool {
             start: Cell::new(0),
             minv: Cell::new(0),
             carved: Cell::new(0),
+            allocs: AtomicU64::new(0),
             next: Cell::new(ptr::null_mut()),
-            prev: Cell::new(ptr::null_mut()),
             thread_free: AtomicUsize::new(0),
             remote_next: AtomicPtr::new(ptr::null_mut()),
             shift_shared: AtomicU8::new(0),
@@ -119,7 +125,8 @@ impl Pool {
             start_shared: AtomicUsize::new(0),
             minv_shared: AtomicU64::new(0),
             kept: Cell::new(false),
-            _cold: [0; 23],
+            prev: Cell::new(ptr::null_mut()),
+            _cold: [0; 8],
         }
     }
 
@@ -134,6 +141,7 @@ impl Pool {
         self.start.set(start as usize);
         self.minv.set(info.minv);
         self.carved.set(0);
+        self.allocs.store(0, Relaxed);
         self.kept.set(false);
         self.next.set(ptr::null_mut());
         self.prev.set(ptr::null_mut());
@@ -287,7 +295,7 @@ impl Pool {
     }
 
     /// Takes the blocks other threads freed (a producer's pool) and pops
-    /// one, counting it on `allocs`: the rest of `malloc`'s fast path, out
+    /// one, counting it: the rest of `malloc`'s fast path, out
     /// of line. Never null: only the owner takes from `thread_free`, so a
     /// list the owner saw non-empty is still non-empty at its take (which
     /// lets the fast path end in a tail call, with no stack frame).
@@ -297,12 +305,12 @@ impl Pool {
     /// `has_thread_free()` was true.
     #[cold]
     #[inline(never)]
-    pub unsafe fn pop_thread_free(&self, allocs: &AtomicU64) -> NonNull<u8> {
+    pub unsafe fn pop_thread_free(&self) -> NonNull<u8> {
         // SAFETY: the caller is the owner (contract).
         let n = unsafe { self.take_thread_free() };
         debug_assert!(n > 0);
         self.free.set(self.local_free.replace(ptr::null_mut()));
-        crate::counters::count(allocs);
+        crate::counters::count(&self.allocs);
         // SAFETY: as above; the list holds at least the n > 0 blocks taken.
         unsafe { NonNull::new_unchecked(self.pop()) }
     }

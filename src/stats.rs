@@ -121,6 +121,7 @@ pub fn snapshot() -> obm_stats {
     crate::arena::for_each_pool(|pool| {
         pools[pool.class()] += 1;
         in_use[pool.class()] += pool.used() as usize;
+        allocs[pool.class()] = allocs[pool.class()].wrapping_add(pool.allocs.load(Relaxed));
     });
     s.bytes_kept = dirty_units * UNIT_SIZE + large_resident;
     for c in 0..NUM_CLASSES {

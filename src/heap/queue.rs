@@ -323,6 +323,9 @@ impl Heap {
     pub(super) fn release_pool(&self, pool: &Pool) {
         debug_assert!(pool.is_empty() && !pool.is_remote_queued());
         self.unkeep(pool);
+        // The pool's allocation count goes to the heap's, for the class.
+        let allocs = &self.stats.allocs[pool.class() + 1];
+        allocs.store(allocs.load(Relaxed) + pool.allocs.load(Relaxed), Relaxed);
         if pool.in_queue() {
             self.unlink(pool);
         }
