@@ -36,8 +36,14 @@ impl Default for HeapStats {
 /// without the `stats` feature.
 #[inline(always)]
 pub fn count(c: &AtomicU64) {
+    add(c, 1);
+}
+
+/// `c += n` by the only writer of `c`, as `count`.
+#[inline(always)]
+pub fn add(c: &AtomicU64, n: u64) {
     if cfg!(feature = "stats") {
-        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+        c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
     }
 }
 

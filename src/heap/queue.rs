@@ -324,8 +324,10 @@ impl Heap {
         debug_assert!(pool.is_empty() && !pool.is_remote_queued());
         self.unkeep(pool);
         // The pool's allocation count goes to the heap's, for the class.
-        let allocs = &self.stats.allocs[pool.class() + 1];
-        allocs.store(allocs.load(Relaxed) + pool.allocs.load(Relaxed), Relaxed);
+        counters::add(
+            &self.stats.allocs[pool.class() + 1],
+            pool.allocs.load(Relaxed),
+        );
         if pool.in_queue() {
             self.unlink(pool);
         }
