@@ -33,7 +33,7 @@ fail() {
     local name=$1 why=$2 log=${3:-}
     echo "FAIL $name ($why)"
     if [[ -n $log && -s $log ]]; then
-        sed -e 's/^/    /' "$log" | head -n 200
+        head -n 200 "$log" | sed -e 's/^/    /'
     fi
     failed=$((failed + 1))
     failed_names+=("$name")

@@ -726,7 +726,7 @@ for c in "${CASES[@]}"; do
         else
             echo "    exited $rc"
         fi
-        [[ -f $CD/diff.txt ]] && sed -e 's/^/    | /' "$CD/diff.txt" | head -n 20
+        [[ -f $CD/diff.txt ]] && head -n 20 "$CD/diff.txt" | sed -e 's/^/    | /'
         failed=$((failed + 1))
         failed_names+=("$c")
     fi

@@ -136,7 +136,9 @@ else
     # Of the 5 stacks with the most live bytes, at least 3 pass through a
     # function of the interpreter that allocates.
     alloc_re='(^|;)_?Py[A-Za-z_]*(Malloc|Realloc|New|NewVar|Alloc|Resize|From[A-Za-z]+|Finish)(;|$)'
-    top=$(sort -t' ' -k2,2nr "$folded" | head -5)
+    # sed, not head: head would close the pipe early and sort would die of
+    # SIGPIPE, which pipefail turns into a failure of the whole script.
+    top=$(sort -t' ' -k2,2nr "$folded" | sed -n 1,5p)
     hits=$(printf '%s\n' "$top" | cut -d' ' -f1 | grep -cE "$alloc_re" || true)
     echo "    python3: $(wc -l <"$folded") stacks, $hits of the top 5 through an allocation function"
     printf '%s\n' "$top" | awk '{ n = split($1, f, ";"); printf "      %10d  ...;%s;%s\n", $2, f[n - 1], f[n] }'

@@ -30,7 +30,7 @@ failed_names=()
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() {
     echo "FAIL $1 ($2)"
-    [[ -n ${3:-} && -s $3 ]] && sed -e 's/^/    /' "$3" | head -n 40
+    [[ -n ${3:-} && -s $3 ]] && head -n 40 "$3" | sed -e 's/^/    /'
     failed=$((failed + 1))
     failed_names+=("$1")
 }
