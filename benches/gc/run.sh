@@ -3,6 +3,14 @@
 # GC on the same shapes, then prints ns/object and the ratios.
 #   benches/gc/run.sh           full run (1e5, 1e6 and 3e6 objects)
 #   benches/gc/run.sh --quick   1e5 objects only, fewer iterations
+# The collections also run with libobmem.a linked into the benchmark
+# ("static"): the user's traverse function and obmem's visitors are then
+# near each other in memory. Through libobmem.so every traversal crosses
+# between the program and the library four times per object (call and
+# return of traverse and of the visitor); on the machine of BENCHMARKS.md
+# these transfers between distant addresses are a large part of the cost
+# of collecting reachable objects, and the same benchmark code placed in a
+# shared library beside libobmem.so runs as fast as the static link.
 # Needs cargo, gcc and python3; installs Debian's libgc-dev if missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,6 +22,8 @@ args=("$@")
 cargo build --release --quiet --features override
 gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c -Ltarget/release -lobmem \
     -Wl,-rpath,"$root/target/release" -o "$out/bench_obmem"
+gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c target/release/libobmem.a \
+    -lpthread -ldl -lm -o "$out/bench_obmem_static"
 
 have_boehm=1
 if ! echo '#include <gc.h>' | gcc -E -x c - >/dev/null 2>&1; then
@@ -32,6 +42,8 @@ results=$out/results.txt
 echo "python3: $(python3 --version 2>&1)" >&2
 echo "running obmem..." >&2
 "$out/bench_obmem" "${args[@]}" | tee -a "$results" >&2
+echo "running obmem, linked statically (collections only)..." >&2
+"$out/bench_obmem_static" --collect "${args[@]}" | sed -e 's/^obmem /obmem-static /' | tee -a "$results" >&2
 echo "running CPython..." >&2
 python3 benches/gc/bench_cpython.py "${args[@]}" | tee -a "$results" >&2
 if [ $have_boehm = 1 ]; then
@@ -60,13 +72,14 @@ for bench in ("incref_decref", "incref_decref_immortal", "create_destroy", "weak
     print(line)
 print()
 print("full collection, ns per object (lower is better)")
-print(f"  {'shape':<6} {'state':<10} {'N':>8} {'obmem':>8} {'cpython':>8} {'boehm':>8} {'cpy/obm':>8} {'boehm/obm':>9}")
+print(f"  {'shape':<6} {'state':<10} {'N':>8} {'obmem':>8} {'static':>8} {'cpython':>8} {'boehm':>8} {'cpy/obm':>8} {'boehm/obm':>9} {'boehm/static':>12}")
 keys = sorted({(k[2], k[3], int(k[4])) for k in rows if k[1] == "collect"}, key=lambda k: (k[2], k[0], k[1]))
 for shape, state, n in keys:
     o = get("obmem", "collect", shape, state, str(n))
     c = get("cpython", "collect", shape, state, str(n))
     b = get("boehm", "collect", shape, state, str(n))
+    st = get("obmem-static", "collect", shape, state, str(n))
     fmt = lambda v: f"{v:8.2f}" if v is not None else f"{'-':>8}"
-    ratio = lambda v: f"{v / o:7.1f}x" if v is not None and o else f"{'-':>8}"
-    print(f"  {shape:<6} {state:<10} {n:>8} {fmt(o)} {fmt(c)} {fmt(b)} {ratio(c)} {ratio(b):>9}")
+    ratio = lambda v, base=o: f"{v / base:7.2f}x" if v is not None and base else f"{'-':>8}"
+    print(f"  {shape:<6} {state:<10} {n:>8} {fmt(o)} {fmt(st)} {fmt(c)} {fmt(b)} {ratio(c)} {ratio(b):>9} {ratio(b, st):>12}")
 PY
