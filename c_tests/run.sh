@@ -98,7 +98,7 @@ fi
 # statistics): they run a second time under the debug hooks, which must
 # stay silent (test_debug_hooks covers what the hooks report).
 DEBUG_CLEAN=" test_refcount_inline test_gc_random_weak test_weakref test_ephemeron test_immortal test_fork_gc_lock
-  test_domains_hooks test_hook_aligned test_malloc_calloc
+  test_domains_hooks test_hook_aligned test_hook_remote test_malloc_calloc
   test_gc_callbacks test_gc_cycles test_gc_debug test_gc_finalizers test_gc_introspect
   test_gc_random test_gc_trashcan test_gc_env test_object_refcount test_census test_gc_path "
 

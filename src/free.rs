@@ -16,7 +16,7 @@
 //! repeats them in full and reports what is wrong.
 //!
 //! A block of another thread's heap goes through the same checks in
-//! `free_not_local`, with the thread's cache of other heaps' pools
+//! `free_remote_cached`, with the thread's cache of other heaps' pools
 //! (`Heap::remote_pool`) or the global arena map instead of the unit
 //! cache, and onto its pool's `thread_free` list.
 //!
@@ -94,33 +94,40 @@ unsafe fn free_fast_inner<const SIZED: bool>(p: *mut u8) -> usize {
     size
 }
 
-/// Frees `p`, which the calling thread's unit cache does not hold: a valid
-/// block of another thread's heap that does not hold the freed key goes on
-/// its pool's list of remote frees (the checks of `free_slow`, without
-/// reports); anything else goes to `free_slow`. Every fallback is a tail
+/// Frees `p`, which the calling thread's unit cache does not hold, if its
+/// pool is in the thread's cache of other heaps' pools: a valid block of
+/// another thread's heap that does not hold the freed key goes on its
+/// pool's list of remote frees (the checks of `free_slow`, without
+/// reports), anything else to `free_slow`. False, nothing done, if `p`'s
+/// pool is not in the cache: the caller goes on with the hooks, if any
+/// (the cache is empty once they are installed: `heap::force_slow_paths`),
+/// else with `free_remote_uncached`. Inlined, every fallback is a tail
 /// call, so the remote free keeps no stack frame.
 ///
 /// # Safety
 /// As `free`.
 #[inline(always)]
-pub unsafe fn free_not_local(p: *mut u8) {
+pub unsafe fn free_remote_cached(p: *mut u8) -> bool {
     let me = heap::current_or_placeholder();
     match me.remote_pool(p) {
-        // SAFETY: per the contract.
-        Some(pool) if pool.is_block(p) => unsafe { free_remote_block(me, pool, p) },
-        // SAFETY: per the contract.
-        _ => unsafe { free_remote_uncached(me, p) },
+        Some(pool) if pool.is_block(p) => {
+            // SAFETY: per the contract.
+            unsafe { free_remote_block(me, pool, p) };
+            true
+        }
+        _ => false,
     }
 }
 
-/// `free_not_local` when the calling thread's cache of other heaps' pools
+/// `free_remote_cached` when the calling thread's cache of other heaps' pools
 /// does not have `p`'s: through the arena map, then cached. Out of line,
 /// so that the cached path keeps no stack frame.
 ///
 /// # Safety
-/// As `free`; `me` is the calling thread's heap or the placeholder.
+/// As `free`.
 #[inline(never)]
-unsafe fn free_remote_uncached(me: &Heap, p: *mut u8) {
+pub unsafe fn free_remote_uncached(p: *mut u8) {
+    let me = heap::current_or_placeholder();
     let pool = match resolve(p) {
         Resolved::Pool(_, pool) if pool.is_block(p) => pool,
         // SAFETY: per the contract.
@@ -131,7 +138,7 @@ unsafe fn free_remote_uncached(me: &Heap, p: *mut u8) {
     unsafe { free_remote_block(me, pool, p) }
 }
 
-/// The end of `free_not_local`: `p` is a block start of `pool`.
+/// The end of `free_remote_cached`: `p` is a block start of `pool`.
 ///
 /// # Safety
 /// As `free`; `me` is the calling thread's heap or the placeholder, and

@@ -317,14 +317,18 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
 }
 
 /// Not the calling thread's block: another thread's (the common case
-/// here), or anything that needs the general path or the hooks.
+/// here), or anything that needs the general path or the hooks. The cache
+/// of other heaps' pools is empty once hooks are installed, so only its
+/// misses test for them.
 #[inline(never)]
 unsafe fn free_slow(d: obm_domain, p: *mut u8) {
-    if !HOOKED.load(Relaxed) {
-        // SAFETY: per the contract of `free`.
-        return unsafe { free::free_not_local(p) };
+    // SAFETY (all three): per the contract of `free`.
+    if unsafe { free::free_remote_cached(p) } {
+        return;
     }
-    // SAFETY: per the contract of `free`.
+    if !HOOKED.load(Relaxed) {
+        return unsafe { free::free_remote_uncached(p) };
+    }
     unsafe { free_hooked(d, p) }
 }
 

@@ -115,7 +115,9 @@ pub struct Heap {
     next_abandoned: Cell<*mut Heap>,
     pub stats: HeapStats,
     /// Owner only: other heaps' pools this thread freed blocks into, by
-    /// unit, as the unit cache (`remote_pool`). Zero when empty.
+    /// unit, as the unit cache (`remote_pool`), with its rules: tag 0 is
+    /// empty, slot 0 is never used and names `EMPTY_POOL`. Emptied once
+    /// hooks are installed, like the unit cache.
     remote_cache: [UnitSlot; REMOTE_SLOTS],
     /// The unit cache (see the module doc). Last in the struct and zero
     /// when empty, so that a new heap's untouched pages stay untouched.
@@ -187,7 +189,11 @@ impl Heap {
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
             stats: HeapStats::new(),
-            remote_cache: [UnitSlot::EMPTY; REMOTE_SLOTS],
+            remote_cache: {
+                let mut slots = [UnitSlot::EMPTY; REMOTE_SLOTS];
+                slots[0].pool = Cell::new(&EMPTY_POOL.0 as *const Pool);
+                slots
+            },
             unit_cache: {
                 let mut slots = [UnitSlot::EMPTY; UNIT_SLOTS];
                 slots[0].pool = Cell::new(&EMPTY_POOL.0 as *const Pool);
@@ -232,6 +238,7 @@ impl Heap {
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).stats).write(HeapStats::new());
             ptr::addr_of_mut!((*h).unit_cache[0].pool).write(Cell::new(empty_pool()));
+            ptr::addr_of_mut!((*h).remote_cache[0].pool).write(Cell::new(empty_pool()));
         }
     }
 
@@ -344,26 +351,28 @@ impl Heap {
     /// since: the descriptor is then still mapped, so `free` may test `p`
     /// against it before it looks `p` up in the arena map (a consumer
     /// frees run after run of blocks of its producer's few pools). The
-    /// descriptor may describe another pool by now, or none: the caller
-    /// must check `p` with `Pool::is_block`, which reads its current
-    /// layout. Owner only.
+    /// descriptor may describe another pool by now, or none (`EMPTY_POOL`
+    /// for unit 0): the caller must check `p` with `Pool::is_block`, which
+    /// reads its current layout. Owner only.
     #[inline(always)]
     pub fn remote_pool(&self, p: *const u8) -> Option<&'static Pool> {
         let u = p as usize >> UNIT_SHIFT;
-        // SAFETY: the index is reduced modulo REMOTE_SLOTS.
-        let slot = unsafe { self.remote_cache.get_unchecked(u % REMOTE_SLOTS) };
-        // An empty slot has tag 0, which unit 0 (NULL among its addresses)
-        // matches: its null pool says it is empty.
-        let pool = slot.pool.get();
-        if slot.tag.load(Relaxed) != u
-            || pool.is_null()
-            || self.remote_epoch.get() != arena::unmaps()
-        {
+        // As in `cached_pool`.
+        let offset = (p as usize >> (UNIT_SHIFT - 4)) & ((REMOTE_SLOTS - 1) << 4);
+        // SAFETY: the offset is that of slot `u % REMOTE_SLOTS`, in the array.
+        let slot = unsafe { &*self.remote_cache.as_ptr().byte_add(offset) };
+        if slot.tag.load(Relaxed) != u || self.remote_epoch.get() != arena::unmaps() {
             return None;
         }
-        // SAFETY: a descriptor in an arena header, mapped while no arena
-        // has been unmapped since it was entered (above).
-        Some(unsafe { &*pool })
+        let pool = slot.pool.get();
+        // SAFETY: `EMPTY_POOL` (slot 0, which unit 0 matches), or a
+        // descriptor in an arena header, mapped while no arena has been
+        // unmapped since it was entered (above). Never null: saying so
+        // saves a test.
+        unsafe {
+            core::hint::assert_unchecked(!pool.is_null());
+            Some(&*pool)
+        }
     }
 
     /// Enters `pool` as the descriptor for `p`'s unit in `remote_pool`'s
@@ -379,23 +388,31 @@ impl Heap {
             self.remote_epoch.set(epoch);
         }
         let u = p as usize >> UNIT_SHIFT;
+        if u % REMOTE_SLOTS == 0 {
+            return;
+        }
         let slot = &self.remote_cache[u % REMOTE_SLOTS];
         slot.pool.set(pool);
-        slot.tag.store(u, Relaxed);
+        // SeqCst: as in `set_head`.
+        slot.tag.store(u, SeqCst);
+        if FORCE_SLOW.load(SeqCst) {
+            slot.tag.store(0, SeqCst);
+        }
     }
 }
 
 /// From now on every heap takes the slow paths (hooks were installed): its
-/// fast-path pools become the placeholder and its unit cache is emptied.
-/// The owners race with this only in `set_head` and `cache_units`, which
-/// check the flag after their store (see there).
+/// fast-path pools become the placeholder and its unit cache and cache of
+/// other heaps' pools are emptied. The owners race with this only in
+/// `set_head`, `cache_units` and `cache_remote_pool`, which check the flag
+/// after their store (see there).
 pub fn force_slow_paths() {
     FORCE_SLOW.store(true, SeqCst);
     for_each_heap(|h| {
         for p in &h.alloc_pools {
             p.store(empty_pool() as *mut Pool, SeqCst);
         }
-        for slot in &h.unit_cache {
+        for slot in h.unit_cache.iter().chain(&h.remote_cache) {
             // Read first: most slots were never written, and writing them
             // would make their pages resident.
             if slot.tag.load(SeqCst) != 0 {
