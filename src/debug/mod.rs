@@ -111,7 +111,7 @@ impl Hooks {
 
 /// Whether the debug hooks are installed.
 #[inline(always)]
-fn active() -> bool {
+pub(crate) fn active() -> bool {
     ACTIVE.load(Relaxed)
 }
 

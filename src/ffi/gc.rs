@@ -14,6 +14,24 @@ use crate::object::{obm_object, obm_visitproc};
 /// collection first.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_track(o: *mut obm_object) {
+    if debug::active() {
+        // SAFETY: as below.
+        return unsafe { track_checked(o) };
+    }
+    if !o.is_null() {
+        // SAFETY: the caller passes a live object.
+        unsafe { gc::track(o) }
+    }
+}
+
+/// `obm_gc_track` under the debug hooks. Out of line, so that the common
+/// case keeps no stack frame.
+///
+/// # Safety
+/// As `obm_gc_track`.
+#[cold]
+#[inline(never)]
+unsafe fn track_checked(o: *mut obm_object) {
     let _use = debug::objects::enter("obm_gc_track");
     if !o.is_null() {
         // SAFETY: the caller passes a live object.

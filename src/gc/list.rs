@@ -148,6 +148,20 @@ pub(crate) unsafe fn append(node: *mut GcHead, list: *mut GcHead) {
     }
 }
 
+/// Appends the untracked `node` to `list`, in generation 0: `append` and
+/// `set_generation(node, 0)` in one write of its `prev` word.
+#[inline]
+pub(crate) unsafe fn append_young(node: *mut GcHead, list: *mut GcHead) {
+    // SAFETY: module contract; `last` is a member or the head of `list`.
+    unsafe {
+        let last = prev(list);
+        (*node).prev = ((*node).prev & FLAGS_MASK & !GEN_MASK) | last as usize;
+        (*last).next = node as usize;
+        (*node).next = list as usize;
+        (*list).prev = node as usize;
+    }
+}
+
 /// Unlinks `node` from its list, leaving it untracked with only the
 /// FINALIZED bit (the other bits are meaningless for an untracked object).
 #[inline]

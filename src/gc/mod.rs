@@ -218,24 +218,18 @@ impl GcState {
 ///
 /// # Safety
 /// `o` is a live object.
+#[inline(always)]
 pub unsafe fn track(o: *mut obm_object) {
     // SAFETY: o is live.
     if unsafe { object::is_static(o) } {
-        crate::report::eprint(format_args!(
-            "obmem: obm_gc_track: {:p} is a statically allocated object, which cannot be tracked; ignored\n",
-            o
-        ));
-        return;
+        return track_refused(
+            o,
+            "is a statically allocated object, which cannot be tracked",
+        );
     }
     // SAFETY: o is live.
     if !unsafe { object::is_gc(o) } {
-        crate::report::eprint(format_args!(
-            "obmem: obm_gc_track: {} object at {:p} is not of a GC type (no OBM_TPFLAGS_HAVE_GC); ignored\n",
-            // SAFETY: o is live.
-            object::type_name(unsafe { (*o).ob_type }),
-            o
-        ));
-        return;
+        return track_refused(o, "is not of a GC type (no OBM_TPFLAGS_HAVE_GC)");
     }
     // SAFETY: a GC object has a header.
     let g = unsafe { object::head_of(o) };
@@ -243,11 +237,29 @@ pub unsafe fn track(o: *mut obm_object) {
     if unsafe { list::is_tracked(g) } {
         return;
     }
-    let s = gc();
+    let s = &GC.0;
+    if !s.inited.get() {
+        return track_first(o);
+    }
     let c = s.count[0].get().saturating_add(1);
     s.count[0].set(c);
-    let t0 = s.threshold[0].get();
-    if c > t0 && t0 != 0 && s.enabled.get() && !s.collecting.get() {
+    if c > s.threshold[0].get() {
+        // SAFETY: g is o's untracked header.
+        return unsafe { track_past_threshold(s, g) };
+    }
+    // SAFETY: g is an untracked header; gen 0 is an initialised list.
+    unsafe { list::append_young(g, s.gen(0)) }
+}
+
+/// `track` when generation 0 is over its threshold: an automatic
+/// collection first, if enabled and none is running.
+///
+/// # Safety
+/// `g` is the header of a live, untracked GC object.
+#[cold]
+#[inline(never)]
+unsafe fn track_past_threshold(s: &GcState, g: *mut GcHead) {
+    if s.threshold[0].get() != 0 && s.enabled.get() && !s.collecting.get() {
         // The new object is not on a list yet, so its references count as
         // external: it cannot make anything it refers to look unreachable.
         s.collecting.set(true);
@@ -260,10 +272,29 @@ pub unsafe fn track(o: *mut obm_object) {
         }
     }
     // SAFETY: g is an untracked header; gen 0 is an initialised list.
-    unsafe {
-        list::append(g, s.gen(0));
-        list::set_generation(g, 0);
-    }
+    unsafe { list::append_young(g, s.gen(0)) }
+}
+
+/// `track` before the collector's state is initialised. Out of line, so
+/// that `track` keeps no stack frame.
+#[cold]
+#[inline(never)]
+fn track_first(o: *mut obm_object) {
+    gc();
+    // SAFETY: o is live (the caller's contract).
+    unsafe { track(o) }
+}
+
+/// The warning for an object `obm_gc_track` cannot track.
+#[cold]
+#[inline(never)]
+fn track_refused(o: *mut obm_object, why: &str) {
+    crate::report::eprint(format_args!(
+        "obmem: obm_gc_track: {} object at {:p} {why}; ignored\n",
+        // SAFETY: o is live (the caller's contract).
+        object::type_name(unsafe { (*o).ob_type }),
+        o
+    ));
 }
 
 /// Stops tracking `o` (harmless if it is not tracked or not a GC object).
