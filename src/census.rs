@@ -114,6 +114,19 @@ pub fn created(t: TypeKey, bytes: usize) {
     }
 }
 
+/// `destroyed` if `t` holds the slot it hashes to, with no call; false,
+/// nothing done, otherwise.
+#[inline(always)]
+pub fn destroyed_fast(t: TypeKey, bytes: usize) -> bool {
+    match first_slot(t) {
+        Some(e) => {
+            count(e, usize::MAX, bytes.wrapping_neg());
+            true
+        }
+        None => false,
+    }
+}
+
 /// Uncounts a destroyed object of `t` whose memory block was `bytes` long.
 #[inline(always)]
 pub fn destroyed(t: TypeKey, bytes: usize) {

@@ -57,41 +57,61 @@ pub unsafe fn free(p: *mut u8, func: &str) {
 #[inline(always)]
 pub unsafe fn free_fast(p: *mut u8) -> bool {
     // SAFETY: per the contract.
-    unsafe { free_fast_inner::<false>(p) != 0 }
-}
-
-/// `free_fast`, giving the block's usable size (0: nothing done).
-///
-/// # Safety
-/// As `free`.
-#[inline(always)]
-pub unsafe fn free_fast_sized(p: *mut u8) -> usize {
-    // SAFETY: per the contract.
-    unsafe { free_fast_inner::<true>(p) }
-}
-
-/// `free_fast`; returns 0 if nothing was done, else the block's size if
-/// `SIZED` (read before the free, which may release the pool), else 1.
-///
-/// # Safety
-/// As `free`.
-#[inline(always)]
-unsafe fn free_fast_inner<const SIZED: bool>(p: *mut u8) -> usize {
-    let h = heap::current_or_placeholder();
-    let Some(pool) = h.cached_pool(p) else {
-        return 0;
+    let Some(local) = (unsafe { local_block(p) }) else {
+        return false;
     };
+    // SAFETY: per the contract.
+    unsafe { local.free() };
+    true
+}
+
+/// A block of the calling thread's heap that passed every check of the
+/// fast path (`local_block`), not yet freed.
+pub struct LocalBlock {
+    heap: &'static Heap,
+    pool: &'static Pool,
+    p: *mut u8,
+}
+
+impl LocalBlock {
+    /// The block's usable size.
+    #[inline(always)]
+    pub fn size(&self) -> usize {
+        self.pool.block_size()
+    }
+
+    /// Frees the block.
+    ///
+    /// # Safety
+    /// As `free` of the block.
+    #[inline(always)]
+    pub unsafe fn free(self) {
+        // SAFETY: a handed-out block of a live pool of our heap, not free
+        // (`local_block`), freed once (this consumes self).
+        unsafe { self.heap.free_local(self.pool, self.p) }
+    }
+}
+
+/// The checks of the fast path: `p` is a block start of a pool of the
+/// calling thread's heap (its unit cache) and does not hold the freed key.
+/// None sends `p` to the general path. Split from the free itself so that
+/// a caller with more to do (the census) does it before the free, which
+/// then ends in a tail call.
+///
+/// # Safety
+/// As `free`.
+#[inline(always)]
+pub unsafe fn local_block(p: *mut u8) -> Option<LocalBlock> {
+    let heap = heap::current_or_placeholder();
+    let pool = heap.cached_pool(p)?;
     if !pool.is_carved_block(p) {
-        return 0;
+        return None;
     }
     // SAFETY: p is a carved block start, so >= 16 bytes of ours to read.
     if unsafe { (*(p as *const Block)).freed_key } == pool.freed_key() {
-        return 0;
+        return None;
     }
-    let size = if SIZED { pool.block_size() } else { 1 };
-    // SAFETY: a handed-out block of a live pool of our heap, not free.
-    unsafe { h.free_local(pool, p) };
-    size
+    Some(LocalBlock { heap, pool, p })
 }
 
 /// Frees `p`, which the calling thread's unit cache does not hold, if its

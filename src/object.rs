@@ -259,7 +259,7 @@ pub(crate) fn type_name(t: *const obm_type) -> &'static str {
 /// `t` is null or points to an `obm_type` that outlives its objects.
 pub unsafe fn new_object(t: *const obm_type, extra: usize, caller: &str) -> *mut obm_object {
     // SAFETY: per the contract.
-    let Some(total) = (unsafe { object_bytes(t, extra) }) else {
+    let Some((total, prefix)) = (unsafe { object_bytes(t, extra) }) else {
         // SAFETY: as above.
         return unsafe { reject(t, extra, caller) };
     };
@@ -284,7 +284,7 @@ pub unsafe fn new_object(t: *const obm_type, extra: usize, caller: &str) -> *mut
             // and the call makes the creation save registers.
             core::arch::asm!("", options(nostack, nomem, preserves_flags));
         }
-        init_object(base, t)
+        init_object(base, t, prefix)
     }
 }
 
@@ -316,7 +316,7 @@ unsafe fn new_object_slow(
     // aligned, and `t` is valid (contract).
     unsafe {
         ptr::write_bytes(base, 0, total);
-        init_object(base, t)
+        init_object(base, t, prefix_size(&*t))
     }
 }
 
@@ -324,31 +324,34 @@ unsafe fn new_object_slow(
 ///
 /// # Safety
 /// `base` is a fresh zeroed block for an object of `t` (`object_bytes`),
-/// 16-byte aligned; the prefix is a multiple of 16, so the object is too.
+/// 16-byte aligned; `prefix` is `t`'s prefix size, a multiple of 16, so
+/// the object is aligned too.
 #[inline(always)]
-unsafe fn init_object(base: *mut u8, t: *const obm_type) -> *mut obm_object {
+unsafe fn init_object(base: *mut u8, t: *const obm_type, prefix: usize) -> *mut obm_object {
     // SAFETY: per the contract.
     unsafe {
-        let o = base.add(prefix_size(&*t)) as *mut obm_object;
+        let o = base.add(prefix) as *mut obm_object;
         (*o).ob_refcnt = 1;
         (*o).ob_type = t;
         o
     }
 }
 
-/// The bytes of an object of `t` with `extra` bytes (its prefix included),
-/// or None if `t` is unusable or the size overflows (`reject` says which).
+/// The bytes of an object of `t` with `extra` bytes (its prefix included)
+/// and the prefix's, or None if `t` is unusable or the size overflows
+/// (`reject` says which).
 ///
 /// # Safety
 /// `t` is null or points to an `obm_type`.
 #[inline(always)]
-unsafe fn object_bytes(t: *const obm_type, extra: usize) -> Option<usize> {
+unsafe fn object_bytes(t: *const obm_type, extra: usize) -> Option<(usize, usize)> {
     // SAFETY: per the contract.
     let ty = unsafe { t.as_ref() }?;
     if ty.size < core::mem::size_of::<obm_object>() || (type_is_gc(ty) && ty.traverse.is_none()) {
         return None;
     }
-    ty.size.checked_add(extra)?.checked_add(prefix_size(ty))
+    let prefix = prefix_size(ty);
+    Some((ty.size.checked_add(extra)?.checked_add(prefix)?, prefix))
 }
 
 /// Reports why `object_bytes` refused `t` (out of memory: ENOMEM only).
@@ -579,6 +582,19 @@ pub(crate) unsafe fn dealloc(o: *mut obm_object) {
         // SAFETY: per the contract.
         return unsafe { release(o, ty) };
     }
+    // SAFETY: per the contract.
+    unsafe { dealloc_nesting(o) }
+}
+
+/// `dealloc` of an object whose destruction runs user code (finalize,
+/// dealloc, weak reference callbacks), which may destroy other objects:
+/// bounded by the trashcan. Out of line, so that the frame it needs is not
+/// paid by the objects that run no user code.
+///
+/// # Safety
+/// As `dealloc`.
+#[inline(never)]
+unsafe fn dealloc_nesting(o: *mut obm_object) {
     let t = trash();
     let depth = t.depth.get();
     if depth >= TRASH_UNWIND_LEVEL {
@@ -719,12 +735,32 @@ unsafe fn release(o: *mut obm_object, ty: &obm_type) {
     // SAFETY: the object starts its prefix size into its block (creation).
     let base = unsafe { (o as *mut u8).sub(prefix_size(ty)) };
     // SAFETY: base is the object's live block, not used again.
-    let mut bytes = unsafe { crate::domain::object_free_fast_sized(base) };
-    if bytes == 0 {
-        bytes = crate::census::block_bytes(base);
+    let Some(block) = (unsafe { crate::domain::object_local_block(base) }) else {
         // SAFETY: as above.
-        unsafe { crate::domain::object_free(base) };
+        return unsafe { free_block_slow(base, ty) };
+    };
+    // The census first, so that the free ends in a tail call, and any
+    // other call too.
+    if !crate::census::destroyed_fast(ty as *const obm_type as *const c_void, block.size()) {
+        // SAFETY: as above.
+        return unsafe { free_block_slow(base, ty) };
     }
+    // SAFETY: as above.
+    unsafe { block.free() }
+}
+
+/// The end of `release` when the block is not the calling thread's (or
+/// hooks are installed), or its type is past its first slot in the census.
+/// Out of line, so that `release` makes no call it returns from, and so
+/// keeps no stack frame.
+///
+/// # Safety
+/// As `release`; `base` is the object's block.
+#[inline(never)]
+unsafe fn free_block_slow(base: *mut u8, ty: &obm_type) {
+    let bytes = crate::census::block_bytes(base);
+    // SAFETY: per the contract.
+    unsafe { crate::domain::object_free(base) };
     crate::census::destroyed(ty as *const obm_type as *const c_void, bytes);
 }
 

@@ -473,17 +473,17 @@ pub fn object_malloc_fast_sized(n: usize) -> (*mut u8, usize) {
     alloc::malloc_fast_small_sized(n)
 }
 
-/// Frees a block from `object_malloc` through the allocator's fast path
-/// only, giving its usable size; 0, nothing done, if it cannot (hooks, a
-/// block of another thread's heap), and then the caller uses `object_free`.
+/// A block from `object_malloc` that the allocator's fast path can free
+/// (`free::local_block`); None if it cannot (hooks, a block of another
+/// thread's heap), and then the caller uses `object_free`.
 ///
 /// # Safety
 /// `p` is a live block from `object_malloc`.
 #[inline(always)]
-pub unsafe fn object_free_fast_sized(p: *mut u8) -> usize {
+pub unsafe fn object_local_block(p: *mut u8) -> Option<free::LocalBlock> {
     // SAFETY: per the contract. With hooks installed the unit caches are
-    // empty (`heap::force_slow_paths`), so this frees nothing then.
-    unsafe { free::free_fast_sized(p) }
+    // empty (`heap::force_slow_paths`), so this finds nothing then.
+    unsafe { free::local_block(p) }
 }
 
 /// Frees a block from `object_malloc` (null is ignored).
