@@ -667,6 +667,7 @@ unsafe fn destroy_chain(t: &Trash) {
 ///
 /// # Safety
 /// As `dealloc`.
+#[inline(always)]
 unsafe fn destroy(o: *mut obm_object) {
     // SAFETY: o is live with refcount 0 and owned by us (contract).
     unsafe {
