@@ -24,20 +24,8 @@ mkdir -p "$BUILD"
 # Tests set the OBMEM_* variables they need themselves; none leak in from
 # the caller's environment (OBMEM_MALLOC=debug would change usable sizes).
 while IFS= read -r v; do unset "$v"; done < <(env | sed -n 's/^\(OBMEM_[A-Za-z0-9_]*\)=.*/\1/p')
-passed=0
-failed=0
-failed_names=()
-
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-    local name=$1 why=$2 log=${3:-}
-    echo "FAIL $name ($why)"
-    if [[ -n $log && -s $log ]]; then
-        head -n 200 "$log" | sed -e 's/^/    /'
-    fi
-    failed=$((failed + 1))
-    failed_names+=("$name")
-}
+source tests/lib.sh
+TEST_LOG_LINES=200
 
 if [[ ! -f $LIBDIR/libobmem.so ]]; then
     echo "c_tests: $LIBDIR/libobmem.so is missing (run make build)" >&2
@@ -154,8 +142,4 @@ for src in "${sources[@]}"; do
     fi
 done
 
-if ((failed > 0)); then
-    echo "failed: ${failed_names[*]}"
-fi
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish

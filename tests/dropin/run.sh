@@ -27,19 +27,7 @@ WORK=$ROOT/build/dropin
 TIMEOUT=${DROPIN_TIMEOUT:-90}
 mkdir -p "$WORK"
 
-passed=0
-failed=0
-failed_names=()
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-    echo "FAIL $1 ($2)"
-    local f
-    for f in "${@:3}"; do
-        [[ -s $f ]] && { echo "    --- ${f##*/}:"; head -n 40 "$f" | sed -e 's/^/    /'; }
-    done
-    failed=$((failed + 1))
-    failed_names+=("$1")
-}
+source tests/lib.sh
 
 if [[ ! -f $LIB ]]; then
     echo "dropin: $LIB is missing (run make build)" >&2
@@ -314,8 +302,4 @@ else
     fail glibc_surface "glibc_surface.c does not compile" "$WORK/glibc_surface.build"
 fi
 
-if ((failed > 0)); then
-    echo "failed: ${failed_names[*]}"
-fi
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish

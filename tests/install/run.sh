@@ -19,8 +19,8 @@ cat > "$prefix/user.c" <<'C'
 int main(void) { void *p = malloc(600); printf("%zu\n", obm_usable_size(p)); free(p); return 0; }
 C
 gcc "$prefix/user.c" $(pkg-config --cflags --libs obmem) -Wl,-rpath,"$prefix/lib" -o "$prefix/user"
-pass=0 fail=0
-check() { if eval "$2"; then echo "PASS $1"; pass=$((pass+1)); else echo "FAIL $1"; fail=$((fail+1)); fi; }
+source tests/lib.sh
+check() { if eval "$2"; then pass "$1"; else fail "$1" "false: $2"; fi; }
 check "installed soname is versioned" '[ -L "$prefix/lib/libobmem.so.0" ] && readelf -d "$prefix/user" | grep -q "libobmem.so.0"'
 check "pkg-config program uses obmem's malloc" '[ "$("$prefix/user")" = 640 ]'
 check "static library installed" '[ -f "$prefix/lib/libobmem.a" ]'
@@ -68,5 +68,4 @@ mkdir -p "$prefix/cmver"
 printf 'cmake_minimum_required(VERSION 3.13)\nproject(v NONE)\nfind_package(obmem %s CONFIG REQUIRED)\n' 9.0 >"$prefix/cmver/CMakeLists.txt"
 check "cmake: find_package(obmem 9.0) is refused by the version file" \
     '! cmake -S "$prefix/cmver" -B "$prefix/cmver/b" -DCMAKE_PREFIX_PATH="$prefix" >"$prefix/cmver.log" 2>&1 && grep -q "version: 0.1.0" "$prefix/cmver.log"'
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -34,17 +34,8 @@ mkdir -p "$WORK"
 rm -f "$WORK"/*.folded "$WORK"/*.svg
 for v in $(env | sed -n 's/^\(OBMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
 
-passed=0
-failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-    echo "FAIL $1 ($2)"
-    local f
-    for f in "${@:3}"; do
-        [[ -s $f ]] && { echo "    --- ${f##*/}:"; head -n 20 "$f" | cut -c1-300 | sed -e 's/^/    /'; }
-    done
-    failed=$((failed + 1))
-}
+source tests/lib.sh
+TEST_LOG_LINES=20
 
 gcc -O2 -g -rdynamic -pthread -o "$WORK/two_sites" tests/prof/two_sites.c
 gcc -O2 -g -rdynamic -pthread -o "$WORK/unwind" tests/prof/unwind.c
@@ -175,5 +166,4 @@ bad_env env-prof-huge "OBMEM_PROF: invalid value '9999999999999'" OBMEM_PROF=999
 bad_env env-dump-unwritable "OBMEM_PROF_DUMP: cannot write /nonexistent-dir/p\.[0-9]*\.folded" \
     OBMEM_PROF=65536 OBMEM_PROF_DUMP=/nonexistent-dir/p
 
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish

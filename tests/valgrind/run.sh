@@ -24,16 +24,7 @@ mkdir -p "$WORK"
 for v in $(env | sed -n 's/^\(OBMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 
-passed=0
-failed=0
-failed_names=()
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() {
-    echo "FAIL $1 ($2)"
-    [[ -n ${3:-} && -s $3 ]] && head -n 40 "$3" | sed -e 's/^/    /'
-    failed=$((failed + 1))
-    failed_names+=("$1")
-}
+source tests/lib.sh
 
 VG=(valgrind --tool=memcheck --num-callers=16 --error-exitcode=9)
 CFLAGS=(-O1 -g -Wall -Wextra -Werror -Iinclude)
@@ -132,8 +123,4 @@ else
     echo "SKIP rust_global_allocator ($RUST_EX not built: make test-rust builds it)"
 fi
 
-if ((failed > 0)); then
-    echo "failed: ${failed_names[*]}"
-fi
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish
