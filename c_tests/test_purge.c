@@ -9,7 +9,9 @@
  *   frees (when the frees took under half the delay) and RSS falls by
  *   itself within three seconds of small allocations;
  * - with a long delay, a second burst reuses the pages of the first (minor
- *   page faults counted with getrusage);
+ *   page faults counted with getrusage), also when the first burst was
+ *   another thread's, still alive: the empty arenas it leaves serve any
+ *   thread with their pages resident;
  * - bad values of OBMEM_PURGE_DELAY_MS get one warning and the default.
  * Each case runs in a fresh process (the delay is read when the library is
  * loaded, and RSS is a per-process figure). */
@@ -183,6 +185,37 @@ static void case_delay_long(void)
     CHECK_LE(f2 - f1, (f1 - f0) / 2);
 }
 
+static pthread_barrier_t other_done, other_exit;
+
+static void *other_burst(void *arg)
+{
+    (void)arg;
+    burst(128 * MiB, 11);
+    pthread_barrier_wait(&other_done);
+    pthread_barrier_wait(&other_exit); /* alive, and its heap with it */
+    return NULL;
+}
+
+static void case_delay_long_other_thread(void)
+{
+    pthread_t t;
+    CHECK_EQ(pthread_barrier_init(&other_done, NULL, 2), 0);
+    CHECK_EQ(pthread_barrier_init(&other_exit, NULL, 2), 0);
+    long f0 = minor_faults();
+    CHECK_EQ(pthread_create(&t, NULL, other_burst, NULL), 0);
+    pthread_barrier_wait(&other_done);
+    long f1 = minor_faults();
+    burst(128 * MiB, 9);
+    long f2 = minor_faults();
+    pthread_barrier_wait(&other_exit);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    printf("  OBMEM_PURGE_DELAY_MS=60000: minor faults of another thread's burst %ld, then of "
+           "this thread's %ld\n",
+           f1 - f0, f2 - f1);
+    CHECK_GT(f1 - f0, 10000);
+    CHECK_LE(f2 - f1, (f1 - f0) / 2);
+}
+
 static void child(const char *mode)
 {
     if (strcmp(mode, "trim_alive") == 0)
@@ -195,6 +228,8 @@ static void child(const char *mode)
         case_delay_short();
     else if (strcmp(mode, "delay_long") == 0)
         case_delay_long();
+    else if (strcmp(mode, "delay_long_other_thread") == 0)
+        case_delay_long_other_thread();
     else if (strcmp(mode, "default") == 0)
         free(malloc(10));
     else
@@ -218,6 +253,8 @@ int main(int argc, char **argv)
     spawn_self_ok("malloc_trim", long_delay);
     spawn_self_ok("delay_short", (const char *const[]){"OBMEM_PURGE_DELAY_MS=500", NULL});
     spawn_self_ok("delay_long", (const char *const[]){"OBMEM_PURGE_DELAY_MS=60000", NULL});
+    spawn_self_ok("delay_long_other_thread",
+                  (const char *const[]){"OBMEM_PURGE_DELAY_MS=60000", NULL});
 
     const char *bad[] = {"OBMEM_PURGE_DELAY_MS=abc", "OBMEM_PURGE_DELAY_MS=-5",
                          "OBMEM_PURGE_DELAY_MS=99999999999", "OBMEM_PURGE_DELAY_MS="};

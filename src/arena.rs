@@ -20,15 +20,21 @@
 //!   owner-only fields and the fields below marked owner only.
 //!
 //! Arenas come from a global reserve, refilled from the OS `ARENA_BATCH` at a
-//! time. An empty arena goes back to the reserve with its pages discarded
-//! (MADV_DONTNEED: no RSS, zero header, so stale pointers into it are
-//! recognised as invalid); beyond `ARENA_RETAIN_MAX` it is unmapped.
+//! time. An empty arena goes back to the reserve with its header zeroed
+//! (`magic` 0 and no pool, so stale pointers into it are recognised as
+//! invalid). Its free units' pages either stay resident, so that the next
+//! heap to take an arena reuses them without page faults, until the purge
+//! delay runs out (`purge_reserve`), or are discarded at once
+//! (MADV_DONTNEED: no RSS); beyond `ARENA_RETAIN_MAX` discarded arenas are
+//! unmapped. This is how a thread's freed memory serves another thread:
+//! each arena belongs to one heap while it holds pools.
 
 use crate::arena_map::{self, CHUNK_ARENA};
 use crate::config::*;
 use crate::counters;
 use crate::os;
 use crate::pool::{Pool, POOL_SIZE_SHIFT};
+use crate::purge;
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
@@ -154,14 +160,15 @@ impl Arena {
 
     /// Finds and takes a run of `n` free units; returns the first unit's index.
     pub fn take_units(&self, n: usize) -> Option<usize> {
-        let mut m = self.free_units.get();
-        for _ in 1..n {
-            m &= m >> 1;
-        }
+        let free = self.free_units.get();
+        let m = run_starts(free, n);
         if m == 0 {
             return None;
         }
-        let first = m.trailing_zeros() as usize;
+        // A run whose pages are resident, if there is one: no page faults,
+        // and nothing more resident.
+        let warm = run_starts(free & self.dirty_units.load(Relaxed), n);
+        let first = if warm != 0 { warm } else { m }.trailing_zeros() as usize;
         let run = run_mask(first, n);
         self.free_units.set(self.free_units.get() & !run);
         self.dirty_units
@@ -231,20 +238,121 @@ impl Arena {
     }
 }
 
+/// The units of `m` that start a run of `n` units of `m`.
+fn run_starts(mut m: u16, n: usize) -> u16 {
+    for _ in 1..n {
+        m &= m >> 1;
+    }
+    m
+}
+
 fn run_mask(first: usize, n: usize) -> u16 {
     (((1u32 << n) - 1) << first) as u16
 }
 
-/// Arenas ready to be handed out: fresh from the OS or returned empty.
+/// Arenas ready to be handed out.
 struct Reserve {
+    /// Fresh from the OS or discarded: no page resident.
     arenas: [usize; ARENA_RETAIN_MAX],
     count: usize,
+    /// Returned empty with the pages of their `dirty_units` resident:
+    /// a list through the headers (resident too), `next` towards the
+    /// oldest, `prev` towards the newest; each header also holds, in
+    /// `dirty_stamp`, when it was returned. Handed out newest first,
+    /// purged oldest first. Their number is bounded by the purge policy
+    /// (`purge::over_bound`), not here.
+    warm_newest: *mut Arena,
+    warm_oldest: *mut Arena,
+    /// The dirty units of the warm arenas.
+    warm_units: usize,
 }
+
+// SAFETY: the raw pointers are only used under the lock.
+unsafe impl Send for Reserve {}
 
 static RESERVE: SpinLock<Reserve> = SpinLock::new(Reserve {
     arenas: [0; ARENA_RETAIN_MAX],
     count: 0,
+    warm_newest: ptr::null_mut(),
+    warm_oldest: ptr::null_mut(),
+    warm_units: 0,
 });
+
+impl Reserve {
+    /// Takes the newest warm arena, if any.
+    fn pop_newest_warm(&mut self) -> Option<*mut Arena> {
+        let a = self.warm_newest;
+        if a.is_null() {
+            return None;
+        }
+        // SAFETY: a warm arena's header is mapped and only used under the lock.
+        let next = unsafe { &*a }.next.get();
+        self.warm_newest = next;
+        if next.is_null() {
+            self.warm_oldest = ptr::null_mut();
+        } else {
+            // SAFETY: as above.
+            unsafe { &*next }.prev.set(ptr::null_mut());
+        }
+        Some(a)
+    }
+
+    /// Takes the oldest warm arena, if any.
+    fn pop_oldest_warm(&mut self) -> Option<*mut Arena> {
+        let a = self.warm_oldest;
+        if a.is_null() {
+            return None;
+        }
+        // SAFETY: as in `pop_newest_warm`.
+        let prev = unsafe { &*a }.prev.get();
+        self.warm_oldest = prev;
+        if prev.is_null() {
+            self.warm_newest = ptr::null_mut();
+        } else {
+            // SAFETY: as above.
+            unsafe { &*prev }.next.set(ptr::null_mut());
+        }
+        Some(a)
+    }
+
+    /// Puts back the arena `pop_oldest_warm` just took.
+    fn push_oldest_warm(&mut self, a: *mut Arena) {
+        // SAFETY: as in `push_newest_warm`.
+        unsafe {
+            (*a).next.set(ptr::null_mut());
+            (*a).prev.set(self.warm_oldest);
+            if self.warm_oldest.is_null() {
+                self.warm_newest = a;
+            } else {
+                (*self.warm_oldest).next.set(a);
+            }
+        }
+        self.warm_oldest = a;
+    }
+
+    fn push_newest_warm(&mut self, a: *mut Arena) {
+        // SAFETY: `a` is an unused arena whose header the caller owns; the
+        // others are warm arenas, used only under the lock.
+        unsafe {
+            (*a).prev.set(ptr::null_mut());
+            (*a).next.set(self.warm_newest);
+            if self.warm_newest.is_null() {
+                self.warm_oldest = a;
+            } else {
+                (*self.warm_newest).prev.set(a);
+            }
+        }
+        self.warm_newest = a;
+    }
+}
+
+/// An arena from `acquire` (null if the OS refused), and since when the
+/// pages of its `dirty_units` are resident and free (a time of
+/// `purge::now_ms`).
+pub struct Acquired {
+    pub arena: *mut Arena,
+    pub dirty_since: u64,
+}
 
 /// Maps `n` arenas in one aligned mapping and registers them in the arena map.
 fn map_arenas(n: usize) -> *mut u8 {
@@ -266,11 +374,25 @@ fn map_arenas(n: usize) -> *mut u8 {
     base
 }
 
-/// Takes an arena for `owner`, mapping more from the OS if the reserve is empty.
-/// Null (errno ENOMEM) if the OS refuses.
-pub fn acquire(owner: OwnerId) -> *mut Arena {
-    let addr = {
+/// Takes an arena for `owner`: a warm one (pages resident) if the reserve
+/// has one, else a discarded or new one, mapping more from the OS if
+/// needed. Null (errno ENOMEM) if the OS refuses.
+pub fn acquire(owner: OwnerId) -> Acquired {
+    let mut dirty = 0u16;
+    let mut since = 0;
+    let addr = 'take: {
         let mut r = RESERVE.lock();
+        if let Some(warm) = r.pop_newest_warm() {
+            // SAFETY: a warm arena is mapped, registered and unused; its
+            // header holds its dirty units and their time (`release`).
+            let a = unsafe { &*warm };
+            dirty = a.dirty_units.load(Relaxed);
+            since = a.dirty_stamp.get();
+            r.warm_units -= dirty.count_ones() as usize;
+            // The new owner counts them (the caller).
+            purge::dirty_changed(-(dirty.count_ones() as isize));
+            break 'take warm as usize;
+        }
         if r.count == 0 {
             // One big mapping per batch; a single arena if memory is tight.
             let mut n = ARENA_BATCH;
@@ -281,7 +403,10 @@ pub fn acquire(owner: OwnerId) -> *mut Arena {
             }
             if base.is_null() {
                 os::set_errno(libc::ENOMEM);
-                return ptr::null_mut();
+                return Acquired {
+                    arena: ptr::null_mut(),
+                    dirty_since: 0,
+                };
             }
             // Push in reverse so the lowest address is handed out first.
             for i in (0..n).rev() {
@@ -301,8 +426,8 @@ pub fn acquire(owner: OwnerId) -> *mut Arena {
     // rewritten field by field before the arena is published to its owner.
     unsafe {
         ptr::addr_of_mut!((*a).free_units).write(Cell::new(ALL_UNITS));
-        ptr::addr_of_mut!((*a).dirty_units).write(AtomicU16::new(0));
-        ptr::addr_of_mut!((*a).dirty_stamp).write(Cell::new(0));
+        ptr::addr_of_mut!((*a).dirty_units).write(AtomicU16::new(dirty));
+        ptr::addr_of_mut!((*a).dirty_stamp).write(Cell::new(since));
         ptr::addr_of_mut!((*a).max_run).write(Cell::new(USABLE_UNITS as u8));
         ptr::addr_of_mut!((*a).bucket).write(Cell::new(0));
         ptr::addr_of_mut!((*a).in_partial).write(Cell::new(false));
@@ -316,22 +441,61 @@ pub fn acquire(owner: OwnerId) -> *mut Arena {
         (*a).owner.store(owner, Relaxed);
         (*a).magic.store(ARENA_MAGIC, Release);
     }
-    a
+    Acquired {
+        arena: a,
+        dirty_since: since,
+    }
 }
 
-/// Returns an empty arena: its pages are discarded and it goes back to the
-/// reserve, or to the OS when the reserve is full.
+/// Returns an empty arena to the reserve. With `keep_since` (a time of
+/// `purge::now_ms`), the pages of its dirty units stay resident for the
+/// next heap that takes an arena, until the purge delay after that time
+/// (`purge_reserve`); otherwise they are discarded now. Returns the bytes
+/// whose pages were discarded (those of dirty units).
 ///
 /// # Safety
 /// `a` is an empty arena, unlinked from its owner, and no pointer into it is live.
-pub unsafe fn release(a: *mut Arena) {
+pub unsafe fn release(a: *mut Arena, keep_since: Option<u64>) -> usize {
+    // SAFETY: per the contract.
+    let dirty = unsafe { &*a }.dirty_units.load(Relaxed);
+    let units = dirty.count_ones() as usize;
+    counters::arena_released();
+    if let Some(since) = keep_since.filter(|_| units > 0) {
+        let mut r = RESERVE.lock();
+        // SAFETY: per the contract nobody uses the arena any more. A zero
+        // header rejects stale pointers, as a discarded one does; zeroed
+        // under the lock, which `for_each_arena` holds.
+        unsafe {
+            (*a).magic.store(0, Relaxed);
+            ptr::write_bytes(a as *mut u8, 0, core::mem::size_of::<Arena>());
+            (*a).dirty_units.store(dirty, Relaxed);
+            (*a).dirty_stamp.set(since);
+        }
+        r.push_newest_warm(a);
+        r.warm_units += units;
+        purge::dirty_changed(units as isize);
+        drop(r);
+        purge::note_due(since + purge::delay_ms());
+        return 0;
+    }
+    // SAFETY: per the contract.
+    unsafe { release_discarded(a) };
+    purge::given_back(units * UNIT_SIZE);
+    units * UNIT_SIZE
+}
+
+/// Discards an empty arena's pages and puts it in the reserve, or unmaps it
+/// when the reserve is full.
+///
+/// # Safety
+/// As `release`; the arena is in no list of the reserve.
+unsafe fn release_discarded(a: *mut Arena) {
     // SAFETY: per the contract nobody uses the arena any more; discarding
     // zeroes the header, so `magic` reads 0 and stale pointers are rejected.
     unsafe {
         (*a).magic.store(0, Relaxed);
         os::discard(a as *mut u8, ARENA_SIZE);
     }
-    counters::arena_released();
     let mut r = RESERVE.lock();
     if r.count < ARENA_RETAIN_MAX {
         let c = r.count;
@@ -345,6 +509,61 @@ pub unsafe fn release(a: *mut Arena) {
         unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
         counters::sub_mapped(ARENA_SIZE);
     }
+}
+
+/// Discards the pages of the warm arenas returned more than the purge
+/// delay ago, and then of the oldest others while their dirty units are
+/// more than `keep_units` (0: all of them; `usize::MAX`: only the expired
+/// ones); notes when the next is due. Returns the bytes given back. Any
+/// thread.
+pub fn purge_reserve(now: u64, keep_units: usize) -> usize {
+    const BATCH: usize = 16;
+    let mut bytes = 0;
+    loop {
+        // Taken out under the lock, discarded outside it.
+        let mut taken = [ptr::null_mut::<Arena>(); BATCH];
+        let mut n = 0;
+        let mut next_due = 0;
+        {
+            let mut r = RESERVE.lock();
+            while n < BATCH {
+                let Some(oldest) = r.pop_oldest_warm() else {
+                    break;
+                };
+                // SAFETY: warm arenas are mapped and unused; their header
+                // holds their stamp and dirty units (`release`).
+                let a = unsafe { &*oldest };
+                let since = a.dirty_stamp.get();
+                if r.warm_units <= keep_units && !purge::expired(since, now) {
+                    r.push_oldest_warm(oldest);
+                    next_due = since + purge::delay_ms();
+                    break;
+                }
+                let units = a.dirty_count();
+                r.warm_units -= units;
+                purge::dirty_changed(-(units as isize));
+                bytes += units * UNIT_SIZE;
+                purge::given_back(units * UNIT_SIZE);
+                taken[n] = oldest;
+                n += 1;
+            }
+        }
+        for &a in &taken[..n] {
+            // SAFETY: out of the reserve's lists, empty and unused.
+            unsafe { release_discarded(a) };
+        }
+        if next_due != 0 {
+            purge::note_due(next_due);
+        }
+        if n < BATCH {
+            return bytes;
+        }
+    }
+}
+
+/// The dirty units of the reserve's warm arenas (resident free pages).
+pub fn reserve_warm_units() -> usize {
+    RESERVE.lock().warm_units
 }
 
 /// Calls `f` on every arena in use, for statistics: their shared fields

@@ -123,7 +123,8 @@ pub fn snapshot() -> obm_stats {
         in_use[pool.class()] += pool.used() as usize;
         allocs[pool.class()] = allocs[pool.class()].wrapping_add(pool.allocs.load(Relaxed));
     });
-    s.bytes_kept = dirty_units * UNIT_SIZE + large_resident;
+    s.bytes_kept =
+        dirty_units * UNIT_SIZE + crate::arena::reserve_warm_units() * UNIT_SIZE + large_resident;
     for c in 0..NUM_CLASSES {
         let info = crate::size_class::info(c);
         let cs = &mut s.classes[c];

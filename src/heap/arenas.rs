@@ -5,17 +5,20 @@
 use super::*;
 
 impl Heap {
-    /// Gives an empty arena, unlinked from `partial`, back to the reserve;
-    /// returns the bytes of its dirty units, whose pages go with it.
-    pub(super) fn release_arena(&self, a: *mut Arena) -> usize {
+    /// Gives an empty arena, unlinked from `partial`, back to the reserve.
+    /// With `keep`, the pages of its dirty units stay resident there for
+    /// any heap to reuse until the purge delay runs out (unless the delay
+    /// is 0 or the process keeps more than its bound); otherwise they are
+    /// discarded. Returns the bytes discarded.
+    pub(super) fn release_arena(&self, a: *mut Arena, keep: bool) -> usize {
         self.arenas.set(self.arenas.get() - 1);
         // SAFETY: a live arena of ours.
         let dirty = unsafe { &*a }.dirty_count();
         self.add_dirty(-(dirty as isize));
-        purge::given_back(dirty * UNIT_SIZE);
+        let keep_since =
+            (keep && purge::delay_ms() != 0 && !purge::over_bound()).then(purge::now_ms);
         // SAFETY: empty, unlinked, and no block of it is live.
-        unsafe { arena::release(a) };
-        dirty * UNIT_SIZE
+        unsafe { arena::release(a, keep_since) }
     }
 
     /// Links `a` in the list of its longest free run (none if it has no
@@ -129,7 +132,7 @@ impl Heap {
                         if a.is_empty() {
                             self.unlink_partial(a);
                             self.empty_arenas.set(self.empty_arenas.get() - 1);
-                            bytes += self.release_arena(arena);
+                            bytes += self.release_arena(arena, false);
                         } else {
                             let units = a.discard_dirty();
                             self.add_dirty(-(units as isize));

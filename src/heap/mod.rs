@@ -90,7 +90,9 @@ pub struct Heap {
     /// their longest run of free units (`partial[r]`, r = 1..=15), so that
     /// a pool of n units finds an arena in `partial[n..]` at once.
     partial: [Cell<*mut Arena>; UNITS_PER_ARENA],
-    /// How many arenas in `partial` are entirely free.
+    /// How many arenas in `partial` are entirely free: at most one, kept
+    /// so that a heap at the edge of an arena does not give it back and
+    /// take another at every pool.
     empty_arenas: Cell<usize>,
     /// Arenas this heap owns.
     arenas: Cell<usize>,

@@ -291,7 +291,8 @@ impl Heap {
         let first = match first {
             Some(f) => f,
             None => {
-                arena = arena::acquire(self as *const Heap as *mut ());
+                let got = arena::acquire(self as *const Heap as *mut ());
+                arena = got.arena;
                 if arena.is_null() {
                     return ptr::null_mut();
                 }
@@ -302,6 +303,15 @@ impl Heap {
                 let Some(f) = a.take_units(units) else {
                     report::fatal(format_args!("internal error: new arena has no room"))
                 };
+                // A warm arena's resident free units are this heap's to
+                // reuse or purge now.
+                let left = a.dirty_count();
+                if left != 0 {
+                    self.add_dirty(left as isize);
+                    if self.purge_due.load(Relaxed) == 0 {
+                        self.set_purge_due(got.dirty_since + purge::delay_ms());
+                    }
+                }
                 f
             }
         };
@@ -350,22 +360,24 @@ impl Heap {
         self.rebucket(a);
         self.units_in_use.set(self.units_in_use.get() - units);
         purge::units_released(units);
+        if a.is_empty() && (self.empty_arenas.get() > 0 || purge::delay_ms() == 0) {
+            // Back to the reserve, where any heap may take it; its pages
+            // stay resident for the purge delay (`release_arena`).
+            self.unlink_partial(a);
+            self.release_arena(arena_ptr, true);
+            return;
+        }
         if a.is_empty() {
             // Kept, pages and all, for the purge delay like any free unit.
-            self.empty_arenas.set(self.empty_arenas.get() + 1);
+            self.empty_arenas.set(1);
         }
         if purge::delay_ms() == 0 {
-            if a.is_empty() {
-                self.unlink_partial(a);
-                self.empty_arenas.set(self.empty_arenas.get() - 1);
-                self.release_arena(arena_ptr);
-            } else {
-                let units = a.discard_dirty();
-                self.add_dirty(-(units as isize));
-            }
+            let units = a.discard_dirty();
+            self.add_dirty(-(units as isize));
         } else if purge::over_bound() {
             // Bounded: a burst does not pin its whole peak until the delay.
             self.purge_down_to(now, self.dirty_units.get() / 2);
+            arena::purge_reserve(now, arena::reserve_warm_units() / 2);
         } else {
             self.purge_expired(now);
         }

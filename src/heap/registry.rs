@@ -65,6 +65,7 @@ pub(super) fn purge_if_due() {
         }
     });
     crate::large::purge_expired(now);
+    arena::purge_reserve(now, usize::MAX);
 }
 
 /// Gives back to the OS every free page obmem keeps for reuse, of every
@@ -93,6 +94,7 @@ pub fn trim_all() -> usize {
         }
     });
     bytes += crate::large::trim();
+    bytes += arena::purge_reserve(purge::now_ms(), 0);
     purge::reset_peak();
     bytes
 }
