@@ -654,7 +654,7 @@ mod tests {
 
     #[test]
     fn discarding_dirty_units_zeroes_their_pages_only() {
-        let a = acquire(0x1000 as OwnerId);
+        let a = acquire(0x1000 as OwnerId).arena;
         assert!(!a.is_null());
         // SAFETY: a freshly acquired arena, used by this test alone.
         unsafe {
@@ -686,13 +686,13 @@ mod tests {
             arena.give_units(first + 1, 2, 0);
             arena.give_units(first, 1, 0);
             arena.give_units(first + 3, 1, 0);
-            release(a);
+            release(a, None);
         }
     }
 
     #[test]
     fn pool_lookup_is_arithmetic() {
-        let a = acquire(0x1000 as OwnerId);
+        let a = acquire(0x1000 as OwnerId).arena;
         assert!(!a.is_null());
         assert_eq!(a as usize % ARENA_SIZE, 0);
         // SAFETY: a freshly acquired arena, used by this test alone.
@@ -716,7 +716,7 @@ mod tests {
             arena.unmake_pool(first, 3);
             assert_eq!(pool_of(start), a as *const Pool);
             arena.give_units(first, 3, 0);
-            release(a);
+            release(a, None);
             assert_eq!(
                 arena_map::lookup(a as usize),
                 CHUNK_ARENA,
@@ -724,5 +724,30 @@ mod tests {
             );
             assert!(!(*a).is_live(), "a released arena's header is rejected");
         }
+    }
+
+    #[test]
+    fn warm_list_hands_out_newest_and_purges_oldest() {
+        let mut r = Reserve {
+            arenas: [0; ARENA_RETAIN_MAX],
+            count: 0,
+            warm_newest: ptr::null_mut(),
+            warm_oldest: ptr::null_mut(),
+            warm_units: 0,
+        };
+        let mut headers = [header_only(), header_only(), header_only()];
+        let [a, b, c] = headers.each_mut().map(|h| h as *mut Arena);
+        assert_eq!(r.pop_newest_warm(), None);
+        r.push_newest_warm(a);
+        r.push_newest_warm(b);
+        r.push_newest_warm(c);
+        assert_eq!(r.pop_newest_warm(), Some(c));
+        assert_eq!(r.pop_oldest_warm(), Some(a));
+        r.push_oldest_warm(a); // not expired yet: back where it was
+        assert_eq!(r.pop_oldest_warm(), Some(a));
+        assert_eq!(r.pop_oldest_warm(), Some(b));
+        assert_eq!(r.pop_newest_warm(), None);
+        assert_eq!(r.pop_oldest_warm(), None);
+        assert!(r.warm_newest.is_null() && r.warm_oldest.is_null());
     }
 }
