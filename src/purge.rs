@@ -118,6 +118,14 @@ pub fn over_bound() -> bool {
     DIRTY_UNITS.load(Relaxed) > KEEP_MIN_UNITS.max(PEAK_UNITS.load(Relaxed) * 3 / 4)
 }
 
+/// How many free units with their pages the process keeps beyond its bound
+/// (see `over_bound`).
+pub fn excess_units() -> usize {
+    DIRTY_UNITS
+        .load(Relaxed)
+        .saturating_sub(KEEP_MIN_UNITS.max(PEAK_UNITS.load(Relaxed) * 3 / 4))
+}
+
 /// What was kept has gone back: demand is measured again from now.
 pub fn reset_peak() {
     PEAK_UNITS.store(IN_USE_UNITS.load(Relaxed), Relaxed);

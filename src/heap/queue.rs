@@ -377,7 +377,12 @@ impl Heap {
         } else if purge::over_bound() {
             // Bounded: a burst does not pin its whole peak until the delay.
             self.purge_down_to(now, self.dirty_units.get() / 2);
-            arena::purge_reserve(now, arena::reserve_warm_units() / 2);
+            // Then the oldest warm arenas of the reserve, down to the bound:
+            // the rest is what the bound keeps for reuse by any thread.
+            let excess = purge::excess_units();
+            if excess > 0 {
+                arena::purge_reserve(now, arena::reserve_warm_units().saturating_sub(excess));
+            }
         } else {
             self.purge_expired(now);
         }
