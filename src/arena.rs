@@ -561,6 +561,30 @@ pub fn purge_reserve(now: u64, keep_units: usize) -> usize {
     }
 }
 
+/// Unmaps every arena of the reserve, warm or discarded, so that their
+/// address space serves other mappings (a mapping failed: under RLIMIT_AS,
+/// this may be what was missing). True if anything was unmapped.
+pub fn give_back_address_space() -> bool {
+    purge_reserve(purge::now_ms(), 0);
+    let mut r = RESERVE.lock();
+    let n = r.count;
+    if n > 0 {
+        // Before the unmaps, as in `release_discarded`: the caches of
+        // other heaps' pools stop naming descriptors in these arenas.
+        UNMAPS.fetch_add(1, SeqCst);
+    }
+    for i in 0..n {
+        let a = r.arenas[i];
+        // Under the lock, so that `for_each_pool` never reads an unmapped arena.
+        arena_map::clear(a);
+        // SAFETY: a reserve arena is empty, unused and, now, unregistered.
+        unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
+        counters::sub_mapped(ARENA_SIZE);
+    }
+    r.count = 0;
+    n > 0
+}
+
 /// The dirty units of the reserve's warm arenas (resident free pages).
 pub fn reserve_warm_units() -> usize {
     RESERVE.lock().warm_units
