@@ -155,7 +155,10 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
         Some(s) => (s.base, s.granules, s.zeroed),
         None => {
             let mut base = map_own(map_size, align, offset);
-            if base.is_null() && crate::arena::give_back_address_space() {
+            if base.is_null()
+                && os::address_space_limited()
+                && crate::arena::give_back_address_space()
+            {
                 // Under RLIMIT_AS, the free arenas the reserve kept mapped
                 // may have been what was missing.
                 base = map_own(map_size, align, offset);
