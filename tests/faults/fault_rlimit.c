@@ -321,10 +321,22 @@ enum { NTH = 4 };
 static node *thead[NTH];
 static size_t tcount[NTH];
 
+static int threads_ready;
+
 static void *exhaust_thread(void *arg)
 {
     int i = (int)(uintptr_t)arg;
-    tcount[i] = exhaust(K_MALLOC, 128 + 16 * (size_t)i, 0, &thead[i], (uint64_t)i);
+    /* One block each before any thread exhausts memory: otherwise a thread
+     * scheduled late on a loaded machine finds nothing left. */
+    node *first = malloc(128 + 16 * (size_t)i);
+    CHECK_NOT_NULL(first);
+    first->next = NULL;
+    first->tag = (uint64_t)(uintptr_t)first ^ (uint64_t)i;
+    thead[i] = first;
+    __atomic_add_fetch(&threads_ready, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&threads_ready, __ATOMIC_SEQ_CST) < NTH)
+        sched_yield();
+    tcount[i] = 1 + exhaust(K_MALLOC, 128 + 16 * (size_t)i, 0, &thead[i], (uint64_t)i);
     return NULL;
 }
 
