@@ -243,12 +243,26 @@ run_workload() {
     say ""
     say "== $(workload_title "$w")"
     say "   cmd: $(workload_cmd "$w" | sed "s|$ROOT/||g")   (best of $REPS)"
-    for ((rep = 1; rep <= REPS; rep++)); do
+    if [[ $w == large ]]; then
+        # An allocator's runs back to back: the large blocks get huge pages,
+        # and a run right after glibc's (400 MB of small pages just freed)
+        # pays about a second of kernel time for the memory it leaves behind,
+        # whichever allocator it is (BENCHMARKS.md). Interleaved, the same
+        # allocator followed glibc in every round; now only its first run does.
         for a in "${allocs[@]}"; do
-            [[ -n ${ERR[$a]:-} ]] && continue  # a failed allocator is not retried
-            measure "$w" "$a" "$rep"
+            for ((rep = 1; rep <= REPS; rep++)); do
+                [[ -n ${ERR[$a]:-} ]] && continue
+                measure "$w" "$a" "$rep"
+            done
         done
-    done
+    else
+        for ((rep = 1; rep <= REPS; rep++)); do
+            for a in "${allocs[@]}"; do
+                [[ -n ${ERR[$a]:-} ]] && continue  # a failed allocator is not retried
+                measure "$w" "$a" "$rep"
+            done
+        done
+    fi
     print_table "$w" "$unit" "${allocs[@]}"
     local v
     for v in obmem-nostats obmem-debug; do
