@@ -13,7 +13,9 @@
 //! 4. push on the pool's local free list; count; the pool's state changes
 //!    only if it became empty or was full.
 //! Any check that fails sends the pointer to the general path, which
-//! repeats them in full and reports what is wrong.
+//! repeats them in full and reports what is wrong. Steps 1-3 are
+//! `local_block`, step 4 `LocalBlock::free`: an object's release counts
+//! the object out of the census in between, so that the free comes last.
 //!
 //! A block of another thread's heap goes through the same checks in
 //! `free_remote_cached`, with the thread's cache of other heaps' pools

@@ -740,8 +740,8 @@ unsafe fn release(o: *mut obm_object, ty: &obm_type) {
         // SAFETY: as above.
         return unsafe { free_block_slow(base, ty) };
     };
-    // The census first, so that the free ends in a tail call, and any
-    // other call too.
+    // The census first: then the free, like every slower way out, is a
+    // tail call.
     if !crate::census::destroyed_fast(ty as *const obm_type as *const c_void, block.size()) {
         // SAFETY: as above.
         return unsafe { free_block_slow(base, ty) };
