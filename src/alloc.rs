@@ -2,8 +2,10 @@
 //! as every entry point calls them (the free path is `free.rs`). `func`
 //! names the C function for reports.
 //!
-//! Fast path (`malloc_fast`): the slot of the size (`(n + 15) >> 4` up to
-//! 512 bytes, the class + 1 above), the thread's heap from TLS (the
+//! Fast path (`malloc_fast`): the fast slot of the size (`(n + 15) >> 4`
+//! up to 1 KiB, one per class above: `size_class::fast_slots`), so that
+//! the sizes most programs ask for take one branch, whatever their mix,
+//! then the thread's heap from TLS (the
 //! placeholder heap if it has none), and a pop from the allocation list of
 //! the slot's head pool, which takes the pool's local or remote free list
 //! over if it is empty. The head pool is the placeholder pool, always
@@ -18,7 +20,7 @@ use crate::free;
 use crate::heap;
 use crate::large;
 use crate::os;
-use crate::size_class::{self, class_of};
+use crate::size_class::{self, class_of, fast_slot_of_class, DIRECT_MAX};
 use core::ptr;
 
 #[cold]
@@ -54,9 +56,9 @@ fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
 /// or null if the fast path cannot serve it (nothing is done then).
 #[inline(always)]
 pub fn malloc_fast(n: usize) -> *mut u8 {
-    if n > SMALL_MAX {
+    if n > DIRECT_MAX {
         return match class_of(n) {
-            Some(class) => pop_fast::<true>(class + 1),
+            Some(class) => pop_fast::<true>(fast_slot_of_class(class)),
             None => ptr::null_mut(),
         };
     }
@@ -77,13 +79,13 @@ pub fn malloc_fast_small_sized(n: usize) -> (*mut u8, usize) {
     (pop_fast::<false>(slot), slot << ALIGNMENT_SHIFT)
 }
 
-/// A block from the head pool of `slot`'s allocation or local free list,
-/// or, if `REMOTE`, from the blocks other threads freed into it; null if
-/// none.
+/// A block from the head pool of fast slot `slot`'s allocation or local
+/// free list, or, if `REMOTE`, from the blocks other threads freed into
+/// it; null if none.
 #[inline(always)]
 fn pop_fast<const REMOTE: bool>(slot: usize) -> *mut u8 {
     let h = heap::current_or_placeholder();
-    // SAFETY: slot <= NUM_CLASSES.
+    // SAFETY: slot < FAST_SLOTS (`malloc_fast` and `malloc_fast_small_sized`).
     let pool = unsafe { h.alloc_pool(slot) };
     // SAFETY: the pool is of this thread's own heap (or the placeholder,
     // which is never written: its lists are empty).

@@ -31,6 +31,43 @@ fn medium_class_of(size: usize) -> usize {
     SMALL_CLASSES + (k - SMALL_MAX.trailing_zeros() as usize) * MEDIUM_STEPS + (i - 1)
 }
 
+/// Requests up to this size find their pool in one table load, by
+/// `(size + 15) >> 4` (a "fast slot"), with no test of their class: the
+/// classes up to here are multiples of 16 bytes apart.
+pub(crate) const DIRECT_MAX: usize = 2 * SMALL_MAX;
+/// The fast slots of the sizes up to DIRECT_MAX (slot 0: size 0).
+pub(crate) const DIRECT_SLOTS: usize = DIRECT_MAX / ALIGNMENT + 1;
+/// The classes whose blocks are at most DIRECT_MAX bytes.
+pub(crate) const DIRECT_CLASSES: usize = SMALL_CLASSES + MEDIUM_STEPS;
+/// Fast slots in all: one per 16 bytes up to DIRECT_MAX, then one per class.
+pub(crate) const FAST_SLOTS: usize = DIRECT_SLOTS + NUM_CLASSES - DIRECT_CLASSES;
+
+/// The fast slot of `class`, a class above DIRECT_MAX (the sizes up to
+/// it use `(size + 15) >> 4`).
+#[inline(always)]
+pub(crate) const fn fast_slot_of_class(class: usize) -> usize {
+    class + (DIRECT_SLOTS - DIRECT_CLASSES)
+}
+
+/// The fast slots that serve `class`: the 16-byte steps of its sizes up to
+/// DIRECT_MAX, else its own slot.
+pub(crate) fn fast_slots(class: usize) -> core::ops::RangeInclusive<usize> {
+    if class < DIRECT_CLASSES {
+        let below = if class == 0 { 0 } else { block_size(class - 1) };
+        (below / ALIGNMENT + 1)..=(block_size(class) / ALIGNMENT)
+    } else {
+        let s = fast_slot_of_class(class);
+        s..=s
+    }
+}
+
+const _: () = assert!(block_size(DIRECT_CLASSES - 1) == DIRECT_MAX);
+const _: () = assert!(block_size(DIRECT_CLASSES) > DIRECT_MAX);
+const _: () = assert!(
+    (block_size(SMALL_CLASSES) - SMALL_MAX).is_multiple_of(ALIGNMENT),
+    "the classes up to DIRECT_MAX are whole fast slots"
+);
+
 /// The block size of class `class` (which must be < NUM_CLASSES).
 pub(crate) const fn block_size(class: usize) -> usize {
     if class < SMALL_CLASSES {

@@ -20,7 +20,7 @@
 //! either can send the calling thread to the slow paths, and is set up so
 //! that it does whenever it must: for a thread without a heap (its TLS slot
 //! points to the placeholder heap `NO_HEAP`) and once hooks are installed
-//! (`force_slow_paths`). `alloc_pools[class + 1]` is the queue head of
+//! (`force_slow_paths`). `alloc_pools[slot]` is the queue head of the slot's
 //! `class` (`heads`), or the placeholder pool `EMPTY_POOL`, whose
 //! allocation list is always empty, when the class has no pool or the
 //! heap takes the slow paths. The unit cache is a direct-mapped table from 16 KiB unit to the
@@ -58,7 +58,7 @@ use crate::os;
 use crate::pool::Pool;
 use crate::purge;
 use crate::report;
-use crate::size_class;
+use crate::size_class::{self, fast_slots, FAST_SLOTS};
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
@@ -72,10 +72,11 @@ const ORPHANED: u8 = 3;
 #[repr(C, align(64))]
 pub struct Heap {
     state: AtomicU8,
-    /// `alloc_pools[class + 1]`: the pool `malloc`'s fast path pops from;
-    /// see the module doc. Entry 0 is always `EMPTY_POOL`, so `malloc(0)`
-    /// takes the slow path. Written by other threads in `force_slow_paths`.
-    alloc_pools: [AtomicPtr<Pool>; NUM_CLASSES + 1],
+    /// By fast slot (`size_class::fast_slots`): the pool `malloc`'s fast
+    /// path pops from, the head of the slot's class; see the module doc.
+    /// Entry 0 is always `EMPTY_POOL`, so `malloc(0)` takes the slow path.
+    /// Written by other threads in `force_slow_paths`.
+    alloc_pools: [AtomicPtr<Pool>; FAST_SLOTS],
     /// `heads[class + 1]`: the head of the queue of `class`, or `EMPTY_POOL`.
     heads: [Cell<*const Pool>; NUM_CLASSES + 1],
     /// The last pool of each class queue (null if the queue is empty).
@@ -173,7 +174,7 @@ impl Heap {
         Heap {
             state: AtomicU8::new(FREE),
             alloc_pools: [const { AtomicPtr::new(&EMPTY_POOL.0 as *const Pool as *mut Pool) };
-                NUM_CLASSES + 1],
+                FAST_SLOTS],
             heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
             tails: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
             kept_empty: [const { Cell::new(0) }; NUM_CLASSES],
@@ -214,9 +215,11 @@ impl Heap {
         // SAFETY: per the contract; each write targets a field of *h.
         unsafe {
             ptr::addr_of_mut!((*h).state).write(AtomicU8::new(FREE));
-            for slot in 0..=NUM_CLASSES {
+            for slot in 0..FAST_SLOTS {
                 ptr::addr_of_mut!((*h).alloc_pools[slot])
                     .write(AtomicPtr::new(empty_pool() as *mut Pool));
+            }
+            for slot in 0..=NUM_CLASSES {
                 ptr::addr_of_mut!((*h).heads[slot]).write(Cell::new(empty_pool()));
             }
             for class in 0..NUM_CLASSES {
@@ -272,23 +275,26 @@ impl Heap {
             self.unkeep(unsafe { &*p });
         }
         self.heads[class + 1].set(p);
-        let fast = &self.alloc_pools[class + 1];
-        // SeqCst, with the load of FORCE_SLOW after it and the two
-        // operations of `force_slow_paths`: either that walk sees this
-        // store, or this thread sees the flag.
-        fast.store(p as *mut Pool, SeqCst);
+        // SeqCst, with the load of FORCE_SLOW after them and the two
+        // operations of `force_slow_paths`: either that walk sees these
+        // stores, or this thread sees the flag.
+        for slot in fast_slots(class) {
+            self.alloc_pools[slot].store(p as *mut Pool, SeqCst);
+        }
         if FORCE_SLOW.load(SeqCst) {
-            fast.store(empty_pool() as *mut Pool, SeqCst);
+            for slot in fast_slots(class) {
+                self.alloc_pools[slot].store(empty_pool() as *mut Pool, SeqCst);
+            }
         }
     }
 
-    /// The pool `malloc`'s fast path pops from for `slot` (class + 1).
+    /// The pool `malloc`'s fast path pops from for fast slot `slot`.
     ///
     /// # Safety
-    /// `slot <= NUM_CLASSES`.
+    /// `slot < FAST_SLOTS`.
     #[inline(always)]
     pub unsafe fn alloc_pool(&self, slot: usize) -> &Pool {
-        // SAFETY: slot <= NUM_CLASSES per the contract; the entries hold
+        // SAFETY: slot < FAST_SLOTS per the contract; the entries hold
         // live pools of ours or the placeholder, which is never written.
         unsafe { &*self.alloc_pools.get_unchecked(slot).load(Relaxed) }
     }
