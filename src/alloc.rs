@@ -89,7 +89,7 @@ fn pop_fast<const REMOTE: bool>(slot: usize) -> *mut u8 {
     let pool = unsafe { h.alloc_pool(slot) };
     // SAFETY: the pool is of this thread's own heap (or the placeholder,
     // which is never written: its lists are empty).
-    let b = unsafe { pool.pop_or_take_local() };
+    let b = unsafe { pool.pop() };
     if !b.is_null() {
         // On the pool, whose line the pop touched anyway (a real pool: the
         // placeholder gives no block).
