@@ -10,7 +10,7 @@
 //!    multiplication, one rotation and one comparison check both that `p`
 //!    is a block start and that it is in range;
 //! 3. the block does not hold the freed key (else: a suspected double free);
-//! 4. push on the pool's local free list; count; the pool's state changes
+//! 4. push on the pool's free list; count; the pool's state changes
 //!    only if it became empty or was full.
 //! Any check that fails sends the pointer to the general path, which
 //! repeats them in full and reports what is wrong. Steps 1-3 are
