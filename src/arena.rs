@@ -502,13 +502,24 @@ unsafe fn release_discarded(a: *mut Arena) {
         r.arenas[c] = a as usize;
         r.count += 1;
     } else {
-        // Under the lock, so that `for_each_pool` never reads an unmapped arena.
-        arena_map::clear(a as usize);
         UNMAPS.fetch_add(1, SeqCst);
-        // SAFETY: the arena is empty and unregistered.
-        unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
-        counters::sub_mapped(ARENA_SIZE);
+        // SAFETY: per the contract; the reserve lock is held.
+        unsafe { unmap_locked(a as usize) };
     }
+}
+
+/// Unregisters and unmaps an arena of the reserve's. `UNMAPS` must have
+/// been bumped first, so that the caches of other heaps' pools stop
+/// naming descriptors in it.
+///
+/// # Safety
+/// The caller holds the reserve lock (so that `for_each_pool` never reads
+/// an unmapped arena), and the arena is empty, unused and in no list.
+unsafe fn unmap_locked(a: usize) {
+    arena_map::clear(a);
+    // SAFETY: per the contract; unregistered above.
+    unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
+    counters::sub_mapped(ARENA_SIZE);
 }
 
 /// Discards the pages of the warm arenas returned more than the purge
@@ -573,13 +584,10 @@ pub fn give_back_address_space() -> bool {
         // other heaps' pools stop naming descriptors in these arenas.
         UNMAPS.fetch_add(1, SeqCst);
     }
-    for i in 0..n {
-        let a = r.arenas[i];
-        // Under the lock, so that `for_each_pool` never reads an unmapped arena.
-        arena_map::clear(a);
-        // SAFETY: a reserve arena is empty, unused and, now, unregistered.
-        unsafe { os::unmap(a as *mut u8, ARENA_SIZE) };
-        counters::sub_mapped(ARENA_SIZE);
+    for &a in &r.arenas[..n] {
+        // SAFETY: the lock is held; a reserve arena is empty and unused,
+        // and the array forgets it below.
+        unsafe { unmap_locked(a) };
     }
     r.count = 0;
     n > 0

@@ -63,10 +63,16 @@ pub(crate) fn fast_slots(class: usize) -> core::ops::RangeInclusive<usize> {
 
 const _: () = assert!(block_size(DIRECT_CLASSES - 1) == DIRECT_MAX);
 const _: () = assert!(block_size(DIRECT_CLASSES) > DIRECT_MAX);
-const _: () = assert!(
-    (block_size(SMALL_CLASSES) - SMALL_MAX).is_multiple_of(ALIGNMENT),
-    "the classes up to DIRECT_MAX are whole fast slots"
-);
+const _: () = {
+    let mut c = 0;
+    while c < DIRECT_CLASSES {
+        assert!(
+            block_size(c).is_multiple_of(ALIGNMENT),
+            "the classes up to DIRECT_MAX are whole fast slots"
+        );
+        c += 1;
+    }
+};
 
 /// The block size of class `class` (which must be < NUM_CLASSES).
 pub(crate) const fn block_size(class: usize) -> usize {
