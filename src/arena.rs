@@ -38,7 +38,7 @@ use crate::purge;
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU16, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicUsize, Ordering::*};
 
 /// Stored in `magic` while the arena is in use by a heap.
 const ARENA_MAGIC: usize = 0x6f62_6d65_6d41_524e; // "obmemARN"
@@ -354,11 +354,31 @@ pub struct Acquired {
     pub dirty_since: u64,
 }
 
+/// Whether batches of arenas ask for transparent huge pages
+/// (`OBMEM_ARENA_HUGEPAGES=1`). Off by default: a huge page is resident
+/// as a whole, so a program holds more memory for its fewer page faults,
+/// and where the kernel compacts memory on such faults (THP defrag
+/// `madvise`) a burst of new arenas costs more kernel time (BENCHMARKS.md,
+/// "Huge pages for arenas"). Purging a unit splits its huge page.
+static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
+
+/// Set once by `lifecycle::init`, before the first arena is mapped.
+pub fn set_huge_pages(on: bool) {
+    HUGE_PAGES.store(on, Relaxed);
+}
+
 /// Maps `n` arenas in one aligned mapping and registers them in the arena map.
 fn map_arenas(n: usize) -> *mut u8 {
-    let base = os::map_aligned(n * ARENA_SIZE, ARENA_SIZE, crate::fault::Site::Arenas);
+    let size = n * ARENA_SIZE;
+    let huge = HUGE_PAGES.load(Relaxed) && size >= HUGE_PAGE_SIZE;
+    let align = if huge { HUGE_PAGE_SIZE } else { ARENA_SIZE };
+    let base = os::map_aligned(size, align, crate::fault::Site::Arenas);
     if base.is_null() {
         return base;
+    }
+    if huge {
+        // SAFETY: the mapping was made above by `os`.
+        unsafe { os::advise_huge(base, size) };
     }
     for i in 0..n {
         if !arena_map::set(base as usize + i * ARENA_SIZE, CHUNK_ARENA) {
@@ -366,11 +386,11 @@ fn map_arenas(n: usize) -> *mut u8 {
                 arena_map::clear(base as usize + j * ARENA_SIZE);
             }
             // SAFETY: the mapping was made above and is not yet published.
-            unsafe { os::unmap(base, n * ARENA_SIZE) };
+            unsafe { os::unmap(base, size) };
             return ptr::null_mut();
         }
     }
-    counters::add_mapped(n * ARENA_SIZE);
+    counters::add_mapped(size);
     base
 }
 

@@ -42,6 +42,9 @@ pub(crate) const PAGE_SIZE: usize = 4096;
 /// Arenas are reserved from the OS this many at a time, so that aligning
 /// them costs one over-sized mmap per batch rather than one per arena.
 pub(crate) const ARENA_BATCH: usize = 16; // 4 MiB
+/// A transparent huge page of x86-64 and most 64-bit Linux targets: what
+/// mappings that ask for huge pages are aligned to.
+pub(crate) const HUGE_PAGE_SIZE: usize = 2 << 20;
 /// Empty arenas kept mapped (pages discarded) for reuse before unmapping.
 pub(crate) const ARENA_RETAIN_MAX: usize = 256; // 64 MiB of address space, no RSS
 /// The default of `OBMEM_PURGE_DELAY_MS`: free pages unused this long go

@@ -46,6 +46,19 @@ pub fn show_stats() -> bool {
     }
 }
 
+/// `OBMEM_ARENA_HUGEPAGES=1`: ask for transparent huge pages on the
+/// batches of arenas (fewer page faults, more resident memory).
+pub fn arena_huge_pages() -> bool {
+    match os::getenv(c"OBMEM_ARENA_HUGEPAGES") {
+        None | Some(b"" | b"0") => false,
+        Some(b"1") => true,
+        Some(v) => {
+            warn("OBMEM_ARENA_HUGEPAGES", v, "0 or 1", "0");
+            false
+        }
+    }
+}
+
 /// The largest purge delay accepted: a day.
 const PURGE_DELAY_MS_MAX: usize = 86_400_000;
 

@@ -17,7 +17,9 @@
 //! taken (a collection may run finalizers that fork); the child resets it
 //! instead (`gc::lock`).
 
-use crate::{debug, domain, env, fault, gc, heap, large, prof, purge, stacks, stats, valgrind};
+use crate::{
+    arena, debug, domain, env, fault, gc, heap, large, prof, purge, stacks, stats, valgrind,
+};
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::*};
 
 const UNREAD: u8 = 0;
@@ -49,6 +51,7 @@ pub fn init() {
     if let Some(ms) = env::purge_delay_ms() {
         purge::set_delay_ms(ms);
     }
+    arena::set_huge_pages(env::arena_huge_pages());
     if let Some(spec) = env::fail_mmap() {
         fault::configure(spec);
     }

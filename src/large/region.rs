@@ -55,7 +55,6 @@ const MAX_GRANULES: usize = LARGE_REGION_SIZE / GRANULE;
 const WORDS: usize = MAX_GRANULES / 64;
 /// Granules of chunk 0, the bookkeeping's.
 const META_GRANULES: usize = ARENA_SIZE / GRANULE;
-const HUGE_PAGE: usize = 2 << 20;
 /// Runs of granules one purge pass gives back; more wait for the next pass.
 const PURGE_RUNS: usize = 32;
 
@@ -177,7 +176,7 @@ impl Regions {
         }
         let min = (ARENA_SIZE + k * GRANULE)
             .next_power_of_two()
-            .max(HUGE_PAGE);
+            .max(HUGE_PAGE_SIZE);
         let (p, size) = os::reserve_aligned(LARGE_REGION_SIZE, min);
         if p.is_null() {
             return Err(Refused::NoRegion);
@@ -381,7 +380,7 @@ fn clean(m: &Meta, i: usize) -> bool {
 /// `m`): with transparent huge pages they may be resident, faulted in with
 /// their neighbours. Returns the first and the end of the two stretches.
 fn take_clean_around(m: &mut Meta, from: usize, to: usize) -> ((usize, usize), (usize, usize)) {
-    const PER_HUGE: usize = HUGE_PAGE / GRANULE;
+    const PER_HUGE: usize = HUGE_PAGE_SIZE / GRANULE;
     let mut start = from;
     while start > from / PER_HUGE * PER_HUGE && clean(m, start - 1) {
         start -= 1;
