@@ -60,6 +60,10 @@ pub(crate) const PURGE_DELAY_MS_DEFAULT: u64 = 1000;
 /// finds the bound exceeded gives half of its own back at once. So a burst
 /// does not pin its whole peak (purge.rs).
 pub(crate) const KEEP_MIN_UNITS: usize = 4096; // 64 MiB
+/// A pool holds at least this many blocks where an arena has room: with
+/// fewer, the pools of the big medium classes would be made and unmade
+/// with almost every block (BENCHMARKS.md, "Medium pools of four blocks").
+pub(crate) const MIN_POOL_BLOCKS: usize = 4;
 /// A heap keeps up to this many empty pools per class in the queue beyond
 /// the head, for classes whose pools hold at most `KEEP_EMPTY_CAPACITY`
 /// blocks: their pools empty and fill again all the time, and releasing

@@ -86,13 +86,17 @@ pub(crate) const fn block_size(class: usize) -> usize {
     }
 }
 
-/// How many pool units a pool of `class` spans: the fewest whose tail waste
-/// is under 1/16 of the pool, or failing that the count that wastes least.
+/// How many pool units a pool of `class` spans: the fewest that hold
+/// `MIN_POOL_BLOCKS` blocks (or as many as an arena's usable units hold)
+/// with a tail waste under 1/16 of the pool, or failing that the count
+/// from there that wastes least.
 pub(crate) const fn pool_units(class: usize) -> usize {
     let size = block_size(class);
+    let fit = USABLE_UNITS * UNIT_SIZE / size;
+    let min_blocks = if fit < MIN_POOL_BLOCKS { fit } else { MIN_POOL_BLOCKS };
     let mut best = 0;
     let mut best_waste = usize::MAX;
-    let mut n = 1;
+    let mut n = (min_blocks * size).div_ceil(UNIT_SIZE);
     while n <= USABLE_UNITS {
         let bytes = n * UNIT_SIZE;
         if bytes >= size {
