@@ -93,7 +93,11 @@ pub(crate) const fn block_size(class: usize) -> usize {
 pub(crate) const fn pool_units(class: usize) -> usize {
     let size = block_size(class);
     let fit = USABLE_UNITS * UNIT_SIZE / size;
-    let min_blocks = if fit < MIN_POOL_BLOCKS { fit } else { MIN_POOL_BLOCKS };
+    let min_blocks = if fit < MIN_POOL_BLOCKS {
+        fit
+    } else {
+        MIN_POOL_BLOCKS
+    };
     let mut best = 0;
     let mut best_waste = usize::MAX;
     let mut n = (min_blocks * size).div_ceil(UNIT_SIZE);

@@ -296,7 +296,7 @@ unsafe fn realloc_hooked(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
             // SAFETY: both blocks are live and distinct; p holds e.size bytes.
             unsafe {
                 ptr::copy_nonoverlapping(p, q, e.size.min(n));
-                free_slow(d, p);
+                free_slow(p, d);
             }
         }
         return q;
@@ -312,7 +312,7 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
     // SAFETY: per the contract.
     if !unsafe { free::free_fast(p) } {
         // SAFETY: per the contract.
-        unsafe { free_slow(d, p) }
+        unsafe { free_slow(p, d) }
     }
 }
 
@@ -321,7 +321,7 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
 /// of other heaps' pools is empty once hooks are installed, so only its
 /// misses test for them.
 #[inline(never)]
-unsafe fn free_slow(d: obm_domain, p: *mut u8) {
+unsafe fn free_slow(p: *mut u8, d: obm_domain) {
     // SAFETY (all three): per the contract of `free`.
     if unsafe { free::free_remote_cached(p) } {
         return;
@@ -329,7 +329,7 @@ unsafe fn free_slow(d: obm_domain, p: *mut u8) {
     if !HOOKED.load(Relaxed) {
         return unsafe { free::free_remote_uncached(p) };
     }
-    unsafe { free_hooked(d, p) }
+    unsafe { free_hooked(p, d) }
 }
 
 /// `free` through the hook of domain `d`. Out of line, so that the remote
@@ -339,7 +339,7 @@ unsafe fn free_slow(d: obm_domain, p: *mut u8) {
 /// As `free`.
 #[cold]
 #[inline(never)]
-unsafe fn free_hooked(d: obm_domain, p: *mut u8) {
+unsafe fn free_hooked(p: *mut u8, d: obm_domain) {
     let t = table(d);
     let p = aligned::remove(p as usize).map_or(p, |e| e.base as *mut u8);
     // SAFETY: as in `malloc_slow`; p per the contract of `free` (an

@@ -1,9 +1,10 @@
 //! Cross-thread frees go to the block's pool (`Pool::thread_free`); the
 //! thread whose push makes that list non-empty also pushes the pool on the
 //! heap's `remote` list. The owner takes the whole list with one swap when
-//! a class queue runs dry, and moves each pool's blocks to the pool's local
+//! a class queue runs dry, and moves each pool's blocks to the pool's
 //! free list in one splice.
 
+use super::queue;
 use super::registry::reclaim;
 use super::*;
 
@@ -53,7 +54,7 @@ impl Heap {
             // and off the remote list (taken whole above).
             unsafe { pool.take_thread_free_dequeued() };
             if pool.is_empty() || !pool.in_queue() {
-                self.pool_gained(pool);
+                queue::pool_gained(pool, self);
             }
         }
         true
