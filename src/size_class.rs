@@ -86,21 +86,52 @@ pub(crate) const fn block_size(class: usize) -> usize {
     }
 }
 
-/// How many pool units a pool of `class` spans: the fewest that hold
-/// `MIN_POOL_BLOCKS` blocks (or as many as an arena's usable units hold)
-/// with a tail waste under 1/16 of the pool, or failing that the count
-/// from there that wastes least.
+/// How many pool units a pool of `class` spans: the fewest whose tail
+/// waste is under 1/16 of the pool, or failing that the count that wastes
+/// least (`tightest_units`), unless such a pool holds fewer than
+/// `MIN_POOL_BLOCKS` blocks (or fewer than an arena's usable units can
+/// hold, if that is less). Then the fewest units holding that many whose
+/// pools, an arena full of them, put at least 7/8 of its usable units in
+/// blocks; failing that, the count that puts most.
 pub(crate) const fn pool_units(class: usize) -> usize {
     let size = block_size(class);
+    let tight = tightest_units(size);
     let fit = USABLE_UNITS * UNIT_SIZE / size;
     let min_blocks = if fit < MIN_POOL_BLOCKS {
         fit
     } else {
         MIN_POOL_BLOCKS
     };
+    if tight * UNIT_SIZE / size >= min_blocks {
+        return tight;
+    }
+    let usable = USABLE_UNITS * UNIT_SIZE;
+    let mut best = 0;
+    let mut best_used = 0;
+    let mut n = 1;
+    while n <= USABLE_UNITS {
+        let capacity = n * UNIT_SIZE / size;
+        if capacity >= min_blocks {
+            let used = USABLE_UNITS / n * capacity * size;
+            if used * 8 >= usable * 7 {
+                return n;
+            }
+            if used > best_used {
+                best = n;
+                best_used = used;
+            }
+        }
+        n += 1;
+    }
+    best
+}
+
+/// The fewest units whose tail waste is under 1/16 of a pool of `size`
+/// blocks, or failing that the count that wastes least.
+const fn tightest_units(size: usize) -> usize {
     let mut best = 0;
     let mut best_waste = usize::MAX;
-    let mut n = (min_blocks * size).div_ceil(UNIT_SIZE);
+    let mut n = 1;
     while n <= USABLE_UNITS {
         let bytes = n * UNIT_SIZE;
         if bytes >= size {
@@ -242,6 +273,20 @@ mod tests {
         for size in SMALL_MAX + 1..=MEDIUM_MAX {
             let b = block_size(class_of(size).unwrap());
             assert!((b - size) * 9 <= b, "size {size} block {b}");
+        }
+    }
+
+    #[test]
+    fn pools_hold_enough_blocks() {
+        for c in 0..NUM_CLASSES {
+            let fit = USABLE_UNITS * UNIT_SIZE / block_size(c);
+            assert!(
+                pool_capacity(c) >= MIN_POOL_BLOCKS.min(fit),
+                "class {c} ({} B): {} blocks in {} units",
+                block_size(c),
+                pool_capacity(c),
+                pool_units(c)
+            );
         }
     }
 
