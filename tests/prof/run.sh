@@ -11,8 +11,9 @@
 #  - python3 (PYTHONMALLOC=malloc) builds ~60 MB of objects and dumps the
 #    profile through ctypes: most of the top stacks go through the
 #    interpreter's allocation functions (PyObject_Malloc, *_New, ...), and
-#    inferno-flamegraph renders the profile to SVG (skipped with a note if
-#    inferno is not installed; `make run` installs it);
+#    inferno-flamegraph ($FLAMEGRAPH, else the PATH's) renders the profile
+#    to SVG (a failure if it is not installed: `make test-prof` installs
+#    it, with `cargo install inferno --locked`);
 #  - unwind.c, every allocation sampled (OBMEM_PROF=1): the default
 #    unwinder (cached DWARF rules) finds exactly the stacks libgcc's
 #    _Unwind_Backtrace finds (OBMEM_PROF_UNWIND=libgcc), through each shape
@@ -30,6 +31,7 @@ ROOT=$PWD
 LIB=$ROOT/target/release/libobmem.so
 WORK=$ROOT/build/prof
 PYTHON=${PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
+FLAMEGRAPH=${FLAMEGRAPH:-$(command -v inferno-flamegraph || true)}
 mkdir -p "$WORK"
 rm -f "$WORK"/*.folded "$WORK"/*.svg
 for v in $(env | sed -n 's/^\(OBMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
@@ -134,16 +136,16 @@ else
     echo "    python3: $(wc -l <"$folded") stacks, $hits of the top 5 through an allocation function"
     printf '%s\n' "$top" | awk '{ n = split($1, f, ";"); printf "      %10d  ...;%s;%s\n", $2, f[n - 1], f[n] }'
     if ((hits >= 3)); then pass "$name"; else fail "$name" "top stacks: $hits of 5 through an allocation function" "$folded"; fi
-    if command -v inferno-flamegraph >/dev/null; then
+    if [[ -n $FLAMEGRAPH && -x $FLAMEGRAPH ]]; then
         svg=$WORK/python3.svg
-        if inferno-flamegraph --title "python3 live heap (obmem)" --countname bytes <"$folded" >"$svg" 2>"$WORK/flamegraph.err" &&
+        if "$FLAMEGRAPH" --title "python3 live heap (obmem)" --countname bytes <"$folded" >"$svg" 2>"$WORK/flamegraph.err" &&
             grep -q '<svg' "$svg" && grep -q 'PyEval_EvalCode' "$svg"; then
             pass "python3-flamegraph"
         else
             fail "python3-flamegraph" "inferno-flamegraph did not render the profile" "$WORK/flamegraph.err"
         fi
     else
-        echo "NOTE python3-flamegraph skipped: inferno-flamegraph is not installed (make run installs it)"
+        fail "python3-flamegraph" "inferno-flamegraph is not installed${FLAMEGRAPH:+ at $FLAMEGRAPH}: \`make test-prof\` installs it (cargo install inferno --locked)"
     fi
 fi
 
