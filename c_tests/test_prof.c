@@ -29,7 +29,8 @@
  * sampled blocks as ordinary blocks; the profile's table failing to map
  * (OBMEM_FAIL_MMAP=prof-table:1:1, in a child run again): obm_prof_start
  * returns -1 with ENOMEM and nothing is sampled, then it works once the
- * table maps.
+ * table maps; once an allocator hook is installed on one domain, nothing of
+ * any domain is sampled.
  */
 #define _GNU_SOURCE
 #include "test_util.h"
@@ -344,6 +345,40 @@ static void table_child(const char *mode)
     printf("obm_prof_start: -1/ENOMEM while the table cannot be mapped, then 0\n");
 }
 
+/* In a child: once a hook is installed on one domain (here the raw
+ * domain's own table, set back), nothing of any domain is sampled. */
+static void hooked_child(void *arg)
+{
+    (void)arg;
+    char path[] = "/tmp/obmem_prof_hooked_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    /* At an interval of 1 byte, a block of 100 is sampled (1 - e^-100). */
+    CHECK_EQ(obm_prof_start(1), 0);
+    void *kept = opaque_ptr(malloc(opaque_size(100)));
+    CHECK_GT(dump_size(path), 0);
+    free(kept);
+    CHECK_EQ(obm_prof_start(1), 0);
+    obm_allocator own;
+    obm_get_allocator(OBM_DOMAIN_RAW, &own);
+    obm_set_allocator(OBM_DOMAIN_RAW, &own);
+    void *p[4] = {
+        opaque_ptr(malloc(opaque_size(100))),
+        opaque_ptr(obm_raw_malloc(opaque_size(100))),
+        opaque_ptr(obm_mem_malloc(opaque_size(100))),
+        obm_new_var(&BlobType, opaque_size(100)),
+    };
+    CHECK_EQ(dump_size(path), 0);
+    free(p[0]);
+    obm_raw_free(p[1]);
+    obm_mem_free(p[2]);
+    obm_decref((obm_object *)p[3]);
+    unlink(path);
+    printf("hooked: nothing sampled\n");
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     if (run_as_child(argc, argv, table_child))
@@ -432,6 +467,10 @@ int main(int argc, char **argv)
     check_sites_empty("4 threads after free");
     obm_prof_stop();
     test_sample_pages();
+    child_result r;
+    run_in_child(hooked_child, NULL, &r);
+    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0 && strstr(r.out, "hooked: nothing sampled"),
+              "hooked child:\n%s", r.out);
     unlink(dump_path);
     return 0;
 }
