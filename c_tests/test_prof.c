@@ -26,7 +26,11 @@
  * the profile (its blocks are inherited) and its frees leave it without
  * changing the parent's; the text format; bad input (0 or absurd sample
  * sizes, NULL path, unknown format, missing directory, full disk);
- * sampled blocks as ordinary blocks.
+ * sampled blocks as ordinary blocks; the profile's table failing to map
+ * (OBMEM_FAIL_MMAP=prof-table:1:1, in a child run again): obm_prof_start
+ * returns -1 with ENOMEM and nothing is sampled, then it works once the
+ * table maps; once an allocator hook is installed on one domain, nothing of
+ * any domain is sampled.
  */
 #define _GNU_SOURCE
 #include "test_util.h"
@@ -296,8 +300,92 @@ static void test_sample_pages(void)
               "double free of a sampled block:\n%s", r.out);
 }
 
-int main(void)
+/* The dump's size in bytes, or -1 if obm_prof_dump fails. */
+static long dump_size(const char *path)
 {
+    if (obm_prof_dump(path, OBM_PROF_FOLDED) != 0)
+        return -1;
+    struct stat st;
+    CHECK_EQ(stat(path, &st), 0);
+    return (long)st.st_size;
+}
+
+/* Run again with OBMEM_FAIL_MMAP=prof-table:1:1: the first mapping of the
+ * profile's table fails, the next ones succeed. */
+static void table_child(const char *mode)
+{
+    CHECK(strcmp(mode, "table-fails") == 0);
+    char path[] = "/tmp/obmem_prof_table_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    errno = 0;
+    CHECK_EQ(obm_prof_start(1), -1);
+    CHECK_EQ(errno, ENOMEM);
+    /* Not profiling: at an interval of 1 every block would be sampled, as
+     * a large block; the dump is that of no profile, an empty file. */
+    obm_stats s0, s1;
+    obm_get_stats(&s0);
+    for (int i = 0; i < 100; i++)
+        free(opaque_ptr(malloc(opaque_size(100))));
+    void *kept = opaque_ptr(malloc(opaque_size(100)));
+    obm_get_stats(&s1);
+    CHECK_EQ(s1.large_blocks, s0.large_blocks);
+    CHECK_EQ(s1.large_allocations, s0.large_allocations);
+    CHECK_EQ(dump_size(path), 0);
+    free(kept);
+    /* The table maps now: the same start works and samples (a block of
+     * 100 bytes at an interval of 1 byte, with probability 1 - e^-100). */
+    CHECK_EQ(obm_prof_start(1), 0);
+    kept = opaque_ptr(malloc(opaque_size(100)));
+    CHECK_GT(dump_size(path), 0);
+    free(kept);
+    obm_prof_stop();
+    unlink(path);
+    printf("obm_prof_start: -1/ENOMEM while the table cannot be mapped, then 0\n");
+}
+
+/* In a child: once a hook is installed on one domain (here the raw
+ * domain's own table, set back), nothing of any domain is sampled. */
+static void hooked_child(void *arg)
+{
+    (void)arg;
+    char path[] = "/tmp/obmem_prof_hooked_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    /* At an interval of 1 byte, a block of 100 is sampled (1 - e^-100). */
+    CHECK_EQ(obm_prof_start(1), 0);
+    void *kept = opaque_ptr(malloc(opaque_size(100)));
+    CHECK_GT(dump_size(path), 0);
+    free(kept);
+    CHECK_EQ(obm_prof_start(1), 0);
+    obm_allocator own;
+    obm_get_allocator(OBM_DOMAIN_RAW, &own);
+    obm_set_allocator(OBM_DOMAIN_RAW, &own);
+    void *p[4] = {
+        opaque_ptr(malloc(opaque_size(100))),
+        opaque_ptr(obm_raw_malloc(opaque_size(100))),
+        opaque_ptr(obm_mem_malloc(opaque_size(100))),
+        obm_new_var(&BlobType, opaque_size(100)),
+    };
+    CHECK_EQ(dump_size(path), 0);
+    free(p[0]);
+    obm_raw_free(p[1]);
+    obm_mem_free(p[2]);
+    obm_decref((obm_object *)p[3]);
+    unlink(path);
+    printf("hooked: nothing sampled\n");
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    if (run_as_child(argc, argv, table_child))
+        return 0;
+    const char *fail_table[] = {"OBMEM_FAIL_MMAP=prof-table:1:1", NULL};
+    spawn_self_ok("table-fails", fail_table);
+
     int fd = mkstemp(dump_path);
     CHECK(fd >= 0);
     close(fd);
@@ -379,6 +467,10 @@ int main(void)
     check_sites_empty("4 threads after free");
     obm_prof_stop();
     test_sample_pages();
+    child_result r;
+    run_in_child(hooked_child, NULL, &r);
+    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0 && strstr(r.out, "hooked: nothing sampled"),
+              "hooked child:\n%s", r.out);
     unlink(dump_path);
     return 0;
 }

@@ -3,6 +3,7 @@ profiler on, this builds an in-memory index of 60,000 JSON records, then
 asks obmem (through ctypes: the preloaded library's obm_prof_dump) for the
 profile of what is live, folded (argv[1]) and as text (argv[2], optional):
 
+  mkdir -p build
   PYTHONMALLOC=malloc OBMEM_PROF=262144 LD_PRELOAD=target/release/libobmem.so \\
       python3 examples/where_memory_goes.py build/where.folded build/where.txt
   inferno-flamegraph < build/where.folded > build/where.svg

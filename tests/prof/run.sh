@@ -11,8 +11,9 @@
 #  - python3 (PYTHONMALLOC=malloc) builds ~60 MB of objects and dumps the
 #    profile through ctypes: most of the top stacks go through the
 #    interpreter's allocation functions (PyObject_Malloc, *_New, ...), and
-#    inferno-flamegraph renders the profile to SVG (skipped with a note if
-#    inferno is not installed; `make run` installs it);
+#    inferno-flamegraph ($FLAMEGRAPH, else the PATH's) renders the profile
+#    to SVG (a failure if it is not installed: `make test-prof` installs
+#    it, with `cargo install inferno --locked`);
 #  - unwind.c, every allocation sampled (OBMEM_PROF=1): the default
 #    unwinder (cached DWARF rules) finds exactly the stacks libgcc's
 #    _Unwind_Backtrace finds (OBMEM_PROF_UNWIND=libgcc), through each shape
@@ -20,8 +21,13 @@
 #    qsort's comparator, a signal handler, another thread; and it calls
 #    _Unwind_Backtrace (counted by the shim count_unwind.c) only for the
 #    stack through the signal handler, the one it cannot walk itself;
-#  - bad values of OBMEM_PROF and an unwritable OBMEM_PROF_DUMP give one
-#    "obmem: " warning each, and the program runs normally.
+#  - two_sites fork: the child's own dump holds the profile it inherited,
+#    less what it freed, plus what it allocated after the fork;
+#  - bad values of OBMEM_PROF, OBMEM_PROF_UNWIND and OBMEM_PROF_DUMP (empty,
+#    longer than 4000 bytes, unwritable) and a profile table that cannot be
+#    mapped (OBMEM_FAIL_MMAP=prof-table) give one "obmem: " warning each,
+#    and the program runs normally; under the debug hooks nothing is
+#    sampled.
 # Prints PASS/FAIL per case and ends with "N passed, M failed".
 set -euo pipefail
 
@@ -30,6 +36,7 @@ ROOT=$PWD
 LIB=$ROOT/target/release/libobmem.so
 WORK=$ROOT/build/prof
 PYTHON=${PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
+FLAMEGRAPH=${FLAMEGRAPH:-$(command -v inferno-flamegraph || true)}
 mkdir -p "$WORK"
 rm -f "$WORK"/*.folded "$WORK"/*.svg
 for v in $(env | sed -n 's/^\(OBMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
@@ -83,6 +90,55 @@ sites keep 4
 sites free 1
 sites free 4
 
+# fork: the child keeps the parent's profile (its live samples are the
+# blocks it inherited; the parent's site_b blocks, which it frees, leave it),
+# goes on profiling (site_c, 48 MiB) and writes its own
+# <prefix>.<childpid>.folded at exit; the parent's own dump has none of the
+# child's doings. Each estimate of 48 MiB is within 20% (5.4 standard
+# deviations at one sample per 64 KiB, the bound derived for two_sites-keep).
+fork_case() {
+    local name=two_sites-fork out err verdict ppid cpid
+    out=$WORK/$name.out err=$WORK/$name.err
+    rm -f "$WORK/$name".*.folded
+    if ! timeout 60 env OBMEM_PROF=65536 OBMEM_PROF_DUMP="$WORK/$name" LD_PRELOAD="$LIB" \
+        "$WORK/two_sites" fork 1 >"$out" 2>"$err"; then
+        fail "$name" "exit status" "$err"
+        return
+    fi
+    ppid=$(sed -n 's/^parent_pid //p' "$out") cpid=$(sed -n 's/^child_pid //p' "$out")
+    local dumps
+    dumps=$(cd "$WORK" && ls "$name".*.folded 2>/dev/null | sort | tr '\n' ' ')
+    if [[ -z $ppid || -z $cpid || $dumps != "$(printf '%s\n' "$name.$ppid.folded" "$name.$cpid.folded" | sort | tr '\n' ' ')" ]]; then
+        fail "$name" "expected $name.<parent pid $ppid>.folded and $name.<child pid $cpid>.folded, found: ${dumps:-none}" "$err"
+        return
+    fi
+    if [[ -s $err ]]; then
+        fail "$name" "unexpected stderr" "$err"
+        return
+    fi
+    verdict=$(awk -v pf="$WORK/$name.$ppid.folded" -v cf="$WORK/$name.$cpid.folded" '
+        { file = FILENAME == pf ? 2 : FILENAME == cf ? 3 : 1 }
+        file == 1 { truth[$1] = $2; next }
+        $NF !~ /^[0-9]+$/ || NF != 2 { bad = bad " malformed:" FILENAME ":" FNR }
+        /;site_a/ { a[file] += $NF }
+        /;site_b/ { b[file] += $NF }
+        /;site_c/ { c[file] += $NF }
+        function near(x, t) { return x >= 0.8 * t && x <= 1.2 * t }
+        END {
+            ta = truth["site_a"]; tb = truth["site_b"]; tc = truth["child_site_c"]; M = 1048576
+            printf "parent: site_a %.2f MiB (true %.2f), site_b %.2f (true %.2f), site_c %.2f (none); ", a[2] / M, ta / M, b[2] / M, tb / M, c[2] / M
+            printf "child: site_a %.2f (inherited), site_b %.2f (freed), site_c %.2f (true %.2f): ", a[3] / M, b[3] / M, c[3] / M, tc / M
+            if (bad != "") { print "FAIL" bad; exit }
+            r = b[2] > 0 ? a[2] / b[2] : 0
+            ok = r >= 2.0 && r <= 4.5 && near(a[2] + b[2], ta + tb) && c[2] == 0
+            ok = ok && near(a[3], ta) && b[3] == 0 && near(c[3], tc)
+            print ok ? "ok" : "FAIL"
+        }' "$out" "$WORK/$name.$ppid.folded" "$WORK/$name.$cpid.folded")
+    echo "    $name: $verdict"
+    if [[ $verdict == *FAIL* ]]; then fail "$name" "$verdict"; else pass "$name"; fi
+}
+fork_case
+
 # The default unwinder against libgcc's: the same stacks, each shape found.
 unwind_stacks() { # UNWINDER: the sorted distinct stacks of unwind.c's dump, and
     # the calls of _Unwind_Backtrace in $prefix.calls
@@ -134,36 +190,86 @@ else
     echo "    python3: $(wc -l <"$folded") stacks, $hits of the top 5 through an allocation function"
     printf '%s\n' "$top" | awk '{ n = split($1, f, ";"); printf "      %10d  ...;%s;%s\n", $2, f[n - 1], f[n] }'
     if ((hits >= 3)); then pass "$name"; else fail "$name" "top stacks: $hits of 5 through an allocation function" "$folded"; fi
-    if command -v inferno-flamegraph >/dev/null; then
+    if [[ -n $FLAMEGRAPH && -x $FLAMEGRAPH ]]; then
         svg=$WORK/python3.svg
-        if inferno-flamegraph --title "python3 live heap (obmem)" --countname bytes <"$folded" >"$svg" 2>"$WORK/flamegraph.err" &&
+        if "$FLAMEGRAPH" --title "python3 live heap (obmem)" --countname bytes <"$folded" >"$svg" 2>"$WORK/flamegraph.err" &&
             grep -q '<svg' "$svg" && grep -q 'PyEval_EvalCode' "$svg"; then
             pass "python3-flamegraph"
         else
             fail "python3-flamegraph" "inferno-flamegraph did not render the profile" "$WORK/flamegraph.err"
         fi
     else
-        echo "NOTE python3-flamegraph skipped: inferno-flamegraph is not installed (make run installs it)"
+        fail "python3-flamegraph" "inferno-flamegraph is not installed${FLAMEGRAPH:+ at $FLAMEGRAPH}: \`make test-prof\` installs it (cargo install inferno --locked)"
     fi
 fi
 
+# check_dump PREFIX WANT: the dump at exit, PREFIX.<pid>.folded, is WANT:
+# "none" (no such file), "empty" (one, empty: no profile) or "sites" (one,
+# with site_a and site_b live in it).
+check_dump() {
+    local dumps
+    dumps=$(ls "$1".*.folded 2>/dev/null || true)
+    case $2 in
+    none) [[ -z $dumps ]] ;;
+    empty) [[ $(echo "$dumps" | wc -w) == 1 && -f $dumps && ! -s $dumps ]] ;;
+    sites) [[ $(echo "$dumps" | wc -w) == 1 ]] && grep -q ';site_a' "$dumps" && grep -q ';site_b' "$dumps" ;;
+    *) return 1 ;;
+    esac
+}
+
 # Bad environment values: one warning each, the program runs normally.
+# bad_env NAME WARNINGS EXPECT DUMP [VAR=VALUE...]: runs two_sites with the
+# variables; stderr must have WARNINGS "obmem: " lines, one of them matching
+# EXPECT (none if WARNINGS is 0), and DUMP ("-", or "PREFIX WANT" for
+# check_dump) says what the dump at exit must be.
 bad_env() {
-    local name=$1 expect=$2
-    shift 2
+    local name=$1 warnings=$2 expect=$3 dump=$4 prefix want
+    shift 4
     local err=$WORK/$name.err
-    if ! timeout 60 env "$@" LD_PRELOAD="$LIB" "$WORK/two_sites" free 1 >"$WORK/$name.out" 2>"$err"; then
+    if [[ $dump != - ]]; then
+        read -r prefix want <<<"$dump"
+        rm -f "$prefix".*.folded
+    fi
+    if ! timeout 60 env "$@" LD_PRELOAD="$LIB" "$WORK/two_sites" keep 1 >"$WORK/$name.out" 2>"$err"; then
         fail "$name" "exit status" "$err"
-    elif [[ $(grep -c '^obmem: ' "$err") != 1 || $(grep -c "$expect" "$err") != 1 ]]; then
-        fail "$name" "expected one warning matching '$expect'" "$err"
+    elif [[ $(grep -c '^obmem: ' "$err") != "$warnings" ]] || { ((warnings > 0)) && [[ $(grep -c "$expect" "$err") != 1 ]]; }; then
+        fail "$name" "expected $warnings warning(s)${expect:+, one matching '$expect'}" "$err"
+    elif [[ $dump != - ]] && ! check_dump "$prefix" "$want"; then
+        fail "$name" "expected its dump $prefix.<pid>.folded to be: $want" "$err"
     else
         pass "$name"
     fi
 }
-bad_env env-prof-zero "OBMEM_PROF: invalid value '0'" OBMEM_PROF=0
-bad_env env-prof-text "OBMEM_PROF: invalid value 'lots'" OBMEM_PROF=lots
-bad_env env-prof-huge "OBMEM_PROF: invalid value '9999999999999'" OBMEM_PROF=9999999999999
-bad_env env-dump-unwritable "OBMEM_PROF_DUMP: cannot write /nonexistent-dir/p\.[0-9]*\.folded" \
+bad_env env-prof-zero 1 "OBMEM_PROF: invalid value '0'" - OBMEM_PROF=0
+bad_env env-prof-text 1 "OBMEM_PROF: invalid value 'lots'" - OBMEM_PROF=lots
+bad_env env-prof-huge 1 "OBMEM_PROF: invalid value '9999999999999'" - OBMEM_PROF=9999999999999
+bad_env env-dump-unwritable 1 "OBMEM_PROF_DUMP: cannot write /nonexistent-dir/p\.[0-9]*\.folded" - \
     OBMEM_PROF=65536 OBMEM_PROF_DUMP=/nonexistent-dir/p
+# A bad unwinder: the default one (DWARF) finds the sites.
+bad_env env-unwind-bad 1 "OBMEM_PROF_UNWIND: invalid value 'frames' (expected dwarf, libgcc or fp); using dwarf" \
+    "$WORK/env-unwind-bad sites" OBMEM_PROF=65536 OBMEM_PROF_UNWIND=frames OBMEM_PROF_DUMP="$WORK/env-unwind-bad"
+bad_env env-dump-empty 1 "OBMEM_PROF_DUMP: invalid value '' (expected a path prefix); using no dump" - \
+    OBMEM_PROF=65536 OBMEM_PROF_DUMP=
+# long_prefix N: a path prefix of exactly N bytes under $WORK/long (each
+# name under 256 bytes, with room for ".<pid>.folded"), its directories made.
+long_prefix() {
+    local p=$WORK/long seg
+    seg=$(printf '%0199d' 0 | tr 0 d)
+    while (($1 - ${#p} > 220)); do p+=/$seg; done
+    mkdir -p "$p"
+    printf '%s/%s' "$p" "$(printf "%0$(($1 - ${#p} - 1))d" 0 | tr 0 p)"
+}
+# 4000 bytes is the longest prefix (config.rs): used; one more is too long.
+long=$(long_prefix 4000)
+bad_env env-dump-4000 0 "" "$long sites" OBMEM_PROF=65536 OBMEM_PROF_DUMP="$long"
+long=$(long_prefix 4001)
+bad_env env-dump-too-long 1 "OBMEM_PROF_DUMP: invalid value '$WORK/long/d.*' (expected a path prefix); using no dump (1 to 4000 bytes)" \
+    "$long none" OBMEM_PROF=65536 OBMEM_PROF_DUMP="$long"
+# The profile's table cannot be mapped: profiling is off, with one warning,
+# and the dump at exit is that of no profile, an empty file.
+bad_env env-prof-table 1 "^obmem: OBMEM_PROF: cannot map the profile's table; profiling off$" \
+    "$WORK/env-prof-table empty" OBMEM_FAIL_MMAP=prof-table OBMEM_PROF=65536 OBMEM_PROF_DUMP="$WORK/env-prof-table"
+# Allocator hooks (here the debug hooks) installed: nothing is sampled.
+bad_env env-hooked 0 "" "$WORK/env-hooked empty" OBMEM_MALLOC=debug OBMEM_PROF=65536 OBMEM_PROF_DUMP="$WORK/env-hooked"
 
 finish

@@ -1,5 +1,5 @@
 /*
- * two_sites.c [keep|free] [THREADS]: an ordinary program (it knows nothing
+ * two_sites.c [keep|free|fork] [THREADS]: an ordinary program (it knows nothing
  * of obmem) for the heap profiler's tests. Two call sites, site_a and
  * site_b, keep 48 MiB and 16 MiB of requested bytes live, in mixed sizes
  * and through every allocation function: malloc of 16 B to 2 KiB,
@@ -9,6 +9,12 @@
  * frees them first (from the main thread, so freeing another thread's
  * sampled blocks is exercised). Build with -rdynamic so dladdr names the
  * sites. Prints the bytes each site requested.
+ *
+ * "fork" keeps the blocks, then forks a child that frees site_b's blocks,
+ * keeps 48 MiB more at a third site, site_c, and exits (through exit, so
+ * the library's destructor runs in it); the parent waits for it and exits
+ * with its blocks live. Prints "child_pid", "child_site_c" (the bytes
+ * site_c requested) and "parent_pid" too.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -16,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define MIB (1024UL * 1024UL)
 
@@ -94,6 +102,13 @@ __attribute__((noinline)) void site_b(Keep *k, size_t bytes)
     __asm__ volatile("" ::: "memory");
 }
 
+__attribute__((noinline)) void site_c(Keep *k, size_t bytes)
+{
+    while (k->bytes < bytes)
+        alloc_one(k);
+    __asm__ volatile("" ::: "memory");
+}
+
 static int nthreads = 1;
 
 static void *worker(void *arg)
@@ -107,6 +122,7 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     int do_free = argc > 1 && strcmp(argv[1], "free") == 0;
+    int do_fork = argc > 1 && strcmp(argv[1], "fork") == 0;
     nthreads = argc > 2 ? atoi(argv[2]) : 1;
     if (nthreads < 1 || nthreads > 64)
         return 2;
@@ -133,6 +149,26 @@ int main(int argc, char **argv)
         b += k[t][1].bytes;
     }
     printf("site_a %zu\nsite_b %zu\n", a, b);
+    if (do_fork) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0)
+            return 4;
+        if (pid == 0) {
+            for (int t = 0; t < nthreads; t++)
+                for (size_t i = 0; i < k[t][1].n; i++)
+                    free(k[t][1].blocks[i]);
+            static Keep c = {.cap = 200000, .rng = 0x2545f4914f6cdd1dULL};
+            c.blocks = calloc(c.cap, sizeof(void *));
+            site_c(&c, 48 * MIB);
+            printf("child_pid %d\nchild_site_c %zu\n", (int)getpid(), c.bytes);
+            exit(0);
+        }
+        int status;
+        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            return 5;
+        printf("parent_pid %d\n", (int)getpid());
+    }
     if (do_free)
         for (int t = 0; t < nthreads; t++)
             for (int s = 0; s < 2; s++)
