@@ -181,15 +181,24 @@ if ! timeout 120 env PYTHONMALLOC=malloc OBMEM_PROF=524288 LD_PRELOAD="$LIB" \
     fail "$name" "exit status" "$WORK/$name.err"
 else
     # Of the 5 stacks with the most live bytes, at least 3 pass through a
-    # function of the interpreter that allocates.
+    # function of the interpreter that allocates. A stripped interpreter
+    # (Debian's /usr/bin/python3) names only its exported functions, so
+    # its allocators' static helpers show as `python3.11+0x...`: there, the
+    # stacks must at least end in the interpreter's code.
     alloc_re='(^|;)_?Py[A-Za-z_]*(Malloc|Realloc|New|NewVar|Alloc|Resize|From[A-Za-z]+|Finish)(;|$)'
+    what="through an allocation function"
+    if ! readelf -S "$(readlink -f "$PYTHON")" 2>/dev/null | grep -q '\.symtab'; then
+        echo "    python3: $(readlink -f "$PYTHON") has no symbol table: checking that the top stacks end in the interpreter"
+        alloc_re='(^|;)(_?Py[A-Za-z_]*|python[0-9.]*\+0x[0-9a-f]+)$'
+        what="ending in the interpreter"
+    fi
     # sed, not head: head would close the pipe early and sort would die of
     # SIGPIPE, which pipefail turns into a failure of the whole script.
     top=$(sort -t' ' -k2,2nr "$folded" | sed -n 1,5p)
     hits=$(printf '%s\n' "$top" | cut -d' ' -f1 | grep -cE "$alloc_re" || true)
-    echo "    python3: $(wc -l <"$folded") stacks, $hits of the top 5 through an allocation function"
+    echo "    python3: $(wc -l <"$folded") stacks, $hits of the top 5 $what"
     printf '%s\n' "$top" | awk '{ n = split($1, f, ";"); printf "      %10d  ...;%s;%s\n", $2, f[n - 1], f[n] }'
-    if ((hits >= 3)); then pass "$name"; else fail "$name" "top stacks: $hits of 5 through an allocation function" "$folded"; fi
+    if ((hits >= 3)); then pass "$name"; else fail "$name" "top stacks: $hits of 5 $what" "$folded"; fi
     if [[ -n $FLAMEGRAPH && -x $FLAMEGRAPH ]]; then
         svg=$WORK/python3.svg
         if "$FLAMEGRAPH" --title "python3 live heap (obmem)" --countname bytes <"$folded" >"$svg" 2>"$WORK/flamegraph.err" &&
