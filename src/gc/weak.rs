@@ -1,4 +1,4 @@
-//! Weak references and ephemerons (API.md §6).
+//! Weak references and ephemerons (docs/API.md §6).
 //!
 //! # Layout
 //! An object of a type with `OBM_TPFLAGS_WEAKREFABLE` has one more 16-byte

@@ -1,4 +1,4 @@
-//! The sampled heap profiler (API.md §9): about one allocation per
+//! The sampled heap profiler (docs/API.md §9): about one allocation per
 //! `sample_bytes` allocated bytes records its call stack, as tcmalloc's
 //! and jemalloc's profilers do.
 //!
