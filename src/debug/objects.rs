@@ -92,6 +92,10 @@ pub unsafe fn check_alive(o: *const obm_object, func: &str) {
     }
 }
 
+/// `check_alive` under the debug hooks, out of line.
+///
+/// # Safety
+/// As `check_alive`.
 #[inline(never)]
 unsafe fn check_alive_slow(o: *const obm_object, func: &str) {
     // SAFETY: per the contract.

@@ -478,6 +478,9 @@ unsafe fn clear_list_on_death(o: *mut obm_object) {
 // In a collection
 
 /// Whether the entry `w` is itself garbage of the running collection.
+///
+/// # Safety
+/// `w` is a live weakref entry (a GC object: it has a header).
 unsafe fn entry_is_garbage(w: *mut obm_weakref) -> bool {
     // SAFETY: w is a live entry, a GC object with a header.
     unsafe {
