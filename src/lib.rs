@@ -50,7 +50,6 @@
 //! paths take no lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![allow(clippy::missing_safety_doc)]
 
 pub(crate) mod addr_table;
 pub(crate) mod alloc;
