@@ -623,9 +623,9 @@ mod tests {
             !owned(&pool).is_carved_block(start.wrapping_add(86 * 48)),
             "an uncarved block is not handed out"
         );
-        // SAFETY: a is a live block of the pool.
         assert!(!pool.in_queue(), "a new pool is not queued");
         assert!(
+            // SAFETY: a is a live block of the pool.
             unsafe { pool.push_local(a) },
             "out of the queue: the heap must act"
         );
