@@ -9,7 +9,7 @@
 #   ring512, ring64  build/bench/ring --slots 1000 --min 16 --max 512 (64):
 #                    (instructions of the whole program at 600k pairs - at
 #                    200k pairs) / 400k, so start-up and exit cancel (the
-#                    method of shared/tools/instr-pair.sh).  That includes
+#                    method of BENCHMARKS.md's pair count).  That includes
 #                    the benchmark loop, so the same loop is also counted
 #                    without malloc/free (ring --null 1, "harness only") and
 #                    "net" = ring - harness: the allocator's malloc + free,

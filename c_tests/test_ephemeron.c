@@ -1,4 +1,4 @@
-/* Ephemerons (API.md §6): a value kept alive only while its key is, and a
+/* Ephemerons (docs/API.md §6): a value kept alive only while its key is, and a
  * weak reference to the key, so that a value referring back to its key does
  * not keep it alive (where a plain table entry, the control, does). Chains
  * of ephemerons resolve in one collection; keys dying by count drop values. */

@@ -1,4 +1,4 @@
-/* Immortal objects (API.md §7) and the collection details of §8: counts
+/* Immortal objects (docs/API.md §7) and the collection details of §8: counts
  * that never change, objects never finalized or freed, static objects,
  * the collector treating immortal objects as alive, obm_gc_immortalize_frozen,
  * copy-on-write after fork (private dirty memory of a child that increfs and

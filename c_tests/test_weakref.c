@@ -1,4 +1,4 @@
-/* Weak references (API.md §6): creation and errors, death by reference
+/* Weak references (docs/API.md §6): creation and errors, death by reference
  * count (finalize, clear every weakref, callbacks newest first holding a
  * reference, dealloc), death in a collection in CPython 3.14's order
  * (callbacks of reachable weakrefs before finalizers, none for garbage

@@ -35,7 +35,8 @@ fn alloc_class(class: usize) -> *mut u8 {
     if h.is_null() {
         return enomem();
     }
-    // SAFETY: current_or_init returns this thread's live heap, so we own it.
+    // SAFETY: current_or_init returns this thread's live heap, so we own
+    // it; both callers pass a class from `class_of`, < NUM_CLASSES.
     let p = unsafe { (*h).alloc(class) };
     if p.is_null() {
         return enomem();

@@ -140,9 +140,18 @@ impl Arena {
     }
 
     /// Makes units `first..first + n` a pool of `class`; returns its descriptor.
-    pub fn make_pool(&self, first: usize, n: usize, class: usize) -> &Pool {
-        let head = self.pool(first);
-        head.init(class, self.unit_start(first));
+    ///
+    /// # Safety
+    /// The caller acts for the arena's owner and excludes every other such
+    /// caller (it holds the owner heap's `arena_lock`); units
+    /// `first..first + n` were just taken (`take_units`) and `n` is the
+    /// units of a pool of `class`, `class < NUM_CLASSES`.
+    pub unsafe fn make_pool(&self, first: usize, n: usize, class: usize) -> &Pool {
+        // SAFETY: first < UNITS_PER_ARENA, a unit just taken (contract).
+        let head = unsafe { self.pool(first) };
+        // SAFETY: per the contract the class is valid, the units are the
+        // pool's alone, and no other thread uses the unused descriptor.
+        unsafe { head.init(class, self.unit_start(first)) };
         for u in first..first + n {
             self.unit_pool[u].store(descriptor_offset(first) as u16, Relaxed);
         }
@@ -151,15 +160,27 @@ impl Arena {
 
     /// Forgets the pool whose first unit is `first` and which spans `n`
     /// units (its units stay taken: see `give_units`).
-    pub fn unmake_pool(&self, first: usize, n: usize) {
+    ///
+    /// # Safety
+    /// As `make_pool`, for the pool `make_pool(first, n, _)` made, which
+    /// holds no live block, is on no list and is not used again.
+    pub unsafe fn unmake_pool(&self, first: usize, n: usize) {
         for u in first..first + n {
             self.unit_pool[u].store(0, Relaxed);
         }
-        self.pool(first).clear();
+        // SAFETY: first is the pool's first unit, < UNITS_PER_ARENA; the
+        // caller owns the pool, empty and unlinked (contract).
+        unsafe { self.pool(first).clear() };
     }
 
     /// Finds and takes a run of `n` free units; returns the first unit's index.
-    pub fn take_units(&self, n: usize) -> Option<usize> {
+    ///
+    /// # Safety
+    /// The caller acts for the arena's owner and excludes every other such
+    /// caller (it holds the owner heap's `arena_lock`): the unit bitmaps
+    /// are plain read-modify-writes, and a unit taken here while
+    /// `discard_dirty` runs could lose the pages of live blocks.
+    pub unsafe fn take_units(&self, n: usize) -> Option<usize> {
         let free = self.free_units.get();
         let m = run_starts(free, n);
         if m == 0 {
@@ -191,7 +212,11 @@ impl Arena {
 
     /// Units `first..first + n` are free again, their pages still resident,
     /// as of `now`.
-    pub fn give_units(&self, first: usize, n: usize, now: u64) {
+    ///
+    /// # Safety
+    /// As `take_units`; the units were taken and hold no live block (their
+    /// pages may be discarded from now on).
+    pub unsafe fn give_units(&self, first: usize, n: usize, now: u64) {
         let run = run_mask(first, n);
         debug_assert!(self.free_units.get() & run == 0);
         self.free_units.set(self.free_units.get() | run);
@@ -208,7 +233,11 @@ impl Arena {
 
     /// Gives back to the OS the pages of every dirty unit; returns how many
     /// units that was.
-    pub fn discard_dirty(&self) -> usize {
+    ///
+    /// # Safety
+    /// As `take_units`: no unit may be taken meanwhile. The dirty units
+    /// hold no live block then (`give_units`' contract).
+    pub unsafe fn discard_dirty(&self) -> usize {
         let mut discard = self.dirty_units.load(Relaxed);
         let units = discard.count_ones() as usize;
         self.dirty_units.store(0, Relaxed);
@@ -216,8 +245,9 @@ impl Arena {
         while discard != 0 {
             let first = discard.trailing_zeros() as usize;
             let n = (discard >> first).trailing_ones() as usize;
-            // SAFETY: free units hold no live block and belong to this
-            // arena, which the caller (its owner) keeps mapped.
+            // SAFETY: dirty units are free and hold no live block, and no
+            // unit is taken meanwhile (contract); they belong to this arena,
+            // which the caller (acting for its owner) keeps mapped.
             unsafe { os::discard((base + first * UNIT_SIZE) as *mut u8, n * UNIT_SIZE) };
             discard &= !run_mask(first, n);
         }
@@ -229,11 +259,14 @@ impl Arena {
         self.free_units.get() == ALL_UNITS
     }
 
-    /// The descriptor of unit `u` (< UNITS_PER_ARENA).
+    /// The descriptor of unit `u`, without a bounds check.
+    ///
+    /// # Safety
+    /// `u < UNITS_PER_ARENA`.
     #[inline(always)]
-    pub fn pool(&self, u: usize) -> &Pool {
+    pub unsafe fn pool(&self, u: usize) -> &Pool {
         debug_assert!(u < UNITS_PER_ARENA);
-        // SAFETY: callers pass unit indexes < UNITS_PER_ARENA.
+        // SAFETY: per the contract.
         unsafe { self.pools.get_unchecked(u) }
     }
 }
@@ -639,7 +672,8 @@ pub fn for_each_pool(mut f: impl FnMut(&Pool)) {
     for_each_arena(|a| {
         for u in 1..UNITS_PER_ARENA {
             if a.unit_pool[u].load(Relaxed) as usize == descriptor_offset(u) {
-                f(a.pool(u));
+                // SAFETY: u < UNITS_PER_ARENA.
+                f(unsafe { a.pool(u) });
             }
         }
     });
@@ -680,28 +714,31 @@ mod tests {
     #[test]
     fn unit_runs() {
         let a = header_only();
-        assert_eq!(a.max_run.get(), 15);
-        assert_eq!(a.take_units(1), Some(1));
-        assert_eq!(a.max_run.get(), 14);
-        assert_eq!(a.take_units(8), Some(2));
-        assert_eq!(a.max_run.get(), 6, "units 10..15 are left");
-        assert_eq!(a.take_units(8), None, "only units 10..15 are left");
-        assert_eq!(a.take_units(6), Some(10));
-        assert_eq!(a.free_units.get(), 0);
-        a.give_units(2, 8, 7);
-        assert_eq!(a.dirty_count(), 8, "given-back units may hold pages");
-        assert_eq!(a.dirty_stamp.get(), 7);
-        assert_eq!(a.take_units(3), Some(2));
-        assert_eq!(
-            a.dirty_units.load(Relaxed),
-            run_mask(5, 5),
-            "taken units are not free"
-        );
-        a.give_units(2, 3, 8);
-        a.give_units(1, 1, 9);
-        a.give_units(10, 6, 10);
-        assert!(a.is_empty());
-        assert_eq!(a.dirty_units.load(Relaxed), ALL_UNITS);
+        // SAFETY: a header of the test's own, used by this thread alone.
+        unsafe {
+            assert_eq!(a.max_run.get(), 15);
+            assert_eq!(a.take_units(1), Some(1));
+            assert_eq!(a.max_run.get(), 14);
+            assert_eq!(a.take_units(8), Some(2));
+            assert_eq!(a.max_run.get(), 6, "units 10..15 are left");
+            assert_eq!(a.take_units(8), None, "only units 10..15 are left");
+            assert_eq!(a.take_units(6), Some(10));
+            assert_eq!(a.free_units.get(), 0);
+            a.give_units(2, 8, 7);
+            assert_eq!(a.dirty_count(), 8, "given-back units may hold pages");
+            assert_eq!(a.dirty_stamp.get(), 7);
+            assert_eq!(a.take_units(3), Some(2));
+            assert_eq!(
+                a.dirty_units.load(Relaxed),
+                run_mask(5, 5),
+                "taken units are not free"
+            );
+            a.give_units(2, 3, 8);
+            a.give_units(1, 1, 9);
+            a.give_units(10, 6, 10);
+            assert!(a.is_empty());
+            assert_eq!(a.dirty_units.load(Relaxed), ALL_UNITS);
+        }
     }
 
     #[test]

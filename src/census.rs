@@ -5,7 +5,7 @@
 //! allocation, untouched pages stay untouched). A type keeps its slot once
 //! entered, so the create and destroy paths find it with a shift, a mask
 //! and, almost always, one probe. Objects are created and destroyed under the
-//! object model's one-thread-at-a-time rule (API.md §3, `obm_lock`), so
+//! object model's one-thread-at-a-time rule (docs/API.md §3, `obm_lock`), so
 //! the counters are updated with relaxed loads and stores, not atomic
 //! read-modify-writes; only entering a new type uses a compare-and-swap,
 //! so that two threads breaking that rule cannot share a slot.

@@ -106,7 +106,9 @@ impl LocalBlock {
 pub unsafe fn local_block(p: *mut u8) -> Option<LocalBlock> {
     let heap = heap::current_or_placeholder();
     let pool = heap.cached_pool(p)?;
-    if !pool.is_carved_block(p) {
+    // SAFETY: the calling thread's unit cache names a pool of its own heap,
+    // or the placeholder pool (slot 0, and the placeholder heap's cache).
+    if !unsafe { pool.is_carved_block(p) } {
         return None;
     }
     // SAFETY: p is a carved block start, so >= 16 bytes of ours to read.
@@ -131,7 +133,8 @@ pub unsafe fn local_block(p: *mut u8) -> Option<LocalBlock> {
 #[inline(always)]
 pub unsafe fn free_remote_cached(p: *mut u8) -> bool {
     let me = heap::current_or_placeholder();
-    match me.remote_pool(p) {
+    // SAFETY: the calling thread's heap, or the placeholder.
+    match unsafe { me.remote_pool(p) } {
         Some(pool) if pool.is_block(p) => {
             // SAFETY: per the contract.
             unsafe { free_remote_block(me, pool, p) };
@@ -232,11 +235,13 @@ pub unsafe fn free_slow(p: *mut u8, func: &str) {
 /// # Safety
 /// The caller owns `h`, which owns `pool`; `p` points into `pool`'s units.
 unsafe fn free_owned(h: &Heap, pool: &Pool, p: *mut u8, func: &str) {
-    if !pool.is_carved_block(p) {
+    // SAFETY: we own `pool` (contract).
+    if !unsafe { pool.is_carved_block(p) } {
         report::invalid_pointer(func, p);
     }
-    // SAFETY: a carved block start: >= 16 bytes of ours to read.
-    if unsafe { (*(p as *const Block)).freed_key } == pool.freed_key() && pool.is_free(p) {
+    // SAFETY: a carved block start: >= 16 bytes of ours to read; we own
+    // `pool`, so we may walk its lists.
+    if unsafe { (*(p as *const Block)).freed_key == pool.freed_key() && pool.is_free(p) } {
         report::fatal(format_args!("{func}(): double free of {p:p}"));
     }
     // SAFETY: validated above as a handed-out block that is not free.
@@ -313,7 +318,9 @@ pub fn usable_size(p: *const u8, func: &str) -> usize {
     match resolve(p) {
         Resolved::Pool(a, pool) => {
             let block = if heap::owner_of(a) == heap::current() {
-                pool.is_carved_block(p)
+                // SAFETY: the arena is the calling thread's heap's, so the
+                // pool is ours.
+                unsafe { pool.is_carved_block(p) }
             } else {
                 pool.is_block(p)
             };

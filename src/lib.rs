@@ -27,20 +27,22 @@
 //! *heap* is a thread's set of arenas and its per-class pool queues.
 //!
 //! Life of a block: `malloc(n)` finds the class of `n`, takes the calling
-//! thread's heap from TLS and pops a block from the allocation list of the
-//! head pool of that class. When that list is empty it is refilled from
-//! the pool's local frees, its remote frees, or by carving a page's worth
-//! of untouched blocks; when the pool has nothing left it leaves the queue,
+//! thread's heap from TLS and pops a block from the free list of the head
+//! pool of that class (`free`, which the owner's frees also go to). When
+//! that list is empty it is refilled from the blocks other threads freed
+//! to the pool (`thread_free`, taken with one atomic swap), or by carving
+//! a page's worth of untouched blocks; when the pool has nothing left it leaves the queue,
 //! and the next pool, blocks handed back by other threads, a free unit run
 //! in an owned arena, or a new arena from the reserve serve, in that order.
 //! `free(p)` looks `p`'s 16 KiB unit up in the calling thread's unit cache,
 //! which names the heap's pool holding it, checks that `p` is a carved
-//! block start and not already free, and pushes it on the pool's local
+//! block start and not already free, and pushes it on the pool's `free`
 //! list. A block of another heap is found through the global arena map,
-//! checked the same way and pushed on its pool's remote list.
-//! An emptied pool returns its units to the arena, an emptied arena returns
-//! to the reserve with its pages discarded, and the reserve unmaps beyond a
-//! bound. Every module states the invariants of its own structures.
+//! checked the same way and pushed on its pool's `thread_free` list.
+//! An emptied pool returns its units to the arena; an emptied arena returns
+//! to the reserve with its pages kept resident (warm, for the next heap to
+//! take an arena) until the purge delay runs out, then discarded; the
+//! reserve unmaps discarded arenas beyond a bound. Every module states the invariants of its own structures.
 //!
 //! Rules the whole crate keeps: nothing allocates through Rust's global
 //! allocator (this library *is* malloc), nothing panics across the C
@@ -48,7 +50,6 @@
 //! paths take no lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![allow(clippy::missing_safety_doc)]
 
 pub(crate) mod addr_table;
 pub(crate) mod alloc;

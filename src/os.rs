@@ -1,4 +1,12 @@
-//! The OS layer: the only module that makes system calls.
+//! The OS layer: the memory system calls (mmap, munmap, madvise, mremap,
+//! getrlimit), errno, the files the profile and the symbol tables need
+//! (open, fstat, write, close) and the environment (getenv).
+//!
+//! It is not the only module that calls libc: a call that belongs to one
+//! module's concern is made there (the spin lock's `sched_yield` in
+//! `sync.rs`, the thread-exit key in `heap/registry.rs`, the gc lock's
+//! mutex in `gc/lock.rs`, ...). docs/ARCHITECTURE.md ("Layers") lists every
+//! libc call made outside this module; a new one is added there.
 //!
 //! Every function here is safe to call before anything is initialised and
 //! never allocates. Mapping functions return null on failure (errno set by

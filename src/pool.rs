@@ -132,8 +132,15 @@ impl Pool {
     }
 
     /// Makes this (unused) descriptor serve `class` from `start`.
-    pub fn init(&self, class: usize, start: *mut u8) {
-        let info = size_class::info(class);
+    ///
+    /// # Safety
+    /// `class < NUM_CLASSES`; `start` is the first byte of the class's
+    /// pool-sized run of units, which this pool alone will hold; the
+    /// caller owns the descriptor, which holds no pool (no other thread
+    /// uses it: see `Arena::make_pool`).
+    pub unsafe fn init(&self, class: usize, start: *mut u8) {
+        // SAFETY: class < NUM_CLASSES per the contract.
+        let info = unsafe { size_class::info(class) };
         self.free.set(ptr::null_mut());
         self.state.store(OUT_OF_QUEUE, Relaxed);
         self.class.store(class as u8, Relaxed);
@@ -166,8 +173,15 @@ impl Pool {
     }
 
     /// Back to the state of a unit without a pool (all zero).
-    pub fn clear(&self) {
-        self.init(0, ptr::null_mut());
+    ///
+    /// # Safety
+    /// Called by the pool's owner (as `pop`); the pool holds no live block
+    /// and is on no list (its heap's queue or remote list).
+    pub unsafe fn clear(&self) {
+        // SAFETY: class 0 exists; per the contract the descriptor is the
+        // caller's alone, and all-zero layout fields make every block check
+        // fail.
+        unsafe { self.init(0, ptr::null_mut()) };
         self.state.store(0, Relaxed);
         self.shift.set(0);
         self.minv.set(0);
@@ -190,7 +204,12 @@ impl Pool {
         self.state.load(Relaxed) & OUT_OF_QUEUE == 0
     }
 
-    pub fn set_in_queue(&self, queued: bool) {
+    /// Sets or clears `OUT_OF_QUEUE`.
+    ///
+    /// # Safety
+    /// Called by the pool's owner (as `pop`): the owner's `free` updates
+    /// `state` with a plain read-modify-write, so nobody else may write it.
+    pub unsafe fn set_in_queue(&self, queued: bool) {
         let s = self.state.load(Relaxed);
         self.state.store(
             if queued {
@@ -214,21 +233,32 @@ impl Pool {
         self.class.load(Relaxed) as usize
     }
 
+    /// The block size of the pool's class. Sound for any descriptor: its
+    /// class is below NUM_CLASSES (only `init` writes it, from a class its
+    /// caller vouches for; 0 in an unused descriptor).
     #[inline(always)]
     pub fn block_size(&self) -> usize {
-        size_class::info(self.class()).block_size as usize
+        // SAFETY: a descriptor's class is < NUM_CLASSES (above).
+        unsafe { size_class::info(self.class()) }.block_size as usize
     }
 
+    /// The capacity of the pool's class; sound for any descriptor, as
+    /// `block_size`.
     #[inline(always)]
     pub fn capacity(&self) -> usize {
-        size_class::info(self.class()).capacity as usize
+        // SAFETY: as in `block_size`.
+        unsafe { size_class::info(self.class()) }.capacity as usize
     }
 
     /// Whether `p` (a pointer into this pool's units) is a carved block
     /// start: handed out or free, never beyond what the pool has carved.
-    /// Owner only. An unused descriptor (all zero) rejects every pointer.
+    /// An unused descriptor (all zero) rejects every pointer.
+    ///
+    /// # Safety
+    /// Called by the pool's owner (as `pop`), or on the placeholder
+    /// `EMPTY_POOL`, which is never written: it reads owner-only cells.
     #[inline(always)]
-    pub fn is_carved_block(&self, p: *const u8) -> bool {
+    pub unsafe fn is_carved_block(&self, p: *const u8) -> bool {
         let off = (p as usize).wrapping_sub(self.start.get()) as u64;
         block_index(off, self.minv.get(), self.shift.get() as u32) < self.carved.get() as u64
     }
@@ -309,7 +339,8 @@ impl Pool {
     /// (at least one) onto the allocation list, which must be empty.
     fn carve(&self) {
         let key = self.freed_key();
-        let info = size_class::info(self.class());
+        // SAFETY: a descriptor's class is < NUM_CLASSES (see `block_size`).
+        let info = unsafe { size_class::info(self.class()) };
         let size = info.block_size as usize;
         let carved = self.carved.get();
         let left = info.capacity as usize - carved;
@@ -495,9 +526,13 @@ impl Pool {
     }
 
     /// True if `b` is on one of this pool's lists (the double-free check).
-    /// Owner only; other threads may be pushing on `thread_free` meanwhile,
-    /// which only adds blocks in front of the ones walked.
-    pub fn is_free(&self, b: *const u8) -> bool {
+    /// Other threads may be pushing on `thread_free` meanwhile, which only
+    /// adds blocks in front of the ones walked.
+    ///
+    /// # Safety
+    /// Called by the pool's owner (as `pop`): nobody else may walk `free`,
+    /// whose blocks the owner hands out and rewrites.
+    pub unsafe fn is_free(&self, b: *const u8) -> bool {
         let on = |mut cur: *mut Block| {
             let mut steps = 0;
             while !cur.is_null() && steps <= self.capacity() {
@@ -540,20 +575,36 @@ mod tests {
             // SAFETY: as in `pop`.
             unsafe { self.0.rewind() }
         }
+        fn is_carved_block(&self, p: *const u8) -> bool {
+            // SAFETY: as in `pop`.
+            unsafe { self.0.is_carved_block(p) }
+        }
+        fn is_free(&self, b: *const u8) -> bool {
+            // SAFETY: as in `pop`.
+            unsafe { self.0.is_free(b) }
+        }
+        fn set_in_queue(&self, queued: bool) {
+            // SAFETY: as in `pop`.
+            unsafe { self.0.set_in_queue(queued) }
+        }
     }
     use crate::size_class::class_of;
 
     fn pool_in(mem: &mut Vec<u8>, class: usize) -> (Pool, *mut u8) {
         let start = ((mem.as_mut_ptr() as usize + PAGE_SIZE - 1) & !(PAGE_SIZE - 1)) as *mut u8;
         let pool = Pool::unused();
-        pool.init(class, start);
+        // SAFETY: a class from `class_of`; `mem` holds a page-aligned unit
+        // (a pool of the small classes the tests use), the pool's alone,
+        // and the descriptor is the test's.
+        unsafe { pool.init(class, start) };
         (pool, start)
     }
 
     #[test]
     fn carving_is_lazy_by_page_then_lists_are_lifo() {
         let class = class_of(48).unwrap();
-        let cap = size_class::info(class).capacity as usize;
+        // SAFETY: a class from `class_of`.
+        let cap = unsafe { size_class::info(class) }.capacity as usize;
         let mut mem = vec![0u8; UNIT_SIZE + PAGE_SIZE];
         let (pool, start) = pool_in(&mut mem, class);
         assert!(owned(&pool).pop().is_null(), "nothing carved yet");
@@ -563,23 +614,23 @@ mod tests {
         assert_eq!(pool.carved.get(), 86);
         let b = owned(&pool).pop();
         assert_eq!(b as usize, start as usize + 48);
-        assert!(pool.is_carved_block(a) && pool.is_carved_block(b));
+        assert!(owned(&pool).is_carved_block(a) && owned(&pool).is_carved_block(b));
         assert!(
-            !pool.is_carved_block(b.wrapping_add(16)),
+            !owned(&pool).is_carved_block(b.wrapping_add(16)),
             "not a block start"
         );
         assert!(
-            !pool.is_carved_block(start.wrapping_add(86 * 48)),
+            !owned(&pool).is_carved_block(start.wrapping_add(86 * 48)),
             "an uncarved block is not handed out"
         );
-        // SAFETY: a is a live block of the pool.
         assert!(!pool.in_queue(), "a new pool is not queued");
         assert!(
+            // SAFETY: a is a live block of the pool.
             unsafe { pool.push_local(a) },
             "out of the queue: the heap must act"
         );
-        pool.set_in_queue(true);
-        assert!(pool.is_free(a) && !pool.is_free(b));
+        owned(&pool).set_in_queue(true);
+        assert!(owned(&pool).is_free(a) && !owned(&pool).is_free(b));
         assert_eq!(pool.used(), 1);
         // The owner's free goes on the allocation list: handed out next.
         assert_eq!(owned(&pool).pop(), a, "the block freed last comes first");
@@ -614,7 +665,7 @@ mod tests {
             let first = unsafe { pool.push_thread_free(b as *mut Block) };
             assert_eq!(first, i == 0, "only the first push registers the pool");
         }
-        assert!(pool.is_free(blocks[3]));
+        assert!(owned(&pool).is_free(blocks[3]));
         assert_eq!(pool.used(), 10);
         assert_eq!(owned(&pool).take_thread_free(), 10);
         assert_eq!(pool.used(), 0);
@@ -627,7 +678,7 @@ mod tests {
         assert_eq!(unsafe { pool.take_thread_free_dequeued() }, 0);
         assert!(!pool.is_remote_queued());
         assert!(owned(&pool).rewind());
-        assert!(!pool.is_free(blocks[3]));
+        assert!(!owned(&pool).is_free(blocks[3]));
         // The next push registers the pool again; the drain's take clears it.
         let b = owned(&pool).pop_slow();
         // SAFETY: a live block of the pool, pushed once.
@@ -641,7 +692,7 @@ mod tests {
     fn an_unused_descriptor_rejects_every_pointer() {
         let pool = Pool::unused();
         for p in [0usize, 16, 4096, 0x7fff_0000_0000] {
-            assert!(!pool.is_carved_block(p as *const u8));
+            assert!(!owned(&pool).is_carved_block(p as *const u8));
         }
     }
 }

@@ -227,11 +227,16 @@ const _: () = {
     }
 };
 
+/// The layout of `class`, without a bounds check (its panic would abort
+/// inside malloc).
+///
+/// # Safety
+/// `class < NUM_CLASSES`: a class from `class_of`, a pool descriptor's
+/// (see `Pool::init`) or a loop over the classes.
 #[inline(always)]
-pub fn info(class: usize) -> &'static ClassInfo {
+pub unsafe fn info(class: usize) -> &'static ClassInfo {
     debug_assert!(class < NUM_CLASSES);
-    // SAFETY: every caller passes a class from `class_of` or a pool header,
-    // both of which are < NUM_CLASSES.
+    // SAFETY: per the contract.
     unsafe { CLASSES.get_unchecked(class) }
 }
 
@@ -302,7 +307,8 @@ mod tests {
     #[test]
     fn block_index_finds_block_starts_only() {
         for c in 0..NUM_CLASSES {
-            let inf = info(c);
+            // SAFETY: c < NUM_CLASSES.
+            let inf = unsafe { info(c) };
             let size = inf.block_size as u64;
             let max_off = inf.units as u64 * UNIT_SIZE as u64;
             for off in 0..max_off {

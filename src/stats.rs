@@ -126,7 +126,8 @@ pub fn snapshot() -> obm_stats {
     s.bytes_kept =
         dirty_units * UNIT_SIZE + crate::arena::reserve_warm_units() * UNIT_SIZE + large_resident;
     for c in 0..NUM_CLASSES {
-        let info = crate::size_class::info(c);
+        // SAFETY: c < NUM_CLASSES.
+        let info = unsafe { crate::size_class::info(c) };
         let cs = &mut s.classes[c];
         cs.block_size = info.block_size as usize;
         cs.pools = pools[c];

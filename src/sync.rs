@@ -14,6 +14,7 @@ pub struct SpinLock<T> {
 // exists at a time (the `locked` flag is taken with Acquire and released with
 // Release), so the lock hands out exclusive access like a Mutex.
 unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: as above; sending the lock sends its value, which is Send.
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
 pub struct Guard<'a, T> {

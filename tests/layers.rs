@@ -5,9 +5,12 @@
 //! on `ALLOWED_UP` with its reason.
 //!
 //! Edges are read from the source text (comments and `#[cfg(test)]`
-//! modules removed). Layers are checked per file, where a submodule naming
-//! its own parent (`super::X`, or a `mod.rs` item) is not an edge; loops
-//! are checked between top-level modules, a directory counting as one.
+//! modules removed): paths after `crate::`, `self::` and `super::` (any
+//! number of them), and in a module with child modules (a `mod.rs`), paths
+//! that start with a child's name. Layers are checked per file, where a
+//! submodule naming its own parent (`super::X`, or a `mod.rs` item) is not
+//! an edge, but a parent naming its child is; loops are checked between
+//! top-level modules, a directory counting as one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -154,8 +157,12 @@ fn code_only(src: &str) -> String {
     out
 }
 
-/// Every path named after `crate::` or `super::`, with `use` trees expanded.
-fn named_paths(module: &str, code: &str) -> Vec<Vec<String>> {
+/// Every path `module` names, with `use` trees expanded: after `crate::`,
+/// after `self::` or one or more `super::` (relative to `module`), and a
+/// path that starts with the name of one of `module`'s own child modules
+/// (`children`; `registry::current()` or `pub use registry::…` in
+/// `heap/mod.rs`), which Rust resolves relative to `module`.
+fn named_paths(module: &str, code: &str, children: &[String]) -> Vec<Vec<String>> {
     fn tree(s: &[u8], i: &mut usize, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
         let mut prefix = prefix;
         loop {
@@ -193,29 +200,61 @@ fn named_paths(module: &str, code: &str) -> Vec<Vec<String>> {
             }
         }
     }
-    let s = code.as_bytes();
+    // Whether a path may start at `at`: not in the middle of a name or of
+    // another path.
+    let starts_path = |code: &str, at: usize| {
+        let before = code[..at].chars().last().unwrap_or(' ');
+        !(before.is_alphanumeric() || before == '_' || before == ':')
+    };
+    let own: Vec<String> = module
+        .split("::")
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
     let mut out = Vec::new();
-    for (root, base) in [("crate::", Vec::new()), ("super::", parent_of(module))] {
+    // The text the prefixed paths took, blanked, so that a name inside
+    // `crate::{…}` is not read as a child's below.
+    let mut rest = code.as_bytes().to_vec();
+    for root in ["crate::", "self::", "super::"] {
         let mut from = 0;
         while let Some(k) = code[from..].find(root) {
             let at = from + k;
             from = at + root.len();
-            let before = code[..at].chars().last().unwrap_or(' ');
-            if before.is_alphanumeric() || before == '_' || (root == "super::" && before == ':') {
+            if !starts_path(code, at) {
                 continue;
             }
+            let mut base = own.clone();
+            match root {
+                "crate::" => base.clear(),
+                "super::" => {
+                    base.pop();
+                    while code[from..].starts_with("super::") {
+                        base.pop();
+                        from += "super::".len();
+                    }
+                }
+                _ => {}
+            }
             let mut i = from;
-            let base = base.iter().map(|p: &&str| p.to_string()).collect();
-            tree(s, &mut i, base, &mut out);
+            tree(code.as_bytes(), &mut i, base, &mut out);
+            let end = i.min(rest.len());
+            rest[at..end].fill(b' ');
+        }
+    }
+    let rest = String::from_utf8(rest).unwrap();
+    for child in children {
+        let name = format!("{child}::");
+        let mut from = 0;
+        while let Some(k) = rest[from..].find(&name) {
+            let at = from + k;
+            from = at + name.len();
+            if starts_path(&rest, at) {
+                let mut i = at;
+                tree(rest.as_bytes(), &mut i, own.clone(), &mut out);
+            }
         }
     }
     out
-}
-
-fn parent_of(module: &str) -> Vec<&str> {
-    let mut p: Vec<&str> = module.split("::").filter(|s| !s.is_empty()).collect();
-    p.pop();
-    p
 }
 
 fn is_ancestor(a: &str, of: &str) -> bool {
@@ -228,7 +267,19 @@ fn edges() -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (module, src) in &files {
         let code = code_only(src);
-        for path in named_paths(module, &code) {
+        let children: Vec<String> = files
+            .keys()
+            .filter_map(|m| {
+                let rest = if module.is_empty() {
+                    Some(m.as_str())
+                } else {
+                    m.strip_prefix(module.as_str())?.strip_prefix("::")
+                };
+                rest.filter(|r| !r.is_empty() && !r.contains("::"))
+                    .map(String::from)
+            })
+            .collect();
+        for path in named_paths(module, &code, &children) {
             let target = (1..=path.len())
                 .rev()
                 .map(|k| path[..k].join("::"))
@@ -343,10 +394,42 @@ fn the_module_graph_has_no_loop() {
 fn the_checker_sees_edges() {
     // The checker itself: known edges are found, comments and tests are not.
     let code = code_only("use crate::{a::{b, c::D}, e};\n// crate::zz\nfn f() { crate::g::h(); }\n#[cfg(test)]\nmod tests { use crate::t; }\n");
-    let paths = named_paths("m", &code);
+    let paths = named_paths("m", &code, &[]);
     let firsts: BTreeSet<&str> = paths.iter().map(|p| p[0].as_str()).collect();
     assert_eq!(firsts, BTreeSet::from(["a", "e", "g"]));
-    let sup = named_paths("x::y", "use super::z::W;");
-    assert_eq!(sup, vec![vec!["x".to_string(), "z".into(), "W".into()]]);
-    assert!(edges().get("alloc").is_some_and(|t| t.contains("heap")));
+    let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let sup = named_paths("x::y", "use super::z::W;", &[]);
+    assert_eq!(sup, vec![path(&["x", "z", "W"])]);
+    // `super::super::` climbs two levels; `self::` is the module itself.
+    let sup2 = named_paths(
+        "x::y::z",
+        "fn f(v: super::super::q::V) { self::k::f() }",
+        &[],
+    );
+    assert_eq!(
+        sup2,
+        vec![path(&["x", "y", "z", "k", "f"]), path(&["x", "q", "V"])]
+    );
+    // A parent names its children without a prefix; a name inside a
+    // `crate::` tree, after `::` or inside another name is not a child's.
+    let kids = ["r".to_string(), "t".to_string()];
+    let code = "pub use r::{A, B};\nuse crate::{t::X, z};\nfn f() { r::g(); a::t::h(); xr::i(); }";
+    let got: BTreeSet<Vec<String>> = named_paths("m", code, &kids).into_iter().collect();
+    let want = [
+        path(&["m", "r", "A"]),
+        path(&["m", "r", "B"]),
+        path(&["m", "r", "g"]),
+        path(&["t", "X"]),
+        path(&["z"]),
+    ];
+    assert_eq!(got, want.into_iter().collect());
+    let graph = edges();
+    assert!(graph.get("alloc").is_some_and(|t| t.contains("heap")));
+    // The real code's edges of both kinds are seen.
+    assert!(graph
+        .get("gc::collect")
+        .is_some_and(|t| t.contains("object")));
+    assert!(graph
+        .get("heap")
+        .is_some_and(|t| t.contains("heap::registry")));
 }

@@ -50,6 +50,7 @@ fn threads_with_cross_thread_frees() {
                     for b in inbox {
                         check(&b, usize::MAX);
                         if round % 2 == 0 {
+                            // SAFETY: a live block of the model, handed over: freed once.
                             unsafe { direct::free(b.p as *mut u8, "free") };
                         } else {
                             model.live.insert(b.p, b); // adopt, free later
@@ -66,6 +67,7 @@ fn threads_with_cross_thread_frees() {
     for b in boxes.iter() {
         for b in std::mem::take(&mut *b.lock().unwrap()) {
             check(&b, usize::MAX);
+            // SAFETY: as above.
             unsafe { direct::free(b.p as *mut u8, "free") };
         }
     }
@@ -86,6 +88,7 @@ fn exited_threads_memory_is_reclaimed() {
     let mid = direct::snapshot();
     assert!(mid.bytes_in_use >= before.bytes_in_use + 50_000 * 16);
     for p in blocks {
+        // SAFETY: a block of this test's, freed once.
         unsafe { direct::free(p as *mut u8, "free") };
     }
     let after = direct::snapshot();

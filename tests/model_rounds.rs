@@ -35,6 +35,7 @@ fn replaced_threads_free_each_others_blocks_while_running() {
                     let mut rng = Rng(0x5eed + (round * THREADS + t) as u64 * 104_729);
                     for b in mine {
                         check(&b, usize::MAX);
+                        // SAFETY: a live block of the model, freed once.
                         unsafe { direct::free(b.p as *mut u8, "free") };
                     }
                     let mut model = Model {
@@ -50,6 +51,7 @@ fn replaced_threads_free_each_others_blocks_while_running() {
                     let given: Vec<Live> = std::mem::take(&mut *inboxes[t].lock().unwrap());
                     for b in given {
                         check(&b, usize::MAX);
+                        // SAFETY: as above.
                         unsafe { direct::free(b.p as *mut u8, "free") };
                     }
                     // Half of what is left outlives this thread.
@@ -61,6 +63,7 @@ fn replaced_threads_free_each_others_blocks_while_running() {
                             kept.push(b);
                         } else {
                             check(&b, usize::MAX);
+                            // SAFETY: as above.
                             unsafe { direct::free(b.p as *mut u8, "free") };
                         }
                     }
@@ -78,6 +81,7 @@ fn replaced_threads_free_each_others_blocks_while_running() {
     }
     for b in carry {
         check(&b, usize::MAX);
+        // SAFETY: as above.
         unsafe { direct::free(b.p as *mut u8, "free") };
     }
 }

@@ -25,7 +25,16 @@
 //! bytes intact (underrun, overrun). The first misuse is reported by `dump`
 //! and aborts.
 //!
-//! The hooks also check the object and gc functions (`objects`).
+//! The hooks also check the object and gc functions (`objects`). That is
+//! the debug layer's second entrance, and a deliberate one: no allocator
+//! hook sees `obm_incref`, `obm_gc_track` or a weak reference's target, so
+//! the reference-count functions get a hook of their own
+//! (`objects::CHECKED_REFS`, installed as the object layer's `REF_HOOK`),
+//! and every other object and gc entry point calls `objects`' entry
+//! functions (`enter`, `check_alive`, `track_entry`). Those test whether
+//! the hooks are on themselves: no module outside `debug/` reads the flag
+//! (`active`, private here). The header-inline reference counts read its
+//! exported copy, `obm_debug_hooks_on`.
 
 mod blocks;
 mod dump;
@@ -109,9 +118,11 @@ impl Hooks {
     }
 }
 
-/// Whether the debug hooks are installed.
+/// Whether the debug hooks are installed. Private to the debug layer: the
+/// layers above reach its checks through the hooks (`setup`) and through
+/// `objects`' entry functions, which test it themselves.
 #[inline(always)]
-pub(crate) fn active() -> bool {
+fn active() -> bool {
     ACTIVE.load(Relaxed)
 }
 

@@ -92,6 +92,10 @@ pub unsafe fn check_alive(o: *const obm_object, func: &str) {
     }
 }
 
+/// `check_alive` under the debug hooks, out of line.
+///
+/// # Safety
+/// As `check_alive`.
 #[inline(never)]
 unsafe fn check_alive_slow(o: *const obm_object, func: &str) {
     // SAFETY: per the contract.
@@ -115,19 +119,41 @@ unsafe fn check_alive_slow(o: *const obm_object, func: &str) {
     }
 }
 
-/// Reports tracking an object that is already tracked (CPython aborts
-/// there too). Untracking twice is allowed, as in CPython: deallocators
-/// commonly untrack.
+/// The entry of `obm_gc_track`: `track(o)`, the operation (NULL
+/// included), preceded under the debug hooks by the concurrent-use check,
+/// for the call's duration, and the report of tracking an object that is
+/// already tracked (CPython aborts there too; untracking twice is allowed,
+/// as in CPython: deallocators commonly untrack). Without the hooks: one
+/// relaxed load, then `track` inline, with no stack frame.
 ///
 /// # Safety
-/// `o` is a live object.
-pub unsafe fn check_track(o: *mut obm_object) {
+/// `o` is NULL or a live object, and `track(o)` is sound.
+#[inline(always)]
+pub unsafe fn track_entry(o: *mut obm_object, track: unsafe fn(*mut obm_object)) {
+    if super::active() {
+        // SAFETY: per the contract.
+        return unsafe { track_checked(o, track) };
+    }
     // SAFETY: per the contract.
-    if super::active() && unsafe { crate::gc::is_tracked(o) } {
+    unsafe { track(o) }
+}
+
+/// `track_entry` under the debug hooks, out of line.
+///
+/// # Safety
+/// As `track_entry`.
+#[cold]
+#[inline(never)]
+unsafe fn track_checked(o: *mut obm_object, track: unsafe fn(*mut obm_object)) {
+    let _use = enter_checked("obm_gc_track");
+    // SAFETY: per the contract, `o` is live when not NULL.
+    if !o.is_null() && unsafe { crate::gc::is_tracked(o) } {
         report::fatal(format_args!(
             "debug hooks: obm_gc_track({o:p}): the object is already tracked by the collector"
         ));
     }
+    // SAFETY: per the contract.
+    unsafe { track(o) }
 }
 
 /// The reference-count entry points under the debug hooks: the

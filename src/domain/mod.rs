@@ -56,6 +56,7 @@ pub struct obm_allocator {
 
 // SAFETY: a table is immutable once published; ctx is the user's to share.
 unsafe impl Send for obm_allocator {}
+// SAFETY: as above.
 unsafe impl Sync for obm_allocator {}
 
 unsafe extern "C" fn core_malloc(_ctx: *mut c_void, n: usize) -> *mut c_void {
@@ -320,15 +321,20 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
 /// here), or anything that needs the general path or the hooks. The cache
 /// of other heaps' pools is empty once hooks are installed, so only its
 /// misses test for them.
+///
+/// # Safety
+/// As `free`.
 #[inline(never)]
 unsafe fn free_slow(p: *mut u8, d: obm_domain) {
-    // SAFETY (all three): per the contract of `free`.
+    // SAFETY: per the contract of `free`.
     if unsafe { free::free_remote_cached(p) } {
         return;
     }
     if !HOOKED.load(Relaxed) {
+        // SAFETY: as above.
         return unsafe { free::free_remote_uncached(p) };
     }
+    // SAFETY: as above.
     unsafe { free_hooked(p, d) }
 }
 

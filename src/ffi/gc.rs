@@ -14,31 +14,20 @@ use crate::object::{obm_object, obm_visitproc};
 /// collection first.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_track(o: *mut obm_object) {
-    if debug::active() {
-        // SAFETY: as below.
-        return unsafe { track_checked(o) };
-    }
-    if !o.is_null() {
-        // SAFETY: the caller passes a live object.
-        unsafe { gc::track(o) }
-    }
+    // SAFETY: the caller passes a live object or NULL, which `track_live`
+    // takes.
+    unsafe { debug::objects::track_entry(o, track_live) }
 }
 
-/// `obm_gc_track` under the debug hooks. Out of line, so that the common
-/// case keeps no stack frame.
+/// Tracks `o` unless it is NULL.
 ///
 /// # Safety
-/// As `obm_gc_track`.
-#[cold]
-#[inline(never)]
-unsafe fn track_checked(o: *mut obm_object) {
-    let _use = debug::objects::enter("obm_gc_track");
+/// `o` is NULL or a live object.
+#[inline(always)]
+unsafe fn track_live(o: *mut obm_object) {
     if !o.is_null() {
-        // SAFETY: the caller passes a live object.
-        unsafe {
-            debug::objects::check_track(o);
-            gc::track(o)
-        }
+        // SAFETY: per the contract, a live object.
+        unsafe { gc::track(o) }
     }
 }
 

@@ -1,4 +1,4 @@
-//! C exports of API.md §9: where memory goes (the object census, why an
+//! C exports of docs/API.md §9: where memory goes (the object census, why an
 //! object is alive, and the sampled heap profiler).
 
 use crate::census;

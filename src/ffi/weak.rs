@@ -1,4 +1,4 @@
-//! C exports of API.md §6: weak references and ephemerons.
+//! C exports of docs/API.md §6: weak references and ephemerons.
 
 use core::ffi::c_void;
 

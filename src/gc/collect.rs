@@ -122,7 +122,7 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         s.count[i].set(0);
     }
 
-    // SAFETY (whole body): the heads are initialised lists (GcState::init)
+    // SAFETY: (the whole body) the heads are initialised lists (GcState::init)
     // and the local heads below never move while objects link to them.
     unsafe {
         for i in 0..g {
@@ -263,12 +263,24 @@ unsafe fn init_refs(g: *mut GcHead) {
     }
 }
 
+/// The `gc_refs` of `g`, meaningful between `update_refs` and
+/// `move_unreachable`.
+///
+/// # Safety
+/// `g` is a valid header.
 #[inline(always)]
 unsafe fn get_refs(g: *const GcHead) -> usize {
     // SAFETY: g is a valid header.
     unsafe { (*g).prev >> REFS_SHIFT }
 }
 
+/// Sets the `gc_refs` of `g`, in place of its `prev` link.
+///
+/// # Safety
+/// `g` is the header of a member of the set being collected, between
+/// `update_refs` and `move_unreachable`, when `prev` holds `gc_refs` and
+/// the list is linked through `next` only (the module docs); `refs` fits
+/// above the flag bits.
 #[inline(always)]
 unsafe fn set_refs(g: *mut GcHead, refs: usize) {
     // SAFETY: g is a valid header.
@@ -496,6 +508,10 @@ unsafe extern "C" fn visit_decref(op: *mut obm_object, parent: *mut c_void) -> c
 /// The mark of a member of the unreachable list (see the module docs).
 const UNREACHABLE_MARK: usize = COLLECTING | (PERMANENT << GEN_SHIFT);
 
+/// Whether `g` carries the mark of the unreachable list.
+///
+/// # Safety
+/// `g` is a valid header.
 #[inline(always)]
 pub(crate) unsafe fn is_marked_unreachable(g: *const GcHead) -> bool {
     // SAFETY: g is a valid header.

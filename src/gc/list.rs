@@ -67,12 +67,20 @@ impl GcHead {
 // doubly-linked list (prev pointers valid, next untagged) unless a function
 // says otherwise. Nothing here allocates or calls user code.
 
+/// The next header of `g`'s list (0: untracked).
+///
+/// # Safety
+/// `g` is a valid header (the module contract).
 #[inline]
 pub(crate) unsafe fn next(g: *mut GcHead) -> *mut GcHead {
     // SAFETY: g is a valid header (module contract).
     unsafe { (*g).next as *mut GcHead }
 }
 
+/// The previous header of `g`'s list, without the flag bits.
+///
+/// # Safety
+/// `g` is a valid header (the module contract).
 #[inline]
 pub(crate) unsafe fn prev(g: *mut GcHead) -> *mut GcHead {
     // SAFETY: g is a valid header (module contract).
@@ -80,6 +88,9 @@ pub(crate) unsafe fn prev(g: *mut GcHead) -> *mut GcHead {
 }
 
 /// Sets the pointer part of `prev`, keeping the flag bits.
+///
+/// # Safety
+/// `g` is a valid header; `p` is a header's address (its flag bits clear).
 #[inline]
 pub(crate) unsafe fn set_prev(g: *mut GcHead, p: *mut GcHead) {
     debug_assert!(p as usize & FLAGS_MASK == 0);
@@ -87,12 +98,20 @@ pub(crate) unsafe fn set_prev(g: *mut GcHead, p: *mut GcHead) {
     unsafe { (*g).prev = ((*g).prev & FLAGS_MASK) | p as usize };
 }
 
+/// Whether `g` is on a list.
+///
+/// # Safety
+/// `g` is a valid header (the module contract).
 #[inline]
 pub(crate) unsafe fn is_tracked(g: *const GcHead) -> bool {
     // SAFETY: g is a valid header (module contract).
     unsafe { (*g).next != 0 }
 }
 
+/// The flag bits of `g`.
+///
+/// # Safety
+/// `g` is a valid header (the module contract).
 #[inline]
 pub(crate) unsafe fn flags(g: *const GcHead) -> usize {
     // SAFETY: g is a valid header (module contract).
@@ -100,18 +119,30 @@ pub(crate) unsafe fn flags(g: *const GcHead) -> usize {
 }
 
 /// The generation bits of `g` as a number (the collector tests the bits).
+///
+/// # Safety
+/// `g` is a valid header (the module contract).
 #[cfg(test)]
 pub(crate) unsafe fn generation(g: *const GcHead) -> usize {
     // SAFETY: g is a valid header (module contract).
     (unsafe { (*g).prev } & GEN_MASK) >> GEN_SHIFT
 }
 
+/// Sets the flag bits `f` of `g`.
+///
+/// # Safety
+/// `g` is a valid header; `f` has only flag bits (`FLAGS_MASK`), which
+/// leaves the link intact.
 #[inline]
 pub(crate) unsafe fn set_flag(g: *mut GcHead, f: usize) {
     // SAFETY: g is a valid header (module contract).
     unsafe { (*g).prev |= f };
 }
 
+/// Sets the generation bits of `g`.
+///
+/// # Safety
+/// `g` is a valid header; `gen <= PERMANENT`.
 #[inline]
 pub(crate) unsafe fn set_generation(g: *mut GcHead, gen: usize) {
     debug_assert!(gen <= PERMANENT);
@@ -120,6 +151,9 @@ pub(crate) unsafe fn set_generation(g: *mut GcHead, gen: usize) {
 }
 
 /// Makes `list` an empty list.
+///
+/// # Safety
+/// `list` is a valid header; any members it had are forgotten.
 #[inline]
 pub(crate) unsafe fn init(list: *mut GcHead) {
     // SAFETY: list is a valid header (module contract).
@@ -129,6 +163,10 @@ pub(crate) unsafe fn init(list: *mut GcHead) {
     }
 }
 
+/// Whether `list` has no member.
+///
+/// # Safety
+/// `list` is a list (the module contract).
 #[inline]
 pub(crate) unsafe fn is_empty(list: *mut GcHead) -> bool {
     // SAFETY: list is a valid header (module contract).
@@ -136,6 +174,10 @@ pub(crate) unsafe fn is_empty(list: *mut GcHead) -> bool {
 }
 
 /// Links the untracked `node` at the end of `list`.
+///
+/// # Safety
+/// `node` is a valid header on no list (untracked, or unlinked by the
+/// caller: its links are overwritten); `list` is a list.
 #[inline]
 pub(crate) unsafe fn append(node: *mut GcHead, list: *mut GcHead) {
     // SAFETY: module contract; `last` is a member or the head of `list`.
@@ -150,6 +192,9 @@ pub(crate) unsafe fn append(node: *mut GcHead, list: *mut GcHead) {
 
 /// Appends the untracked `node` to `list`, in generation 0: `append` and
 /// `set_generation(node, 0)` in one write of its `prev` word.
+///
+/// # Safety
+/// As `append`.
 #[inline]
 pub(crate) unsafe fn append_young(node: *mut GcHead, list: *mut GcHead) {
     // SAFETY: module contract; `last` is a member or the head of `list`.
@@ -164,6 +209,10 @@ pub(crate) unsafe fn append_young(node: *mut GcHead, list: *mut GcHead) {
 
 /// Unlinks `node` from its list, leaving it untracked with only the
 /// FINALIZED bit (the other bits are meaningless for an untracked object).
+///
+/// # Safety
+/// `node` is a member of a list whose links are consistent (not between
+/// `update_refs` and `move_unreachable`, where `prev` holds `gc_refs`).
 #[inline]
 pub(crate) unsafe fn remove(node: *mut GcHead) {
     // SAFETY: module contract; node's neighbours are valid headers.
@@ -178,6 +227,9 @@ pub(crate) unsafe fn remove(node: *mut GcHead) {
 }
 
 /// Moves `node` from its list to the end of `list`, keeping its flags.
+///
+/// # Safety
+/// `node` is as for `remove`; `list` is a list.
 #[inline]
 pub(crate) unsafe fn move_to(node: *mut GcHead, list: *mut GcHead) {
     // SAFETY: module contract.
@@ -192,6 +244,9 @@ pub(crate) unsafe fn move_to(node: *mut GcHead, list: *mut GcHead) {
 
 /// Appends every member of `from` to `to` (keeping their order) and leaves
 /// `from` empty. O(1).
+///
+/// # Safety
+/// `from` and `to` are distinct lists.
 pub(crate) unsafe fn merge(from: *mut GcHead, to: *mut GcHead) {
     debug_assert!(from != to);
     // SAFETY: module contract: both are lists.
@@ -211,6 +266,10 @@ pub(crate) unsafe fn merge(from: *mut GcHead, to: *mut GcHead) {
 }
 
 /// Number of members of `list`; O(n).
+///
+/// # Safety
+/// `list` is a list: following `next` from its head visits its members
+/// and returns to the head.
 pub(crate) unsafe fn size(list: *mut GcHead) -> usize {
     let mut n = 0;
     // SAFETY: module contract: following next from a list head visits its
@@ -226,6 +285,9 @@ pub(crate) unsafe fn size(list: *mut GcHead) -> usize {
 }
 
 /// Sets the generation bits of every member of `list` to `gen`; O(n).
+///
+/// # Safety
+/// As `size`; `gen <= PERMANENT`.
 pub(crate) unsafe fn set_generation_all(list: *mut GcHead, gen: usize) {
     // SAFETY: as in `size`.
     unsafe {

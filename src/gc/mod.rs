@@ -222,14 +222,18 @@ impl GcState {
 pub unsafe fn track(o: *mut obm_object) {
     // SAFETY: o is live.
     if unsafe { object::is_static(o) } {
-        return track_refused(
-            o,
-            "is a statically allocated object, which cannot be tracked",
-        );
+        // SAFETY: o is live.
+        return unsafe {
+            track_refused(
+                o,
+                "is a statically allocated object, which cannot be tracked",
+            )
+        };
     }
     // SAFETY: o is live.
     if !unsafe { object::is_gc(o) } {
-        return track_refused(o, "is not of a GC type (no OBM_TPFLAGS_HAVE_GC)");
+        // SAFETY: o is live.
+        return unsafe { track_refused(o, "is not of a GC type (no OBM_TPFLAGS_HAVE_GC)") };
     }
     // SAFETY: a GC object has a header.
     let g = unsafe { object::head_of(o) };
@@ -239,7 +243,8 @@ pub unsafe fn track(o: *mut obm_object) {
     }
     let s = &GC.0;
     if !s.inited.get() {
-        return track_first(o);
+        // SAFETY: o is live.
+        return unsafe { track_first(o) };
     }
     let c = s.count[0].get().saturating_add(1);
     s.count[0].set(c);
@@ -277,21 +282,27 @@ unsafe fn track_past_threshold(s: &GcState, g: *mut GcHead) {
 
 /// `track` before the collector's state is initialised. Out of line, so
 /// that `track` keeps no stack frame.
+///
+/// # Safety
+/// As `track`.
 #[cold]
 #[inline(never)]
-fn track_first(o: *mut obm_object) {
+unsafe fn track_first(o: *mut obm_object) {
     gc();
-    // SAFETY: o is live (the caller's contract).
+    // SAFETY: o is live (the contract).
     unsafe { track(o) }
 }
 
 /// The warning for an object `obm_gc_track` cannot track.
+///
+/// # Safety
+/// As `track`: its type is read.
 #[cold]
 #[inline(never)]
-fn track_refused(o: *mut obm_object, why: &str) {
+unsafe fn track_refused(o: *mut obm_object, why: &str) {
     crate::report::eprint(format_args!(
         "obmem: obm_gc_track: {} object at {:p} {why}; ignored\n",
-        // SAFETY: o is live (the caller's contract).
+        // SAFETY: o is live (the contract).
         object::type_name(unsafe { (*o).ob_type }),
         o
     ));

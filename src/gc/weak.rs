@@ -1,4 +1,4 @@
-//! Weak references and ephemerons (API.md §6).
+//! Weak references and ephemerons (docs/API.md §6).
 //!
 //! # Layout
 //! An object of a type with `OBM_TPFLAGS_WEAKREFABLE` has one more 16-byte
@@ -478,6 +478,9 @@ unsafe fn clear_list_on_death(o: *mut obm_object) {
 // In a collection
 
 /// Whether the entry `w` is itself garbage of the running collection.
+///
+/// # Safety
+/// `w` is a live weakref entry (a GC object: it has a header).
 unsafe fn entry_is_garbage(w: *mut obm_weakref) -> bool {
     // SAFETY: w is a live entry, a GC object with a header.
     unsafe {

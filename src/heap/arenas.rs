@@ -134,7 +134,9 @@ impl Heap {
                             self.empty_arenas.set(self.empty_arenas.get() - 1);
                             bytes += self.release_arena(arena, false);
                         } else {
-                            let units = a.discard_dirty();
+                            // SAFETY: an arena of ours, and the caller holds
+                            // our `arena_lock` (see `purge_locked`).
+                            let units = unsafe { a.discard_dirty() };
                             self.add_dirty(-(units as isize));
                             bytes += units * UNIT_SIZE;
                         }
@@ -154,14 +156,20 @@ impl Heap {
     }
 
     /// Gives back the pages of the empty pools kept as queue heads (rewound,
-    /// so they are carved afresh when used again). Owner only.
-    pub(super) fn rewind_empty_heads(&self) -> usize {
+    /// so they are carved afresh when used again).
+    ///
+    /// # Safety
+    /// Called by the heap's owner (the thread whose TLS slot names it), or
+    /// by the thread holding the registry lock while the heap is abandoned.
+    pub(super) unsafe fn rewind_empty_heads(&self) -> usize {
         let mut bytes = 0;
         for class in 0..NUM_CLASSES {
             if let Some(pool) = self.head(class) {
-                // SAFETY: the heads of our own heap (owner only, see the callers).
+                // SAFETY: the heads of our own heap, whose owner we are
+                // (contract).
                 if pool.is_empty() && unsafe { pool.rewind() } {
-                    let b = size_class::info(class).units as usize * UNIT_SIZE;
+                    // SAFETY: class < NUM_CLASSES.
+                    let b = unsafe { size_class::info(class) }.units as usize * UNIT_SIZE;
                     // SAFETY: the pool is ours and holds no live block.
                     unsafe { os::discard(pool.start.get() as *mut u8, b) };
                     purge::given_back(b);

@@ -361,9 +361,13 @@ impl Heap {
     /// frees run after run of blocks of its producer's few pools). The
     /// descriptor may describe another pool by now, or none (`EMPTY_POOL`
     /// for unit 0): the caller must check `p` with `Pool::is_block`, which
-    /// reads its current layout. Owner only.
+    /// reads its current layout.
+    ///
+    /// # Safety
+    /// `self` is the calling thread's heap or the placeholder heap (whose
+    /// cache is never written): the cache's cells are the owner's.
     #[inline(always)]
-    pub fn remote_pool(&self, p: *const u8) -> Option<&'static Pool> {
+    pub unsafe fn remote_pool(&self, p: *const u8) -> Option<&'static Pool> {
         let u = p as usize >> UNIT_SHIFT;
         // As in `cached_pool`.
         let offset = (p as usize >> (UNIT_SHIFT - 4)) & ((REMOTE_SLOTS - 1) << 4);
@@ -466,7 +470,8 @@ mod tests {
         let p0 = h
             .cached_pool(ptr::null())
             .expect("unit 0 always hits slot 0");
-        assert!(ptr::eq(p0, empty_pool()) && !p0.is_carved_block(ptr::null()));
+        // SAFETY: the placeholder pool, which is never written.
+        assert!(ptr::eq(p0, empty_pool()) && !unsafe { p0.is_carved_block(ptr::null()) });
         // The placeholder heap caches nothing but unit 0, and pops nothing.
         assert!(NO_HEAP.0.cached_pool(at(u)).is_none());
         // SAFETY: slot 1 exists; the placeholder's pool is never written.
@@ -536,7 +541,8 @@ mod tests {
             // 20 KiB blocks: a class whose pools hold few blocks.
             let size = 20 << 10;
             let class = size_class::class_of(size).unwrap();
-            let cap = size_class::info(class).capacity as usize;
+            // SAFETY: a class from `class_of`.
+            let cap = unsafe { size_class::info(class) }.capacity as usize;
             assert!(cap as u32 <= KEEP_EMPTY_CAPACITY);
             let pools = KEEP_EMPTY_POOLS as usize + 3;
             let blocks: Vec<usize> = (0..cap * pools)
@@ -613,7 +619,8 @@ mod tests {
             // Purged and rewound: the free units and the empty head pool.
             assert!(heap.purge_all() >= kept * UNIT_SIZE);
             assert_eq!(heap.dirty_units.get(), 0);
-            heap.rewind_empty_heads();
+            // SAFETY: this thread's own heap.
+            unsafe { heap.rewind_empty_heads() };
             // Rewound pools and discarded units carve and fill correctly.
             for (i, slot) in blocks.iter_mut().enumerate() {
                 let p = alloc::malloc(1000);

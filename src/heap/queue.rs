@@ -13,7 +13,8 @@ impl Heap {
     ///
     /// # Safety
     /// Called by the heap's owner (the thread whose TLS slot names it), or
-    /// by the thread holding the registry lock while the heap is abandoned.
+    /// by the thread holding the registry lock while the heap is abandoned;
+    /// `class < NUM_CLASSES`.
     pub unsafe fn alloc(&self, class: usize) -> *mut u8 {
         // SAFETY: class + 1 <= NUM_CLASSES; we own the heap (contract).
         let b = unsafe { self.head_pool(class + 1).pop() };
@@ -29,17 +30,18 @@ impl Heap {
     /// to the next pool, blocks other threads freed, a new pool.
     ///
     /// # Safety
-    /// Called by the heap's owner (the thread whose TLS slot names it), or
-    /// by the thread holding the registry lock while the heap is abandoned.
+    /// As `alloc`.
     #[cold]
     #[inline(never)]
     pub unsafe fn alloc_slow(&self, class: usize) -> *mut u8 {
-        let b = self.alloc_from_queue(class);
+        // SAFETY: per the contract.
+        let b = unsafe { self.alloc_from_queue(class) };
         if !b.is_null() {
             return b;
         }
         purge_if_due();
-        let pool = self.new_pool(class);
+        // SAFETY: per the contract.
+        let pool = unsafe { self.new_pool(class) };
         if pool.is_null() {
             return ptr::null_mut();
         }
@@ -51,7 +53,12 @@ impl Heap {
         unsafe { pool.pop_slow() }
     }
 
-    pub(super) fn alloc_from_queue(&self, class: usize) -> *mut u8 {
+    /// A block from the class queue's pools, after the blocks other threads
+    /// freed if need be; null if the queue has none.
+    ///
+    /// # Safety
+    /// As `alloc`.
+    pub(super) unsafe fn alloc_from_queue(&self, class: usize) -> *mut u8 {
         loop {
             // Drop exhausted pools off the head of the queue.
             while let Some(pool) = self.head(class) {
@@ -125,7 +132,8 @@ impl Heap {
         let class = pool.class();
         let kept = &self.kept_empty[class];
         if !self.is_active()
-            || size_class::info(class).capacity > KEEP_EMPTY_CAPACITY
+            // SAFETY: a pool's class is < NUM_CLASSES (`Pool::block_size`).
+            || unsafe { size_class::info(class) }.capacity > KEEP_EMPTY_CAPACITY
             || kept.get() >= KEEP_EMPTY_POOLS
         {
             return false;
@@ -147,8 +155,12 @@ impl Heap {
 
     /// Releases the empty pools kept beyond the queue heads (`obm_trim`,
     /// thread exit): their units become free units of their arenas, which
-    /// the purge then gives back. Owner only.
-    pub(super) fn release_kept(&self) {
+    /// the purge then gives back.
+    ///
+    /// # Safety
+    /// As `alloc`: called by the heap's owner, or by the thread holding the
+    /// registry lock while the heap is abandoned.
+    pub(super) unsafe fn release_kept(&self) {
         for class in 0..NUM_CLASSES {
             let mut p = self.heads[class + 1].get();
             while self.kept_empty[class].get() != 0 && !ptr::eq(p, empty_pool()) && !p.is_null() {
@@ -204,7 +216,9 @@ impl Heap {
             unsafe { &*old }.prev.set(pool as *const Pool as *mut Pool);
         }
         self.set_head(class, pool);
-        pool.set_in_queue(true);
+        // SAFETY: a pool of this heap; its queue is only worked on by the
+        // heap's owner, like the queued pools above.
+        unsafe { pool.set_in_queue(true) };
     }
 
     /// Puts `pool` at the tail of its class queue: the head stays the pool
@@ -221,7 +235,9 @@ impl Heap {
         // SAFETY: queued pools are live pools we own.
         unsafe { &*tail }.next.set(pool as *const Pool as *mut Pool);
         self.tails[class].set(pool as *const Pool as *mut Pool);
-        pool.set_in_queue(true);
+        // SAFETY: a pool of this heap; its queue is only worked on by the
+        // heap's owner, like the queued pools above.
+        unsafe { pool.set_in_queue(true) };
     }
 
     pub(super) fn unlink(&self, pool: &Pool) {
@@ -238,16 +254,22 @@ impl Heap {
             // SAFETY: as above.
             unsafe { &*next }.prev.set(prev);
         }
-        pool.set_in_queue(false);
+        // SAFETY: a pool of this heap; its queue is only worked on by the
+        // heap's owner, like the queued pools above.
+        unsafe { pool.set_in_queue(false) };
         pool.prev.set(ptr::null_mut());
         pool.next.set(ptr::null_mut());
     }
 
     /// Takes units for a pool of `class` from an owned arena, or a new one.
-    pub(super) fn new_pool(&self, class: usize) -> *mut Pool {
+    ///
+    /// # Safety
+    /// As `alloc`.
+    pub(super) unsafe fn new_pool(&self, class: usize) -> *mut Pool {
         let _g = self.arena_lock.lock();
         self.purge_expired(purge::now_ms());
-        let units = size_class::info(class).units as usize;
+        // SAFETY: class < NUM_CLASSES (contract).
+        let units = unsafe { size_class::info(class) }.units as usize;
         // The tightest fit first: the arena whose longest run is shortest.
         let mut arena = (units..UNITS_PER_ARENA)
             .map(|r| self.partial[r].get())
@@ -259,7 +281,8 @@ impl Heap {
             let a = unsafe { &*arena };
             let was_empty = a.is_empty();
             let dirty = a.dirty_count();
-            if let Some(f) = a.take_units(units) {
+            // SAFETY: we own the arena and hold our `arena_lock`.
+            if let Some(f) = unsafe { a.take_units(units) } {
                 if was_empty {
                     self.empty_arenas.set(self.empty_arenas.get() - 1);
                 }
@@ -279,7 +302,8 @@ impl Heap {
                 // SAFETY: a freshly acquired arena, owned by us.
                 let a = unsafe { &*arena };
                 self.link_partial(a);
-                let Some(f) = a.take_units(units) else {
+                // SAFETY: as above.
+                let Some(f) = (unsafe { a.take_units(units) }) else {
                     report::fatal(format_args!("internal error: new arena has no room"))
                 };
                 // A warm arena's resident free units are this heap's to
@@ -297,7 +321,10 @@ impl Heap {
         // SAFETY: `arena` is live and ours.
         let a = unsafe { &*arena };
         self.rebucket(a);
-        let head = a.make_pool(first, units, class);
+        // SAFETY: we own the arena and hold our `arena_lock`; units
+        // `first..first + units` were just taken for a pool of `class`,
+        // < NUM_CLASSES (contract).
+        let head = unsafe { a.make_pool(first, units, class) };
         self.cache_units(head, a.unit_start(first) as usize, units);
         let in_use = self.units_in_use.get() + units;
         self.units_in_use.set(in_use);
@@ -321,7 +348,8 @@ impl Heap {
             self.unlink(pool);
         }
         let class = pool.class();
-        let units = size_class::info(class).units as usize;
+        // SAFETY: a pool's class is < NUM_CLASSES (`Pool::block_size`).
+        let units = unsafe { size_class::info(class) }.units as usize;
         let start = pool.start.get() as *mut u8;
         let arena_ptr = arena::arena_of(start);
         // SAFETY: the pool is ours, so its arena is a live arena we own.
@@ -329,9 +357,13 @@ impl Heap {
         let first = (start as usize & ARENA_MASK) >> UNIT_SHIFT;
         self.uncache_units(start as usize, units);
         let _g = self.arena_lock.lock();
-        a.unmake_pool(first, units);
+        // SAFETY: we own the arena and hold our `arena_lock`; the pool is
+        // ours, empty (released only when empty, by the owner), unlinked
+        // above and not used again.
+        unsafe { a.unmake_pool(first, units) };
         let now = purge::now_ms();
-        a.give_units(first, units, now);
+        // SAFETY: as above; the units of an empty pool hold no live block.
+        unsafe { a.give_units(first, units, now) };
         self.add_dirty(units as isize);
         if self.purge_due.load(Relaxed) == 0 {
             self.set_purge_due(now + purge::delay_ms());
@@ -351,7 +383,8 @@ impl Heap {
             self.empty_arenas.set(1);
         }
         if purge::delay_ms() == 0 {
-            let units = a.discard_dirty();
+            // SAFETY: we own the arena and still hold our `arena_lock`.
+            let units = unsafe { a.discard_dirty() };
             self.add_dirty(-(units as isize));
         } else if purge::over_bound() {
             // Bounded: a burst does not pin its whole peak until the delay.

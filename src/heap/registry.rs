@@ -82,9 +82,11 @@ pub fn trim_all() -> usize {
         // SAFETY: our own live heap.
         let h = unsafe { &*me };
         // SAFETY: our own heap.
-        unsafe { h.drain_remote() };
-        h.release_kept();
-        bytes += h.rewind_empty_heads();
+        unsafe {
+            h.drain_remote();
+            h.release_kept();
+            bytes += h.rewind_empty_heads();
+        }
     }
     reclaim_abandoned();
     for_each_heap(|h| {
@@ -256,7 +258,8 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     unsafe { h.drain_remote() };
     // The kept pools first: releasing an empty head would promote a kept
     // one to head, which would then stay.
-    h.release_kept();
+    // SAFETY: as above.
+    unsafe { h.release_kept() };
     h.release_empty_heads();
     let list = if h.arenas.get() == 0 {
         &mut r.spare

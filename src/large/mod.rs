@@ -324,9 +324,13 @@ pub fn size_if_block(p: *const u8, kind: u8) -> usize {
 }
 
 /// Tags the large block `p`, just allocated, as a heap profile's sample.
-pub fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
+///
+/// # Safety
+/// `p` is a live large block (`alloc_sample`'s) that the caller alone
+/// uses: its header is written unchecked.
+pub unsafe fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
     let hdr = header_of(p, arena_map::lookup(p as usize));
-    // SAFETY: p is a live large block the caller just allocated.
+    // SAFETY: per the contract, hdr is the header of p, ours to write.
     unsafe { (*hdr).sample = [tag, bytes as usize, blocks as usize] };
 }
 

@@ -1,4 +1,4 @@
-//! The sampled heap profiler (API.md §9): about one allocation per
+//! The sampled heap profiler (docs/API.md §9): about one allocation per
 //! `sample_bytes` allocated bytes records its call stack, as tcmalloc's
 //! and jemalloc's profilers do.
 //!
@@ -322,7 +322,9 @@ pub fn sampled(n: usize, align: usize, zero: bool, fp: usize, allowed: bool) -> 
         }
         let (bytes, blocks) = weight(n, mean);
         if let Some(tag) = stacks::record(frames, bytes, blocks) {
-            crate::large::set_sample(p, tag, bytes, blocks);
+            // SAFETY: `alloc_sample` just returned p, a live large block
+            // not yet handed out.
+            unsafe { crate::large::set_sample(p, tag, bytes, blocks) };
         }
     }
     // SAFETY: as above.

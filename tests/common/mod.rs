@@ -112,6 +112,7 @@ pub fn run_ops(
             check(&b, usize::MAX);
             match outbox {
                 Some(out) if rng.below(2) == 0 => out.lock().unwrap().push(b),
+                // SAFETY: a live block of the model, taken out of it: freed once.
                 _ => unsafe { direct::free(b.p as *mut u8, "free") },
             }
         } else if op < 55 && !model.live.is_empty() {
@@ -119,6 +120,7 @@ pub fn run_ops(
             let key = *model.live.keys().nth(k).unwrap();
             let b = model.live.remove(&key).unwrap();
             let n = rng.size().max(1);
+            // SAFETY: as above; realloc gives it back as `q`.
             let q = unsafe { direct::realloc(b.p as *mut u8, n, "realloc") } as usize;
             check(&Live { p: q, ..b }, n); // the common prefix survived
             model.insert(Live {
@@ -129,6 +131,7 @@ pub fn run_ops(
         } else if op < 65 {
             let n = rng.size();
             let p = direct::calloc(1, n) as usize;
+            // SAFETY: calloc's block of n bytes; the offsets are below n.
             let zero = probe_offsets(n).all(|off| unsafe { *((p + off) as *const u8) } == 0);
             assert!(zero, "calloc({n}) not zeroed");
             model.insert(Live {
@@ -161,6 +164,7 @@ pub fn run_ops(
 pub fn drain(model: &mut Model) {
     for (_, b) in std::mem::take(&mut model.live) {
         check(&b, usize::MAX);
+        // SAFETY: live blocks of the model, taken out of it: each freed once.
         unsafe { direct::free(b.p as *mut u8, "free") };
     }
 }
