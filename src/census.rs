@@ -194,7 +194,8 @@ pub fn block_bytes(base: *const u8) -> usize {
     // is installed (`heap::force_slow_paths`), so a hit means `base` came
     // from the core, a block start of this heap's pool.
     let h = crate::heap::current_or_placeholder();
-    if let Some(pool) = h.cached_pool(base) {
+    // SAFETY: the calling thread's heap, or the placeholder.
+    if let Some(pool) = unsafe { h.cached_pool(base) } {
         return pool.block_size();
     }
     crate::domain::size_if_block(crate::domain::obm_domain::OBM_DOMAIN_OBJ, base)

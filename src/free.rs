@@ -105,7 +105,8 @@ impl LocalBlock {
 #[inline(always)]
 pub unsafe fn local_block(p: *mut u8) -> Option<LocalBlock> {
     let heap = heap::current_or_placeholder();
-    let pool = heap.cached_pool(p)?;
+    // SAFETY: the calling thread's heap, or the placeholder.
+    let pool = unsafe { heap.cached_pool(p) }?;
     // SAFETY: the calling thread's unit cache names a pool of its own heap,
     // or the placeholder pool (slot 0, and the placeholder heap's cache).
     if !unsafe { pool.is_carved_block(p) } {

@@ -301,8 +301,12 @@ impl Heap {
 
     /// The pool of this heap holding `p`'s unit, if the unit cache has it
     /// (see the module doc); `EMPTY_POOL` if `p` lies below 16 KiB.
+    ///
+    /// # Safety
+    /// Called by the heap's owner, or on the placeholder heap: the cache's
+    /// pool entries are plain cells only the owner writes.
     #[inline(always)]
-    pub fn cached_pool(&self, p: *const u8) -> Option<&Pool> {
+    pub unsafe fn cached_pool(&self, p: *const u8) -> Option<&Pool> {
         let u = p as usize >> UNIT_SHIFT;
         // The slot's byte offset, `(u % UNIT_SLOTS) * 16`, in two
         // instructions (indexing would shift, then add the base twice).
@@ -446,34 +450,36 @@ mod tests {
         let h = Heap::new();
         let (a, b) = (Pool::unused(), Pool::unused());
         let at = |addr: usize| addr as *const u8;
-        let names = |h: &Heap, p: usize, pool: &Pool| {
-            h.cached_pool(at(p)).is_some_and(|c| ptr::eq(c, pool))
-        };
+        fn cached(h: &Heap, p: *const u8) -> Option<&Pool> {
+            // SAFETY: the test's own heap, used by this thread only, and
+            // the placeholder.
+            unsafe { h.cached_pool(p) }
+        }
+        let names =
+            |h: &Heap, p: usize, pool: &Pool| cached(h, at(p)).is_some_and(|c| ptr::eq(c, pool));
         let u = 0x7000_0000_0000usize + UNIT_SIZE; // slot 1
         h.cache_units(&a, u, 2);
         for p in [u, u + 100, u + UNIT_SIZE, u + 2 * UNIT_SIZE - 1] {
             assert!(names(&h, p, &a), "{p:#x}");
         }
-        assert!(h.cached_pool(at(u + 2 * UNIT_SIZE)).is_none());
+        assert!(cached(&h, at(u + 2 * UNIT_SIZE)).is_none());
         // A unit UNIT_SLOTS units away takes the first unit's slot.
         let far = u + UNIT_SLOTS * UNIT_SIZE;
         h.cache_units(&b, far, 1);
-        assert!(h.cached_pool(at(u)).is_none() && names(&h, u + UNIT_SIZE, &a));
+        assert!(cached(&h, at(u)).is_none() && names(&h, u + UNIT_SIZE, &a));
         assert!(names(&h, far, &b));
         // Forgetting a's units leaves the slot b took.
         h.uncache_units(u, 2);
-        assert!(h.cached_pool(at(u + UNIT_SIZE)).is_none() && names(&h, far, &b));
+        assert!(cached(&h, at(u + UNIT_SIZE)).is_none() && names(&h, far, &b));
         // Slot 0 is never used; unit 0 (NULL) resolves to the placeholder pool.
         let zero_slot = 5 * UNIT_SLOTS * UNIT_SIZE;
         h.cache_units(&a, zero_slot, 1);
-        assert!(h.cached_pool(at(zero_slot)).is_none());
-        let p0 = h
-            .cached_pool(ptr::null())
-            .expect("unit 0 always hits slot 0");
+        assert!(cached(&h, at(zero_slot)).is_none());
+        let p0 = cached(&h, ptr::null()).expect("unit 0 always hits slot 0");
         // SAFETY: the placeholder pool, which is never written.
         assert!(ptr::eq(p0, empty_pool()) && !unsafe { p0.is_carved_block(ptr::null()) });
         // The placeholder heap caches nothing but unit 0, and pops nothing.
-        assert!(NO_HEAP.0.cached_pool(at(u)).is_none());
+        assert!(cached(&NO_HEAP.0, at(u)).is_none());
         // SAFETY: slot 1 exists; the placeholder's pool is never written.
         assert!(unsafe { NO_HEAP.0.alloc_pool(1).pop() }.is_null());
     }
