@@ -13,8 +13,8 @@
 #    (every domain, calloc, realloc, large blocks, objects, a collection),
 #    four C tests of objects and the collector, and examples/rust-global
 #    (obmem::Obmem as a Rust program's global allocator) if it is built.
-# Installs valgrind with apt-get if it is missing. Prints PASS/FAIL per case
-# and ends with "N passed, M failed".
+# Installs valgrind with apt-get if it is missing (tests/lib.sh; a failure
+# if it cannot). Prints PASS/FAIL per case and ends with "N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -22,9 +22,11 @@ LIBDIR=$ROOT/target/release
 WORK=$ROOT/build/valgrind
 mkdir -p "$WORK"
 for v in $(env | sed -n 's/^\(OBMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-
 source tests/lib.sh
+if ! require_cmd valgrind valgrind; then
+    finish
+    exit 1
+fi
 
 VG=(valgrind --tool=memcheck --num-callers=16 --error-exitcode=9)
 CFLAGS=(-O1 -g -Wall -Wextra -Werror -Iinclude)
