@@ -8,7 +8,8 @@
 #    allocation and of its free;
 #  - a leaked malloc block and a leaked obm_mem_malloc block are reported
 #    "definitely lost" with their allocation stacks, and the same leak in a
-#    program built without obmem and run under LD_PRELOAD=libobmem.so;
+#    program built without obmem and run under LD_PRELOAD=libobmem.so
+#    (which checks that obmem is loaded in it);
 #  - correct programs report no error: tests/valgrind/cases.c's clean case
 #    (every domain, calloc, realloc, large blocks, objects, a collection),
 #    four C tests of objects and the collector, and examples/rust-global
@@ -81,18 +82,35 @@ expect leaks_reported "$WORK/leaks.log" \
     '77 bytes in 1 blocks are definitely lost' @leak_mem 'definitely lost: 177 bytes in 2 blocks'
 
 # The same malloc leak in a program that knows nothing of obmem, preloaded.
+# It proves the preload took: obmem's own API is in the process and its
+# malloc is libobmem's; otherwise it leaks nothing and exits 3.
 cat >"$WORK/plain_leak.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 __attribute__((noinline)) static void *leak_plain(void) { return malloc(123); }
-int main(void) { void *p = leak_plain(); memset(p, 0, 123); return 0; }
+int main(void) {
+    Dl_info info;
+    void *(*volatile m)(size_t) = malloc;
+    if (!dlsym(RTLD_DEFAULT, "obm_usable_size") || !dladdr((void *)m, &info) || !info.dli_fname ||
+        !strstr(info.dli_fname, "libobmem")) {
+        fprintf(stderr, "plain_leak: obmem is not loaded in this process\n");
+        return 3;
+    }
+    printf("obmem loaded: malloc from %s\n", info.dli_fname);
+    void *p = leak_plain();
+    memset(p, 0, 123);
+    return 0;
+}
 C
-gcc -O1 -g "$WORK/plain_leak.c" -o "$WORK/plain_leak"
+gcc -O1 -g "$WORK/plain_leak.c" -o "$WORK/plain_leak" -ldl
 # valgrind runs `env`, which execs the program: follow it.
 timeout -k 5 120 "${VG[@]}" --leak-check=full --trace-children=yes \
     env LD_PRELOAD="$LIBDIR/libobmem.so" "$WORK/plain_leak" >"$WORK/plain_leak.log" 2>&1 || true
 expect preloaded_malloc_leak_reported "$WORK/plain_leak.log" \
-    '123 bytes in 1 blocks are definitely lost' @leak_plain
+    '^obmem loaded: malloc from .*/libobmem\.so' '123 bytes in 1 blocks are definitely lost' @leak_plain
 
 # Correct programs: no error at all (--error-exitcode makes any error fail).
 clean_run() {
