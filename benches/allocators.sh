@@ -25,6 +25,10 @@ declare -A PKG=([mimalloc2]=libmimalloc2.0 [jemalloc]=libjemalloc2 [tcmalloc]=li
 declare -A SO_RE=([mimalloc2]='/libmimalloc\.so\.[0-9]+$' [jemalloc]='/libjemalloc\.so\.[0-9]+$'
                   [tcmalloc]='/libtcmalloc_minimal\.so\.[0-9]+$')
 
+# apt_install (tests/lib.sh): as root, else through sudo -n.
+source "$ROOT/tests/lib.sh"
+APT_LOG=$BUILD/apt.log
+
 pkg_installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]; }
 
 # install_missing [PACKAGE...]: apt-get install the Debian packages of the
@@ -43,14 +47,9 @@ install_missing() {
         note "not installing ${missing[*]} (BENCH_NO_INSTALL=1)"
         return 0
     fi
-    if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
-        note "cannot install ${missing[*]} (needs root and apt-get); those runs are skipped"
-        return 0
-    fi
     say "Installing ${missing[*]} ..."
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}"; } >"$BUILD/apt.log" 2>&1; then
-        note "apt-get failed (see $BUILD/apt.log); missing allocators are skipped"
+    if ! apt_install "${missing[@]}"; then
+        note "cannot install ${missing[*]} (apt-get as root or through sudo -n; see $APT_LOG); those runs are skipped"
     fi
 }
 

@@ -24,10 +24,10 @@
 #
 # Environment: BENCH_ALLOCATORS, OBMEM_SO, BENCH_NO_INSTALL, BENCH_CC,
 # BENCH_CFLAGS as for run.sh; BENCH_TIMEOUT (per callgrind run, default 300).
-# valgrind is installed with apt-get if missing (as root); without it the
-# table is skipped with a note (exit 0).  Exit status 1 if a run failed,
-# found corrupted blocks, gave a checksum different from glibc's or did not
-# use the allocator it was meant to.
+# valgrind is installed with apt-get if missing (as root or through sudo
+# -n); without it the table is skipped with a note (exit 0).  Exit status
+# 1 if a run failed, found corrupted blocks, gave a checksum different
+# from glibc's or did not use the allocator it was meant to.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,7 +73,7 @@ finish() {
 say ""
 say "== Instructions per malloc+free (callgrind: counts, not time; the figure of record on a noisy machine)"
 if ! command -v valgrind >/dev/null; then
-    say "  skipped: valgrind is not installed and could not be installed (apt-get install valgrind, as root)"
+    say "  skipped: valgrind is not installed and could not be installed (apt-get install valgrind, as root or through sudo -n)"
     finish
 fi
 

@@ -9,6 +9,8 @@
 #
 # Environment: TEST_TIMEOUT (seconds per test, default 120), CC, CXX,
 # and optionally a list of test names as arguments (e.g. test_malloc_basic).
+# g++ (the header as C++, the .cc tests) is installed with apt-get if it is
+# missing (tests/lib.sh); if it cannot be, that is a failure.
 # OBMEM_* variables of the caller are removed: each test sets its own.
 set -euo pipefail
 
@@ -26,6 +28,9 @@ mkdir -p "$BUILD"
 while IFS= read -r v; do unset "$v"; done < <(env | sed -n 's/^\(OBMEM_[A-Za-z0-9_]*\)=.*/\1/p')
 source tests/lib.sh
 TEST_LOG_LINES=200
+if [[ $CXX == g++ ]]; then
+    require_cmd g++ g++ || true
+fi
 
 if [[ ! -f $LIBDIR/libobmem.so ]]; then
     echo "c_tests: $LIBDIR/libobmem.so is missing (run make build)" >&2

@@ -62,13 +62,13 @@ TESTS += fuzz-replay
 fuzz-clang:
 	@probe='int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }'; \
 	if ! echo "$$probe" | $(FUZZ_CLANG) -x c - -fsanitize=fuzzer -o /dev/null >/dev/null 2>&1; then \
-	  echo "==> installing clang and its libFuzzer runtime (apt-get)"; \
+	  echo "==> installing clang and its libFuzzer runtime (apt-get, tests/lib.sh)"; \
 	  if ! command -v $(FUZZ_CLANG) >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null || exit 1; \
+	    bash -c 'source tests/lib.sh && apt_install clang' || exit 1; \
 	  fi; \
 	  v=$$($(FUZZ_CLANG) --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -1); \
 	  echo "$$probe" | $(FUZZ_CLANG) -x c - -fsanitize=fuzzer -o /dev/null >/dev/null 2>&1 || \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-rt-$$v-dev >/dev/null; } || exit 1; \
+	    bash -c "source tests/lib.sh && apt_install libclang-rt-$$v-dev" || exit 1; \
 	  echo "$$probe" | $(FUZZ_CLANG) -x c - -fsanitize=fuzzer -o /dev/null || \
 	    { echo "clang $$v cannot link -fsanitize=fuzzer"; exit 1; }; \
 	fi

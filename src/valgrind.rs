@@ -43,7 +43,7 @@ use crate::free;
 use crate::os;
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 
 // Client request numbers (valgrind.h, memcheck.h).
 const RUNNING_ON_VALGRIND: usize = 0x1001;
@@ -129,6 +129,7 @@ pub fn init() {
     if !running() || !memcheck() {
         return;
     }
+    probe_valgrind_malloc();
     let hooks = Dispatch {
         table: obm_allocator {
             ctx: ptr::null_mut(),
@@ -217,8 +218,12 @@ unsafe fn read_header(p: *const u8) -> Header {
 /// `p` is a live block obmem returned.
 unsafe fn usable_size(p: *const u8) -> Option<usize> {
     if foreign(p) {
-        // SAFETY: a block of Valgrind's malloc (see `foreign`).
-        return Some(unsafe { libc::malloc_usable_size(p as *mut c_void) });
+        if !VALGRIND_MALLOC.load(Relaxed) {
+            // Not a block: the domain's caller reports it.
+            return None;
+        }
+        // SAFETY: a block of Valgrind's malloc.
+        return Some(unsafe { valgrind_usable_size(p) });
     }
     // SAFETY: per the contract.
     let h = unsafe { read_header(p) };
@@ -226,16 +231,82 @@ unsafe fn usable_size(p: *const u8) -> Option<usize> {
 }
 
 /// A block obmem never served: memcheck replaces every function named
-/// malloc, free, ... in every library, obmem's included, and LLVM gives
-/// functions with identical code one address, so `obm_object_malloc`,
-/// `obm_object_calloc` and `obm_object_free` (today; whichever functions
-/// LLVM merges) share malloc's, calloc's and free's and are redirected
-/// with them. Their blocks come from Valgrind's malloc, seen by memcheck
-/// already; the rest of the object domain (`obm_object_realloc`,
-/// `obm_usable_size`) hands them back to it. (Calling the C names from
-/// here reaches Valgrind's functions for the same reason.)
+/// malloc, free, ... in every library, obmem's included (unless the user
+/// passes `--soname-synonyms=somalloc=nouserintercepts`), so the drop-in
+/// malloc family's blocks come from Valgrind's malloc, seen by memcheck
+/// already. The object domain (`obm_object_*`, which keep addresses of
+/// their own: src/ffi/domains.rs) and `obm_usable_size` accept them, as
+/// they accept malloc's blocks, and hand them back to Valgrind through
+/// `valgrind_free`, `valgrind_realloc` and `valgrind_usable_size`.
 fn foreign(p: *const u8) -> bool {
     arena_map::lookup(p as usize) == CHUNK_NONE
+}
+
+/// Whether the C names reach Valgrind's malloc (`probe_valgrind_malloc`).
+/// If not (`--soname-synonyms=somalloc=nouserintercepts`: the malloc family
+/// is obmem's and goes through these hooks too), a foreign pointer is no
+/// block at all, reported as obmem reports one without Valgrind.
+static VALGRIND_MALLOC: AtomicBool = AtomicBool::new(false);
+
+/// Sets `VALGRIND_MALLOC`: a block from the C name `malloc` is Valgrind's
+/// if obmem does not know it. Called by `init` before the hooks are
+/// installed (obmem's malloc, if it is not replaced, serves the probe
+/// from its pools: `lifecycle::init` returns at once when re-entered).
+fn probe_valgrind_malloc() {
+    let malloc: unsafe extern "C" fn(usize) -> *mut c_void = core::hint::black_box(libc::malloc);
+    // SAFETY: malloc has no precondition.
+    let p = unsafe { malloc(1) } as *mut u8;
+    if p.is_null() {
+        return;
+    }
+    let valgrinds = foreign(p);
+    VALGRIND_MALLOC.store(valgrinds, Relaxed);
+    if valgrinds {
+        // SAFETY: a live block of Valgrind's malloc.
+        unsafe { valgrind_free(p) }
+    } else {
+        // SAFETY: a live block of obmem's, served before the hooks.
+        unsafe { free::free(p, "free") }
+    }
+}
+
+// Valgrind's functions for its blocks: calls through the addresses of the
+// C names, which Valgrind redirects to its own. The calls are made through
+// pointers the compiler cannot see through (`black_box`): obmem defines
+// these names itself (the `override` feature), and a direct call would be
+// bound to obmem's definition, inlined (LTO), and never reach Valgrind
+// (obmem would call itself: endless recursion).
+
+/// Valgrind's `free` of its block `p`.
+///
+/// # Safety
+/// `p` is a live block of Valgrind's malloc (`foreign`).
+unsafe fn valgrind_free(p: *mut u8) {
+    let f: unsafe extern "C" fn(*mut c_void) = core::hint::black_box(libc::free);
+    // SAFETY: per the contract.
+    unsafe { f(p as *mut c_void) }
+}
+
+/// Valgrind's `realloc` of its block `p`.
+///
+/// # Safety
+/// `p` is a live block of Valgrind's malloc (`foreign`).
+unsafe fn valgrind_realloc(p: *mut u8, n: usize) -> *mut u8 {
+    let f: unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void =
+        core::hint::black_box(libc::realloc);
+    // SAFETY: per the contract.
+    unsafe { f(p as *mut c_void, n) as *mut u8 }
+}
+
+/// Valgrind's `malloc_usable_size` of its block `p`.
+///
+/// # Safety
+/// `p` is a live block of Valgrind's malloc (`foreign`).
+unsafe fn valgrind_usable_size(p: *const u8) -> usize {
+    let f: unsafe extern "C" fn(*mut c_void) -> usize =
+        core::hint::black_box(libc::malloc_usable_size);
+    // SAFETY: per the contract.
+    unsafe { f(p as *mut c_void) }
 }
 
 /// Freed blocks waiting before they go back to the pools (their core
@@ -265,8 +336,11 @@ unsafe fn free_block(p: *mut u8) {
         return;
     }
     if foreign(p) {
-        // SAFETY: a block of Valgrind's malloc (see `foreign`).
-        return unsafe { libc::free(p as *mut c_void) };
+        if !VALGRIND_MALLOC.load(Relaxed) {
+            crate::report::invalid_pointer("free", p);
+        }
+        // SAFETY: a block of Valgrind's malloc.
+        return unsafe { valgrind_free(p) };
     }
     // SAFETY: per the contract.
     let h = unsafe { read_header(p) };
@@ -318,8 +392,11 @@ unsafe extern "C" fn hook_realloc(_ctx: *mut c_void, p: *mut c_void, n: usize) -
         return alloc_block(n, ALIGNMENT, false) as *mut c_void;
     }
     if foreign(p) {
-        // SAFETY: a block of Valgrind's malloc (see `foreign`).
-        return unsafe { libc::realloc(p as *mut c_void, n) };
+        if !VALGRIND_MALLOC.load(Relaxed) {
+            crate::report::invalid_pointer("realloc", p);
+        }
+        // SAFETY: a block of Valgrind's malloc.
+        return unsafe { valgrind_realloc(p, n) as *mut c_void };
     }
     // SAFETY: the caller passes a live block of this domain.
     let old = unsafe { usable_size(p) }.unwrap_or_else(|| free::usable_size(p, "realloc"));

@@ -115,3 +115,86 @@ fn alignment_zeroing_and_realloc() {
     }
     assert!(lines.iter().enumerate().all(|(i, l)| l.0[63] == i as u8));
 }
+
+/// `GlobalAlloc::alloc_zeroed` called on `Obmem` itself, above all with
+/// alignments over 16 (obmem's aligned path, zeroed by `Obmem`): for each
+/// alignment from 16 to a page and two above a page, and sizes around it,
+/// blocks of the same layout are dirtied and freed first so that the
+/// zeroed ones likely reuse their memory. Each block must be aligned and
+/// zero over its whole size, and `realloc` to a larger and then a smaller
+/// size must keep the alignment and the contents.
+#[test]
+fn alloc_zeroed_over_aligned_reuses_dirty_blocks() {
+    use std::alloc::{GlobalAlloc, Layout};
+    const N: usize = 8;
+    let fill = |i: usize, align: usize| (i.wrapping_mul(7) ^ (align >> 4)) as u8 | 1;
+    for align in [
+        16usize, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 65536,
+    ] {
+        let mut sizes = vec![
+            1,
+            align / 2,
+            align - 1,
+            align,
+            align + 1,
+            3 * align + 5,
+            5000,
+        ];
+        sizes.retain(|&n| n > 0);
+        sizes.sort_unstable();
+        sizes.dedup();
+        for size in sizes {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: every block is used within its layout and freed once
+            // with the layout it has at that point.
+            unsafe {
+                let dirty: Vec<*mut u8> = (0..N).map(|_| Obmem.alloc(layout)).collect();
+                for &p in &dirty {
+                    assert!(!p.is_null());
+                    std::ptr::write_bytes(p, 0xA5, size);
+                }
+                for p in dirty {
+                    Obmem.dealloc(p, layout);
+                }
+                let zeroed: Vec<*mut u8> = (0..N).map(|_| Obmem.alloc_zeroed(layout)).collect();
+                for &z in &zeroed {
+                    assert!(!z.is_null());
+                    assert_eq!(z as usize % align, 0, "alloc_zeroed({size}, align {align})");
+                    let bytes = std::slice::from_raw_parts_mut(z, size);
+                    assert!(
+                        bytes.iter().all(|&b| b == 0),
+                        "alloc_zeroed({size}, align {align}): byte {} is not zero",
+                        bytes.iter().position(|&b| b != 0).unwrap_or(0)
+                    );
+                    for (i, b) in bytes.iter_mut().enumerate() {
+                        *b = fill(i, align);
+                    }
+                }
+                let bigger = 3 * size + 100;
+                let smaller = (size / 2).max(1);
+                for z in zeroed {
+                    let q = Obmem.realloc(z, layout, bigger);
+                    assert!(!q.is_null());
+                    assert_eq!(
+                        q as usize % align,
+                        0,
+                        "realloc({size} -> {bigger}, align {align})"
+                    );
+                    let kept = std::slice::from_raw_parts(q, size);
+                    assert!(kept.iter().enumerate().all(|(i, &b)| b == fill(i, align)));
+                    let big_layout = Layout::from_size_align(bigger, align).unwrap();
+                    let r = Obmem.realloc(q, big_layout, smaller);
+                    assert!(!r.is_null());
+                    assert_eq!(
+                        r as usize % align,
+                        0,
+                        "realloc({bigger} -> {smaller}, align {align})"
+                    );
+                    let kept = std::slice::from_raw_parts(r, smaller);
+                    assert!(kept.iter().enumerate().all(|(i, &b)| b == fill(i, align)));
+                    Obmem.dealloc(r, Layout::from_size_align(smaller, align).unwrap());
+                }
+            }
+        }
+    }
+}

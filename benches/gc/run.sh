@@ -11,7 +11,8 @@
 # these transfers between distant addresses are a large part of the cost
 # of collecting reachable objects, and the same benchmark code placed in a
 # shared library beside libobmem.so runs as fast as the static link.
-# Needs cargo, gcc and python3; installs Debian's libgc-dev if missing.
+# Needs cargo, gcc and python3; installs Debian's libgc-dev if missing (as
+# root or through sudo -n).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -27,9 +28,11 @@ gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c target/relea
 
 have_boehm=1
 if ! echo '#include <gc.h>' | gcc -E -x c - >/dev/null 2>&1; then
-    echo "libgc-dev missing: installing it (apt-get update; apt-get install -y libgc-dev)" >&2
-    if ! { apt-get update -qq && apt-get install -y -qq libgc-dev; } >&2; then
-        echo "could not install libgc-dev: Boehm GC is left out" >&2
+    # apt_install (tests/lib.sh): as root, else through sudo -n.
+    source tests/lib.sh
+    APT_LOG=$out/apt.log
+    if ! apt_install libgc-dev; then
+        echo "could not install libgc-dev (see $APT_LOG): Boehm GC is left out" >&2
         have_boehm=0
     fi
 fi

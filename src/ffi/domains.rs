@@ -57,20 +57,33 @@ pub unsafe extern "C" fn obm_mem_free(p: *mut c_void) {
     unsafe { domain::free(OBM_DOMAIN_MEM, p as *mut u8) }
 }
 
+// The object domain's functions have the same code as malloc, calloc and
+// free (the drop-in family is the object domain), and LLVM gives functions
+// with identical code one address (MergeFunctions, as aliases). Valgrind
+// redirects addresses: memcheck replaces `malloc` in every library, so
+// obm_object_malloc would reach Valgrind's malloc with it, bypassing the
+// object domain and its hooks. Each is put in a section of its own (the one
+// -ffunction-sections gives it anyway, so the layout does not change): LLVM
+// merges only functions of the same section, so each keeps its own address
+// and its code, identical to malloc's.
+
 /// `n` bytes from the object domain (PyObject_Malloc style); a unique block for 0, NULL on failure.
 #[no_mangle]
+#[link_section = ".text.obm_object_malloc"]
 pub unsafe extern "C" fn obm_object_malloc(n: usize) -> *mut c_void {
     domain::malloc(OBM_DOMAIN_OBJ, n) as *mut c_void
 }
 
 /// Zeroed `nelem * elsize` bytes from the object domain; NULL on overflow or failure.
 #[no_mangle]
+#[link_section = ".text.obm_object_calloc"]
 pub unsafe extern "C" fn obm_object_calloc(nelem: usize, elsize: usize) -> *mut c_void {
     domain::calloc(OBM_DOMAIN_OBJ, nelem, elsize) as *mut c_void
 }
 
 /// Resizes a block of the object domain; `n == 0` gives a unique block.
 #[no_mangle]
+#[link_section = ".text.obm_object_realloc"]
 pub unsafe extern "C" fn obm_object_realloc(p: *mut c_void, n: usize) -> *mut c_void {
     // SAFETY: the caller passes null or a live block of this domain.
     unsafe { domain::realloc(OBM_DOMAIN_OBJ, p as *mut u8, n) as *mut c_void }
@@ -78,6 +91,7 @@ pub unsafe extern "C" fn obm_object_realloc(p: *mut c_void, n: usize) -> *mut c_
 
 /// Frees a block of the object domain (NULL is ignored).
 #[no_mangle]
+#[link_section = ".text.obm_object_free"]
 pub unsafe extern "C" fn obm_object_free(p: *mut c_void) {
     // SAFETY: the caller passes null or a live block of this domain.
     unsafe { domain::free(OBM_DOMAIN_OBJ, p as *mut u8) }

@@ -125,30 +125,11 @@ if [[ ! -f $LIB ]]; then
 fi
 
 # ---- installing what is missing ---------------------------------------------------
-APT_UPDATED=0
-# apt_install PKG...: installs Debian packages; returns 1 when impossible.
-apt_install() {
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null 2>&1 || return 1
-        sudo=(sudo -n)
-    fi
-    command -v apt-get >/dev/null 2>&1 || return 1
-    echo "compat: installing $* with apt-get" >&2
-    if ((APT_UPDATED == 0)); then
-        "${sudo[@]}" apt-get update -qq >>"$LOGS/install.log" 2>&1 || return 1
-        APT_UPDATED=1
-    fi
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "$@" >>"$LOGS/install.log" 2>&1
-}
-# need CMD PKG: CMD on the PATH, installing PKG if it is not. Returns 1 if
-# it stays missing.
-need() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    apt_install "$2" || true
-    command -v "$1" >/dev/null 2>&1
-}
+# apt_install PKG... and need_cmd CMD PKG (tests/lib.sh; its pass/fail
+# bookkeeping is replaced by this script's own below), logging to
+# build/compat/install.log.
+source "$ROOT/tests/lib.sh"
+APT_LOG=$LOGS/install.log
 
 # The real python interpreter (pyenv's python3 is a shell shim), with
 # CPython's test package; Debian's interpreter gets it from
@@ -170,17 +151,17 @@ MISSING=()
 REDIS_MISSING=0
 for c in "${CASES[@]}"; do
     case $c in
-    sqlite) need sqlite3 sqlite3 || MISSING+=("sqlite3 (Debian package sqlite3)") ;;
-    git) need git git || MISSING+=("git") ;;
+    sqlite) need_cmd sqlite3 sqlite3 || MISSING+=("sqlite3 (Debian package sqlite3)") ;;
+    git) need_cmd git git || MISSING+=("git") ;;
     make)
-        need make make || MISSING+=("make")
-        need gcc gcc || MISSING+=("gcc")
-        need g++ g++ || MISSING+=("g++")
-        need ar binutils || MISSING+=("ar (binutils)")
+        need_cmd make make || MISSING+=("make")
+        need_cmd gcc gcc || MISSING+=("gcc")
+        need_cmd g++ g++ || MISSING+=("g++")
+        need_cmd ar binutils || MISSING+=("ar (binutils)")
         ;;
     redis)
-        if ! need redis-server redis-server || ! need redis-benchmark redis-tools ||
-            ! need redis-cli redis-tools; then
+        if ! need_cmd redis-server redis-server || ! need_cmd redis-benchmark redis-tools ||
+            ! need_cmd redis-cli redis-tools; then
             REDIS_MISSING=1
         fi
         ;;

@@ -16,6 +16,8 @@
 # output); a multi-threaded C++ program (threads.cc) built without obmem;
 # a C program built without obmem calling mallopt, mallinfo2, mallinfo and
 # malloc_stats (glibc_surface.c), which must get obmem's answers.
+# python3 and g++ are installed with apt-get if missing (tests/lib.sh; a
+# failure if they cannot be).
 # Prints PASS/FAIL per case and ends with "N passed, M failed".
 set -euo pipefail
 
@@ -34,6 +36,8 @@ if [[ ! -f $LIB ]]; then
     echo "0 passed, 1 failed"
     exit 1
 fi
+require_cmd python3 python3 || true
+[[ -n ${CXX:-} ]] || require_cmd g++ g++ || true
 
 # Environment of both runs: no OBMEM_* from outside, deterministic locale.
 for v in $(env | sed -n 's/^\(OBMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done

@@ -2,12 +2,20 @@
 # `make install` into a temporary prefix, then build programs the way a
 # user would (pkg-config and -lobmem; CMake's find_package(obmem CONFIG)
 # with a C++ project) and check they run on the installed library through
-# its versioned soname, or on the static library.
+# its versioned soname, or on the static library. pkg-config, cmake and
+# g++ are installed with apt-get if missing (tests/lib.sh; a failure if
+# they cannot be).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for tool in pkg-config cmake; do
-    command -v $tool >/dev/null || { apt-get update -qq && apt-get install -y -qq $tool >/dev/null; }
+source tests/lib.sh
+missing=0
+for tool in pkg-config:pkg-config cmake:cmake g++:g++; do
+    require_cmd "${tool%%:*}" "${tool#*:}" || missing=1
 done
+if ((missing)); then
+    finish
+    exit 1
+fi
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 make -s install PREFIX="$prefix" >/dev/null
@@ -19,7 +27,6 @@ cat > "$prefix/user.c" <<'C'
 int main(void) { void *p = malloc(600); printf("%zu\n", obm_usable_size(p)); free(p); return 0; }
 C
 gcc "$prefix/user.c" $(pkg-config --cflags --libs obmem) -Wl,-rpath,"$prefix/lib" -o "$prefix/user"
-source tests/lib.sh
 check() { if eval "$2"; then pass "$1"; else fail "$1" "false: $2"; fi; }
 check "installed soname is versioned" '[ -L "$prefix/lib/libobmem.so.0" ] && readelf -d "$prefix/user" | grep -q "libobmem.so.0"'
 check "pkg-config program uses obmem's malloc" '[ "$("$prefix/user")" = 640 ]'

@@ -28,14 +28,14 @@
 #    mapped (OBMEM_FAIL_MMAP=prof-table) give one "obmem: " warning each,
 #    and the program runs normally; under the debug hooks nothing is
 #    sampled.
-# Prints PASS/FAIL per case and ends with "N passed, M failed".
+# python3 is installed with apt-get if missing (tests/lib.sh; a failure if
+# it cannot be). Prints PASS/FAIL per case and ends with "N passed, M failed".
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 LIB=$ROOT/target/release/libobmem.so
 WORK=$ROOT/build/prof
-PYTHON=${PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
 FLAMEGRAPH=${FLAMEGRAPH:-$(command -v inferno-flamegraph || true)}
 mkdir -p "$WORK"
 rm -f "$WORK"/*.folded "$WORK"/*.svg
@@ -43,6 +43,10 @@ for v in $(env | sed -n 's/^\(OBMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
 
 source tests/lib.sh
 TEST_LOG_LINES=20
+if [[ -z ${PYTHON:-} ]]; then
+    require_cmd python3 python3 || true
+    PYTHON=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
+fi
 
 gcc -O2 -g -rdynamic -pthread -o "$WORK/two_sites" tests/prof/two_sites.c
 gcc -O2 -g -rdynamic -pthread -o "$WORK/unwind" tests/prof/unwind.c
