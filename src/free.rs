@@ -59,7 +59,7 @@ pub unsafe fn free(p: *mut u8, func: &str) {
 #[inline(always)]
 pub unsafe fn free_fast(p: *mut u8) -> bool {
     // SAFETY: per the contract.
-    let Some(local) = (unsafe { local_block(p) }) else {
+    let Ok(local) = (unsafe { local_block(p) }) else {
         return false;
     };
     // SAFETY: per the contract.
@@ -96,27 +96,30 @@ impl LocalBlock {
 
 /// The checks of the fast path: `p` is a block start of a pool of the
 /// calling thread's heap (its unit cache) and does not hold the freed key.
-/// None sends `p` to the general path. Split from the free itself so that
-/// a caller with more to do (the census) does it before the free, which
-/// then ends in a tail call.
+/// Err, with the calling thread's heap (or the placeholder) for the
+/// general path, which then need not load it again. Split from the free
+/// itself so that a caller with more to do (the census) does it before
+/// the free, which then ends in a tail call.
 ///
 /// # Safety
 /// As `free`.
 #[inline(always)]
-pub unsafe fn local_block(p: *mut u8) -> Option<LocalBlock> {
+pub unsafe fn local_block(p: *mut u8) -> Result<LocalBlock, &'static Heap> {
     let heap = heap::current_or_placeholder();
     // SAFETY: the calling thread's heap, or the placeholder.
-    let pool = unsafe { heap.cached_pool(p) }?;
+    let Some(pool) = (unsafe { heap.cached_pool(p) }) else {
+        return Err(heap);
+    };
     // SAFETY: the calling thread's unit cache names a pool of its own heap,
     // or the placeholder pool (slot 0, and the placeholder heap's cache).
     if !unsafe { pool.is_carved_block(p) } {
-        return None;
+        return Err(heap);
     }
     // SAFETY: p is a carved block start, so >= 16 bytes of ours to read.
     if unsafe { (*(p as *const Block)).freed_key } == pool.freed_key() {
-        return None;
+        return Err(heap);
     }
-    Some(LocalBlock { heap, pool, p })
+    Ok(LocalBlock { heap, pool, p })
 }
 
 /// Frees `p`, which the calling thread's unit cache does not hold, if its
@@ -130,10 +133,9 @@ pub unsafe fn local_block(p: *mut u8) -> Option<LocalBlock> {
 /// call, so the remote free keeps no stack frame.
 ///
 /// # Safety
-/// As `free`.
+/// As `free`; `me` is the calling thread's heap or the placeholder.
 #[inline(always)]
-pub unsafe fn free_remote_cached(p: *mut u8) -> bool {
-    let me = heap::current_or_placeholder();
+pub unsafe fn free_remote_cached(p: *mut u8, me: &'static Heap) -> bool {
     // SAFETY: the calling thread's heap, or the placeholder.
     match unsafe { me.remote_pool(p) } {
         Some(pool) if pool.is_block(p) => {

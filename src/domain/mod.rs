@@ -297,7 +297,7 @@ unsafe fn realloc_hooked(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
             // SAFETY: both blocks are live and distinct; p holds e.size bytes.
             unsafe {
                 ptr::copy_nonoverlapping(p, q, e.size.min(n));
-                free_slow(p, d);
+                free_slow(p, d, heap::current_or_placeholder());
             }
         }
         return q;
@@ -310,10 +310,10 @@ unsafe fn realloc_hooked(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
 /// `p` is null or a live block of domain `d`, not used afterwards.
 #[inline(always)]
 pub unsafe fn free(d: obm_domain, p: *mut u8) {
-    // SAFETY: per the contract.
-    if !unsafe { free::free_fast(p) } {
-        // SAFETY: per the contract.
-        unsafe { free_slow(p, d) }
+    // SAFETY (both): per the contract.
+    match unsafe { free::local_block(p) } {
+        Ok(block) => unsafe { block.free() },
+        Err(me) => unsafe { free_slow(p, d, me) },
     }
 }
 
@@ -323,11 +323,11 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
 /// misses test for them.
 ///
 /// # Safety
-/// As `free`.
+/// As `free`; `me` is the calling thread's heap or the placeholder.
 #[inline(never)]
-unsafe fn free_slow(p: *mut u8, d: obm_domain) {
+unsafe fn free_slow(p: *mut u8, d: obm_domain, me: &'static heap::Heap) {
     // SAFETY: per the contract of `free`.
-    if unsafe { free::free_remote_cached(p) } {
+    if unsafe { free::free_remote_cached(p, me) } {
         return;
     }
     if !HOOKED.load(Relaxed) {
@@ -489,7 +489,7 @@ pub fn object_malloc_fast_sized(n: usize) -> (*mut u8, usize) {
 pub unsafe fn object_local_block(p: *mut u8) -> Option<free::LocalBlock> {
     // SAFETY: per the contract. With hooks installed the unit caches are
     // empty (`heap::force_slow_paths`), so this finds nothing then.
-    unsafe { free::local_block(p) }
+    unsafe { free::local_block(p) }.ok()
 }
 
 /// Frees a block from `object_malloc` (null is ignored).
