@@ -521,4 +521,24 @@ static inline void spawn_self_ok(const char *mode, const char *const *assign)
     printf("%s", r.err);
 }
 
+/* Runs this program again as "child MODE" with the environment setting
+ * `assign` (a bad value of variable `name`): it must exit 0 after exactly
+ * one `obmem: NAME: invalid value` warning that names the default it
+ * uses ("using DEFAULT"). */
+static inline void check_bad_env(const char *mode, const char *assign, const char *name,
+                                 const char *dflt)
+{
+    static spawn_result r;
+    spawn_self(mode, (const char *const[]){assign, NULL}, &r);
+    CHECK_MSG(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "%s: status %d\n%s", assign,
+              r.status, r.err);
+    char want[128], use[64];
+    snprintf(want, sizeof want, "obmem: %s: invalid value", name);
+    snprintf(use, sizeof use, "using %s", dflt);
+    const char *w = strstr(r.err, want);
+    CHECK_MSG(w != NULL, "%s: no warning:\n%s", assign, r.err);
+    CHECK_MSG(strstr(w + 1, "obmem:") == NULL, "%s: more than one warning:\n%s", assign, r.err);
+    CHECK_MSG(strstr(r.err, use) != NULL, "%s: default not named:\n%s", assign, r.err);
+}
+
 #endif /* OBMEM_TEST_UTIL_H */

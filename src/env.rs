@@ -36,24 +36,22 @@ pub fn debug_hooks() -> bool {
 
 /// `OBMEM_SHOW_STATS=1`: print the statistics table to stderr at exit.
 pub fn show_stats() -> bool {
-    match os::getenv(c"OBMEM_SHOW_STATS") {
-        None | Some(b"" | b"0") => false,
-        Some(b"1") => true,
-        Some(v) => {
-            warn("OBMEM_SHOW_STATS", v, "0 or 1", "0");
-            false
-        }
-    }
+    flag(c"OBMEM_SHOW_STATS")
 }
 
 /// `OBMEM_ARENA_HUGEPAGES=1`: ask for transparent huge pages on the
 /// batches of arenas (fewer page faults, more resident memory).
 pub fn arena_huge_pages() -> bool {
-    match os::getenv(c"OBMEM_ARENA_HUGEPAGES") {
+    flag(c"OBMEM_ARENA_HUGEPAGES")
+}
+
+/// A variable that is `0` (or empty, or unset) or `1`.
+fn flag(var: &core::ffi::CStr) -> bool {
+    match os::getenv(var) {
         None | Some(b"" | b"0") => false,
         Some(b"1") => true,
         Some(v) => {
-            warn("OBMEM_ARENA_HUGEPAGES", v, "0 or 1", "0");
+            warn(var.to_str().unwrap_or("?"), v, "0 or 1", "0");
             false
         }
     }
