@@ -59,6 +59,7 @@
 //! on (`OBMEM_PROF_DUMP` writes the child's own `<prefix>.<pid>.folded`).
 
 pub mod dump;
+mod math;
 mod symtab;
 #[cfg(target_arch = "x86_64")]
 mod unwind;
@@ -218,7 +219,7 @@ fn uniform(s: *mut [usize; 4]) -> f64 {
 
 /// An exponentially distributed interval of mean `mean`, at least 1.
 fn draw(s: *mut [usize; 4], mean: usize) -> usize {
-    let v = -uniform(s).ln() * mean as f64;
+    let v = -math::ln(uniform(s)) * mean as f64;
     (v as usize).max(1)
 }
 
@@ -278,7 +279,7 @@ pub fn weight(n: usize, mean: usize) -> (u64, u64) {
     let p = if x < 1.0 / 64.0 {
         x * (1.0 - x * (0.5 - x * (1.0 / 6.0 - x * (1.0 / 24.0))))
     } else {
-        -(-x).exp_m1()
+        math::one_minus_exp_neg(x)
     };
     if p <= 0.0 {
         return (mean as u64, mean as u64 * stacks::BLOCK_UNIT);
