@@ -315,52 +315,27 @@ impl Reserve {
     /// Takes the newest warm arena, if any.
     fn pop_newest_warm(&mut self) -> Option<*mut Arena> {
         let a = self.warm_newest;
-        if a.is_null() {
-            return None;
-        }
-        // SAFETY: a warm arena's header is mapped and only used under the lock.
-        let next = unsafe { &*a }.next.get();
-        self.warm_newest = next;
-        if next.is_null() {
-            self.warm_oldest = ptr::null_mut();
-        } else {
-            // SAFETY: as above.
-            unsafe { &*next }.prev.set(ptr::null_mut());
-        }
-        Some(a)
+        (!a.is_null()).then(|| self.unlink_warm(a))
     }
 
-    /// Takes the oldest warm arena, if any.
-    fn pop_oldest_warm(&mut self) -> Option<*mut Arena> {
-        let a = self.warm_oldest;
-        if a.is_null() {
-            return None;
-        }
-        // SAFETY: as in `pop_newest_warm`.
-        let prev = unsafe { &*a }.prev.get();
-        self.warm_oldest = prev;
-        if prev.is_null() {
-            self.warm_newest = ptr::null_mut();
-        } else {
-            // SAFETY: as above.
-            unsafe { &*prev }.next.set(ptr::null_mut());
-        }
-        Some(a)
-    }
-
-    /// Puts back the arena `pop_oldest_warm` just took.
-    fn push_oldest_warm(&mut self, a: *mut Arena) {
-        // SAFETY: as in `push_newest_warm`.
+    /// Takes the warm arena `a` off the list; returns it.
+    fn unlink_warm(&mut self, a: *mut Arena) -> *mut Arena {
+        // SAFETY: `a` and its neighbours are warm arenas, whose headers are
+        // mapped and only used under the lock.
         unsafe {
-            (*a).next.set(ptr::null_mut());
-            (*a).prev.set(self.warm_oldest);
-            if self.warm_oldest.is_null() {
-                self.warm_newest = a;
+            let (prev, next) = ((*a).prev.get(), (*a).next.get());
+            if prev.is_null() {
+                self.warm_newest = next;
             } else {
-                (*self.warm_oldest).next.set(a);
+                (*prev).next.set(next);
+            }
+            if next.is_null() {
+                self.warm_oldest = prev;
+            } else {
+                (*next).prev.set(prev);
             }
         }
-        self.warm_oldest = a;
+        a
     }
 
     fn push_newest_warm(&mut self, a: *mut Arena) {
@@ -591,18 +566,19 @@ pub fn purge_reserve(now: u64, keep_units: usize) -> usize {
         {
             let mut r = RESERVE.lock();
             while n < BATCH {
-                let Some(oldest) = r.pop_oldest_warm() else {
+                let oldest = r.warm_oldest;
+                if oldest.is_null() {
                     break;
-                };
+                }
                 // SAFETY: warm arenas are mapped and unused; their header
                 // holds their stamp and dirty units (`release`).
                 let a = unsafe { &*oldest };
                 let since = a.dirty_stamp.get();
                 if r.warm_units <= keep_units && !purge::expired(since, now) {
-                    r.push_oldest_warm(oldest);
                     next_due = since + purge::delay_ms();
                     break;
                 }
+                r.unlink_warm(oldest);
                 let units = a.dirty_count();
                 r.warm_units -= units;
                 purge::dirty_changed(-(units as isize));
@@ -826,17 +802,21 @@ mod tests {
         };
         let mut headers = [header_only(), header_only(), header_only()];
         let [a, b, c] = headers.each_mut().map(|h| h as *mut Arena);
+        // What `purge_reserve` does: take the oldest.
+        let pop_oldest_warm = |r: &mut Reserve| {
+            let a = r.warm_oldest;
+            (!a.is_null()).then(|| r.unlink_warm(a))
+        };
         assert_eq!(r.pop_newest_warm(), None);
         r.push_newest_warm(a);
         r.push_newest_warm(b);
         r.push_newest_warm(c);
         assert_eq!(r.pop_newest_warm(), Some(c));
-        assert_eq!(r.pop_oldest_warm(), Some(a));
-        r.push_oldest_warm(a); // not expired yet: back where it was
-        assert_eq!(r.pop_oldest_warm(), Some(a));
-        assert_eq!(r.pop_oldest_warm(), Some(b));
+        assert_eq!(r.warm_oldest, a); // not expired yet: left where it is
+        assert_eq!(pop_oldest_warm(&mut r), Some(a));
+        assert_eq!(pop_oldest_warm(&mut r), Some(b));
         assert_eq!(r.pop_newest_warm(), None);
-        assert_eq!(r.pop_oldest_warm(), None);
+        assert_eq!(pop_oldest_warm(&mut r), None);
         assert!(r.warm_newest.is_null() && r.warm_oldest.is_null());
     }
 }

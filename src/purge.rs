@@ -115,7 +115,7 @@ pub fn dirty_changed(n: isize) {
 /// at most three quarters of its peak of units in pools since the last
 /// purge by time or by `obm_trim`, and never less than KEEP_MIN_UNITS.
 pub fn over_bound() -> bool {
-    DIRTY_UNITS.load(Relaxed) > KEEP_MIN_UNITS.max(PEAK_UNITS.load(Relaxed) * 3 / 4)
+    excess_units() != 0
 }
 
 /// How many free units with their pages the process keeps beyond its bound

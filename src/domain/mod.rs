@@ -310,9 +310,11 @@ unsafe fn realloc_hooked(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
 /// `p` is null or a live block of domain `d`, not used afterwards.
 #[inline(always)]
 pub unsafe fn free(d: obm_domain, p: *mut u8) {
-    // SAFETY (both): per the contract.
+    // SAFETY: per the contract.
     match unsafe { free::local_block(p) } {
+        // SAFETY: the block passed the fast path's checks.
         Ok(block) => unsafe { block.free() },
+        // SAFETY: per the contract; `me` is this thread's heap.
         Err(me) => unsafe { free_slow(p, d, me) },
     }
 }

@@ -131,7 +131,7 @@ impl Heap {
                     if all || purge::expired(a.dirty_stamp.get(), now) {
                         if a.is_empty() {
                             self.unlink_partial(a);
-                            self.empty_arenas.set(self.empty_arenas.get() - 1);
+                            self.has_empty_arena.set(false);
                             bytes += self.release_arena(arena, false);
                         } else {
                             // SAFETY: an arena of ours, and the caller holds

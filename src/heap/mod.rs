@@ -91,10 +91,10 @@ pub struct Heap {
     /// their longest run of free units (`partial[r]`, r = 1..=15), so that
     /// a pool of n units finds an arena in `partial[n..]` at once.
     partial: [Cell<*mut Arena>; UNITS_PER_ARENA],
-    /// How many arenas in `partial` are entirely free: at most one, kept
-    /// so that a heap at the edge of an arena does not give it back and
-    /// take another at every pool.
-    empty_arenas: Cell<usize>,
+    /// Whether an arena in `partial` is entirely free: at most one is,
+    /// kept so that a heap at the edge of an arena does not give it back
+    /// and take another at every pool.
+    has_empty_arena: Cell<bool>,
     /// Arenas this heap owns.
     arenas: Cell<usize>,
     /// Units held by this heap's pools, and their most since the last purge.
@@ -180,7 +180,7 @@ impl Heap {
             kept_empty: [const { Cell::new(0) }; NUM_CLASSES],
             arena_lock: SpinLock::new(()),
             partial: [const { Cell::new(ptr::null_mut()) }; UNITS_PER_ARENA],
-            empty_arenas: Cell::new(0),
+            has_empty_arena: Cell::new(false),
             arenas: Cell::new(0),
             units_in_use: Cell::new(0),
             units_peak: Cell::new(0),
@@ -230,7 +230,7 @@ impl Heap {
             for r in 0..UNITS_PER_ARENA {
                 ptr::addr_of_mut!((*h).partial[r]).write(Cell::new(ptr::null_mut()));
             }
-            ptr::addr_of_mut!((*h).empty_arenas).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).has_empty_arena).write(Cell::new(false));
             ptr::addr_of_mut!((*h).arenas).write(Cell::new(0));
             ptr::addr_of_mut!((*h).units_in_use).write(Cell::new(0));
             ptr::addr_of_mut!((*h).units_peak).write(Cell::new(0));

@@ -284,7 +284,7 @@ impl Heap {
             // SAFETY: we own the arena and hold our `arena_lock`.
             if let Some(f) = unsafe { a.take_units(units) } {
                 if was_empty {
-                    self.empty_arenas.set(self.empty_arenas.get() - 1);
+                    self.has_empty_arena.set(false);
                 }
                 self.add_dirty(a.dirty_count() as isize - dirty as isize);
                 first = Some(f);
@@ -371,7 +371,7 @@ impl Heap {
         self.rebucket(a);
         self.units_in_use.set(self.units_in_use.get() - units);
         purge::units_released(units);
-        if a.is_empty() && (self.empty_arenas.get() > 0 || purge::delay_ms() == 0) {
+        if a.is_empty() && (self.has_empty_arena.get() || purge::delay_ms() == 0) {
             // Back to the reserve, where any heap may take it; its pages
             // stay resident for the purge delay (`release_arena`).
             self.unlink_partial(a);
@@ -380,7 +380,7 @@ impl Heap {
         }
         if a.is_empty() {
             // Kept, pages and all, for the purge delay like any free unit.
-            self.empty_arenas.set(1);
+            self.has_empty_arena.set(true);
         }
         if purge::delay_ms() == 0 {
             // SAFETY: we own the arena and still hold our `arena_lock`.
