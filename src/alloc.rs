@@ -63,6 +63,13 @@ pub fn malloc_fast(n: usize) -> *mut u8 {
             None => ptr::null_mut(),
         };
     }
+    malloc_fast_direct(n)
+}
+
+/// `malloc_fast` for `n <= DIRECT_MAX`, which the caller has tested.
+#[inline(always)]
+pub fn malloc_fast_direct(n: usize) -> *mut u8 {
+    debug_assert!(n <= DIRECT_MAX);
     pop_fast::<true>((n + ALIGNMENT - 1) >> ALIGNMENT_SHIFT)
 }
 

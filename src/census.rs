@@ -195,7 +195,7 @@ pub fn block_bytes(base: *const u8) -> usize {
     // from the core, a block start of this heap's pool.
     let h = crate::heap::current_or_placeholder();
     // SAFETY: the calling thread's heap, or the placeholder.
-    if let Some(pool) = unsafe { h.cached_pool(base) } {
+    if let Some(pool) = unsafe { h.cached_pool(base as usize >> crate::config::UNIT_SHIFT) } {
         return pool.block_size();
     }
     crate::domain::size_if_block(crate::domain::obm_domain::OBM_DOMAIN_OBJ, base)

@@ -32,6 +32,7 @@
 
 use crate::arena::{self, Arena};
 use crate::arena_map::{self, CHUNK_ARENA, CHUNK_NONE};
+use crate::config::UNIT_SHIFT;
 use crate::heap::{self, Heap};
 use crate::large;
 use crate::pool::{Block, Pool};
@@ -96,28 +97,30 @@ impl LocalBlock {
 
 /// The checks of the fast path: `p` is a block start of a pool of the
 /// calling thread's heap (its unit cache) and does not hold the freed key.
-/// Err, with the calling thread's heap (or the placeholder) for the
-/// general path, which then need not load it again. Split from the free
+/// Err, with the calling thread's heap (or the placeholder) and `p`'s
+/// unit number for the general path, which then need not compute them
+/// again. Split from the free
 /// itself so that a caller with more to do (the census) does it before
 /// the free, which then ends in a tail call.
 ///
 /// # Safety
 /// As `free`.
 #[inline(always)]
-pub unsafe fn local_block(p: *mut u8) -> Result<LocalBlock, &'static Heap> {
+pub unsafe fn local_block(p: *mut u8) -> Result<LocalBlock, (&'static Heap, usize)> {
     let heap = heap::current_or_placeholder();
+    let unit = p as usize >> UNIT_SHIFT;
     // SAFETY: the calling thread's heap, or the placeholder.
-    let Some(pool) = (unsafe { heap.cached_pool(p) }) else {
-        return Err(heap);
+    let Some(pool) = (unsafe { heap.cached_pool(unit) }) else {
+        return Err((heap, unit));
     };
     // SAFETY: the calling thread's unit cache names a pool of its own heap,
     // or the placeholder pool (slot 0, and the placeholder heap's cache).
     if !unsafe { pool.is_carved_block(p) } {
-        return Err(heap);
+        return Err((heap, unit));
     }
     // SAFETY: p is a carved block start, so >= 16 bytes of ours to read.
     if unsafe { (*(p as *const Block)).freed_key } == pool.freed_key() {
-        return Err(heap);
+        return Err((heap, unit));
     }
     Ok(LocalBlock { heap, pool, p })
 }
@@ -133,14 +136,15 @@ pub unsafe fn local_block(p: *mut u8) -> Result<LocalBlock, &'static Heap> {
 /// call, so the remote free keeps no stack frame.
 ///
 /// # Safety
-/// As `free`; `me` is the calling thread's heap or the placeholder.
+/// As `free`; `me` is the calling thread's heap or the placeholder, `unit`
+/// is `p`'s unit number.
 #[inline(always)]
-pub unsafe fn free_remote_cached(p: *mut u8, me: &'static Heap) -> bool {
+pub unsafe fn free_remote_cached(p: *mut u8, me: &'static Heap, unit: usize) -> bool {
     // SAFETY: the calling thread's heap, or the placeholder.
-    match unsafe { me.remote_pool(p) } {
+    match unsafe { me.remote_pool(unit) } {
         Some(pool) if pool.is_block(p) => {
             // SAFETY: per the contract.
-            unsafe { free_remote_block(me, pool, p) };
+            unsafe { free_remote_block(pool, p) };
             true
         }
         _ => false,
@@ -148,8 +152,10 @@ pub unsafe fn free_remote_cached(p: *mut u8, me: &'static Heap) -> bool {
 }
 
 /// `free_remote_cached` when the calling thread's cache of other heaps' pools
-/// does not have `p`'s: through the arena map, then cached. Out of line,
-/// so that the cached path keeps no stack frame.
+/// does not have `p`'s: through the arena map, then cached. A block of the
+/// calling thread's own heap (its unit evicted from the unit cache) goes
+/// to `free_slow`, which frees it locally. Out of line, so that the cached
+/// path keeps no stack frame.
 ///
 /// # Safety
 /// As `free`.
@@ -157,29 +163,34 @@ pub unsafe fn free_remote_cached(p: *mut u8, me: &'static Heap) -> bool {
 pub unsafe fn free_remote_uncached(p: *mut u8) {
     let me = heap::current_or_placeholder();
     let pool = match resolve(p) {
-        Resolved::Pool(_, pool) if pool.is_block(p) => pool,
+        Resolved::Pool(a, pool) if pool.is_block(p) && !core::ptr::eq(heap::owner_of(a), me) => {
+            pool
+        }
         // SAFETY: per the contract.
         _ => return unsafe { free_slow(p, "free") },
     };
     heap::cache_remote_pool(p, pool);
     // SAFETY: per the contract; p is a block of `pool`.
-    unsafe { free_remote_block(me, pool, p) }
+    unsafe { free_remote_block(pool, p) }
 }
 
-/// The end of `free_remote_cached`: `p` is a block start of `pool`.
+/// The end of `free_remote_cached`: `p` is a block start of `pool`. Its
+/// heap may be the calling thread's after all (the cache's entry was made
+/// before this heap adopted the arena, or the unit cache evicted the
+/// unit): the block then goes on the pool's remote list too, which its
+/// owner takes from like any other.
 ///
 /// # Safety
-/// As `free`; `me` is the calling thread's heap or the placeholder, and
-/// `pool.is_block(p)`.
+/// As `free`; `pool.is_block(p)`.
 #[inline(always)]
-unsafe fn free_remote_block(me: &Heap, pool: &Pool, p: *mut u8) {
+unsafe fn free_remote_block(pool: &Pool, p: *mut u8) {
     // SAFETY: p is a block of `pool`, whose descriptor is in the header of
     // p's arena: that header is mapped (the arena map said so, or the
     // cache's epoch does).
     let owner = heap::owner_of(unsafe { &*arena::arena_of(p) });
     let b = p as *mut Block;
     // SAFETY: p is a block start, checked above.
-    if core::ptr::eq(owner, me) || unsafe { (*b).freed_key } == pool.freed_key() {
+    if unsafe { (*b).freed_key } == pool.freed_key() {
         // SAFETY: per the contract.
         return unsafe { free_slow(p, "free") };
     }

@@ -15,7 +15,7 @@
 mod aligned;
 
 use crate::alloc;
-use crate::config::ALIGNMENT;
+use crate::config::{ALIGNMENT, UNIT_SHIFT};
 use crate::free;
 use crate::heap;
 use crate::os;
@@ -210,6 +210,13 @@ pub(crate) fn table(d: obm_domain) -> &'static obm_allocator {
 
 #[inline(always)]
 pub fn malloc(d: obm_domain, n: usize) -> *mut u8 {
+    if prof::unticked(n) {
+        let b = alloc::malloc_fast_direct(n);
+        if !b.is_null() {
+            return b;
+        }
+        return malloc_slow(n, d);
+    }
     if prof::tick(n) {
         return malloc_sampled(n, d);
     }
@@ -297,7 +304,12 @@ unsafe fn realloc_hooked(d: obm_domain, p: *mut u8, n: usize) -> *mut u8 {
             // SAFETY: both blocks are live and distinct; p holds e.size bytes.
             unsafe {
                 ptr::copy_nonoverlapping(p, q, e.size.min(n));
-                free_slow(p, d, heap::current_or_placeholder());
+                free_slow(
+                    p,
+                    d,
+                    heap::current_or_placeholder(),
+                    p as usize >> UNIT_SHIFT,
+                );
             }
         }
         return q;
@@ -314,8 +326,8 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
     match unsafe { free::local_block(p) } {
         // SAFETY: the block passed the fast path's checks.
         Ok(block) => unsafe { block.free() },
-        // SAFETY: per the contract; `me` is this thread's heap.
-        Err(me) => unsafe { free_slow(p, d, me) },
+        // SAFETY: per the contract; `me` is this thread's heap, `unit` p's.
+        Err((me, unit)) => unsafe { free_slow(p, d, me, unit) },
     }
 }
 
@@ -325,11 +337,12 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
 /// misses test for them.
 ///
 /// # Safety
-/// As `free`; `me` is the calling thread's heap or the placeholder.
+/// As `free`; `me` is the calling thread's heap or the placeholder,
+/// `unit` is `p`'s unit number.
 #[inline(never)]
-unsafe fn free_slow(p: *mut u8, d: obm_domain, me: &'static heap::Heap) {
+unsafe fn free_slow(p: *mut u8, d: obm_domain, me: &'static heap::Heap, unit: usize) {
     // SAFETY: per the contract of `free`.
-    if unsafe { free::free_remote_cached(p, me) } {
+    if unsafe { free::free_remote_cached(p, me, unit) } {
         return;
     }
     if !HOOKED.load(Relaxed) {

@@ -143,6 +143,69 @@ impl UnitSlot {
     };
 }
 
+/// `2 * (u % SLOTS)`: the index, in 8-byte words, of the tag of unit `u`'s
+/// slot in a cache of `SLOTS` slots (a power of two), the pool being the
+/// next word. Two instructions that keep `u` (`lea`, `and`); in Rust,
+/// LLVM folds the doubling into the shift that made `u` and computes `u`
+/// again beside it.
+#[inline(always)]
+fn slot_words<const SLOTS: usize>(u: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let i: usize;
+        // SAFETY: arithmetic on registers only.
+        unsafe {
+            core::arch::asm!(
+                "lea {i:e}, [{u} + {u}]",
+                "and {i:e}, {mask}",
+                u = in(reg) u,
+                mask = const (SLOTS - 1) * 2,
+                i = out(reg) i,
+                options(pure, nomem, nostack),
+            )
+        };
+        i
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        (u % SLOTS) * 2
+    }
+}
+
+/// Runs `$miss` (which must leave the function) unless the tag at word
+/// `$i` of the heap's cache `$cache` is `$u`: one compare with memory and
+/// a jump, where LLVM would load the atomic tag into a register first.
+/// The cache is a field of `Heap`, reached by a constant offset. To be
+/// used in an unsafe block whose SAFETY says `$i` comes from `slot_words`
+/// for that cache (the asm only reads the word).
+#[cfg(target_arch = "x86_64")]
+macro_rules! tag_or {
+    ($heap:expr, $cache:ident, $i:expr, $u:expr, $miss:block) => {
+        core::arch::asm!(
+            "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
+            "jne {miss}",
+            h = in(reg) $heap as *const Heap,
+            i = in(reg) $i,
+            u = in(reg) $u,
+            at = const core::mem::offset_of!(Heap, $cache),
+            miss = label $miss,
+            options(nostack, readonly),
+        )
+    };
+}
+
+/// The pool of the slot whose tag is word `i` of `cache` (`slot_words`):
+/// word `i + 1`, read without halving `i`.
+#[inline(always)]
+fn slot_pool(cache: &[UnitSlot], i: usize) -> *const Pool {
+    debug_assert!(i / 2 < cache.len() && i % 2 == 0);
+    let words = cache.as_ptr() as *const Cell<*const Pool>;
+    // SAFETY: `UnitSlot` is (tag, pool), two words, and i / 2 < cache.len()
+    // (`slot_words` masks it below the length), so word i + 1 is that
+    // slot's pool.
+    unsafe { (*words.add(i + 1)).get() }
+}
+
 /// A pool whose allocation list is always empty: the queue head of a class
 /// without pools, so the malloc fast path needs no null test. Never written.
 pub(crate) struct Placeholder<T>(T);
@@ -299,27 +362,30 @@ impl Heap {
         unsafe { &*self.alloc_pools.get_unchecked(slot).load(Relaxed) }
     }
 
-    /// The pool of this heap holding `p`'s unit, if the unit cache has it
-    /// (see the module doc); `EMPTY_POOL` if `p` lies below 16 KiB.
+    /// The pool of this heap holding unit `u` (an address `>> UNIT_SHIFT`),
+    /// if the unit cache has it (see the module doc); `EMPTY_POOL` for unit
+    /// 0, the addresses below 16 KiB.
     ///
     /// # Safety
     /// Called by the heap's owner, or on the placeholder heap: the cache's
     /// pool entries are plain cells only the owner writes.
     #[inline(always)]
-    pub unsafe fn cached_pool(&self, p: *const u8) -> Option<&Pool> {
-        let u = p as usize >> UNIT_SHIFT;
-        // The slot's byte offset, `(u % UNIT_SLOTS) * 16`, in two
-        // instructions (indexing would shift, then add the base twice).
-        const _: () = assert!(core::mem::size_of::<UnitSlot>() == 1 << 4);
-        let offset = (p as usize >> (UNIT_SHIFT - 4)) & ((UNIT_SLOTS - 1) << 4);
-        // SAFETY: the offset is that of slot `u % UNIT_SLOTS`, in the array.
-        let slot = unsafe { &*self.unit_cache.as_ptr().byte_add(offset) };
-        if slot.tag.load(Relaxed) != u {
+    pub unsafe fn cached_pool(&self, u: usize) -> Option<&Pool> {
+        let i = slot_words::<UNIT_SLOTS>(u);
+        // SAFETY: i is from `slot_words` for the unit cache.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            tag_or!(self, unit_cache, i, u, {
+                return None;
+            })
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        if self.unit_cache[u % UNIT_SLOTS].tag.load(Relaxed) != u {
             return None;
         }
-        // SAFETY: a tagged slot names a live pool of ours, slot 0 the
-        // placeholder (the module doc).
-        Some(unsafe { &*slot.pool.get() })
+        // SAFETY: word i + 1 is the pool of that slot. A tagged slot names
+        // a live pool of ours, slot 0 the placeholder (the module doc).
+        Some(unsafe { &*slot_pool(&self.unit_cache, i) })
     }
 
     /// Enters the `n` units of `pool`, starting at `start`, in the unit cache.
@@ -358,10 +424,10 @@ pub fn owner_of(a: &Arena) -> *mut Heap {
 }
 
 impl Heap {
-    /// The descriptor this thread last found for `p`'s unit when it freed a
-    /// block there into another thread's heap, if no arena was unmapped
-    /// since: the descriptor is then still mapped, so `free` may test `p`
-    /// against it before it looks `p` up in the arena map (a consumer
+    /// The descriptor this thread last found for unit `u` (of a pointer
+    /// `p`) when it freed a block there into another thread's heap, if no
+    /// arena was unmapped since: the descriptor is then still mapped, so
+    /// `free` may test `p` against it before it looks `p` up in the arena map (a consumer
     /// frees run after run of blocks of its producer's few pools). The
     /// descriptor may describe another pool by now, or none (`EMPTY_POOL`
     /// for unit 0): the caller must check `p` with `Pool::is_block`, which
@@ -371,16 +437,23 @@ impl Heap {
     /// `self` is the calling thread's heap or the placeholder heap (whose
     /// cache is never written): the cache's cells are the owner's.
     #[inline(always)]
-    pub unsafe fn remote_pool(&self, p: *const u8) -> Option<&'static Pool> {
-        let u = p as usize >> UNIT_SHIFT;
-        // As in `cached_pool`.
-        let offset = (p as usize >> (UNIT_SHIFT - 4)) & ((REMOTE_SLOTS - 1) << 4);
-        // SAFETY: the offset is that of slot `u % REMOTE_SLOTS`, in the array.
-        let slot = unsafe { &*self.remote_cache.as_ptr().byte_add(offset) };
-        if slot.tag.load(Relaxed) != u || self.remote_epoch.get() != arena::unmaps() {
+    pub unsafe fn remote_pool(&self, u: usize) -> Option<&'static Pool> {
+        let i = slot_words::<REMOTE_SLOTS>(u);
+        // SAFETY: i is from `slot_words` for this cache.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            tag_or!(self, remote_cache, i, u, {
+                return None;
+            })
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        if self.remote_cache[u % REMOTE_SLOTS].tag.load(Relaxed) != u {
             return None;
         }
-        let pool = slot.pool.get();
+        if self.remote_epoch.get() != arena::unmaps() {
+            return None;
+        }
+        let pool = slot_pool(&self.remote_cache, i);
         // SAFETY: `EMPTY_POOL` (slot 0, which unit 0 matches), or a
         // descriptor in an arena header, mapped while no arena has been
         // unmapped since it was entered (above). Never null: saying so
@@ -453,7 +526,7 @@ mod tests {
         fn cached(h: &Heap, p: *const u8) -> Option<&Pool> {
             // SAFETY: the test's own heap, used by this thread only, and
             // the placeholder.
-            unsafe { h.cached_pool(p) }
+            unsafe { h.cached_pool(p as usize >> UNIT_SHIFT) }
         }
         let names =
             |h: &Heap, p: usize, pool: &Pool| cached(h, at(p)).is_some_and(|c| ptr::eq(c, pool));

@@ -25,10 +25,31 @@ impl Heap {
 
     /// After a remote free into this heap: a heap whose thread has exited
     /// is drained by the freeing thread, if the registry lock is free.
+    #[cfg(not(target_arch = "x86_64"))]
     #[inline(always)]
     pub fn after_remote_free(&self) {
-        if self.state.load(Acquire) == ABANDONED {
+        if self.state.load(Relaxed) == ABANDONED {
             reclaim(self);
+        }
+    }
+
+    /// As above, with the state's load folded into the compare (LLVM
+    /// loads an atomic into a register first).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub fn after_remote_free(&self) {
+        // SAFETY: reads the heap's state byte, which any thread may read
+        // (`reclaim` reads it again under the registry lock).
+        unsafe {
+            core::arch::asm!(
+                "cmp byte ptr [{h} + {state}], {abandoned}",
+                "je {reclaim}",
+                h = in(reg) self,
+                state = const core::mem::offset_of!(Heap, state),
+                abandoned = const ABANDONED,
+                reclaim = label { reclaim(self) },
+                options(nostack, readonly),
+            );
         }
     }
 

@@ -12,12 +12,16 @@
 //! each sample stands for `s / p` bytes and `1 / p` blocks (tcmalloc's
 //! unbiased scaling): the estimates' expectations are the true totals.
 //!
-//! The profiler's code on the allocation fast path is `tick`: while off,
-//! one compare of a global word with zero and one predictable branch; on,
-//! that word is the countdown's TLS offset, and the countdown costs a load
-//! of it, one subtraction in TLS memory and one branch more. (Counting down while off
-//! too, with a countdown that only made threads notice a start, took the
-//! same instructions but measurably more time: a store on every malloc.)
+//! The profiler costs `malloc`'s fast path nothing while off: that path
+//! serves sizes up to `unticked_max()`, a global word that holds
+//! `DIRECT_MAX` while off and 0 while on, so its size test is also the
+//! profiler's (`unticked`). Every other allocation path calls `tick`:
+//! while off, one compare of a global word with zero and one predictable
+//! branch; on, that word is the countdown's TLS offset, and the countdown
+//! costs a load of it, one subtraction in TLS memory and one branch more.
+//! (Counting down while off too, with a countdown that only made threads
+//! notice a start, took the same instructions but measurably more time: a
+//! store on every malloc.)
 //! `decide` makes the sampling exact from a start whatever the thread's
 //! countdown was left at.
 //!
@@ -69,6 +73,7 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 
 use crate::env::ProfUnwind;
 use crate::os;
+use crate::size_class::DIRECT_MAX;
 use crate::stacks;
 
 /// While profiling, the offset of the countdown (`LEFT`, the first word of
@@ -83,8 +88,46 @@ pub fn active() -> bool {
     COUNTDOWN_AT.load(Relaxed) != 0
 }
 
+/// The largest size `malloc` may serve without `tick`: `DIRECT_MAX` while
+/// off, 0 while profiling. A thread that reads it just before a start or
+/// a stop counts one allocation less or asks `tick` once for nothing.
+static UNTICKED_MAX: AtomicUsize = AtomicUsize::new(DIRECT_MAX);
+
 fn set_active(on: bool) {
-    COUNTDOWN_AT.store(if on { countdown_offset() } else { 0 }, SeqCst);
+    if on {
+        COUNTDOWN_AT.store(countdown_offset(), SeqCst);
+        UNTICKED_MAX.store(0, SeqCst);
+    } else {
+        UNTICKED_MAX.store(DIRECT_MAX, SeqCst);
+        COUNTDOWN_AT.store(0, SeqCst);
+    }
+}
+
+/// Whether `malloc` of `n` bytes may skip `tick`: not profiling, and
+/// `n <= DIRECT_MAX`, in one compare with memory and one branch (the size
+/// test the fast path makes anyway).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn unticked(n: usize) -> bool {
+    // SAFETY: reads the aligned word UNTICKED_MAX, which is only stored
+    // to atomically.
+    unsafe {
+        core::arch::asm!(
+            "cmp {n}, qword ptr [rip + {max}]",
+            "ja {no}",
+            n = in(reg) n,
+            max = sym UNTICKED_MAX,
+            no = label { return false; },
+            options(nostack, readonly),
+        );
+    }
+    true
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub fn unticked(n: usize) -> bool {
+    n <= UNTICKED_MAX.load(Relaxed)
 }
 
 #[cfg(target_arch = "x86_64")]
