@@ -339,7 +339,7 @@ pub unsafe fn free(d: obm_domain, p: *mut u8) {
 /// # Safety
 /// As `free`; `me` is the calling thread's heap or the placeholder,
 /// `unit` is `p`'s unit number.
-#[inline(never)]
+#[inline(always)]
 unsafe fn free_slow(p: *mut u8, d: obm_domain, me: &'static heap::Heap, unit: usize) {
     // SAFETY: per the contract of `free`.
     if unsafe { free::free_remote_cached(p, me, unit) } {
