@@ -20,6 +20,7 @@ use crate::free;
 use crate::heap;
 use crate::large;
 use crate::os;
+use crate::purge;
 use crate::size_class::{self, class_of, fast_slot_of_class, DIRECT_MAX};
 use core::ptr;
 
@@ -50,7 +51,18 @@ fn alloc_class(class: usize) -> *mut u8 {
 #[cold]
 fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
     heap::drain_current();
-    large::alloc(n, align)
+    let r = large::alloc(n, align);
+    give_back_for_fresh_pages();
+    r
+}
+
+/// Large blocks took fresh pages while free units kept theirs: gives back
+/// as many of the calling thread's free units (`purge::fresh_pages`).
+fn give_back_for_fresh_pages() {
+    let bytes = purge::take_fresh_debt();
+    if bytes != 0 {
+        heap::give_back_units(bytes);
+    }
 }
 
 /// A block of `n` bytes from the calling thread's head pool of its class,
@@ -197,6 +209,7 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         // and not CHUNK_ARENA: p is a large block or realloc reports it).
         let q = unsafe { large::realloc(p, kind, n, func) };
         if !q.is_null() {
+            give_back_for_fresh_pages();
             return q;
         }
     }

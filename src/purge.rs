@@ -111,6 +111,49 @@ pub fn dirty_changed(n: isize) {
     }
 }
 
+/// Bytes of fresh pages large blocks took (clean granules) while free units
+/// kept theirs, not yet matched by units given back: the next thread
+/// through the large-block path gives back as many units
+/// (`heap::give_back_units`). Resident memory then moves from small blocks
+/// to large ones instead of holding both until the delay runs out
+/// (python3's phases: its peak 4.6 MB lower, BENCHMARKS.md).
+static FRESH_DEBT: AtomicUsize = AtomicUsize::new(0);
+
+/// Large blocks took `bytes` of pages that were not resident.
+pub fn fresh_pages(bytes: usize) {
+    if bytes != 0 && DIRTY_UNITS.load(Relaxed) != 0 && delay_ms() != 0 {
+        FRESH_DEBT.fetch_add(bytes, Relaxed);
+    }
+}
+
+/// Takes the bytes of fresh pages to match (see `fresh_pages`).
+pub fn take_fresh_debt() -> usize {
+    if FRESH_DEBT.load(Relaxed) == 0 {
+        return 0;
+    }
+    FRESH_DEBT.swap(0, Relaxed)
+}
+
+/// The other way round: bytes of units that pools took clean while large
+/// blocks' free pages were kept, which the next new pool's thread gives
+/// back from those (`large::give_back`).
+static FRESH_UNIT_DEBT: AtomicUsize = AtomicUsize::new(0);
+
+/// Pools took `bytes` of units that were not resident.
+pub fn units_took_fresh(bytes: usize) {
+    if bytes != 0 && delay_ms() != 0 {
+        FRESH_UNIT_DEBT.fetch_add(bytes, Relaxed);
+    }
+}
+
+/// Takes the bytes of fresh units to match (see `units_took_fresh`).
+pub fn take_fresh_unit_debt() -> usize {
+    if FRESH_UNIT_DEBT.load(Relaxed) == 0 {
+        return 0;
+    }
+    FRESH_UNIT_DEBT.swap(0, Relaxed)
+}
+
 /// Whether the process keeps more free units with their pages than it may:
 /// at most three quarters of its peak of units in pools since the last
 /// purge by time or by `obm_trim`, and never less than KEEP_MIN_UNITS.

@@ -47,7 +47,7 @@ pub(crate) mod tls;
 
 pub use registry::{
     cache_remote_pool, current, current_or_init, current_or_placeholder, drain_current,
-    for_each_heap, reclaim_abandoned, trim_all,
+    for_each_heap, give_back_units, reclaim_abandoned, trim_all,
 };
 pub(crate) use registry::{lock_for_fork, orphan_other_heaps, unlock_after_fork};
 

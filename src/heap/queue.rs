@@ -45,6 +45,10 @@ impl Heap {
         if pool.is_null() {
             return ptr::null_mut();
         }
+        let fresh = purge::take_fresh_unit_debt();
+        if fresh != 0 {
+            crate::large::give_back(fresh);
+        }
         // SAFETY: new_pool returns a live, empty pool we own.
         let pool = unsafe { &*pool };
         self.push_front(pool);
@@ -286,7 +290,9 @@ impl Heap {
                 if was_empty {
                     self.has_empty_arena.set(false);
                 }
-                self.add_dirty(a.dirty_count() as isize - dirty as isize);
+                let warm = dirty - a.dirty_count();
+                purge::units_took_fresh((units - warm) * UNIT_SIZE);
+                self.add_dirty(-(warm as isize));
                 first = Some(f);
             }
         }
@@ -302,6 +308,7 @@ impl Heap {
                 // SAFETY: a freshly acquired arena, owned by us.
                 let a = unsafe { &*arena };
                 self.link_partial(a);
+                let dirty = a.dirty_count();
                 // SAFETY: as above.
                 let Some(f) = (unsafe { a.take_units(units) }) else {
                     report::fatal(format_args!("internal error: new arena has no room"))
@@ -309,6 +316,7 @@ impl Heap {
                 // A warm arena's resident free units are this heap's to
                 // reuse or purge now.
                 let left = a.dirty_count();
+                purge::units_took_fresh((units - (dirty - left)) * UNIT_SIZE);
                 if left != 0 {
                     self.add_dirty(left as isize);
                     if self.purge_due.load(Relaxed) == 0 {

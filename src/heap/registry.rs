@@ -293,6 +293,24 @@ pub fn drain_current() {
     }
 }
 
+/// Gives back free units of the calling thread's heap, expired or not, for
+/// about `bytes` (whole arenas' free units at a time), largest free runs
+/// first, as `purge_down_to` does.
+pub fn give_back_units(bytes: usize) {
+    let h = current();
+    if h.is_null() {
+        return;
+    }
+    // SAFETY: our own live heap.
+    let h = unsafe { &*h };
+    let _g = h.arena_lock.lock();
+    let target = h
+        .dirty_units
+        .get()
+        .saturating_sub(bytes.div_ceil(UNIT_SIZE));
+    h.purge_down_to(purge::now_ms(), target);
+}
+
 /// Drains every abandoned heap (so statistics count what was freed into them).
 pub fn reclaim_abandoned() {
     let r = REGISTRY.lock();

@@ -97,6 +97,12 @@ pub fn trim() -> usize {
 
 /// Gives back the free pages of the regions whose purge delay has run out
 /// at `now` (the process-wide sweep, `heap::purge_if_due`).
+/// Gives back about `bytes` of the free pages kept for large blocks,
+/// expired or not.
+pub fn give_back(bytes: usize) {
+    region::give_back(bytes);
+}
+
 pub fn purge_expired(now: u64) {
     region::purge_expired(now);
 }

@@ -30,9 +30,13 @@
 //! page around any resident page.
 //!
 //! Regions are aligned to their size (so one never straddles two leaves of
-//! the arena map) and ask for transparent huge pages, so spans fault in
-//! 2 MiB at a time where the system allows it (BENCHMARKS.md, "Large
-//! spans and faults"). Under an address-space limit (RLIMIT_AS) no region
+//! the arena map) and ask for transparent huge pages beyond their first 2
+//! MiB, so spans fault in 2 MiB at a time where the system allows it
+//! (BENCHMARKS.md, "Large spans and faults"); the first huge page, with the
+//! bookkeeping, stays in small pages, so that a process with a few large
+//! blocks does not pay 2 MiB for them. (Keeping spans under 2 MiB in a
+//! first zone of small pages was tried: python3's peak grew by 3.7 MB, as
+//! its lists that grew past 2 MiB could no longer grow in place.) Under an address-space limit (RLIMIT_AS) no region
 //! is reserved: its unused part would count against the limit, and large
 //! blocks get mappings of their own.
 //!
@@ -193,8 +197,14 @@ impl Regions {
                 return Err(Refused::Failed);
             }
         }
-        // SAFETY: the mapping was just made by os and is ours alone.
-        unsafe { os::advise_huge(p, size) };
+        // Not the first huge page, which holds the bookkeeping: touching it
+        // would fault in 2 MiB, the cost of a process's first large block
+        // (python3's start-up went from 6.9 to 8.9 MB of anonymous memory).
+        // The first spans fault in page by page, as a small process wants.
+        if size > HUGE_PAGE_SIZE {
+            // SAFETY: the mapping was just made by os and is ours alone.
+            unsafe { os::advise_huge(p.add(HUGE_PAGE_SIZE), size - HUGE_PAGE_SIZE) };
+        }
         let r = self.count;
         self.base[r] = base;
         self.granules[r] = size / GRANULE;
@@ -221,6 +231,7 @@ fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
         }
     }
     KEPT.fetch_sub(kept, Relaxed);
+    purge::fresh_pages((i1 - i0) * GRANULE - kept);
     (kept == 0, kept)
 }
 
@@ -364,7 +375,7 @@ pub fn purge_expired(now: u64) {
         return;
     }
     if now >= next {
-        purge(now, false); // notes the next due time itself
+        purge(now, false, usize::MAX); // notes the next due time itself
     } else {
         purge::note_due(next);
     }
@@ -414,16 +425,17 @@ fn discard_busy(base: usize, from: usize, to: usize) {
 
 /// One purge pass: gives back the dirty granules whose delay has run out
 /// at `now` (with `all`: every dirty granule), with the clean free
-/// granules of the same huge pages. Returns the bytes given back and
+/// granules of the same huge pages, until `limit` bytes of dirty ones. Returns the bytes given back and
 /// whether the pass got through everything (it stops after `PURGE_RUNS`
 /// runs).
-fn purge(now: u64, all: bool) -> (usize, bool) {
+fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
     // Region base, first granule, end.
     let mut runs = [(0usize, 0usize, 0usize); PURGE_RUNS];
     // The clean granules before and after each run, in the same huge pages.
     let mut around = [(0usize, 0usize); 2 * PURGE_RUNS];
     let mut n = 0;
     let mut complete = true;
+    let mut taken = 0;
     {
         let g = REGIONS.lock();
         let mut next = u64::MAX;
@@ -455,6 +467,13 @@ fn purge(now: u64, all: bool) -> (usize, bool) {
                     } else {
                         runs[n] = (base, i, i + 1);
                         n += 1;
+                    }
+                    taken += GRANULE;
+                    if taken >= limit {
+                        // The rest was not looked at: the next sweep does.
+                        next = now;
+                        complete = false;
+                        break 'regions;
                     }
                 }
             }
@@ -489,13 +508,21 @@ fn purge(now: u64, all: bool) -> (usize, bool) {
     (bytes, complete)
 }
 
+/// Gives back about `bytes` of dirty granules, expired or not, lowest
+/// addresses first (`purge::units_took_fresh`).
+pub fn give_back(bytes: usize) {
+    if KEPT.load(Relaxed) != 0 {
+        purge(purge::now_ms(), true, bytes);
+    }
+}
+
 /// Gives back every free page of the regions (`obm_trim`); returns the
 /// bytes.
 pub fn trim() -> usize {
     let now = purge::now_ms();
     let mut total = 0;
     loop {
-        let (bytes, complete) = purge(now, true);
+        let (bytes, complete) = purge(now, true, usize::MAX);
         total += bytes;
         if complete {
             return total;
