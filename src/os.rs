@@ -155,6 +155,18 @@ pub unsafe fn advise_huge(p: *mut u8, size: usize) {
     set_errno(saved);
 }
 
+/// Asks for small pages only in `[p, p+size)`, whatever the system's THP
+/// mode (with "always", the kernel would otherwise back it with huge pages).
+///
+/// # Safety
+/// `[p, p+size)` must be a mapping made by this module.
+pub unsafe fn advise_no_huge(p: *mut u8, size: usize) {
+    let saved = errno();
+    // SAFETY: per the contract; MADV_NOHUGEPAGE only changes how the kernel backs it.
+    unsafe { libc::madvise(p as *mut libc::c_void, size, libc::MADV_NOHUGEPAGE) };
+    set_errno(saved);
+}
+
 /// Grows or shrinks a mapping in place; false if the pages after it are taken.
 ///
 /// # Safety

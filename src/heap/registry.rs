@@ -293,22 +293,25 @@ pub fn drain_current() {
     }
 }
 
-/// Gives back free units of the calling thread's heap, expired or not, for
-/// about `bytes` (whole arenas' free units at a time), largest free runs
-/// first, as `purge_down_to` does.
+/// Gives back about `bytes` of free units, expired or not: those of the
+/// calling thread's heap (whole arenas' free units at a time, largest free
+/// runs first, as `purge_down_to` does), then the oldest warm arenas of
+/// the reserve, where a heap's empty arenas go.
 pub fn give_back_units(bytes: usize) {
+    let now = purge::now_ms();
+    let mut units = bytes.div_ceil(UNIT_SIZE);
     let h = current();
-    if h.is_null() {
-        return;
+    if !h.is_null() {
+        // SAFETY: our own live heap.
+        let h = unsafe { &*h };
+        let _g = h.arena_lock.lock();
+        let before = h.dirty_units.get();
+        h.purge_down_to(now, before.saturating_sub(units));
+        units = units.saturating_sub(before - h.dirty_units.get());
     }
-    // SAFETY: our own live heap.
-    let h = unsafe { &*h };
-    let _g = h.arena_lock.lock();
-    let target = h
-        .dirty_units
-        .get()
-        .saturating_sub(bytes.div_ceil(UNIT_SIZE));
-    h.purge_down_to(purge::now_ms(), target);
+    if units != 0 {
+        arena::purge_reserve(now, arena::reserve_warm_units().saturating_sub(units));
+    }
 }
 
 /// Drains every abandoned heap (so statistics count what was freed into them).

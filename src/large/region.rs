@@ -199,10 +199,12 @@ impl Regions {
         }
         // Not the first huge page, which holds the bookkeeping: touching it
         // would fault in 2 MiB, the cost of a process's first large block
-        // (python3's start-up went from 6.9 to 8.9 MB of anonymous memory).
-        // The first spans fault in page by page, as a small process wants.
+        // (python3's start-up: 2 MB more of anonymous memory). The first
+        // spans fault in page by page, as a small process wants.
+        // SAFETY: the mapping was just made by os and is ours alone.
+        unsafe { os::advise_no_huge(p, HUGE_PAGE_SIZE.min(size)) };
         if size > HUGE_PAGE_SIZE {
-            // SAFETY: the mapping was just made by os and is ours alone.
+            // SAFETY: as above.
             unsafe { os::advise_huge(p.add(HUGE_PAGE_SIZE), size - HUGE_PAGE_SIZE) };
         }
         let r = self.count;

@@ -1,0 +1,171 @@
+/* Free memory kept for reuse does not add to what a program faults in of
+ * the other kind (docs/API.md section 10, "Giving memory back"):
+ * - free units of arenas, kept for the purge delay, are given back for as
+ *   many bytes as a large block then takes of fresh pages: with a delay of
+ *   a minute, after a burst of small blocks is freed, a 16 MiB block
+ *   written in full leaves RSS within 4 MiB of where it was, and
+ *   bytes_purged grows by its size;
+ * - the other way round, the free pages kept for large blocks are given
+ *   back as pools take fresh units: freed large blocks' kept bytes fall
+ *   below 1 MiB once 16 MiB of small blocks are live;
+ * - a region of large blocks asks for small pages in its first 2 MiB (the
+ *   `nh` flag in /proc/self/smaps; a 256 KiB block costs 256 KiB, not a
+ *   huge page) and for huge pages beyond (`hg`).
+ * Each case runs in a fresh process (the delay is read when the library is
+ * loaded, and RSS is a per-process figure). */
+#include "test_util.h"
+#include <sys/mman.h>
+
+#define MiB ((size_t)1024 * 1024)
+
+static obm_stats st;
+
+static void stats(void) { obm_get_stats(&st); }
+
+/* `bytes` of small blocks (16..512 B, each written), their pointers in an
+ * array from mmap (not from the allocator under test). */
+typedef struct {
+    void **p;
+    size_t n, cap;
+} blocks;
+
+static blocks small_blocks(size_t bytes)
+{
+    blocks b = {NULL, 0, bytes / 16};
+    b.p = mmap(NULL, b.cap * sizeof *b.p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+               0);
+    CHECK(b.p != MAP_FAILED);
+    uint64_t seed = 7;
+    size_t total = 0;
+    while (total < bytes && b.n < b.cap) {
+        size_t sz = 16 + (size_t)(rng_next(&seed) % 497);
+        b.p[b.n] = malloc(sz);
+        CHECK_NOT_NULL(b.p[b.n]);
+        dirty(b.p[b.n], (int)b.n, sz);
+        total += sz;
+        b.n++;
+    }
+    return b;
+}
+
+static void free_blocks(blocks b)
+{
+    for (size_t i = 0; i < b.n; i++)
+        free(b.p[i]);
+    munmap(b.p, b.cap * sizeof *b.p);
+}
+
+static void case_units_for_large(void)
+{
+    free_blocks(small_blocks(48 * MiB));
+    stats();
+    size_t kept0 = st.bytes_kept, purged0 = st.bytes_purged, rss0 = rss_bytes();
+    CHECK_MSG(kept0 >= 32 * MiB, "only %zu bytes kept after a 48 MiB burst", kept0);
+    unsigned char *big = malloc(16 * MiB);
+    CHECK_NOT_NULL(big);
+    dirty(big, 1, 16 * MiB);
+    stats();
+    size_t rss1 = rss_bytes();
+    CHECK_MSG(st.bytes_purged - purged0 >= 16 * MiB, "purged %zu bytes for a 16 MiB block",
+              st.bytes_purged - purged0);
+    CHECK_MSG(kept0 - st.bytes_kept >= 15 * MiB, "kept %zu -> %zu bytes", kept0, st.bytes_kept);
+    CHECK_MSG(rss1 <= rss0 + 4 * MiB, "RSS %zu -> %zu bytes", rss0, rss1);
+    printf("units for large: kept %zu -> %zu MiB, RSS %zu -> %zu MiB\n", kept0 / MiB,
+           st.bytes_kept / MiB, rss0 / MiB, rss1 / MiB);
+    free(big);
+}
+
+static void case_large_for_units(void)
+{
+    enum { NB = 6 };
+    void *big[NB];
+    for (int i = 0; i < NB; i++) {
+        big[i] = malloc(MiB);
+        CHECK_NOT_NULL(big[i]);
+        dirty(big[i], i, MiB);
+    }
+    for (int i = 0; i < NB; i++)
+        free(big[i]);
+    stats();
+    size_t cached0 = st.large_cached_bytes, purged0 = st.bytes_purged;
+    CHECK_MSG(cached0 >= 5 * MiB, "only %zu bytes of freed large blocks kept", cached0);
+    blocks small = small_blocks(16 * MiB);
+    stats();
+    CHECK_MSG(st.large_cached_bytes <= MiB, "large blocks' kept bytes %zu -> %zu", cached0,
+              st.large_cached_bytes);
+    CHECK_MSG(st.bytes_purged - purged0 >= cached0 - MiB, "purged %zu bytes",
+              st.bytes_purged - purged0);
+    printf("large for units: kept %zu -> %zu KiB\n", cached0 / 1024, st.large_cached_bytes / 1024);
+    free_blocks(small);
+}
+
+/* The VmFlags of the mapping of /proc/self/smaps that holds `p`. Reads with
+ * read(2) into a static buffer: stdio would allocate while we look. */
+static const char *vmflags_of(const void *p)
+{
+    static char buf[4 << 20];
+    int fd = open("/proc/self/smaps", O_RDONLY);
+    CHECK(fd >= 0);
+    size_t len = 0;
+    ssize_t got;
+    while (len < sizeof buf - 1 && (got = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)got;
+    close(fd);
+    buf[len] = 0;
+    uintptr_t a = (uintptr_t)p;
+    int in = 0;
+    for (char *line = buf, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        next = next ? (*next = 0, next + 1) : line + strlen(line);
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            in = a >= lo && a < hi;
+        else if (in && strncmp(line, "VmFlags:", 8) == 0)
+            return line;
+    }
+    FAIL("%p is in no mapping", p);
+}
+
+static void case_region_pages(void)
+{
+    unsigned char *small = malloc(256 * 1024);
+    CHECK_NOT_NULL(small);
+    dirty(small, 1, 256 * 1024);
+    const char *f = vmflags_of(small);
+    CHECK_MSG(strstr(f, " nh") && !strstr(f, " hg"), "256 KiB block's mapping: %s", f);
+    unsigned char *big = malloc(8 * MiB);
+    CHECK_NOT_NULL(big);
+    f = vmflags_of(big + 6 * MiB);
+    CHECK_MSG(strstr(f, " hg") && !strstr(f, " nh"), "8 MiB block's mapping at 6 MiB: %s", f);
+    free(big);
+    free(small);
+}
+
+static void child(const char *mode)
+{
+    if (strcmp(mode, "units_for_large") == 0)
+        case_units_for_large();
+    else if (strcmp(mode, "large_for_units") == 0)
+        case_large_for_units();
+    else if (strcmp(mode, "region_pages") == 0)
+        case_region_pages();
+    else
+        FAIL("unknown mode %s", mode);
+}
+
+int main(int argc, char **argv)
+{
+    if (run_as_child(argc, argv, child))
+        return 0;
+    check_obmem_is_malloc();
+    if (debug_hooks_on()) {
+        printf("test_kept_trade: skipped under the debug hooks (their quarantine keeps blocks)\n");
+        return 0;
+    }
+    const char *const long_delay[] = {"OBMEM_PURGE_DELAY_MS=60000", NULL};
+    spawn_self_ok("units_for_large", long_delay);
+    spawn_self_ok("large_for_units", long_delay);
+    spawn_self_ok("region_pages", long_delay);
+    printf("test_kept_trade: all ok\n");
+    return 0;
+}
