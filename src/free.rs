@@ -99,9 +99,8 @@ impl LocalBlock {
 /// calling thread's heap (its unit cache) and does not hold the freed key.
 /// Err, with the calling thread's heap (or the placeholder) and `p`'s
 /// unit number for the general path, which then need not compute them
-/// again. Split from the free
-/// itself so that a caller with more to do (the census) does it before
-/// the free, which then ends in a tail call.
+/// again. Split from the free itself so that a caller with more to do
+/// (the census) does it before the free, which then ends in a tail call.
 ///
 /// # Safety
 /// As `free`.
@@ -176,9 +175,8 @@ pub unsafe fn free_remote_uncached(p: *mut u8) {
 
 /// The end of `free_remote_cached`: `p` is a block start of `pool`. Its
 /// heap may be the calling thread's after all (the cache's entry was made
-/// before this heap adopted the arena, or the unit cache evicted the
-/// unit): the block then goes on the pool's remote list too, which its
-/// owner takes from like any other.
+/// before this heap took the arena over): the block then goes on the
+/// pool's remote list too, which its owner takes from like any other.
 ///
 /// # Safety
 /// As `free`; `pool.is_block(p)`.

@@ -427,8 +427,9 @@ impl Heap {
     /// The descriptor this thread last found for unit `u` (of a pointer
     /// `p`) when it freed a block there into another thread's heap, if no
     /// arena was unmapped since: the descriptor is then still mapped, so
-    /// `free` may test `p` against it before it looks `p` up in the arena map (a consumer
-    /// frees run after run of blocks of its producer's few pools). The
+    /// `free` may test `p` against it before it looks `p` up in the arena
+    /// map (a consumer frees run after run of blocks of its producer's few
+    /// pools). The
     /// descriptor may describe another pool by now, or none (`EMPTY_POOL`
     /// for unit 0): the caller must check `p` with `Pool::is_block`, which
     /// reads its current layout.
