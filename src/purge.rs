@@ -134,34 +134,54 @@ static FRESH_DEBT: AtomicUsize = AtomicUsize::new(0);
 /// Bytes of large blocks' kept pages to give back for pools' fresh units.
 static FRESH_UNIT_DEBT: AtomicUsize = AtomicUsize::new(0);
 
-/// Notes that one kind took `bytes` of fresh pages at `now`, when it last
-/// did so in `mine`, and adds them to `debt` if the other kind (`theirs`)
-/// has not taken any for `TRADE_IDLE_MS`.
-fn took_fresh(bytes: usize, mine: &AtomicU64, theirs: &AtomicU64, debt: &AtomicUsize) {
-    if bytes != 0 && delay_ms() != 0 {
-        took_fresh_at(now_ms(), bytes, mine, theirs, debt);
-    }
-}
-
-fn took_fresh_at(now: u64, bytes: usize, mine: &AtomicU64, theirs: &AtomicU64, debt: &AtomicUsize) {
+/// Notes that one kind took `bytes` of fresh pages at `now` (the last time
+/// it did is `mine`), and adds them to `debt` if the other kind keeps
+/// something (`theirs_keep`) and has not taken fresh pages (`theirs`) for
+/// `TRADE_IDLE_MS`.
+fn took_fresh(
+    now: u64,
+    bytes: usize,
+    mine: &AtomicU64,
+    theirs: &AtomicU64,
+    theirs_keep: bool,
+    debt: &AtomicUsize,
+) {
     if mine.load(Relaxed) != now {
         mine.store(now, Relaxed);
     }
-    if now.saturating_sub(theirs.load(Relaxed)) >= TRADE_IDLE_MS {
+    if theirs_keep && now.saturating_sub(theirs.load(Relaxed)) >= TRADE_IDLE_MS {
         debt.fetch_add(bytes, Relaxed);
     }
 }
 
 /// Large blocks took `bytes` of pages that were not resident.
 pub fn fresh_pages(bytes: usize) {
-    if DIRTY_UNITS.load(Relaxed) != 0 {
-        took_fresh(bytes, &LARGE_FRESH_AT, &UNITS_FRESH_AT, &FRESH_DEBT);
+    if bytes != 0 && delay_ms() != 0 {
+        let keep = DIRTY_UNITS.load(Relaxed) != 0;
+        took_fresh(
+            now_ms(),
+            bytes,
+            &LARGE_FRESH_AT,
+            &UNITS_FRESH_AT,
+            keep,
+            &FRESH_DEBT,
+        );
     }
 }
 
-/// Pools took `bytes` of units that were not resident.
+/// Pools took `bytes` of units that were not resident. (Whether large
+/// blocks keep pages is for `large::give_back` to see.)
 pub fn units_took_fresh(bytes: usize) {
-    took_fresh(bytes, &UNITS_FRESH_AT, &LARGE_FRESH_AT, &FRESH_UNIT_DEBT);
+    if bytes != 0 && delay_ms() != 0 {
+        took_fresh(
+            now_ms(),
+            bytes,
+            &UNITS_FRESH_AT,
+            &LARGE_FRESH_AT,
+            true,
+            &FRESH_UNIT_DEBT,
+        );
+    }
 }
 
 /// Takes the bytes of free units to give back (see `fresh_pages`).
@@ -210,16 +230,26 @@ mod tests {
     fn fresh_pages_of_one_kind_count_only_while_the_other_is_idle() {
         let (mine, theirs, debt) = (AtomicU64::new(0), AtomicU64::new(0), AtomicUsize::new(0));
         theirs.store(1000, Relaxed);
-        took_fresh_at(1000 + TRADE_IDLE_MS - 1, 4096, &mine, &theirs, &debt);
+        took_fresh(1000 + TRADE_IDLE_MS - 1, 4096, &mine, &theirs, true, &debt);
         assert_eq!(
             debt.load(Relaxed),
             0,
             "the other kind took fresh pages just now"
         );
         assert_eq!(mine.load(Relaxed), 1000 + TRADE_IDLE_MS - 1);
-        took_fresh_at(1000 + TRADE_IDLE_MS, 4096, &mine, &theirs, &debt);
-        took_fresh_at(1000 + TRADE_IDLE_MS + 1, 8192, &mine, &theirs, &debt);
-        assert_eq!(debt.load(Relaxed), 12288);
+        took_fresh(1000 + TRADE_IDLE_MS, 4096, &mine, &theirs, true, &debt);
+        took_fresh(1000 + TRADE_IDLE_MS + 1, 8192, &mine, &theirs, true, &debt);
+        took_fresh(1000 + TRADE_IDLE_MS + 2, 512, &mine, &theirs, false, &debt);
+        assert_eq!(
+            mine.load(Relaxed),
+            1000 + TRADE_IDLE_MS + 2,
+            "noted, kept or not"
+        );
+        assert_eq!(
+            debt.load(Relaxed),
+            12288,
+            "nothing to give back when it keeps nothing"
+        );
         assert_eq!(take(&debt), 12288);
         assert_eq!(take(&debt), 0);
     }
