@@ -82,8 +82,9 @@ pub(crate) const REMOTE_SLOTS: usize = 256;
 
 /// Slots of a heap's direct-mapped cache from unit to pool, which lets
 /// `free` of a block of the calling thread skip the global arena map and
-/// the arena header: 4096 consecutive units (64 MiB) map to distinct slots.
-/// 64 KiB of each heap's address space; only the slots used are touched.
+/// the arena header: 4096 consecutive units (64 MiB) map to distinct slots,
+/// and a free that finds its unit evicted enters it again. 64 KiB of each
+/// heap's address space; only the slots used are touched.
 pub(crate) const UNIT_SLOTS: usize = 4096;
 
 /// Large blocks (above MEDIUM_MAX) of up to this size, aligned to at most

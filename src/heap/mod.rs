@@ -29,7 +29,7 @@
 //! live pool of this heap, and the slot names the pool. A pool's units are
 //! entered when it is made (evicting whatever shared their slots) and
 //! removed when it is released; a unit missing from the cache sends its
-//! frees to the general path. Slot 0 is never used: its tag stays 0, which
+//! frees to the general path, which enters it again (`recache_unit`). Slot 0 is never used: its tag stays 0, which
 //! unit 0 (the addresses below 16 KiB, NULL among them) matches, and its
 //! pool is the all-zero `EMPTY_POOL`, whose checks fail. Other slots with
 //! tag 0 are empty: only unit 0 has number 0, and it maps to slot 0.
@@ -388,6 +388,14 @@ impl Heap {
         Some(unsafe { &*slot_pool(&self.unit_cache, i) })
     }
 
+    /// Enters the unit holding `p`, a block of `pool` (of this heap), in the
+    /// unit cache again: a free that missed the cache because another unit
+    /// that shares the slot evicted it (a heap of more than 64 MiB) makes
+    /// the next frees there hit. Owner only.
+    pub fn recache_unit(&self, pool: &Pool, p: *const u8) {
+        self.cache_units(pool, p as usize & !(UNIT_SIZE - 1), 1);
+    }
+
     /// Enters the `n` units of `pool`, starting at `start`, in the unit cache.
     fn cache_units(&self, pool: &Pool, start: usize, n: usize) {
         for k in 0..n {
@@ -542,6 +550,11 @@ mod tests {
         h.cache_units(&b, far, 1);
         assert!(cached(&h, at(u)).is_none() && names(&h, u + UNIT_SIZE, &a));
         assert!(names(&h, far, &b));
+        // A free there (the general path) takes the slot back for a's unit.
+        h.recache_unit(&a, at(u + 48));
+        assert!(names(&h, u, &a) && cached(&h, at(far)).is_none());
+        h.recache_unit(&b, at(far + 16));
+        assert!(cached(&h, at(u)).is_none() && names(&h, far, &b));
         // Forgetting a's units leaves the slot b took.
         h.uncache_units(u, 2);
         assert!(cached(&h, at(u + UNIT_SIZE)).is_none() && names(&h, far, &b));
