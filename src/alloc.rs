@@ -56,8 +56,8 @@ fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
     r
 }
 
-/// Large blocks took fresh pages while free units kept theirs: gives back
-/// as many of the calling thread's free units (`purge::fresh_pages`).
+/// Large blocks took fresh pages while free units of arenas kept theirs:
+/// gives back as many bytes of those (`purge::fresh_pages`).
 fn give_back_for_fresh_pages() {
     let bytes = purge::take_fresh_debt();
     if bytes != 0 {

@@ -95,14 +95,14 @@ pub fn trim() -> usize {
     bytes + region::trim()
 }
 
-/// Gives back the free pages of the regions whose purge delay has run out
-/// at `now` (the process-wide sweep, `heap::purge_if_due`).
 /// Gives back about `bytes` of the free pages kept for large blocks,
-/// expired or not.
+/// expired or not (`purge::units_took_fresh`).
 pub fn give_back(bytes: usize) {
     region::give_back(bytes);
 }
 
+/// Gives back the free pages of the regions whose purge delay has run out
+/// at `now` (the process-wide sweep, `heap::purge_if_due`).
 pub fn purge_expired(now: u64) {
     region::purge_expired(now);
 }

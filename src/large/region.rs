@@ -34,9 +34,9 @@
 //! MiB, so spans fault in 2 MiB at a time where the system allows it
 //! (BENCHMARKS.md, "Large spans and faults"); the first huge page, with the
 //! bookkeeping, stays in small pages, so that a process with a few large
-//! blocks does not pay 2 MiB for them. (Keeping spans under 2 MiB in a
-//! first zone of small pages was tried: python3's peak grew by 3.7 MB, as
-//! its lists that grew past 2 MiB could no longer grow in place.) Under an address-space limit (RLIMIT_AS) no region
+//! blocks does not pay 2 MiB for them. (A first zone of small pages for
+//! spans under 2 MiB was tried and dropped: python3's peak RSS grew by 3.7
+//! MB, BENCHMARKS.md.) Under an address-space limit (RLIMIT_AS) no region
 //! is reserved: its unused part would count against the limit, and large
 //! blocks get mappings of their own.
 //!
@@ -427,9 +427,9 @@ fn discard_busy(base: usize, from: usize, to: usize) {
 
 /// One purge pass: gives back the dirty granules whose delay has run out
 /// at `now` (with `all`: every dirty granule), with the clean free
-/// granules of the same huge pages, until `limit` bytes of dirty ones. Returns the bytes given back and
-/// whether the pass got through everything (it stops after `PURGE_RUNS`
-/// runs).
+/// granules of the same huge pages, up to `limit` bytes of dirty ones.
+/// Returns the bytes given back and whether the pass got through
+/// everything (it stops after `PURGE_RUNS` runs, or at the limit).
 fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
     // Region base, first granule, end.
     let mut runs = [(0usize, 0usize, 0usize); PURGE_RUNS];
