@@ -12,38 +12,6 @@
 #define MiB ((size_t)1024 * 1024)
 #define HUGE_PAGE (2 * MiB)
 
-/* The mapping of /proc/self/smaps that holds `p`: its start, and whether
- * its VmFlags line has `hg`. Reads with read(2) into a static buffer:
- * stdio would allocate from the allocator under test while we look. */
-static int mapping_of(const void *p, uintptr_t *start, int *advised)
-{
-    static char buf[4 << 20];
-    int fd = open("/proc/self/smaps", O_RDONLY);
-    CHECK(fd >= 0);
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    buf[len] = 0;
-    uintptr_t a = (uintptr_t)p;
-    int in = 0;
-    for (char *line = buf, *next; *line; line = next) {
-        next = strchr(line, '\n');
-        next = next ? (*next = 0, next + 1) : line + strlen(line);
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
-            in = a >= lo && a < hi;
-            if (in)
-                *start = lo;
-        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-            *advised = strstr(line, " hg") != NULL;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Small blocks enough to need a fresh batch of arenas; the mapping holding
  * the last one is a batch (4 MiB) or part of one merged with neighbours. */
 static void check_arenas(int want_advised)
@@ -56,9 +24,9 @@ static void check_arenas(int want_advised)
         dirty(blocks[i], 1, 200);
     }
     uintptr_t start = 0;
-    int advised = -1;
-    CHECK_MSG(mapping_of(blocks[N - 1], &start, &advised), "block %p not in /proc/self/smaps",
-              blocks[N - 1]);
+    const char *flags = smaps_vmflags_of(blocks[N - 1], &start);
+    CHECK_MSG(flags != NULL, "block %p not in /proc/self/smaps", blocks[N - 1]);
+    int advised = strstr(flags, " hg") != NULL;
     CHECK_MSG(advised == want_advised, "mapping at %#lx: hg flag %d, want %d",
               (unsigned long)start, advised, want_advised);
     if (want_advised)

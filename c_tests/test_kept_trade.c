@@ -107,31 +107,12 @@ static void case_large_for_units(void)
     free_blocks(small);
 }
 
-/* The VmFlags of the mapping of /proc/self/smaps that holds `p`. Reads with
- * read(2) into a static buffer: stdio would allocate while we look. */
+/* The VmFlags line of the mapping that holds `p`. */
 static const char *vmflags_of(const void *p)
 {
-    static char buf[4 << 20];
-    int fd = open("/proc/self/smaps", O_RDONLY);
-    CHECK(fd >= 0);
-    size_t len = 0;
-    ssize_t got;
-    while (len < sizeof buf - 1 && (got = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t)got;
-    close(fd);
-    buf[len] = 0;
-    uintptr_t a = (uintptr_t)p;
-    int in = 0;
-    for (char *line = buf, *next; *line; line = next) {
-        next = strchr(line, '\n');
-        next = next ? (*next = 0, next + 1) : line + strlen(line);
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
-            in = a >= lo && a < hi;
-        else if (in && strncmp(line, "VmFlags:", 8) == 0)
-            return line;
-    }
-    FAIL("%p is in no mapping", p);
+    const char *f = smaps_vmflags_of(p, NULL);
+    CHECK_MSG(f != NULL, "%p is in no mapping of /proc/self/smaps", p);
+    return f;
 }
 
 static void case_region_pages(void)

@@ -342,6 +342,39 @@ static inline size_t statm_field(int idx)
 /* Resident set size in bytes. */
 static inline size_t rss_bytes(void) { return statm_field(1); }
 
+/* The VmFlags line of the mapping of /proc/self/smaps that holds `p` (its
+ * start in *start if not NULL), or NULL if no mapping does. Reads with
+ * read(2) into a static buffer: stdio would allocate from the allocator
+ * under test while we look. The line lives until the next call. */
+static inline const char *smaps_vmflags_of(const void *p, uintptr_t *start)
+{
+    static char buf[4 << 20];
+    int fd = open("/proc/self/smaps", O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    buf[len] = 0;
+    uintptr_t a = (uintptr_t)p;
+    int in = 0;
+    for (char *line = buf, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        next = next ? (*next = 0, next + 1) : line + strlen(line);
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            in = a >= lo && a < hi;
+            if (in && start)
+                *start = lo;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            return line;
+        }
+    }
+    return NULL;
+}
+
 /* Minor page faults of this process so far. */
 static inline long minor_faults(void)
 {
