@@ -16,7 +16,6 @@
  * Each case runs in a fresh process (the delay is read when the library is
  * loaded, and RSS is a per-process figure). */
 #include "test_util.h"
-#include <sys/mman.h>
 
 #define MiB ((size_t)1024 * 1024)
 
@@ -28,42 +27,9 @@ static void stats(void) { obm_get_stats(&st); }
  * to go to the other. */
 static void pause_idle(void) { usleep(50 * 1000); }
 
-/* `bytes` of small blocks (16..512 B, each written), their pointers in an
- * array from mmap (not from the allocator under test). */
-typedef struct {
-    void **p;
-    size_t n, cap;
-} blocks;
-
-static blocks small_blocks(size_t bytes)
-{
-    blocks b = {NULL, 0, bytes / 16};
-    b.p = mmap(NULL, b.cap * sizeof *b.p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-               0);
-    CHECK(b.p != MAP_FAILED);
-    uint64_t seed = 7;
-    size_t total = 0;
-    while (total < bytes && b.n < b.cap) {
-        size_t sz = 16 + (size_t)(rng_next(&seed) % 497);
-        b.p[b.n] = malloc(sz);
-        CHECK_NOT_NULL(b.p[b.n]);
-        dirty(b.p[b.n], (int)b.n, sz);
-        total += sz;
-        b.n++;
-    }
-    return b;
-}
-
-static void free_blocks(blocks b)
-{
-    for (size_t i = 0; i < b.n; i++)
-        free(b.p[i]);
-    munmap(b.p, b.cap * sizeof *b.p);
-}
-
 static void case_units_for_large(void)
 {
-    free_blocks(small_blocks(48 * MiB));
+    small_blocks_free(small_blocks_alloc(48 * MiB, 7));
     stats();
     size_t kept0 = st.bytes_kept, purged0 = st.bytes_purged, rss0 = rss_bytes();
     CHECK_MSG(kept0 >= 32 * MiB, "only %zu bytes kept after a 48 MiB burst", kept0);
@@ -97,14 +63,14 @@ static void case_large_for_units(void)
     size_t cached0 = st.large_cached_bytes, purged0 = st.bytes_purged;
     CHECK_MSG(cached0 >= 5 * MiB, "only %zu bytes of freed large blocks kept", cached0);
     pause_idle();
-    blocks small = small_blocks(16 * MiB);
+    small_blocks small = small_blocks_alloc(16 * MiB, 7);
     stats();
     CHECK_MSG(st.large_cached_bytes <= MiB, "large blocks' kept bytes %zu -> %zu", cached0,
               st.large_cached_bytes);
     CHECK_MSG(st.bytes_purged - purged0 >= cached0 - MiB, "purged %zu bytes",
               st.bytes_purged - purged0);
     printf("large for units: kept %zu -> %zu KiB\n", cached0 / 1024, st.large_cached_bytes / 1024);
-    free_blocks(small);
+    small_blocks_free(small);
 }
 
 /* The VmFlags line of the mapping that holds `p`. */

@@ -17,46 +17,22 @@
  * loaded, and RSS is a per-process figure). */
 #include "test_util.h"
 #include <pthread.h>
-#include <sys/mman.h>
 
 #define MiB ((size_t)1024 * 1024)
 #define NT 4
 
 
-/* The pointer arrays come from mmap, not from the allocator under test. */
-static void **mmap_array(size_t n)
-{
-    void *p = mmap(NULL, n * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
-    CHECK(p != MAP_FAILED);
-    return p;
-}
-
-static void munmap_array(void **p, size_t n) { munmap(p, n * sizeof(void *)); }
-
-/* Allocates `bytes` of small blocks (16..512 B, every one written), then
- * frees them all, from the calling thread. */
 /* How long the frees of the last burst took, in seconds. */
 static double last_free_secs;
 
+/* Allocates `bytes` of small blocks, then frees them all, from the calling
+ * thread. */
 static void burst(size_t bytes, uint64_t seed)
 {
-    size_t cap = bytes / 16;
-    void **p = mmap_array(cap);
-    size_t n = 0, total = 0;
-    while (total < bytes && n < cap) {
-        size_t sz = 16 + (size_t)(rng_next(&seed) % 497);
-        p[n] = malloc(sz);
-        CHECK_NOT_NULL(p[n]);
-        memset(p[n], (int)n, sz);
-        total += sz;
-        n++;
-    }
+    small_blocks b = small_blocks_alloc(bytes, seed);
     double t0 = now_sec();
-    for (size_t i = 0; i < n; i++)
-        free(p[i]);
+    small_blocks_free(b);
     last_free_secs = now_sec() - t0;
-    munmap_array(p, cap);
 }
 
 /* ---- obm_trim with live threads and after they exit ---------------------- */

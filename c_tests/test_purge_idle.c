@@ -11,7 +11,6 @@
  * Runs in a fresh process: the delay is read when the library is loaded. */
 #include "test_util.h"
 #include <pthread.h>
-#include <sys/mman.h>
 
 #define MiB ((size_t)1024 * 1024)
 #define NT 4
@@ -19,26 +18,13 @@
 static pthread_barrier_t freed, done;
 static double free_start[NT]; /* when each thread began to free */
 
-/* Fills and frees `bytes` of 16-512 B blocks; the pointer array comes from
- * mmap, not from the allocator under test. */
+/* Fills and frees 64 MiB of 16-512 B blocks (`small_blocks_alloc`). */
 static void *idle_after_burst(void *arg)
 {
-    size_t t = (size_t)(uintptr_t)arg, bytes = 256 * MiB / NT, cap = bytes / 16, n = 0;
-    void **p = mmap(NULL, cap * sizeof(void *), PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    CHECK(p != MAP_FAILED);
-    uint64_t seed = 11 + t;
-    for (size_t total = 0; total < bytes && n < cap; n++) {
-        size_t sz = 16 + (size_t)(rng_next(&seed) % 497);
-        p[n] = malloc(sz);
-        CHECK_NOT_NULL(p[n]);
-        memset(p[n], (int)n, sz);
-        total += sz;
-    }
+    size_t t = (size_t)(uintptr_t)arg;
+    small_blocks b = small_blocks_alloc(256 * MiB / NT, 11 + t);
     free_start[t] = now_sec();
-    for (size_t i = 0; i < n; i++)
-        free(p[i]);
-    munmap(p, cap * sizeof(void *));
+    small_blocks_free(b);
     pthread_barrier_wait(&freed);
     pthread_barrier_wait(&done); /* idle, alive, while the main thread checks */
     return NULL;

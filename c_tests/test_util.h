@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -196,6 +197,39 @@ static inline uint64_t rng_next(uint64_t *s)
     x ^= x >> 27;
     *s = x;
     return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* A burst of small blocks: `bytes` of them, 16..512 B with sizes drawn
+ * from `seed`, each written; their pointers in an array from mmap, not
+ * from the allocator under test. */
+typedef struct {
+    void **p;
+    size_t n, cap;
+} small_blocks;
+
+static inline small_blocks small_blocks_alloc(size_t bytes, uint64_t seed)
+{
+    small_blocks b = {NULL, 0, bytes / 16};
+    void *m = mmap(NULL, b.cap * sizeof *b.p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    CHECK(m != MAP_FAILED);
+    b.p = m;
+    for (size_t total = 0; total < bytes && b.n < b.cap; b.n++) {
+        size_t sz = 16 + (size_t)(rng_next(&seed) % 497);
+        b.p[b.n] = malloc(sz);
+        CHECK_NOT_NULL(b.p[b.n]);
+        dirty(b.p[b.n], (int)b.n, sz);
+        total += sz;
+    }
+    return b;
+}
+
+/* Frees the blocks of `b`, then its array. */
+static inline void small_blocks_free(small_blocks b)
+{
+    for (size_t i = 0; i < b.n; i++)
+        free(b.p[i]);
+    munmap(b.p, b.cap * sizeof *b.p);
 }
 
 /* ---- obmem's size classes (from the spec) -------------------------------- */

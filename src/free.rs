@@ -256,9 +256,10 @@ unsafe fn free_owned(h: &Heap, pool: &Pool, p: *mut u8, func: &str) {
     if unsafe { (*(p as *const Block)).freed_key == pool.freed_key() && pool.is_free(p) } {
         report::fatal(format_args!("{func}(): double free of {p:p}"));
     }
-    // Here because p's unit is not in the unit cache (or the checks above
-    // found something to report): the next frees there take the fast path.
-    h.recache_unit(pool, p);
+    // Here because p's unit is not in the unit cache (or, rarely, p held
+    // the freed key by chance): the next frees there take the fast path.
+    // SAFETY: we own `h`, which owns `pool`, a live pool holding p.
+    unsafe { h.recache_unit(pool, p) };
     // SAFETY: validated above as a handed-out block that is not free.
     unsafe { h.free_local(pool, p) }
 }

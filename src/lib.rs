@@ -31,9 +31,10 @@
 //! pool of that class (`free`, which the owner's frees also go to). When
 //! that list is empty it is refilled from the blocks other threads freed
 //! to the pool (`thread_free`, taken with one atomic swap), or by carving
-//! a page's worth of untouched blocks; when the pool has nothing left it leaves the queue,
-//! and the next pool, blocks handed back by other threads, a free unit run
-//! in an owned arena, or a new arena from the reserve serve, in that order.
+//! a page's worth of untouched blocks; when the pool has nothing left it
+//! leaves the queue, and the next pool, blocks handed back by other
+//! threads, a free unit run in an owned arena, or a new arena from the
+//! reserve serve, in that order.
 //! `free(p)` looks `p`'s 16 KiB unit up in the calling thread's unit cache,
 //! which names the heap's pool holding it, checks that `p` is a carved
 //! block start and not already free, and pushes it on the pool's `free`
@@ -42,7 +43,8 @@
 //! An emptied pool returns its units to the arena; an emptied arena returns
 //! to the reserve with its pages kept resident (warm, for the next heap to
 //! take an arena) until the purge delay runs out, then discarded; the
-//! reserve unmaps discarded arenas beyond a bound. Every module states the invariants of its own structures.
+//! reserve unmaps discarded arenas beyond a bound. Every module states the
+//! invariants of its own structures.
 //!
 //! Rules the whole crate keeps: nothing allocates through Rust's global
 //! allocator (this library *is* malloc), nothing panics across the C

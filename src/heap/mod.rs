@@ -172,26 +172,37 @@ fn slot_words<const SLOTS: usize>(u: usize) -> usize {
     }
 }
 
-/// Runs `$miss` (which must leave the function) unless the tag at word
-/// `$i` of the heap's cache `$cache` is `$u`: one compare with memory and
-/// a jump, where LLVM would load the atomic tag into a register first.
-/// The cache is a field of `Heap`, reached by a constant offset. To be
-/// used in an unsafe block whose SAFETY says `$i` comes from `slot_words`
-/// for that cache (the asm only reads the word).
-#[cfg(target_arch = "x86_64")]
-macro_rules! tag_or {
-    ($heap:expr, $cache:ident, $i:expr, $u:expr, $miss:block) => {
-        core::arch::asm!(
-            "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
-            "jne {miss}",
-            h = in(reg) $heap as *const Heap,
-            i = in(reg) $i,
-            u = in(reg) $u,
-            at = const core::mem::offset_of!(Heap, $cache),
-            miss = label $miss,
-            options(nostack, readonly),
-        )
-    };
+/// The pool of unit `$u`'s slot in the heap's cache `$cache` (a field of
+/// `Heap`, of `$slots` slots), or `return None` from the calling function
+/// if the slot's tag is not `$u`. On x86-64 the tag is compared in memory
+/// (`asm!`: LLVM would load the atomic into a register first), at a
+/// constant offset from the heap. To be used in an unsafe function whose
+/// contract makes the slot's pool cell the caller's to read.
+macro_rules! slot_pool_or_return {
+    ($heap:expr, $cache:ident, $slots:expr, $u:expr) => {{
+        let u: usize = $u;
+        let i = slot_words::<{ $slots }>(u);
+        // SAFETY: i is from `slot_words` for this cache, so word i is the
+        // tag of u's slot, in the array; the asm only reads it.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            core::arch::asm!(
+                "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
+                "jne {miss}",
+                h = in(reg) $heap as *const Heap,
+                i = in(reg) i,
+                u = in(reg) u,
+                at = const core::mem::offset_of!(Heap, $cache),
+                miss = label { return None; },
+                options(nostack, readonly),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        if $heap.$cache[u % $slots].tag.load(Relaxed) != u {
+            return None;
+        }
+        slot_pool(&$heap.$cache, i)
+    }};
 }
 
 /// The pool of the slot whose tag is word `i` of `cache` (`slot_words`):
@@ -371,28 +382,21 @@ impl Heap {
     /// pool entries are plain cells only the owner writes.
     #[inline(always)]
     pub unsafe fn cached_pool(&self, u: usize) -> Option<&Pool> {
-        let i = slot_words::<UNIT_SLOTS>(u);
-        // SAFETY: i is from `slot_words` for the unit cache.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            tag_or!(self, unit_cache, i, u, {
-                return None;
-            })
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        if self.unit_cache[u % UNIT_SLOTS].tag.load(Relaxed) != u {
-            return None;
-        }
-        // SAFETY: word i + 1 is the pool of that slot. A tagged slot names
-        // a live pool of ours, slot 0 the placeholder (the module doc).
-        Some(unsafe { &*slot_pool(&self.unit_cache, i) })
+        let pool = slot_pool_or_return!(self, unit_cache, UNIT_SLOTS, u);
+        // SAFETY: a tagged slot names a live pool of ours, slot 0 the
+        // placeholder (the module doc).
+        Some(unsafe { &*pool })
     }
 
     /// Enters the unit holding `p`, a block of `pool` (of this heap), in the
     /// unit cache again: a free that missed the cache because another unit
     /// that shares the slot evicted it (a heap of more than 64 MiB) makes
-    /// the next frees there hit. Owner only.
-    pub fn recache_unit(&self, pool: &Pool, p: *const u8) {
+    /// the next frees there hit.
+    ///
+    /// # Safety
+    /// Called by the heap's owner (the cache's pool cells are its own), and
+    /// `pool` is a live pool of this heap holding `p`.
+    pub unsafe fn recache_unit(&self, pool: &Pool, p: *const u8) {
         self.cache_units(pool, p as usize & !(UNIT_SIZE - 1), 1);
     }
 
@@ -437,32 +441,19 @@ impl Heap {
     /// arena was unmapped since: the descriptor is then still mapped, so
     /// `free` may test `p` against it before it looks `p` up in the arena
     /// map (a consumer frees run after run of blocks of its producer's few
-    /// pools). The
-    /// descriptor may describe another pool by now, or none (`EMPTY_POOL`
-    /// for unit 0): the caller must check `p` with `Pool::is_block`, which
-    /// reads its current layout.
+    /// pools). The descriptor may describe another pool by now, or none
+    /// (`EMPTY_POOL` for unit 0): the caller must check `p` with
+    /// `Pool::is_block`, which reads its current layout.
     ///
     /// # Safety
     /// `self` is the calling thread's heap or the placeholder heap (whose
     /// cache is never written): the cache's cells are the owner's.
     #[inline(always)]
     pub unsafe fn remote_pool(&self, u: usize) -> Option<&'static Pool> {
-        let i = slot_words::<REMOTE_SLOTS>(u);
-        // SAFETY: i is from `slot_words` for this cache.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            tag_or!(self, remote_cache, i, u, {
-                return None;
-            })
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        if self.remote_cache[u % REMOTE_SLOTS].tag.load(Relaxed) != u {
-            return None;
-        }
         if self.remote_epoch.get() != arena::unmaps() {
             return None;
         }
-        let pool = slot_pool(&self.remote_cache, i);
+        let pool = slot_pool_or_return!(self, remote_cache, REMOTE_SLOTS, u);
         // SAFETY: `EMPTY_POOL` (slot 0, which unit 0 matches), or a
         // descriptor in an arena header, mapped while no arena has been
         // unmapped since it was entered (above). Never null: saying so
@@ -551,9 +542,12 @@ mod tests {
         assert!(cached(&h, at(u)).is_none() && names(&h, u + UNIT_SIZE, &a));
         assert!(names(&h, far, &b));
         // A free there (the general path) takes the slot back for a's unit.
-        h.recache_unit(&a, at(u + 48));
+        // SAFETY: the test's own heap, used by this thread only; a and b
+        // hold the addresses given.
+        unsafe { h.recache_unit(&a, at(u + 48)) };
         assert!(names(&h, u, &a) && cached(&h, at(far)).is_none());
-        h.recache_unit(&b, at(far + 16));
+        // SAFETY: as above.
+        unsafe { h.recache_unit(&b, at(far + 16)) };
         assert!(cached(&h, at(u)).is_none() && names(&h, far, &b));
         // Forgetting a's units leaves the slot b took.
         h.uncache_units(u, 2);

@@ -291,13 +291,13 @@ impl Heap {
                     self.has_empty_arena.set(false);
                 }
                 let warm = dirty - a.dirty_count();
-                purge::units_took_fresh((units - warm) * UNIT_SIZE);
                 self.add_dirty(-(warm as isize));
-                first = Some(f);
+                first = Some((f, warm));
             }
         }
-        let first = match first {
-            Some(f) => f,
+        // The first unit, and how many of the units had resident pages.
+        let (first, warm) = match first {
+            Some(taken) => taken,
             None => {
                 let got = arena::acquire(self as *const Heap as *mut ());
                 arena = got.arena;
@@ -316,16 +316,16 @@ impl Heap {
                 // A warm arena's resident free units are this heap's to
                 // reuse or purge now.
                 let left = a.dirty_count();
-                purge::units_took_fresh((units - (dirty - left)) * UNIT_SIZE);
                 if left != 0 {
                     self.add_dirty(left as isize);
                     if self.purge_due.load(Relaxed) == 0 {
                         self.set_purge_due(got.dirty_since + purge::delay_ms());
                     }
                 }
-                f
+                (f, dirty - left)
             }
         };
+        purge::units_took_fresh((units - warm) * UNIT_SIZE);
         // SAFETY: `arena` is live and ours.
         let a = unsafe { &*arena };
         self.rebucket(a);
