@@ -7,8 +7,8 @@
 //!    ours: no global lookup, no arena header). The cache is empty for a
 //!    thread without a heap and once hooks are installed;
 //! 2. the pool has carved a block starting exactly at `p`: one
-//!    multiplication, one rotation and one comparison check both that `p`
-//!    is a block start and that it is in range;
+//!    multiplication and one comparison check both that `p` is a block
+//!    start and that it is in range (`size_class::block_key`);
 //! 3. the block does not hold the freed key (else: a suspected double free);
 //! 4. push on the pool's free list; count; the pool's state changes
 //!    only if it became empty or was full.

@@ -38,16 +38,18 @@
 //!   the pool is empty), and in bit 31 `OUT_OF_QUEUE`, set exactly while
 //!   the pool is not linked in its heap's queue for its class. A pool
 //!   leaves the queue only when it has no free block.
+//! - `carved_limit` is `carved * step`, the bound `is_carved_block`
+//!   compares a block key with (`size_class::block_key`).
 //! - Shared, read by any thread holding a live block of the pool: `class`
-//!   and the `*_shared` copy of the pool's layout (start, block index
-//!   constants, capacity). They change only while the pool holds no live
-//!   block. `start`, `minv` and `shift` are the owner's copies, plain cells
-//!   that its fast path folds into its arithmetic.
+//!   and the `*_shared` copy of the pool's layout (start, the block check's
+//!   multiplier, the bound of its capacity). They change only while the
+//!   pool holds no live block. `start` and `mult` are the owner's copies,
+//!   plain cells that its fast path folds into its arithmetic.
 //! - The descriptor of a unit that holds no pool reads as all zero, so
 //!   `carved == 0` and every block-start check against it fails.
 
 use crate::config::*;
-use crate::size_class::{self, block_index};
+use crate::size_class::{self, block_key};
 use core::cell::Cell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
@@ -70,9 +72,9 @@ pub struct Pool {
     /// owner only; an atomic so that statistics may read it.
     pub state: AtomicU32,
     pub class: AtomicU8,
-    pub shift: Cell<u8>,
     pub start: Cell<usize>,
-    pub minv: Cell<u64>,
+    pub mult: Cell<u64>,
+    pub carved_limit: Cell<u64>,
     pub carved: Cell<usize>,
     /// Blocks `malloc`'s fast path handed out of this pool since it was
     /// made (an owner-only counter beside the fields it touches anyway;
@@ -85,12 +87,11 @@ pub struct Pool {
     /// Link in the owner heap's list of pools with remote frees (shared).
     pub remote_next: AtomicPtr<Pool>,
     /// The pool's layout for other threads' checks (`is_block`): the same
-    /// as `start`, `minv` and `shift` and the class's capacity, written
+    /// as `start` and `mult`, and the class's `capacity * step`, written
     /// when the pool is made.
-    shift_shared: AtomicU8,
-    capacity_shared: AtomicU64,
+    limit_shared: AtomicU64,
     start_shared: AtomicUsize,
-    minv_shared: AtomicU64,
+    mult_shared: AtomicU64,
     /// Owner only: an empty pool its heap keeps in the queue beyond the
     /// head (`Heap::keep_empty`).
     pub kept: Cell<bool>,
@@ -113,18 +114,17 @@ impl Pool {
             free: Cell::new(ptr::null_mut()),
             state: AtomicU32::new(0),
             class: AtomicU8::new(0),
-            shift: Cell::new(0),
             start: Cell::new(0),
-            minv: Cell::new(0),
+            mult: Cell::new(0),
+            carved_limit: Cell::new(0),
             carved: Cell::new(0),
             allocs: AtomicU64::new(0),
             next: Cell::new(ptr::null_mut()),
             thread_free: AtomicUsize::new(0),
             remote_next: AtomicPtr::new(ptr::null_mut()),
-            shift_shared: AtomicU8::new(0),
-            capacity_shared: AtomicU64::new(0),
+            limit_shared: AtomicU64::new(0),
             start_shared: AtomicUsize::new(0),
-            minv_shared: AtomicU64::new(0),
+            mult_shared: AtomicU64::new(0),
             kept: Cell::new(false),
             prev: Cell::new(ptr::null_mut()),
             _cold: [0; 8],
@@ -144,9 +144,9 @@ impl Pool {
         self.free.set(ptr::null_mut());
         self.state.store(OUT_OF_QUEUE, Relaxed);
         self.class.store(class as u8, Relaxed);
-        self.shift.set(info.shift);
         self.start.set(start as usize);
-        self.minv.set(info.minv);
+        self.mult.set(info.mult);
+        self.carved_limit.set(0);
         self.carved.set(0);
         self.allocs.store(0, Relaxed);
         self.kept.set(false);
@@ -154,10 +154,10 @@ impl Pool {
         self.prev.set(ptr::null_mut());
         self.thread_free.store(0, Relaxed);
         self.remote_next.store(ptr::null_mut(), Relaxed);
-        self.shift_shared.store(info.shift, Relaxed);
-        self.capacity_shared.store(info.capacity as u64, Relaxed);
+        self.limit_shared
+            .store(info.capacity as u64 * info.step, Relaxed);
         self.start_shared.store(start as usize, Relaxed);
-        self.minv_shared.store(info.minv, Relaxed);
+        self.mult_shared.store(info.mult, Relaxed);
     }
 
     /// The value written into the second word of every free block of this
@@ -183,11 +183,9 @@ impl Pool {
         // fail.
         unsafe { self.init(0, ptr::null_mut()) };
         self.state.store(0, Relaxed);
-        self.shift.set(0);
-        self.minv.set(0);
-        self.shift_shared.store(0, Relaxed);
-        self.capacity_shared.store(0, Relaxed);
-        self.minv_shared.store(0, Relaxed);
+        self.mult.set(0);
+        self.limit_shared.store(0, Relaxed);
+        self.mult_shared.store(0, Relaxed);
     }
 
     /// Blocks handed out and not yet freed to the owner.
@@ -260,7 +258,7 @@ impl Pool {
     #[inline(always)]
     pub unsafe fn is_carved_block(&self, p: *const u8) -> bool {
         let off = (p as usize).wrapping_sub(self.start.get()) as u64;
-        block_index(off, self.minv.get(), self.shift.get() as u32) < self.carved.get() as u64
+        block_key(off, self.mult.get()) < self.carved_limit.get()
     }
 
     /// Whether `p` (a pointer into this pool's units) is a block start
@@ -270,12 +268,7 @@ impl Pool {
     #[inline]
     pub fn is_block(&self, p: *const u8) -> bool {
         let off = (p as usize).wrapping_sub(self.start_shared.load(Relaxed)) as u64;
-        let index = block_index(
-            off,
-            self.minv_shared.load(Relaxed),
-            self.shift_shared.load(Relaxed) as u32,
-        );
-        index < self.capacity_shared.load(Relaxed)
+        block_key(off, self.mult_shared.load(Relaxed)) < self.limit_shared.load(Relaxed)
     }
 
     /// As above, with each load of the layout folded into the instruction
@@ -284,25 +277,21 @@ impl Pool {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub fn is_block(&self, p: *const u8) -> bool {
-        // SAFETY: reads four aligned words of this descriptor, the shared
-        // layout any thread may read; computes `block_index` as above.
+        // SAFETY: reads three aligned words of this descriptor, the shared
+        // layout any thread may read; computes `block_key` as above.
         unsafe {
             core::arch::asm!(
                 "mov {x}, {p}",
                 "sub {x}, qword ptr [{pool} + {start}]",
-                "imul {x}, qword ptr [{pool} + {minv}]",
-                "movzx ecx, byte ptr [{pool} + {shift}]",
-                "ror {x}, cl",
-                "cmp {x}, qword ptr [{pool} + {cap}]",
+                "imul {x}, qword ptr [{pool} + {mult}]",
+                "cmp {x}, qword ptr [{pool} + {limit}]",
                 "jae {no}",
                 p = in(reg) p,
                 pool = in(reg) self,
                 x = out(reg) _,
-                out("ecx") _,
                 start = const core::mem::offset_of!(Pool, start_shared),
-                minv = const core::mem::offset_of!(Pool, minv_shared),
-                shift = const core::mem::offset_of!(Pool, shift_shared),
-                cap = const core::mem::offset_of!(Pool, capacity_shared),
+                mult = const core::mem::offset_of!(Pool, mult_shared),
+                limit = const core::mem::offset_of!(Pool, limit_shared),
                 no = label { return false; },
                 options(nostack, readonly),
             );
@@ -396,6 +385,7 @@ impl Pool {
         }
         self.free.set(next);
         self.carved.set(carved + n);
+        self.carved_limit.set((carved + n) as u64 * info.step);
     }
 
     /// Pushes a block freed by the owner. True if the pool now needs its
@@ -555,6 +545,7 @@ impl Pool {
         }
         self.free.set(ptr::null_mut());
         self.carved.set(0);
+        self.carved_limit.set(0);
         true
     }
 

@@ -161,32 +161,42 @@ pub struct ClassInfo {
     pub block_size: u32,
     pub capacity: u32,
     pub units: u8,
-    /// `block_size = odd << shift`; `minv` is the inverse of `odd` modulo
-    /// 2^64. For an offset `off` into a pool, `block_index(off)` is
-    /// `off / block_size` when `off` is a multiple of the block size, and a
-    /// number of at least 2^46 otherwise, so one comparison with a block
-    /// count checks both that `off` is a block start and that it is in range.
-    pub shift: u8,
-    pub minv: u64,
+    /// The block check's multiplier: `ceil(2^64 / block_size)`, plus one
+    /// when that division is exact. For an offset `off` into a pool,
+    /// `block_key(off, mult)` (see there) is `off / block_size * step` when
+    /// `off` is a multiple of the block size, and at least `mult` (about
+    /// 2^64 / block_size) otherwise, so one comparison with `n * step`
+    /// checks both that `off` is a block start and that its index is
+    /// below `n`.
+    pub mult: u64,
+    /// `mult * block_size - 2^64`, in `1..=block_size`.
+    pub step: u64,
 }
 
-/// The inverse of the odd number `m` modulo 2^64 (Newton's iteration: each
-/// step doubles the number of correct low bits, starting from 3 for x = m).
-const fn inverse_mod_2_64(m: u64) -> u64 {
-    let mut x = m;
-    let mut i = 0;
-    while i < 5 {
-        x = x.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(x)));
-        i += 1;
+/// The block check's multiplier for `size` (see `ClassInfo::mult`).
+const fn block_mult(size: u64) -> u64 {
+    let ceil = u64::MAX / size + 1;
+    // A power of two divides 2^64: `step` would be 0.
+    if ceil.wrapping_mul(size) == 0 {
+        ceil + 1
+    } else {
+        ceil
     }
-    x
 }
 
-/// See `ClassInfo::minv`: the block index of offset `off` if it is a block
-/// start, a huge number otherwise.
+/// The key of offset `off` into a pool (D. Lemire, O. Kaser and N. Kurz,
+/// "Faster remainder by direct computation", 2019): with `off = j * size
+/// + r`, `r < size`, and `mult * size = 2^64 + step`, the product is
+/// `j * step + r * mult` modulo 2^64. For the offsets of a pool (a few MiB
+/// at most, far below `mult`) that sum does not wrap, so it is `j * step`
+/// for a block start and at least `mult` for any other offset; `step >= 1`
+/// makes it grow with `j`. An offset below the pool's start wraps around
+/// to at least `mult - step` (tests: `block_key_finds_block_starts_only`).
+/// One multiplication, where an exact division test by an even size also
+/// needs a rotation and its count.
 #[inline(always)]
-pub fn block_index(off: u64, minv: u64, shift: u32) -> u64 {
-    off.wrapping_mul(minv).rotate_right(shift)
+pub fn block_key(off: u64, mult: u64) -> u64 {
+    off.wrapping_mul(mult)
 }
 
 const fn make_table() -> [ClassInfo; NUM_CLASSES] {
@@ -194,19 +204,19 @@ const fn make_table() -> [ClassInfo; NUM_CLASSES] {
         block_size: 0,
         capacity: 0,
         units: 0,
-        shift: 0,
-        minv: 0,
+        mult: 0,
+        step: 0,
     }; NUM_CLASSES];
     let mut c = 0;
     while c < NUM_CLASSES {
-        let size = block_size(c);
-        let shift = size.trailing_zeros();
+        let size = block_size(c) as u64;
+        let mult = block_mult(size);
         t[c] = ClassInfo {
             block_size: size as u32,
             capacity: pool_capacity(c) as u32,
             units: pool_units(c) as u8,
-            shift: shift as u8,
-            minv: inverse_mod_2_64((size >> shift) as u64),
+            mult,
+            step: mult.wrapping_mul(size),
         };
         c += 1;
     }
@@ -305,18 +315,30 @@ mod tests {
     }
 
     #[test]
-    fn block_index_finds_block_starts_only() {
+    fn block_key_finds_block_starts_only() {
         for c in 0..NUM_CLASSES {
             // SAFETY: c < NUM_CLASSES.
             let inf = unsafe { info(c) };
             let size = inf.block_size as u64;
-            let max_off = inf.units as u64 * UNIT_SIZE as u64;
-            for off in 0..max_off {
-                let q = block_index(off, inf.minv, inf.shift as u32);
-                if off % size == 0 {
-                    assert_eq!(q, off / size, "class {c} offset {off}");
-                } else {
-                    assert!(q >= 1 << 40, "class {c} offset {off}: {q}");
+            let cap = inf.capacity as u64;
+            assert!(inf.step >= 1 && inf.step <= size, "class {c}");
+            let pool_bytes = inf.units as u64 * UNIT_SIZE as u64;
+            // Every offset of the pool's units, and a unit's worth on
+            // either side of them.
+            let unit = UNIT_SIZE as u64;
+            for off in (0..pool_bytes + 2 * unit).map(|o| o.wrapping_sub(unit)) {
+                let key = block_key(off, inf.mult);
+                let start = off < pool_bytes && off % size == 0;
+                for n in [1, cap / 2 + 1, cap] {
+                    assert_eq!(
+                        key < n * inf.step,
+                        start && off / size < n,
+                        "class {c} offset {} limit {n}",
+                        off as i64
+                    );
+                }
+                if start {
+                    assert_eq!(key, off / size * inf.step, "class {c} offset {off}");
                 }
             }
         }
