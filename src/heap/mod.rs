@@ -622,54 +622,62 @@ mod tests {
         .unwrap();
     }
 
+    /// Fills `limit + 3` pools of `size`-byte blocks and frees them all:
+    /// the head and `limit` kept empty pools stay in the queue.
+    fn check_kept_empty_pools(size: usize, limit: u8) {
+        let class = size_class::class_of(size).unwrap();
+        assert_eq!(queue::keep_empty_limit(class), limit, "{size} B");
+        // SAFETY: a class from `class_of`.
+        let cap = unsafe { size_class::info(class) }.capacity as usize;
+        let pools = limit as usize + 3;
+        // The lists' own buffers (32 KiB) are of another class.
+        let mut blocks: Vec<usize> = Vec::with_capacity(4096);
+        blocks.extend((0..cap * pools).map(|_| alloc::malloc(size) as usize));
+        assert!(blocks.iter().all(|&p| p != 0));
+        // SAFETY: our own live heap.
+        let heap = unsafe { &*current() };
+        let pools_of = |h: &Heap| {
+            let mut n = 0;
+            let mut p = h.heads[class + 1].get();
+            while !p.is_null() && !ptr::eq(p, empty_pool()) {
+                n += 1;
+                // SAFETY: queued pools are live pools of ours.
+                p = unsafe { &*p }.next.get();
+            }
+            n
+        };
+        // The full pools left the queue; the head is the last one made.
+        // Free everything: every pool but the head empties out of order.
+        for &p in &blocks {
+            // SAFETY: live blocks, freed once.
+            unsafe { free::free(p as *mut u8, "free") };
+        }
+        assert_eq!(heap.kept_empty[class].get(), limit, "{size} B");
+        // The head and the kept ones stay in the queue, the rest went back.
+        assert_eq!(pools_of(heap), 1 + limit as usize, "{size} B");
+        // Allocation reaches the kept pools again as they become heads.
+        let mut again: Vec<usize> = Vec::with_capacity(4096);
+        again.extend((0..cap * (1 + limit as usize)).map(|_| alloc::malloc(size) as usize));
+        assert_eq!(heap.kept_empty[class].get(), 0);
+        for &p in &again {
+            // SAFETY: as above.
+            unsafe { free::free(p as *mut u8, "free") };
+        }
+        // obm_trim releases them; none is left counted.
+        trim_all();
+        assert_eq!(heap.kept_empty[class].get(), 0);
+        assert!(pools_of(heap) <= 1, "{size} B: {} pools", pools_of(heap));
+    }
+
     #[test]
     fn empty_pools_of_few_blocks_are_kept_up_to_the_limit() {
         std::thread::spawn(|| {
-            // 20 KiB blocks: a class whose pools hold few blocks.
-            let size = 20 << 10;
-            let class = size_class::class_of(size).unwrap();
-            // SAFETY: a class from `class_of`.
-            let cap = unsafe { size_class::info(class) }.capacity as usize;
-            assert!(cap as u32 <= KEEP_EMPTY_CAPACITY);
-            let pools = KEEP_EMPTY_POOLS as usize + 3;
-            let blocks: Vec<usize> = (0..cap * pools)
-                .map(|_| alloc::malloc(size) as usize)
-                .collect();
-            assert!(blocks.iter().all(|&p| p != 0));
-            // SAFETY: our own live heap.
-            let heap = unsafe { &*current() };
-            let pools_of = |h: &Heap| {
-                let mut n = 0;
-                let mut p = h.heads[class + 1].get();
-                while !p.is_null() && !ptr::eq(p, empty_pool()) {
-                    n += 1;
-                    // SAFETY: queued pools are live pools of ours.
-                    p = unsafe { &*p }.next.get();
-                }
-                n
-            };
-            // The full pools left the queue; the head is the last one made.
-            // Free everything: every pool but the head empties out of order.
-            for &p in &blocks {
-                // SAFETY: live blocks, freed once.
-                unsafe { free::free(p as *mut u8, "free") };
-            }
-            assert_eq!(heap.kept_empty[class].get(), KEEP_EMPTY_POOLS);
-            // The head and the kept ones stay in the queue, the rest went back.
-            assert_eq!(pools_of(heap), 1 + KEEP_EMPTY_POOLS as usize);
-            // Allocation reaches the kept pools again as they become heads.
-            let again: Vec<usize> = (0..cap * (1 + KEEP_EMPTY_POOLS as usize))
-                .map(|_| alloc::malloc(size) as usize)
-                .collect();
-            assert_eq!(heap.kept_empty[class].get(), 0);
-            for &p in &again {
-                // SAFETY: as above.
-                unsafe { free::free(p as *mut u8, "free") };
-            }
-            // obm_trim releases them; none is left counted.
-            trim_all();
-            assert_eq!(heap.kept_empty[class].get(), 0);
-            assert!(pools_of(heap) <= 1);
+            // 20 KiB blocks: pools of few blocks, two kept.
+            check_kept_empty_pools(20 << 10, KEEP_EMPTY_POOLS);
+            // 512 B: one-unit pools of 32 blocks, one kept.
+            check_kept_empty_pools(512, 1);
+            // 128 B: 128 blocks a pool, none kept.
+            check_kept_empty_pools(128, 0);
         })
         .join()
         .unwrap();

@@ -1,9 +1,9 @@
 //! The per-class pool queues of a heap. The queue's head is the pool
 //! allocations come from. Pools that fill up leave the queue; a free into
 //! a full pool puts it back at the tail. An empty pool is kept if it is
-//! the head, or, for classes whose pools hold at most KEEP_EMPTY_CAPACITY
-//! blocks, as one of up to KEEP_EMPTY_POOLS kept ones (`keep_empty`);
-//! others go back to their arena at once.
+//! the head, or, for classes whose pools hold few blocks, as one of up to
+//! `keep_empty_limit` kept ones (`keep_empty`); others go back to their
+//! arena at once.
 
 use super::registry::purge_if_due;
 use super::*;
@@ -125,9 +125,9 @@ impl Heap {
         purge_if_due();
     }
 
-    /// Keeps `pool`, empty, in its queue instead of releasing it, if its
-    /// class's pools hold few blocks and the heap keeps fewer than
-    /// KEEP_EMPTY_POOLS of them (and the heap has a thread). Allocation
+    /// Keeps `pool`, empty, in its queue instead of releasing it, if the
+    /// heap keeps fewer than `keep_empty_limit` of its class (and the heap
+    /// has a thread). Allocation
     /// reaches it when it becomes the head (`unkeep`).
     fn keep_empty(&self, pool: &Pool) -> bool {
         if pool.kept.get() {
@@ -135,11 +135,7 @@ impl Heap {
         }
         let class = pool.class();
         let kept = &self.kept_empty[class];
-        if !self.is_active()
-            // SAFETY: a pool's class is < NUM_CLASSES (`Pool::block_size`).
-            || unsafe { size_class::info(class) }.capacity > KEEP_EMPTY_CAPACITY
-            || kept.get() >= KEEP_EMPTY_POOLS
-        {
+        if !self.is_active() || kept.get() >= keep_empty_limit(class) {
             return false;
         }
         kept.set(kept.get() + 1);
@@ -429,5 +425,18 @@ pub(super) fn pool_gained(pool: &Pool, heap: &Heap) {
             return;
         }
         heap.release_pool(pool);
+    }
+}
+
+/// How many empty pools of `class` a heap keeps beyond the head.
+pub(super) fn keep_empty_limit(class: usize) -> u8 {
+    // SAFETY: a pool's class is < NUM_CLASSES (`Pool::block_size`).
+    let info = unsafe { size_class::info(class) };
+    if info.capacity <= KEEP_EMPTY_CAPACITY {
+        KEEP_EMPTY_POOLS
+    } else if info.units == 1 && info.capacity <= KEEP_ONE_EMPTY_CAPACITY {
+        1
+    } else {
+        0
     }
 }
