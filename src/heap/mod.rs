@@ -674,10 +674,11 @@ mod tests {
         std::thread::spawn(|| {
             // 20 KiB blocks: pools of few blocks, two kept.
             check_kept_empty_pools(20 << 10, KEEP_EMPTY_POOLS);
-            // 512 B: one-unit pools of 32 blocks, one kept.
+            // 512 B and 64 B: one-unit pools of 32 and 256 blocks, one kept.
             check_kept_empty_pools(512, 1);
-            // 128 B: 128 blocks a pool, none kept.
-            check_kept_empty_pools(128, 0);
+            check_kept_empty_pools(64, 1);
+            // 1664 B: two-unit pools of 19 blocks, none kept.
+            check_kept_empty_pools(1664, 0);
         })
         .join()
         .unwrap();
