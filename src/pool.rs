@@ -105,6 +105,7 @@ pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
 pub(crate) const OUT_OF_QUEUE: u32 = 1 << 31;
 /// Bit of `Pool::thread_free`: on the heap's remote list, or about to be.
 const QUEUED: usize = 1;
+const _: () = assert!(QUEUED == 1, "push_thread_free's `lea` sets bit 0");
 const _: () = assert!(core::mem::size_of::<Pool>() == 1 << POOL_SIZE_SHIFT);
 const _: () = assert!(core::mem::size_of::<Block>() <= ALIGNMENT);
 
@@ -441,6 +442,7 @@ impl Pool {
     ///
     /// # Safety
     /// `b` is a live block of this pool, marked with the freed key by the caller.
+    #[cfg(not(target_arch = "x86_64"))]
     #[inline(always)]
     pub unsafe fn push_thread_free(&self, b: *mut Block) -> bool {
         let mut cur = self.thread_free.load(Relaxed);
@@ -456,6 +458,44 @@ impl Pool {
                 Err(c) => cur = c,
             }
         }
+    }
+
+    /// As above, in five instructions a round where LLVM takes seven: the
+    /// CAS's expected value stays in `rax`, where a failed `cmpxchg` leaves
+    /// the current one, and `b | QUEUED` is `b + 1` (a block start is
+    /// 16-byte aligned), one `lea`.
+    ///
+    /// # Safety
+    /// As above.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub unsafe fn push_thread_free(&self, b: *mut Block) -> bool {
+        debug_assert!((b as usize).is_multiple_of(ALIGNMENT));
+        let old: usize;
+        // SAFETY: the block is ours to link until the owner takes it; the
+        // list word is an aligned AtomicUsize of this descriptor. `lock
+        // cmpxchg` is a full barrier: the owner's Acquire take sees the
+        // link and the key (the Release of the portable version).
+        unsafe {
+            core::arch::asm!(
+                "lea {new}, [{b} + 1]",
+                "mov rax, qword ptr [{pool} + {tf}]",
+                "2:",
+                "mov {link}, rax",
+                "and {link}, -2",
+                "mov qword ptr [{b}], {link}",
+                "lock cmpxchg qword ptr [{pool} + {tf}], {new}",
+                "jne 2b",
+                b = in(reg) b,
+                pool = in(reg) self,
+                new = out(reg) _,
+                link = out(reg) _,
+                out("rax") old,
+                tf = const core::mem::offset_of!(Pool, thread_free),
+                options(nostack),
+            );
+        }
+        old & QUEUED == 0
     }
 
     /// Whether other threads' frees wait on `thread_free`.
