@@ -88,15 +88,25 @@ const _: () = assert!(core::mem::offset_of!(Arena, pools) == 0);
 /// The offset of `unit_pool` in the header.
 const UNIT_POOL_OFFSET: usize = core::mem::offset_of!(Arena, unit_pool);
 
-/// Arenas given back to the OS so far: a pointer into an arena header read
-/// while this count was `n` stays readable as long as it is still `n`
-/// (the remote-free cache, `Heap::remote_pool`).
-static UNMAPS: AtomicUsize = AtomicUsize::new(0);
+/// What runs before arenas are unmapped (`set_before_unmap`), as a
+/// `fn()` cast to an address; 0 for nothing.
+static BEFORE_UNMAP: AtomicUsize = AtomicUsize::new(0);
 
-/// The count of arenas unmapped so far (see `UNMAPS`).
-#[inline(always)]
-pub fn unmaps() -> usize {
-    UNMAPS.load(Relaxed)
+/// Has `f` run before any arena is unmapped, so that a layer above that
+/// keeps pointers into arena headers (the caches of other heaps' pools,
+/// `Heap::remote_pool`) forgets them before their memory goes. It runs
+/// with the reserve lock held, and must not take it.
+pub fn set_before_unmap(f: fn()) {
+    BEFORE_UNMAP.store(f as usize, SeqCst);
+}
+
+fn before_unmap() {
+    let f = BEFORE_UNMAP.load(SeqCst);
+    if f != 0 {
+        // SAFETY: only `set_before_unmap` stores a nonzero value, a `fn()`.
+        let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
+        f();
+    }
 }
 
 /// The arena containing `p`.
@@ -530,15 +540,15 @@ unsafe fn release_discarded(a: *mut Arena) {
         r.arenas[c] = a as usize;
         r.count += 1;
     } else {
-        UNMAPS.fetch_add(1, SeqCst);
+        before_unmap();
         // SAFETY: per the contract; the reserve lock is held.
         unsafe { unmap_locked(a as usize) };
     }
 }
 
-/// Unregisters and unmaps an arena of the reserve's. `UNMAPS` must have
-/// been bumped first, so that the caches of other heaps' pools stop
-/// naming descriptors in it.
+/// Unregisters and unmaps an arena of the reserve's. `before_unmap` must
+/// have run first, so that the caches of other heaps' pools stop naming
+/// descriptors in it.
 ///
 /// # Safety
 /// The caller holds the reserve lock (so that `for_each_pool` never reads
@@ -611,7 +621,7 @@ pub fn give_back_address_space() -> bool {
     if n > 0 {
         // Before the unmaps, as in `release_discarded`: the caches of
         // other heaps' pools stop naming descriptors in these arenas.
-        UNMAPS.fetch_add(1, SeqCst);
+        before_unmap();
     }
     for &a in &r.arenas[..n] {
         // SAFETY: the lock is held; a reserve arena is empty and unused,

@@ -184,7 +184,7 @@ pub unsafe fn free_remote_uncached(p: *mut u8) {
 unsafe fn free_remote_block(pool: &Pool, p: *mut u8) {
     // SAFETY: p is a block of `pool`, whose descriptor is in the header of
     // p's arena: that header is mapped (the arena map said so, or the
-    // cache's epoch does).
+    // cache had the entry, which it loses before an arena is unmapped).
     let owner = heap::owner_of(unsafe { &*arena::arena_of(p) });
     let b = p as *mut Block;
     // SAFETY: p is a block start, checked above.

@@ -108,8 +108,6 @@ pub struct Heap {
     purge_due: AtomicU64,
     /// Owner only: events left before `purge_tick` next looks at the clock.
     purge_ticks: Cell<u32>,
-    /// Owner only: `arena::unmaps()` when `remote_cache` was last emptied.
-    remote_epoch: Cell<usize>,
     /// Pools with blocks freed by other threads, linked by `remote_next`.
     remote: AtomicPtr<Pool>,
     /// Every heap ever made, newest first (push-only).
@@ -261,7 +259,6 @@ impl Heap {
             dirty_units: Cell::new(0),
             purge_due: AtomicU64::new(0),
             purge_ticks: Cell::new(0),
-            remote_epoch: Cell::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
@@ -311,7 +308,6 @@ impl Heap {
             ptr::addr_of_mut!((*h).dirty_units).write(Cell::new(0));
             ptr::addr_of_mut!((*h).purge_due).write(AtomicU64::new(0));
             ptr::addr_of_mut!((*h).purge_ticks).write(Cell::new(0));
-            ptr::addr_of_mut!((*h).remote_epoch).write(Cell::new(0));
             ptr::addr_of_mut!((*h).remote).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
@@ -437,27 +433,23 @@ pub fn owner_of(a: &Arena) -> *mut Heap {
 
 impl Heap {
     /// The descriptor this thread last found for unit `u` (of a pointer
-    /// `p`) when it freed a block there into another thread's heap, if no
-    /// arena was unmapped since: the descriptor is then still mapped, so
-    /// `free` may test `p` against it before it looks `p` up in the arena
-    /// map (a consumer frees run after run of blocks of its producer's few
-    /// pools). The descriptor may describe another pool by now, or none
-    /// (`EMPTY_POOL` for unit 0): the caller must check `p` with
-    /// `Pool::is_block`, which reads its current layout.
+    /// `p`) when it freed a block there into another thread's heap: still
+    /// mapped, since the cache is emptied before any arena is unmapped
+    /// (`forget_remote_pools`), so `free` may test `p` against it before
+    /// it looks `p` up in the arena map (a consumer frees run after run of
+    /// blocks of its producer's few pools). The descriptor may describe
+    /// another pool by now, or none (`EMPTY_POOL` for unit 0): the caller
+    /// must check `p` with `Pool::is_block`, which reads its current layout.
     ///
     /// # Safety
     /// `self` is the calling thread's heap or the placeholder heap (whose
     /// cache is never written): the cache's cells are the owner's.
     #[inline(always)]
     pub unsafe fn remote_pool(&self, u: usize) -> Option<&'static Pool> {
-        if self.remote_epoch.get() != arena::unmaps() {
-            return None;
-        }
         let pool = slot_pool_or_return!(self, remote_cache, REMOTE_SLOTS, u);
         // SAFETY: `EMPTY_POOL` (slot 0, which unit 0 matches), or a
-        // descriptor in an arena header, mapped while no arena has been
-        // unmapped since it was entered (above). Never null: saying so
-        // saves a test.
+        // descriptor in an arena header, mapped while the entry is there
+        // (above). Never null: saying so saves a test.
         unsafe {
             core::hint::assert_unchecked(!pool.is_null());
             Some(&*pool)
@@ -465,17 +457,12 @@ impl Heap {
     }
 
     /// Enters `pool` as the descriptor for `p`'s unit in `remote_pool`'s
-    /// cache, emptied first if an arena was unmapped since it last was.
-    /// Owner only; not the placeholder heap, which is never written (see
-    /// `registry::cache_remote_pool`).
+    /// cache. Owner only; not the placeholder heap, which is never written
+    /// (see `registry::cache_remote_pool`). `p` is a live block of `pool`,
+    /// so its arena, which holds the descriptor, cannot be unmapped before
+    /// the entry is made, and `forget_remote_pools` removes the entry
+    /// before it is.
     fn cache_remote_pool(&self, p: *const u8, pool: &Pool) {
-        let epoch = arena::unmaps();
-        if self.remote_epoch.get() != epoch {
-            for slot in &self.remote_cache {
-                slot.tag.store(0, Relaxed);
-            }
-            self.remote_epoch.set(epoch);
-        }
         let u = p as usize >> UNIT_SHIFT;
         if u % REMOTE_SLOTS == 0 {
             return;
@@ -488,6 +475,21 @@ impl Heap {
             slot.tag.store(0, SeqCst);
         }
     }
+}
+
+/// Empties every heap's cache of other heaps' pools: arenas are about to
+/// be unmapped (`arena::set_before_unmap`), and a descriptor in one must
+/// not be read again. An owner reading its cache meanwhile only frees a
+/// live block, whose arena stays mapped.
+fn forget_remote_pools() {
+    for_each_heap(|h| {
+        for slot in &h.remote_cache {
+            // Read first: most slots were never written.
+            if slot.tag.load(SeqCst) != 0 {
+                slot.tag.store(0, SeqCst);
+            }
+        }
+    });
 }
 
 /// From now on every heap takes the slow paths (hooks were installed): its
@@ -563,6 +565,55 @@ mod tests {
         assert!(cached(&NO_HEAP.0, at(u)).is_none());
         // SAFETY: slot 1 exists; the placeholder's pool is never written.
         assert!(unsafe { NO_HEAP.0.alloc_pool(1).pop() }.is_null());
+    }
+
+    #[test]
+    fn unmapping_an_arena_empties_the_caches_of_other_heaps_pools() {
+        // This thread's heap caches the pool of a block it frees for
+        // another thread, which stays alive meanwhile.
+        let (to_owner, done) = std::sync::mpsc::channel::<()>();
+        let (to_freer, block) = std::sync::mpsc::channel::<usize>();
+        let owner = std::thread::spawn(move || {
+            to_freer.send(alloc::malloc(64) as usize).unwrap();
+            done.recv().unwrap();
+        });
+        let p = block.recv().unwrap();
+        // SAFETY: a live block of the other thread's heap, freed once (as
+        // `free` does when its caches miss).
+        unsafe { free::free_remote_uncached(p as *mut u8) };
+        // SAFETY: this thread's heap (the free made it one).
+        let me = unsafe { &*current() };
+        let u = p >> UNIT_SHIFT;
+        // SAFETY: our own heap.
+        let cached = |u| unsafe { me.remote_pool(u) }.is_some();
+        assert!(
+            u % REMOTE_SLOTS == 0 || cached(u),
+            "the free cached the pool"
+        );
+        // An unmap of any arena: make one empty, into the reserve, and
+        // give the reserve's address space back (tests running meanwhile
+        // may take the reserve's arenas: try again).
+        let mut unmapped = false;
+        for _ in 0..20 {
+            std::thread::spawn(|| {
+                let blocks: Vec<usize> = (0..64).map(|_| alloc::malloc(8000) as usize).collect();
+                for b in blocks {
+                    // SAFETY: live blocks of ours, freed once.
+                    unsafe { free::free(b as *mut u8, "free") };
+                }
+                trim_all();
+            })
+            .join()
+            .unwrap();
+            if arena::give_back_address_space() {
+                unmapped = true;
+                break;
+            }
+        }
+        assert!(unmapped, "no arena of the reserve was unmapped");
+        assert!(!cached(u), "an entry survived the unmap");
+        to_owner.send(()).unwrap();
+        owner.join().unwrap();
     }
 
     #[test]

@@ -212,6 +212,8 @@ fn init_current() -> *mut Heap {
                 r.slab = r.slab.add(size);
                 (*h).state.store(ACTIVE, Relaxed);
             }
+            // Before any heap can cache a descriptor of another's pool.
+            arena::set_before_unmap(super::forget_remote_pools);
             let mut head = ALL_HEAPS.load(Relaxed);
             loop {
                 // SAFETY: h is valid and not yet published.
