@@ -161,7 +161,13 @@ impl Arena {
         let head = unsafe { self.pool(first) };
         // SAFETY: per the contract the class is valid, the units are the
         // pool's alone, and no other thread uses the unused descriptor.
-        unsafe { head.init(class, self.unit_start(first)) };
+        unsafe {
+            head.init(
+                class,
+                self.unit_start(first),
+                self.owner.load(Relaxed) as usize,
+            )
+        };
         for u in first..first + n {
             self.unit_pool[u].store(descriptor_offset(first) as u16, Relaxed);
         }

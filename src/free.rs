@@ -182,10 +182,10 @@ pub unsafe fn free_remote_uncached(p: *mut u8) {
 /// As `free`; `pool.is_block(p)`.
 #[inline(always)]
 unsafe fn free_remote_block(pool: &Pool, p: *mut u8) {
-    // SAFETY: p is a block of `pool`, whose descriptor is in the header of
-    // p's arena: that header is mapped (the arena map said so, or the
-    // cache had the entry, which it loses before an arena is unmapped).
-    let owner = heap::owner_of(unsafe { &*arena::arena_of(p) });
+    // p is a block of `pool`, whose descriptor is in the header of p's
+    // arena: that header is mapped (the arena map said so, or the cache
+    // had the entry, which it loses before an arena is unmapped).
+    let owner = heap::owner_of_pool(pool);
     let b = p as *mut Block;
     // SAFETY: p is a block start, checked above.
     if unsafe { (*b).freed_key } == pool.freed_key() {

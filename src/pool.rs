@@ -40,10 +40,10 @@
 //!   leaves the queue only when it has no free block.
 //! - `carved_limit` is `carved * step`, the bound `is_carved_block`
 //!   compares a block key with (`size_class::block_key`).
-//! - Shared, read by any thread holding a live block of the pool: `class`
-//!   and the `*_shared` copy of the pool's layout (start, the block check's
-//!   multiplier, the bound of its capacity). They change only while the
-//!   pool holds no live block. `start` and `mult` are the owner's copies,
+//! - Shared, read by any thread holding a live block of the pool: `class`,
+//!   the `*_shared` copy of the pool's layout (start, the block check's
+//!   multiplier, the bound of its capacity) and the owner heap's address.
+//!   They change only while the pool holds no live block. `start` and `mult` are the owner's copies,
 //!   plain cells that its fast path folds into its arithmetic.
 //! - The descriptor of a unit that holds no pool reads as all zero, so
 //!   `carved == 0` and every block-start check against it fails.
@@ -97,7 +97,10 @@ pub struct Pool {
     pub kept: Cell<bool>,
     /// The other link in the owner heap's queue (slow paths only).
     pub prev: Cell<*mut Pool>,
-    _cold: [u8; 8],
+    /// The address of the heap that owns the pool's arena (shared): what a
+    /// remote free reads instead of the arena header. An arena keeps its
+    /// owner for as long as it holds pools (heaps are adopted whole).
+    owner_shared: AtomicUsize,
 }
 
 pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
@@ -128,18 +131,19 @@ impl Pool {
             mult_shared: AtomicU64::new(0),
             kept: Cell::new(false),
             prev: Cell::new(ptr::null_mut()),
-            _cold: [0; 8],
+            owner_shared: AtomicUsize::new(0),
         }
     }
 
-    /// Makes this (unused) descriptor serve `class` from `start`.
+    /// Makes this (unused) descriptor serve `class` from `start`, in an
+    /// arena of the heap at address `owner`.
     ///
     /// # Safety
     /// `class < NUM_CLASSES`; `start` is the first byte of the class's
     /// pool-sized run of units, which this pool alone will hold; the
     /// caller owns the descriptor, which holds no pool (no other thread
     /// uses it: see `Arena::make_pool`).
-    pub unsafe fn init(&self, class: usize, start: *mut u8) {
+    pub unsafe fn init(&self, class: usize, start: *mut u8, owner: usize) {
         // SAFETY: class < NUM_CLASSES per the contract.
         let info = unsafe { size_class::info(class) };
         self.free.set(ptr::null_mut());
@@ -159,6 +163,15 @@ impl Pool {
             .store(info.capacity as u64 * info.step, Relaxed);
         self.start_shared.store(start as usize, Relaxed);
         self.mult_shared.store(info.mult, Relaxed);
+        self.owner_shared.store(owner, Relaxed);
+    }
+
+    /// The address of the heap owning the pool's arena (see
+    /// `owner_shared`); 0 for an unused descriptor. Any thread holding a
+    /// live block of the pool may ask.
+    #[inline(always)]
+    pub fn owner(&self) -> usize {
+        self.owner_shared.load(Relaxed)
     }
 
     /// The value written into the second word of every free block of this
@@ -182,7 +195,7 @@ impl Pool {
         // SAFETY: class 0 exists; per the contract the descriptor is the
         // caller's alone, and all-zero layout fields make every block check
         // fail.
-        unsafe { self.init(0, ptr::null_mut()) };
+        unsafe { self.init(0, ptr::null_mut(), 0) };
         self.state.store(0, Relaxed);
         self.mult.set(0);
         self.limit_shared.store(0, Relaxed);
@@ -660,7 +673,7 @@ mod tests {
         // SAFETY: a class from `class_of`; `mem` holds a page-aligned unit
         // (a pool of the small classes the tests use), the pool's alone,
         // and the descriptor is the test's.
-        unsafe { pool.init(class, start) };
+        unsafe { pool.init(class, start, 0) };
         (pool, start)
     }
 

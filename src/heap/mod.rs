@@ -116,10 +116,12 @@ pub struct Heap {
     next_abandoned: Cell<*mut Heap>,
     pub stats: HeapStats,
     /// Owner only: other heaps' pools this thread freed blocks into, by
-    /// unit, as the unit cache (`remote_pool`), with its rules: tag 0 is
-    /// empty, slot 0 is never used and names `EMPTY_POOL`. Emptied once
-    /// hooks are installed, like the unit cache.
-    remote_cache: [UnitSlot; REMOTE_SLOTS],
+    /// unit (`remote_pool`), with the unit cache's rules: tag 0 is empty,
+    /// slot 0 is never used and names `EMPTY_POOL`. Emptied once hooks are
+    /// installed, like the unit cache. Tags and pools are apart, so that a
+    /// slot's index is the unit's low byte (one `movzx`) scaled by 8.
+    remote_tags: [AtomicUsize; REMOTE_SLOTS],
+    remote_pools: [Cell<*const Pool>; REMOTE_SLOTS],
     /// The unit cache (see the module doc). Last in the struct and zero
     /// when empty, so that a new heap's untouched pages stay untouched.
     unit_cache: [UnitSlot; UNIT_SLOTS],
@@ -168,39 +170,6 @@ fn slot_words<const SLOTS: usize>(u: usize) -> usize {
     {
         (u % SLOTS) * 2
     }
-}
-
-/// The pool of unit `$u`'s slot in the heap's cache `$cache` (a field of
-/// `Heap`, of `$slots` slots), or `return None` from the calling function
-/// if the slot's tag is not `$u`. On x86-64 the tag is compared in memory
-/// (`asm!`: LLVM would load the atomic into a register first), at a
-/// constant offset from the heap. To be used in an unsafe function whose
-/// contract makes the slot's pool cell the caller's to read.
-macro_rules! slot_pool_or_return {
-    ($heap:expr, $cache:ident, $slots:expr, $u:expr) => {{
-        let u: usize = $u;
-        let i = slot_words::<{ $slots }>(u);
-        // SAFETY: i is from `slot_words` for this cache, so word i is the
-        // tag of u's slot, in the array; the asm only reads it.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            core::arch::asm!(
-                "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
-                "jne {miss}",
-                h = in(reg) $heap as *const Heap,
-                i = in(reg) i,
-                u = in(reg) u,
-                at = const core::mem::offset_of!(Heap, $cache),
-                miss = label { return None; },
-                options(nostack, readonly),
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        if $heap.$cache[u % $slots].tag.load(Relaxed) != u {
-            return None;
-        }
-        slot_pool(&$heap.$cache, i)
-    }};
 }
 
 /// The pool of the slot whose tag is word `i` of `cache` (`slot_words`):
@@ -263,10 +232,11 @@ impl Heap {
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
             stats: HeapStats::new(),
-            remote_cache: {
-                let mut slots = [UnitSlot::EMPTY; REMOTE_SLOTS];
-                slots[0].pool = Cell::new(&EMPTY_POOL.0 as *const Pool);
-                slots
+            remote_tags: [const { AtomicUsize::new(0) }; REMOTE_SLOTS],
+            remote_pools: {
+                let mut pools = [const { Cell::new(ptr::null()) }; REMOTE_SLOTS];
+                pools[0] = Cell::new(&EMPTY_POOL.0 as *const Pool);
+                pools
             },
             unit_cache: {
                 let mut slots = [UnitSlot::EMPTY; UNIT_SLOTS];
@@ -313,7 +283,7 @@ impl Heap {
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).stats).write(HeapStats::new());
             ptr::addr_of_mut!((*h).unit_cache[0].pool).write(Cell::new(empty_pool()));
-            ptr::addr_of_mut!((*h).remote_cache[0].pool).write(Cell::new(empty_pool()));
+            ptr::addr_of_mut!((*h).remote_pools[0]).write(Cell::new(empty_pool()));
         }
     }
 
@@ -378,7 +348,29 @@ impl Heap {
     /// pool entries are plain cells only the owner writes.
     #[inline(always)]
     pub unsafe fn cached_pool(&self, u: usize) -> Option<&Pool> {
-        let pool = slot_pool_or_return!(self, unit_cache, UNIT_SLOTS, u);
+        let i = slot_words::<UNIT_SLOTS>(u);
+        // The tag is compared in memory (`asm!`: LLVM would load the atomic
+        // into a register first).
+        // SAFETY: i is from `slot_words` for this cache, so word i is the
+        // tag of u's slot, in the array; the asm only reads it.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            core::arch::asm!(
+                "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
+                "jne {miss}",
+                h = in(reg) self as *const Heap,
+                i = in(reg) i,
+                u = in(reg) u,
+                at = const core::mem::offset_of!(Heap, unit_cache),
+                miss = label { return None; },
+                options(nostack, readonly),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        if self.unit_cache[u % UNIT_SLOTS].tag.load(Relaxed) != u {
+            return None;
+        }
+        let pool = slot_pool(&self.unit_cache, i);
         // SAFETY: a tagged slot names a live pool of ours, slot 0 the
         // placeholder (the module doc).
         Some(unsafe { &*pool })
@@ -431,6 +423,13 @@ pub fn owner_of(a: &Arena) -> *mut Heap {
     a.owner.load(Relaxed) as *mut Heap
 }
 
+/// The heap owning a live pool: the copy of its arena's owner in the
+/// descriptor (`Pool::owner`), one load where the arena's takes three.
+#[inline(always)]
+pub fn owner_of_pool(pool: &Pool) -> *mut Heap {
+    pool.owner() as *mut Heap
+}
+
 impl Heap {
     /// The descriptor this thread last found for unit `u` (of a pointer
     /// `p`) when it freed a block there into another thread's heap: still
@@ -446,7 +445,28 @@ impl Heap {
     /// cache is never written): the cache's cells are the owner's.
     #[inline(always)]
     pub unsafe fn remote_pool(&self, u: usize) -> Option<&'static Pool> {
-        let pool = slot_pool_or_return!(self, remote_cache, REMOTE_SLOTS, u);
+        let i = u as u8 as usize;
+        // SAFETY: i < REMOTE_SLOTS, so the tag is in the array; the asm
+        // only reads it.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            core::arch::asm!(
+                "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
+                "jne {miss}",
+                h = in(reg) self as *const Heap,
+                i = in(reg) i,
+                u = in(reg) u,
+                at = const core::mem::offset_of!(Heap, remote_tags),
+                miss = label { return None; },
+                options(nostack, readonly),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        if self.remote_tags[i].load(Relaxed) != u {
+            return None;
+        }
+        // SAFETY: i < REMOTE_SLOTS (a byte).
+        let pool = unsafe { self.remote_pools.get_unchecked(i) }.get();
         // SAFETY: `EMPTY_POOL` (slot 0, which unit 0 matches), or a
         // descriptor in an arena header, mapped while the entry is there
         // (above). Never null: saying so saves a test.
@@ -467,12 +487,12 @@ impl Heap {
         if u % REMOTE_SLOTS == 0 {
             return;
         }
-        let slot = &self.remote_cache[u % REMOTE_SLOTS];
-        slot.pool.set(pool);
+        self.remote_pools[u % REMOTE_SLOTS].set(pool);
+        let tag = &self.remote_tags[u % REMOTE_SLOTS];
         // SeqCst: as in `set_head`.
-        slot.tag.store(u, SeqCst);
+        tag.store(u, SeqCst);
         if FORCE_SLOW.load(SeqCst) {
-            slot.tag.store(0, SeqCst);
+            tag.store(0, SeqCst);
         }
     }
 }
@@ -483,10 +503,10 @@ impl Heap {
 /// live block, whose arena stays mapped.
 fn forget_remote_pools() {
     for_each_heap(|h| {
-        for slot in &h.remote_cache {
+        for tag in &h.remote_tags {
             // Read first: most slots were never written.
-            if slot.tag.load(SeqCst) != 0 {
-                slot.tag.store(0, SeqCst);
+            if tag.load(SeqCst) != 0 {
+                tag.store(0, SeqCst);
             }
         }
     });
@@ -503,17 +523,20 @@ pub fn force_slow_paths() {
         for p in &h.alloc_pools {
             p.store(empty_pool() as *mut Pool, SeqCst);
         }
-        for slot in h.unit_cache.iter().chain(&h.remote_cache) {
+        let tags = h.unit_cache.iter().map(|slot| &slot.tag);
+        for tag in tags.chain(&h.remote_tags) {
             // Read first: most slots were never written, and writing them
             // would make their pages resident.
-            if slot.tag.load(SeqCst) != 0 {
-                slot.tag.store(0, SeqCst);
+            if tag.load(SeqCst) != 0 {
+                tag.store(0, SeqCst);
             }
         }
     });
 }
 
 const _: () = assert!(core::mem::size_of::<Heap>().is_multiple_of(64));
+// `remote_pool` indexes its cache by the unit's low byte.
+const _: () = assert!(REMOTE_SLOTS == 256);
 
 #[cfg(test)]
 mod tests {
