@@ -31,30 +31,34 @@ fn medium_class_of(size: usize) -> usize {
     SMALL_CLASSES + (k - SMALL_MAX.trailing_zeros() as usize) * MEDIUM_STEPS + (i - 1)
 }
 
-/// Requests up to this size find their pool in one table load, by
-/// `(size + 15) >> 4` (a "fast slot"), with no test of their class: the
-/// classes up to here are multiples of 16 bytes apart.
+/// Requests up to this size find their pool in one table load indexed by
+/// the size itself (a "fast slot" per byte: the load is the only
+/// instruction between the size and the pool), with no test of their class.
 pub(crate) const DIRECT_MAX: usize = 2 * SMALL_MAX;
-/// The fast slots of the sizes up to DIRECT_MAX (slot 0: size 0).
-pub(crate) const DIRECT_SLOTS: usize = DIRECT_MAX / ALIGNMENT + 1;
+/// The fast slots of the sizes up to DIRECT_MAX (slot n: size n).
+pub(crate) const DIRECT_SLOTS: usize = DIRECT_MAX + 1;
 /// The classes whose blocks are at most DIRECT_MAX bytes.
 pub(crate) const DIRECT_CLASSES: usize = SMALL_CLASSES + MEDIUM_STEPS;
-/// Fast slots in all: one per 16 bytes up to DIRECT_MAX, then one per class.
+/// Fast slots in all: one per byte up to DIRECT_MAX, then one per class.
 pub(crate) const FAST_SLOTS: usize = DIRECT_SLOTS + NUM_CLASSES - DIRECT_CLASSES;
 
 /// The fast slot of `class`, a class above DIRECT_MAX (the sizes up to
-/// it use `(size + 15) >> 4`).
+/// it use their own).
 #[inline(always)]
 pub(crate) const fn fast_slot_of_class(class: usize) -> usize {
     class + (DIRECT_SLOTS - DIRECT_CLASSES)
 }
 
-/// The fast slots that serve `class`: the 16-byte steps of its sizes up to
-/// DIRECT_MAX, else its own slot.
+/// The fast slots that serve `class`: its sizes up to DIRECT_MAX, else its
+/// own slot. Slot 0 serves no class: `malloc(0)` takes the slow path.
 pub(crate) fn fast_slots(class: usize) -> core::ops::RangeInclusive<usize> {
     if class < DIRECT_CLASSES {
-        let below = if class == 0 { 0 } else { block_size(class - 1) };
-        (below / ALIGNMENT + 1)..=(block_size(class) / ALIGNMENT)
+        let first = if class == 0 {
+            1
+        } else {
+            block_size(class - 1) + 1
+        };
+        first..=block_size(class)
     } else {
         let s = fast_slot_of_class(class);
         s..=s
@@ -63,16 +67,6 @@ pub(crate) fn fast_slots(class: usize) -> core::ops::RangeInclusive<usize> {
 
 const _: () = assert!(block_size(DIRECT_CLASSES - 1) == DIRECT_MAX);
 const _: () = assert!(block_size(DIRECT_CLASSES) > DIRECT_MAX);
-const _: () = {
-    let mut c = 0;
-    while c < DIRECT_CLASSES {
-        assert!(
-            block_size(c).is_multiple_of(ALIGNMENT),
-            "the classes up to DIRECT_MAX are whole fast slots"
-        );
-        c += 1;
-    }
-};
 
 /// The block size of class `class` (which must be < NUM_CLASSES).
 pub(crate) const fn block_size(class: usize) -> usize {
@@ -312,6 +306,28 @@ mod tests {
             let waste = bytes - pool_capacity(c) * block_size(c);
             assert!(waste * 4 <= bytes, "class {c} wastes {waste} of {bytes}");
         }
+    }
+
+    #[test]
+    fn every_size_has_the_fast_slot_of_its_class() {
+        let mut owner = [usize::MAX; FAST_SLOTS];
+        for c in 0..NUM_CLASSES {
+            for s in fast_slots(c) {
+                assert!(s < FAST_SLOTS, "class {c} slot {s}");
+                assert_eq!(owner[s], usize::MAX, "slot {s} of two classes");
+                owner[s] = c;
+            }
+        }
+        // malloc(0) takes the slow path: slot 0 has no class.
+        assert_eq!(owner[0], usize::MAX);
+        // Up to DIRECT_MAX the slot is the size.
+        for n in 1..=DIRECT_MAX {
+            assert_eq!(owner[n], class_of(n).unwrap(), "size {n}");
+        }
+        for c in DIRECT_CLASSES..NUM_CLASSES {
+            assert_eq!(owner[fast_slot_of_class(c)], c);
+        }
+        assert!(owner[1..].iter().all(|&c| c != usize::MAX));
     }
 
     #[test]

@@ -62,7 +62,9 @@ use crate::size_class::{self, fast_slots, FAST_SLOTS};
 use crate::sync::SpinLock;
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*,
+};
 
 const FREE: u8 = 0;
 const ACTIVE: u8 = 1;
@@ -315,12 +317,13 @@ impl Heap {
             self.unkeep(unsafe { &*p });
         }
         self.heads[class + 1].set(p);
-        // SeqCst, with the load of FORCE_SLOW after them and the two
-        // operations of `force_slow_paths`: either that walk sees these
-        // stores, or this thread sees the flag.
         for slot in fast_slots(class) {
-            self.alloc_pools[slot].store(p as *mut Pool, SeqCst);
+            self.alloc_pools[slot].store(p as *mut Pool, Relaxed);
         }
+        // The fence between these stores and the load of FORCE_SLOW, with
+        // the two SeqCst operations of `force_slow_paths`: either that walk
+        // sees these stores, or this thread sees the flag.
+        fence(SeqCst);
         if FORCE_SLOW.load(SeqCst) {
             for slot in fast_slots(class) {
                 self.alloc_pools[slot].store(empty_pool() as *mut Pool, SeqCst);
