@@ -290,16 +290,19 @@ static void classes_workload(void)
            "+%.1f MiB; after they exit: %zu pools (%.1f MiB), %zu arenas, RSS +%.1f MiB\n",
            CT, pools, mib(free_bytes), st.arenas_in_use, mib(rss_live) - mib(rss0), pools2,
            mib(free_bytes2), st2.arenas_in_use, mib(rss_gone) - mib(rss0));
-    /* One empty pool per class and thread (the queue head), and two more
-     * kept for each class of 1 KiB blocks or more (pools of at most 16
-     * blocks, which empty and fill again all the time): each pool at most
-     * 13 units (208 KiB); what they keep resident is bounded by that (plus
-     * the spare arenas, 4 MiB per thread). */
-    size_t pools0, kept_classes = 0;
+    /* One empty pool per class and thread (the queue head), two more kept
+     * for each class of 1 KiB blocks or more (pools of at most 16 blocks,
+     * which empty and fill again all the time), one more for each class
+     * below 1 KiB (one-unit pools): each pool at most 13 units (208 KiB);
+     * what they keep resident is bounded by that (plus the spare arenas,
+     * 4 MiB per thread). */
+    size_t pools0, kept_two = 0, kept_one = 0;
     pool_free_bytes(&base, &pools0);
-    for (size_t c = 0; c < OBM_NUM_CLASSES; c++)
-        kept_classes += class_sizes[c] >= 1024;
-    size_t per_thread = OBM_NUM_CLASSES + 2 * kept_classes;
+    for (size_t c = 0; c < OBM_NUM_CLASSES; c++) {
+        kept_two += class_sizes[c] >= 1024;
+        kept_one += class_sizes[c] < 1024;
+    }
+    size_t per_thread = OBM_NUM_CLASSES + 2 * kept_two + kept_one;
     CHECK_LE(pools, (size_t)CT * per_thread + pools0 + 1); /* +1: the DTVs' pool */
     CHECK_LE(rss_live, rss0 + (size_t)CT * (per_thread * 208 * KiB + 4 * MiB));
     /* Exited threads keep nothing. */
