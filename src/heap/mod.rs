@@ -342,6 +342,39 @@ impl Heap {
         unsafe { &*self.alloc_pools.get_unchecked(slot).load(Relaxed) }
     }
 
+    /// Whether word `i` of the array of words at offset `AT` in the heap (a
+    /// cache's tags) holds `u`: one compare with memory and one branch
+    /// (`asm!`: LLVM would load the atomic into a register first).
+    ///
+    /// # Safety
+    /// Word `i` from offset `AT` is an `AtomicUsize` of the heap.
+    #[inline(always)]
+    unsafe fn word_is<const AT: usize>(&self, i: usize, u: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the word is in the heap (contract); the asm only reads it.
+        unsafe {
+            core::arch::asm!(
+                "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
+                "jne {no}",
+                h = in(reg) self as *const Heap,
+                i = in(reg) i,
+                u = in(reg) u,
+                at = const AT,
+                no = label { return false; },
+                options(nostack, readonly),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let w = (self as *const Heap as *const u8).wrapping_add(AT) as *const AtomicUsize;
+            // SAFETY: the word is an AtomicUsize of the heap (contract).
+            if unsafe { &*w.add(i) }.load(Relaxed) != u {
+                return false;
+            }
+        }
+        true
+    }
+
     /// The pool of this heap holding unit `u` (an address `>> UNIT_SHIFT`),
     /// if the unit cache has it (see the module doc); `EMPTY_POOL` for unit
     /// 0, the addresses below 16 KiB.
@@ -352,25 +385,9 @@ impl Heap {
     #[inline(always)]
     pub unsafe fn cached_pool(&self, u: usize) -> Option<&Pool> {
         let i = slot_words::<UNIT_SLOTS>(u);
-        // The tag is compared in memory (`asm!`: LLVM would load the atomic
-        // into a register first).
         // SAFETY: i is from `slot_words` for this cache, so word i is the
-        // tag of u's slot, in the array; the asm only reads it.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            core::arch::asm!(
-                "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
-                "jne {miss}",
-                h = in(reg) self as *const Heap,
-                i = in(reg) i,
-                u = in(reg) u,
-                at = const core::mem::offset_of!(Heap, unit_cache),
-                miss = label { return None; },
-                options(nostack, readonly),
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        if self.unit_cache[u % UNIT_SLOTS].tag.load(Relaxed) != u {
+        // tag of u's slot, in the array.
+        if !unsafe { self.word_is::<{ core::mem::offset_of!(Heap, unit_cache) }>(i, u) } {
             return None;
         }
         let pool = slot_pool(&self.unit_cache, i);
@@ -449,23 +466,8 @@ impl Heap {
     #[inline(always)]
     pub unsafe fn remote_pool(&self, u: usize) -> Option<&'static Pool> {
         let i = u as u8 as usize;
-        // SAFETY: i < REMOTE_SLOTS, so the tag is in the array; the asm
-        // only reads it.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            core::arch::asm!(
-                "cmp qword ptr [{h} + {i} * 8 + {at}], {u}",
-                "jne {miss}",
-                h = in(reg) self as *const Heap,
-                i = in(reg) i,
-                u = in(reg) u,
-                at = const core::mem::offset_of!(Heap, remote_tags),
-                miss = label { return None; },
-                options(nostack, readonly),
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        if self.remote_tags[i].load(Relaxed) != u {
+        // SAFETY: i < REMOTE_SLOTS, so word i is the slot's tag.
+        if !unsafe { self.word_is::<{ core::mem::offset_of!(Heap, remote_tags) }>(i, u) } {
             return None;
         }
         // SAFETY: i < REMOTE_SLOTS (a byte).
