@@ -67,10 +67,12 @@ pub(crate) const MIN_POOL_BLOCKS: usize = 4;
 /// A heap keeps up to this many empty pools per class in the queue beyond
 /// the head, for classes whose pools hold at most `KEEP_EMPTY_CAPACITY`
 /// blocks: their pools empty and fill again all the time, and releasing
-/// and remaking them dominated a ring of 1-64 KiB blocks. Of the other
-/// classes, those of one-unit pools keep one (`heap::queue::keep_empty_limit`).
+/// and remaking them dominated a ring of 1-64 KiB blocks.
 pub(crate) const KEEP_EMPTY_POOLS: u8 = 2;
 pub(crate) const KEEP_EMPTY_CAPACITY: u32 = 16;
+/// One empty pool is kept beyond the head for the classes of one-unit pools
+/// of at most this many blocks (256 to 512 bytes; `keep_empty_limit`).
+pub(crate) const KEEP_ONE_EMPTY_CAPACITY: u32 = 64;
 
 /// While free pages wait for their delay, a thread looks at the clock
 /// every this many times it frees the last block of a queue head (see

@@ -317,16 +317,23 @@ impl Heap {
             self.unkeep(unsafe { &*p });
         }
         self.heads[class + 1].set(p);
-        for slot in fast_slots(class) {
-            self.alloc_pools[slot].store(p as *mut Pool, Relaxed);
+        // Four stores a round: a class up to 1 KiB has 16 or 64 slots.
+        let mut slots = self.alloc_pools[fast_slots(class)].chunks_exact(4);
+        for four in &mut slots {
+            for slot in four {
+                slot.store(p as *mut Pool, Relaxed);
+            }
+        }
+        for slot in slots.remainder() {
+            slot.store(p as *mut Pool, Relaxed);
         }
         // The fence between these stores and the load of FORCE_SLOW, with
         // the two SeqCst operations of `force_slow_paths`: either that walk
         // sees these stores, or this thread sees the flag.
         fence(SeqCst);
         if FORCE_SLOW.load(SeqCst) {
-            for slot in fast_slots(class) {
-                self.alloc_pools[slot].store(empty_pool() as *mut Pool, SeqCst);
+            for slot in &self.alloc_pools[fast_slots(class)] {
+                slot.store(empty_pool() as *mut Pool, SeqCst);
             }
         }
     }
@@ -753,10 +760,11 @@ mod tests {
         std::thread::spawn(|| {
             // 20 KiB blocks: pools of few blocks, two kept.
             check_kept_empty_pools(20 << 10, KEEP_EMPTY_POOLS);
-            // 512 B and 64 B: one-unit pools of 32 and 256 blocks, one kept.
+            // 512 B: one-unit pools of 32 blocks, one kept.
             check_kept_empty_pools(512, 1);
-            check_kept_empty_pools(64, 1);
-            // 1664 B: two-unit pools of 19 blocks, none kept.
+            // 64 B and 1664 B: one-unit pools of 256 blocks, two-unit
+            // pools of 19, none kept.
+            check_kept_empty_pools(64, 0);
             check_kept_empty_pools(1664, 0);
         })
         .join()

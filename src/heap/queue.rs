@@ -429,16 +429,19 @@ pub(super) fn pool_gained(pool: &Pool, heap: &Heap) {
 }
 
 /// How many empty pools of `class` a heap keeps beyond the head: a few
-/// for pools of few blocks, one for one-unit pools (the small classes,
-/// 16 KiB each: on rings of 16-512 B and 16-64 B blocks, releasing and
-/// remaking them cost 3.6 and 0.9 instructions per malloc+free, and
-/// keeping them cost no measurable memory), none for larger pools.
+/// for pools of few blocks; one for the one-unit pools of at most 64
+/// blocks (256 to 512 B: on a ring of 16-512 B blocks, releasing and
+/// remaking them cost 3.6 instructions per malloc+free); none for the
+/// others. Kept for every small class, the pools also saved 0.9 on a ring
+/// of 16-64 B blocks but took python3's peak RSS up by about 1 MB, and
+/// kept only for classes seen churning, or at most eight, still by 0.5 MB
+/// (BENCHMARKS.md, sixth session).
 pub(super) fn keep_empty_limit(class: usize) -> u8 {
     // SAFETY: a pool's class is < NUM_CLASSES (`Pool::block_size`).
     let info = unsafe { size_class::info(class) };
     if info.capacity <= KEEP_EMPTY_CAPACITY {
         KEEP_EMPTY_POOLS
-    } else if info.units == 1 {
+    } else if info.units == 1 && info.capacity <= KEEP_ONE_EMPTY_CAPACITY {
         1
     } else {
         0

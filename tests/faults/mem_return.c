@@ -293,7 +293,8 @@ static void classes_workload(void)
     /* One empty pool per class and thread (the queue head), two more kept
      * for each class of 1 KiB blocks or more (pools of at most 16 blocks,
      * which empty and fill again all the time), one more for each class
-     * below 1 KiB (one-unit pools): each pool at most 13 units (208 KiB);
+     * of 256-512 B (bounded here by one for every class below 1 KiB): each
+     * pool at most 13 units (208 KiB);
      * what they keep resident is bounded by that (plus the spare arenas,
      * 4 MiB per thread). */
     size_t pools0, kept_two = 0, kept_one = 0;
