@@ -511,8 +511,10 @@ impl Heap {
 
 /// Empties every heap's cache of other heaps' pools: arenas are about to
 /// be unmapped (`arena::set_before_unmap`), and a descriptor in one must
-/// not be read again. An owner reading its cache meanwhile only frees a
-/// live block, whose arena stays mapped.
+/// not be read again. A free that read an entry just before is of a live
+/// block, whose arena stays mapped, or of an invalid pointer into the
+/// arena going away, which may then fault instead of being reported (a
+/// race the unmap-count test this replaced had too).
 fn forget_remote_pools() {
     for_each_heap(|h| {
         for tag in &h.remote_tags {
