@@ -57,7 +57,7 @@ fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
 }
 
 /// Large blocks took fresh pages while free units of arenas kept theirs:
-/// gives back as many bytes of those (`purge::fresh_pages`).
+/// gives back as many bytes of those (`purge::large_took_fresh`).
 fn give_back_for_fresh_pages() {
     let bytes = purge::take_fresh_debt();
     if bytes != 0 {

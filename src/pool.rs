@@ -43,8 +43,9 @@
 //! - Shared, read by any thread holding a live block of the pool: `class`,
 //!   the `*_shared` copy of the pool's layout (start, the block check's
 //!   multiplier, the bound of its capacity) and the owner heap's address.
-//!   They change only while the pool holds no live block. `start` and `mult` are the owner's copies,
-//!   plain cells that its fast path folds into its arithmetic.
+//!   They change only while the pool holds no live block. `start` and
+//!   `mult` are the owner's copies, plain cells that its fast path folds
+//!   into its arithmetic.
 //! - The descriptor of a unit that holds no pool reads as all zero, so
 //!   `carved == 0` and every block-start check against it fails.
 

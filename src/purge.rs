@@ -155,7 +155,7 @@ fn took_fresh(
 }
 
 /// Large blocks took `bytes` of pages that were not resident.
-pub fn fresh_pages(bytes: usize) {
+pub fn large_took_fresh(bytes: usize) {
     if bytes != 0 && delay_ms() != 0 {
         let keep = DIRTY_UNITS.load(Relaxed) != 0;
         took_fresh(
@@ -184,7 +184,7 @@ pub fn units_took_fresh(bytes: usize) {
     }
 }
 
-/// Takes the bytes of free units to give back (see `fresh_pages`).
+/// Takes the bytes of free units to give back (see `large_took_fresh`).
 pub fn take_fresh_debt() -> usize {
     take(&FRESH_DEBT)
 }

@@ -29,7 +29,8 @@
 //! live pool of this heap, and the slot names the pool. A pool's units are
 //! entered when it is made (evicting whatever shared their slots) and
 //! removed when it is released; a unit missing from the cache sends its
-//! frees to the general path, which enters it again (`recache_unit`). Slot 0 is never used: its tag stays 0, which
+//! frees to the general path, which enters it again (`recache_unit`).
+//! Slot 0 is never used: its tag stays 0, which
 //! unit 0 (the addresses below 16 KiB, NULL among them) matches, and its
 //! pool is the all-zero `EMPTY_POOL`, whose checks fail. Other slots with
 //! tag 0 are empty: only unit 0 has number 0, and it maps to slot 0.
@@ -516,14 +517,16 @@ impl Heap {
 /// arena going away, which may then fault instead of being reported (a
 /// race the unmap-count test this replaced had too).
 fn forget_remote_pools() {
-    for_each_heap(|h| {
-        for tag in &h.remote_tags {
-            // Read first: most slots were never written.
-            if tag.load(SeqCst) != 0 {
-                tag.store(0, SeqCst);
-            }
-        }
-    });
+    for_each_heap(|h| h.remote_tags.iter().for_each(empty_slot));
+}
+
+/// Empties the cache slot of tag `tag`, which another thread may own. Read
+/// first: most slots were never written, and writing them would make their
+/// pages resident.
+fn empty_slot(tag: &AtomicUsize) {
+    if tag.load(SeqCst) != 0 {
+        tag.store(0, SeqCst);
+    }
 }
 
 /// From now on every heap takes the slow paths (hooks were installed): its
@@ -538,13 +541,7 @@ pub fn force_slow_paths() {
             p.store(empty_pool() as *mut Pool, SeqCst);
         }
         let tags = h.unit_cache.iter().map(|slot| &slot.tag);
-        for tag in tags.chain(&h.remote_tags) {
-            // Read first: most slots were never written, and writing them
-            // would make their pages resident.
-            if tag.load(SeqCst) != 0 {
-                tag.store(0, SeqCst);
-            }
-        }
+        tags.chain(&h.remote_tags).for_each(empty_slot);
     });
 }
 

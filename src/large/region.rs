@@ -233,7 +233,7 @@ fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
         }
     }
     KEPT.fetch_sub(kept, Relaxed);
-    purge::fresh_pages((i1 - i0) * GRANULE - kept);
+    purge::large_took_fresh((i1 - i0) * GRANULE - kept);
     (kept == 0, kept)
 }
 
