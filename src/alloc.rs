@@ -213,7 +213,11 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
             return q;
         }
     }
-    let q = malloc(n);
+    let q = if n > old && n > MEDIUM_MAX {
+        alloc_large(large::moved_size(old, n), ALIGNMENT).0
+    } else {
+        malloc(n)
+    };
     if q.is_null() {
         return q;
     }

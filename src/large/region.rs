@@ -1,7 +1,8 @@
 //! Regions: address space reserved for large blocks, cut into granules of
 //! `LARGE_GRANULE` (64 KiB). A large block of up to `LARGE_SPAN_MAX` takes
-//! a span of whole granules: the smallest free run that fits, at its start
-//! (best fit). A freed span's granules are free again and merge with the
+//! a span of whole granules in a free run that fits: where it covers the
+//! most dirty granules, else the smallest run, at its start (best fit;
+//! `Regions::best_fit`). A freed span's granules are free again and merge with the
 //! free granules around them, since free runs are simply the granules no
 //! span holds: a big freed span serves a smaller request and leaves the
 //! rest free, and neighbouring freed spans serve a bigger one.
@@ -17,9 +18,13 @@
 //! (purge.rs), checked whenever a large block is allocated or freed and
 //! by the process-wide sweep (`heap::purge_if_due`); or
 //! clean, reading as zero. What stays dirty is bounded by `LARGE_KEEP_MIN`
-//! or three quarters of the most bytes of live large blocks since dirty
-//! granules last expired (recent demand); beyond it, or with a purge delay
-//! of 0, a freed span's pages go back at once. `trim` gives back every
+//! or the most bytes of live large blocks since dirty granules last
+//! expired (recent demand); beyond it, or with a purge delay of 0, a freed
+//! span's pages go back at once. (Three quarters of the demand, the bound
+//! for pool units, gave a program that frees and regrows its large
+//! buffers 1.6 times the page faults: BENCHMARKS.md, seventh session.
+//! Since blocks go to dirty granules first, kept pages are reused before
+//! any fresh page is taken.) `trim` gives back every
 //! free page. Regions are never unmapped: their free granules cost address
 //! space, not memory.
 //!
@@ -105,6 +110,21 @@ fn find(b: &Bits, want: bool, from: usize, end: usize) -> usize {
     end
 }
 
+/// How many granules in `[from, to)` have their bit set.
+fn count(b: &Bits, from: usize, to: usize) -> usize {
+    let mut n = 0;
+    let mut i = from;
+    while i < to {
+        let w = i / 64;
+        let lo = i % 64;
+        let hi = (to - w * 64).min(64);
+        let mask = if hi == 64 { !0u64 } else { (1u64 << hi) - 1 } & (!0u64 << lo);
+        n += (b[w] & mask).count_ones() as usize;
+        i = w * 64 + hi;
+    }
+    n
+}
+
 struct Regions {
     base: [usize; LARGE_REGIONS],
     granules: [usize; LARGE_REGIONS],
@@ -143,27 +163,52 @@ impl Regions {
         unsafe { &mut *(self.base[r] as *mut Meta) }
     }
 
-    /// The smallest free run of at least `k` granules: its region and first
-    /// granule.
+    /// Where to take a span of `k` granules: its region and first granule.
+    /// The placement in a free run that covers the most dirty granules
+    /// (their pages are resident: no page faults, and fewer kept pages
+    /// left to give back), then one at an end of its run (a run cut in
+    /// the middle leaves two smaller ones), then the smallest run (best
+    /// fit). Within a run, a span starts at the run's start or at a stretch
+    /// of dirty granules (or ends at the run's end, if the stretch is too
+    /// near it). (Considering the run's end as well took 12% more page
+    /// faults on `benches/realloc_grow.c`.)
     fn best_fit(&self, k: usize) -> Option<(usize, usize)> {
-        let mut best: Option<(usize, usize, usize)> = None;
+        // (dirty granules covered, at an end of the run, -run length), and where.
+        let mut best: Option<((usize, bool, isize), usize, usize)> = None;
         for r in 0..self.count {
             let (m, end) = (self.meta(r), self.granules[r]);
             let mut i = META_GRANULES;
             while i < end {
                 let s = find(&m.used, false, i, end);
                 let e = find(&m.used, true, s, end);
-                let len = e - s;
-                if len >= k && best.is_none_or(|b| len < b.2) {
-                    best = Some((r, s, len));
-                    if len == k {
-                        return Some((r, s));
+                i = e;
+                if e - s < k {
+                    continue;
+                }
+                let mut consider = |x: usize| {
+                    let score = (
+                        count(&m.dirty, x, x + k),
+                        x == s || x + k == e,
+                        -((e - s) as isize),
+                    );
+                    if best.is_none_or(|b| score > b.0) {
+                        best = Some((score, r, x));
+                    }
+                };
+                consider(s);
+                let mut d = find(&m.dirty, true, s, e);
+                while d < e {
+                    consider(d.min(e - k));
+                    d = find(&m.dirty, true, find(&m.dirty, false, d, e), e);
+                }
+                if let Some((score, r, x)) = best {
+                    if score == (k, true, -(k as isize)) {
+                        return Some((r, x));
                     }
                 }
-                i = e;
             }
         }
-        best.map(|b| (b.0, b.1))
+        best.map(|b| (b.1, b.2))
     }
 
     /// Reserves a new region with room for a span of `k` granules.
@@ -301,7 +346,7 @@ pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
 pub fn release(base: usize, k: usize, counted: usize, header: bool) {
     purge_if_due();
     let bytes = k * GRANULE;
-    let budget = LARGE_KEEP_MIN.max(RECENT_PEAK.load(Relaxed) / 4 * 3);
+    let budget = LARGE_KEEP_MIN.max(RECENT_PEAK.load(Relaxed));
     // Decided before the granules are published as free: once free,
     // another thread may take and write them. (The budget may be exceeded
     // by what other threads free meanwhile.)
@@ -578,5 +623,21 @@ mod tests {
         assert_eq!(find(&b, false, 3, 4), 4);
         set_bit(&mut b, 130, false);
         assert!(!bit(&b, 130) && bit(&b, 131));
+    }
+
+    #[test]
+    fn count_counts_set_bits_in_a_range_across_words() {
+        let mut b: Bits = [0; WORDS];
+        for i in [0, 5, 63, 64, 65, 127, 128, 200] {
+            set_bit(&mut b, i, true);
+        }
+        assert_eq!(count(&b, 0, MAX_GRANULES), 8);
+        assert_eq!(count(&b, 0, 5), 1, "the end is excluded");
+        assert_eq!(count(&b, 5, 6), 1);
+        assert_eq!(count(&b, 6, 63), 0);
+        assert_eq!(count(&b, 63, 66), 3, "across a word boundary");
+        assert_eq!(count(&b, 64, 128), 3, "one whole word");
+        assert_eq!(count(&b, 1, 201), 7);
+        assert_eq!(count(&b, 129, 129), 0, "empty");
     }
 }
