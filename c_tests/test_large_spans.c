@@ -13,6 +13,8 @@
  * - step_growth: 16 buffers grown in turn by 4 KiB steps (so that most
  *   cannot grow in place) move a logarithmic number of times, keeping
  *   their contents; a block doubled gets no room beyond its request;
+ * - room_refused: when the room cannot be mapped, realloc still succeeds
+ *   with the size asked, errno untouched;
  * - trim: freed blocks keep their pages up to the peak of live large
  *   bytes; obm_trim gives every kept page back (RSS and bytes_kept fall,
  *   bytes_purged grows by what it returns);
@@ -232,6 +234,26 @@ static void case_step_growth(void)
         free(p[i]);
 }
 
+/* With OBMEM_FAIL_MMAP=large:1:1 the first region cannot be reserved: the
+ * room realloc asks for is refused, and realloc still gives what was asked. */
+static void case_room_refused(void)
+{
+    size_t old = 127 * KiB, n = 130 * KiB;
+    unsigned char *p = malloc(opaque_size(old));
+    CHECK_NOT_NULL(p);
+    fill_pattern(p, old, 7);
+    errno = 0;
+    unsigned char *q = realloc(opaque_ptr(p), opaque_size(n));
+    int e = errno;
+    CHECK_NOT_NULL(q);
+    CHECK_EQ(e, 0);
+    CHECK_PATTERN(q, old, 7);
+    CHECK_USABLE(n, malloc_usable_size(q));
+    CHECK_LT(malloc_usable_size(q) - n, 4096);
+    free(q);
+    printf("  room_refused: realloc got its %zu bytes without the room\n", n);
+}
+
 /* ---- trim ------------------------------------------------------------------- */
 
 static void case_trim(void)
@@ -341,6 +363,8 @@ static void child(const char *mode)
         case_dirty_first();
     else if (strcmp(mode, "step_growth") == 0)
         case_step_growth();
+    else if (strcmp(mode, "room_refused") == 0)
+        case_room_refused();
     else if (strcmp(mode, "trim") == 0)
         case_trim();
     else if (strcmp(mode, "expiry") == 0)
@@ -377,6 +401,7 @@ int main(int argc, char **argv)
     spawn_self_ok("split_merge", (const char *const[]){long_delay, NULL});
     spawn_self_ok("dirty_first", (const char *const[]){long_delay, NULL});
     spawn_self_ok("step_growth", (const char *const[]){long_delay, NULL});
+    spawn_self_ok("room_refused", (const char *const[]){"OBMEM_FAIL_MMAP=large:1:1", NULL});
     spawn_self_ok("trim", (const char *const[]){long_delay, NULL});
     spawn_self_ok("expiry", (const char *const[]){"OBMEM_PURGE_DELAY_MS=200", NULL});
     spawn_self_ok("delay_zero", (const char *const[]){"OBMEM_PURGE_DELAY_MS=0", NULL});

@@ -213,13 +213,21 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
             return q;
         }
     }
-    let q = if n > old && n > MEDIUM_MAX {
-        alloc_large(large::moved_size(old, n), ALIGNMENT).0
-    } else {
-        malloc(n)
-    };
+    let mut q = ptr::null_mut();
+    if n > old && n > MEDIUM_MAX {
+        let roomy = large::moved_size(old, n);
+        if roomy != n {
+            let errno = os::errno();
+            q = alloc_large(roomy, ALIGNMENT).0;
+            os::set_errno(errno);
+        }
+    }
     if q.is_null() {
-        return q;
+        // No room, or no memory for it (errno as it was): what was asked.
+        q = malloc(n);
+        if q.is_null() {
+            return q;
+        }
     }
     // SAFETY: both blocks are live and at least min(old, n) bytes long;
     // distinct blocks never overlap.
