@@ -5,15 +5,25 @@
 //! hold pools; a pool spans one unit (small classes) or a run of units
 //! (medium classes), and its descriptor is the one of its first unit. So
 //! the pool of any block is found by arithmetic and one table load:
-//! arena = p & !ARENA_MASK, unit = (p & ARENA_MASK) >> UNIT_SHIFT,
-//! pool = arena + unit_pool[unit].
+//! base = p & !ARENA_MASK, unit = (p & ARENA_MASK) >> UNIT_SHIFT,
+//! pool = base + unit_pool[unit].
+//!
+//! The header is not at the arena's base but `color` bytes into unit 0, one
+//! of `COLORS` places chosen by the arena's address (`header_at`). Headers
+//! at the same offset of 256 KiB-aligned arenas would all fall in the same
+//! few sets of the caches (a 512 KiB 8-way L2 cache indexes 64 KiB), and a
+//! program with hundreds of arenas would evict its own pool descriptors:
+//! on a ring of 1-64 KiB blocks, 1.7 more L2 misses per malloc+free
+//! (BENCHMARKS.md, seventh session).
 //!
 //! Invariants:
 //! - `unit_pool[u]` is the byte offset from the arena's base of the
 //!   descriptor of the pool holding unit `u`, and 0 while no pool holds it.
-//!   Offset 0 is descriptor 0, which belongs to the header unit and stays
-//!   all zero, so a pointer into a free unit resolves to a descriptor whose
-//!   checks all fail. A released arena reads as zero throughout.
+//!   The 128 bytes at offset 0 read as zero: descriptor 0 of the header
+//!   (which belongs to the header unit and is never used) for color 0, and
+//!   memory nothing writes for the others. So a pointer into a free unit
+//!   resolves to a descriptor whose checks all fail. A released arena's
+//!   header reads as zero throughout.
 //! - Every arena belongs to one heap for its whole life in use (`owner`
 //!   never changes while the arena holds pools); only that heap's thread,
 //!   or a thread that has taken over an abandoned heap, touches its pools'
@@ -109,10 +119,28 @@ fn before_unmap() {
     }
 }
 
+/// Places for the header in unit 0 (see the module documentation): two in
+/// each of its first pages, at the page's start and ending at its end, so
+/// that a header touches one page.
+const COLORS: usize = 8;
+const HEADER_SPAN: usize = core::mem::size_of::<Arena>().next_multiple_of(64);
+const _: () = assert!(COLORS / 2 * PAGE_SIZE <= UNIT_SIZE);
+// Place 1 (an arena has one header: places of a page may overlap) leaves
+// the 128 zero bytes at the base alone.
+const _: () = assert!(PAGE_SIZE - HEADER_SPAN >= 1 << POOL_SIZE_SHIFT);
+
+/// The header of the arena whose first byte is `base`.
+#[inline(always)]
+fn header_at(base: usize) -> *mut Arena {
+    let color = (base >> ARENA_SHIFT) % COLORS;
+    let offset = (color / 2) * PAGE_SIZE + (color % 2) * (PAGE_SIZE - HEADER_SPAN);
+    (base + offset) as *mut Arena
+}
+
 /// The arena containing `p`.
 #[inline(always)]
 pub fn arena_of(p: *const u8) -> *mut Arena {
-    ((p as usize) & !ARENA_MASK) as *mut Arena
+    header_at((p as usize) & !ARENA_MASK)
 }
 
 /// The descriptor of the pool holding `p`; descriptor 0 (all zero) if no
@@ -122,20 +150,15 @@ pub fn arena_of(p: *const u8) -> *mut Arena {
 /// `p` lies in a chunk the arena map says is an arena (so its header is mapped).
 #[inline(always)]
 pub unsafe fn pool_of(p: *const u8) -> *const Pool {
-    let arena = (p as usize) & !ARENA_MASK;
+    let base = (p as usize) & !ARENA_MASK;
     let unit = ((p as usize) & ARENA_MASK) >> UNIT_SHIFT;
     // SAFETY: the header is mapped (contract) and unit < UNITS_PER_ARENA;
-    // the offset read is 0 or a descriptor's offset within the header.
+    // the offset read is 0 or a descriptor's offset from the base.
     unsafe {
-        let table = (arena + UNIT_POOL_OFFSET) as *const AtomicU16;
+        let table = (header_at(base) as usize + UNIT_POOL_OFFSET) as *const AtomicU16;
         let off = (*table.add(unit)).load(Relaxed) as usize;
-        (arena + off) as *const Pool
+        (base + off) as *const Pool
     }
-}
-
-/// The byte offset of unit `u`'s descriptor in the header.
-const fn descriptor_offset(u: usize) -> usize {
-    u << POOL_SIZE_SHIFT
 }
 
 impl Arena {
@@ -144,9 +167,20 @@ impl Arena {
         self.magic.load(Relaxed) == ARENA_MAGIC
     }
 
+    /// The arena's first byte (the header is in unit 0, after it).
+    #[inline(always)]
+    pub fn base(&self) -> usize {
+        self as *const Arena as usize & !ARENA_MASK
+    }
+
     /// The first byte of unit `u`.
     pub fn unit_start(&self, u: usize) -> *mut u8 {
-        (self as *const Arena as usize + u * UNIT_SIZE) as *mut u8
+        (self.base() + u * UNIT_SIZE) as *mut u8
+    }
+
+    /// The byte offset from the arena's base of unit `u`'s descriptor.
+    fn descriptor_offset(&self, u: usize) -> usize {
+        self as *const Arena as usize - self.base() + (u << POOL_SIZE_SHIFT)
     }
 
     /// Makes units `first..first + n` a pool of `class`; returns its descriptor.
@@ -169,7 +203,7 @@ impl Arena {
             )
         };
         for u in first..first + n {
-            self.unit_pool[u].store(descriptor_offset(first) as u16, Relaxed);
+            self.unit_pool[u].store(self.descriptor_offset(first) as u16, Relaxed);
         }
         head
     }
@@ -257,7 +291,7 @@ impl Arena {
         let mut discard = self.dirty_units.load(Relaxed);
         let units = discard.count_ones() as usize;
         self.dirty_units.store(0, Relaxed);
-        let base = self as *const Arena as usize;
+        let base = self.base();
         while discard != 0 {
             let first = discard.trailing_zeros() as usize;
             let n = (discard >> first).trailing_ones() as usize;
@@ -435,7 +469,7 @@ pub fn acquire(owner: OwnerId) -> Acquired {
             r.warm_units -= dirty.count_ones() as usize;
             // The new owner counts them (the caller).
             purge::dirty_changed(-(dirty.count_ones() as isize));
-            break 'take warm as usize;
+            break 'take a.base();
         }
         if r.count == 0 {
             // One big mapping per batch; a single arena if memory is tight.
@@ -464,7 +498,7 @@ pub fn acquire(owner: OwnerId) -> Acquired {
         r.arenas[c]
     };
     counters::arena_acquired();
-    let a = addr as *mut Arena;
+    let a = header_at(addr);
     // SAFETY: `a` came from the reserve, so it is a mapped, registered arena
     // that nobody else references; its header is zero or stale and is
     // rewritten field by field before the arena is published to its owner.
@@ -536,19 +570,21 @@ pub unsafe fn release(a: *mut Arena, keep_since: Option<u64>) -> usize {
 unsafe fn release_discarded(a: *mut Arena) {
     // SAFETY: per the contract nobody uses the arena any more; discarding
     // zeroes the header, so `magic` reads 0 and stale pointers are rejected.
-    unsafe {
+    let base = unsafe {
         (*a).magic.store(0, Relaxed);
-        os::discard(a as *mut u8, ARENA_SIZE);
-    }
+        let base = (*a).base();
+        os::discard(base as *mut u8, ARENA_SIZE);
+        base
+    };
     let mut r = RESERVE.lock();
     if r.count < ARENA_RETAIN_MAX {
         let c = r.count;
-        r.arenas[c] = a as usize;
+        r.arenas[c] = base;
         r.count += 1;
     } else {
         before_unmap();
         // SAFETY: per the contract; the reserve lock is held.
-        unsafe { unmap_locked(a as usize) };
+        unsafe { unmap_locked(base) };
     }
 }
 
@@ -652,7 +688,7 @@ pub fn for_each_arena(mut f: impl FnMut(&Arena)) {
     arena_map::for_each(CHUNK_ARENA, |addr| {
         // SAFETY: the map says an arena is mapped at addr, and arenas are
         // unmapped only under the reserve lock.
-        let a = unsafe { &*(addr as *const Arena) };
+        let a = unsafe { &*header_at(addr) };
         if a.is_live() {
             f(a);
         }
@@ -663,7 +699,7 @@ pub fn for_each_arena(mut f: impl FnMut(&Arena)) {
 pub fn for_each_pool(mut f: impl FnMut(&Pool)) {
     for_each_arena(|a| {
         for u in 1..UNITS_PER_ARENA {
-            if a.unit_pool[u].load(Relaxed) as usize == descriptor_offset(u) {
+            if a.unit_pool[u].load(Relaxed) as usize == a.descriptor_offset(u) {
                 // SAFETY: u < UNITS_PER_ARENA.
                 f(unsafe { a.pool(u) });
             }
@@ -741,7 +777,7 @@ mod tests {
         unsafe {
             let arena = &*a;
             let first = arena.take_units(4).unwrap();
-            let unit = |u: usize| (a as *mut u8).add(u * UNIT_SIZE);
+            let unit = |u: usize| arena.unit_start(u);
             for u in first..first + 4 {
                 ptr::write_bytes(unit(u), 0xAB, UNIT_SIZE);
             }
@@ -775,35 +811,53 @@ mod tests {
     fn pool_lookup_is_arithmetic() {
         let a = acquire(0x1000 as OwnerId).arena;
         assert!(!a.is_null());
-        assert_eq!(a as usize % ARENA_SIZE, 0);
         // SAFETY: a freshly acquired arena, used by this test alone.
         unsafe {
             let arena = &*a;
+            let base = arena.base();
+            assert_eq!(base % ARENA_SIZE, 0);
+            assert_eq!(a, arena_of((base + ARENA_SIZE - 1) as *const u8));
             assert!(arena.is_live());
             let first = arena.take_units(3).unwrap();
             let head = arena.make_pool(first, 3, 40) as *const Pool;
             let start = arena.unit_start(first);
-            assert_eq!(start as usize, a as usize + first * UNIT_SIZE);
+            assert_eq!(start as usize, base + first * UNIT_SIZE);
             assert_eq!((*head).start.get(), start as usize);
             assert_eq!(pool_of(start), head);
             assert_eq!(pool_of(start.add(3 * UNIT_SIZE - 1)), head);
-            assert_eq!(
-                pool_of(start.add(3 * UNIT_SIZE)),
-                a as *const Pool,
-                "a free unit"
-            );
-            assert_eq!(pool_of(a as *const u8), a as *const Pool, "the header unit");
+            // A unit without a pool resolves to the zero descriptor at the base.
+            let none = base as *const Pool;
+            assert_eq!((*none).carved.get(), 0);
+            assert_eq!(pool_of(start.add(3 * UNIT_SIZE)), none, "a free unit");
+            assert_eq!(pool_of(base as *const u8), none, "the header unit");
             assert_eq!(arena_map::lookup(start as usize), CHUNK_ARENA);
             arena.unmake_pool(first, 3);
-            assert_eq!(pool_of(start), a as *const Pool);
+            assert_eq!(pool_of(start), none);
             arena.give_units(first, 3, 0);
             release(a, None);
-            assert_eq!(
-                arena_map::lookup(a as usize),
-                CHUNK_ARENA,
-                "kept in the reserve"
-            );
+            assert_eq!(arena_map::lookup(base), CHUNK_ARENA, "kept in the reserve");
             assert!(!(*a).is_live(), "a released arena's header is rejected");
+        }
+    }
+
+    #[test]
+    fn headers_of_neighbouring_arenas_take_different_places() {
+        let bases = (0..COLORS).map(|i| 0x7f00_0000_0000 + i * ARENA_SIZE);
+        let mut offsets: [usize; COLORS] = [0; COLORS];
+        for (i, base) in bases.enumerate() {
+            let h = header_at(base) as usize;
+            let end = h + core::mem::size_of::<Arena>();
+            offsets[i] = h - base;
+            // The header fits one page of unit 0 and leaves the zero
+            // descriptor alone.
+            assert!(end <= base + UNIT_SIZE);
+            assert_eq!(h / PAGE_SIZE, (end - 1) / PAGE_SIZE, "one page");
+            assert!(offsets[i] == 0 || offsets[i] >= 1 << POOL_SIZE_SHIFT);
+        }
+        // Eight different places, so eight different sets of cache lines.
+        offsets.sort_unstable();
+        for w in offsets.windows(2) {
+            assert!(w[1] >= w[0] + 64, "{offsets:?}");
         }
     }
 

@@ -307,7 +307,7 @@ fn resolve(p: *const u8) -> Resolved<'static> {
     let a = unsafe { &*arena::arena_of(p) };
     // SAFETY: as above.
     let pool = unsafe { arena::pool_of(p) };
-    if !a.is_live() || pool as usize == a as *const Arena as usize {
+    if !a.is_live() || pool as usize == a.base() {
         return Resolved::Unknown;
     }
     // SAFETY: a descriptor other than descriptor 0 in a live arena's header.
