@@ -23,12 +23,14 @@ pub fn class_of(size: usize) -> Option<usize> {
 
 #[inline]
 fn medium_class_of(size: usize) -> usize {
-    // size is in (2^k, 2^(k+1)] with k >= 9.
-    let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
-    let step_shift = k - MEDIUM_STEPS_SHIFT as usize;
-    // i in 1..=8: the number of steps above 2^k needed to hold `size`.
-    let i = (size - (1 << k) + (1 << step_shift) - 1) >> step_shift;
-    SMALL_CLASSES + (k - SMALL_MAX.trailing_zeros() as usize) * MEDIUM_STEPS + (i - 1)
+    // size is in (2^k, 2^(k+1)] with k >= 9, so s = size - 1 is in
+    // [2^k, 2^(k+1)): its top four bits, 8 + j, say which of the 8 steps
+    // of 2^(k-3) above 2^k holds `size` (step j + 1: the class is the
+    // j-th of that power of two's). Five instructions with `bsr`/`shrx`.
+    let s = size - 1;
+    let k = (usize::BITS - 1 - s.leading_zeros()) as usize;
+    let top = s >> (k - MEDIUM_STEPS_SHIFT as usize);
+    SMALL_CLASSES + (k - SMALL_MAX.trailing_zeros() as usize) * MEDIUM_STEPS + top - MEDIUM_STEPS
 }
 
 /// Requests up to this size find their pool in one table load indexed by
