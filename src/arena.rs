@@ -8,8 +8,8 @@
 //! base = p & !ARENA_MASK, unit = (p & ARENA_MASK) >> UNIT_SHIFT,
 //! pool = base + unit_pool[unit].
 //!
-//! The header is not at the arena's base but `color` bytes into unit 0, one
-//! of `COLORS` places chosen by the arena's address (`header_at`). Headers
+//! The header is not always at the arena's base: it is at one of `COLORS`
+//! places in unit 0, chosen by the arena's address (`header_at`). Headers
 //! at the same offset of 256 KiB-aligned arenas would all fall in the same
 //! few sets of the caches (a 512 KiB 8-way L2 cache indexes 64 KiB), and a
 //! program with hundreds of arenas would evict its own pool descriptors:
@@ -143,8 +143,8 @@ pub fn arena_of(p: *const u8) -> *mut Arena {
     header_at((p as usize) & !ARENA_MASK)
 }
 
-/// The descriptor of the pool holding `p`; descriptor 0 (all zero) if no
-/// pool holds `p`'s unit.
+/// The descriptor of the pool holding `p`; the 128 zero bytes at the
+/// arena's base if no pool holds `p`'s unit.
 ///
 /// # Safety
 /// `p` lies in a chunk the arena map says is an arena (so its header is mapped).
