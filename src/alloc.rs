@@ -196,6 +196,28 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
     if p.is_null() {
         return malloc(n);
     }
+    // The calling thread's own pool block, found and checked as `free`'s
+    // fast path does (its unit cache: no arena map, no header).
+    // SAFETY: per the contract.
+    if let Ok(local) = unsafe { free::local_block(p) } {
+        let old = local.size();
+        if n <= old && 4 * n > 3 * old {
+            return p;
+        }
+        if n <= MEDIUM_MAX {
+            let q = malloc(n);
+            if !q.is_null() {
+                // SAFETY: both blocks are live and at least min(old, n)
+                // bytes long; p's pool still holds p (a live block keeps
+                // its pool), so `local` still names it.
+                unsafe {
+                    ptr::copy_nonoverlapping(p, q, old.min(n));
+                    local.free();
+                }
+            }
+            return q;
+        }
+    }
     let kind = arena_map::lookup(p as usize);
     let old = free::usable_size(p, func);
     if kind == CHUNK_ARENA {
