@@ -1,7 +1,9 @@
 /* Double frees that cross threads: freed by another thread then by the
  * owner, freed by the owner then by another thread, and freed twice by
- * another thread. Each must abort with an `obmem: ` report naming free and
- * the address, never corrupt the free lists silently. Run in forked children. */
+ * another thread; and realloc (which frees) of a block another thread
+ * freed, by the owner and by a third thread. Each must abort with an
+ * `obmem: ` report of a double free naming the address, never corrupt the
+ * free lists silently. Run in forked children. */
 #include <obmem.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,6 +29,22 @@ static void free_in_thread(void)
     pthread_join(t, NULL);
 }
 
+/* realloc to the same size: a size that would keep a live block in place. */
+static void *realloc_it(void *arg)
+{
+    (void)arg;
+    void *volatile q = realloc(victim, 100);
+    (void)q;
+    return NULL;
+}
+
+static void realloc_in_thread(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, realloc_it, NULL);
+    pthread_join(t, NULL);
+}
+
 /* Returns 0 if the child died of SIGABRT with the right report. */
 static int expect_abort(const char *name, int scenario)
 {
@@ -47,6 +65,8 @@ static int expect_abort(const char *name, int scenario)
         case 0: free_in_thread(); free(victim); break;       /* remote, then owner */
         case 1: free(victim); free_in_thread(); break;       /* owner, then remote */
         case 2: free_in_thread(); free_in_thread(); break;   /* remote twice */
+        case 3: free_in_thread(); realloc_it(NULL); break;   /* remote, then the owner's realloc */
+        case 4: free(victim); realloc_in_thread(); break;    /* owner, then another's realloc */
         }
         for (int i = 0; i < 8; i++)
             free(keep[i]);
@@ -77,5 +97,7 @@ int main(void)
     bad += expect_abort("freed by another thread, then by the owner", 0);
     bad += expect_abort("freed by the owner, then by another thread", 1);
     bad += expect_abort("freed twice by another thread", 2);
+    bad += expect_abort("freed by another thread, then realloc by the owner", 3);
+    bad += expect_abort("freed by the owner, then realloc by another thread", 4);
     return bad != 0;
 }

@@ -8,7 +8,8 @@
  * inside a 112-byte block (16-aligned but not a block start), the middle of
  * a 4 KiB block, p+4096 inside a large block, a page from mmap.
  * Double free of a small, a medium and a large block: SIGABRT and a line
- * starting "obmem: " that names free.
+ * starting "obmem: " that names free. realloc of a freed block, to a size
+ * that would keep it in place: SIGABRT and a line naming realloc.
  */
 
 #include "test_util.h"
@@ -161,6 +162,19 @@ static void double_free_later_child(void *arg)
         free(keep[i]);
 }
 
+static void realloc_after_free_child(void *arg)
+{
+    size_t n = *(size_t *)arg;
+    void *p = malloc(opaque_size(n));
+    CHECK_NOT_NULL(p);
+    void *again = opaque_ptr(p); /* the same pointer, hidden from GCC */
+    free(p);
+    void *q = realloc(again, opaque_size(n));
+    escape(q);
+    printf("RETURNED: realloc of a freed %zu-byte block did not abort\n", n);
+    fflush(stdout);
+}
+
 int main(void)
 {
     check_obmem_is_malloc();
@@ -201,6 +215,17 @@ int main(void)
             else
                 printf("ok %s\n", what);
         }
+    }
+    for (size_t i = 0; i < sizeof df / sizeof df[0]; i++) {
+        size_t n = df[i];
+        run_in_child(realloc_after_free_child, &n, &res);
+        char what[96];
+        snprintf(what, sizeof what, "realloc of a freed %zu-byte block", n);
+        total++;
+        if (!check_abort_report(&res, "realloc", NULL, what))
+            failures++;
+        else
+            printf("ok %s\n", what);
     }
     printf("%d of %d invalid-pointer cases failed\n", failures, total);
     if (failures)

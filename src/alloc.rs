@@ -219,7 +219,7 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         }
     }
     let kind = arena_map::lookup(p as usize);
-    let old = free::usable_size(p, func);
+    let old = free::realloc_size(p, func);
     if kind == CHUNK_ARENA {
         // Keep the block when it fits and shrinking would save little
         // (pymalloc keeps it unless the new size is under 3/4).

@@ -324,6 +324,34 @@ pub fn size_if_block(p: *const u8) -> usize {
     }
 }
 
+/// The usable size of `p` for `realloc`, which frees it: as `usable_size`,
+/// and a pool block that holds the freed key is reported as a double
+/// free, as `free` reports it (confirmed on the pool's lists for the
+/// calling thread's own block; at once for another thread's, whose lists
+/// cannot be inspected). `p` is not null.
+pub fn realloc_size(p: *const u8, func: &str) -> usize {
+    let Resolved::Pool(a, pool) = resolve(p) else {
+        return usable_size(p, func);
+    };
+    let mine = heap::owner_of(a) == heap::current();
+    let block = if mine {
+        // SAFETY: the arena is the calling thread's heap's, so the pool is ours.
+        unsafe { pool.is_carved_block(p) }
+    } else {
+        pool.is_block(p)
+    };
+    if !block {
+        report::invalid_pointer(func, p);
+    }
+    // SAFETY: a block start: >= 16 bytes of ours to read; our own pool's
+    // lists may be walked by its owner (`mine`).
+    if unsafe { (*(p as *const Block)).freed_key == pool.freed_key() && (!mine || pool.is_free(p)) }
+    {
+        report::fatal(format_args!("{func}(): double free of {p:p}"));
+    }
+    pool.block_size()
+}
+
 /// The usable size of `p` (0 for null); aborts on a foreign pointer.
 /// Safe for any address: `p` is only dereferenced once the arena map says
 /// its chunk is ours, and then only in headers that are always mapped.
