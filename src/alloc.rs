@@ -196,30 +196,15 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
     if p.is_null() {
         return malloc(n);
     }
-    // The calling thread's own pool block, found and checked as `free`'s
-    // fast path does (its unit cache: no arena map, no header).
+    // The calling thread's own pool block is found and checked as `free`'s
+    // fast path does (its unit cache: no arena map, no header); any other
+    // through the arena map.
     // SAFETY: per the contract.
-    if let Ok(local) = unsafe { free::local_block(p) } {
-        let old = local.size();
-        if n <= old && 4 * n > 3 * old {
-            return p;
-        }
-        if n <= MEDIUM_MAX {
-            let q = malloc(n);
-            if !q.is_null() {
-                // SAFETY: both blocks are live and at least min(old, n)
-                // bytes long; p's pool still holds p (a live block keeps
-                // its pool), so `local` still names it.
-                unsafe {
-                    ptr::copy_nonoverlapping(p, q, old.min(n));
-                    local.free();
-                }
-            }
-            return q;
-        }
-    }
-    let kind = arena_map::lookup(p as usize);
-    let old = free::realloc_size(p, func);
+    let local = unsafe { free::local_block(p) }.ok();
+    let (kind, old) = match &local {
+        Some(block) => (CHUNK_ARENA, block.size()),
+        None => (arena_map::lookup(p as usize), free::realloc_size(p, func)),
+    };
     if kind == CHUNK_ARENA {
         // Keep the block when it fits and shrinking would save little
         // (pymalloc keeps it unless the new size is under 3/4).
@@ -252,10 +237,14 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         }
     }
     // SAFETY: both blocks are live and at least min(old, n) bytes long;
-    // distinct blocks never overlap.
+    // distinct blocks never overlap. A local block's pool still holds it
+    // (a live block keeps its pool), so `block` still names it.
     unsafe {
         ptr::copy_nonoverlapping(p, q, old.min(n));
-        free::free(p, func);
+        match local {
+            Some(block) => block.free(),
+            None => free::free(p, func),
+        }
     }
     q
 }

@@ -333,6 +333,19 @@ pub fn realloc_size(p: *const u8, func: &str) -> usize {
     let Resolved::Pool(a, pool) = resolve(p) else {
         return usable_size(p, func);
     };
+    let mine = check_block(a, pool, p, func);
+    // SAFETY: a block start: >= 16 bytes of ours to read; our own pool's
+    // lists may be walked by its owner (`mine`).
+    if unsafe { (*(p as *const Block)).freed_key == pool.freed_key() && (!mine || pool.is_free(p)) }
+    {
+        report::fatal(format_args!("{func}(): double free of {p:p}"));
+    }
+    pool.block_size()
+}
+
+/// Reports `p` as an invalid pointer unless it is a block start of `pool`
+/// (of arena `a`); returns whether the block is the calling thread's.
+fn check_block(a: &Arena, pool: &Pool, p: *const u8, func: &str) -> bool {
     let mine = heap::owner_of(a) == heap::current();
     let block = if mine {
         // SAFETY: the arena is the calling thread's heap's, so the pool is ours.
@@ -343,13 +356,7 @@ pub fn realloc_size(p: *const u8, func: &str) -> usize {
     if !block {
         report::invalid_pointer(func, p);
     }
-    // SAFETY: a block start: >= 16 bytes of ours to read; our own pool's
-    // lists may be walked by its owner (`mine`).
-    if unsafe { (*(p as *const Block)).freed_key == pool.freed_key() && (!mine || pool.is_free(p)) }
-    {
-        report::fatal(format_args!("{func}(): double free of {p:p}"));
-    }
-    pool.block_size()
+    mine
 }
 
 /// The usable size of `p` (0 for null); aborts on a foreign pointer.
@@ -361,16 +368,7 @@ pub fn usable_size(p: *const u8, func: &str) -> usize {
     }
     match resolve(p) {
         Resolved::Pool(a, pool) => {
-            let block = if heap::owner_of(a) == heap::current() {
-                // SAFETY: the arena is the calling thread's heap's, so the
-                // pool is ours.
-                unsafe { pool.is_carved_block(p) }
-            } else {
-                pool.is_block(p)
-            };
-            if !block {
-                report::invalid_pointer(func, p);
-            }
+            check_block(a, pool, p, func);
             pool.block_size()
         }
         // SAFETY: as in `free_slow`.

@@ -26,7 +26,7 @@ fn medium_class_of(size: usize) -> usize {
     // size is in (2^k, 2^(k+1)] with k >= 9, so s = size - 1 is in
     // [2^k, 2^(k+1)): its top four bits, 8 + j, say which of the 8 steps
     // of 2^(k-3) above 2^k holds `size` (step j + 1: the class is the
-    // j-th of that power of two's). Five instructions with `bsr`/`shrx`.
+    // j-th of that power of two's): a `bsr`, a shift and adds.
     let s = size - 1;
     let k = (usize::BITS - 1 - s.leading_zeros()) as usize;
     let top = s >> (k - MEDIUM_STEPS_SHIFT as usize);
