@@ -22,8 +22,8 @@ FLAMEGRAPH := $(or $(shell command -v inferno-flamegraph 2>/dev/null),$(or $(CAR
 
 all: build
 
-# The C library: the malloc family exported under its C names.
-CARGO_FEATURES := --features override
+# The C library: the malloc family exported under its C names, without std.
+CARGO_FEATURES := --features c-library
 
 build:
 	cargo build --release $(CARGO_FEATURES)
@@ -54,7 +54,7 @@ run: build $(EXAMPLES) $(FLAMEGRAPH)
 	@mkdir -p $(BUILD)
 	PYTHONMALLOC=malloc OBMEM_PROF=262144 LD_PRELOAD=$(CURDIR)/$(LIB) \
 	  $(PYTHON) examples/where_memory_goes.py $(BUILD)/where.folded $(BUILD)/where.txt
-	@sed -n '1,2p;4,12p' $(BUILD)/where.txt
+	@sed -n '1,3p;5,13p' $(BUILD)/where.txt
 	$(FLAMEGRAPH) --title "python3: live heap by call stack (obmem OBMEM_PROF)" --countname bytes \
 	  < $(BUILD)/where.folded > $(BUILD)/flamegraph.svg
 	@echo "flame graph: $(CURDIR)/$(BUILD)/flamegraph.svg (open it in a browser)"
@@ -67,12 +67,13 @@ include $(wildcard mk/*.mk)
 test: $(TESTS)
 
 test-rust:
-	@# With the C library's features, so that the test build leaves the
-	@# same libobmem.so in target/release.
-	cargo test --release $(CARGO_FEATURES) -- --test-threads=2
+	@# With malloc & co exported, but with std (the test harness unwinds,
+	@# and tests/*.rs are std programs): in its own target directory, so
+	@# that target/release keeps the C library.
+	cargo test --release --features override --target-dir target/rust-tests -- --test-threads=2
 	@# Again unoptimized, where the invariants' debug_assert!s and Rust's
 	@# overflow checks are on.
-	cargo test $(CARGO_FEATURES) -- --test-threads=2
+	cargo test --features override --target-dir target/rust-tests -- --test-threads=2
 	@# obmem::Obmem as a Rust program's global allocator, without `override`.
 	cargo run --release --locked --manifest-path examples/rust-global/Cargo.toml \
 	  --target-dir target/rust-global
@@ -101,7 +102,7 @@ $(FLAMEGRAPH):
 
 # Also builds obmem without its statistics counters, to measure their cost.
 bench: build
-	cargo build --release --no-default-features --features override --target-dir target/nostats
+	cargo build --release --no-default-features --features c-library --target-dir target/nostats
 	bash benches/run.sh
 	@# One Rust workload with obmem::Obmem, std's System and the mimalloc crate.
 	bash benches/rust_alloc.sh

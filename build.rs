@@ -10,6 +10,11 @@ fn main() {
     // Never unloaded: blocks obmem handed out, its fork handlers and its
     // thread-exit destructors outlive a dlclose of the library.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    // The heap profiler's stack capture uses libgcc's unwinder; without std
+    // (`c-library`) nothing links libgcc_s, so the unwinder is linked in.
+    if std::env::var_os("CARGO_FEATURE_C_LIBRARY").is_some() {
+        println!("cargo:rustc-cdylib-link-arg=-lgcc_eh");
+    }
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let config = cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml"))
         .expect("cbindgen.toml is readable");

@@ -16,7 +16,7 @@
 #                         prodcons larson larson-thr mstress cfrac large python
 #   OBMEM_SO=path         obmem library (default target/release/libobmem.so)
 #   OBMEM_NOSTATS_SO=path obmem built without its statistics counters
-#                         (cargo build --release --no-default-features --features override
+#                         (cargo build --release --no-default-features --features c-library
 #                         --target-dir target/nostats; `make bench` builds it):
 #                         the rings also run it ("obmem-nostats") and under
 #                         the debug hooks ("obmem-debug", OBMEM_MALLOC=debug)

@@ -78,7 +78,7 @@ fuzz-clang:
 fuzz-lib:
 	RUSTFLAGS="$(FUZZ_RUSTFLAGS)" CARGO_PROFILE_RELEASE_LTO=false \
 	  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-	  cargo rustc --release --lib --crate-type staticlib --features override --target $(FUZZ_TRIPLE) \
+	  cargo rustc --release --lib --crate-type staticlib --features c-library --target $(FUZZ_TRIPLE) \
 	  --target-dir target/fuzz
 
 # The libFuzzer binary. libobmem.a defines malloc & co, so the whole fuzzer

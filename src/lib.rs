@@ -52,6 +52,9 @@
 //! paths take no lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// The C library needs nothing from std (report.rs has its panic handler):
+// without it libobmem.so is half the size and does not load libgcc_s.
+#![cfg_attr(all(feature = "c-library", not(test)), no_std)]
 
 pub(crate) mod addr_table;
 pub(crate) mod alloc;

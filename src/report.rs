@@ -88,6 +88,26 @@ pub fn write_all(fd: i32, mut bytes: &[u8]) {
     }
 }
 
+/// The C library's panic handler (`c-library`, built without std). A panic
+/// is a bug in obmem, and obmem never unwinds (`panic = "abort"`): it says
+/// where, as std's handler would, and aborts.
+#[cfg(all(feature = "c-library", not(test)))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    fatal(format_args!("internal error: {info}"))
+}
+
+/// The personality routine core's prebuilt code names in its unwind tables
+/// (core is compiled for unwinding; std would provide the routine). Only an
+/// unwinder reaches it, and nothing may unwind through obmem's frames:
+/// refusing (`_URC_FATAL_PHASE1_ERROR`) makes a C++ exception thrown
+/// across obmem end the program instead of running corrupt cleanups.
+#[cfg(all(feature = "c-library", not(test)))]
+#[no_mangle]
+extern "C" fn rust_eh_personality() -> i32 {
+    3
+}
+
 /// Ends the process as glibc does on heap corruption.
 pub fn abort() -> ! {
     // SAFETY: abort has no preconditions.

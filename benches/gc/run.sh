@@ -20,7 +20,7 @@ out=$root/build/bench_gc
 mkdir -p "$out"
 args=("$@")
 
-cargo build --release --quiet --features override
+cargo build --release --quiet --features c-library
 gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c -Ltarget/release -lobmem \
     -Wl,-rpath,"$root/target/release" -o "$out/bench_obmem"
 gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c target/release/libobmem.a \

@@ -112,7 +112,9 @@ pub extern "C" fn obm_prof_stop() {
 /// Writes the current profile (or the last one, after obm_prof_stop; an
 /// empty file if there was none) to `path`, created or truncated, in
 /// `format`: OBM_PROF_FOLDED (per stack, the estimated live bytes; stacks
-/// with none are left out) or OBM_PROF_TEXT (totals, then the top 25
+/// with none are left out) or OBM_PROF_TEXT (totals, the stacks captured
+/// since the process started and how many of them needed libgcc's slow
+/// unwinder, then the top 25
 /// stacks by estimated live bytes with their live blocks and the bytes
 /// allocated since the start, innermost frame first). Frames are named by
 /// dladdr: the symbol, or `library+0xoffset`. Returns 0, or -1 with errno

@@ -170,6 +170,11 @@ fn text(w: &mut FdWriter) {
         blocks / BLOCK_UNIT as i64,
         alloc
     );
+    let (captures, by_libgcc) = super::captures();
+    let _ = writeln!(
+        w,
+        "stacks captured since the process started: {captures}, {by_libgcc} of them by libgcc's unwinder"
+    );
     // The top stacks by live bytes, by repeated selection (no buffer).
     let mut last: Option<(i64, usize)> = None;
     for rank in 1..=TOP {

@@ -40,8 +40,9 @@ pub(super) fn one_minus_exp_neg(x: f64) -> f64 {
     if x > 745.0 {
         return 1.0; // exp(-x) is below the smallest f64
     }
-    // -x = k ln 2 + r, |r| <= ln 2 / 2.
-    let k = (-x / LN2).round();
+    // -x = k ln 2 + r, |r| <= ln 2 / 2. (Rounded with `as`, which truncates:
+    // `f64::round` is not in core, and 0 <= x / ln 2 < 1075 here.)
+    let k = -(((x / LN2 + 0.5) as i64) as f64);
     let r = -x - k * LN2;
     let mut term = 1.0;
     let mut sum = 1.0;
@@ -52,7 +53,7 @@ pub(super) fn one_minus_exp_neg(x: f64) -> f64 {
         i += 1.0;
     }
     // 2^k, k in [-1075, 0]: through a subnormal-safe two-step scale.
-    let half = (k / 2.0).trunc();
+    let half = ((k / 2.0) as i64) as f64; // truncated
     1.0 - sum * pow2(half) * pow2(k - half)
 }
 

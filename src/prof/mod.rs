@@ -159,6 +159,16 @@ pub fn set_unwind(how: ProfUnwind) {
     UNWIND.store(how as u8, Relaxed);
 }
 
+/// Stacks captured since the start of the process, and how many of them
+/// libgcc's unwinder walked (slow: the text dump reports both).
+static CAPTURES: AtomicUsize = AtomicUsize::new(0);
+static LIBGCC_CAPTURES: AtomicUsize = AtomicUsize::new(0);
+
+/// (stacks captured, of which by libgcc's unwinder), since the start.
+pub fn captures() -> (usize, usize) {
+    (CAPTURES.load(Relaxed), LIBGCC_CAPTURES.load(Relaxed))
+}
+
 // The thread's TLS words (`tls::prof_slot`).
 const LEFT: usize = 0;
 const RNG: usize = 1;
@@ -510,6 +520,7 @@ fn capture(frames: &mut [MaybeUninit<usize>; stacks::DEPTH], fp: usize, from: He
         depth: 0,
         own: own_text(),
     };
+    CAPTURES.fetch_add(1, Relaxed);
     let how = UNWIND.load(Relaxed);
     if how == ProfUnwind::Fp as u8 {
         capture_fp(&mut c, fp);
@@ -523,6 +534,7 @@ fn capture(frames: &mut [MaybeUninit<usize>; stacks::DEPTH], fp: usize, from: He
     #[cfg(not(target_arch = "x86_64"))]
     let () = from;
     c.depth = 0;
+    LIBGCC_CAPTURES.fetch_add(1, Relaxed);
     // SAFETY: the callback and its argument are valid for the call.
     unsafe { _Unwind_Backtrace(unwind_frame, &raw mut c as *mut core::ffi::c_void) };
     c.depth

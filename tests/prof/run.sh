@@ -18,9 +18,10 @@
 #    unwinder (cached DWARF rules) finds exactly the stacks libgcc's
 #    _Unwind_Backtrace finds (OBMEM_PROF_UNWIND=libgcc), through each shape
 #    unwind.c makes: alloca, a realigned frame, recursion cut at 48 frames,
-#    qsort's comparator, a signal handler, another thread; and it calls
-#    _Unwind_Backtrace (counted by the shim count_unwind.c) only for the
-#    stack through the signal handler, the one it cannot walk itself;
+#    qsort's comparator, a signal handler, another thread; and it leaves
+#    libgcc only the stack through the signal handler, the one it cannot
+#    walk itself (the count in the text dump's header, which the shim
+#    dump_text.c writes at exit);
 #  - two_sites fork: the child's own dump holds the profile it inherited,
 #    less what it freed, plus what it allocated after the fork;
 #  - bad values of OBMEM_PROF, OBMEM_PROF_UNWIND and OBMEM_PROF_DUMP (empty,
@@ -50,7 +51,7 @@ fi
 
 gcc -O2 -g -rdynamic -pthread -o "$WORK/two_sites" tests/prof/two_sites.c
 gcc -O2 -g -rdynamic -pthread -o "$WORK/unwind" tests/prof/unwind.c
-gcc -O2 -shared -fPIC -o "$WORK/count_unwind.so" tests/prof/count_unwind.c -ldl
+gcc -O2 -shared -fPIC -o "$WORK/dump_text.so" tests/prof/dump_text.c -ldl
 
 # sites MODE THREADS: runs two_sites under the profiler and checks its dump.
 sites() {
@@ -145,13 +146,15 @@ fork_case
 
 # The default unwinder against libgcc's: the same stacks, each shape found.
 unwind_stacks() { # UNWINDER: the sorted distinct stacks of unwind.c's dump, and
-    # the calls of _Unwind_Backtrace in $prefix.calls
+    # the stacks libgcc's unwinder walked in $prefix.calls
     local prefix=$WORK/unwind-$1
     rm -f "$prefix".*.folded
-    timeout 60 env OBMEM_PROF=1 OBMEM_PROF_UNWIND="$1" OBMEM_PROF_DUMP="$prefix" COUNT_UNWIND_OUT="$prefix.calls" \
-        LD_PRELOAD="$WORK/count_unwind.so $LIB" "$WORK/unwind" >"$prefix.out" 2>"$prefix.err" || return 1
+    timeout 60 env OBMEM_PROF=1 OBMEM_PROF_UNWIND="$1" OBMEM_PROF_DUMP="$prefix" DUMP_TEXT_OUT="$prefix.txt" \
+        LD_PRELOAD="$WORK/dump_text.so $LIB" "$WORK/unwind" >"$prefix.out" 2>"$prefix.err" || return 1
     [[ ! -s $prefix.err ]] || return 1
     cut -d' ' -f1 "$prefix".*.folded | sort -u >"$prefix.stacks"
+    sed -n 's/^stacks captured since the process started: [0-9]*, \([0-9]*\) of them by libgcc.s unwinder$/\1/p' \
+        "$prefix.txt" >"$prefix.calls"
 }
 name=unwind-same-stacks
 if ! unwind_stacks dwarf || ! unwind_stacks libgcc; then
@@ -167,11 +170,11 @@ else
     done
     calls=$(cat "$WORK/unwind-dwarf.calls") libgcc_calls=$(cat "$WORK/unwind-libgcc.calls")
     echo "    unwind.c: $(wc -l <"$WORK/unwind-dwarf.stacks") distinct stacks, the same from both unwinders;" \
-        "_Unwind_Backtrace called $calls times by default, $libgcc_calls with OBMEM_PROF_UNWIND=libgcc"
+        "libgcc's unwinder walked $calls of them by default, $libgcc_calls with OBMEM_PROF_UNWIND=libgcc"
     if [[ -n $missing ]]; then
         fail "$name" "no stack matches:$missing" "$WORK/unwind-dwarf.stacks"
     elif [[ $calls != 1 ]] || ((libgcc_calls < 20)); then
-        fail "$name" "_Unwind_Backtrace called $calls times (expected 1: the signal handler's stack), $libgcc_calls with libgcc"
+        fail "$name" "libgcc's unwinder walked $calls stacks (expected 1: the signal handler's), $libgcc_calls with libgcc"
     else
         pass "$name"
     fi
