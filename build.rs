@@ -14,6 +14,13 @@ fn main() {
     // (`c-library`) nothing links libgcc_s, so the unwinder is linked in.
     if std::env::var_os("CARGO_FEATURE_C_LIBRARY").is_some() {
         println!("cargo:rustc-cdylib-link-arg=-lgcc_eh");
+        // Relative relocations packed (DT_RELR, binutils 2.38 and glibc
+        // 2.36), where the linker can: the heaps' tables of pointers are
+        // 1,800 of them, which every process start otherwise reads and
+        // applies one by one (BENCHMARKS.md, eighth session).
+        if linker_packs_relocations() {
+            println!("cargo:rustc-cdylib-link-arg=-Wl,-z,pack-relative-relocs");
+        }
     }
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let config = cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml"))
@@ -29,4 +36,21 @@ fn main() {
         // A syntax error is reported by rustc with a better message; keep the old header.
         Err(e) => println!("cargo:warning=cbindgen could not generate obmem.h: {e}"),
     }
+}
+
+/// Whether the C compiler (rustc's linker driver) links a shared library
+/// with `-z pack-relative-relocs` against this system's C library.
+fn linker_packs_relocations() -> bool {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let src = out.join("relr_probe.c");
+    if std::fs::write(&src, "static int x; int *p = &x;\n").is_err() {
+        return false;
+    }
+    std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wl,-z,pack-relative-relocs", "-o"])
+        .arg(out.join("relr_probe.so"))
+        .arg(&src)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
