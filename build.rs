@@ -15,9 +15,9 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_C_LIBRARY").is_some() {
         println!("cargo:rustc-cdylib-link-arg=-lgcc_eh");
         // Relative relocations packed (DT_RELR, binutils 2.38 and glibc
-        // 2.36), where the linker can: the heaps' tables of pointers are
-        // 1,800 of them, which every process start otherwise reads and
-        // applies one by one (BENCHMARKS.md, eighth session).
+        // 2.36), where the linker can: every process start otherwise reads
+        // and applies 1,800 of them one by one, most for the placeholder
+        // heap's table of pointers (BENCHMARKS.md, eighth session).
         if linker_packs_relocations() {
             println!("cargo:rustc-cdylib-link-arg=-Wl,-z,pack-relative-relocs");
         }
