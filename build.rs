@@ -11,8 +11,10 @@ fn main() {
     // thread-exit destructors outlive a dlclose of the library.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     // The heap profiler's stack capture uses libgcc's unwinder; without std
-    // (`c-library`) nothing links libgcc_s, so the unwinder is linked in.
-    if std::env::var_os("CARGO_FEATURE_C_LIBRARY").is_some() {
+    // (`c-library` on x86-64, lib.rs) nothing links libgcc_s, so the
+    // unwinder is linked in.
+    let x86_64 = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "x86_64");
+    if std::env::var_os("CARGO_FEATURE_C_LIBRARY").is_some() && x86_64 {
         println!("cargo:rustc-cdylib-link-arg=-lgcc_eh");
         // Relative relocations packed (DT_RELR, binutils 2.38 and glibc
         // 2.36), where the linker can: every process start otherwise reads

@@ -52,9 +52,11 @@
 //! paths take no lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-// The C library needs nothing from std (report.rs has its panic handler):
-// without it libobmem.so is half the size and does not load libgcc_s.
-#![cfg_attr(all(feature = "c-library", not(test)), no_std)]
+// The C library needs nothing from std on x86-64 (report.rs has its panic
+// handler): without it libobmem.so is half the size and does not load
+// libgcc_s. Elsewhere the thread's heap is found through std's
+// `thread_local!` (heap/tls.rs), so std stays.
+#![cfg_attr(all(feature = "c-library", not(test), target_arch = "x86_64"), no_std)]
 
 pub(crate) mod addr_table;
 pub(crate) mod alloc;

@@ -88,10 +88,10 @@ pub fn write_all(fd: i32, mut bytes: &[u8]) {
     }
 }
 
-/// The C library's panic handler (`c-library`, built without std). A panic
-/// is a bug in obmem, and obmem never unwinds (`panic = "abort"`): it says
-/// where, as std's handler would, and aborts.
-#[cfg(all(feature = "c-library", not(test)))]
+/// The C library's panic handler (`c-library` on x86-64, built without
+/// std). A panic is a bug in obmem, and obmem never unwinds (`panic =
+/// "abort"`): it says where, as std's handler would, and aborts.
+#[cfg(all(feature = "c-library", not(test), target_arch = "x86_64"))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     fatal(format_args!("internal error: {info}"))
@@ -102,7 +102,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 /// unwinder reaches it, and nothing may unwind through obmem's frames:
 /// refusing (`_URC_FATAL_PHASE1_ERROR`) makes a C++ exception thrown
 /// across obmem end the program instead of running corrupt cleanups.
-#[cfg(all(feature = "c-library", not(test)))]
+#[cfg(all(feature = "c-library", not(test), target_arch = "x86_64"))]
 #[no_mangle]
 extern "C" fn rust_eh_personality() -> i32 {
     3
