@@ -20,20 +20,20 @@
 //! either can send the calling thread to the slow paths, and is set up so
 //! that it does whenever it must: for a thread without a heap (its TLS slot
 //! points to the placeholder heap `NO_HEAP`) and once hooks are installed
-//! (`force_slow_paths`). `alloc_pools[slot]` is the queue head of the slot's
-//! `class` (`heads`), or the placeholder pool `EMPTY_POOL`, whose
-//! allocation list is always empty, when the class has no pool or the
-//! heap takes the slow paths. The unit cache is a direct-mapped table from 16 KiB unit to the
-//! heap's pool holding it: the tag of slot `u % UNIT_SLOTS` equal to the unit
-//! number `u = address >> 14` proves that the unit is mapped and holds a
-//! live pool of this heap, and the slot names the pool. A pool's units are
-//! entered when it is made (evicting whatever shared their slots) and
-//! removed when it is released; a unit missing from the cache sends its
-//! frees to the general path, which enters it again (`recache_unit`).
-//! Slot 0 is never used: its tag stays 0, which
-//! unit 0 (the addresses below 16 KiB, NULL among them) matches, and its
-//! pool is the all-zero `EMPTY_POOL`, whose checks fail. Other slots with
-//! tag 0 are empty: only unit 0 has number 0, and it maps to slot 0.
+//! (`force_slow_paths`). `alloc_pools[slot]` is the queue head of the
+//! slot's `class` (`heads`), or the placeholder pool `EMPTY_POOL`, whose
+//! allocation list is always empty, when the class has no pool or the heap
+//! takes the slow paths. The unit cache is a direct-mapped table from 16
+//! KiB unit to the heap's pool holding it: the tag of slot `u % UNIT_SLOTS`
+//! equal to the unit number `u = address >> 14` proves that the unit is
+//! mapped and holds a live pool of this heap, and the slot names the pool.
+//! A pool's units are entered when it is made (evicting whatever shared
+//! their slots) and removed when it is released; a unit missing from the
+//! cache sends its frees to the general path, which enters it again
+//! (`recache_unit`). Slot 0 is never used: its tag stays 0, which unit 0
+//! (the addresses below 16 KiB, NULL among them) matches, and its pool is
+//! the all-zero `EMPTY_POOL`, whose checks fail. Other slots with tag 0 are
+//! empty: only unit 0 has number 0, and it maps to slot 0.
 //!
 //! Owner-only fields are `Cell`s: only the owning thread (or the thread
 //! holding the registry lock while the heap is abandoned) touches them;

@@ -1,11 +1,12 @@
 //! Regions: address space reserved for large blocks, cut into granules of
 //! `LARGE_GRANULE` (64 KiB). A large block of up to `LARGE_SPAN_MAX` takes
 //! a span of whole granules in a free run that fits: where it covers the
-//! most dirty granules, else the smallest run, at its start (best fit;
-//! `Regions::best_fit`). A freed span's granules are free again and merge with the
-//! free granules around them, since free runs are simply the granules no
-//! span holds: a big freed span serves a smaller request and leaves the
-//! rest free, and neighbouring freed spans serve a bigger one.
+//! most dirty granules, then at an end of its run, then in the smallest
+//! run (`Regions::best_fit`). A freed span's granules are free again and
+//! merge with the free granules around them, since free runs are simply
+//! the granules no span holds: a big freed span serves a smaller request
+//! and leaves the rest free, and neighbouring freed spans serve a bigger
+//! one.
 //!
 //! Every chunk of a region but its first is marked `CHUNK_SPAN` in the
 //! arena map for as long as the process lives: a block's header is the 64
