@@ -64,6 +64,12 @@ pub(crate) const KEEP_MIN_UNITS: usize = 4096; // 64 MiB
 /// fewer, the pools of the big medium classes would be made and unmade
 /// with almost every block (BENCHMARKS.md, "Medium pools of four blocks").
 pub(crate) const MIN_POOL_BLOCKS: usize = 4;
+/// The pools of the classes above 512 B up to 1 KiB hold at least this
+/// many blocks (3 to 5 units): in pools of one unit (16 to 28 blocks), a
+/// class with a few dozen live blocks had its free blocks spread over
+/// several pools, and its queue head ran dry every few allocations
+/// (BENCHMARKS.md, "Pools of 64 blocks from 512 B to 1 KiB").
+pub(crate) const MIN_DIRECT_POOL_BLOCKS: usize = 64;
 /// A heap keeps up to this many empty pools per class in the queue beyond
 /// the head, for classes whose pools hold at most `KEEP_EMPTY_CAPACITY`
 /// blocks: their pools empty and fill again all the time, and releasing

@@ -96,19 +96,21 @@ pub(crate) const fn block_size(class: usize) -> usize {
 /// How many pool units a pool of `class` spans: the fewest whose tail
 /// waste is under 1/16 of the pool, or failing that the count that wastes
 /// least (`tightest_units`), unless such a pool holds fewer than
-/// `MIN_POOL_BLOCKS` blocks (or fewer than an arena's usable units can
-/// hold, if that is less). Then the fewest units holding that many whose
+/// `MIN_POOL_BLOCKS` blocks (`MIN_DIRECT_POOL_BLOCKS` for the classes
+/// above 512 B up to 1 KiB), or fewer than an arena's usable units can
+/// hold, if that is less. Then the fewest units holding that many whose
 /// pools, an arena full of them, put at least 7/8 of its usable units in
 /// blocks; failing that, the count that puts most.
 pub(crate) const fn pool_units(class: usize) -> usize {
     let size = block_size(class);
     let tight = tightest_units(size);
     let fit = USABLE_UNITS * UNIT_SIZE / size;
-    let min_blocks = if fit < MIN_POOL_BLOCKS {
-        fit
+    let want = if size > SMALL_MAX && size <= DIRECT_MAX {
+        MIN_DIRECT_POOL_BLOCKS
     } else {
         MIN_POOL_BLOCKS
     };
+    let min_blocks = if fit < want { fit } else { want };
     if tight * UNIT_SIZE / size >= min_blocks {
         return tight;
     }
