@@ -315,6 +315,18 @@ mod tests {
     }
 
     #[test]
+    fn pools_up_to_one_kib() {
+        for c in 0..DIRECT_CLASSES {
+            if block_size(c) <= SMALL_MAX {
+                // pymalloc's pools: one 16 KiB unit.
+                assert_eq!(pool_units(c), 1, "class {c}");
+            } else {
+                assert!(pool_capacity(c) >= MIN_DIRECT_POOL_BLOCKS, "class {c}");
+            }
+        }
+    }
+
+    #[test]
     fn pools_waste_little() {
         for c in 0..NUM_CLASSES {
             let bytes = pool_units(c) * UNIT_SIZE;
