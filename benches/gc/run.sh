@@ -10,7 +10,10 @@
 # return of traverse and of the visitor); on the machine of BENCHMARKS.md
 # these transfers between distant addresses are a large part of the cost
 # of collecting reachable objects, and the same benchmark code placed in a
-# shared library beside libobmem.so runs as fast as the static link.
+# shared library beside libobmem.so runs as fast as the static link. The
+# last lines (benches/gc/call_distance.c) measure that cost alone: the
+# same loop, traverse and visitor, with the loop and visitor in the
+# program or in a shared library.
 # Needs cargo, gcc and python3; installs Debian's libgc-dev if missing (as
 # root or through sudo -n).
 set -euo pipefail
@@ -25,6 +28,10 @@ gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c -Ltarget/rel
     -Wl,-rpath,"$root/target/release" -o "$out/bench_obmem"
 gcc -std=gnu11 -O2 -Wall -Wextra -Iinclude benches/gc/bench_obmem.c target/release/libobmem.a \
     -lpthread -ldl -lm -o "$out/bench_obmem_static"
+gcc -std=gnu11 -O2 -Wall -Wextra -fPIC -shared -DLIBRARY_HALF benches/gc/call_distance.c \
+    -o "$out/libcall_distance.so"
+gcc -std=gnu11 -O2 -Wall -Wextra benches/gc/call_distance.c -L"$out" -lcall_distance \
+    -Wl,-rpath,"$out" -o "$out/call_distance"
 
 have_boehm=1
 if ! echo '#include <gc.h>' | gcc -E -x c - >/dev/null 2>&1; then
@@ -86,3 +93,4 @@ for shape, state, n in keys:
     ratio = lambda v, base=o: f"{v / base:7.2f}x" if v is not None and base else f"{'-':>8}"
     print(f"  {shape:<6} {state:<10} {n:>8} {fmt(o)} {fmt(st)} {fmt(c)} {fmt(b)} {ratio(c)} {ratio(b):>9} {ratio(b, st):>12}")
 PY
+"$out/call_distance"
