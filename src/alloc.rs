@@ -2,7 +2,7 @@
 //! as every entry point calls them (the free path is `free.rs`). `func`
 //! names the C function for reports.
 //!
-//! Fast path (`malloc_fast`): the fast slot of the size (one per 16 bytes
+//! Fast path (`malloc_fast`): the fast slot of the size (the size itself
 //! up to 1 KiB, one per class above: `size_class::fast_slots`), so that
 //! the sizes most programs ask for take one branch, whatever their mix,
 //! then the thread's heap from TLS (the
@@ -21,7 +21,7 @@ use crate::heap;
 use crate::large;
 use crate::os;
 use crate::purge;
-use crate::size_class::{self, class_of, direct_slot, fast_slot_of_class, DIRECT_MAX};
+use crate::size_class::{self, class_of, fast_slot_of_class, DIRECT_MAX};
 use core::ptr;
 
 #[cold]
@@ -82,7 +82,7 @@ pub fn malloc_fast(n: usize) -> *mut u8 {
 #[inline(always)]
 pub fn malloc_fast_direct(n: usize) -> *mut u8 {
     debug_assert!(n <= DIRECT_MAX);
-    pop_fast::<true>(direct_slot(n))
+    pop_fast::<true>(n)
 }
 
 /// `malloc_fast` for small blocks (up to 512 bytes), without taking other
@@ -96,8 +96,7 @@ pub fn malloc_fast_small_sized(n: usize) -> (*mut u8, usize) {
     }
     // Small classes are 16 bytes apart: size n is served by blocks of n
     // rounded up to 16 (slot 0 has none: size 0 takes the slow path).
-    let slot = direct_slot(n);
-    (pop_fast::<false>(slot), slot << ALIGNMENT_SHIFT)
+    (pop_fast::<false>(n), (n + ALIGNMENT - 1) & !(ALIGNMENT - 1))
 }
 
 /// A block from the head pool of fast slot `slot`'s allocation or local

@@ -34,44 +34,33 @@ fn medium_class_of(size: usize) -> usize {
 }
 
 /// Requests up to this size find their pool in one table load indexed by
-/// their direct slot, with no test of their class.
+/// the size itself (a "fast slot" per byte: the load is the only
+/// instruction between the size and the pool), with no test of their class.
 pub(crate) const DIRECT_MAX: usize = 2 * SMALL_MAX;
-
-/// The fast slot of size `n <= DIRECT_MAX`: its count of 16-byte granules
-/// (an add and a shift). Every class up to DIRECT_MAX is a multiple of 16,
-/// so a granule never straddles two classes. A slot per byte would save
-/// the two instructions but make the table 16 times larger (8 KiB): with
-/// sizes spread over the range, its lines fall out of the L1 cache.
-#[inline(always)]
-pub(crate) const fn direct_slot(n: usize) -> usize {
-    (n + ALIGNMENT - 1) >> ALIGNMENT_SHIFT
-}
-
-/// The fast slots of the sizes up to DIRECT_MAX.
-pub(crate) const DIRECT_SLOTS: usize = direct_slot(DIRECT_MAX) + 1;
+/// The fast slots of the sizes up to DIRECT_MAX (slot n: size n).
+pub(crate) const DIRECT_SLOTS: usize = DIRECT_MAX + 1;
 /// The classes whose blocks are at most DIRECT_MAX bytes.
 pub(crate) const DIRECT_CLASSES: usize = SMALL_CLASSES + MEDIUM_STEPS;
-/// Fast slots in all: one per granule up to DIRECT_MAX, then one per class.
+/// Fast slots in all: one per byte up to DIRECT_MAX, then one per class.
 pub(crate) const FAST_SLOTS: usize = DIRECT_SLOTS + NUM_CLASSES - DIRECT_CLASSES;
 
 /// The fast slot of `class`, a class above DIRECT_MAX (the sizes up to
-/// it use their direct slots).
+/// it use their own).
 #[inline(always)]
 pub(crate) const fn fast_slot_of_class(class: usize) -> usize {
     class + (DIRECT_SLOTS - DIRECT_CLASSES)
 }
 
-/// The fast slots that serve `class`: the direct slots of its sizes up to
-/// DIRECT_MAX, else its own slot. Slot 0 serves no class: `malloc(0)`
-/// takes the slow path.
+/// The fast slots that serve `class`: its sizes up to DIRECT_MAX, else its
+/// own slot. Slot 0 serves no class: `malloc(0)` takes the slow path.
 pub(crate) fn fast_slots(class: usize) -> core::ops::RangeInclusive<usize> {
     if class < DIRECT_CLASSES {
         let first = if class == 0 {
             1
         } else {
-            direct_slot(block_size(class - 1) + 1)
+            block_size(class - 1) + 1
         };
-        first..=direct_slot(block_size(class))
+        first..=block_size(class)
     } else {
         let s = fast_slot_of_class(class);
         s..=s
@@ -347,9 +336,9 @@ mod tests {
         }
         // malloc(0) takes the slow path: slot 0 has no class.
         assert_eq!(owner[0], usize::MAX);
-        // Up to DIRECT_MAX the slot is the size's direct slot.
+        // Up to DIRECT_MAX the slot is the size.
         for n in 1..=DIRECT_MAX {
-            assert_eq!(owner[direct_slot(n)], class_of(n).unwrap(), "size {n}");
+            assert_eq!(owner[n], class_of(n).unwrap(), "size {n}");
         }
         for c in DIRECT_CLASSES..NUM_CLASSES {
             assert_eq!(owner[fast_slot_of_class(c)], c);

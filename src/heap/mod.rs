@@ -318,9 +318,21 @@ impl Heap {
             self.unkeep(unsafe { &*p });
         }
         self.heads[class + 1].set(p);
-        // One slot, or four for the classes from 512 B to 1 KiB.
-        for slot in &self.alloc_pools[fast_slots(class)] {
-            slot.store(p as *mut Pool, Relaxed);
+        let slots = &self.alloc_pools[fast_slots(class)];
+        if let [one] = slots {
+            // A class above 1 KiB: no loop to set up.
+            one.store(p as *mut Pool, Relaxed);
+        } else {
+            // Four stores a round: a class up to 1 KiB has 16 or 64 slots.
+            let mut fours = slots.chunks_exact(4);
+            for four in &mut fours {
+                for slot in four {
+                    slot.store(p as *mut Pool, Relaxed);
+                }
+            }
+            for slot in fours.remainder() {
+                slot.store(p as *mut Pool, Relaxed);
+            }
         }
         // The fence between these stores and the load of FORCE_SLOW, with
         // the two SeqCst operations of `force_slow_paths`: either that walk
