@@ -21,7 +21,10 @@
 //!   is set: a pusher may still be on its way to registering it. The bit
 //!   lives in the list's word so that the owner cannot take a pusher's
 //!   block without seeing, in the same atomic read, that the pusher is
-//!   still to register the pool.
+//!   still to register the pool. The word's top 16 bits count the list's
+//!   blocks (every push adds one in its CAS), so that the owner takes the
+//!   list without walking it: the blocks were written by other threads,
+//!   and walking them chains one cache miss per block.
 //!
 //! Invariants (owner thread only, except the fields marked shared):
 //! - Blocks with an index below `carved` have been carved: each is handed
@@ -83,7 +86,8 @@ pub struct Pool {
     pub allocs: AtomicU64,
     /// Links in the owner heap's queue for `class`.
     pub next: Cell<*mut Pool>,
-    /// Blocks freed by other threads, with `QUEUED` in bit 0 (shared).
+    /// Blocks freed by other threads: the first one's address, `QUEUED`
+    /// in bit 0, their count from bit `COUNT_SHIFT` (shared).
     thread_free: AtomicUsize,
     /// Link in the owner heap's list of pools with remote frees (shared).
     pub remote_next: AtomicPtr<Pool>,
@@ -109,7 +113,17 @@ pub(crate) const POOL_SIZE_SHIFT: u32 = 7;
 pub(crate) const OUT_OF_QUEUE: u32 = 1 << 31;
 /// Bit of `Pool::thread_free`: on the heap's remote list, or about to be.
 const QUEUED: usize = 1;
-const _: () = assert!(QUEUED == 1, "push_thread_free's `lea` sets bit 0");
+const _: () = assert!(QUEUED == 1, "push_thread_free's `or` sets bit 0");
+/// `Pool::thread_free` counts its list's blocks from this bit; below it,
+/// the first block's address (below 2^48, as the arena map assumes).
+const COUNT_SHIFT: u32 = 48;
+const COUNT_ONE: usize = 1 << COUNT_SHIFT;
+/// The bits of `Pool::thread_free` that hold the first block's address.
+const LIST_MASK: usize = (COUNT_ONE - 1) & !QUEUED;
+const _: () = assert!(
+    USABLE_UNITS * UNIT_SIZE / ALIGNMENT < 1 << (usize::BITS - COUNT_SHIFT),
+    "a pool's blocks must fit the count of thread_free"
+);
 const _: () = assert!(core::mem::size_of::<Pool>() == 1 << POOL_SIZE_SHIFT);
 const _: () = assert!(core::mem::size_of::<Block>() <= ALIGNMENT);
 
@@ -459,14 +473,18 @@ impl Pool {
     #[cfg(not(target_arch = "x86_64"))]
     #[inline(always)]
     pub unsafe fn push_thread_free(&self, b: *mut Block) -> bool {
+        debug_assert!((b as usize) & !LIST_MASK == 0);
         let mut cur = self.thread_free.load(Relaxed);
         loop {
             // SAFETY: the block is ours to link until the owner takes it.
-            unsafe { (*b).next = (cur & !QUEUED) as *mut Block };
+            unsafe { (*b).next = (cur & LIST_MASK) as *mut Block };
+            // One more block: the count cannot overflow (a pool has fewer
+            // blocks than it holds).
+            let new = (cur & !LIST_MASK | QUEUED) + COUNT_ONE + b as usize;
             // Release: the owner's Acquire take sees the link and the key.
             match self
                 .thread_free
-                .compare_exchange_weak(cur, b as usize | QUEUED, Release, Relaxed)
+                .compare_exchange_weak(cur, new, Release, Relaxed)
             {
                 Ok(_) => return cur & QUEUED == 0,
                 Err(c) => cur = c,
@@ -474,17 +492,20 @@ impl Pool {
         }
     }
 
-    /// As above, in five instructions a round where LLVM takes seven: the
-    /// CAS's expected value stays in `rax`, where a failed `cmpxchg` leaves
-    /// the current one, and `b | QUEUED` is `b + 1` (a block start is
-    /// 16-byte aligned), one `lea`.
+    /// As above, with the CAS's expected value kept in `rax`, where a
+    /// failed `cmpxchg` leaves the current one (LLVM moves it around), and
+    /// the new word computed from it in four instructions: the count and
+    /// `QUEUED` of the old word (`rax` less its address), `QUEUED` set,
+    /// plus one block and the block's address (`COUNT_ONE + b`, computed
+    /// once; a block start is 16-byte aligned, so the additions carry
+    /// into nothing).
     ///
     /// # Safety
     /// As above.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub unsafe fn push_thread_free(&self, b: *mut Block) -> bool {
-        debug_assert!((b as usize).is_multiple_of(ALIGNMENT));
+        debug_assert!((b as usize) & !LIST_MASK == 0);
         let old: usize;
         // SAFETY: the block is ours to link until the owner takes it; the
         // list word is an aligned AtomicUsize of this descriptor. `lock
@@ -492,20 +513,30 @@ impl Pool {
         // link and the key (the Release of the portable version).
         unsafe {
             core::arch::asm!(
-                "lea {new}, [{b} + 1]",
+                "mov {mask}, {list_mask}",
+                "mov {add}, {count_one}",
+                "add {add}, {b}",
                 "mov rax, qword ptr [{pool} + {tf}]",
                 "2:",
                 "mov {link}, rax",
-                "and {link}, -2",
+                "and {link}, {mask}",
                 "mov qword ptr [{b}], {link}",
+                "mov {new}, rax",
+                "sub {new}, {link}",
+                "or {new}, 1",
+                "add {new}, {add}",
                 "lock cmpxchg qword ptr [{pool} + {tf}], {new}",
                 "jne 2b",
                 b = in(reg) b,
                 pool = in(reg) self,
+                mask = out(reg) _,
+                add = out(reg) _,
                 new = out(reg) _,
                 link = out(reg) _,
                 out("rax") old,
                 tf = const core::mem::offset_of!(Pool, thread_free),
+                list_mask = const LIST_MASK,
+                count_one = const COUNT_ONE,
                 options(nostack),
             );
         }
@@ -515,12 +546,12 @@ impl Pool {
     /// Whether other threads' frees wait on `thread_free`.
     #[inline(always)]
     pub fn has_thread_free(&self) -> bool {
-        self.thread_free.load(Relaxed) & !QUEUED != 0
+        self.thread_free.load(Relaxed) & LIST_MASK != 0
     }
 
     /// The blocks on `thread_free`.
     pub fn thread_free_list(&self) -> *mut Block {
-        (self.thread_free.load(Acquire) & !QUEUED) as *mut Block
+        (self.thread_free.load(Acquire) & LIST_MASK) as *mut Block
     }
 
     /// Whether the pool is on its heap's remote list, or about to be: it
@@ -538,7 +569,7 @@ impl Pool {
     pub unsafe fn take_thread_free(&self) -> u32 {
         let mut cur = self.thread_free.load(Relaxed);
         loop {
-            if cur & !QUEUED == 0 {
+            if cur & LIST_MASK == 0 {
                 return 0;
             }
             // Keep `QUEUED`: a pusher may still have to register the pool.
@@ -550,7 +581,7 @@ impl Pool {
                 Err(c) => cur = c,
             }
         }
-        self.splice_thread_free((cur & !QUEUED) as *mut Block)
+        self.splice_thread_free(cur)
     }
 
     /// As `take_thread_free`, for a pool the drain took off its heap's
@@ -561,24 +592,32 @@ impl Pool {
     /// As `take_thread_free`; the pool is off the remote list.
     pub unsafe fn take_thread_free_dequeued(&self) -> u32 {
         let cur = self.thread_free.swap(0, Acquire);
-        self.splice_thread_free((cur & !QUEUED) as *mut Block)
+        self.splice_thread_free(cur)
     }
 
-    /// Puts a list taken from `thread_free` in front of `free`.
-    fn splice_thread_free(&self, list: *mut Block) -> u32 {
+    /// Puts the list of a word taken from `thread_free` in front of
+    /// `free`; returns how many blocks it held. Onto an empty `free` (the
+    /// common case: the allocation list ran dry), without reading the
+    /// blocks; else after walking to the list's tail.
+    fn splice_thread_free(&self, taken: usize) -> u32 {
+        let list = (taken & LIST_MASK) as *mut Block;
+        let n = (taken >> COUNT_SHIFT) as u32;
+        debug_assert_eq!(list.is_null(), n == 0);
         if list.is_null() {
             return 0;
         }
-        let mut n = 1;
-        let mut tail = list;
-        // SAFETY: blocks on the list are free blocks of this pool, linked
-        // through their first word; pushers are done writing them.
-        unsafe {
-            while !(*tail).next.is_null() {
-                tail = (*tail).next;
-                n += 1;
+        let free = self.free.get();
+        if !free.is_null() {
+            let mut tail = list;
+            // SAFETY: blocks on the list are free blocks of this pool,
+            // linked through their first word; pushers are done writing
+            // them (the take's Acquire).
+            unsafe {
+                while !(*tail).next.is_null() {
+                    tail = (*tail).next;
+                }
+                (*tail).next = free;
             }
-            (*tail).next = self.free.get();
         }
         self.free.set(list);
         self.add_used(-(n as i32));
@@ -764,6 +803,50 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { pool.take_thread_free_dequeued() }, 1);
         assert!(!pool.is_remote_queued() && pool.used() == 0);
+    }
+
+    #[test]
+    fn thread_frees_are_counted_in_the_list_word() {
+        let class = class_of(512).unwrap();
+        let mut mem = vec![0u8; UNIT_SIZE + PAGE_SIZE];
+        let (pool, _) = pool_in(&mut mem, class);
+        // The first page: eight blocks of 512 bytes, all handed out, so
+        // that the allocation list is empty when the owner takes the list.
+        let blocks: Vec<*mut u8> = (0..8).map(|_| owned(&pool).pop_slow()).collect();
+        assert!(owned(&pool).pop().is_null());
+        for &b in &blocks[..5] {
+            // SAFETY: live blocks of the pool, each pushed once.
+            unsafe { pool.push_thread_free(b as *mut Block) };
+        }
+        assert_eq!(pool.thread_free.load(Relaxed) >> COUNT_SHIFT, 5);
+        assert_eq!(pool.thread_free_list() as *mut u8, blocks[4]);
+        assert_eq!(owned(&pool).take_thread_free(), 5);
+        assert_eq!(pool.used(), 3);
+        assert_eq!(
+            pool.thread_free.load(Relaxed),
+            QUEUED,
+            "the take leaves no count"
+        );
+        // Spliced without a walk, in push order reversed.
+        for &b in blocks[..5].iter().rev() {
+            assert_eq!(owned(&pool).pop(), b);
+        }
+        assert!(owned(&pool).pop().is_null());
+        // Onto a non-empty allocation list: walked to the tail.
+        // SAFETY: a live block of the pool.
+        unsafe { pool.push_local(blocks[7]) };
+        for &b in &blocks[..2] {
+            // SAFETY: live blocks of the pool, each pushed once.
+            unsafe { pool.push_thread_free(b as *mut Block) };
+        }
+        // SAFETY: as in `owned`; off the (imaginary) remote list.
+        assert_eq!(unsafe { pool.take_thread_free_dequeued() }, 2);
+        assert_eq!(pool.thread_free.load(Relaxed), 0);
+        assert_eq!(owned(&pool).pop(), blocks[1]);
+        assert_eq!(owned(&pool).pop(), blocks[0]);
+        assert_eq!(owned(&pool).pop(), blocks[7]);
+        assert!(owned(&pool).pop().is_null());
+        assert_eq!(pool.used() as usize, blocks.len());
     }
 
     #[test]
