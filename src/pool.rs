@@ -479,7 +479,7 @@ impl Pool {
             // SAFETY: the block is ours to link until the owner takes it.
             unsafe { (*b).next = (cur & LIST_MASK) as *mut Block };
             // One more block: the count cannot overflow (a pool has fewer
-            // blocks than it holds).
+            // than 2^16 blocks, asserted with COUNT_SHIFT).
             let new = (cur & !LIST_MASK | QUEUED) + COUNT_ONE + b as usize;
             // Release: the owner's Acquire take sees the link and the key.
             match self
