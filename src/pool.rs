@@ -120,6 +120,14 @@ const COUNT_SHIFT: u32 = 48;
 const COUNT_ONE: usize = 1 << COUNT_SHIFT;
 /// The bits of `Pool::thread_free` that hold the first block's address.
 const LIST_MASK: usize = (COUNT_ONE - 1) & !QUEUED;
+
+/// Whether a `Pool::thread_free` word holds a block: its count is not 0
+/// exactly when its list is not empty, so any bit but `QUEUED` says so (a
+/// compare with 2, where `LIST_MASK` would need a 64-bit immediate).
+#[inline(always)]
+const fn holds_blocks(word: usize) -> bool {
+    word & !QUEUED != 0
+}
 const _: () = assert!(
     USABLE_UNITS * UNIT_SIZE / ALIGNMENT < 1 << (usize::BITS - COUNT_SHIFT),
     "a pool's blocks must fit the count of thread_free"
@@ -546,7 +554,7 @@ impl Pool {
     /// Whether other threads' frees wait on `thread_free`.
     #[inline(always)]
     pub fn has_thread_free(&self) -> bool {
-        self.thread_free.load(Relaxed) & LIST_MASK != 0
+        holds_blocks(self.thread_free.load(Relaxed))
     }
 
     /// The blocks on `thread_free`.
@@ -569,7 +577,7 @@ impl Pool {
     pub unsafe fn take_thread_free(&self) -> u32 {
         let mut cur = self.thread_free.load(Relaxed);
         loop {
-            if cur & LIST_MASK == 0 {
+            if !holds_blocks(cur) {
                 return 0;
             }
             // Keep `QUEUED`: a pusher may still have to register the pool.
