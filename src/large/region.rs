@@ -80,6 +80,11 @@ struct Meta {
     hdr: Bits,
     /// When each dirty granule was freed (`purge::now_ms`).
     freed_at: [u64; MAX_GRANULES],
+    /// Every granule from this one on is free and clean: no span or
+    /// purge has marked it since the region was reserved. Walks over the
+    /// free runs stop here instead of at the end of the region (a region
+    /// is mostly such granules: 16,384 of them in 1 GiB).
+    top: usize,
 }
 
 const _: () = assert!(core::mem::size_of::<Meta>() <= ARENA_SIZE && WORDS * 64 == MAX_GRANULES);
@@ -178,10 +183,20 @@ impl Regions {
         let mut best: Option<((usize, bool, isize), usize, usize)> = None;
         for r in 0..self.count {
             let (m, end) = (self.meta(r), self.granules[r]);
+            let top = m.top;
+            debug_assert!(
+                find(&m.used, true, top, end) == end && find(&m.dirty, true, top, end) == end,
+                "a granule at or above top is used or dirty"
+            );
             let mut i = META_GRANULES;
             while i < end {
-                let s = find(&m.used, false, i, end);
-                let e = find(&m.used, true, s, end);
+                let s = find(&m.used, false, i, top.max(i));
+                // The run that reaches `top` goes on to the end: nothing
+                // at or above it is used or dirty.
+                let e = match find(&m.used, true, s, top) {
+                    e if e == top => end,
+                    e => e,
+                };
                 i = e;
                 if e - s < k {
                     continue;
@@ -197,10 +212,11 @@ impl Regions {
                     }
                 };
                 consider(s);
-                let mut d = find(&m.dirty, true, s, e);
-                while d < e {
+                let de = e.min(top);
+                let mut d = find(&m.dirty, true, s, de);
+                while d < de {
                     consider(d.min(e - k));
-                    d = find(&m.dirty, true, find(&m.dirty, false, d, e), e);
+                    d = find(&m.dirty, true, find(&m.dirty, false, d, de), de);
                 }
                 if let Some((score, r, x)) = best {
                     if score == (k, true, -(k as isize)) {
@@ -261,6 +277,7 @@ impl Regions {
         for i in 0..META_GRANULES {
             set_bit(&mut m.used, i, true);
         }
+        m.top = META_GRANULES;
         Ok(r)
     }
 }
@@ -269,6 +286,7 @@ impl Regions {
 /// they all read as zero, and the bytes they kept resident (no longer
 /// kept: the caller counts them as mapped for the block).
 fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
+    m.top = m.top.max(i1);
     let mut kept = 0;
     for i in i0..i1 {
         set_bit(&mut m.used, i, true);
@@ -450,6 +468,7 @@ fn take_clean_around(m: &mut Meta, from: usize, to: usize) -> ((usize, usize), (
         set_bit(&mut m.used, end, true);
         end += 1;
     }
+    m.top = m.top.max(end);
     ((start, from), (to, end))
 }
 
@@ -624,6 +643,94 @@ mod tests {
         assert_eq!(find(&b, false, 3, 4), 4);
         set_bit(&mut b, 130, false);
         assert!(!bit(&b, 130) && bit(&b, 131));
+    }
+
+    /// `best_fit` as it was before `Meta::top`: every free run to the end
+    /// of the region, scored the same way.
+    fn best_fit_unbounded(m: &Meta, end: usize, k: usize) -> Option<usize> {
+        let mut best: Option<((usize, bool, isize), usize)> = None;
+        let mut i = META_GRANULES;
+        while i < end {
+            let s = find(&m.used, false, i, end);
+            let e = find(&m.used, true, s, end);
+            i = e;
+            if e - s < k {
+                continue;
+            }
+            let mut consider = |x: usize| {
+                let score = (
+                    count(&m.dirty, x, x + k),
+                    x == s || x + k == e,
+                    -((e - s) as isize),
+                );
+                if best.is_none_or(|b| score > b.0) {
+                    best = Some((score, x));
+                }
+            };
+            consider(s);
+            let mut d = find(&m.dirty, true, s, e);
+            while d < e {
+                consider(d.min(e - k));
+                d = find(&m.dirty, true, find(&m.dirty, false, d, e), e);
+            }
+        }
+        best.map(|b| b.1)
+    }
+
+    #[test]
+    fn the_walk_bounded_at_top_scores_like_the_walk_to_the_end() {
+        let mut meta: std::boxed::Box<Meta> =
+            // SAFETY: Meta is bit sets, times and a count: all zero is valid.
+            unsafe { std::boxed::Box::new_zeroed().assume_init() };
+        let end = 2048;
+        let mut regions = Regions {
+            base: [0; LARGE_REGIONS],
+            granules: [0; LARGE_REGIONS],
+            count: 1,
+        };
+        regions.base[0] = &mut *meta as *mut Meta as usize;
+        regions.granules[0] = end;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..300 {
+            let m = regions.meta(0);
+            *m = Meta {
+                used: [0; WORDS],
+                dirty: [0; WORDS],
+                hdr: [0; WORDS],
+                freed_at: [0; MAX_GRANULES],
+                top: 0,
+            };
+            for i in 0..META_GRANULES {
+                set_bit(&mut m.used, i, true);
+            }
+            // Granules below top: used, free dirty or free clean, in runs.
+            m.top = META_GRANULES + rand(end - META_GRANULES);
+            let mut i = META_GRANULES;
+            while i < m.top {
+                let len = (1 + rand(12)).min(m.top - i);
+                let kind = rand(3);
+                for g in i..i + len {
+                    set_bit(&mut m.used, g, kind == 0);
+                    set_bit(&mut m.dirty, g, kind == 1);
+                }
+                i += len;
+            }
+            for k in [1, 2, 3, 5, 8, 40, end] {
+                let want = best_fit_unbounded(regions.meta(0), end, k);
+                assert_eq!(
+                    regions.best_fit(k).map(|f| f.1),
+                    want,
+                    "k {k}, top {}",
+                    regions.meta(0).top
+                );
+            }
+        }
     }
 
     #[test]
