@@ -91,10 +91,12 @@ pub(crate) const REMOTE_SLOTS: usize = 256;
 
 /// Slots of a heap's direct-mapped cache from unit to pool, which lets
 /// `free` of a block of the calling thread skip the global arena map and
-/// the arena header: 4096 consecutive units (64 MiB) map to distinct slots,
-/// and a free that finds its unit evicted enters it again. 64 KiB of each
-/// heap's address space; only the slots used are touched.
-pub(crate) const UNIT_SLOTS: usize = 4096;
+/// the arena header: 16,384 consecutive units (256 MiB) map to distinct
+/// slots, and a free that finds its unit evicted enters it again. 256 KiB
+/// of each heap's address space; only the slots used are touched. (With
+/// 4096 slots, 64 MiB, a ring of 1,000 live blocks of 32-128 KiB took the
+/// general path on a third of its frees: BENCHMARKS.md, tenth session.)
+pub(crate) const UNIT_SLOTS: usize = 16384;
 
 /// Large blocks (above MEDIUM_MAX) of up to this size, aligned to at most
 /// a granule, are spans of whole granules in regions of reserved address
