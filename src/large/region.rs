@@ -201,6 +201,11 @@ impl Regions {
                 if e - s < k {
                     continue;
                 }
+                // No place in a run this long can beat a best that covers
+                // k dirty granules at an end of a run no longer.
+                if best.is_some_and(|b| b.0 .0 == k && b.0 .1 && e - s >= (-b.0 .2) as usize) {
+                    continue;
+                }
                 let mut consider = |x: usize| {
                     let score = (
                         count(&m.dirty, x, x + k),
