@@ -207,11 +207,7 @@ impl Regions {
                     continue;
                 }
                 let mut consider = |x: usize| {
-                    let score = (
-                        count(&m.dirty, x, x + k),
-                        x == s || x + k == e,
-                        -((e - s) as isize),
-                    );
+                    let score = place_score(m, k, (s, e), x);
                     if best.is_none_or(|b| score > b.0) {
                         best = Some((score, r, x));
                     }
@@ -304,6 +300,17 @@ fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
     KEPT.fetch_sub(kept, Relaxed);
     purge::large_took_fresh((i1 - i0) * GRANULE - kept);
     (kept == 0, kept)
+}
+
+/// `best_fit`'s ranking of a span of `k` granules at `x` in the free run
+/// `[s, e)`: the dirty granules it covers, whether it is at an end of the
+/// run, then the shorter run.
+fn place_score(m: &Meta, k: usize, (s, e): (usize, usize), x: usize) -> (usize, bool, isize) {
+    (
+        count(&m.dirty, x, x + k),
+        x == s || x + k == e,
+        -((e - s) as isize),
+    )
 }
 
 /// A span taken for a large block.
@@ -663,11 +670,7 @@ mod tests {
                 continue;
             }
             let mut consider = |x: usize| {
-                let score = (
-                    count(&m.dirty, x, x + k),
-                    x == s || x + k == e,
-                    -((e - s) as isize),
-                );
+                let score = place_score(m, k, (s, e), x);
                 if best.is_none_or(|b| score > b.0) {
                     best = Some((score, x));
                 }
