@@ -203,8 +203,10 @@ impl Regions {
                 }
                 // No place in a run this long can beat a best that covers
                 // k dirty granules at an end of a run no longer.
-                if best.is_some_and(|b| b.0 .0 == k && b.0 .1 && e - s >= (-b.0 .2) as usize) {
-                    continue;
+                if let Some(((dirty, at_end, minus_len), _, _)) = best {
+                    if dirty == k && at_end && e - s >= minus_len.unsigned_abs() {
+                        continue;
+                    }
                 }
                 let mut consider = |x: usize| {
                     let score = place_score(m, k, (s, e), x);
@@ -657,8 +659,9 @@ mod tests {
         assert!(!bit(&b, 130) && bit(&b, 131));
     }
 
-    /// `best_fit` as it was before `Meta::top`: every free run to the end
-    /// of the region, scored the same way.
+    /// `best_fit` as it was before `Meta::top` and the runs passed over:
+    /// every free run to the end of the region looked at, scored the same
+    /// way.
     fn best_fit_unbounded(m: &Meta, end: usize, k: usize) -> Option<usize> {
         let mut best: Option<((usize, bool, isize), usize)> = None;
         let mut i = META_GRANULES;
@@ -686,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn the_walk_bounded_at_top_scores_like_the_walk_to_the_end() {
+    fn the_walk_places_spans_as_the_full_walk_does() {
         let mut meta: std::boxed::Box<Meta> =
             // SAFETY: Meta is bit sets, times and a count: all zero is valid.
             unsafe { std::boxed::Box::new_zeroed().assume_init() };
