@@ -31,6 +31,8 @@ struct Entry {
     bytes: AtomicUsize,
 }
 
+// An initializer of the table's slots: each copy is a distinct slot.
+#[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: Entry = Entry {
     ty: AtomicPtr::new(ptr::null_mut()),
     objects: AtomicUsize::new(0),
@@ -50,7 +52,7 @@ fn first_slot(t: TypeKey) -> Option<&'static Entry> {
     let i = (t as usize >> 4) & (SLOTS - 1);
     // SAFETY: i < SLOTS (masked).
     let e = unsafe { TABLE.get_unchecked(i) };
-    (e.ty.load(Relaxed) as TypeKey == t).then_some(e)
+    core::ptr::eq(e.ty.load(Relaxed), t).then_some(e)
 }
 
 /// The slot of `t`, entered if new.
@@ -60,7 +62,7 @@ fn entry(t: TypeKey) -> &'static Entry {
         // SAFETY: i < SLOTS (masked).
         let e = unsafe { TABLE.get_unchecked(i) };
         let cur = e.ty.load(Relaxed);
-        if cur as TypeKey == t {
+        if core::ptr::eq(cur, t) {
             return e;
         }
         if cur.is_null() {
@@ -80,7 +82,7 @@ fn enter(mut i: usize, t: TypeKey) -> &'static Entry {
             .compare_exchange(ptr::null_mut(), t as *mut c_void, Relaxed, Relaxed)
         {
             Ok(_) => return e,
-            Err(cur) if cur as TypeKey == t => return e,
+            Err(cur) if core::ptr::eq(cur, t) => return e,
             Err(_) => i = (i + 1) & (SLOTS - 1),
         }
     }

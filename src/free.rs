@@ -12,6 +12,7 @@
 //! 3. the block does not hold the freed key (else: a suspected double free);
 //! 4. push on the pool's free list; count; the pool's state changes
 //!    only if it became empty or was full.
+//!
 //! Any check that fails sends the pointer to the general path, which
 //! repeats them in full and reports what is wrong. Steps 1-3 are
 //! `local_block`, step 4 `LocalBlock::free`: an object's release counts

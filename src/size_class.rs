@@ -183,8 +183,8 @@ const fn block_mult(size: u64) -> u64 {
 }
 
 /// The key of offset `off` into a pool (D. Lemire, O. Kaser and N. Kurz,
-/// "Faster remainder by direct computation", 2019): with `off = j * size
-/// + r`, `r < size`, and `mult * size = 2^64 + step`, the product is
+/// "Faster remainder by direct computation", 2019): with
+/// `off = j * size + r`, `r < size`, and `mult * size = 2^64 + step`, the product is
 /// `j * step + r * mult` modulo 2^64. For the offsets of a pool (a few MiB
 /// at most, far below `mult`) that sum does not wrap, so it is `j * step`
 /// for a block start and at least `mult` for any other offset; `step >= 1`

@@ -104,7 +104,7 @@ impl Graph {
                 if v == 0 {
                     return None;
                 }
-                if *self.objs.add(v - 1) as *const obm_object == o {
+                if core::ptr::eq(*self.objs.add(v - 1), o) {
                     return Some(v - 1);
                 }
                 s = (s + 1) & self.mask;

@@ -124,14 +124,14 @@ pub(crate) fn ephemerons_alive() -> bool {
 #[inline(always)]
 pub(crate) unsafe fn is_ephemeron(o: *const obm_object) -> bool {
     // SAFETY: per the contract.
-    unsafe { (*o).ob_type == &EPHEMERON_TYPE.0 as *const obm_type }
+    unsafe { core::ptr::eq((*o).ob_type, &EPHEMERON_TYPE.0) }
 }
 
 /// # Safety
 /// `o` is a live object.
 unsafe fn is_weakref(o: *const obm_object) -> bool {
     // SAFETY: per the contract.
-    unsafe { (*o).ob_type == &WEAKREF_TYPE.0 as *const obm_type }
+    unsafe { core::ptr::eq((*o).ob_type, &WEAKREF_TYPE.0) }
 }
 
 /// The weak slot of `o`: the first word of its block.

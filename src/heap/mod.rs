@@ -140,6 +140,8 @@ struct UnitSlot {
 }
 
 impl UnitSlot {
+    // An initializer of the cache's slots: each copy is a distinct slot.
+    #[allow(clippy::declare_interior_mutable_const)]
     const EMPTY: UnitSlot = UnitSlot {
         tag: AtomicUsize::new(0),
         pool: Cell::new(ptr::null()),
@@ -179,7 +181,7 @@ fn slot_words<const SLOTS: usize>(u: usize) -> usize {
 /// word `i + 1`, read without halving `i`.
 #[inline(always)]
 fn slot_pool(cache: &[UnitSlot], i: usize) -> *const Pool {
-    debug_assert!(i / 2 < cache.len() && i % 2 == 0);
+    debug_assert!(i / 2 < cache.len() && i.is_multiple_of(2));
     let words = cache.as_ptr() as *const Cell<*const Pool>;
     // SAFETY: `UnitSlot` is (tag, pool), two words, and i / 2 < cache.len()
     // (`slot_words` masks it below the length), so word i + 1 is that
@@ -445,7 +447,7 @@ impl Heap {
         for k in 0..n {
             let u = (start >> UNIT_SHIFT) + k;
             let tag = &self.unit_cache[u % UNIT_SLOTS].tag;
-            if tag.load(Relaxed) == u && u % UNIT_SLOTS != 0 {
+            if tag.load(Relaxed) == u && !u.is_multiple_of(UNIT_SLOTS) {
                 tag.store(0, Relaxed);
             }
         }
@@ -503,7 +505,7 @@ impl Heap {
     /// before it is.
     fn cache_remote_pool(&self, p: *const u8, pool: &Pool) {
         let u = p as usize >> UNIT_SHIFT;
-        if u % REMOTE_SLOTS == 0 {
+        if u.is_multiple_of(REMOTE_SLOTS) {
             return;
         }
         self.remote_pools[u % REMOTE_SLOTS].set(pool);

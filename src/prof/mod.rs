@@ -553,7 +553,7 @@ fn capture_fp(c: &mut Capture, mut fp: usize) {
         return; // not a frame pointer of this stack
     }
     loop {
-        if fp % 8 != 0 {
+        if !fp.is_multiple_of(8) {
             return;
         }
         // SAFETY: fp points into this thread's stack above our frame
