@@ -218,7 +218,10 @@ impl Regions {
                 let de = e.min(top);
                 let mut d = find(&m.dirty, true, s, de);
                 while d < de {
-                    consider(d.min(e - k));
+                    // A stretch at the run's start is the place already scored.
+                    if d != s {
+                        consider(d.min(e - k));
+                    }
                     d = find(&m.dirty, true, find(&m.dirty, false, d, de), de);
                 }
                 if let Some((score, r, x)) = best {
