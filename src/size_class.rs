@@ -184,11 +184,11 @@ const fn block_mult(size: u64) -> u64 {
 
 /// The key of offset `off` into a pool (D. Lemire, O. Kaser and N. Kurz,
 /// "Faster remainder by direct computation", 2019): with
-/// `off = j * size + r`, `r < size`, and `mult * size = 2^64 + step`, the product is
-/// `j * step + r * mult` modulo 2^64. For the offsets of a pool (a few MiB
-/// at most, far below `mult`) that sum does not wrap, so it is `j * step`
-/// for a block start and at least `mult` for any other offset; `step >= 1`
-/// makes it grow with `j`. An offset below the pool's start wraps around
+/// `off = j * size + r`, `r < size`, and `mult * size = 2^64 + step`, the
+/// product is `j * step + r * mult` modulo 2^64. For the offsets of a
+/// pool (a few MiB at most, far below `mult`) that sum does not wrap, so
+/// it is `j * step` for a block start and at least `mult` for any other
+/// offset; `step >= 1` makes it grow with `j`. An offset below the pool's start wraps around
 /// to at least `mult - step` (tests: `block_key_finds_block_starts_only`).
 /// One multiplication, where an exact division test by an even size also
 /// needs a rotation and its count.
