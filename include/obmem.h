@@ -340,8 +340,8 @@ typedef struct obm_stats {
   /*
    Free memory kept for reuse with its pages resident: free units of
    arenas and cached large mappings that have not yet waited the purge
-   delay (`OBMEM_PURGE_DELAY_MS`). Empty pools kept as queue heads, at
-   most one per class and thread, are not counted.
+   delay (`OBMEM_PURGE_DELAY_MS`). The empty pools a thread keeps for
+   its next allocations (queue heads and kept pools) are not counted.
    */
   size_t bytes_kept;
   /*

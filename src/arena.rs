@@ -261,18 +261,24 @@ impl Arena {
     }
 
     /// Units `first..first + n` are free again, their pages still resident,
-    /// as of `now`.
+    /// unused since `since`. The arena's stamp stays the latest of its
+    /// dirty units'.
     ///
     /// # Safety
     /// As `take_units`; the units were taken and hold no live block (their
     /// pages may be discarded from now on).
-    pub unsafe fn give_units(&self, first: usize, n: usize, now: u64) {
+    pub unsafe fn give_units(&self, first: usize, n: usize, since: u64) {
         let run = run_mask(first, n);
         debug_assert!(self.free_units.get() & run == 0);
         self.free_units.set(self.free_units.get() | run);
-        self.dirty_units
-            .store(self.dirty_units.load(Relaxed) | run, Relaxed);
-        self.dirty_stamp.set(now);
+        let dirty = self.dirty_units.load(Relaxed);
+        self.dirty_units.store(dirty | run, Relaxed);
+        let stamp = if dirty == 0 {
+            since
+        } else {
+            since.max(self.dirty_stamp.get())
+        };
+        self.dirty_stamp.set(stamp);
         self.update_max_run();
     }
 

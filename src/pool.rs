@@ -100,6 +100,11 @@ pub struct Pool {
     /// Owner only: an empty pool its heap keeps in the queue beyond the
     /// head (`Heap::keep_empty`).
     pub kept: Cell<bool>,
+    /// Owner only: the heap's last look at its empty pools found this one
+    /// empty (`Heap::release_idle_pools`); the next look releases it if it
+    /// is still empty. Cleared by an allocation's slow path (`pop_slow`),
+    /// and by a look that finds the pool in use.
+    pub idle: Cell<bool>,
     /// The other link in the owner heap's queue (slow paths only).
     pub prev: Cell<*mut Pool>,
     /// The address of the heap that owns the pool's arena (shared): what a
@@ -153,6 +158,7 @@ impl Pool {
             start_shared: AtomicUsize::new(0),
             mult_shared: AtomicU64::new(0),
             kept: Cell::new(false),
+            idle: Cell::new(false),
             prev: Cell::new(ptr::null_mut()),
             owner_shared: AtomicUsize::new(0),
         }
@@ -178,6 +184,7 @@ impl Pool {
         self.carved.set(0);
         self.allocs.store(0, Relaxed);
         self.kept.set(false);
+        self.idle.set(false);
         self.next.set(ptr::null_mut());
         self.prev.set(ptr::null_mut());
         self.thread_free.store(0, Relaxed);
@@ -386,6 +393,7 @@ impl Pool {
     /// Called by the pool's owner: the thread whose heap holds the pool, or
     /// the thread holding the registry lock while that heap is abandoned.
     pub unsafe fn pop_slow(&self) -> *mut u8 {
+        self.idle.set(false);
         // SAFETY: the caller is the owner (contract).
         if self.free.get().is_null() && unsafe { self.take_thread_free() } == 0 {
             self.carve();

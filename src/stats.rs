@@ -57,8 +57,8 @@ pub struct obm_stats {
     pub large_cached_bytes: usize,
     /// Free memory kept for reuse with its pages resident: free units of
     /// arenas and cached large mappings that have not yet waited the purge
-    /// delay (`OBMEM_PURGE_DELAY_MS`). Empty pools kept as queue heads, at
-    /// most one per class and thread, are not counted.
+    /// delay (`OBMEM_PURGE_DELAY_MS`). The empty pools a thread keeps for
+    /// its next allocations (queue heads and kept pools) are not counted.
     pub bytes_kept: usize,
     /// Free memory given back to the OS since the start (pages discarded or
     /// unmapped while free).

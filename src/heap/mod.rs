@@ -111,6 +111,12 @@ pub struct Heap {
     purge_due: AtomicU64,
     /// Owner only: events left before `purge_tick` next looks at the clock.
     purge_ticks: Cell<u32>,
+    /// When the owner next looks at its empty pools, the queue heads and
+    /// the kept ones (`release_idle_pools`; 0: no look is due). Written by
+    /// the owner; read by any thread's sweep, which notes it as due.
+    idle_look_at: AtomicU64,
+    /// Owner only: when it last looked.
+    idle_looked: Cell<u64>,
     /// Pools with blocks freed by other threads, linked by `remote_next`.
     remote: AtomicPtr<Pool>,
     /// Every heap ever made, newest first (push-only).
@@ -233,6 +239,8 @@ impl Heap {
             dirty_units: Cell::new(0),
             purge_due: AtomicU64::new(0),
             purge_ticks: Cell::new(0),
+            idle_look_at: AtomicU64::new(0),
+            idle_looked: Cell::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
@@ -283,6 +291,8 @@ impl Heap {
             ptr::addr_of_mut!((*h).dirty_units).write(Cell::new(0));
             ptr::addr_of_mut!((*h).purge_due).write(AtomicU64::new(0));
             ptr::addr_of_mut!((*h).purge_ticks).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).idle_look_at).write(AtomicU64::new(0));
+            ptr::addr_of_mut!((*h).idle_looked).write(Cell::new(0));
             ptr::addr_of_mut!((*h).remote).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
@@ -773,6 +783,55 @@ mod tests {
             // pools of 19, none kept.
             check_kept_empty_pools(64, 0);
             check_kept_empty_pools(1664, 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn empty_pools_go_back_after_a_look_finds_them_idle() {
+        std::thread::spawn(|| {
+            let size = 20 << 10;
+            let class = size_class::class_of(size).unwrap();
+            // SAFETY: a class from `class_of`.
+            let cap = unsafe { size_class::info(class) }.capacity as usize;
+            let first = alloc::malloc(size);
+            // SAFETY: our own live heap (made by the first malloc).
+            let heap = unsafe { &*current() };
+            let queued = |h: &Heap| {
+                let mut n = 0;
+                let mut p = h.heads[class + 1].get();
+                while !ptr::eq(p, empty_pool()) && !p.is_null() {
+                    n += 1;
+                    // SAFETY: queued pools are live pools of ours.
+                    p = unsafe { &*p }.next.get();
+                }
+                n
+            };
+            let mut blocks: Vec<usize> = Vec::with_capacity(64);
+            blocks.extend((0..cap * 5).map(|_| alloc::malloc(size) as usize));
+            for &p in &blocks {
+                // SAFETY: live blocks, freed once.
+                unsafe { free::free(p as *mut u8, "free") };
+            }
+            // The empty head, two kept empty pools, and the pool of `first`.
+            assert_eq!(queued(heap), 2 + KEEP_EMPTY_POOLS as usize);
+            let at = heap.idle_look_at.load(Relaxed);
+            assert_ne!(at, 0, "making and keeping pools schedules a look");
+            // The first look marks the empty pools, the second releases
+            // them; the pool holding a block stays, as the head.
+            heap.release_idle_pools(at);
+            assert_eq!(queued(heap), 2 + KEEP_EMPTY_POOLS as usize);
+            heap.release_idle_pools(at + purge::delay_ms());
+            assert_eq!(queued(heap), 1);
+            assert_eq!(heap.kept_empty[class].get(), 0);
+            // Emptied now, it goes at the second look after.
+            // SAFETY: as above.
+            unsafe { free::free(first, "free") };
+            heap.release_idle_pools(at + 2 * purge::delay_ms());
+            assert_eq!(queued(heap), 1, "marked, not released");
+            heap.release_idle_pools(at + 3 * purge::delay_ms());
+            assert_eq!(queued(heap), 0, "released at the second look");
         })
         .join()
         .unwrap();

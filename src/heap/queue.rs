@@ -39,9 +39,11 @@ impl Heap {
         if !b.is_null() {
             return b;
         }
-        purge_if_due();
+        let now = purge::now_ms();
+        purge_if_due(now);
+        self.release_idle_pools_if_due(now);
         // SAFETY: per the contract.
-        let pool = unsafe { self.new_pool(class) };
+        let pool = unsafe { self.new_pool(class, now) };
         if pool.is_null() {
             return ptr::null_mut();
         }
@@ -122,7 +124,9 @@ impl Heap {
             return;
         }
         self.purge_ticks.set(PURGE_TICK_EVERY);
-        purge_if_due();
+        let now = purge::now_ms();
+        purge_if_due(now);
+        self.release_idle_pools_if_due(now);
     }
 
     /// Keeps `pool`, empty, in its queue instead of releasing it, if the
@@ -140,7 +144,75 @@ impl Heap {
         }
         kept.set(kept.get() + 1);
         pool.kept.set(true);
+        if self.idle_look_at.load(Relaxed) == 0 {
+            self.schedule_idle_look(purge::now_ms());
+        }
         true
+    }
+
+    /// Has the owner look at its empty pools a purge delay from `now`,
+    /// unless a look is due already.
+    fn schedule_idle_look(&self, now: u64) {
+        if self.idle_look_at.load(Relaxed) == 0 {
+            let at = now + purge::delay_ms().max(1);
+            self.idle_look_at.store(at, Relaxed);
+            purge::note_due(at);
+        }
+    }
+
+    /// Looks at the heap's empty pools if a look is due at `now`.
+    fn release_idle_pools_if_due(&self, now: u64) {
+        let at = self.idle_look_at.load(Relaxed);
+        if at != 0 && now >= at && self.is_active() {
+            self.release_idle_pools(now);
+        }
+    }
+
+    /// Releases the empty pools, kept ones and queue heads, that the
+    /// previous look found empty: unused for a purge delay, their units go
+    /// back to their arenas as free since that look, for the purge to give
+    /// back. Marks the other empty pools for the next look. (Without the
+    /// looks, a thread that once used many classes kept up to three empty
+    /// pools of each for as long as it lived: BENCHMARKS.md, eleventh
+    /// session.) A pool that served between two looks on fast paths only
+    /// and is empty at both goes too, to be remade at its next use: once
+    /// per delay at most. Owner only, while the heap is active.
+    pub(super) fn release_idle_pools(&self, now: u64) {
+        debug_assert!(self.is_active());
+        let since = self.idle_looked.replace(now);
+        self.idle_look_at.store(0, Relaxed);
+        let mut marked = false;
+        let mut look = |pool: &Pool| {
+            if !pool.is_empty() || pool.is_remote_queued() {
+                pool.idle.set(false);
+            } else if pool.idle.get() {
+                self.release_pool_idle_since(pool, since);
+            } else {
+                pool.idle.set(true);
+                marked = true;
+            }
+        };
+        for class in 0..NUM_CLASSES {
+            // The kept pools first: releasing the head promotes the next
+            // pool, maybe a kept one, to head.
+            let mut left = self.kept_empty[class].get();
+            let mut p = self.heads[class + 1].get();
+            while left != 0 && !p.is_null() && !ptr::eq(p, empty_pool()) {
+                // SAFETY: queued pools are live pools we own.
+                let pool = unsafe { &*p };
+                p = pool.next.get();
+                if pool.kept.get() {
+                    left -= 1;
+                    look(pool);
+                }
+            }
+            if let Some(head) = self.head(class) {
+                look(head);
+            }
+        }
+        if marked {
+            self.schedule_idle_look(now);
+        }
     }
 
     /// `pool` is no longer a kept empty pool (it became the head, or is
@@ -265,9 +337,9 @@ impl Heap {
     ///
     /// # Safety
     /// As `alloc`.
-    pub(super) unsafe fn new_pool(&self, class: usize) -> *mut Pool {
+    pub(super) unsafe fn new_pool(&self, class: usize, now: u64) -> *mut Pool {
         let _g = self.arena_lock.lock();
-        self.purge_expired(purge::now_ms());
+        self.purge_expired(now);
         // SAFETY: class < NUM_CLASSES (contract).
         let units = unsafe { size_class::info(class) }.units as usize;
         // The tightest fit first: the arena whose longest run is shortest.
@@ -334,6 +406,8 @@ impl Heap {
         self.units_in_use.set(in_use);
         self.units_peak.set(self.units_peak.get().max(in_use));
         purge::units_taken(units);
+        // It may end as an empty queue head, which the look gives back.
+        self.schedule_idle_look(now);
         head as *const Pool as *mut Pool
     }
 
@@ -341,6 +415,13 @@ impl Heap {
     /// the purge delay (an emptied arena stays too, until the purge gives
     /// it back to the reserve).
     pub(super) fn release_pool(&self, pool: &Pool) {
+        self.release_pool_idle_since(pool, u64::MAX);
+    }
+
+    /// `release_pool` of a pool not used since `since` (a time of
+    /// `purge::now_ms`, or later than now): its units count as free since
+    /// then.
+    fn release_pool_idle_since(&self, pool: &Pool, since: u64) {
         debug_assert!(pool.is_empty() && !pool.is_remote_queued());
         self.unkeep(pool);
         // The pool's allocation count goes to the heap's, for the class.
@@ -366,15 +447,21 @@ impl Heap {
         // above and not used again.
         unsafe { a.unmake_pool(first, units) };
         let now = purge::now_ms();
+        let freed_at = since.min(now);
         // SAFETY: as above; the units of an empty pool hold no live block.
-        unsafe { a.give_units(first, units, now) };
+        unsafe { a.give_units(first, units, freed_at) };
         self.add_dirty(units as isize);
-        if self.purge_due.load(Relaxed) == 0 {
-            self.set_purge_due(now + purge::delay_ms());
+        let due = freed_at + purge::delay_ms();
+        let cur = self.purge_due.load(Relaxed);
+        if cur == 0 || due < cur {
+            self.set_purge_due(due);
         }
         self.rebucket(a);
         self.units_in_use.set(self.units_in_use.get() - units);
         purge::units_released(units);
+        // The class's head may be left empty in its turn (a program
+        // winding down): a look will see to it.
+        self.schedule_idle_look(now);
         if a.is_empty() && (self.has_empty_arena.get() || purge::delay_ms() == 0) {
             // Back to the reserve, where any heap may take it; its pages
             // stay resident for the purge delay (`release_arena`).

@@ -38,13 +38,9 @@ pub(super) fn reclaim(h: &Heap) {
 /// clock. Called from slow paths; skipped if another thread sweeps, and a
 /// heap whose arena lock is taken is left to its owner, who purges on its
 /// own slow paths.
-pub(super) fn purge_if_due() {
+pub(super) fn purge_if_due(now: u64) {
     let due = purge::due();
-    if due == 0 {
-        return;
-    }
-    let now = purge::now_ms();
-    if now < due {
+    if due == 0 || now < due {
         return;
     }
     let Some(_r) = REGISTRY.try_lock() else {
@@ -62,6 +58,18 @@ pub(super) fn purge_if_due() {
         let d = h.purge_due.load(Relaxed);
         if d != 0 {
             purge::note_due(d);
+        }
+        // Only the owner looks at its empty pools. One that is late (its
+        // thread is blocked, or allocates without a slow path) is noted a
+        // delay on, so that the sweep does not run on every slow path
+        // meanwhile.
+        let look = h.idle_look_at.load(Relaxed);
+        if look != 0 {
+            purge::note_due(if look > now {
+                look
+            } else {
+                now + purge::delay_ms().max(1)
+            });
         }
     });
     crate::large::purge_expired(now);
@@ -263,6 +271,7 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: as above.
     unsafe { h.release_kept() };
     h.release_empty_heads();
+    h.idle_look_at.store(0, Relaxed);
     let list = if h.arenas.get() == 0 {
         &mut r.spare
     } else {
