@@ -86,6 +86,9 @@ pub struct Heap {
     tails: [Cell<*mut Pool>; NUM_CLASSES],
     /// Empty pools kept in each class queue beyond the head (`keep_empty`).
     kept_empty: [Cell<u8>; NUM_CLASSES],
+    /// Units of those kept pools, all classes together (at most
+    /// `KEEP_EMPTY_UNITS`).
+    kept_units: Cell<usize>,
     /// Held by the owner while it changes the fields below up to `units_peak`
     /// and the arenas' unit bitmaps (slow paths only), and by `obm_trim`
     /// when it purges another thread's heap.
@@ -230,6 +233,7 @@ impl Heap {
             heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
             tails: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
             kept_empty: [const { Cell::new(0) }; NUM_CLASSES],
+            kept_units: Cell::new(0),
             arena_lock: SpinLock::new(()),
             partial: [const { Cell::new(ptr::null_mut()) }; UNITS_PER_ARENA],
             has_empty_arena: Cell::new(false),
@@ -280,6 +284,7 @@ impl Heap {
                 ptr::addr_of_mut!((*h).tails[class]).write(Cell::new(ptr::null_mut()));
                 ptr::addr_of_mut!((*h).kept_empty[class]).write(Cell::new(0));
             }
+            ptr::addr_of_mut!((*h).kept_units).write(Cell::new(0));
             ptr::addr_of_mut!((*h).arena_lock).write(SpinLock::new(()));
             for r in 0..UNITS_PER_ARENA {
                 ptr::addr_of_mut!((*h).partial[r]).write(Cell::new(ptr::null_mut()));
@@ -783,6 +788,43 @@ mod tests {
             // pools of 19, none kept.
             check_kept_empty_pools(64, 0);
             check_kept_empty_pools(1664, 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn kept_empty_pools_stay_within_their_units() {
+        std::thread::spawn(|| {
+            let mut blocks: Vec<(usize, usize)> = Vec::with_capacity(4096);
+            // Every class from 8 KiB to 128 KiB: two kept pools each would
+            // take more than twice the budget.
+            let classes = size_class::class_of(8 << 10).unwrap()..NUM_CLASSES;
+            for class in classes.clone() {
+                // SAFETY: a class below NUM_CLASSES.
+                let info = unsafe { size_class::info(class) };
+                let n = info.capacity as usize * (KEEP_EMPTY_POOLS as usize + 2);
+                let size = info.block_size as usize;
+                blocks.extend((0..n).map(|_| (alloc::malloc(size) as usize, size)));
+                for (p, _) in blocks.drain(..) {
+                    // SAFETY: live blocks, freed once.
+                    unsafe { free::free(p as *mut u8, "free") };
+                }
+            }
+            // SAFETY: our own live heap.
+            let heap = unsafe { &*current() };
+            let units: usize = classes
+                .clone()
+                .map(|c| heap.kept_empty[c].get() as usize * queue::pool_units(c))
+                .sum();
+            assert_eq!(units, heap.kept_units.get());
+            assert!(units <= KEEP_EMPTY_UNITS, "{units} units kept");
+            assert!(
+                units + 15 > KEEP_EMPTY_UNITS,
+                "{units} units kept: the budget is used"
+            );
+            trim_all();
+            assert_eq!(heap.kept_units.get(), 0);
         })
         .join()
         .unwrap();

@@ -130,18 +130,20 @@ impl Heap {
     }
 
     /// Keeps `pool`, empty, in its queue instead of releasing it, if the
-    /// heap keeps fewer than `keep_empty_limit` of its class (and the heap
-    /// has a thread). Allocation
-    /// reaches it when it becomes the head (`unkeep`).
+    /// heap keeps fewer than `keep_empty_limit` of its class and fewer
+    /// than `KEEP_EMPTY_UNITS` units in all (and the heap has a thread).
+    /// Allocation reaches it when it becomes the head (`unkeep`).
     fn keep_empty(&self, pool: &Pool) -> bool {
         if pool.kept.get() {
             return true;
         }
         let class = pool.class();
         let kept = &self.kept_empty[class];
-        if !self.is_active() || kept.get() >= keep_empty_limit(class) {
+        let units = self.kept_units.get() + pool_units(class);
+        if !self.is_active() || kept.get() >= keep_empty_limit(class) || units > KEEP_EMPTY_UNITS {
             return false;
         }
+        self.kept_units.set(units);
         kept.set(kept.get() + 1);
         pool.kept.set(true);
         if self.idle_look_at.load(Relaxed) == 0 {
@@ -222,6 +224,8 @@ impl Heap {
             pool.kept.set(false);
             let kept = &self.kept_empty[pool.class()];
             kept.set(kept.get() - 1);
+            self.kept_units
+                .set(self.kept_units.get() - pool_units(pool.class()));
         }
     }
 
@@ -513,6 +517,12 @@ pub(super) fn pool_gained(pool: &Pool, heap: &Heap) {
         }
         heap.release_pool(pool);
     }
+}
+
+/// The units of a pool of `class`.
+pub(super) fn pool_units(class: usize) -> usize {
+    // SAFETY: a pool's class is < NUM_CLASSES (`Pool::block_size`).
+    unsafe { size_class::info(class) }.units as usize
 }
 
 /// How many empty pools of `class` a heap keeps beyond the head: a few
