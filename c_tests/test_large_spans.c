@@ -22,6 +22,11 @@
  *   delay has passed, at the next large allocation;
  * - delay_zero: with OBMEM_PURGE_DELAY_MS=0, a freed span's pages go back
  *   at once;
+ * - page_sizes: blocks of spans under 2 MiB lie in mappings of small pages
+ *   (MADV_NOHUGEPAGE, the `nh` flag in /proc/self/smaps), so that 300
+ *   blocks of 200 KB written at both ends take a few pages each, not the
+ *   2 MiB huge pages around them; a block of 4 MiB ends in a mapping that
+ *   asks for huge pages (`hg`);
  * - double_free (delay 0 and a long delay): still reported as a double
  *   free, from the header (long delay) or from the region's record of
  *   where freed blocks started (delay 0: the header went with its page).
@@ -156,9 +161,10 @@ static void case_split_merge(void)
 
 static void case_dirty_first(void)
 {
-    /* a, b, x, c, d one after the other in a fresh region; a, x and d stay
-     * live, so b and c are runs of their own once freed. */
-    size_t n1 = MiB, n3 = 3 * MiB;
+    /* a, b, x, c, d one after the other in a fresh region (of small pages:
+     * every span under 2 MiB); a, x and d stay live, so b and c are runs of
+     * their own once freed. */
+    size_t n1 = 512 * KiB, n3 = 3 * n1;
     unsigned char *a = malloc(opaque_size(n1)), *b = malloc(opaque_size(n1));
     unsigned char *x = malloc(opaque_size(n1)), *c = malloc(opaque_size(n3));
     unsigned char *d = malloc(opaque_size(n1));
@@ -166,7 +172,7 @@ static void case_dirty_first(void)
     CHECK_EQ((uintptr_t)c, (uintptr_t)x + span_bytes(n1));
     memset(b, 1, n1);
     memset(c, 2, n3);
-    /* b's run, a tight fit for a 1 MiB block, gives its pages back; c's,
+    /* b's run, a tight fit for a block of n1, gives its pages back; c's,
      * three times too big, keeps them. (Addresses compared after the
      * frees, as integers.) */
     uintptr_t b_at = (uintptr_t)b, c_at = (uintptr_t)c;
@@ -180,11 +186,11 @@ static void case_dirty_first(void)
     long faults = minor_faults() - f0;
     uintptr_t at = (uintptr_t)p;
     int in_c = at >= c_at && at + n1 <= c_at + n3;
-    printf("  dirty_first: a 1 MiB block took %s, with %ld minor faults\n",
+    printf("  dirty_first: a 512 KiB block took %s, with %ld minor faults\n",
            in_c ? "kept granules" : at == b_at ? "the clean run" : "other granules", faults);
     CHECK_MSG(in_c, "the block went to %#lx, not into the kept run at %#lx",
               (unsigned long)at, (unsigned long)c_at);
-    CHECK_LT(faults, 256 / 10);
+    CHECK_LT(faults, (long)(n1 / 4096 / 10));
     free(p);
     free(a);
     free(x);
@@ -353,6 +359,43 @@ static void case_double_free(void)
     free(again); /* reported: abort */
 }
 
+/* ---- page_sizes --------------------------------------------------------------- */
+
+static void case_page_sizes(void)
+{
+    enum { N = 300 };
+    static unsigned char *p[N];
+    size_t rss0 = rss_bytes();
+    for (size_t i = 0; i < N; i++) {
+        p[i] = malloc(200 * KiB);
+        CHECK_NOT_NULL(p[i]);
+        p[i][0] = 1;
+        p[i][200 * KiB - 1] = 1;
+    }
+    size_t grown = rss_bytes() - rss0;
+    printf("  %d blocks of 200 KB written at both ends: RSS +%.1f MiB\n", N,
+           (double)grown / MiB);
+    /* Two pages a block, and the page tables: under 4 MiB. In huge pages,
+     * the 60 MB the blocks span. */
+    CHECK_LE(grown, 8 * MiB);
+    for (size_t i = 0; i < N; i += N - 1) {
+        const char *flags = smaps_vmflags_of(p[i], NULL);
+        CHECK_MSG(flags != NULL, "block %p not in /proc/self/smaps", (void *)p[i]);
+        CHECK_MSG(strstr(flags, " nh") && !strstr(flags, " hg"),
+                  "block %zu of 200 KB in a mapping with flags %s", i, flags);
+    }
+    unsigned char *big = malloc(4 * MiB);
+    CHECK_NOT_NULL(big);
+    /* Its end: the first 2 MiB of a region, its bookkeeping's, stay in
+     * small pages. */
+    const char *flags = smaps_vmflags_of(big + 4 * MiB - 1, NULL);
+    CHECK_MSG(flags != NULL && strstr(flags, " hg"), "a block of 4 MiB in a mapping with flags %s",
+              flags ? flags : "(none)");
+    free(big);
+    for (size_t i = 0; i < N; i++)
+        free(p[i]);
+}
+
 static void child(const char *mode)
 {
     if (strcmp(mode, "reuse") == 0)
@@ -371,6 +414,8 @@ static void child(const char *mode)
         case_expiry();
     else if (strcmp(mode, "delay_zero") == 0)
         case_delay_zero();
+    else if (strcmp(mode, "page_sizes") == 0)
+        case_page_sizes();
     else if (strcmp(mode, "double_free") == 0)
         case_double_free();
     else
@@ -405,6 +450,7 @@ int main(int argc, char **argv)
     spawn_self_ok("trim", (const char *const[]){long_delay, NULL});
     spawn_self_ok("expiry", (const char *const[]){"OBMEM_PURGE_DELAY_MS=200", NULL});
     spawn_self_ok("delay_zero", (const char *const[]){"OBMEM_PURGE_DELAY_MS=0", NULL});
+    spawn_self_ok("page_sizes", (const char *const[]){NULL});
     expect_double_free("OBMEM_PURGE_DELAY_MS=0");
     expect_double_free(long_delay);
     printf("test_large_spans: all ok\n");

@@ -36,13 +36,16 @@
 //! page around any resident page.
 //!
 //! Regions are aligned to their size (so one never straddles two leaves of
-//! the arena map) and ask for transparent huge pages beyond their first 2
-//! MiB, so spans fault in 2 MiB at a time where the system allows it
+//! the arena map) and are of two kinds. Spans of 2 MiB or more go to
+//! regions that ask for transparent huge pages beyond their first 2 MiB,
+//! so they fault in 2 MiB at a time where the system allows it
 //! (BENCHMARKS.md, "Large spans and faults"); the first huge page, with the
-//! bookkeeping, stays in small pages, so that a process with a few large
-//! blocks does not pay 2 MiB for them. (A first zone of small pages for
-//! spans under 2 MiB was tried and dropped: python3's peak RSS grew by 3.7
-//! MB, BENCHMARKS.md.) Under an address-space limit (RLIMIT_AS) no region
+//! bookkeeping, stays in small pages. Smaller spans go to regions of small
+//! pages: in huge pages, a program holding thousands of 200 KB blocks
+//! and writing a few bytes of each had all of them resident (BENCHMARKS.md,
+//! eleventh session). A span goes to a region of the other kind only where
+//! all its granules are dirty, pages resident. Under an address-space
+//! limit (RLIMIT_AS) no region
 //! is reserved: its unused part would count against the limit, and large
 //! blocks get mappings of their own.
 //!
@@ -65,6 +68,9 @@ const MAX_GRANULES: usize = LARGE_REGION_SIZE / GRANULE;
 const WORDS: usize = MAX_GRANULES / 64;
 /// Granules of chunk 0, the bookkeeping's.
 const META_GRANULES: usize = ARENA_SIZE / GRANULE;
+/// Spans of at least this many granules (2 MiB) live in regions of huge
+/// pages, the smaller ones in regions of small pages (`Regions::huge`).
+const HUGE_SPAN: usize = HUGE_PAGE_SIZE / GRANULE;
 /// Runs of granules one purge pass gives back; more wait for the next pass.
 const PURGE_RUNS: usize = 32;
 
@@ -134,12 +140,17 @@ fn count(b: &Bits, from: usize, to: usize) -> usize {
 struct Regions {
     base: [usize; LARGE_REGIONS],
     granules: [usize; LARGE_REGIONS],
+    /// Whether the region holds the spans of at least `HUGE_SPAN`
+    /// granules, in transparent huge pages; the others hold the smaller
+    /// spans, in small pages.
+    huge: [bool; LARGE_REGIONS],
     count: usize,
 }
 
 static REGIONS: SpinLock<Regions> = SpinLock::new(Regions {
     base: [0; LARGE_REGIONS],
     granules: [0; LARGE_REGIONS],
+    huge: [false; LARGE_REGIONS],
     count: 0,
 });
 
@@ -182,6 +193,9 @@ impl Regions {
         // (dirty granules covered, at an end of the run, -run length), and where.
         let mut best: Option<((usize, bool, isize), usize, usize)> = None;
         for r in 0..self.count {
+            // In a region of the other kind, only a place whose pages are
+            // all resident: the page size no longer matters there.
+            let own_kind = self.huge[r] == (k >= HUGE_SPAN);
             let (m, end) = (self.meta(r), self.granules[r]);
             let top = m.top;
             debug_assert!(
@@ -210,7 +224,7 @@ impl Regions {
                 }
                 let mut consider = |x: usize| {
                     let score = place_score(m, k, (s, e), x);
-                    if best.is_none_or(|b| score > b.0) {
+                    if (own_kind || score.0 == k) && best.is_none_or(|b| score > b.0) {
                         best = Some((score, r, x));
                     }
                 };
@@ -265,19 +279,20 @@ impl Regions {
                 return Err(Refused::Failed);
             }
         }
+        let huge = k >= HUGE_SPAN;
         // Not the first huge page, which holds the bookkeeping: touching it
-        // would fault in 2 MiB, the cost of a process's first large block
-        // (python3's start-up: 2 MB more of anonymous memory). The first
-        // spans fault in page by page, as a small process wants.
+        // would fault in 2 MiB.
+        let small = if huge { HUGE_PAGE_SIZE.min(size) } else { size };
         // SAFETY: the mapping was just made by os and is ours alone.
-        unsafe { os::advise_no_huge(p, HUGE_PAGE_SIZE.min(size)) };
-        if size > HUGE_PAGE_SIZE {
+        unsafe { os::advise_no_huge(p, small) };
+        if size > small {
             // SAFETY: as above.
-            unsafe { os::advise_huge(p.add(HUGE_PAGE_SIZE), size - HUGE_PAGE_SIZE) };
+            unsafe { os::advise_huge(p.add(small), size - small) };
         }
         let r = self.count;
         self.base[r] = base;
         self.granules[r] = size / GRANULE;
+        self.huge[r] = huge;
         self.count += 1;
         let m = self.meta(r);
         for i in 0..META_GRANULES {
@@ -417,7 +432,7 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
         purge::note_due(now + purge::delay_ms());
         return;
     }
-    let (before, after) = take_clean_around(m, i0, i0 + k);
+    let (before, after) = take_clean_around(m, g.huge[r], i0, i0 + k);
     let region = g.base[r];
     drop(g);
     discard_busy(region, before.0, before.1);
@@ -471,9 +486,18 @@ fn clean(m: &Meta, i: usize) -> bool {
 
 /// Marks busy the clean free granules before `from` and from `to` on, up
 /// to the huge pages' boundaries around `[from, to)` (granule indices of
-/// `m`): with transparent huge pages they may be resident, faulted in with
-/// their neighbours. Returns the first and the end of the two stretches.
-fn take_clean_around(m: &mut Meta, from: usize, to: usize) -> ((usize, usize), (usize, usize)) {
+/// `m`), in a region of huge pages (`huge`): they may be resident, faulted
+/// in with their neighbours. Returns the first and the end of the two
+/// stretches.
+fn take_clean_around(
+    m: &mut Meta,
+    huge: bool,
+    from: usize,
+    to: usize,
+) -> ((usize, usize), (usize, usize)) {
+    if !huge {
+        return ((from, from), (to, to));
+    }
     const PER_HUGE: usize = HUGE_PAGE_SIZE / GRANULE;
     let mut start = from;
     while start > from / PER_HUGE * PER_HUGE && clean(m, start - 1) {
@@ -568,7 +592,7 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
         }
         for (j, &(base, from, to)) in runs[..n].iter().enumerate() {
             if let Some((r, _)) = g.locate(base) {
-                let (before, after) = take_clean_around(g.meta(r), from, to);
+                let (before, after) = take_clean_around(g.meta(r), g.huge[r], from, to);
                 around[2 * j] = before;
                 around[2 * j + 1] = after;
             }
@@ -664,8 +688,8 @@ mod tests {
 
     /// `best_fit` as it was before `Meta::top` and the runs passed over:
     /// every free run to the end of the region looked at, scored the same
-    /// way.
-    fn best_fit_unbounded(m: &Meta, end: usize, k: usize) -> Option<usize> {
+    /// way; in a region of the other kind, only the places all dirty.
+    fn best_fit_unbounded(m: &Meta, end: usize, k: usize, own_kind: bool) -> Option<usize> {
         let mut best: Option<((usize, bool, isize), usize)> = None;
         let mut i = META_GRANULES;
         while i < end {
@@ -677,7 +701,7 @@ mod tests {
             }
             let mut consider = |x: usize| {
                 let score = place_score(m, k, (s, e), x);
-                if best.is_none_or(|b| score > b.0) {
+                if (own_kind || score.0 == k) && best.is_none_or(|b| score > b.0) {
                     best = Some((score, x));
                 }
             };
@@ -700,6 +724,7 @@ mod tests {
         let mut regions = Regions {
             base: [0; LARGE_REGIONS],
             granules: [0; LARGE_REGIONS],
+            huge: [false; LARGE_REGIONS],
             count: 1,
         };
         regions.base[0] = &mut *meta as *mut Meta as usize;
@@ -735,14 +760,19 @@ mod tests {
                 }
                 i += len;
             }
+            // Each size in a region of its kind and in one of the other.
             for k in [1, 2, 3, 5, 8, 40, end] {
-                let want = best_fit_unbounded(regions.meta(0), end, k);
-                assert_eq!(
-                    regions.best_fit(k).map(|f| f.1),
-                    want,
-                    "k {k}, top {}",
-                    regions.meta(0).top
-                );
+                for huge in [false, true] {
+                    regions.huge[0] = huge;
+                    let own_kind = huge == (k >= HUGE_SPAN);
+                    let want = best_fit_unbounded(regions.meta(0), end, k, own_kind);
+                    assert_eq!(
+                        regions.best_fit(k).map(|f| f.1),
+                        want,
+                        "k {k}, huge {huge}, top {}",
+                        regions.meta(0).top
+                    );
+                }
             }
         }
     }
