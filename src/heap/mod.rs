@@ -114,12 +114,15 @@ pub struct Heap {
     purge_due: AtomicU64,
     /// Owner only: events left before `purge_tick` next looks at the clock.
     purge_ticks: Cell<u32>,
-    /// When the owner next looks at its empty pools, the queue heads and
-    /// the kept ones (`release_idle_pools`; 0: no look is due). Written by
-    /// the owner; read by any thread's sweep, which notes it as due.
-    idle_look_at: AtomicU64,
-    /// Owner only: when it last looked.
+    /// Owner only: when it next looks at its empty pools, the queue heads
+    /// and the kept ones (`release_idle_pools`; 0: no look is due), on its
+    /// slow paths and its purge ticks, and when it last looked.
+    idle_look_at: Cell<u64>,
     idle_looked: Cell<u64>,
+    /// When the next look is to release the empty pools the last one
+    /// marked (0: none marked). Written by the owner; noted as due by any
+    /// thread's sweep, so that the owner's purge ticks run until then.
+    idle_release_at: AtomicU64,
     /// Pools with blocks freed by other threads, linked by `remote_next`.
     remote: AtomicPtr<Pool>,
     /// Every heap ever made, newest first (push-only).
@@ -243,8 +246,9 @@ impl Heap {
             dirty_units: Cell::new(0),
             purge_due: AtomicU64::new(0),
             purge_ticks: Cell::new(0),
-            idle_look_at: AtomicU64::new(0),
+            idle_look_at: Cell::new(0),
             idle_looked: Cell::new(0),
+            idle_release_at: AtomicU64::new(0),
             remote: AtomicPtr::new(ptr::null_mut()),
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
@@ -296,8 +300,9 @@ impl Heap {
             ptr::addr_of_mut!((*h).dirty_units).write(Cell::new(0));
             ptr::addr_of_mut!((*h).purge_due).write(AtomicU64::new(0));
             ptr::addr_of_mut!((*h).purge_ticks).write(Cell::new(0));
-            ptr::addr_of_mut!((*h).idle_look_at).write(AtomicU64::new(0));
+            ptr::addr_of_mut!((*h).idle_look_at).write(Cell::new(0));
             ptr::addr_of_mut!((*h).idle_looked).write(Cell::new(0));
+            ptr::addr_of_mut!((*h).idle_release_at).write(AtomicU64::new(0));
             ptr::addr_of_mut!((*h).remote).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
@@ -858,7 +863,7 @@ mod tests {
             }
             // The empty head, two kept empty pools, and the pool of `first`.
             assert_eq!(queued(heap), 2 + KEEP_EMPTY_POOLS as usize);
-            let at = heap.idle_look_at.load(Relaxed);
+            let at = heap.idle_look_at.get();
             assert_ne!(at, 0, "making and keeping pools schedules a look");
             // The first look marks the empty pools, the second releases
             // them; the pool holding a block stays, as the head.

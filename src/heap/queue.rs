@@ -146,25 +146,26 @@ impl Heap {
         self.kept_units.set(units);
         kept.set(kept.get() + 1);
         pool.kept.set(true);
-        if self.idle_look_at.load(Relaxed) == 0 {
+        if self.idle_look_at.get() == 0 {
             self.schedule_idle_look(purge::now_ms());
         }
         true
     }
 
     /// Has the owner look at its empty pools a purge delay from `now`,
-    /// unless a look is due already.
+    /// unless a look is due already. Not noted as due: a thread in a
+    /// malloc/free loop on one block would otherwise take its purge ticks
+    /// (`free_local`) for as long as it runs. Slow paths, and the ticks
+    /// while other memory waits, run the look.
     fn schedule_idle_look(&self, now: u64) {
-        if self.idle_look_at.load(Relaxed) == 0 {
-            let at = now + purge::delay_ms().max(1);
-            self.idle_look_at.store(at, Relaxed);
-            purge::note_due(at);
+        if self.idle_look_at.get() == 0 {
+            self.idle_look_at.set(now + purge::delay_ms().max(1));
         }
     }
 
     /// Looks at the heap's empty pools if a look is due at `now`.
     fn release_idle_pools_if_due(&self, now: u64) {
-        let at = self.idle_look_at.load(Relaxed);
+        let at = self.idle_look_at.get();
         if at != 0 && now >= at && self.is_active() {
             self.release_idle_pools(now);
         }
@@ -182,7 +183,7 @@ impl Heap {
     pub(super) fn release_idle_pools(&self, now: u64) {
         debug_assert!(self.is_active());
         let since = self.idle_looked.replace(now);
-        self.idle_look_at.store(0, Relaxed);
+        self.idle_look_at.set(0);
         let mut marked = false;
         let mut look = |pool: &Pool| {
             if !pool.is_empty() || pool.is_remote_queued() {
@@ -212,9 +213,16 @@ impl Heap {
                 look(head);
             }
         }
-        if marked {
-            self.schedule_idle_look(now);
-        }
+        // Marked pools are memory waiting to go back: due, like free units.
+        let release_at = if marked {
+            let at = now + purge::delay_ms().max(1);
+            self.idle_look_at.set(at);
+            purge::note_due(at);
+            at
+        } else {
+            0
+        };
+        self.idle_release_at.store(release_at, Relaxed);
     }
 
     /// `pool` is no longer a kept empty pool (it became the head, or is

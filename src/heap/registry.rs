@@ -59,14 +59,13 @@ pub(super) fn purge_if_due(now: u64) {
         if d != 0 {
             purge::note_due(d);
         }
-        // Only the owner looks at its empty pools. One that is late (its
-        // thread is blocked, or allocates without a slow path) is noted a
-        // delay on, so that the sweep does not run on every slow path
-        // meanwhile.
-        let look = h.idle_look_at.load(Relaxed);
-        if look != 0 {
-            purge::note_due(if look > now {
-                look
+        // Only the owner releases its marked empty pools. If it is late
+        // (its thread is blocked), they are noted a delay on, so that the
+        // sweep does not run on every slow path meanwhile.
+        let release = h.idle_release_at.load(Relaxed);
+        if release != 0 {
+            purge::note_due(if release > now {
+                release
             } else {
                 now + purge::delay_ms().max(1)
             });
@@ -271,7 +270,7 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     // SAFETY: as above.
     unsafe { h.release_kept() };
     h.release_empty_heads();
-    h.idle_look_at.store(0, Relaxed);
+    h.idle_release_at.store(0, Relaxed);
     let list = if h.arenas.get() == 0 {
         &mut r.spare
     } else {
