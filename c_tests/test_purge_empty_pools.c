@@ -35,18 +35,8 @@ static void child(const char *mode)
     }
     size_t rss_freed = rss_bytes();
     double waited = now_sec() - t_burst;
-    double t0 = now_sec(), t = 0;
-    size_t rss = rss_freed;
-    while ((t = now_sec() - t0) < 3.0) {
-        char *q = malloc(100);
-        CHECK_NOT_NULL(q);
-        memset(q, 1, 100);
-        free(q);
-        rss = rss_bytes();
-        if (rss <= rss0 + 3 * MiB)
-            break;
-        usleep(1000);
-    }
+    double t;
+    size_t rss = small_malloc_free_until_rss(rss0 + 3 * MiB, 3.0, 1000, &t);
     printf("  %.1f MiB in blocks of 1-128 KiB, all freed; RSS start %.1f MiB, after the "
            "frees %.1f MiB (%.3f s after the first malloc), %.1f MiB after %.2f s of "
            "malloc/free of one small block\n",

@@ -56,18 +56,8 @@ static void child(const char *mode)
     for (size_t i = 1; i < NT; i++)
         if (now_sec() - free_start[i] > waited)
             waited = now_sec() - free_start[i];
-    double t0 = now_sec(), t = 0;
-    size_t rss = rss_freed;
-    while ((t = now_sec() - t0) < 3.0) {
-        char *q = malloc(100);
-        CHECK_NOT_NULL(q);
-        memset(q, 1, 100);
-        free(q);
-        rss = rss_bytes();
-        if (rss <= rss0 + 24 * MiB)
-            break;
-        usleep(5000);
-    }
+    double t;
+    size_t rss = small_malloc_free_until_rss(rss0 + 24 * MiB, 3.0, 5000, &t);
     printf("  RSS start %.1f MiB, after the frees %.1f MiB, %.1f MiB after %.2f s of one "
            "thread's malloc/free (the others idle); the first frees were %.3f s old\n"
            "  when RSS was read after them\n",

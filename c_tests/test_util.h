@@ -425,6 +425,28 @@ static inline double now_sec(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Mallocs, writes and frees one small block every `pause_us` microseconds
+ * until RSS is at most `limit` or `seconds` have passed (a thread that
+ * goes on allocating a little, and never takes a slow path of its own).
+ * Returns the last RSS read; the seconds it took in *took. */
+static inline size_t small_malloc_free_until_rss(size_t limit, double seconds,
+                                                 unsigned pause_us, double *took)
+{
+    double t0 = now_sec(), t = 0;
+    size_t rss = rss_bytes();
+    while (rss > limit && (t = now_sec() - t0) < seconds) {
+        char *q = malloc(100);
+        CHECK_NOT_NULL(q);
+        memset(q, 1, 100);
+        free(q);
+        rss = rss_bytes();
+        if (rss > limit)
+            usleep(pause_us);
+    }
+    *took = now_sec() - t0;
+    return rss;
+}
+
 /* ---- running code in a forked child, capturing its stderr ---------------- */
 
 typedef struct {

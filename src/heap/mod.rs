@@ -735,6 +735,18 @@ mod tests {
         .unwrap();
     }
 
+    /// The pools in `h`'s queue for `class`.
+    fn queued_pools(h: &Heap, class: usize) -> usize {
+        let mut n = 0;
+        let mut p = h.heads[class + 1].get();
+        while !p.is_null() && !ptr::eq(p, empty_pool()) {
+            n += 1;
+            // SAFETY: queued pools are live pools of ours.
+            p = unsafe { &*p }.next.get();
+        }
+        n
+    }
+
     /// Fills `limit + 3` pools of `size`-byte blocks and frees them all:
     /// the head and `limit` kept empty pools stay in the queue.
     fn check_kept_empty_pools(size: usize, limit: u8) {
@@ -749,16 +761,7 @@ mod tests {
         assert!(blocks.iter().all(|&p| p != 0));
         // SAFETY: our own live heap.
         let heap = unsafe { &*current() };
-        let pools_of = |h: &Heap| {
-            let mut n = 0;
-            let mut p = h.heads[class + 1].get();
-            while !p.is_null() && !ptr::eq(p, empty_pool()) {
-                n += 1;
-                // SAFETY: queued pools are live pools of ours.
-                p = unsafe { &*p }.next.get();
-            }
-            n
-        };
+        let pools_of = |h: &Heap| queued_pools(h, class);
         // The full pools left the queue; the head is the last one made.
         // Free everything: every pool but the head empties out of order.
         for &p in &blocks {
@@ -845,16 +848,7 @@ mod tests {
             let first = alloc::malloc(size);
             // SAFETY: our own live heap (made by the first malloc).
             let heap = unsafe { &*current() };
-            let queued = |h: &Heap| {
-                let mut n = 0;
-                let mut p = h.heads[class + 1].get();
-                while !ptr::eq(p, empty_pool()) && !p.is_null() {
-                    n += 1;
-                    // SAFETY: queued pools are live pools of ours.
-                    p = unsafe { &*p }.next.get();
-                }
-                n
-            };
+            let queued = |h: &Heap| queued_pools(h, class);
             let mut blocks: Vec<usize> = Vec::with_capacity(64);
             blocks.extend((0..cap * 5).map(|_| alloc::malloc(size) as usize));
             for &p in &blocks {
