@@ -77,10 +77,10 @@ pub(crate) const MIN_DIRECT_POOL_BLOCKS: usize = 64;
 pub(crate) const KEEP_EMPTY_POOLS: u8 = 2;
 pub(crate) const KEEP_EMPTY_CAPACITY: u32 = 16;
 /// The kept pools of a heap, all classes together, hold at most this many
-/// units (4 MiB): a thread that grows buffers through the classes of 1 to
-/// 128 KiB kept 9 MB of them at once, where the 1-64 KiB ring, which
-/// cycles through 48 classes, needs about as much as this to keep its
-/// speed (BENCHMARKS.md, eleventh session).
+/// units (4 MiB): with it, realloc growth through every class peaks at
+/// 42.3 MB instead of 50.4; with half of it, the 1-64 KiB ring, which
+/// cycles through 48 classes, took 11% more instructions (BENCHMARKS.md,
+/// eleventh session).
 pub(crate) const KEEP_EMPTY_UNITS: usize = 256;
 /// One empty pool is kept beyond the head for the classes of one-unit pools
 /// of at most this many blocks (256 to 512 bytes; `keep_empty_limit`).
