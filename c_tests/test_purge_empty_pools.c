@@ -2,11 +2,11 @@
  * have not been used for the purge delay (docs/ARCHITECTURE.md, "Class
  * queues"): the queue heads and the empty pools kept beyond them. The
  * thread mallocs and frees 16 blocks of every class from 1 to 128 KiB
- * (about 14 MiB of pools, each class keeping up to three of its pools
- * empty), then mallocs and frees one small block every millisecond. With
+ * (the pools each class keeps empty, up to three, 10-13 MiB in all), then
+ * mallocs and frees one small block every millisecond. With
  * OBMEM_PURGE_DELAY_MS=200, RSS must come back to within 3 MiB of the start
  * within three seconds, without obm_trim. (Before the heap looked at its
- * empty pools, RSS stayed 13 MiB above the start for as long as the thread
+ * empty pools, RSS stayed 11 MiB above the start for as long as the thread
  * lived.) Runs in a fresh process: the delay is read when the library is
  * loaded. */
 #include "test_util.h"
