@@ -188,8 +188,9 @@ const fn block_mult(size: u64) -> u64 {
 /// product is `j * step + r * mult` modulo 2^64. For the offsets of a
 /// pool (a few MiB at most, far below `mult`) that sum does not wrap, so
 /// it is `j * step` for a block start and at least `mult` for any other
-/// offset; `step >= 1` makes it grow with `j`. An offset below the pool's start wraps around
-/// to at least `mult - step` (tests: `block_key_finds_block_starts_only`).
+/// offset; `step >= 1` makes it grow with `j`. An offset below the pool's
+/// start wraps around to at least `mult - step` (tests:
+/// `block_key_finds_block_starts_only`).
 /// One multiplication, where an exact division test by an even size also
 /// needs a rotation and its count.
 #[inline(always)]

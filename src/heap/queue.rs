@@ -198,17 +198,7 @@ impl Heap {
         for class in 0..NUM_CLASSES {
             // The kept pools first: releasing the head promotes the next
             // pool, maybe a kept one, to head.
-            let mut left = self.kept_empty[class].get();
-            let mut p = self.heads[class + 1].get();
-            while left != 0 && !p.is_null() && !ptr::eq(p, empty_pool()) {
-                // SAFETY: queued pools are live pools we own.
-                let pool = unsafe { &*p };
-                p = pool.next.get();
-                if pool.kept.get() {
-                    left -= 1;
-                    look(pool);
-                }
-            }
+            self.for_each_kept(class, &mut look);
             if let Some(head) = self.head(class) {
                 look(head);
             }
@@ -246,14 +236,23 @@ impl Heap {
     /// registry lock while the heap is abandoned.
     pub(super) unsafe fn release_kept(&self) {
         for class in 0..NUM_CLASSES {
-            let mut p = self.heads[class + 1].get();
-            while self.kept_empty[class].get() != 0 && !ptr::eq(p, empty_pool()) && !p.is_null() {
-                // SAFETY: queued pools are live pools we own.
-                let pool = unsafe { &*p };
-                p = pool.next.get();
-                if pool.kept.get() {
-                    self.release_pool(pool);
-                }
+            self.for_each_kept(class, |pool| self.release_pool(pool));
+        }
+    }
+
+    /// Calls `f` on each kept empty pool in the queue of `class`, which
+    /// may release it. Owner only.
+    fn for_each_kept(&self, class: usize, mut f: impl FnMut(&Pool)) {
+        let mut left = self.kept_empty[class].get();
+        let mut p = self.heads[class + 1].get();
+        while left != 0 && !p.is_null() && !ptr::eq(p, empty_pool()) {
+            // SAFETY: queued pools are live pools we own; the next one is
+            // read before `f` may release this one.
+            let pool = unsafe { &*p };
+            p = pool.next.get();
+            if pool.kept.get() {
+                left -= 1;
+                f(pool);
             }
         }
     }

@@ -68,9 +68,10 @@ const MAX_GRANULES: usize = LARGE_REGION_SIZE / GRANULE;
 const WORDS: usize = MAX_GRANULES / 64;
 /// Granules of chunk 0, the bookkeeping's.
 const META_GRANULES: usize = ARENA_SIZE / GRANULE;
-/// Spans of at least this many granules (2 MiB) live in regions of huge
-/// pages, the smaller ones in regions of small pages (`Regions::huge`).
-const HUGE_SPAN: usize = HUGE_PAGE_SIZE / GRANULE;
+/// Granules in a huge page (2 MiB): spans of at least this many live in
+/// regions of huge pages, the smaller ones in regions of small pages
+/// (`Regions::huge`).
+const PER_HUGE: usize = HUGE_PAGE_SIZE / GRANULE;
 /// Runs of granules one purge pass gives back; more wait for the next pass.
 const PURGE_RUNS: usize = 32;
 
@@ -140,7 +141,7 @@ fn count(b: &Bits, from: usize, to: usize) -> usize {
 struct Regions {
     base: [usize; LARGE_REGIONS],
     granules: [usize; LARGE_REGIONS],
-    /// Whether the region holds the spans of at least `HUGE_SPAN`
+    /// Whether the region holds the spans of at least `PER_HUGE`
     /// granules, in transparent huge pages; the others hold the smaller
     /// spans, in small pages.
     huge: [bool; LARGE_REGIONS],
@@ -195,7 +196,7 @@ impl Regions {
         for r in 0..self.count {
             // In a region of the other kind, only a place whose pages are
             // all resident: the page size no longer matters there.
-            let own_kind = self.huge[r] == (k >= HUGE_SPAN);
+            let own_kind = self.huge[r] == (k >= PER_HUGE);
             let (m, end) = (self.meta(r), self.granules[r]);
             let top = m.top;
             debug_assert!(
@@ -279,7 +280,7 @@ impl Regions {
                 return Err(Refused::Failed);
             }
         }
-        let huge = k >= HUGE_SPAN;
+        let huge = k >= PER_HUGE;
         // Not the first huge page, which holds the bookkeeping: touching it
         // would fault in 2 MiB.
         let small = if huge { HUGE_PAGE_SIZE.min(size) } else { size };
@@ -498,7 +499,6 @@ fn take_clean_around(
     if !huge {
         return ((from, from), (to, to));
     }
-    const PER_HUGE: usize = HUGE_PAGE_SIZE / GRANULE;
     let mut start = from;
     while start > from / PER_HUGE * PER_HUGE && clean(m, start - 1) {
         start -= 1;
@@ -764,7 +764,7 @@ mod tests {
             for k in [1, 2, 3, 5, 8, 40, end] {
                 for huge in [false, true] {
                     regions.huge[0] = huge;
-                    let own_kind = huge == (k >= HUGE_SPAN);
+                    let own_kind = huge == (k >= PER_HUGE);
                     let want = best_fit_unbounded(regions.meta(0), end, k, own_kind);
                     assert_eq!(
                         regions.best_fit(k).map(|f| f.1),
