@@ -1,5 +1,7 @@
 /* Randomized graphs: random objects (GC containers with and without
- * finalizers, finalizers that resurrect, non-GC leaves), random edges and
+ * finalizers, finalizers that resurrect, containers that list their
+ * references in an obm_type_refs map and have no clear, non-GC leaves),
+ * random edges and
  * cycles, random external references. Drop references (with partial
  * collections in between), run one full collection, and check that exactly
  * the objects the test itself finds unreachable were freed: each survivor
@@ -10,7 +12,7 @@
 
 enum { MAXN = 20000 };
 
-enum kind { K_GC, K_GC_FIN, K_GC_RESCUE, K_LEAF, K_LEAF_FIN, NKINDS };
+enum kind { K_GC, K_GC_FIN, K_GC_RESCUE, K_LISTED, K_LEAF, K_LEAF_FIN, NKINDS };
 
 static int n;                       /* objects in this round */
 static Node *obj[MAXN];             /* valid while alive */
@@ -52,12 +54,20 @@ static void r_finalize(obm_object *o) {
         rescued[nrescued++] = o;
     }
 }
-static const obm_type types[NKINDS] = {
-    { "R", sizeof(Node), OBM_TPFLAGS_HAVE_GC, NULL, r_dealloc, node_traverse, node_clear },
-    { "RFin", sizeof(Node), OBM_TPFLAGS_HAVE_GC, r_finalize, r_dealloc, node_traverse, node_clear },
-    { "RRescue", sizeof(Node), OBM_TPFLAGS_HAVE_GC, r_finalize, r_dealloc, node_traverse, node_clear },
-    { "RLeaf", sizeof(Node), 0, NULL, r_dealloc, NULL, NULL },
-    { "RLeafFin", sizeof(Node), 0, r_finalize, r_dealloc, NULL, NULL },
+/* The collector finds its references through the map and breaks its
+ * cycles by dropping them itself (no clear). */
+static const obm_type_refs listed = {
+    { "RListed", sizeof(Node), OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_REF_MAP, NULL, r_dealloc, NULL, NULL },
+    OBM_REF_FIELD(Node, slot[0]) | OBM_REF_FIELD(Node, slot[1]) | OBM_REF_FIELD(Node, slot[2]) |
+        OBM_REF_FIELD(Node, slot[3]),
+};
+static const obm_type *types[NKINDS] = {
+    &(const obm_type){ "R", sizeof(Node), OBM_TPFLAGS_HAVE_GC, NULL, r_dealloc, node_traverse, node_clear },
+    &(const obm_type){ "RFin", sizeof(Node), OBM_TPFLAGS_HAVE_GC, r_finalize, r_dealloc, node_traverse, node_clear },
+    &(const obm_type){ "RRescue", sizeof(Node), OBM_TPFLAGS_HAVE_GC, r_finalize, r_dealloc, node_traverse, node_clear },
+    &listed.base,
+    &(const obm_type){ "RLeaf", sizeof(Node), 0, NULL, r_dealloc, NULL, NULL },
+    &(const obm_type){ "RLeafFin", sizeof(Node), 0, r_finalize, r_dealloc, NULL, NULL },
 };
 
 /* Marks everything reachable from the marked objects (explicit queue). */
@@ -89,8 +99,13 @@ static void one_round(uint64_t seed, int count) {
     /* Objects: mostly plain GC containers. */
     for (int i = 0; i < n; i++) {
         int r = rnd_below(100);
-        kind[i] = r < 57 ? K_GC : r < 72 ? K_GC_FIN : r < 74 ? K_GC_RESCUE : r < 92 ? K_LEAF : K_LEAF_FIN;
-        obj[i] = (Node *)obm_new(&types[kind[i]]);
+        kind[i] = r < 45   ? K_GC
+                  : r < 60 ? K_GC_FIN
+                  : r < 62 ? K_GC_RESCUE
+                  : r < 74 ? K_LISTED
+                  : r < 92 ? K_LEAF
+                           : K_LEAF_FIN;
+        obj[i] = (Node *)obm_new(types[kind[i]]);
         CHECK(obj[i] != NULL);
         obj[i]->id = base_id + i;
         ext[i] = 1; /* the creation reference */

@@ -24,6 +24,10 @@ typedef struct obm_weakref obm_weakref;
  * (obm_weakref_new and obm_ephemeron_new fail with EINVAL), since nothing
  * lies in front of it. Its ob_refcnt field holds OBM_STATIC_REFCNT;
  * obm_refcnt returns OBM_IMMORTAL_REFCNT for it. */
+/* The bit of obm_type_refs.refs that lists the obm_object * field `field`
+ * of struct `type` as an owned reference:
+ *   .refs = OBM_REF_FIELD(my_obj, left) | OBM_REF_FIELD(my_obj, right) */
+#define OBM_REF_FIELD(type, field) ((uint64_t)1 << (offsetof(type, field) / sizeof(void *)))
 #define OBM_STATIC_OBJECT_INIT(type_ptr) .ob_base = { .ob_refcnt = OBM_STATIC_REFCNT, .ob_type = (type_ptr) }
 
 
@@ -87,6 +91,15 @@ typedef struct obm_weakref obm_weakref;
  Objects of other types pay nothing.
  */
 #define OBM_TPFLAGS_WEAKREFABLE (1 << 15)
+
+/*
+ Type flag: the type is the `base` of an `obm_type_refs`, whose `refs`
+ says which fields of the object are owned references, and obmem reads
+ them there: no call per object and reference when the collector walks
+ the heap (`traverse` must be NULL). A NULL `clear` or `dealloc` then
+ means "drop the listed references".
+ */
+#define OBM_TPFLAGS_REF_MAP (1 << 16)
 
 /*
  What `obm_refcnt` returns for an immortal object, and the count
@@ -372,6 +385,27 @@ typedef struct obm_stats {
  */
 typedef void (*obm_weakref_callback)(obm_weakref *r, void *ctx);
 
+/*
+ A type whose objects' owned references are pointer fields at fixed
+ places in their first 64 words: `base.flags` has
+ `OBM_TPFLAGS_REF_MAP`, and objects are made with `obm_new(&t.base)`.
+ Each listed field holds NULL or an owned reference. A reference further
+ on, or in a variable-sized part, needs a `traverse` type instead.
+ */
+typedef struct obm_type_refs {
+  /*
+   The type; `base.traverse` must be NULL.
+   */
+  struct obm_type base;
+  /*
+   Bit i set: the pointer-sized word at byte offset `i * sizeof(void *)`
+   is an owned `obm_object *`. Build it with `OBM_REF_FIELD`:
+   `OBM_REF_FIELD(my_obj, a) | OBM_REF_FIELD(my_obj, b)`. The head's
+   words and words past `base.size` may not be set.
+   */
+  uint64_t refs;
+} obm_type_refs;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -606,9 +640,10 @@ int obm_gc_callback_remove(obm_gc_callback cb, void *ctx);
 int obm_gc_get_objects(int generation, obm_visitproc visit, void *arg);
 
 /*
- Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse reports
- (none for non-GC objects). Returns what traverse returns. No collection
- runs during the walk.
+ Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse (or
+ listed offsets) report (none for non-GC objects). Returns what traverse
+ returns (the first non-zero result of visit). No collection runs during
+ the walk.
  */
 int obm_gc_get_referents(struct obm_object *o, obm_visitproc visit, void *arg);
 
@@ -659,8 +694,10 @@ int mallopt(int param, int value);
 /*
  Creates an object of type `t`: `t->size` bytes, zero-filled, refcount 1,
  not tracked. Returns NULL when out of memory, or (with a message on
- stderr) when `t` is unusable: NULL, too small, or OBM_TPFLAGS_HAVE_GC
- without `traverse`.
+ stderr) when `t` is unusable: NULL, too small, OBM_TPFLAGS_HAVE_GC
+ without `traverse` or listed offsets, OBM_TPFLAGS_REF_MAP with a
+ `traverse`, or listed offsets that are NULL or not strictly increasing,
+ pointer-aligned offsets of fields between the head and `t->size`.
  */
 struct obm_object *obm_new(const struct obm_type *t);
 

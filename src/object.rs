@@ -18,8 +18,9 @@
 //!    zero after it, the object was resurrected and we stop (PEP 442).
 //! 2. A tracked GC object is untracked; the weak references to it are
 //!    cleared and their callbacks run (`gc::weak::clear_on_death`); then the
-//!    type's `dealloc` drops what the object owns; then the memory goes
-//!    back to the object domain.
+//!    type's `dealloc` drops what the object owns (without one, an
+//!    `obm_type_refs` type has its listed references dropped); then the memory
+//!    goes back to the object domain.
 //!
 //! # Immortal objects
 //! A count that is positive with a negative low 32-bit half is immortal
@@ -159,6 +160,30 @@ pub const OBM_TPFLAGS_HAVE_GC: c_ulong = 1 << 14;
 /// Objects of other types pay nothing.
 pub const OBM_TPFLAGS_WEAKREFABLE: c_ulong = 1 << 15;
 
+/// Type flag: the type is the `base` of an `obm_type_refs`, whose `refs`
+/// says which fields of the object are owned references, and obmem reads
+/// them there: no call per object and reference when the collector walks
+/// the heap (`traverse` must be NULL). A NULL `clear` or `dealloc` then
+/// means "drop the listed references".
+pub const OBM_TPFLAGS_REF_MAP: c_ulong = 1 << 16;
+
+/// A type whose objects' owned references are pointer fields at fixed
+/// places in their first 64 words: `base.flags` has
+/// `OBM_TPFLAGS_REF_MAP`, and objects are made with `obm_new(&t.base)`.
+/// Each listed field holds NULL or an owned reference. A reference further
+/// on, or in a variable-sized part, needs a `traverse` type instead.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct obm_type_refs {
+    /// The type; `base.traverse` must be NULL.
+    pub base: obm_type,
+    /// Bit i set: the pointer-sized word at byte offset `i * sizeof(void *)`
+    /// is an owned `obm_object *`. Build it with `OBM_REF_FIELD`:
+    /// `OBM_REF_FIELD(my_obj, a) | OBM_REF_FIELD(my_obj, b)`. The head's
+    /// words and words past `base.size` may not be set.
+    pub refs: u64,
+}
+
 /// Bytes in front of an object of a weakrefable type for its weak list.
 pub(crate) const WEAK_SLOT_SIZE: usize = 16;
 
@@ -198,6 +223,117 @@ pub(crate) fn has_head(t: &obm_type) -> bool {
 #[inline(always)]
 pub(crate) fn type_is_weakrefable(t: &obm_type) -> bool {
     t.flags & OBM_TPFLAGS_WEAKREFABLE != 0
+}
+
+#[inline(always)]
+pub(crate) fn type_has_ref_map(t: &obm_type) -> bool {
+    t.flags & OBM_TPFLAGS_REF_MAP != 0
+}
+
+/// The reference map (`obm_type_refs::refs`) of a type with
+/// `OBM_TPFLAGS_REF_MAP`.
+///
+/// # Safety
+/// `t` has the flag, so it is the `base` of an `obm_type_refs` (the flag's
+/// contract).
+#[inline(always)]
+unsafe fn ref_map(t: &obm_type) -> u64 {
+    // SAFETY: base is the first field of the repr(C) obm_type_refs.
+    unsafe { (*(t as *const obm_type).cast::<obm_type_refs>()).refs }
+}
+
+/// The field of word `i` of `o`.
+///
+/// # Safety
+/// `o` is a live object whose type's reference map has bit `i`, which
+/// `object_bytes` checked lies inside the object.
+#[inline(always)]
+unsafe fn ref_field(o: *mut obm_object, i: u32) -> *mut *mut obm_object {
+    // SAFETY: per the contract.
+    unsafe { o.cast::<*mut obm_object>().add(i as usize) }
+}
+
+/// Calls `visit(field, arg)` on each non-null reference `o` owns, as its
+/// type says (its reference map, or its `traverse`, which may pass NULL
+/// fields too); returns the first non-zero result. Inline, so that a
+/// collector pass passing a known `visit` calls it directly on the fields
+/// of an `obm_type_refs` type.
+///
+/// # Safety
+/// `o` is a live object; its type has a reference map or, for a GC type,
+/// `traverse` (`object_bytes` refused the others), or neither (no
+/// references are visited).
+#[inline(always)]
+pub(crate) unsafe fn visit_refs(
+    o: *mut obm_object,
+    visit: unsafe extern "C" fn(*mut obm_object, *mut c_void) -> c_int,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: per the contract; the map was checked by `object_bytes` when
+    // the object was made, and a type must not change while objects of it
+    // exist.
+    unsafe {
+        let ty = type_of(o);
+        if type_has_ref_map(ty) {
+            let mut map = ref_map(ty);
+            while map != 0 {
+                let field = *ref_field(o, map.trailing_zeros());
+                map &= map - 1;
+                if !field.is_null() {
+                    let r = visit(field, arg);
+                    if r != 0 {
+                        return r;
+                    }
+                }
+            }
+            0
+        } else {
+            match ty.traverse {
+                Some(tr) => tr(o, Some(visit), arg),
+                None => 0,
+            }
+        }
+    }
+}
+
+/// Drops the references `ty` lists in `o`, each field set to NULL before
+/// its decref: what a NULL `clear` or `dealloc` does for such a type.
+///
+/// # Safety
+/// `o` is a live (or dying) object of `ty`, an `obm_type_refs`'s base.
+pub(crate) unsafe fn drop_listed_refs(o: *mut obm_object, ty: &obm_type) {
+    // SAFETY: per the contract and `visit_refs`'s.
+    unsafe {
+        let mut map = ref_map(ty);
+        while map != 0 {
+            let field = ref_field(o, map.trailing_zeros());
+            map &= map - 1;
+            let r = *field;
+            if !r.is_null() {
+                *field = ptr::null_mut();
+                decref(r);
+            }
+        }
+    }
+}
+
+/// Whether the reference map of `ty` (which has `OBM_TPFLAGS_REF_MAP`)
+/// is usable: no bit on the head's words or on a word past `size`.
+///
+/// # Safety
+/// `ty` is an `obm_type_refs`'s base.
+#[inline(always)]
+unsafe fn ref_map_valid(ty: &obm_type) -> bool {
+    const WORD: usize = core::mem::size_of::<*mut obm_object>();
+    const HEAD_WORDS: usize = core::mem::size_of::<obm_object>() / WORD;
+    let words = (ty.size / WORD).min(64);
+    let inside = if words == 64 {
+        u64::MAX
+    } else {
+        (1u64 << words) - 1
+    };
+    // SAFETY: per the contract.
+    unsafe { ref_map(ty) & !(inside & !((1u64 << HEAD_WORDS) - 1)) == 0 }
 }
 
 /// Bytes of prefix in front of objects of `t`: the collector header and
@@ -347,11 +483,31 @@ unsafe fn init_object(base: *mut u8, t: *const obm_type, prefix: usize) -> *mut 
 unsafe fn object_bytes(t: *const obm_type, extra: usize) -> Option<(usize, usize)> {
     // SAFETY: per the contract.
     let ty = unsafe { t.as_ref() }?;
-    if ty.size < core::mem::size_of::<obm_object>() || (type_is_gc(ty) && ty.traverse.is_none()) {
+    if ty.size < core::mem::size_of::<obm_object>()
+        || (ty.flags & (OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_REF_MAP) != 0
+            // SAFETY: per the contract.
+            && !unsafe { references_described(ty) })
+    {
         return None;
     }
     let prefix = prefix_size(ty);
     Some((ty.size.checked_add(extra)?.checked_add(prefix)?, prefix))
+}
+
+/// Whether a type with `OBM_TPFLAGS_HAVE_GC` or `OBM_TPFLAGS_REF_MAP`
+/// says how to find its references: a valid reference map and no
+/// `traverse`, or (without the second flag) a `traverse`.
+///
+/// # Safety
+/// With the second flag, `ty` is an `obm_type_refs`'s base.
+#[inline(always)]
+unsafe fn references_described(ty: &obm_type) -> bool {
+    if type_has_ref_map(ty) {
+        // SAFETY: per the contract.
+        ty.traverse.is_none() && unsafe { ref_map_valid(ty) }
+    } else {
+        ty.traverse.is_some()
+    }
 }
 
 /// Reports why `object_bytes` refused `t` (out of memory: ENOMEM only).
@@ -373,9 +529,23 @@ unsafe fn reject(t: *const obm_type, extra: usize, caller: &str) -> *mut obm_obj
             type_name(t),
             ty.size
         ));
-    } else if type_is_gc(ty) && ty.traverse.is_none() {
+    } else if type_has_ref_map(ty) && ty.traverse.is_some() {
         crate::report::eprint(format_args!(
-            "obmem: {caller}: type \"{}\" has OBM_TPFLAGS_HAVE_GC but no traverse function; refusing to create the object\n",
+            "obmem: {caller}: type \"{}\" has both OBM_TPFLAGS_REF_MAP and a traverse function; refusing to create the object\n",
+            type_name(t)
+        ));
+    // SAFETY: per the contract.
+    } else if type_has_ref_map(ty) && !unsafe { ref_map_valid(ty) } {
+        crate::report::eprint(format_args!(
+            "obmem: {caller}: type \"{}\" has OBM_TPFLAGS_REF_MAP but its refs map 0x{:x} names a word of the head or past its size {}; refusing to create the object\n",
+            type_name(t),
+            // SAFETY: the type has the flag.
+            unsafe { ref_map(ty) },
+            ty.size
+        ));
+    } else if type_is_gc(ty) && !type_has_ref_map(ty) && ty.traverse.is_none() {
+        crate::report::eprint(format_args!(
+            "obmem: {caller}: type \"{}\" has OBM_TPFLAGS_HAVE_GC but no traverse function (nor OBM_TPFLAGS_REF_MAP); refusing to create the object\n",
             type_name(t)
         ));
     } else {
@@ -576,9 +746,12 @@ fn decode_trash_link(rc: isize) -> usize {
 pub(crate) unsafe fn dealloc(o: *mut obm_object) {
     // SAFETY: per the contract.
     let ty = unsafe { type_of(o) };
-    if ty.finalize.is_none() && ty.dealloc.is_none() && !type_is_weakrefable(ty) {
-        // Nothing of the user's runs, so nothing can decref another object
-        // under it: no nesting for the trashcan to bound.
+    if ty.finalize.is_none()
+        && ty.dealloc.is_none()
+        && ty.flags & (OBM_TPFLAGS_WEAKREFABLE | OBM_TPFLAGS_REF_MAP) == 0
+    {
+        // Nothing of the user's runs and no reference is dropped, so no
+        // other object dies under it: no nesting for the trashcan to bound.
         // SAFETY: per the contract.
         return unsafe { release(o, ty) };
     }
@@ -707,6 +880,8 @@ unsafe fn destroy(o: *mut obm_object) {
         }
         if let Some(d) = ty.dealloc {
             d(o);
+        } else if type_has_ref_map(ty) {
+            drop_listed_refs(o, ty);
         }
         release(o, ty);
     }
@@ -714,7 +889,7 @@ unsafe fn destroy(o: *mut obm_object) {
 
 /// Untracks `o` if it is tracked, and frees its memory, uncounting it from
 /// the census: the end of every destruction, and all of it for an object
-/// whose type has no finalize, dealloc or weak references.
+/// whose type has no finalize, dealloc, weak references or listed references.
 ///
 /// # Safety
 /// `o` is an object of `ty` with refcount 0 (finalized, dealloc'd) that

@@ -5,7 +5,8 @@
  * or "reachable" (held from outside: the collection keeps them all).
  * "wpairs" are pairs of a weak-referenceable type, and "wpairs10" the same
  * with 10% of the objects weakly referenced (weakrefs held outside, made
- * before and dropped after the timed collection). */
+ * before and dropped after the timed collection). "opairs" and "oring" are
+ * "pairs" and "ring" of a type that lists its reference in an obm_type_refs. */
 #include <obmem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,12 @@ static void obj_dealloc(obm_object *o) { obj_clear(o); }
 static const obm_type ObjType = { "Obj", sizeof(Obj), OBM_TPFLAGS_HAVE_GC, NULL, obj_dealloc, obj_traverse, obj_clear };
 static const obm_type WObjType = { "WObj", sizeof(Obj), OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_WEAKREFABLE, NULL,
                                    obj_dealloc, obj_traverse, obj_clear };
+/* The same type with its reference listed in ref_offsets: the collector
+ * reads the field itself instead of calling obj_traverse ("opairs",
+ * "oring"), and drops it itself (no dealloc or clear). */
+static const obm_type_refs OObjType = {
+    { "OObj", sizeof(Obj), OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_REF_MAP, NULL, NULL, NULL, NULL }, OBM_REF_FIELD(Obj, other)
+};
 static const obm_type *obj_type = &ObjType;
 static obm_weakref **weak; /* the wpairs10 shape's weakrefs */
 static long nweak;
@@ -56,8 +63,8 @@ static Obj *new_obj(void) {
 static void build(const char *shape, long n, obm_object **keep, long *nkeep) {
     *nkeep = 0;
     int weakly = strcmp(shape, "wpairs10") == 0;
-    obj_type = shape[0] == 'w' ? &WObjType : &ObjType;
-    if (strcmp(shape, "ring") != 0) {
+    obj_type = shape[0] == 'w' ? &WObjType : shape[0] == 'o' ? &OObjType.base : &ObjType;
+    if (strcmp(shape, "ring") != 0 && strcmp(shape, "oring") != 0) {
         for (long i = 0; i < n / 2; i++) {
             Obj *a = new_obj(), *b = new_obj();
             if (weakly && i % 5 == 0) /* one object of every 10 */
@@ -194,12 +201,12 @@ int main(int argc, char **argv) {
     }
     /* full collections */
     static const long sizes[] = { 100000, 1000000, 3000000 };
-    static const char *shapes[] = { "pairs", "ring", "wpairs", "wpairs10" };
+    static const char *shapes[] = { "pairs", "ring", "wpairs", "wpairs10", "opairs", "oring" };
     static const char *states[] = { "garbage", "reachable" };
     obm_object **keep = malloc(sizeof(obm_object *) * 3000000);
     weak = malloc(sizeof(obm_weakref *) * 3000000 / 10);
     for (int si = 0; si < (quick ? 1 : 3); si++)
-        for (int sh = 0; sh < 4; sh++)
+        for (int sh = 0; sh < 6; sh++)
             for (int st = 0; st < 2; st++) {
                 double best = 1e9;
                 for (int r = 0; r < 3; r++) {

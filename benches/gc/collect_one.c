@@ -1,9 +1,11 @@
 /* collect_one: builds N objects in pairs (a <-> b) and runs one full
  * collection, for callgrind (benches/gc/instr_collect.sh counts the
  * instructions of obm_gc_collect alone).
- *   collect_one N garbage|reachable WEAKEVERY WEAKREFABLE
+ *   collect_one N garbage|reachable WEAKEVERY WEAKREFABLE [LISTED]
  * WEAKEVERY k > 0: one object of every 2k gets a weak reference (k = 5:
- * 10% of the objects); WEAKREFABLE 1: the type has OBM_TPFLAGS_WEAKREFABLE. */
+ * 10% of the objects); WEAKREFABLE 1: the type has OBM_TPFLAGS_WEAKREFABLE;
+ * LISTED 1: the type lists its reference (obm_type_refs) instead of having
+ * a traverse function. */
 #include <obmem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,10 @@ static int cl(obm_object *o) {
 }
 static void de(obm_object *o) { cl(o); }
 static obm_type T = {"Obj", sizeof(Obj), OBM_TPFLAGS_HAVE_GC, NULL, de, tr, cl};
+#ifdef OBM_TPFLAGS_REF_MAP
+static obm_type_refs L = {{"LObj", sizeof(Obj), OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_REF_MAP, NULL, NULL, NULL, NULL},
+                          OBM_REF_FIELD(Obj, other)};
+#endif
 
 int main(int argc, char **argv) {
     if (argc < 5)
@@ -40,9 +46,18 @@ int main(int argc, char **argv) {
     if (atoi(argv[4]) || every)
         return 3; /* an obmem without weak references */
 #endif
+    obm_type *t = &T;
+    if (argc > 5 && atoi(argv[5])) {
+#ifdef OBM_TPFLAGS_REF_MAP
+        L.base.flags |= T.flags & OBM_TPFLAGS_WEAKREFABLE;
+        t = &L.base;
+#else
+        return 3; /* an obmem without listed references */
+#endif
+    }
     obm_gc_disable();
     for (long i = 0; i < n / 2; i++) {
-        Obj *a = (Obj *)obm_new(&T), *b = (Obj *)obm_new(&T);
+        Obj *a = (Obj *)obm_new(t), *b = (Obj *)obm_new(t);
         a->other = (obm_object *)b;
         b->other = (obm_object *)a;
         obm_incref((obm_object *)a);

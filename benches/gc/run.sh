@@ -82,15 +82,18 @@ for bench in ("incref_decref", "incref_decref_immortal", "create_destroy", "weak
     print(line)
 print()
 print("full collection, ns per object (lower is better)")
-print(f"  {'shape':<6} {'state':<10} {'N':>8} {'obmem':>8} {'static':>8} {'cpython':>8} {'boehm':>8} {'cpy/obm':>8} {'boehm/obm':>9} {'boehm/static':>12}")
-keys = sorted({(k[2], k[3], int(k[4])) for k in rows if k[1] == "collect"}, key=lambda k: (k[2], k[0], k[1]))
+print("  (listed: the same shape of a type that lists its reference in an obm_type_refs map)")
+print(f"  {'shape':<8} {'state':<10} {'N':>8} {'obmem':>8} {'static':>8} {'listed':>8} {'cpython':>8} {'boehm':>8} {'cpy/obm':>8} {'boehm/obm':>9} {'boehm/static':>12} {'boehm/listed':>12}")
+keys = sorted({(k[2], k[3], int(k[4])) for k in rows if k[1] == "collect" and k[2][0] != "o"},
+              key=lambda k: (k[2], k[0], k[1]))
 for shape, state, n in keys:
     o = get("obmem", "collect", shape, state, str(n))
     c = get("cpython", "collect", shape, state, str(n))
     b = get("boehm", "collect", shape, state, str(n))
     st = get("obmem-static", "collect", shape, state, str(n))
+    li = get("obmem", "collect", "o" + shape, state, str(n))
     fmt = lambda v: f"{v:8.2f}" if v is not None else f"{'-':>8}"
     ratio = lambda v, base=o: f"{v / base:7.2f}x" if v is not None and base else f"{'-':>8}"
-    print(f"  {shape:<6} {state:<10} {n:>8} {fmt(o)} {fmt(st)} {fmt(c)} {fmt(b)} {ratio(c)} {ratio(b):>9} {ratio(b, st):>12}")
+    print(f"  {shape:<8} {state:<10} {n:>8} {fmt(o)} {fmt(st)} {fmt(li)} {fmt(c)} {fmt(b)} {ratio(c)} {ratio(b):>9} {ratio(b, st):>12} {ratio(b, li):>12}")
 PY
 "$out/call_distance"

@@ -241,9 +241,10 @@ pub unsafe extern "C" fn obm_gc_get_objects(
     unsafe { introspect::get_objects(generation, visit, arg) }
 }
 
-/// Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse reports
-/// (none for non-GC objects). Returns what traverse returns. No collection
-/// runs during the walk.
+/// Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse (or
+/// listed offsets) report (none for non-GC objects). Returns what traverse
+/// returns (the first non-zero result of visit). No collection runs during
+/// the walk.
 #[no_mangle]
 pub unsafe extern "C" fn obm_gc_get_referents(
     o: *mut obm_object,

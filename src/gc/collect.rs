@@ -331,26 +331,22 @@ fn too_many_references(parent: *mut obm_object, child: *mut obm_object) -> ! {
     ))
 }
 
-/// Calls `o`'s traverse with `visit` and `arg`.
+/// Calls `visit(field, arg)` on each reference `o` owns.
 ///
 /// # Safety
 /// `o` is a live GC object.
 #[inline(always)]
 unsafe fn traverse(
     o: *mut obm_object,
-    visit: super::super::object::obm_visitproc,
+    visit: unsafe extern "C" fn(*mut obm_object, *mut c_void) -> c_int,
     arg: *mut c_void,
 ) {
-    // SAFETY: per the contract. A GC type has traverse: obm_new refuses
-    // one without, and a type must not change while objects of it exist
-    // (obm_type's contract). Not testing it saves two instructions per
-    // object and pass.
+    // SAFETY: per the contract: a GC type has traverse or listed offsets
+    // (obm_new refuses one without), and a type must not change while
+    // objects of it exist (obm_type's contract). The return value only
+    // matters to introspection (a visitor here never stops the traversal).
     unsafe {
-        let tr = object::type_of(o).traverse;
-        debug_assert!(tr.is_some());
-        // The return value only matters to introspection (a visitor here
-        // never stops the traversal).
-        let _ = tr.unwrap_unchecked()(o, visit, arg);
+        let _ = object::visit_refs(o, visit, arg);
     }
 }
 
@@ -409,7 +405,7 @@ unsafe fn update_and_subtract_refs(young: *mut GcHead, max_gen: usize) {
             }
             let o = object::object_of(g);
             ctx.parent = o;
-            traverse(o, Some(visit_decref_fused), &raw mut ctx as *mut c_void);
+            traverse(o, visit_decref_fused, &raw mut ctx as *mut c_void);
             g = list::next(g);
         }
     }
@@ -484,7 +480,7 @@ unsafe fn subtract_refs(containers: *mut GcHead) {
         let mut g = list::next(containers);
         while g != containers {
             let o = object::object_of(g);
-            traverse(o, Some(visit_decref), o as *mut c_void);
+            traverse(o, visit_decref, o as *mut c_void);
             g = list::next(g);
         }
     }
@@ -592,7 +588,7 @@ unsafe fn move_unreachable<const EPH: bool>(
                     if EPH && weak::is_ephemeron(o) {
                         scan_ephemeron(o as *mut weak::obm_weakref, &mut ctx);
                     } else {
-                        traverse(o, Some(visit_reachable), &raw mut ctx as *mut c_void);
+                        traverse(o, visit_reachable, &raw mut ctx as *mut c_void);
                     }
                     // Restore the prev link, leave the set, join the
                     // survivors' generation: one store.
@@ -908,10 +904,17 @@ unsafe fn delete_garbage(s: &GcState, collectable: *mut GcHead, old: *mut GcHead
                 if s.garbage.push(o) {
                     object::incref(o);
                 }
-            } else if let Some(clear) = object::type_of(o).clear {
-                object::incref(o);
-                let _ = clear(o);
-                object::decref(o);
+            } else {
+                let ty = object::type_of(o);
+                if let Some(clear) = ty.clear {
+                    object::incref(o);
+                    let _ = clear(o);
+                    object::decref(o);
+                } else if object::type_has_ref_map(ty) {
+                    object::incref(o);
+                    object::drop_listed_refs(o, ty);
+                    object::decref(o);
+                }
             }
             if list::next(collectable) == g {
                 // Still alive (no clear, SAVEALL, or held by something else):

@@ -72,7 +72,8 @@ unsafe extern "C" fn visit_non_null(op: *mut obm_object, ctx: *mut c_void) -> c_
     }
 }
 
-/// Calls `visit` on each (non-NULL) reference `o`'s traverse reports.
+/// Calls `visit` on each (non-NULL) reference `o`'s traverse or
+/// listed offsets report.
 /// Objects of non-GC types report none.
 ///
 /// # Safety
@@ -88,12 +89,7 @@ pub unsafe fn get_referents(o: *mut obm_object, visit: obm_visitproc, arg: *mut 
     let s = gc();
     let was = s.collecting.replace(true);
     // SAFETY: o is a live GC object; ctx outlives the traversal.
-    let r = unsafe {
-        match object::type_of(o).traverse {
-            Some(tr) => tr(o, Some(visit_non_null), &raw mut ctx as *mut c_void),
-            None => 0,
-        }
-    };
+    let r = unsafe { object::visit_refs(o, visit_non_null, &raw mut ctx as *mut c_void) };
     s.collecting.set(was);
     r
 }
@@ -117,10 +113,7 @@ pub unsafe fn get_referrers(
         // SAFETY: o is a tracked, live GC object; the user's visitor is
         // called with it.
         unsafe {
-            let Some(tr) = object::type_of(o).traverse else {
-                return 0;
-            };
-            if tr(o, Some(visit_is_target), target as *mut c_void) != 0 {
+            if object::visit_refs(o, visit_is_target, target as *mut c_void) != 0 {
                 visit(o, arg)
             } else {
                 0

@@ -137,11 +137,9 @@ unsafe fn each_referent(o: *mut obm_object, mut f: impl FnMut(*mut obm_object)) 
     if !object::type_is_gc(ty) {
         return;
     }
-    if let Some(tr) = ty.traverse {
-        let mut dynf: &mut dyn FnMut(*mut obm_object) = &mut f;
-        // SAFETY: a live GC object's traverse with our visitor and context.
-        unsafe { tr(o, Some(call), &raw mut dynf as *mut c_void) };
-    }
+    let mut dynf: &mut dyn FnMut(*mut obm_object) = &mut f;
+    // SAFETY: a live GC object with our visitor and context.
+    unsafe { object::visit_refs(o, call, &raw mut dynf as *mut c_void) };
 }
 
 /// Every tracked object's collector header list, the permanent one included.
