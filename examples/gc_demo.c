@@ -106,20 +106,13 @@ typedef struct Module {
     obm_object *self_ref;       /* a cycle, so only the collector frees it */
     int id;
 } Module;
-static int module_traverse(obm_object *o, obm_visitproc visit, void *arg) {
-    Module *m = (Module *)o;
-    return m->self_ref ? visit(m->self_ref, arg) : 0;
-}
-static int module_clear(obm_object *o) {
-    Module *m = (Module *)o;
-    obm_object *t = m->self_ref;
-    m->self_ref = NULL;
-    obm_xdecref(t);
-    return 0;
-}
-static void module_dealloc(obm_object *o) { module_clear(o); }
-static const obm_type ModuleType = { "module", sizeof(Module),
-    OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_WEAKREFABLE, NULL, module_dealloc, module_traverse, module_clear };
+/* Its one reference is a plain field, so the type lists it instead of
+ * writing traverse, clear and dealloc: obmem reads and drops it itself. */
+static const obm_type_refs ModuleType = {
+    .base = { .name = "module", .size = sizeof(Module),
+              .flags = OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_WEAKREFABLE | OBM_TPFLAGS_REF_MAP },
+    .refs = OBM_REF_FIELD(Module, self_ref),
+};
 
 enum { CACHE_SLOTS = 64 };
 static obm_weakref *cache[CACHE_SLOTS]; /* module id -> weak reference */
@@ -140,7 +133,7 @@ static obm_object *import_module(int id) {
     obm_object *m = cache[id] ? obm_weakref_get(cache[id]) : NULL;
     if (m)
         return m;
-    Module *mod = (Module *)new_tracked(&ModuleType);
+    Module *mod = (Module *)new_tracked(&ModuleType.base);
     mod->id = id;
     obm_incref((obm_object *)mod);
     mod->self_ref = (obm_object *)mod;
@@ -201,7 +194,7 @@ static int ephemeron_table_demo(void) {
     printf("\nephemeron table: metadata for %d modules, each pointing back at its module\n", N);
     static obm_object *keys[N], *table[N];
     for (int i = 0; i < N; i++) {
-        Module *k = (Module *)new_tracked(&ModuleType);
+        Module *k = (Module *)new_tracked(&ModuleType.base);
         k->id = i;
         obm_gc_track((obm_object *)k);
         Meta *m = (Meta *)new_tracked(&MetaType);
