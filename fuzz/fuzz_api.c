@@ -531,6 +531,7 @@ enum {
     K_GC_FIN,      /* container with a finalizer */
     K_GC_RESCUE,   /* container whose finalizer resurrects it */
     K_GC_NOCLEAR,  /* container without clear */
+    K_GC_LISTED,   /* container with a reference map, no traverse or clear */
     K_LEAF,        /* non-GC, may still own references */
     K_LEAF_FIN,    /* non-GC with a finalizer */
     K_LEAF_RESCUE, /* non-GC, resurrecting finalizer */
@@ -538,10 +539,10 @@ enum {
     NKINDS,        /* the kinds of FObj (op "new") */
     K_EPH = NKINDS /* an ephemeron (obm_ephemeron_new): not an FObj */
 };
-static const int kind_gc[NKINDS + 1] = {1, 1, 1, 1, 0, 0, 0, 0, 1};
-static const int kind_fin[NKINDS + 1] = {0, 1, 1, 0, 0, 1, 1, 0, 0};
-static const int kind_rescue[NKINDS + 1] = {0, 0, 1, 0, 0, 0, 1, 0, 0};
-static const int kind_clear[NKINDS + 1] = {1, 1, 1, 0, 0, 0, 0, 0, 1};
+static const int kind_gc[NKINDS + 1] = {1, 1, 1, 1, 1, 0, 0, 0, 0, 1};
+static const int kind_fin[NKINDS + 1] = {0, 1, 1, 0, 0, 0, 1, 1, 0, 0};
+static const int kind_rescue[NKINDS + 1] = {0, 0, 1, 0, 0, 0, 0, 1, 0, 0};
+static const int kind_clear[NKINDS + 1] = {1, 1, 1, 0, 1, 0, 0, 0, 0, 1};
 static int kind_prefix(int k) { return kind_gc[k] || kind_fin[k]; }
 
 #define MAXOBJ 160
@@ -654,17 +655,24 @@ static void f_finalize(obm_object *o) {
 }
 
 #define GCW (OBM_TPFLAGS_HAVE_GC | OBM_TPFLAGS_WEAKREFABLE)
-static obm_type types[NKINDS] = {
-    {"FzGc", sizeof(FObj), GCW, NULL, f_dealloc, f_traverse, f_clear},
-    {"FzGcFin", sizeof(FObj), GCW, f_finalize, f_dealloc, f_traverse, f_clear},
-    {"FzGcRescue", sizeof(FObj), GCW, f_finalize, f_dealloc, f_traverse, f_clear},
-    {"FzGcNoClear", sizeof(FObj), GCW, NULL, f_dealloc, f_traverse, NULL},
-    {"FzLeaf", sizeof(FObj), OBM_TPFLAGS_WEAKREFABLE, NULL, f_dealloc, NULL, NULL},
-    {"FzLeafFin", sizeof(FObj), OBM_TPFLAGS_WEAKREFABLE, f_finalize, f_dealloc, NULL, NULL},
-    {"FzLeafRescue", sizeof(FObj), 0, f_finalize, f_dealloc, NULL, NULL},
-    {"FzPlain", sizeof(FObj), 0, NULL, NULL, NULL, NULL},
+/* The collector reads its slots through the map and clears them itself. */
+static const obm_type_refs listed_type = {
+    {"FzGcListed", sizeof(FObj), GCW | OBM_TPFLAGS_REF_MAP, NULL, f_dealloc, NULL, NULL},
+    OBM_REF_FIELD(FObj, slot[0]) | OBM_REF_FIELD(FObj, slot[1]) | OBM_REF_FIELD(FObj, slot[2]) |
+        OBM_REF_FIELD(FObj, slot[3]),
 };
-static const char *kind_name(int k) { return k == K_EPH ? "ephemeron" : types[k].name; }
+static const obm_type *const types[NKINDS] = {
+    &(const obm_type){"FzGc", sizeof(FObj), GCW, NULL, f_dealloc, f_traverse, f_clear},
+    &(const obm_type){"FzGcFin", sizeof(FObj), GCW, f_finalize, f_dealloc, f_traverse, f_clear},
+    &(const obm_type){"FzGcRescue", sizeof(FObj), GCW, f_finalize, f_dealloc, f_traverse, f_clear},
+    &(const obm_type){"FzGcNoClear", sizeof(FObj), GCW, NULL, f_dealloc, f_traverse, NULL},
+    &listed_type.base,
+    &(const obm_type){"FzLeaf", sizeof(FObj), OBM_TPFLAGS_WEAKREFABLE, NULL, f_dealloc, NULL, NULL},
+    &(const obm_type){"FzLeafFin", sizeof(FObj), OBM_TPFLAGS_WEAKREFABLE, f_finalize, f_dealloc, NULL, NULL},
+    &(const obm_type){"FzLeafRescue", sizeof(FObj), 0, f_finalize, f_dealloc, NULL, NULL},
+    &(const obm_type){"FzPlain", sizeof(FObj), 0, NULL, NULL, NULL, NULL},
+};
+static const char *kind_name(int k) { return k == K_EPH ? "ephemeron" : types[k]->name; }
 static const obm_type bad_types[3] = {
     {"FzTooSmall", sizeof(obm_object) - 1, 0, NULL, NULL, NULL, NULL},
     {"FzNoTraverse", sizeof(FObj), OBM_TPFLAGS_HAVE_GC, NULL, f_dealloc, NULL, f_clear},
@@ -1287,12 +1295,12 @@ static int obj_new(int kind, size_t extra, int var) {
         return -1;
     if (mode == MODE_HOOKS)
         hexpect[F_OBJ][H_MALLOC]++;
-    obm_object *o = var ? obm_new_var(&types[kind], extra) : obm_new(&types[kind]);
+    obm_object *o = var ? obm_new_var(types[kind], extra) : obm_new(types[kind]);
     if (!var)
         extra = 0;
-    CHECK(o != NULL, "obm_new%s(%s, %zu) returned NULL", var ? "_var" : "", types[kind].name, extra);
+    CHECK(o != NULL, "obm_new%s(%s, %zu) returned NULL", var ? "_var" : "", types[kind]->name, extra);
     CHECK(((uintptr_t)o & 15) == 0, "object %p not 16-byte aligned", (void *)o);
-    CHECK(obm_refcnt(o) == 1 && o->ob_type == &types[kind], "new object: refcount %td type %p",
+    CHECK(obm_refcnt(o) == 1 && o->ob_type == types[kind], "new object: refcount %td type %p",
           obm_refcnt(o), (const void *)o->ob_type);
     CHECK(!obm_gc_is_tracked(o) && !obm_gc_is_finalized(o), "new object tracked or finalized");
     FObj *f = (FObj *)o;
@@ -2062,7 +2070,7 @@ static void op_new(In *in) {
     size_t extra = pick_extra(in);
     int var = extra != 0 || (u8(in) & 1);
     int i = obj_new(kind, extra, var);
-    TRACE("  new %s extra %zu -> object %d\n", types[kind].name, extra, i);
+    TRACE("  new %s extra %zu -> object %d\n", types[kind]->name, extra, i);
 }
 
 static void op_new_bad(In *in) {
