@@ -46,6 +46,7 @@
 use core::cell::Cell;
 use core::ffi::{c_char, c_int, c_ulong, c_void, CStr};
 use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::gc::list::{self, GcHead, FINALIZED, HEAD_SIZE};
 
@@ -230,6 +231,17 @@ pub(crate) fn type_has_ref_map(t: &obm_type) -> bool {
     t.flags & OBM_TPFLAGS_REF_MAP != 0
 }
 
+/// Whether an object of a type with a reference map was ever made: until
+/// then the collector's passes call `traverse` without testing for a map.
+static REF_MAPS_USED: AtomicBool = AtomicBool::new(false);
+
+/// Whether some object may have a type with a reference map (once true,
+/// stays true).
+#[inline(always)]
+pub(crate) fn ref_maps_used() -> bool {
+    REF_MAPS_USED.load(Ordering::Relaxed)
+}
+
 /// The reference map (`obm_type_refs::refs`) of a type with
 /// `OBM_TPFLAGS_REF_MAP`.
 ///
@@ -274,25 +286,45 @@ pub(crate) unsafe fn visit_refs(
     // exist.
     unsafe {
         let ty = type_of(o);
-        if type_has_ref_map(ty) {
-            let mut map = ref_map(ty);
-            while map != 0 {
-                let field = *ref_field(o, map.trailing_zeros());
-                map &= map - 1;
-                if !field.is_null() {
-                    let r = visit(field, arg);
-                    if r != 0 {
-                        return r;
-                    }
+        // `traverse` first: with it, the test costs what calling it needs
+        // anyway (its load), so types with a traverse pay one branch.
+        if let Some(tr) = ty.traverse {
+            return tr(o, Some(visit), arg);
+        }
+        if !type_has_ref_map(ty) {
+            return 0;
+        }
+        visit_mapped(o, ty, visit, arg)
+    }
+}
+
+/// `visit_refs` for an object whose type is known to have a reference map.
+///
+/// # Safety
+/// `o` is a live object of `ty`, an `obm_type_refs`'s base.
+#[inline(always)]
+pub(crate) unsafe fn visit_mapped(
+    o: *mut obm_object,
+    ty: &obm_type,
+    visit: unsafe extern "C" fn(*mut obm_object, *mut c_void) -> c_int,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: per the contract; the map was checked by `object_bytes` when
+    // the object was made, and a type must not change while objects of it
+    // exist.
+    unsafe {
+        let mut map = ref_map(ty);
+        while map != 0 {
+            let field = *ref_field(o, map.trailing_zeros());
+            map &= map - 1;
+            if !field.is_null() {
+                let r = visit(field, arg);
+                if r != 0 {
+                    return r;
                 }
             }
-            0
-        } else {
-            match ty.traverse {
-                Some(tr) => tr(o, Some(visit), arg),
-                None => 0,
-            }
         }
+        0
     }
 }
 
@@ -503,6 +535,7 @@ unsafe fn object_bytes(t: *const obm_type, extra: usize) -> Option<(usize, usize
 #[inline(always)]
 unsafe fn references_described(ty: &obm_type) -> bool {
     if type_has_ref_map(ty) {
+        REF_MAPS_USED.store(true, Ordering::Relaxed);
         // SAFETY: per the contract.
         ty.traverse.is_none() && unsafe { ref_map_valid(ty) }
     } else {

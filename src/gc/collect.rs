@@ -136,7 +136,11 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         };
 
         // Steps 2 and 3.
-        update_and_subtract_refs(young, g);
+        if object::ref_maps_used() {
+            update_and_subtract_refs::<true>(young, g);
+        } else {
+            update_and_subtract_refs::<false>(young, g);
+        }
         let mut unreachable = GcHead::new();
         let unreachable = &raw mut unreachable;
         list::init(unreachable);
@@ -331,22 +335,40 @@ fn too_many_references(parent: *mut obm_object, child: *mut obm_object) -> ! {
     ))
 }
 
-/// Calls `visit(field, arg)` on each reference `o` owns.
+/// Calls `visit(field, arg)` on each reference `o` owns. With `MAP`
+/// false (no object of a type with a reference map was ever made), the
+/// type's traverse is called without testing for one: a collection of a
+/// program without such types runs the loop it ran before they existed.
 ///
 /// # Safety
-/// `o` is a live GC object.
+/// `o` is a live GC object; with `MAP` false, its type has a traverse.
 #[inline(always)]
-unsafe fn traverse(
+unsafe fn traverse<const MAP: bool>(
     o: *mut obm_object,
     visit: unsafe extern "C" fn(*mut obm_object, *mut c_void) -> c_int,
     arg: *mut c_void,
 ) {
-    // SAFETY: per the contract: a GC type has traverse or listed offsets
-    // (obm_new refuses one without), and a type must not change while
-    // objects of it exist (obm_type's contract). The return value only
-    // matters to introspection (a visitor here never stops the traversal).
+    // SAFETY: per the contract: a GC type has traverse or a reference map
+    // (obm_new refuses one without), a type with a map sets what `MAP`
+    // reads before its first object exists, and a type must not change
+    // while objects of it exist (obm_type's contract). The return value
+    // only matters to introspection (a visitor here never stops the
+    // traversal).
     unsafe {
-        let _ = object::visit_refs(o, visit, arg);
+        let ty = object::type_of(o);
+        match ty.traverse {
+            Some(tr) => {
+                let _ = tr(o, Some(visit), arg);
+            }
+            None if MAP => {
+                debug_assert!(object::type_has_ref_map(ty));
+                let _ = object::visit_mapped(o, ty, visit, arg);
+            }
+            None => {
+                debug_assert!(false, "a GC type without traverse or map");
+                core::hint::unreachable_unchecked()
+            }
+        }
     }
 }
 
@@ -389,7 +411,7 @@ struct FusedCtx {
 /// # Safety
 /// `young` is generation `max_gen`'s list after the merge; the generation
 /// bits of every tracked object name its list.
-unsafe fn update_and_subtract_refs(young: *mut GcHead, max_gen: usize) {
+unsafe fn update_and_subtract_refs<const MAP: bool>(young: *mut GcHead, max_gen: usize) {
     let mut ctx = FusedCtx {
         max_gen_bits: max_gen << GEN_SHIFT,
         parent: ptr::null_mut(),
@@ -405,7 +427,7 @@ unsafe fn update_and_subtract_refs(young: *mut GcHead, max_gen: usize) {
             }
             let o = object::object_of(g);
             ctx.parent = o;
-            traverse(o, visit_decref_fused, &raw mut ctx as *mut c_void);
+            traverse::<MAP>(o, visit_decref_fused, &raw mut ctx as *mut c_void);
             g = list::next(g);
         }
     }
@@ -480,7 +502,7 @@ unsafe fn subtract_refs(containers: *mut GcHead) {
         let mut g = list::next(containers);
         while g != containers {
             let o = object::object_of(g);
-            traverse(o, visit_decref, o as *mut c_void);
+            traverse::<true>(o, visit_decref, o as *mut c_void);
             g = list::next(g);
         }
     }
@@ -555,7 +577,7 @@ struct ReachCtx {
 ///
 /// # Safety
 /// After steps 2 on `young`; `unreachable` is an empty list.
-unsafe fn move_unreachable<const EPH: bool>(
+unsafe fn move_unreachable<const EPH: bool, const MAP: bool>(
     young: *mut GcHead,
     unreachable: *mut GcHead,
     survivor_gen: usize,
@@ -588,7 +610,7 @@ unsafe fn move_unreachable<const EPH: bool>(
                     if EPH && weak::is_ephemeron(o) {
                         scan_ephemeron(o as *mut weak::obm_weakref, &mut ctx);
                     } else {
-                        traverse(o, visit_reachable, &raw mut ctx as *mut c_void);
+                        traverse::<MAP>(o, visit_reachable, &raw mut ctx as *mut c_void);
                     }
                     // Restore the prev link, leave the set, join the
                     // survivors' generation: one store.
@@ -806,7 +828,8 @@ unsafe fn subtract_outside_ephemerons(mut e: *mut weak::obm_weakref) {
     }
 }
 
-/// `move_unreachable` with ephemeron handling only when ephemerons exist.
+/// `move_unreachable` with ephemeron handling only when ephemerons exist,
+/// and the test for reference maps only once a type with one was used.
 ///
 /// # Safety
 /// As `move_unreachable`.
@@ -818,10 +841,19 @@ unsafe fn move_unreachable_any(
 ) -> Moved {
     // SAFETY: per the contract.
     unsafe {
-        if weak::ephemerons_alive() {
-            move_unreachable::<true>(young, unreachable, survivor_gen, outside)
-        } else {
-            move_unreachable::<false>(young, unreachable, survivor_gen, outside)
+        match (weak::ephemerons_alive(), object::ref_maps_used()) {
+            (true, true) => {
+                move_unreachable::<true, true>(young, unreachable, survivor_gen, outside)
+            }
+            (true, false) => {
+                move_unreachable::<true, false>(young, unreachable, survivor_gen, outside)
+            }
+            (false, true) => {
+                move_unreachable::<false, true>(young, unreachable, survivor_gen, outside)
+            }
+            (false, false) => {
+                move_unreachable::<false, false>(young, unreachable, survivor_gen, outside)
+            }
         }
     }
 }
