@@ -286,33 +286,12 @@ pub(crate) unsafe fn visit_refs(
     // exist.
     unsafe {
         let ty = type_of(o);
-        // `traverse` first: with it, the test costs what calling it needs
-        // anyway (its load), so types with a traverse pay one branch.
-        if let Some(tr) = ty.traverse {
-            return tr(o, Some(visit), arg);
-        }
         if !type_has_ref_map(ty) {
-            return 0;
+            return match ty.traverse {
+                Some(tr) => tr(o, Some(visit), arg),
+                None => 0,
+            };
         }
-        visit_mapped(o, ty, visit, arg)
-    }
-}
-
-/// `visit_refs` for an object whose type is known to have a reference map.
-///
-/// # Safety
-/// `o` is a live object of `ty`, an `obm_type_refs`'s base.
-#[inline(always)]
-pub(crate) unsafe fn visit_mapped(
-    o: *mut obm_object,
-    ty: &obm_type,
-    visit: unsafe extern "C" fn(*mut obm_object, *mut c_void) -> c_int,
-    arg: *mut c_void,
-) -> c_int {
-    // SAFETY: per the contract; the map was checked by `object_bytes` when
-    // the object was made, and a type must not change while objects of it
-    // exist.
-    unsafe {
         let mut map = ref_map(ty);
         while map != 0 {
             let field = *ref_field(o, map.trailing_zeros());

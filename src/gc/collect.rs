@@ -355,19 +355,12 @@ unsafe fn traverse<const MAP: bool>(
     // only matters to introspection (a visitor here never stops the
     // traversal).
     unsafe {
-        let ty = object::type_of(o);
-        match ty.traverse {
-            Some(tr) => {
-                let _ = tr(o, Some(visit), arg);
-            }
-            None if MAP => {
-                debug_assert!(object::type_has_ref_map(ty));
-                let _ = object::visit_mapped(o, ty, visit, arg);
-            }
-            None => {
-                debug_assert!(false, "a GC type without traverse or map");
-                core::hint::unreachable_unchecked()
-            }
+        if MAP {
+            let _ = object::visit_refs(o, visit, arg);
+        } else {
+            let tr = object::type_of(o).traverse;
+            debug_assert!(tr.is_some());
+            let _ = tr.unwrap_unchecked()(o, Some(visit), arg);
         }
     }
 }
@@ -616,7 +609,14 @@ unsafe fn move_unreachable<const EPH: bool, const MAP: bool>(
                     // survivors' generation: one store.
                     (*g).prev = ((*g).prev & FINALIZED) | prev as usize | survivor_bits;
                     prev = g;
-                    r.survivors += 1;
+                    // Counted in memory on purpose: with the count in a
+                    // register, a ring of mapped objects (each marking the
+                    // next one reachable just before it is scanned)
+                    // collected 2-3x slower on the machine of
+                    // BENCHMARKS.md, most likely because the loads of the
+                    // next member then ran ahead of the store that marked it.
+                    let count = &raw mut r.survivors;
+                    count.write_volatile(count.read_volatile() + 1);
                 } else {
                     // Maybe unreachable: move it, a later visit may bring it back.
                     (*prev).next = (*g).next;
