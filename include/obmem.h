@@ -641,7 +641,7 @@ int obm_gc_get_objects(int generation, obm_visitproc visit, void *arg);
 
 /*
  Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse (or
- listed offsets) report (none for non-GC objects). Returns what traverse
+ reference map) reports (none for non-GC objects). Returns what traverse
  returns (the first non-zero result of visit). No collection runs during
  the walk.
  */
@@ -695,9 +695,9 @@ int mallopt(int param, int value);
  Creates an object of type `t`: `t->size` bytes, zero-filled, refcount 1,
  not tracked. Returns NULL when out of memory, or (with a message on
  stderr) when `t` is unusable: NULL, too small, OBM_TPFLAGS_HAVE_GC
- without `traverse` or listed offsets, OBM_TPFLAGS_REF_MAP with a
- `traverse`, or listed offsets that are NULL or not strictly increasing,
- pointer-aligned offsets of fields between the head and `t->size`.
+ without `traverse` (or a reference map), OBM_TPFLAGS_REF_MAP with a
+ `traverse`, or a reference map naming a word of the head or one at or
+ past `t->size`.
  */
 struct obm_object *obm_new(const struct obm_type *t);
 

@@ -242,7 +242,7 @@ pub unsafe extern "C" fn obm_gc_get_objects(
 }
 
 /// Calls `visit(r, arg)` on each non-NULL reference `o`'s traverse (or
-/// listed offsets) report (none for non-GC objects). Returns what traverse
+/// reference map) reports (none for non-GC objects). Returns what traverse
 /// returns (the first non-zero result of visit). No collection runs during
 /// the walk.
 #[no_mangle]

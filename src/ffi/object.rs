@@ -6,9 +6,9 @@ use crate::object::{self, obm_object, obm_type};
 /// Creates an object of type `t`: `t->size` bytes, zero-filled, refcount 1,
 /// not tracked. Returns NULL when out of memory, or (with a message on
 /// stderr) when `t` is unusable: NULL, too small, OBM_TPFLAGS_HAVE_GC
-/// without `traverse` or listed offsets, OBM_TPFLAGS_REF_MAP with a
-/// `traverse`, or listed offsets that are NULL or not strictly increasing,
-/// pointer-aligned offsets of fields between the head and `t->size`.
+/// without `traverse` (or a reference map), OBM_TPFLAGS_REF_MAP with a
+/// `traverse`, or a reference map naming a word of the head or one at or
+/// past `t->size`.
 #[no_mangle]
 pub unsafe extern "C" fn obm_new(t: *const obm_type) -> *mut obm_object {
     let _use = debug::objects::enter("obm_new");

@@ -73,7 +73,7 @@ unsafe extern "C" fn visit_non_null(op: *mut obm_object, ctx: *mut c_void) -> c_
 }
 
 /// Calls `visit` on each (non-NULL) reference `o`'s traverse or
-/// listed offsets report.
+/// reference map reports.
 /// Objects of non-GC types report none.
 ///
 /// # Safety
