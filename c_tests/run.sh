@@ -93,7 +93,7 @@ fi
 DEBUG_CLEAN=" test_refcount_inline test_gc_random_weak test_weakref test_ephemeron test_immortal test_fork_gc_lock
   test_domains_hooks test_hook_aligned test_hook_remote test_malloc_calloc
   test_gc_callbacks test_gc_cycles test_gc_debug test_gc_finalizers test_gc_introspect
-  test_gc_random test_gc_trashcan test_gc_env test_object_refcount test_census test_gc_path "
+  test_gc_random test_gc_trashcan test_gc_env test_object_refcount test_census test_gc_path test_ref_map "
 
 # run_one NAME EXE [ENV...]: runs a built test and reports it.
 run_one() {
