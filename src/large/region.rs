@@ -2,11 +2,10 @@
 //! `LARGE_GRANULE` (64 KiB). A large block of up to `LARGE_SPAN_MAX` takes
 //! a span of whole granules in a free run that fits: where it covers the
 //! most dirty granules, then at an end of its run, then in the smallest
-//! run (`Regions::best_fit`). A freed span's granules are free again and
-//! merge with the free granules around them, since free runs are simply
-//! the granules no span holds: a big freed span serves a smaller request
-//! and leaves the rest free, and neighbouring freed spans serve a bigger
-//! one.
+//! run (`Regions::best_fit`, over each region's table of free runs). A
+//! freed span's granules are free again and join the free granules around
+//! them (`Meta::mark_free`): a big freed span serves a smaller request and
+//! leaves the rest free, and neighbouring freed spans serve a bigger one.
 //!
 //! Every chunk of a region but its first is marked `CHUNK_SPAN` in the
 //! arena map for as long as the process lives: a block's header is the 64
@@ -88,13 +87,128 @@ struct Meta {
     /// When each dirty granule was freed (`purge::now_ms`).
     freed_at: [u64; MAX_GRANULES],
     /// Every granule from this one on is free and clean: no span or
-    /// purge has marked it since the region was reserved. Walks over the
-    /// free runs stop here instead of at the end of the region (a region
-    /// is mostly such granules: 16,384 of them in 1 GiB).
+    /// purge has marked it since the region was reserved. Searches of the
+    /// dirty granules stop here instead of at the end of the region (a
+    /// region is mostly such granules: 16,384 of them in 1 GiB).
     top: usize,
+    /// The maximal runs of free granules (`used` clear) of the region,
+    /// `[start, end)` in address order, the first `nruns` entries; kept
+    /// with `used` by `mark_used` and `mark_free`, through which every
+    /// change of `used` goes. `best_fit` walks them instead of searching
+    /// the bitmap for each (a fragmented region has a free run between
+    /// almost every two blocks: 190 of them cost 10,450 instructions a
+    /// large malloc; BENCHMARKS.md, twelfth session).
+    runs: [(u32, u32); MAX_RUNS],
+    nruns: usize,
 }
 
-const _: () = assert!(core::mem::size_of::<Meta>() <= ARENA_SIZE && WORDS * 64 == MAX_GRANULES);
+/// At most one free run per two granules, plus one.
+const MAX_RUNS: usize = MAX_GRANULES / 2 + 1;
+
+impl Meta {
+    /// The runs, in address order.
+    fn free_runs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.runs[..self.nruns]
+            .iter()
+            .map(|&(s, e)| (s as usize, e as usize))
+    }
+
+    /// Marks `[a, b)`, free granules of one free run, as used.
+    fn mark_used(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        for i in a..b {
+            set_bit(&mut self.used, i, true);
+        }
+        // The run holding a: the last one starting at or before it.
+        let j = self.runs[..self.nruns].partition_point(|&(s, _)| s as usize <= a) - 1;
+        let (s, e) = (self.runs[j].0 as usize, self.runs[j].1 as usize);
+        debug_assert!(
+            s <= a && b <= e,
+            "[{a}, {b}) is not inside the free run [{s}, {e})"
+        );
+        match (s < a, b < e) {
+            (true, true) => {
+                self.runs[j].1 = a as u32;
+                self.insert_run(j + 1, b, e);
+            }
+            (true, false) => self.runs[j].1 = a as u32,
+            (false, true) => self.runs[j].0 = b as u32,
+            (false, false) => {
+                self.runs.copy_within(j + 1..self.nruns, j);
+                self.nruns -= 1;
+            }
+        }
+    }
+
+    /// Marks `[a, b)`, used granules, as free, joining the runs around.
+    fn mark_free(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        for i in a..b {
+            set_bit(&mut self.used, i, false);
+        }
+        let j = self.runs[..self.nruns].partition_point(|&(s, _)| (s as usize) < a);
+        let joins_left = j > 0 && self.runs[j - 1].1 as usize == a;
+        let joins_right = j < self.nruns && self.runs[j].0 as usize == b;
+        match (joins_left, joins_right) {
+            (true, true) => {
+                self.runs[j - 1].1 = self.runs[j].1;
+                self.runs.copy_within(j + 1..self.nruns, j);
+                self.nruns -= 1;
+            }
+            (true, false) => self.runs[j - 1].1 = b as u32,
+            (false, true) => self.runs[j].0 = a as u32,
+            (false, false) => self.insert_run(j, a, b),
+        }
+    }
+
+    fn insert_run(&mut self, j: usize, s: usize, e: usize) {
+        debug_assert!(self.nruns < MAX_RUNS);
+        self.runs.copy_within(j..self.nruns, j + 1);
+        self.runs[j] = (s as u32, e as u32);
+        self.nruns += 1;
+    }
+
+    /// Sets the runs from `used` (for tests that write the bitmap).
+    #[cfg(test)]
+    fn rebuild_runs(&mut self, from: usize, end: usize) {
+        self.nruns = 0;
+        let mut i = from;
+        while i < end {
+            let s = find(&self.used, false, i, end);
+            let e = find(&self.used, true, s, end);
+            if s < e {
+                self.runs[self.nruns] = (s as u32, e as u32);
+                self.nruns += 1;
+            }
+            i = e;
+        }
+    }
+
+    /// Whether the runs are the free runs of `used` in `[from, end)`.
+    fn runs_match_bits(&self, from: usize, end: usize) -> bool {
+        let mut want = self.free_runs();
+        let mut i = from;
+        while i < end {
+            let s = find(&self.used, false, i, end);
+            let e = find(&self.used, true, s, end);
+            if s < e && want.next() != Some((s, e)) {
+                return false;
+            }
+            i = e;
+        }
+        want.next().is_none()
+    }
+}
+
+const _: () = assert!(
+    core::mem::size_of::<Meta>() <= ARENA_SIZE
+        && WORDS * 64 == MAX_GRANULES
+        && MAX_GRANULES <= u32::MAX as usize
+);
 
 #[inline]
 fn bit(b: &Bits, i: usize) -> bool {
@@ -203,16 +317,8 @@ impl Regions {
                 find(&m.used, true, top, end) == end && find(&m.dirty, true, top, end) == end,
                 "a granule at or above top is used or dirty"
             );
-            let mut i = META_GRANULES;
-            while i < end {
-                let s = find(&m.used, false, i, top.max(i));
-                // The run that reaches `top` goes on to the end: nothing
-                // at or above it is used or dirty.
-                let e = match find(&m.used, true, s, top) {
-                    e if e == top => end,
-                    e => e,
-                };
-                i = e;
+            debug_assert!(m.runs_match_bits(META_GRANULES, end));
+            for (s, e) in m.free_runs() {
                 if e - s < k {
                     continue;
                 }
@@ -296,9 +402,10 @@ impl Regions {
         self.huge[r] = huge;
         self.count += 1;
         let m = self.meta(r);
-        for i in 0..META_GRANULES {
-            set_bit(&mut m.used, i, true);
-        }
+        // A new region's bookkeeping reads as zero: no run yet.
+        m.runs[0] = (0, (size / GRANULE) as u32);
+        m.nruns = 1;
+        m.mark_used(0, META_GRANULES);
         m.top = META_GRANULES;
         Ok(r)
     }
@@ -310,8 +417,8 @@ impl Regions {
 fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
     m.top = m.top.max(i1);
     let mut kept = 0;
+    m.mark_used(i0, i1);
     for i in i0..i1 {
-        set_bit(&mut m.used, i, true);
         set_bit(&mut m.hdr, i, false);
         if bit(&m.dirty, i) {
             set_bit(&mut m.dirty, i, false);
@@ -419,8 +526,8 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
         return;
     };
     let m = g.meta(r);
+    m.mark_free(i0, i0 + k);
     for i in i0..i0 + k {
-        set_bit(&mut m.used, i, false);
         if keep {
             set_bit(&mut m.dirty, i, true);
             m.freed_at[i] = now;
@@ -502,13 +609,13 @@ fn take_clean_around(
     let mut start = from;
     while start > from / PER_HUGE * PER_HUGE && clean(m, start - 1) {
         start -= 1;
-        set_bit(&mut m.used, start, true);
     }
     let mut end = to;
     while end < to.next_multiple_of(PER_HUGE) && clean(m, end) {
-        set_bit(&mut m.used, end, true);
         end += 1;
     }
+    m.mark_used(start, from);
+    m.mark_used(to, end);
     m.top = m.top.max(end);
     ((start, from), (to, end))
 }
@@ -524,10 +631,7 @@ fn discard_busy(base: usize, from: usize, to: usize) {
     unsafe { os::discard((base + from * GRANULE) as *mut u8, (to - from) * GRANULE) };
     let g = REGIONS.lock();
     if let Some((r, _)) = g.locate(base + from * GRANULE) {
-        let m = g.meta(r);
-        for i in from..to {
-            set_bit(&mut m.used, i, false);
-        }
+        g.meta(r).mark_free(from, to);
     }
 }
 
@@ -569,7 +673,7 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
                     }
                     set_bit(&mut m.dirty, i, false);
                     // Busy while its pages go back, outside the lock.
-                    set_bit(&mut m.used, i, true);
+                    m.mark_used(i, i + 1);
                     if extends {
                         runs[n - 1].2 += 1;
                     } else {
@@ -744,6 +848,8 @@ mod tests {
                 hdr: [0; WORDS],
                 freed_at: [0; MAX_GRANULES],
                 top: 0,
+                runs: [(0, 0); MAX_RUNS],
+                nruns: 0,
             };
             for i in 0..META_GRANULES {
                 set_bit(&mut m.used, i, true);
@@ -760,6 +866,7 @@ mod tests {
                 }
                 i += len;
             }
+            m.rebuild_runs(META_GRANULES, end);
             // Each size in a region of its kind and in one of the other.
             for k in [1, 2, 3, 5, 8, 40, end] {
                 for huge in [false, true] {
@@ -774,6 +881,51 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Random claims and frees, as spans and as single busy granules (a
+    /// purge's), keep the run table equal to the free runs of the bitmap.
+    #[test]
+    fn the_runs_follow_every_change_of_the_bitmap() {
+        let mut meta: std::boxed::Box<Meta> =
+            // SAFETY: Meta is bit sets, times and counts: all zero is valid.
+            unsafe { std::boxed::Box::new_zeroed().assume_init() };
+        let m = &mut *meta;
+        let end = 3000;
+        m.runs[0] = (0, end as u32);
+        m.nruns = 1;
+        m.mark_used(0, META_GRANULES);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut spans: std::vec::Vec<(usize, usize)> = std::vec::Vec::new();
+        for step in 0..20_000 {
+            if spans.is_empty() || (rand(5) < 3 && m.nruns > 0) {
+                // Claim part of a random free run: at its start, its end or
+                // inside it; sometimes one granule (a purge's busy mark).
+                let (s, e) = m.free_runs().nth(rand(m.nruns)).unwrap();
+                let len = if rand(4) == 0 {
+                    1
+                } else {
+                    1 + rand((e - s).min(40))
+                };
+                let a = match rand(3) {
+                    0 => s,
+                    1 => e - len,
+                    _ => s + rand(e - s - len + 1),
+                };
+                m.mark_used(a, a + len);
+                spans.push((a, a + len));
+            } else {
+                let (a, b) = spans.swap_remove(rand(spans.len()));
+                m.mark_free(a, b);
+            }
+            assert!(m.runs_match_bits(META_GRANULES, end), "step {step}");
         }
     }
 
