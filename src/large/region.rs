@@ -172,35 +172,39 @@ impl Meta {
         self.nruns += 1;
     }
 
-    /// Sets the runs from `used` (for tests that write the bitmap).
-    #[cfg(test)]
-    fn rebuild_runs(&mut self, from: usize, end: usize) {
-        self.nruns = 0;
+    /// Calls `f(s, e)` on each free run of `used` in `[from, end)`, found
+    /// by searching the bitmap (what the table must hold).
+    fn each_bitmap_run(&self, from: usize, end: usize, mut f: impl FnMut(usize, usize)) {
         let mut i = from;
         while i < end {
             let s = find(&self.used, false, i, end);
             let e = find(&self.used, true, s, end);
             if s < e {
-                self.runs[self.nruns] = (s as u32, e as u32);
-                self.nruns += 1;
+                f(s, e);
             }
             i = e;
         }
     }
 
+    /// Sets the runs from `used` (for tests that write the bitmap).
+    #[cfg(test)]
+    fn rebuild_runs(&mut self, from: usize, end: usize) {
+        let mut runs = [(0u32, 0u32); MAX_RUNS];
+        let mut n = 0;
+        self.each_bitmap_run(from, end, |s, e| {
+            runs[n] = (s as u32, e as u32);
+            n += 1;
+        });
+        self.runs = runs;
+        self.nruns = n;
+    }
+
     /// Whether the runs are the free runs of `used` in `[from, end)`.
     fn runs_match_bits(&self, from: usize, end: usize) -> bool {
-        let mut want = self.free_runs();
-        let mut i = from;
-        while i < end {
-            let s = find(&self.used, false, i, end);
-            let e = find(&self.used, true, s, end);
-            if s < e && want.next() != Some((s, e)) {
-                return false;
-            }
-            i = e;
-        }
-        want.next().is_none()
+        let mut table = self.free_runs();
+        let mut same = true;
+        self.each_bitmap_run(from, end, |s, e| same &= table.next() == Some((s, e)));
+        same && table.next().is_none()
     }
 }
 
