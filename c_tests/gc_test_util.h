@@ -5,9 +5,12 @@
 #define GC_TEST_UTIL_H
 
 #include <obmem.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define UNUSED __attribute__((unused))
 
@@ -116,6 +119,32 @@ static inline void node_set(Node *n, int i, void *v) {
 }
 
 #define OBJ(x) ((obm_object *)(x))
+
+/* Runs fn in a child (SIGABRT at its default) with its stderr captured in
+ * err; returns the child's wait status. */
+static inline int run_child(void (*fn)(void), char *err, size_t size) {
+    int p[2];
+    CHECK(pipe(p) == 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        signal(SIGABRT, SIG_DFL);
+        fn();
+        _exit(0);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < size && (r = read(p[0], err + n, size - 1 - n)) > 0)
+        n += (size_t)r;
+    err[n] = 0;
+    close(p[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    return status;
+}
 
 /* Collects until nothing is left (the previous test's garbage is gone). */
 static inline void gc_settle(void) {

@@ -41,31 +41,8 @@ static void test_debug_constants(void) {
     CHECK_EQ(OBM_GC_DEBUG_LEAK, 38);
 }
 
-/* Runs fn in a child with stderr captured into buf; returns its status. */
-static int run_captured(void (*fn)(void), char *buf, size_t size) {
-    int p[2];
-    CHECK(pipe(p) == 0);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        fn();
-        _exit(0);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < size && (r = read(p[0], buf + n, size - 1 - n)) > 0)
-        n += (size_t)r;
-    buf[n] = 0;
-    close(p[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    return status;
-}
-
 static void capture_stderr(void (*fn)(void), char *buf, size_t size) {
-    int status = run_captured(fn, buf, size);
+    int status = run_child(fn, buf, size);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
@@ -149,7 +126,7 @@ static void liar_case(int liar_first, int visits) {
     liar->visits = visits;
     obm_gc_track(OBJ(liar_first ? (void *)liar : (void *)liar_target));
     obm_gc_track(OBJ(liar_first ? (void *)liar_target : (void *)liar));
-    int status = run_captured(liar_child, err, sizeof err);
+    int status = run_child(liar_child, err, sizeof err);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
     char want[256];
     snprintf(want, sizeof want,

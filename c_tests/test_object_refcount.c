@@ -95,31 +95,6 @@ static void check_finalize_once(const obm_type *t) {
 static void test_finalize_once_plain(void) { check_finalize_once(&RPlain); }
 static void test_finalize_once_gc(void) { check_finalize_once(&RGc); }
 
-/* Runs fn in a child with stderr captured; returns the wait status. */
-static int run_child(void (*fn)(void), char *err, size_t size) {
-    int p[2];
-    CHECK(pipe(p) == 0);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        signal(SIGABRT, SIG_DFL);
-        fn();
-        _exit(0);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < size && (r = read(p[0], err + n, size - 1 - n)) > 0)
-        n += (size_t)r;
-    err[n] = 0;
-    close(p[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    return status;
-}
-
 static Node *zero_obj;
 static void zero_child(void) {
     obm_decref(OBJ(zero_obj)); /* refcount already 0 */

@@ -5,10 +5,7 @@
  * over the defaults, and unusable maps are refused with a message. */
 #include "gc_test_util.h"
 
-#include <signal.h>
 #include <stddef.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 /* The references are words 3 and 5, with plain data around them. */
 typedef struct Pair {
@@ -242,30 +239,6 @@ static void test_long_chain(void) {
     long d0 = node_deallocs;
     obm_decref(OBJ(head));
     CHECK_EQ(node_deallocs - d0, 1);
-}
-
-/* Runs fn in a child with stderr captured; returns the wait status. */
-static int run_child(void (*fn)(void), char *err, size_t size) {
-    int p[2];
-    CHECK(pipe(p) == 0);
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        fn();
-        _exit(0);
-    }
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < size && (r = read(p[0], err + n, size - 1 - n)) > 0)
-        n += (size_t)r;
-    err[n] = 0;
-    close(p[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    return status;
 }
 
 static void bad_types_child(void) {
