@@ -777,6 +777,16 @@ pub unsafe fn unlock_after_fork() {
 mod tests {
     use super::*;
 
+    /// A small deterministic generator: `rand(n)` is in `0..n`.
+    fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        }
+    }
+
     #[test]
     fn find_crosses_words_and_stops_at_end() {
         let mut b: Bits = [0; WORDS];
@@ -837,13 +847,7 @@ mod tests {
         };
         regions.base[0] = &mut *meta as *mut Meta as usize;
         regions.granules[0] = end;
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..300 {
             let m = regions.meta(0);
             *m = Meta {
@@ -900,13 +904,7 @@ mod tests {
         m.runs[0] = (0, end as u32);
         m.nruns = 1;
         m.mark_used(0, META_GRANULES);
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
         let mut spans: std::vec::Vec<(usize, usize)> = std::vec::Vec::new();
         for step in 0..20_000 {
             if spans.is_empty() || (rand(5) < 3 && m.nruns > 0) {
