@@ -777,6 +777,13 @@ pub unsafe fn unlock_after_fork() {
 mod tests {
     use super::*;
 
+    /// A region's bookkeeping as the kernel hands it out: all zero.
+    fn zeroed_meta() -> std::boxed::Box<Meta> {
+        // SAFETY: Meta is bit sets, times, counts and a table of runs: all
+        // zero is a valid value (an empty table).
+        unsafe { std::boxed::Box::new_zeroed().assume_init() }
+    }
+
     /// A small deterministic generator: `rand(n)` is in `0..n`.
     fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
         move |n| {
@@ -835,9 +842,7 @@ mod tests {
 
     #[test]
     fn the_walk_places_spans_as_the_full_walk_does() {
-        let mut meta: std::boxed::Box<Meta> =
-            // SAFETY: Meta is bit sets, times and a count: all zero is valid.
-            unsafe { std::boxed::Box::new_zeroed().assume_init() };
+        let mut meta = zeroed_meta();
         let end = 2048;
         let mut regions = Regions {
             base: [0; LARGE_REGIONS],
@@ -896,9 +901,7 @@ mod tests {
     /// purge's), keep the run table equal to the free runs of the bitmap.
     #[test]
     fn the_runs_follow_every_change_of_the_bitmap() {
-        let mut meta: std::boxed::Box<Meta> =
-            // SAFETY: Meta is bit sets, times and counts: all zero is valid.
-            unsafe { std::boxed::Box::new_zeroed().assume_init() };
+        let mut meta = zeroed_meta();
         let m = &mut *meta;
         let end = 3000;
         m.runs[0] = (0, end as u32);
