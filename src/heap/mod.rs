@@ -806,7 +806,8 @@ mod tests {
         std::thread::spawn(|| {
             let mut blocks: Vec<usize> = Vec::with_capacity(4096);
             // Every class from 8 KiB to 128 KiB: two kept pools each would
-            // take more than twice the budget.
+            // take more than twice the budget. All made before any is
+            // freed: a heap that grows looks at its empty pools.
             let classes = size_class::class_of(8 << 10).unwrap()..NUM_CLASSES;
             for class in classes.clone() {
                 // SAFETY: a class below NUM_CLASSES.
@@ -814,10 +815,10 @@ mod tests {
                 let n = info.capacity as usize * (KEEP_EMPTY_POOLS as usize + 2);
                 let size = info.block_size as usize;
                 blocks.extend((0..n).map(|_| alloc::malloc(size) as usize));
-                for p in blocks.drain(..) {
-                    // SAFETY: live blocks, freed once.
-                    unsafe { free::free(p as *mut u8, "free") };
-                }
+            }
+            for p in blocks.drain(..) {
+                // SAFETY: live blocks, freed once.
+                unsafe { free::free(p as *mut u8, "free") };
             }
             // SAFETY: our own live heap.
             let heap = unsafe { &*current() };

@@ -3,7 +3,9 @@
 //! a full pool puts it back at the tail. An empty pool is kept if it is
 //! the head, or, for classes whose pools hold few blocks, as one of up to
 //! `keep_empty_limit` kept ones (`keep_empty`); others go back to their
-//! arena at once.
+//! arena at once. Kept pools and empty heads go back once two looks have
+//! found them empty (`release_idle_pools`): a purge delay apart, or sooner
+//! when the heap grows.
 
 use super::registry::purge_if_due;
 use super::*;
@@ -43,7 +45,7 @@ impl Heap {
         purge_if_due(now);
         self.release_idle_pools_if_due(now);
         // SAFETY: per the contract.
-        let pool = unsafe { self.new_pool(class, now) };
+        let (pool, grew) = unsafe { self.new_pool(class, now) };
         if pool.is_null() {
             return ptr::null_mut();
         }
@@ -56,7 +58,15 @@ impl Heap {
         self.push_front(pool);
         counters::count(&self.stats.allocs[class + 1]);
         // SAFETY: a pool of our own heap (contract).
-        unsafe { pool.pop_slow() }
+        let b = unsafe { pool.pop_slow() };
+        if grew && self.is_active() {
+            // Before the heap grows again, the pools found empty at this
+            // look and the last give their units back for the next pools
+            // to take (BENCHMARKS.md, thirteenth session). The new pool
+            // holds a block now, so it is not one of them.
+            self.release_idle_pools(now);
+        }
+        b
     }
 
     /// A block from the class queue's pools, after the blocks other threads
@@ -172,9 +182,10 @@ impl Heap {
     }
 
     /// Releases the empty pools, kept ones and queue heads, that the
-    /// previous look found empty: unused for a purge delay, their units go
-    /// back to their arenas as free since that look, for the purge to give
-    /// back. Marks the other empty pools for the next look. (Without the
+    /// previous look found empty (a purge delay ago, or at the heap's
+    /// previous growth): their units go back to their arenas as free since
+    /// that look, for new pools to take or the purge to give back. Marks
+    /// the other empty pools for the next look. (Without the
     /// looks, a thread that once used many classes kept up to three empty
     /// pools of each for as long as it lived: BENCHMARKS.md, eleventh
     /// session.) A pool that served between two looks on fast paths only
@@ -344,11 +355,13 @@ impl Heap {
         pool.next.set(ptr::null_mut());
     }
 
-    /// Takes units for a pool of `class` from an owned arena, or a new one.
+    /// Takes units for a pool of `class` from an owned arena, or a new one;
+    /// null if memory is exhausted. With it, whether some of those units
+    /// had no resident pages: the heap grew.
     ///
     /// # Safety
     /// As `alloc`.
-    pub(super) unsafe fn new_pool(&self, class: usize, now: u64) -> *mut Pool {
+    pub(super) unsafe fn new_pool(&self, class: usize, now: u64) -> (*mut Pool, bool) {
         let _g = self.arena_lock.lock();
         self.purge_expired(now);
         // SAFETY: class < NUM_CLASSES (contract).
@@ -381,7 +394,7 @@ impl Heap {
                 let got = arena::acquire(self as *const Heap as *mut ());
                 arena = got.arena;
                 if arena.is_null() {
-                    return ptr::null_mut();
+                    return (ptr::null_mut(), false);
                 }
                 self.arenas.set(self.arenas.get() + 1);
                 // SAFETY: a freshly acquired arena, owned by us.
@@ -419,7 +432,7 @@ impl Heap {
         purge::units_taken(units);
         // It may end as an empty queue head, which the look gives back.
         self.schedule_idle_look(now);
-        head as *const Pool as *mut Pool
+        (head as *const Pool as *mut Pool, units > warm)
     }
 
     /// Gives an empty pool's units back to its arena, their pages kept for
