@@ -786,6 +786,52 @@ mod tests {
     }
 
     #[test]
+    fn kept_pools_trail_their_queue() {
+        std::thread::spawn(|| {
+            let size = 20 << 10;
+            let class = size_class::class_of(size).unwrap();
+            assert_eq!(queue::keep_empty_limit(class), KEEP_EMPTY_POOLS);
+            // SAFETY: a class from `class_of`.
+            let cap = unsafe { size_class::info(class) }.capacity as usize;
+            // Five full pools, made in order; the last one is the head.
+            let blocks: Vec<usize> = (0..cap * 5).map(|_| alloc::malloc(size) as usize).collect();
+            let pool_blocks = |i: usize| blocks[i * cap..(i + 1) * cap].iter();
+            let free_block = |p: &usize| {
+                // SAFETY: live blocks, each freed once.
+                unsafe { free::free(*p as *mut u8, "free") }
+            };
+            // The first two empty out and are kept; then the third and
+            // fourth each get a block back and join the queue.
+            pool_blocks(0).chain(pool_blocks(1)).for_each(free_block);
+            free_block(&blocks[2 * cap]);
+            free_block(&blocks[3 * cap]);
+            // SAFETY: our own live heap.
+            let heap = unsafe { &*current() };
+            let mut order = Vec::new();
+            let mut p = heap.heads[class + 1].get();
+            while !p.is_null() && !ptr::eq(p, empty_pool()) {
+                // SAFETY: queued pools are live pools of ours.
+                let pool = unsafe { &*p };
+                order.push((pool.kept.get(), pool.is_empty()));
+                p = pool.next.get();
+            }
+            let (live, empty) = ((false, false), (true, true));
+            assert_eq!(
+                order,
+                [live, live, live, empty, empty],
+                "head, the two refilled, kept"
+            );
+            (2 * cap..5 * cap)
+                .filter(|&i| i != 2 * cap && i != 3 * cap)
+                .for_each(|i| free_block(&blocks[i]));
+            trim_all();
+            assert_eq!(heap.kept_empty[class].get(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn empty_pools_of_few_blocks_are_kept_up_to_the_limit() {
         std::thread::spawn(|| {
             // 20 KiB blocks: pools of few blocks, two kept.

@@ -59,12 +59,9 @@ impl Heap {
         counters::count(&self.stats.allocs[class + 1]);
         // SAFETY: a pool of our own heap (contract).
         let b = unsafe { pool.pop_slow() };
+        // After the pop: the new pool is no empty head.
         if grew && self.is_active() {
-            // Before the heap grows again, the pools found empty at this
-            // look and the last give their units back for the next pools
-            // to take (BENCHMARKS.md, thirteenth session). The new pool
-            // holds a block now, so it is not one of them.
-            self.release_idle_pools(now);
+            self.grew(now);
         }
         b
     }
@@ -139,10 +136,12 @@ impl Heap {
         self.release_idle_pools_if_due(now);
     }
 
-    /// Keeps `pool`, empty, in its queue instead of releasing it, if the
-    /// heap keeps fewer than `keep_empty_limit` of its class and fewer
-    /// than `KEEP_EMPTY_UNITS` units in all (and the heap has a thread).
-    /// Allocation reaches it when it becomes the head (`unkeep`).
+    /// Keeps `pool`, empty, at the tail of its queue instead of releasing
+    /// it, if the heap keeps fewer than `keep_empty_limit` of its class and
+    /// fewer than `KEEP_EMPTY_UNITS` units in all (and the heap has a
+    /// thread). Allocation reaches it when every pool ahead of it has run
+    /// dry and it becomes the head (`unkeep`). `pool` is queued and not
+    /// the head.
     fn keep_empty(&self, pool: &Pool) -> bool {
         if pool.kept.get() {
             return true;
@@ -155,6 +154,12 @@ impl Heap {
         }
         self.kept_units.set(units);
         kept.set(kept.get() + 1);
+        // Kept pools trail their queue, so that a look finds them without
+        // a walk over the partly used pools (`for_each_kept`).
+        if !ptr::eq(self.tails[class].get(), pool) {
+            self.unlink(pool);
+            self.append(pool);
+        }
         pool.kept.set(true);
         if self.idle_look_at.get() == 0 {
             self.schedule_idle_look(purge::now_ms());
@@ -193,8 +198,40 @@ impl Heap {
     /// per delay at most. Owner only, while the heap is active.
     pub(super) fn release_idle_pools(&self, now: u64) {
         debug_assert!(self.is_active());
-        let since = self.idle_looked.replace(now);
         self.idle_look_at.set(0);
+        let marked = self.look_at_empty_pools(now);
+        // Marked pools are memory waiting to go back: due, like free units.
+        let release_at = if marked {
+            let at = now + purge::delay_ms().max(1);
+            self.idle_look_at.set(at);
+            purge::note_due(at);
+            at
+        } else {
+            0
+        };
+        self.idle_release_at.store(release_at, Relaxed);
+    }
+
+    /// The heap took units without resident pages for a new pool: it looks
+    /// at its empty pools now, whatever the time. Those found empty at the
+    /// look before go back to their arenas, whose free units the next pools
+    /// then take instead of fresh ones; a program that frees one kind of
+    /// block and then allocates another does not hold the first kind's
+    /// empty pools at its peak (python3 between its phases). A heap that
+    /// does not grow never looks this way. Owner only, while the heap is
+    /// active.
+    pub(super) fn grew(&self, now: u64) {
+        if self.look_at_empty_pools(now) {
+            self.schedule_idle_look(now);
+        }
+    }
+
+    /// A look (`release_idle_pools`, `grew`): releases the empty pools,
+    /// kept ones and queue heads, that the previous look marked `idle`,
+    /// their units free since that look; marks the other empty ones.
+    /// Returns whether it marked any.
+    fn look_at_empty_pools(&self, now: u64) -> bool {
+        let since = self.idle_looked.replace(now);
         let mut marked = false;
         let mut look = |pool: &Pool| {
             if !pool.is_empty() || pool.is_remote_queued() {
@@ -214,16 +251,7 @@ impl Heap {
                 look(head);
             }
         }
-        // Marked pools are memory waiting to go back: due, like free units.
-        let release_at = if marked {
-            let at = now + purge::delay_ms().max(1);
-            self.idle_look_at.set(at);
-            purge::note_due(at);
-            at
-        } else {
-            0
-        };
-        self.idle_release_at.store(release_at, Relaxed);
+        marked
     }
 
     /// `pool` is no longer a kept empty pool (it became the head, or is
@@ -251,20 +279,19 @@ impl Heap {
         }
     }
 
-    /// Calls `f` on each kept empty pool in the queue of `class`, which
-    /// may release it. Owner only.
+    /// Calls `f` on each kept empty pool in the queue of `class`, the last
+    /// ones of the queue, which `f` may release. Owner only.
     fn for_each_kept(&self, class: usize, mut f: impl FnMut(&Pool)) {
         let mut left = self.kept_empty[class].get();
-        let mut p = self.heads[class + 1].get();
-        while left != 0 && !p.is_null() && !ptr::eq(p, empty_pool()) {
-            // SAFETY: queued pools are live pools we own; the next one is
+        let mut p = self.tails[class].get();
+        while left != 0 && !p.is_null() {
+            // SAFETY: queued pools are live pools we own; the one before is
             // read before `f` may release this one.
             let pool = unsafe { &*p };
-            p = pool.next.get();
-            if pool.kept.get() {
-                left -= 1;
-                f(pool);
-            }
+            p = pool.prev.get();
+            debug_assert!(pool.kept.get(), "kept pools trail their queue");
+            left -= 1;
+            f(pool);
         }
     }
 
@@ -318,19 +345,46 @@ impl Heap {
     /// Puts `pool` at the tail of its class queue: the head stays the pool
     /// allocations come from until it runs out, and the pools behind it
     /// gather frees meanwhile, so each refill takes many blocks.
+    /// It goes ahead of the kept empty pools, which trail the queue.
     pub(super) fn push_back(&self, pool: &Pool) {
         let class = pool.class();
-        let tail = self.tails[class].get();
-        if tail.is_null() {
+        let mut after = self.tails[class].get();
+        if after.is_null() {
             return self.push_front(pool);
         }
+        // SAFETY: queued pools are live pools we own. The head is never a
+        // kept pool (`set_head`), so the walk stops at a pool.
+        while unsafe { &*after }.kept.get() {
+            after = unsafe { &*after }.prev.get();
+        }
+        // SAFETY: as above.
+        let after = unsafe { &*after };
+        let next = after.next.get();
+        pool.prev.set(after as *const Pool as *mut Pool);
+        pool.next.set(next);
+        after.next.set(pool as *const Pool as *mut Pool);
+        if next.is_null() {
+            self.tails[class].set(pool as *const Pool as *mut Pool);
+        } else {
+            // SAFETY: as above.
+            unsafe { &*next }.prev.set(pool as *const Pool as *mut Pool);
+        }
+        // SAFETY: a pool of this heap; its queue is only worked on by the
+        // heap's owner, like the queued pools above.
+        unsafe { pool.set_in_queue(true) };
+    }
+
+    /// Puts `pool`, unqueued, at the very tail of its non-empty queue.
+    fn append(&self, pool: &Pool) {
+        let class = pool.class();
+        let tail = self.tails[class].get();
+        debug_assert!(!tail.is_null());
         pool.next.set(ptr::null_mut());
         pool.prev.set(tail);
         // SAFETY: queued pools are live pools we own.
         unsafe { &*tail }.next.set(pool as *const Pool as *mut Pool);
         self.tails[class].set(pool as *const Pool as *mut Pool);
-        // SAFETY: a pool of this heap; its queue is only worked on by the
-        // heap's owner, like the queued pools above.
+        // SAFETY: as in `push_back`.
         unsafe { pool.set_in_queue(true) };
     }
 
