@@ -68,7 +68,7 @@ source "$BENCH_DIR/allocators.sh"
 build() {
     mkdir -p "$BUILD" "$LOGS"
     local prog
-    for prog in ring realloc_grow prodcons larson larson_threads mstress cfrac_like malloc_large timeexec; do
+    for prog in ring realloc_grow prodcons larson larson_threads mstress cfrac_like malloc_large grow timeexec; do
         # shellcheck disable=SC2086 # CFLAGS is a list of flags
         $CC $CFLAGS -pthread -o "$BUILD/$prog" "$BENCH_DIR/$prog.c" -ldl
     done
