@@ -86,6 +86,9 @@ pub struct Heap {
     tails: [Cell<*mut Pool>; NUM_CLASSES],
     /// Empty pools kept in each class queue beyond the head (`keep_empty`).
     kept_empty: [Cell<u8>; NUM_CLASSES],
+    /// Those pools, the first `kept_empty[c]` of each row, wherever they
+    /// sit in their queue: a look finds them without walking the queue.
+    kept_pools: [[Cell<*const Pool>; KEEP_EMPTY_POOLS as usize]; NUM_CLASSES],
     /// Units of those kept pools, all classes together (at most
     /// `KEEP_EMPTY_UNITS`).
     kept_units: Cell<usize>,
@@ -236,6 +239,8 @@ impl Heap {
             heads: [const { Cell::new(&EMPTY_POOL.0 as *const Pool) }; NUM_CLASSES + 1],
             tails: [const { Cell::new(ptr::null_mut()) }; NUM_CLASSES],
             kept_empty: [const { Cell::new(0) }; NUM_CLASSES],
+            kept_pools: [const { [const { Cell::new(ptr::null()) }; KEEP_EMPTY_POOLS as usize] };
+                NUM_CLASSES],
             kept_units: Cell::new(0),
             arena_lock: SpinLock::new(()),
             partial: [const { Cell::new(ptr::null_mut()) }; UNITS_PER_ARENA],
@@ -287,6 +292,9 @@ impl Heap {
             for class in 0..NUM_CLASSES {
                 ptr::addr_of_mut!((*h).tails[class]).write(Cell::new(ptr::null_mut()));
                 ptr::addr_of_mut!((*h).kept_empty[class]).write(Cell::new(0));
+                for slot in 0..KEEP_EMPTY_POOLS as usize {
+                    ptr::addr_of_mut!((*h).kept_pools[class][slot]).write(Cell::new(ptr::null()));
+                }
             }
             ptr::addr_of_mut!((*h).kept_units).write(Cell::new(0));
             ptr::addr_of_mut!((*h).arena_lock).write(SpinLock::new(()));
@@ -786,44 +794,39 @@ mod tests {
     }
 
     #[test]
-    fn kept_pools_trail_their_queue() {
+    fn a_look_finds_the_kept_pools_wherever_they_sit() {
         std::thread::spawn(|| {
             let size = 20 << 10;
             let class = size_class::class_of(size).unwrap();
             assert_eq!(queue::keep_empty_limit(class), KEEP_EMPTY_POOLS);
             // SAFETY: a class from `class_of`.
             let cap = unsafe { size_class::info(class) }.capacity as usize;
+            let span = queue::pool_units(class) * UNIT_SIZE;
             // Five full pools, made in order; the last one is the head.
             let blocks: Vec<usize> = (0..cap * 5).map(|_| alloc::malloc(size) as usize).collect();
-            let pool_blocks = |i: usize| blocks[i * cap..(i + 1) * cap].iter();
-            let free_block = |p: &usize| {
+            let free_block = |i: usize| {
                 // SAFETY: live blocks, each freed once.
-                unsafe { free::free(*p as *mut u8, "free") }
+                unsafe { free::free(blocks[i] as *mut u8, "free") }
             };
-            // The first two empty out and are kept; then the third and
-            // fourth each get a block back and join the queue.
-            pool_blocks(0).chain(pool_blocks(1)).for_each(free_block);
-            free_block(&blocks[2 * cap]);
-            free_block(&blocks[3 * cap]);
+            // The third and fourth pools get a block back and join the
+            // queue; then the first two empty out and are kept behind them.
+            free_block(2 * cap);
+            free_block(3 * cap);
+            (0..2 * cap).for_each(free_block);
             // SAFETY: our own live heap.
             let heap = unsafe { &*current() };
-            let mut order = Vec::new();
-            let mut p = heap.heads[class + 1].get();
-            while !p.is_null() && !ptr::eq(p, empty_pool()) {
-                // SAFETY: queued pools are live pools of ours.
-                let pool = unsafe { &*p };
-                order.push((pool.kept.get(), pool.is_empty()));
-                p = pool.next.get();
-            }
-            let (live, empty) = ((false, false), (true, true));
-            assert_eq!(
-                order,
-                [live, live, live, empty, empty],
-                "head, the two refilled, kept"
-            );
+            assert_eq!(heap.kept_empty[class].get(), KEEP_EMPTY_POOLS);
+            let mut found = Vec::new();
+            heap.for_each_kept(class, |pool| found.push(pool.start.get()));
+            found.sort_unstable();
+            let holds = |start: usize, b: usize| (start..start + span).contains(&b);
+            assert_eq!(found.len(), 2);
+            assert!(holds(found[0], blocks[0]) || holds(found[0], blocks[cap]));
+            assert!(holds(found[1], blocks[0]) || holds(found[1], blocks[cap]));
+            assert_ne!(found[0], found[1]);
             (2 * cap..5 * cap)
                 .filter(|&i| i != 2 * cap && i != 3 * cap)
-                .for_each(|i| free_block(&blocks[i]));
+                .for_each(free_block);
             trim_all();
             assert_eq!(heap.kept_empty[class].get(), 0);
         })

@@ -136,12 +136,10 @@ impl Heap {
         self.release_idle_pools_if_due(now);
     }
 
-    /// Keeps `pool`, empty, at the tail of its queue instead of releasing
-    /// it, if the heap keeps fewer than `keep_empty_limit` of its class and
-    /// fewer than `KEEP_EMPTY_UNITS` units in all (and the heap has a
-    /// thread). Allocation reaches it when every pool ahead of it has run
-    /// dry and it becomes the head (`unkeep`). `pool` is queued and not
-    /// the head.
+    /// Keeps `pool`, empty, in its queue instead of releasing it, if the
+    /// heap keeps fewer than `keep_empty_limit` of its class and fewer
+    /// than `KEEP_EMPTY_UNITS` units in all (and the heap has a thread).
+    /// Allocation reaches it when it becomes the head (`unkeep`).
     fn keep_empty(&self, pool: &Pool) -> bool {
         if pool.kept.get() {
             return true;
@@ -153,13 +151,8 @@ impl Heap {
             return false;
         }
         self.kept_units.set(units);
+        self.kept_pools[class][kept.get() as usize].set(pool);
         kept.set(kept.get() + 1);
-        // Kept pools trail their queue, so that a look finds them without
-        // a walk over the partly used pools (`for_each_kept`).
-        if !ptr::eq(self.tails[class].get(), pool) {
-            self.unlink(pool);
-            self.append(pool);
-        }
         pool.kept.set(true);
         if self.idle_look_at.get() == 0 {
             self.schedule_idle_look(purge::now_ms());
@@ -259,10 +252,18 @@ impl Heap {
     pub(super) fn unkeep(&self, pool: &Pool) {
         if pool.kept.get() {
             pool.kept.set(false);
-            let kept = &self.kept_empty[pool.class()];
-            kept.set(kept.get() - 1);
+            let class = pool.class();
+            let kept = &self.kept_empty[class];
+            let n = kept.get() as usize - 1;
+            // Out of the row: the last one takes its slot.
+            let row = &self.kept_pools[class];
+            debug_assert!(row[..=n].iter().any(|p| ptr::eq(p.get(), pool)));
+            if let Some(i) = row[..n].iter().position(|p| ptr::eq(p.get(), pool)) {
+                row[i].set(row[n].get());
+            }
+            kept.set(n as u8);
             self.kept_units
-                .set(self.kept_units.get() - pool_units(pool.class()));
+                .set(self.kept_units.get() - pool_units(class));
         }
     }
 
@@ -279,18 +280,18 @@ impl Heap {
         }
     }
 
-    /// Calls `f` on each kept empty pool in the queue of `class`, the last
-    /// ones of the queue, which `f` may release. Owner only.
-    fn for_each_kept(&self, class: usize, mut f: impl FnMut(&Pool)) {
-        let mut left = self.kept_empty[class].get();
-        let mut p = self.tails[class].get();
-        while left != 0 && !p.is_null() {
-            // SAFETY: queued pools are live pools we own; the one before is
-            // read before `f` may release this one.
+    /// Calls `f` on each kept empty pool of `class`, which `f` may
+    /// release. Owner only.
+    pub(super) fn for_each_kept(&self, class: usize, mut f: impl FnMut(&Pool)) {
+        // Copied first: releasing a pool takes it out of `kept_pools`.
+        let n = self.kept_empty[class].get() as usize;
+        let kept: [*const Pool; KEEP_EMPTY_POOLS as usize] =
+            core::array::from_fn(|i| self.kept_pools[class][i].get());
+        for &p in &kept[..n] {
+            // SAFETY: kept pools are live, queued pools we own, until
+            // released, which only `f` does, each pool once.
             let pool = unsafe { &*p };
-            p = pool.prev.get();
-            debug_assert!(pool.kept.get(), "kept pools trail their queue");
-            left -= 1;
+            debug_assert!(pool.kept.get());
             f(pool);
         }
     }
@@ -345,46 +346,19 @@ impl Heap {
     /// Puts `pool` at the tail of its class queue: the head stays the pool
     /// allocations come from until it runs out, and the pools behind it
     /// gather frees meanwhile, so each refill takes many blocks.
-    /// It goes ahead of the kept empty pools, which trail the queue.
     pub(super) fn push_back(&self, pool: &Pool) {
         let class = pool.class();
-        let mut after = self.tails[class].get();
-        if after.is_null() {
+        let tail = self.tails[class].get();
+        if tail.is_null() {
             return self.push_front(pool);
         }
-        // SAFETY: queued pools are live pools we own. The head is never a
-        // kept pool (`set_head`), so the walk stops at a pool.
-        while unsafe { &*after }.kept.get() {
-            after = unsafe { &*after }.prev.get();
-        }
-        // SAFETY: as above.
-        let after = unsafe { &*after };
-        let next = after.next.get();
-        pool.prev.set(after as *const Pool as *mut Pool);
-        pool.next.set(next);
-        after.next.set(pool as *const Pool as *mut Pool);
-        if next.is_null() {
-            self.tails[class].set(pool as *const Pool as *mut Pool);
-        } else {
-            // SAFETY: as above.
-            unsafe { &*next }.prev.set(pool as *const Pool as *mut Pool);
-        }
-        // SAFETY: a pool of this heap; its queue is only worked on by the
-        // heap's owner, like the queued pools above.
-        unsafe { pool.set_in_queue(true) };
-    }
-
-    /// Puts `pool`, unqueued, at the very tail of its non-empty queue.
-    fn append(&self, pool: &Pool) {
-        let class = pool.class();
-        let tail = self.tails[class].get();
-        debug_assert!(!tail.is_null());
         pool.next.set(ptr::null_mut());
         pool.prev.set(tail);
         // SAFETY: queued pools are live pools we own.
         unsafe { &*tail }.next.set(pool as *const Pool as *mut Pool);
         self.tails[class].set(pool as *const Pool as *mut Pool);
-        // SAFETY: as in `push_back`.
+        // SAFETY: a pool of this heap; its queue is only worked on by the
+        // heap's owner, like the queued pools above.
         unsafe { pool.set_in_queue(true) };
     }
 
