@@ -14,14 +14,16 @@
 //! few sets of the caches (a 512 KiB 8-way L2 cache indexes 64 KiB), and a
 //! program with hundreds of arenas would evict its own pool descriptors:
 //! on a ring of 1-64 KiB blocks, 1.7 more L2 misses per malloc+free
-//! (BENCHMARKS.md, seventh session).
+//! (BENCHMARKS.md, seventh session), and with 8 places instead of 64, on a
+//! ring of 32-128 KiB blocks (an arena per pool), 1.7 more again
+//! (thirteenth session).
 //!
 //! Invariants:
 //! - `unit_pool[u]` is the byte offset from the arena's base of the
 //!   descriptor of the pool holding unit `u`, and 0 while no pool holds it.
-//!   The 128 bytes at offset 0 read as zero: descriptor 0 of the header
-//!   (which belongs to the header unit and is never used) for color 0, and
-//!   memory nothing writes for the others. So a pointer into a free unit
+//!   The 128 bytes at offset 0 read as zero: every place of the header
+//!   starts 128 bytes or more into its page, and nothing else writes them.
+//!   So a pointer into a free unit
 //!   resolves to a descriptor whose checks all fail. A released arena's
 //!   header reads as zero throughout.
 //! - Every arena belongs to one heap for its whole life in use (`owner`
@@ -119,21 +121,21 @@ fn before_unmap() {
     }
 }
 
-/// Places for the header in unit 0 (see the module documentation): two in
-/// each of its first pages, at the page's start and ending at its end, so
-/// that a header touches one page.
-const COLORS: usize = 8;
+/// Places for the header in unit 0 (see the module documentation): in
+/// each of its first four pages, `COLORS / 4` places a cache line apart
+/// from 128 bytes into the page, so that a header touches one page and
+/// leaves the 128 zero bytes at the arena's base alone.
+const COLORS: usize = 64;
 const HEADER_SPAN: usize = core::mem::size_of::<Arena>().next_multiple_of(64);
-const _: () = assert!(COLORS / 2 * PAGE_SIZE <= UNIT_SIZE);
-// Place 1 (an arena has one header: places of a page may overlap) leaves
-// the 128 zero bytes at the base alone.
-const _: () = assert!(PAGE_SIZE - HEADER_SPAN >= 1 << POOL_SIZE_SHIFT);
+const FIRST_PLACE: usize = 1 << POOL_SIZE_SHIFT;
+const _: () = assert!(4 * PAGE_SIZE <= UNIT_SIZE);
+const _: () = assert!(FIRST_PLACE + (COLORS / 4 - 1) * 64 + HEADER_SPAN <= PAGE_SIZE);
 
 /// The header of the arena whose first byte is `base`.
 #[inline(always)]
 fn header_at(base: usize) -> *mut Arena {
     let color = (base >> ARENA_SHIFT) % COLORS;
-    let offset = (color / 2) * PAGE_SIZE + (color % 2) * (PAGE_SIZE - HEADER_SPAN);
+    let offset = (color % 4) * PAGE_SIZE + FIRST_PLACE + (color / 4) * 64;
     (base + offset) as *mut Arena
 }
 
@@ -858,9 +860,9 @@ mod tests {
             // descriptor alone.
             assert!(end <= base + UNIT_SIZE);
             assert_eq!(h / PAGE_SIZE, (end - 1) / PAGE_SIZE, "one page");
-            assert!(offsets[i] == 0 || offsets[i] >= 1 << POOL_SIZE_SHIFT);
+            assert!(offsets[i] >= 1 << POOL_SIZE_SHIFT);
         }
-        // Eight different places, so eight different sets of cache lines.
+        // Different places, so different sets of cache lines.
         offsets.sort_unstable();
         for w in offsets.windows(2) {
             assert!(w[1] >= w[0] + 64, "{offsets:?}");
