@@ -15,7 +15,7 @@
 //! program with hundreds of arenas would evict its own pool descriptors:
 //! on a ring of 1-64 KiB blocks, 1.7 more L2 misses per malloc+free
 //! (BENCHMARKS.md, seventh session), and with 8 places instead of 64, on a
-//! ring of 32-128 KiB blocks (an arena per pool), 1.7 more again
+//! ring of 32-128 KiB blocks (an arena per pool), about 2 more again
 //! (thirteenth session).
 //!
 //! Invariants:
