@@ -120,6 +120,15 @@ static inline void node_set(Node *n, int i, void *v) {
 
 #define OBJ(x) ((obm_object *)(x))
 
+/* Reads fd to its end into buf, NUL-terminated, at most size - 1 bytes. */
+static inline void read_all(int fd, char *buf, size_t size) {
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < size && (r = read(fd, buf + n, size - 1 - n)) > 0)
+        n += (size_t)r;
+    buf[n] = 0;
+}
+
 /* Runs fn in a child (SIGABRT at its default) with its stderr captured in
  * err; returns the child's wait status. */
 static inline int run_child(void (*fn)(void), char *err, size_t size) {
@@ -135,11 +144,7 @@ static inline int run_child(void (*fn)(void), char *err, size_t size) {
         _exit(0);
     }
     close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < size && (r = read(p[0], err + n, size - 1 - n)) > 0)
-        n += (size_t)r;
-    err[n] = 0;
+    read_all(p[0], err, size);
     close(p[0]);
     int status;
     CHECK(waitpid(pid, &status, 0) == pid);

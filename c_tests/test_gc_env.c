@@ -25,11 +25,7 @@ static void run_case(const char *value, int th[3], char *err, size_t errsz) {
     }
     close(pipe_err[1]);
     close(pipe_th[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < errsz && (r = read(pipe_err[0], err + n, errsz - 1 - n)) > 0)
-        n += (size_t)r;
-    err[n] = 0;
+    read_all(pipe_err[0], err, errsz);
     CHECK_EQ(read(pipe_th[0], th, 3 * sizeof(int)), 3 * sizeof(int));
     int status;
     CHECK(waitpid(pid, &status, 0) == pid);

@@ -165,6 +165,14 @@ impl Meta {
         }
     }
 
+    /// The runs of a new region of `end` granules, whose bookkeeping reads
+    /// as zero (no run yet): its granules past the bookkeeping's own.
+    fn start_runs(&mut self, end: usize) {
+        self.runs[0] = (0, end as u32);
+        self.nruns = 1;
+        self.mark_used(0, META_GRANULES);
+    }
+
     fn insert_run(&mut self, j: usize, s: usize, e: usize) {
         debug_assert!(self.nruns < MAX_RUNS);
         self.runs.copy_within(j..self.nruns, j + 1);
@@ -406,10 +414,7 @@ impl Regions {
         self.huge[r] = huge;
         self.count += 1;
         let m = self.meta(r);
-        // A new region's bookkeeping reads as zero: no run yet.
-        m.runs[0] = (0, (size / GRANULE) as u32);
-        m.nruns = 1;
-        m.mark_used(0, META_GRANULES);
+        m.start_runs(size / GRANULE);
         m.top = META_GRANULES;
         Ok(r)
     }
@@ -904,9 +909,7 @@ mod tests {
         let mut meta = zeroed_meta();
         let m = &mut *meta;
         let end = 3000;
-        m.runs[0] = (0, end as u32);
-        m.nruns = 1;
-        m.mark_used(0, META_GRANULES);
+        m.start_runs(end);
         let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
         let mut spans: std::vec::Vec<(usize, usize)> = std::vec::Vec::new();
         for step in 0..20_000 {
