@@ -8,6 +8,9 @@
  *   leave p valid with its content;
  * - reallocarray: works like realloc(p, n * m); overflow fails with ENOMEM
  *   and leaves p valid;
+ * - a buffer grown by small steps through the pool classes gets room to
+ *   grow when it moves, so it moves a few times, not once per class; a
+ *   big step gets the class it asks for;
  * - a random realloc stress with content checks.
  */
 #include "test_util.h"
@@ -165,6 +168,55 @@ static void test_reallocarray(void)
     printf("reallocarray ok\n");
 }
 
+/* Buffers grown in turn (so that none can grow in place by chance) from
+ * 600 B to 128 KiB by 64-byte steps pass through 62 pool classes. */
+static void test_step_growth(void)
+{
+    enum { N = 8, STEP = 64 };
+    size_t start = 600, end = 128 * 1024;
+    unsigned char *p[N];
+    int moves = 0;
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(opaque_size(start));
+        CHECK_NOT_NULL(p[i]);
+        memset(p[i], 30 + i, start);
+    }
+    for (size_t n = start + STEP; n <= end; n += STEP) {
+        for (int i = 0; i < N; i++) {
+            unsigned char *q = REALLOC(p[i], n);
+            CHECK_NOT_NULL(q);
+            CHECK_GE(malloc_usable_size(q), n);
+            moves += q != p[i];
+            p[i] = q;
+            memset(q + n - STEP, 30 + i, STEP);
+        }
+    }
+    printf("  %d buffers grown from %zu B to %zu B by %d B steps: %d moves\n", N, start, end,
+           STEP, moves);
+    for (int i = 0; i < N; i++)
+        for (size_t off = 0; off < end; off += 61)
+            CHECK_EQ(p[i][off], 30 + i);
+    /* Once per class without room (about 60 a buffer); with a quarter as
+     * much again at each move, about 25. */
+    CHECK_LE(moves, N * 32);
+    /* A buffer doubled gets the class of what it asks for (classes are at
+     * most an eighth apart), not room on top. */
+    size_t n = 3000;
+    unsigned char *q = REALLOC(p[0], n);
+    CHECK_NOT_NULL(q);
+    size_t u = malloc_usable_size(q);
+    q = REALLOC(q, 2 * u);
+    CHECK_NOT_NULL(q);
+    CHECK_GE(malloc_usable_size(q), 2 * u);
+    CHECK_LE(malloc_usable_size(q), 2 * u + 2 * u / 8);
+    for (size_t off = 0; off < n; off += 61)
+        CHECK_EQ(q[off], 30);
+    free(q);
+    for (int i = 1; i < N; i++)
+        free(p[i]);
+    printf("step growth ok\n");
+}
+
 static void test_random_stress(void)
 {
     enum { SLOTS = 1500, OPS = 200000 };
@@ -217,6 +269,7 @@ int main(void)
     test_realloc_null_and_zero();
     test_realloc_failure();
     test_reallocarray();
+    test_step_growth();
     test_random_stress();
     printf("test_malloc_realloc: all ok\n");
     return 0;

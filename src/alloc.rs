@@ -187,6 +187,26 @@ pub fn aligned(align: usize, n: usize) -> *mut u8 {
     alloc_large(n, align).0
 }
 
+/// The size to allocate when `realloc` moves a block of `old` usable
+/// bytes to `n` bytes. A block grown by a small step (less than an eighth)
+/// gets room to grow, so that a buffer grown by small steps moves a
+/// logarithmic number of times, not once per size class or granule it
+/// passes (each move copies the whole block): a quarter as much again in
+/// the pools (three of their classes skipped, up to `MEDIUM_MAX`), half
+/// as much again as a large span (`large::roomy_size`). A small block
+/// gets exactly its class (pymalloc's shape, where most objects live),
+/// and a block grown by a big step, as a program doubling its buffer
+/// does, what it asked for.
+fn moved_size(old: usize, n: usize) -> usize {
+    if n <= SMALL_MAX || n <= old || n - old >= old / 8 {
+        n
+    } else if n <= MEDIUM_MAX {
+        (n + n / 4).min(MEDIUM_MAX)
+    } else {
+        large::roomy_size(n)
+    }
+}
+
 /// Resizes `p` to `n` bytes (n > 0; null p is malloc). On failure returns
 /// null with ENOMEM and `p` is untouched.
 ///
@@ -221,13 +241,14 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         }
     }
     let mut q = ptr::null_mut();
-    if n > old && n > MEDIUM_MAX {
-        let roomy = large::moved_size(old, n);
-        if roomy != n {
-            let errno = os::errno();
-            q = alloc_large(roomy, ALIGNMENT).0;
-            os::set_errno(errno);
-        }
+    let roomy = moved_size(old, n);
+    if roomy != n {
+        let errno = os::errno();
+        q = match class_of(roomy) {
+            Some(class) => alloc_class(class),
+            None => alloc_large(roomy, ALIGNMENT).0,
+        };
+        os::set_errno(errno);
     }
     if q.is_null() {
         // No room, or no memory for it (errno as it was): what was asked.

@@ -14,7 +14,7 @@
 //! double free is reported. `realloc` of a span grows into the free
 //! granules after it or gives back its last granules, else the caller
 //! copies to a new block, with room to grow if the step was small
-//! (`moved_size`).
+//! (`roomy_size`).
 //!
 //! Bigger blocks, over-aligned ones and those for which no region can be
 //! made get a mapping of their own, unmapped on free; `realloc` grows them
@@ -205,18 +205,14 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
     (user as *mut u8, zeroed)
 }
 
-/// The size to allocate when `realloc` moves a block of `old` usable
-/// bytes to a large one of `n > old`. A block grown by a small step (less
-/// than an eighth) gets room for half as much again, if that stays a
-/// span, so that a buffer grown by small steps moves a logarithmic number
-/// of times, not once per granule (each move copies the whole block). The
-/// room costs address space in a region, and memory only where it takes
-/// dirty granules, until the block grows into it. A block grown by a big
-/// step, as a program doubling its buffer does, gets none; nor do blocks
-/// bigger than a span, which grow with mremap, without copying.
-pub fn moved_size(old: usize, n: usize) -> usize {
+/// The size to allocate for a large block of `n` bytes that `realloc`
+/// moves after a small step of growth: half as much again, if that stays
+/// a span. The room costs address space in a region, and memory only
+/// where it takes dirty granules, until the block grows into it. Blocks
+/// bigger than a span get none: they grow with mremap, without copying.
+pub fn roomy_size(n: usize) -> usize {
     let roomy = n.saturating_add(n / 2);
-    if n - old < old / 8 && roomy <= LARGE_SPAN_MAX - PAGE_SIZE {
+    if roomy <= LARGE_SPAN_MAX - PAGE_SIZE {
         roomy
     } else {
         n
