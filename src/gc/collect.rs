@@ -169,8 +169,9 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         }
 
         // Step 4: weakrefs with a callback to the garbage are cleared, and
-        // the callbacks of those that are reachable run.
-        let callbacks = if weak::entries_alive() {
+        // the callbacks of those that are reachable run (if any weakref
+        // has a callback).
+        let callbacks = if weak::callbacks_alive() {
             weak::handle_callbacks(unreachable)
         } else {
             0

@@ -28,7 +28,9 @@
 //!
 //! # In a collection (`collect.rs`, CPython 3.14's order)
 //! `handle_callbacks` clears the weakrefs with a callback to the unreachable
-//! objects and runs those whose weakref is reachable; after finalizers and
+//! objects and runs those whose weakref is reachable (a pass over the
+//! unreachable objects, skipped while no live weakref has a callback:
+//! `COUNTS.callbacks`); after finalizers and
 //! the resurrection check, `clear_garbage_refs` clears every remaining entry
 //! (callbacks not called) and the ephemerons drop their values, before any
 //! `clear`. Ephemeron reachability is computed in `move_unreachable`, using
@@ -103,12 +105,17 @@ struct Counts {
     entries: Cell<usize>,
     /// Ephemerons only.
     ephemerons: Cell<usize>,
+    /// Weak references whose `callback` is set: a collection without any
+    /// skips `handle_callbacks`, a pass over its garbage (weak references
+    /// are mostly made without one).
+    callbacks: Cell<usize>,
 }
 // SAFETY: one thread at a time (module docs).
 unsafe impl Sync for Counts {}
 static COUNTS: Counts = Counts {
     entries: Cell::new(0),
     ephemerons: Cell::new(0),
+    callbacks: Cell::new(0),
 };
 
 pub(crate) fn entries_alive() -> bool {
@@ -117,6 +124,25 @@ pub(crate) fn entries_alive() -> bool {
 
 pub(crate) fn ephemerons_alive() -> bool {
     COUNTS.ephemerons.get() != 0
+}
+
+pub(crate) fn callbacks_alive() -> bool {
+    COUNTS.callbacks.get() != 0
+}
+
+/// Takes `w`'s callback away (every change of it after creation is this
+/// one, so that `COUNTS.callbacks` stays exact).
+///
+/// # Safety
+/// `w` is a live entry.
+unsafe fn take_callback(w: *mut obm_weakref) -> obm_weakref_callback {
+    // SAFETY: per the contract.
+    let cb = unsafe { (*w).callback.take() };
+    if cb.is_some() {
+        debug_assert!(COUNTS.callbacks.get() > 0);
+        COUNTS.callbacks.set(COUNTS.callbacks.get() - 1);
+    }
+    cb
 }
 
 /// # Safety
@@ -221,6 +247,9 @@ pub unsafe fn new_weakref(
     // SAFETY: per the contract.
     unsafe {
         let w = new_entry(&WEAKREF_TYPE.0, target)?;
+        if cb.is_some() {
+            COUNTS.callbacks.set(COUNTS.callbacks.get() + 1);
+        }
         (*w).callback = cb;
         (*w).ctx = ctx;
         // Tracking may run a collection: the entry is complete by now, and
@@ -353,7 +382,7 @@ unsafe extern "C" fn entry_clear(o: *mut obm_object) -> c_int {
         if !(*w).target.is_null() {
             unlink(w);
         }
-        (*w).callback = None;
+        take_callback(w);
         let v = (*w).value;
         (*w).value = ptr::null_mut();
         if !v.is_null() {
@@ -409,7 +438,7 @@ unsafe fn chain_run(mut w: *mut obm_weakref, callbacks: bool) -> usize {
         while !w.is_null() {
             let next = (*w).chain;
             (*w).chain = ptr::null_mut();
-            let cb = (*w).callback.take();
+            let cb = take_callback(w);
             let v = core::mem::replace(&mut (*w).value, ptr::null_mut());
             if let (true, Some(f)) = (callbacks, cb) {
                 f(w, (*w).ctx);
@@ -504,7 +533,7 @@ pub(crate) unsafe fn handle_callbacks(unreachable: *mut GcHead) -> usize {
             if (*w).callback.is_some() {
                 unlink(w);
                 if entry_is_garbage(w) {
-                    (*w).callback = None;
+                    take_callback(w);
                 } else if has_action(w) {
                     chain_push(&mut chain, w);
                 }
@@ -525,7 +554,7 @@ pub(crate) unsafe fn clear_garbage_refs(garbage: *mut GcHead) {
     unsafe {
         for_each_entry(garbage, |w| {
             unlink(w);
-            (*w).callback = None;
+            take_callback(w);
             if has_action(w) {
                 chain_push(&mut chain, w);
             }
