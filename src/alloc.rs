@@ -13,7 +13,7 @@
 //! (`heap/`). Everything else (the first allocation of a thread, a head
 //! pool with no free block, hooks, large blocks) goes to `malloc_slow`.
 
-use crate::arena_map::{self, CHUNK_ARENA};
+use crate::arena_map::{self, CHUNK_ARENA, CHUNK_NONE};
 use crate::config::*;
 use crate::counters;
 use crate::free;
@@ -223,22 +223,26 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
     let local = unsafe { free::local_block(p) }.ok();
     let (kind, old) = match &local {
         Some(block) => (CHUNK_ARENA, block.size()),
-        None => (arena_map::lookup(p as usize), free::realloc_size(p, func)),
+        None => {
+            let kind = arena_map::lookup(p as usize);
+            if kind != CHUNK_ARENA && kind != CHUNK_NONE && n > MEDIUM_MAX {
+                // A large block resized in place, which `large::realloc`
+                // checks as `realloc_size` would (one lookup of its
+                // header, not two).
+                // SAFETY: kind is the arena map's for p, a large kind.
+                let q = unsafe { large::realloc(p, kind, n, func) };
+                if !q.is_null() {
+                    give_back_for_fresh_pages();
+                    return q;
+                }
+            }
+            (kind, free::realloc_size(p, func))
+        }
     };
-    if kind == CHUNK_ARENA {
-        // Keep the block when it fits and shrinking would save little
-        // (pymalloc keeps it unless the new size is under 3/4).
-        if n <= old && 4 * n > 3 * old {
-            return p;
-        }
-    } else if n > MEDIUM_MAX {
-        // SAFETY: kind is the arena map's for p, a large kind (n > MEDIUM_MAX
-        // and not CHUNK_ARENA: p is a large block or realloc reports it).
-        let q = unsafe { large::realloc(p, kind, n, func) };
-        if !q.is_null() {
-            give_back_for_fresh_pages();
-            return q;
-        }
+    // Keep a pool block when it fits and shrinking would save little
+    // (pymalloc keeps it unless the new size is under 3/4).
+    if kind == CHUNK_ARENA && n <= old && 4 * n > 3 * old {
+        return p;
     }
     let mut q = ptr::null_mut();
     let roomy = moved_size(old, n);
