@@ -192,7 +192,7 @@ pub fn aligned(align: usize, n: usize) -> *mut u8 {
 /// gets room to grow, so that a buffer grown by small steps moves a
 /// logarithmic number of times, not once per size class or granule it
 /// passes (each move copies the whole block): a quarter as much again in
-/// the pools (three of their classes skipped, up to `MEDIUM_MAX`), half
+/// the pools (whose classes are an eighth apart), up to `MEDIUM_MAX`; half
 /// as much again as a large span (`large::roomy_size`). A small block
 /// gets exactly its class (pymalloc's shape, where most objects live),
 /// and a block grown by a big step, as a program doubling its buffer
