@@ -295,6 +295,90 @@ static void test_weakref_in_garbage_cycle(void) {
     CHECK_LOG("C1 D1");
 }
 
+/* An object the collection first takes for garbage and then finds
+ * reachable (x: before its only holder y in the young list, so x's count
+ * is all internal when x is scanned) keeps its weakrefs, with and without
+ * a callback, while a weakref to real garbage (the self-cycle g) is
+ * cleared. The collector visits the weakly referenced objects it set
+ * aside as garbage, not the whole garbage list (weak.rs, WeakTargets). */
+static void brought_back(obm_weakref_callback cb) {
+    gc_settle();
+    Node *x = new_of(&WNodeType, 1), *y = new_of(&WNodeType, 2);
+    node_set(y, 0, x);
+    obm_decref(OBJ(x));
+    obm_weakref *rx = obm_weakref_new(OBJ(x), cb, (void *)7);
+    Node *g = new_of(&WNodeType, 3);
+    node_set(g, 0, g);
+    obm_weakref *rg = obm_weakref_new(OBJ(g), cb, (void *)8);
+    obm_decref(OBJ(g));
+    log_reset();
+    CHECK_EQ(obm_gc_collect(2), 1);
+    CHECK_LOG(cb ? "W8 C3 D3" : "C3 D3");
+    CHECK(obm_weakref_get(rg) == NULL);
+    obm_object *got = obm_weakref_get(rx);
+    CHECK(got == OBJ(x));
+    obm_decref(got);
+    log_reset();
+    obm_decref(OBJ(y)); /* x dies with y: a callback still set runs */
+    CHECK_LOG(cb ? "D2 W7 D1" : "D2 D1");
+    CHECK(obm_weakref_get(rx) == NULL);
+    obm_decref(OBJ(rx));
+    obm_decref(OBJ(rg));
+}
+
+static void test_weakref_to_object_brought_back(void) {
+    brought_back(NULL);
+    brought_back(cb_log);
+}
+
+/* More weakly referenced garbage than the collector's first table of
+ * them holds, with large blocks refused (OBMEM_FAIL_MMAP=large, in a
+ * child): the table cannot grow, and the collection walks the whole
+ * garbage list instead. Every weakref to the garbage is cleared before
+ * the first clear; the one to an object brought back is not. */
+enum { MANY = 20000 };
+static obm_weakref *many_refs[MANY];
+static int many_checked;
+static void check_many_dead(Node *n) {
+    (void)n;
+    if (many_checked++)
+        return;
+    for (long i = 0; i < MANY; i++)
+        CHECK(obm_weakref_get(many_refs[i]) == NULL);
+}
+static void targets_refused_child(void) {
+    obm_gc_disable();
+    for (long i = 0; i < MANY; i++) {
+        Node *g = new_of(&WNodeType, 100 + i);
+        node_set(g, 0, g);
+        many_refs[i] = obm_weakref_new(OBJ(g), NULL, NULL);
+        CHECK(many_refs[i] != NULL);
+        obm_decref(OBJ(g));
+    }
+    on_clear = check_many_dead;
+    brought_back(NULL); /* collects the MANY first (gc_settle) */
+    on_clear = NULL;
+    CHECK(many_checked > 0);
+    for (long i = 0; i < MANY; i++) {
+        CHECK(obm_weakref_get(many_refs[i]) == NULL);
+        obm_decref(OBJ(many_refs[i]));
+    }
+}
+
+static const char *self_path;
+static void test_weak_targets_refused(void) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        setenv("OBMEM_FAIL_MMAP", "large", 1);
+        execl("/proc/self/exe", self_path, "targets_refused", (char *)NULL);
+        _exit(3);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* A collection skips the pass for callbacks when no live weakref has one.
  * A weakref made with a callback to a garbage cycle gets it run, first in
  * the process, then again after callbacks were taken every way (run at a
@@ -332,7 +416,12 @@ static void test_callbacks_counted(void) {
     callback_of_garbage_cycle_runs(41);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "targets_refused") == 0) {
+        targets_refused_child();
+        return 0;
+    }
+    self_path = argv[0];
     obm_gc_disable();
     RUN(test_callbacks_counted);
     RUN(test_errors_and_get);
@@ -345,6 +434,8 @@ int main(void) {
     RUN(test_collection_weakref_made_in_finalizer);
     RUN(test_object_owning_its_weakref);
     RUN(test_weakref_in_garbage_cycle);
+    RUN(test_weakref_to_object_brought_back);
+    RUN(test_weak_targets_refused);
     printf("test_weakref: all passed\n");
     return 0;
 }

@@ -1,7 +1,8 @@
 //! A small growable array of `Copy` values in the object domain, for the
-//! collector's garbage list and its callbacks (the only memory the collector
-//! allocates; it never grows with the heap, only with what the user asks to
-//! keep). Not a `Vec`: the library never uses Rust's global allocator.
+//! collector's garbage list and its callbacks, and the weakly referenced
+//! garbage of one collection (`weak::WeakTargets`, freed when it ends): the
+//! only memory the collector allocates. Not a `Vec`: the library never uses
+//! Rust's global allocator.
 
 use core::cell::Cell;
 use core::ptr;
@@ -40,30 +41,42 @@ impl<T: Copy> Array<T> {
     /// Appends `v`; false if memory ran out.
     pub(crate) fn push(&self, v: T) -> bool {
         let len = self.len.get();
-        if len == self.cap.get() {
-            let new_cap = if len == 0 { 8 } else { len * 2 };
-            let Some(bytes) = new_cap.checked_mul(core::mem::size_of::<T>()) else {
-                return false;
-            };
-            let p = crate::domain::object_malloc(bytes) as *mut T;
-            if p.is_null() {
-                return false;
-            }
-            let old = self.ptr.get();
-            // SAFETY: both blocks hold at least `len` slots and do not overlap;
-            // `old` came from object_malloc (type invariant).
-            unsafe {
-                if !old.is_null() {
-                    ptr::copy_nonoverlapping(old, p, len);
-                    crate::domain::object_free(old as *mut u8);
-                }
-            }
-            self.ptr.set(p);
-            self.cap.set(new_cap);
+        if len == self.cap.get() && !self.grow(if len == 0 { 8 } else { len * 2 }) {
+            return false;
         }
         // SAFETY: len < cap after the growth above.
         unsafe { self.ptr.get().add(len).write(v) };
         self.len.set(len + 1);
+        true
+    }
+
+    /// Makes room for `n` slots in all; false if memory ran out.
+    pub(crate) fn reserve(&self, n: usize) -> bool {
+        n <= self.cap.get() || self.grow(n)
+    }
+
+    /// Moves the contents to a new block of `new_cap` slots (more than
+    /// `len`); false if memory ran out.
+    fn grow(&self, new_cap: usize) -> bool {
+        let len = self.len.get();
+        let Some(bytes) = new_cap.checked_mul(core::mem::size_of::<T>()) else {
+            return false;
+        };
+        let p = crate::domain::object_malloc(bytes) as *mut T;
+        if p.is_null() {
+            return false;
+        }
+        let old = self.ptr.get();
+        // SAFETY: both blocks hold at least `len` slots and do not overlap;
+        // `old` came from object_malloc (type invariant).
+        unsafe {
+            if !old.is_null() {
+                ptr::copy_nonoverlapping(old, p, len);
+                crate::domain::object_free(old as *mut u8);
+            }
+        }
+        self.ptr.set(p);
+        self.cap.set(new_cap);
         true
     }
 
@@ -118,6 +131,8 @@ mod tests {
         assert_eq!(a.len(), 100);
         assert_eq!(a.get(99), Some(99));
         assert_eq!(a.get(100), None);
+        assert!(a.reserve(1000));
+        assert_eq!(a.get(99), Some(99));
         assert!(a.remove_first(|&v| v == 50));
         assert!(!a.remove_first(|&v| v == 50));
         assert_eq!(a.get(50), Some(51));

@@ -32,7 +32,9 @@
 //! Every traversal looks one reference deep, so nothing recurses.
 //!
 //! Passes: a collection that finds no finalizer to run walks the young
-//! objects twice (steps 2 and 3) and the garbage once more (step 6). Members
+//! objects twice (steps 2 and 3) and the garbage once more (step 8); steps
+//! 4 and 7 visit only the garbage with weak references, which step 3 notes
+//! (`weak::WeakTargets`). Members
 //! of the unreachable list are recognised by a mark in their header
 //! (`COLLECTING` with generation `PERMANENT`, which no collected object can
 //! otherwise have) instead of CPython's tagged `next` links, so the list
@@ -144,7 +146,10 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         let mut unreachable = GcHead::new();
         let unreachable = &raw mut unreachable;
         list::init(unreachable);
-        let r = move_unreachable_any(young, unreachable, old_gen, ptr::null_mut());
+        // The garbage with weak entries, for steps 4 and 7.
+        let weakly = weak::WeakTargets::new();
+        let weakly = weak::entries_alive().then_some(&weakly);
+        let r = move_unreachable_any(young, unreachable, old_gen, ptr::null_mut(), weakly);
         // Reachable ephemerons with an unreachable key: the resurrection
         // check needs them after user code ran, so they are held till then.
         let mut e = r.pending;
@@ -172,7 +177,7 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         // the callbacks of those that are reachable run (if any weakref
         // has a callback).
         let callbacks = if weak::callbacks_alive() {
-            weak::handle_callbacks(unreachable)
+            weak::handle_callbacks(unreachable, weakly)
         } else {
             0
         };
@@ -203,8 +208,10 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         // Step 7: every weakref to the real garbage (including any made by
         // a finalizer) is cleared before any clear runs; ephemerons keyed by
         // it drop their values.
+        // Once user code ran, it may have made entries `weakly` lacks.
         if weak::entries_alive() {
-            weak::clear_garbage_refs(final_unreachable);
+            let weakly = weakly.filter(|_| callbacks + finalizers == 0);
+            weak::clear_garbage_refs(final_unreachable, weakly);
         }
 
         // Step 8.
@@ -563,6 +570,9 @@ struct ReachCtx {
 /// `survivor_gen`. With `EPH` (some ephemeron exists), an ephemeron's value
 /// is reachable only through a reachable ephemeron whose key is reachable
 /// (see `resolve_ephemerons`); without, ephemerons cost nothing here.
+/// With `NOTE` (`weakly` given: some weak entry exists), the members moved
+/// to `unreachable` that have weak entries are noted in `weakly`; without,
+/// noting costs nothing here.
 ///
 /// Invariant of the walk: the members of `young` to the left of `g` are
 /// reachable and scanned, have valid prev links and no COLLECTING; the
@@ -571,11 +581,12 @@ struct ReachCtx {
 ///
 /// # Safety
 /// After steps 2 on `young`; `unreachable` is an empty list.
-unsafe fn move_unreachable<const EPH: bool, const MAP: bool>(
+unsafe fn move_unreachable<const EPH: bool, const MAP: bool, const NOTE: bool>(
     young: *mut GcHead,
     unreachable: *mut GcHead,
     survivor_gen: usize,
     outside: *mut weak::obm_weakref,
+    weakly: Option<&weak::WeakTargets>,
 ) -> Moved {
     let mut ctx = ReachCtx {
         young,
@@ -626,6 +637,9 @@ unsafe fn move_unreachable<const EPH: bool, const MAP: bool>(
                     r.unreachable += 1;
                     if (*g).prev & FINALIZED == 0 && object::type_of(o).finalize.is_some() {
                         r.finalizers += 1;
+                    }
+                    if let (true, Some(w)) = (NOTE, weakly) {
+                        w.note(g);
                     }
                 }
                 g = (*prev).next as *mut GcHead;
@@ -801,7 +815,7 @@ unsafe fn deduce_unreachable(
         update_refs(base);
         subtract_refs(base);
         subtract_outside_ephemerons(outside);
-        move_unreachable_any(base, unreachable, survivor_gen, outside)
+        move_unreachable_any(base, unreachable, survivor_gen, outside, None)
     }
 }
 
@@ -830,7 +844,8 @@ unsafe fn subtract_outside_ephemerons(mut e: *mut weak::obm_weakref) {
 }
 
 /// `move_unreachable` with ephemeron handling only when ephemerons exist,
-/// and the test for reference maps only once a type with one was used.
+/// the test for reference maps only once a type with one was used, and
+/// the notes of weakly referenced garbage only if `weakly` is given.
 ///
 /// # Safety
 /// As `move_unreachable`.
@@ -839,23 +854,25 @@ unsafe fn move_unreachable_any(
     unreachable: *mut GcHead,
     survivor_gen: usize,
     outside: *mut weak::obm_weakref,
+    weakly: Option<&weak::WeakTargets>,
 ) -> Moved {
     // SAFETY: per the contract.
     unsafe {
-        match (weak::ephemerons_alive(), object::ref_maps_used()) {
-            (true, true) => {
-                move_unreachable::<true, true>(young, unreachable, survivor_gen, outside)
-            }
-            (true, false) => {
-                move_unreachable::<true, false>(young, unreachable, survivor_gen, outside)
-            }
-            (false, true) => {
-                move_unreachable::<false, true>(young, unreachable, survivor_gen, outside)
-            }
-            (false, false) => {
-                move_unreachable::<false, false>(young, unreachable, survivor_gen, outside)
-            }
-        }
+        let mu = match (
+            weak::ephemerons_alive(),
+            object::ref_maps_used(),
+            weakly.is_some(),
+        ) {
+            (true, true, true) => move_unreachable::<true, true, true>,
+            (true, true, false) => move_unreachable::<true, true, false>,
+            (true, false, true) => move_unreachable::<true, false, true>,
+            (true, false, false) => move_unreachable::<true, false, false>,
+            (false, true, true) => move_unreachable::<false, true, true>,
+            (false, true, false) => move_unreachable::<false, true, false>,
+            (false, false, true) => move_unreachable::<false, false, true>,
+            (false, false, false) => move_unreachable::<false, false, false>,
+        };
+        mu(young, unreachable, survivor_gen, outside, weakly)
     }
 }
 

@@ -28,13 +28,14 @@
 //!
 //! # In a collection (`collect.rs`, CPython 3.14's order)
 //! `handle_callbacks` clears the weakrefs with a callback to the unreachable
-//! objects and runs those whose weakref is reachable (a pass over the
-//! unreachable objects, skipped while no live weakref has a callback:
-//! `COUNTS.callbacks`); after finalizers and
-//! the resurrection check, `clear_garbage_refs` clears every remaining entry
+//! objects and runs those whose weakref is reachable (skipped while no live
+//! weakref has a callback: `COUNTS.callbacks`); after finalizers and the
+//! resurrection check, `clear_garbage_refs` clears every remaining entry
 //! (callbacks not called) and the ephemerons drop their values, before any
-//! `clear`. Ephemeron reachability is computed in `move_unreachable`, using
-//! `key_is_alive` and the `eph_next` field (docs/GC.md).
+//! `clear`. Both visit the objects `move_unreachable` noted as having
+//! entries (`WeakTargets`), or walk the garbage list when that record may
+//! be incomplete. Ephemeron reachability is computed in `move_unreachable`,
+//! using `key_is_alive` and the `eph_next` field (docs/GC.md).
 //!
 //! Thread model: the collector's (one thread at a time, `obm_lock`).
 
@@ -42,6 +43,7 @@ use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::ptr;
 
+use super::array::Array;
 use super::list::{self, GcHead};
 use crate::object::{
     self, obm_object, obm_type, obm_visitproc, type_is_weakrefable, OBM_TPFLAGS_HAVE_GC,
@@ -518,18 +520,103 @@ unsafe fn entry_is_garbage(w: *mut obm_weakref) -> bool {
     }
 }
 
+/// The objects that had weak entries when `move_unreachable` moved them to
+/// the unreachable list. Steps 4 and 7 visit those of them still marked
+/// unreachable instead of walking all the garbage: with few weakly
+/// referenced objects, one pass over the garbage less, which on a heap
+/// larger than the caches is a cache miss per object less.
+///
+/// Invariant: while `complete`, every object in the unreachable list that
+/// has an entry is in `objects` (entries are made only by user code, so
+/// this holds until user code runs); `objects` may also hold objects moved
+/// back to young since. An append that finds no memory clears `complete`,
+/// and the steps then walk the list.
+pub(crate) struct WeakTargets {
+    objects: Array<*mut GcHead>,
+    complete: Cell<bool>,
+}
+
+impl WeakTargets {
+    pub(crate) const fn new() -> Self {
+        WeakTargets {
+            objects: Array::new(),
+            complete: Cell::new(true),
+        }
+    }
+
+    /// Notes the object of `g`, just moved to the unreachable list, if it
+    /// has weak entries.
+    ///
+    /// # Safety
+    /// `g` is the header of a live GC object.
+    #[inline(always)]
+    pub(crate) unsafe fn note(&self, g: *mut GcHead) {
+        // SAFETY: per the contract.
+        unsafe {
+            if has_entries(g) {
+                // At most one object per live entry: room for them all at
+                // once, up to a pool block (128 KiB) before doubling.
+                let first = COUNTS.entries.get().min(1 << 14);
+                let room = self.objects.len() > 0 || self.objects.reserve(first);
+                if !(room && self.objects.push(g)) {
+                    self.complete.set(false);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WeakTargets {
+    fn drop(&mut self) {
+        let (p, _) = self.objects.take();
+        // SAFETY: p came from take and is not used again.
+        unsafe { Array::free_block(p) };
+    }
+}
+
+/// The weak slot of the GC object of header `g`: the 16 bytes before the
+/// header (module docs), found without the type's prefix size.
+///
+/// # Safety
+/// `g` is the header of a live GC object of a weakrefable type.
+#[inline(always)]
+unsafe fn gc_slot(g: *mut GcHead) -> *mut *mut obm_weakref {
+    // SAFETY: per the contract, the slot is the prefix just before the header.
+    unsafe {
+        let s = (g as *mut u8).sub(16) as *mut *mut obm_weakref;
+        debug_assert!(s == slot(object::object_of(g)));
+        s
+    }
+}
+
+/// Whether the GC object of header `g` has weak entries.
+///
+/// # Safety
+/// `g` is the header of a live GC object.
+#[inline(always)]
+unsafe fn has_entries(g: *mut GcHead) -> bool {
+    // SAFETY: per the contract; the slot exists for a weakrefable type.
+    unsafe {
+        type_is_weakrefable(object::type_of(object::object_of(g))) && !(*gc_slot(g)).is_null()
+    }
+}
+
 /// CPython 3.14's `handle_weakref_callbacks`: clears the weakrefs with a
 /// callback to the objects of `unreachable` and runs the callbacks of those
 /// that are not garbage themselves. Returns how many ran (user code ran if
 /// non-zero).
 ///
 /// # Safety
-/// `unreachable` is a collection's unreachable list, marked.
-pub(crate) unsafe fn handle_callbacks(unreachable: *mut GcHead) -> usize {
+/// `unreachable` is a collection's unreachable list, marked; `targets`, if
+/// given, was noted by the `move_unreachable` that made it.
+pub(crate) unsafe fn handle_callbacks(
+    unreachable: *mut GcHead,
+    targets: Option<&WeakTargets>,
+) -> usize {
     let mut chain = (ptr::null_mut(), ptr::null_mut());
     // SAFETY: per the contract; no user code runs until chain_run.
     unsafe {
-        for_each_entry(unreachable, |w| {
+        for_each_entry(unreachable, targets, |w| {
             if (*w).callback.is_some() {
                 unlink(w);
                 if entry_is_garbage(w) {
@@ -547,12 +634,14 @@ pub(crate) unsafe fn handle_callbacks(unreachable: *mut GcHead) -> usize {
 /// called), then drops the values of the ephemerons among them.
 ///
 /// # Safety
-/// `garbage` is a list of tracked, live objects about to be cleared.
-pub(crate) unsafe fn clear_garbage_refs(garbage: *mut GcHead) {
+/// `garbage` is a list of tracked, live objects about to be cleared;
+/// `targets`, if given, was noted by the `move_unreachable` that made it,
+/// and no user code ran since.
+pub(crate) unsafe fn clear_garbage_refs(garbage: *mut GcHead, targets: Option<&WeakTargets>) {
     let mut chain = (ptr::null_mut(), ptr::null_mut());
     // SAFETY: per the contract; no user code runs until chain_run.
     unsafe {
-        for_each_entry(garbage, |w| {
+        for_each_entry(garbage, targets, |w| {
             unlink(w);
             take_callback(w);
             if has_action(w) {
@@ -564,25 +653,47 @@ pub(crate) unsafe fn clear_garbage_refs(garbage: *mut GcHead) {
 }
 
 /// Calls `f` on every entry (weakref or ephemeron) to every object of
-/// `objects`; `f` may unlink the entry it is given.
+/// `objects`, found through `targets` if it is complete, else by walking
+/// the list; `f` may unlink the entry it is given.
 ///
 /// # Safety
-/// `objects` is a list of tracked, live objects; `f` runs no user code.
-unsafe fn for_each_entry(objects: *mut GcHead, mut f: impl FnMut(*mut obm_weakref)) {
+/// `objects` is a list of tracked, live objects; if `targets` is given,
+/// its members still marked unreachable are `objects`' members with entries
+/// (`WeakTargets`' invariant). `f` runs no user code.
+unsafe fn for_each_entry(
+    objects: *mut GcHead,
+    targets: Option<&WeakTargets>,
+    mut f: impl FnMut(*mut obm_weakref),
+) {
     // SAFETY: per the contract; the next entry is read before `f` runs.
     unsafe {
-        let mut g = list::next(objects);
-        while g != objects {
-            let o = object::object_of(g);
-            if type_is_weakrefable(object::type_of(o)) {
-                let mut w = *slot(o);
-                while !w.is_null() {
-                    let next = (*w).next;
-                    f(w);
-                    w = next;
+        let mut each_entry_of = |g: *mut GcHead| {
+            let mut w = *gc_slot(g);
+            while !w.is_null() {
+                let next = (*w).next;
+                f(w);
+                w = next;
+            }
+        };
+        match targets {
+            Some(t) if t.complete.get() => {
+                for i in 0..t.objects.len() {
+                    if let Some(g) = t.objects.get(i) {
+                        if super::collect::is_marked_unreachable(g) {
+                            each_entry_of(g);
+                        }
+                    }
                 }
             }
-            g = list::next(g);
+            _ => {
+                let mut g = list::next(objects);
+                while g != objects {
+                    if has_entries(g) {
+                        each_entry_of(g);
+                    }
+                    g = list::next(g);
+                }
+            }
         }
     }
 }
