@@ -45,7 +45,13 @@ static void test_errors_and_get(void) {
     obm_weakref *b = obm_weakref_new(OBJ(n), NULL, NULL);
     CHECK(a && b && a != b); /* each call makes a new one */
     CHECK_EQ(obm_refcnt(OBJ(a)), 1);
-    CHECK_EQ(obm_gc_is_tracked(OBJ(a)), 1); /* a weakref is a GC object */
+    /* A weakref holds no reference the collector follows: without a
+     * callback it is not tracked; with one it is (its callback must not run
+     * when it is garbage itself). */
+    CHECK_EQ(obm_gc_is_tracked(OBJ(a)), 0);
+    obm_weakref *c = obm_weakref_new(OBJ(n), cb_log, (void *)3);
+    CHECK_EQ(obm_gc_is_tracked(OBJ(c)), 1);
+    obm_decref(OBJ(c));
     CHECK_EQ(obm_weakref_count(OBJ(n)), 2);
     CHECK_EQ(obm_refcnt(OBJ(n)), 1); /* weak: no reference held */
     obm_object *got = obm_weakref_get(a);
@@ -326,6 +332,25 @@ static void brought_back(obm_weakref_callback cb) {
     obm_decref(OBJ(rg));
 }
 
+/* An untracked weakref (no callback) held only by a garbage cycle is not
+ * counted by the collection and dies with the cycle. */
+static void test_untracked_weakref_dies_with_its_holder(void) {
+    gc_settle();
+    Node *x = new_of(&WNodeType, 1);
+    Node *a = new_of(&WNodeType, 2), *b = new_of(&WNodeType, 3);
+    node_set(a, 0, b);
+    node_set(b, 0, a);
+    obm_weakref *r = obm_weakref_new(OBJ(x), NULL, NULL);
+    node_set(a, 1, r);
+    obm_decref(OBJ(r));
+    obm_decref(OBJ(a));
+    obm_decref(OBJ(b));
+    CHECK_EQ(obm_weakref_count(OBJ(x)), 1);
+    CHECK_EQ(obm_gc_collect(2), 2);
+    CHECK_EQ(obm_weakref_count(OBJ(x)), 0);
+    obm_decref(OBJ(x));
+}
+
 static void test_weakref_to_object_brought_back(void) {
     brought_back(NULL);
     brought_back(cb_log);
@@ -371,7 +396,9 @@ static void test_weak_targets_refused(void) {
     CHECK(pid >= 0);
     if (pid == 0) {
         setenv("OBMEM_FAIL_MMAP", "large", 1);
-        execl("/proc/self/exe", self_path, "targets_refused", (char *)NULL);
+        /* By its path: under memcheck /proc/self/exe is Valgrind's. */
+        execl(strchr(self_path, '/') ? self_path : "/proc/self/exe", self_path, "targets_refused",
+              (char *)NULL);
         _exit(3);
     }
     int st;
@@ -434,6 +461,7 @@ int main(int argc, char **argv) {
     RUN(test_collection_weakref_made_in_finalizer);
     RUN(test_object_owning_its_weakref);
     RUN(test_weakref_in_garbage_cycle);
+    RUN(test_untracked_weakref_dies_with_its_holder);
     RUN(test_weakref_to_object_brought_back);
     RUN(test_weak_targets_refused);
     printf("test_weakref: all passed\n");

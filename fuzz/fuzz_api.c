@@ -2406,15 +2406,18 @@ static void op_weakref(In *in) {
     TRACE("  weakref %d -> object %d%s\n", k, i, has_cb ? " with a callback" : "");
     mw[k] = (MWr){NULL, i, has_cb, 1, 0};
     act_wcb[k] = 0;
-    /* Registered before the call: tracking it may run a collection. */
-    m_count[0] = sat_inc(m_count[0]);
+    /* Only a weakref with a callback is tracked. Registered before the
+     * call: tracking it may run a collection. */
+    if (has_cb)
+        m_count[0] = sat_inc(m_count[0]);
     obm_weakref *r = obm_weakref_new(o, has_cb ? w_callback : NULL, &wr_ctx[k]);
     CHECK(r != NULL, "obm_weakref_new returned NULL");
     mw[k].r = r;
-    CHECK(obm_gc_is_tracked((obm_object *)r) == 1, "a new weakref is not tracked");
+    CHECK(obm_gc_is_tracked((obm_object *)r) == has_cb, "a new weakref %s a callback is %stracked",
+          has_cb ? "with" : "without", has_cb ? "not " : "");
     CHECK(obm_refcnt((obm_object *)r) == 1, "a new weakref has refcount %td",
           obm_refcnt((obm_object *)r));
-    if (m_count[0] > m_thr[0] && m_thr[0] != 0 && m_enabled)
+    if (has_cb && m_count[0] > m_thr[0] && m_thr[0] != 0 && m_enabled)
         m_collect_generations();
     /* The harness keeps its weakrefs out of the collector's lists (they
      * would show up in get_objects); untracked, they count as reachable. */

@@ -13,9 +13,14 @@
 //! ```
 //!
 //! A weak reference and an ephemeron are the same struct (`obm_weakref`)
-//! with two types: both are GC objects (the collector must know whether a
-//! weakref is itself garbage), linked into their target's list through
-//! `prev`/`next`, newest first. `target` (the key of an ephemeron) is null
+//! with two types, both GC types, linked into their target's list through
+//! `prev`/`next`, newest first. An ephemeron is tracked (it owns its
+//! value), and so is a weakref with a callback (the collector must know
+//! whether it is garbage itself: then its callback does not run). A weakref
+//! without one holds no reference the collector follows, so it can be in
+//! no cycle and is not tracked: collections never look at it (as CPython
+//! untracks a tuple of atomic values); it dies by its count, or with the
+//! garbage that holds it. `target` (the key of an ephemeron) is null
 //! once cleared; a cleared entry is never linked again.
 //!
 //! # Death by reference count (`clear_on_death`, from `object::destroy`
@@ -254,9 +259,12 @@ pub unsafe fn new_weakref(
         }
         (*w).callback = cb;
         (*w).ctx = ctx;
-        // Tracking may run a collection: the entry is complete by now, and
-        // the caller's reference keeps the target alive.
-        super::track(w as *mut obm_object);
+        // Only a weakref with a callback is tracked (module docs). Tracking
+        // may run a collection: the entry is complete by now, and the
+        // caller's reference keeps the target alive.
+        if cb.is_some() {
+            super::track(w as *mut obm_object);
+        }
         Ok(w)
     }
 }
