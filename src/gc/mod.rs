@@ -36,10 +36,13 @@
 //! `Sync` on that promise.
 //!
 //! # Memory
-//! A collection allocates nothing and recurses nowhere: its work lists are
-//! list heads on its stack, its per-object state lives in the headers, and
-//! traversals only look one reference deep. The garbage list
-//! (`DEBUG_SAVEALL`) and the callback list are small arrays (`array.rs`).
+//! A collection recurses nowhere: its work lists are list heads on its
+//! stack, its per-object state lives in the headers, and traversals only
+//! look one reference deep. It allocates only the table of its weakly
+//! referenced garbage (`weak::WeakTargets`, freed before it returns; when
+//! it cannot grow, the collection walks its garbage list instead). The
+//! garbage list (`DEBUG_SAVEALL`) and the callback list are small arrays
+//! (`array.rs`).
 
 pub(crate) mod array;
 pub(crate) mod collect;
