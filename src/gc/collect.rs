@@ -34,11 +34,10 @@
 //! Passes: a collection that finds no finalizer to run walks the young
 //! objects twice (steps 2 and 3) and the garbage once more (step 8); steps
 //! 4 and 7 visit only the garbage with weak references, which step 3 notes
-//! (`weak::WeakTargets`). Members
-//! of the unreachable list are recognised by a mark in their header
-//! (`COLLECTING` with generation `PERMANENT`, which no collected object can
-//! otherwise have) instead of CPython's tagged `next` links, so the list
-//! needs no pass to untag it.
+//! (`weak::WeakTargets`). Members of the unreachable list are recognised
+//! by a mark in their header (`COLLECTING` with generation `PERMANENT`,
+//! which no collected object can otherwise have) instead of CPython's
+//! tagged `next` links, so the list needs no pass to untag it.
 //!
 //! Fusing steps 2: the first pass initialises an object's `gc_refs` the first
 //! time it is seen, either as a referent or in list order, and decrements it

@@ -704,7 +704,8 @@ unsafe fn for_each_entry(
                 // (and slot) of an object two strides on, the first entry
                 // of one a stride on (its slot is in the cache by then).
                 // Every noted object is alive: nothing is freed before
-                // step 8 unless user code ran, and then `targets` is None.
+                // step 8, nor before step 4's callbacks (they run after this
+                // loop), and step 7 gets no targets once user code ran.
                 const STRIDE: usize = 8;
                 for i in 0..t.objects.len() {
                     if let Some(g) = t.objects.get(i + 2 * STRIDE) {
