@@ -20,6 +20,10 @@
 # root or through sudo -n).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+rounds=${GC_BENCH_ROUNDS:-3}
+case $rounds in
+    '' | *[!0-9]* | 0*) echo "GC_BENCH_ROUNDS=$rounds: must be a positive integer" >&2; exit 2 ;;
+esac
 root=$PWD
 out=$root/build/bench_gc
 mkdir -p "$out"
@@ -53,8 +57,6 @@ fi
 # each figure is the best of its rounds: on a shared machine a quiet minute
 # for one implementation and a busy one for the next would otherwise make
 # the ratios.
-rounds=${GC_BENCH_ROUNDS:-3}
-case $rounds in '' | *[!0-9]* | 0) echo "GC_BENCH_ROUNDS must be a positive integer" >&2; exit 2 ;; esac
 results=$out/results.txt
 : > "$results"
 echo "python3: $(python3 --version 2>&1)" >&2
