@@ -359,11 +359,14 @@ static void test_weakref_to_object_brought_back(void) {
 /* More weakly referenced garbage than the collector's first table of
  * them holds, with large blocks refused (OBMEM_FAIL_MMAP=large, in a
  * child): the table cannot grow, and the collection walks the whole
- * garbage list instead. Every weakref to the garbage is cleared before
- * the first clear; the one to an object brought back is not. */
+ * garbage list instead, for the weakrefs with a callback (step 4) and for
+ * the others (step 7). Every weakref to the garbage is cleared before the
+ * first clear, every callback runs, and the weakref to an object brought
+ * back is not cleared. */
 enum { MANY = 20000 };
 static obm_weakref *many_refs[MANY];
 static int many_checked;
+static long many_called;
 static void check_many_dead(Node *n) {
     (void)n;
     if (many_checked++)
@@ -371,23 +374,35 @@ static void check_many_dead(Node *n) {
     for (long i = 0; i < MANY; i++)
         CHECK(obm_weakref_get(many_refs[i]) == NULL);
 }
-static void targets_refused_child(void) {
-    obm_gc_disable();
+static void cb_count(obm_weakref *r, void *ctx) {
+    (void)r;
+    (void)ctx;
+    many_called++;
+}
+static void many_weakly_referenced(obm_weakref_callback cb) {
     for (long i = 0; i < MANY; i++) {
         Node *g = new_of(&WNodeType, 100 + i);
         node_set(g, 0, g);
-        many_refs[i] = obm_weakref_new(OBJ(g), NULL, NULL);
+        many_refs[i] = obm_weakref_new(OBJ(g), cb, NULL);
         CHECK(many_refs[i] != NULL);
         obm_decref(OBJ(g));
     }
+    many_checked = 0;
+    many_called = 0;
     on_clear = check_many_dead;
     brought_back(NULL); /* collects the MANY first (gc_settle) */
     on_clear = NULL;
     CHECK(many_checked > 0);
+    CHECK_EQ(many_called, cb ? MANY : 0);
     for (long i = 0; i < MANY; i++) {
         CHECK(obm_weakref_get(many_refs[i]) == NULL);
         obm_decref(OBJ(many_refs[i]));
     }
+}
+static void targets_refused_child(void) {
+    obm_gc_disable();
+    many_weakly_referenced(NULL);
+    many_weakly_referenced(cb_count);
 }
 
 static const char *self_path;
