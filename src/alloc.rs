@@ -217,59 +217,94 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         return malloc(n);
     }
     // The calling thread's own pool block is found and checked as `free`'s
-    // fast path does (its unit cache: no arena map, no header); any other
-    // through the arena map.
+    // fast path does (its unit cache: no arena map, no header). Everything
+    // else takes `realloc_other`, out of line: programs that call realloc
+    // between other work (an interpreter growing its strings and lists)
+    // then run few instruction-cache lines of it.
     // SAFETY: per the contract.
-    let local = unsafe { free::local_block(p) }.ok();
-    let (kind, old) = match &local {
-        Some(block) => (CHUNK_ARENA, block.size()),
-        None => {
-            let kind = arena_map::lookup(p as usize);
-            if kind != CHUNK_ARENA && kind != CHUNK_NONE && n > MEDIUM_MAX {
-                // A large block resized in place, which `large::realloc`
-                // checks as `realloc_size` would (one lookup of its
-                // header, not two).
-                // SAFETY: kind is the arena map's for p, a large kind.
-                let q = unsafe { large::realloc(p, kind, n, func) };
-                if !q.is_null() {
-                    give_back_for_fresh_pages();
-                    return q;
-                }
-            }
-            (kind, free::realloc_size(p, func))
-        }
+    let Ok(block) = (unsafe { free::local_block(p) }) else {
+        // SAFETY: per the contract.
+        return unsafe { realloc_other(p, n, func) };
     };
+    let old = block.size();
     // Keep a pool block when it fits and shrinking would save little
     // (pymalloc keeps it unless the new size is under 3/4).
-    if kind == CHUNK_ARENA && n <= old && 4 * n > 3 * old {
+    if n <= old && 4 * n > 3 * old {
         return p;
     }
-    let mut q = ptr::null_mut();
-    let roomy = moved_size(old, n);
-    if roomy != n {
-        let errno = os::errno();
-        q = match class_of(roomy) {
-            Some(class) => alloc_class(class),
-            None => alloc_large(roomy, ALIGNMENT).0,
-        };
-        os::set_errno(errno);
-    }
+    let q = alloc_moved(old, n);
     if q.is_null() {
-        // No room, or no memory for it (errno as it was): what was asked.
-        q = malloc(n);
-        if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live and at least min(old, n) bytes long;
+    // distinct blocks never overlap. The pool still holds the old block (a
+    // live block keeps its pool), so `block` still names it.
+    unsafe {
+        ptr::copy_nonoverlapping(p, q, old.min(n));
+        block.free();
+    }
+    q
+}
+
+/// `realloc` of a block that is not a pool block of the calling thread's:
+/// a large block, another thread's block, or a pointer to check.
+///
+/// # Safety
+/// As `realloc`; `p` is not null.
+#[inline(never)]
+unsafe fn realloc_other(p: *mut u8, n: usize, func: &str) -> *mut u8 {
+    let kind = arena_map::lookup(p as usize);
+    if kind != CHUNK_ARENA && kind != CHUNK_NONE && n > MEDIUM_MAX {
+        // A large block resized in place, which `large::realloc` checks as
+        // `realloc_size` would (one lookup of its header, not two).
+        // SAFETY: kind is the arena map's for p, a large kind.
+        let q = unsafe { large::realloc(p, kind, n, func) };
+        if !q.is_null() {
+            give_back_for_fresh_pages();
             return q;
         }
     }
-    // SAFETY: both blocks are live and at least min(old, n) bytes long;
-    // distinct blocks never overlap. A local block's pool still holds it
-    // (a live block keeps its pool), so `block` still names it.
+    let old = free::realloc_size(p, func);
+    if kind == CHUNK_ARENA && n <= old && 4 * n > 3 * old {
+        return p;
+    }
+    let q = alloc_moved(old, n);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: as in `realloc`.
     unsafe {
         ptr::copy_nonoverlapping(p, q, old.min(n));
-        match local {
-            Some(block) => block.free(),
-            None => free::free(p, func),
-        }
+        free::free(p, func);
     }
     q
+}
+
+/// The new block of a block of `old` usable bytes that `realloc` moves to
+/// `n` bytes: `moved_size(old, n)` bytes if there is memory for them, else
+/// `n`; null with ENOMEM if none.
+#[inline(always)]
+fn alloc_moved(old: usize, n: usize) -> *mut u8 {
+    let roomy = moved_size(old, n);
+    if roomy == n {
+        return malloc(n);
+    }
+    alloc_roomy(roomy, n)
+}
+
+/// `alloc_moved` with room to grow: `roomy` bytes, or `n` without memory
+/// for them (errno as it was).
+#[inline(never)]
+fn alloc_roomy(roomy: usize, n: usize) -> *mut u8 {
+    let errno = os::errno();
+    let q = match class_of(roomy) {
+        Some(class) => alloc_class(class),
+        None => alloc_large(roomy, ALIGNMENT).0,
+    };
+    os::set_errno(errno);
+    if q.is_null() {
+        malloc(n)
+    } else {
+        q
+    }
 }
