@@ -232,18 +232,9 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
     if n <= old && 4 * n > 3 * old {
         return p;
     }
-    let q = alloc_moved(old, n);
-    if q.is_null() {
-        return q;
-    }
-    // SAFETY: both blocks are live and at least min(old, n) bytes long;
-    // distinct blocks never overlap. The pool still holds the old block (a
-    // live block keeps its pool), so `block` still names it.
-    unsafe {
-        ptr::copy_nonoverlapping(p, q, old.min(n));
-        block.free();
-    }
-    q
+    // SAFETY: per the contract. The pool still holds the block (a live
+    // block keeps its pool), so `block` still names it when it is freed.
+    unsafe { move_block(p, old, n, || block.free()) }
 }
 
 /// `realloc` of a block that is not a pool block of the calling thread's:
@@ -268,15 +259,26 @@ unsafe fn realloc_other(p: *mut u8, n: usize, func: &str) -> *mut u8 {
     if kind == CHUNK_ARENA && n <= old && 4 * n > 3 * old {
         return p;
     }
+    // SAFETY: per the contract.
+    unsafe { move_block(p, old, n, || free::free(p, func)) }
+}
+
+/// Moves the live block `p` of `old` usable bytes to a new block for `n`
+/// bytes (`alloc_moved`), copies, and frees `p` with `free_old`; null with
+/// ENOMEM, and `p` untouched, if there is no memory.
+///
+/// # Safety
+/// `p` is a live block of `old` usable bytes; `free_old` frees it.
+#[inline(always)]
+unsafe fn move_block(p: *mut u8, old: usize, n: usize, free_old: impl FnOnce()) -> *mut u8 {
     let q = alloc_moved(old, n);
     if q.is_null() {
         return q;
     }
-    // SAFETY: as in `realloc`.
-    unsafe {
-        ptr::copy_nonoverlapping(p, q, old.min(n));
-        free::free(p, func);
-    }
+    // SAFETY: both blocks are live and at least min(old, n) bytes long;
+    // distinct blocks never overlap.
+    unsafe { ptr::copy_nonoverlapping(p, q, old.min(n)) };
+    free_old();
     q
 }
 
