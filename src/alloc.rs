@@ -227,9 +227,7 @@ pub unsafe fn realloc(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         return unsafe { realloc_other(p, n, func) };
     };
     let old = block.size();
-    // Keep a pool block when it fits and shrinking would save little
-    // (pymalloc keeps it unless the new size is under 3/4).
-    if n <= old && 4 * n > 3 * old {
+    if stays(old, n) {
         return p;
     }
     // SAFETY: per the contract. The pool still holds the block (a live
@@ -256,11 +254,19 @@ unsafe fn realloc_other(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         }
     }
     let old = free::realloc_size(p, func);
-    if kind == CHUNK_ARENA && n <= old && 4 * n > 3 * old {
+    if kind == CHUNK_ARENA && stays(old, n) {
         return p;
     }
     // SAFETY: per the contract.
     unsafe { move_block(p, old, n, || free::free(p, func)) }
+}
+
+/// Whether a pool block of `old` usable bytes stays put when resized to
+/// `n`: it fits and shrinking would save little (pymalloc keeps a block
+/// unless the new size is under 3/4 of it).
+#[inline(always)]
+fn stays(old: usize, n: usize) -> bool {
+    n <= old && 4 * n > 3 * old
 }
 
 /// Moves the live block `p` of `old` usable bytes to a new block for `n`

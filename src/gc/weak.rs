@@ -564,8 +564,8 @@ impl WeakTargets {
             if has_entries(g) {
                 // At most one object per live entry: room for them all at
                 // once, up to a pool block (128 KiB) before doubling.
-                let first = COUNTS.entries.get().min(1 << 14);
-                let room = self.objects.len() > 0 || self.objects.reserve(first);
+                let room = self.objects.len() > 0
+                    || self.objects.reserve(COUNTS.entries.get().min(1 << 14));
                 if !(room && self.objects.push(g)) {
                     self.complete.set(false);
                 }
