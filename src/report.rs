@@ -44,6 +44,38 @@ impl Write for LineBuf {
     }
 }
 
+/// `num / den` rounded to `places` decimals, printed without floating
+/// point: formatting an `f64` would link core's float printing, about a
+/// tenth of the library's code, for two messages.
+pub struct Decimal {
+    scaled: u128,
+    places: u32,
+}
+
+impl Decimal {
+    /// `den` must not be 0; `num * 10^places` must fit in a `u128` (any
+    /// `u64` with up to 9 places does).
+    pub fn rounded(num: u128, den: u128, places: u32) -> Decimal {
+        let scale = 10u128.pow(places);
+        Decimal {
+            scaled: (num * scale + den / 2) / den,
+            places,
+        }
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scale = 10u128.pow(self.places);
+        write!(f, "{}", self.scaled / scale)?;
+        if self.places > 0 {
+            let width = self.places as usize;
+            write!(f, ".{:0width$}", self.scaled % scale)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes one formatted message to stderr.
 pub fn eprint(args: fmt::Arguments<'_>) {
     let mut b = LineBuf::new();
@@ -112,4 +144,32 @@ extern "C" fn rust_eh_personality() -> i32 {
 pub fn abort() -> ! {
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(d: Decimal) -> std::string::String {
+        let mut b = LineBuf::new();
+        write!(b, "{d}").unwrap();
+        std::string::String::from_utf8(b.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn decimal_rounds_half_up_and_pads_the_fraction() {
+        let cases: [(u128, u128, u32, &str); 8] = [
+            (12_345, 1_000_000_000, 6, "0.000012"),
+            (12_500, 1_000_000_000, 6, "0.000013"),
+            (2_500_000_000, 1_000_000_000, 6, "2.500000"),
+            (100, 3, 1, "33.3"),
+            (200, 3, 1, "66.7"),
+            (500, 5, 1, "100.0"),
+            (7, 2, 0, "4"),
+            (u64::MAX as u128, 1_000_000_000, 9, "18446744073.709551615"),
+        ];
+        for (num, den, places, want) in cases {
+            assert_eq!(shown(Decimal::rounded(num, den, places)), want);
+        }
+    }
 }

@@ -56,6 +56,7 @@ use super::{
     GcState, NUM_GENERATIONS, OBM_GC_DEBUG_COLLECTABLE, OBM_GC_DEBUG_SAVEALL, OBM_GC_DEBUG_STATS,
 };
 use crate::object::{self, obm_object, type_name};
+use crate::report::Decimal;
 
 /// Collects the oldest generation whose count exceeds its threshold, if any
 /// (the automatic collection). Returns the unreachable objects found.
@@ -222,10 +223,10 @@ unsafe fn collect_main(s: &GcState, g: usize, info: &mut super::obm_gc_info) {
         info.duration_ns = now_ns() - t1;
         if debug & OBM_GC_DEBUG_STATS != 0 {
             crate::report::eprint(format_args!(
-                "gc: done, {} unreachable, {} uncollectable, {:.6}s elapsed\n",
+                "gc: done, {} unreachable, {} uncollectable, {}s elapsed\n",
                 collected + uncollectable,
                 uncollectable,
-                info.duration_ns as f64 / 1e9
+                Decimal::rounded(info.duration_ns.into(), 1_000_000_000, 6)
             ));
         }
         let mut st = s.stats[g].get();

@@ -9,6 +9,7 @@ use core::fmt::{self, Write};
 
 use super::symtab::Symtab;
 use crate::os;
+use crate::report::Decimal;
 use crate::stacks::{self, Row, BLOCK_UNIT};
 
 pub(crate) const FOLDED: c_int = 0;
@@ -192,14 +193,10 @@ fn text(w: &mut FdWriter) {
         });
         let Some((lb, k, r)) = best else { break };
         last = Some((lb, k));
-        let pct = if live > 0 {
-            lb as f64 * 100.0 / live as f64
-        } else {
-            0.0
-        };
+        let pct = Decimal::rounded(lb as u128 * 100, live.max(1) as u128, 1);
         let _ = writeln!(
             w,
-            "\n#{rank}: {lb} bytes live ({pct:.1}%) in {} blocks; {} bytes allocated",
+            "\n#{rank}: {lb} bytes live ({pct}%) in {} blocks; {} bytes allocated",
             r.live_blocks / BLOCK_UNIT as i64,
             r.alloc_bytes
         );
