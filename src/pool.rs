@@ -386,6 +386,34 @@ impl Pool {
         unsafe { NonNull::new_unchecked(self.pop()) }
     }
 
+    /// Pops a block from the allocation list, refilled from other
+    /// threads' frees if need be; null when both are empty (the pool may
+    /// still have blocks to carve).
+    ///
+    /// # Safety
+    /// As `pop`.
+    pub unsafe fn pop_freed(&self) -> *mut u8 {
+        self.idle.set(false);
+        // SAFETY: the caller is the owner (contract).
+        unsafe {
+            if self.free.get().is_null() {
+                self.take_thread_free();
+            }
+            self.pop()
+        }
+    }
+
+    /// Whether a block is on the allocation list or `thread_free`. Owner
+    /// only (as `pop`).
+    pub fn has_freed(&self) -> bool {
+        !self.free.get().is_null() || self.has_thread_free()
+    }
+
+    /// Whether the pool has blocks it never carved.
+    pub fn can_carve(&self) -> bool {
+        self.carved.get() < self.capacity()
+    }
+
     /// Refills the allocation list, from other threads' frees or by
     /// carving, and pops. Null when the pool has no free block.
     ///

@@ -794,6 +794,51 @@ mod tests {
     }
 
     #[test]
+    fn a_small_class_uses_freed_blocks_before_carving() {
+        std::thread::spawn(|| {
+            let size = 512;
+            let class = size_class::class_of(size).unwrap();
+            let per_page = PAGE_SIZE / size;
+            // SAFETY: our own live heap.
+            let heap = unsafe { &*current() };
+            // Allocate until a new pool is made (it carves one page and
+            // hands out one block): every older pool of the class is full.
+            let mut blocks: Vec<usize> = Vec::with_capacity(4096);
+            let head = loop {
+                blocks.push(alloc::malloc(size) as usize);
+                let h = heap.head(class).unwrap();
+                if h.carved.get() == per_page && h.used() == 1 && blocks.len() > 1 {
+                    break h;
+                }
+            };
+            let span = queue::pool_units(class) * UNIT_SIZE;
+            let in_head = |b: usize| (head.start.get()..head.start.get() + span).contains(&b);
+            let older = blocks[blocks.len() - 2];
+            assert!(!in_head(older));
+            // A full pool gets a block back and queues behind the head.
+            // SAFETY: a live block, freed once.
+            unsafe { free::free(older as *mut u8, "free") };
+            // The rest of the head's carved page goes first.
+            for _ in 1..per_page {
+                let b = alloc::malloc(size) as usize;
+                assert!(in_head(b));
+                blocks.push(b);
+            }
+            // Then the freed block, before the head carves another page.
+            let b = alloc::malloc(size) as usize;
+            assert_eq!(b, older);
+            assert_eq!(head.carved.get(), per_page);
+            for &p in &blocks {
+                // SAFETY: live blocks (`older` was handed out again), each
+                // freed once.
+                unsafe { free::free(p as *mut u8, "free") };
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn a_look_finds_the_kept_pools_wherever_they_sit() {
         std::thread::spawn(|| {
             let size = 20 << 10;

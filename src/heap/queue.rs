@@ -76,7 +76,22 @@ impl Heap {
             // Drop exhausted pools off the head of the queue.
             while let Some(pool) = self.head(class) {
                 // SAFETY: a pool of our own heap (the callers own it).
-                let b = unsafe { pool.pop_slow() };
+                let mut b = unsafe { pool.pop_freed() };
+                if b.is_null() && pool.can_carve() {
+                    if class < SMALL_CLASSES && self.next_has_freed(pool) {
+                        // A small class uses its freed blocks before it
+                        // carves, as pymalloc does: it then holds the
+                        // pages of its peak, not its pools' capacity.
+                        // (Above 512 B, spreading the allocations over
+                        // more pools left fewer to empty and reuse, and
+                        // took peak RSS up.)
+                        self.unlink(pool);
+                        self.push_back(pool);
+                        continue;
+                    }
+                    // SAFETY: as above.
+                    b = unsafe { pool.pop_slow() };
+                }
                 if !b.is_null() {
                     counters::count(&self.stats.allocs[class + 1]);
                     return b;
@@ -360,6 +375,13 @@ impl Heap {
         // SAFETY: a pool of this heap; its queue is only worked on by the
         // heap's owner, like the queued pools above.
         unsafe { pool.set_in_queue(true) };
+    }
+
+    /// Whether the pool behind `pool` in its queue has freed blocks.
+    fn next_has_freed(&self, pool: &Pool) -> bool {
+        let next = pool.next.get();
+        // SAFETY: queue links point to live pools we own.
+        !next.is_null() && unsafe { &*next }.has_freed()
     }
 
     pub(super) fn unlink(&self, pool: &Pool) {
