@@ -421,12 +421,24 @@ impl Pool {
     /// Called by the pool's owner: the thread whose heap holds the pool, or
     /// the thread holding the registry lock while that heap is abandoned.
     pub unsafe fn pop_slow(&self) -> *mut u8 {
-        self.idle.set(false);
         // SAFETY: the caller is the owner (contract).
-        if self.free.get().is_null() && unsafe { self.take_thread_free() } == 0 {
-            self.carve();
+        unsafe {
+            let b = self.pop_freed();
+            if !b.is_null() {
+                return b;
+            }
+            self.pop_carved()
         }
-        // SAFETY: as above.
+    }
+
+    /// Carves a page's worth of blocks onto the empty allocation list and
+    /// pops one; null when the pool has none left to carve.
+    ///
+    /// # Safety
+    /// As `pop`; the allocation list is empty.
+    pub unsafe fn pop_carved(&self) -> *mut u8 {
+        self.carve();
+        // SAFETY: the caller is the owner (contract).
         unsafe { self.pop() }
     }
 

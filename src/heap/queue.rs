@@ -89,8 +89,8 @@ impl Heap {
                         self.push_back(pool);
                         continue;
                     }
-                    // SAFETY: as above.
-                    b = unsafe { pool.pop_slow() };
+                    // SAFETY: as above; `pop_freed` found both lists empty.
+                    b = unsafe { pool.pop_carved() };
                 }
                 if !b.is_null() {
                     counters::count(&self.stats.allocs[class + 1]);
