@@ -1,6 +1,8 @@
 //! The per-class pool queues of a heap. The queue's head is the pool
 //! allocations come from. Pools that fill up leave the queue; a free into
-//! a full pool puts it back at the tail. An empty pool is kept if it is
+//! a full pool puts it back at the tail. In a small class, a head whose
+//! freed blocks ran out goes to the tail, rather than carve, while the
+//! pool behind it has freed blocks. An empty pool is kept if it is
 //! the head, or, for classes whose pools hold few blocks, as one of up to
 //! `keep_empty_limit` kept ones (`keep_empty`); others go back to their
 //! arena at once. Kept pools and empty heads go back once two looks have
