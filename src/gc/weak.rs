@@ -553,7 +553,8 @@ impl WeakTargets {
     }
 
     /// Notes the object of `g`, just moved to the unreachable list, if it
-    /// has weak entries.
+    /// has weak entries, unless the table is already incomplete (then the
+    /// steps walk the list anyway, and a failed growth is not retried).
     ///
     /// # Safety
     /// `g` is the header of a live GC object.
@@ -561,7 +562,7 @@ impl WeakTargets {
     pub(crate) unsafe fn note(&self, g: *mut GcHead) {
         // SAFETY: per the contract.
         unsafe {
-            if has_entries(g) {
+            if has_entries(g) && self.complete.get() {
                 // At most one object per live entry: room for them all at
                 // once, up to a pool block (128 KiB) before doubling.
                 let room = self.objects.len() > 0
