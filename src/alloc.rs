@@ -305,10 +305,7 @@ fn alloc_moved(old: usize, n: usize) -> *mut u8 {
 #[inline(never)]
 fn alloc_roomy(roomy: usize, n: usize) -> *mut u8 {
     let errno = os::errno();
-    let q = match class_of(roomy) {
-        Some(class) => alloc_class(class),
-        None => alloc_large(roomy, ALIGNMENT).0,
-    };
+    let q = malloc_slow(roomy);
     os::set_errno(errno);
     if q.is_null() {
         malloc(n)
