@@ -22,6 +22,7 @@
 //! otherwise by moving the pages (no copy) to a new aligned reservation.
 
 mod region;
+mod stretches;
 
 use crate::arena_map::{self, CHUNK_LARGE, CHUNK_LARGE_BEHIND, CHUNK_SPAN};
 use crate::config::*;

@@ -1,17 +1,19 @@
 //! Regions: address space reserved for large blocks, cut into granules of
 //! `LARGE_GRANULE` (64 KiB). A large block of up to `LARGE_SPAN_MAX` takes
-//! a span of whole granules in a free run that fits: where it covers the
-//! most dirty granules, then at an end of its run, then in the smallest
-//! run (`Regions::best_fit`, over each region's table of free runs). A
-//! freed span's granules are free again and join the free granules around
-//! them (`Meta::mark_free`): a big freed span serves a smaller request and
+//! a span of whole granules in a free run that fits: on dirty granules
+//! first, then at an end of its run, then in the shortest run
+//! (`Regions::best_fit`). The free runs and the stretches of dirty
+//! granules are binned by length (stretches.rs), so that the search looks
+//! at a few of them however fragmented the region is. A freed span's
+//! granules are free again and join the free granules around them
+//! (`Meta::mark_free`): a big freed span serves a smaller request and
 //! leaves the rest free, and neighbouring freed spans serve a bigger one.
 //!
-//! Every chunk of a region but its first is marked `CHUNK_SPAN` in the
-//! arena map for as long as the process lives: a block's header is the 64
-//! bytes before it. Chunk 0 holds the bookkeeping (bitmaps, when each
-//! dirty granule was freed), under one lock, which is held across a
-//! system call only to reserve a region.
+//! Every chunk of a region but its first two is marked `CHUNK_SPAN` in
+//! the arena map for as long as the process lives: a block's header is
+//! the 64 bytes before it. The first two hold the bookkeeping (bitmaps,
+//! bins, when each dirty granule was freed), under one lock, which is
+//! held across a system call only to reserve a region.
 //!
 //! A free granule is dirty, its pages resident and kept for reuse, given
 //! back (`MADV_DONTNEED`) once they have waited the purge delay
@@ -51,6 +53,7 @@
 //! `bytes_mapped` counts a live block's pages and a dirty granule whole;
 //! not the rest of a region (reserved, never written) nor its bookkeeping.
 
+use super::stretches::{bit, count, set_bits, Bits, Stretches, MAX_GRANULES};
 use crate::arena_map::{self, CHUNK_SPAN};
 use crate::config::*;
 use crate::counters;
@@ -63,10 +66,10 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 pub(crate) const GRANULE: usize = LARGE_GRANULE;
 /// Where a block's header is in its span (large/mod.rs's HEADER).
 const HEADER_BYTES: usize = 64;
-const MAX_GRANULES: usize = LARGE_REGION_SIZE / GRANULE;
-const WORDS: usize = MAX_GRANULES / 64;
-/// Granules of chunk 0, the bookkeeping's.
-const META_GRANULES: usize = ARENA_SIZE / GRANULE;
+/// The bookkeeping's bytes at the start of a region: its first two
+/// chunks, which no span uses.
+const META_BYTES: usize = 2 * ARENA_SIZE;
+const META_GRANULES: usize = META_BYTES / GRANULE;
 /// Granules in a huge page (2 MiB): spans of at least this many live in
 /// regions of huge pages, the smaller ones in regions of small pages
 /// (`Regions::huge`).
@@ -74,195 +77,72 @@ const PER_HUGE: usize = HUGE_PAGE_SIZE / GRANULE;
 /// Runs of granules one purge pass gives back; more wait for the next pass.
 const PURGE_RUNS: usize = 32;
 
-type Bits = [u64; WORDS];
-
-/// The bookkeeping of a region, in its chunk 0.
+/// The bookkeeping of a region, in its first `META_BYTES`.
 struct Meta {
-    /// Granules of live spans, of spans being purged, and of chunk 0.
-    used: Bits,
-    dirty: Bits,
+    /// The free granules (a clear `used` bit) and their maximal runs by
+    /// length. Used: granules of live spans, of spans being purged, and
+    /// of the bookkeeping. Its `top` is where the granules that no span or
+    /// purge has marked since the region was reserved begin (free and
+    /// clean: most of a region).
+    free: Stretches<false>,
+    /// The dirty granules (free, pages resident) and their maximal
+    /// stretches by length. Every dirty granule is free.
+    dirty: Stretches<true>,
     /// Free granules where a freed block's span started (its header was
     /// 64 bytes in).
     hdr: Bits,
     /// When each dirty granule was freed (`purge::now_ms`).
     freed_at: [u64; MAX_GRANULES],
-    /// Every granule from this one on is free and clean: no span or
-    /// purge has marked it since the region was reserved. Searches of the
-    /// dirty granules stop here instead of at the end of the region (a
-    /// region is mostly such granules: 16,384 of them in 1 GiB).
-    top: usize,
-    /// The maximal runs of free granules (`used` clear) of the region,
-    /// `[start, end)` in address order, the first `nruns` entries; kept
-    /// with `used` by `mark_used` and `mark_free`, through which every
-    /// change of `used` goes. `best_fit` walks them instead of searching
-    /// the bitmap for each (a fragmented region has a free run between
-    /// almost every two blocks: 190 of them cost 10,450 instructions a
-    /// large malloc; BENCHMARKS.md, twelfth session).
-    runs: [(u32, u32); MAX_RUNS],
-    nruns: usize,
 }
 
-/// At most one free run per two granules, plus one.
-const MAX_RUNS: usize = MAX_GRANULES / 2 + 1;
-
 impl Meta {
-    /// The runs, in address order.
-    fn free_runs(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.runs[..self.nruns]
-            .iter()
-            .map(|&(s, e)| (s as usize, e as usize))
+    /// The bookkeeping of a new region of `end` granules, which reads as
+    /// zero: every granule past the bookkeeping's own free and clean.
+    fn start(&mut self, end: usize) {
+        self.free.start(end, META_GRANULES);
+        self.dirty.start(end, META_GRANULES);
     }
 
-    /// Marks `[a, b)`, free granules of one free run, as used.
+    fn used(&self, i: usize) -> bool {
+        !self.free.is_member(i)
+    }
+
+    fn is_dirty(&self, i: usize) -> bool {
+        self.dirty.is_member(i)
+    }
+
+    /// Marks `[a, b)`, free granules, as used.
     fn mark_used(&mut self, a: usize, b: usize) {
-        if a == b {
-            return;
-        }
-        for i in a..b {
-            set_bit(&mut self.used, i, true);
-        }
-        // The run holding a: the last one starting at or before it.
-        let j = self.runs[..self.nruns].partition_point(|&(s, _)| s as usize <= a) - 1;
-        let (s, e) = (self.runs[j].0 as usize, self.runs[j].1 as usize);
-        debug_assert!(
-            s <= a && b <= e,
-            "[{a}, {b}) is not inside the free run [{s}, {e})"
-        );
-        match (s < a, b < e) {
-            (true, true) => {
-                self.runs[j].1 = a as u32;
-                self.insert_run(j + 1, b, e);
-            }
-            (true, false) => self.runs[j].1 = a as u32,
-            (false, true) => self.runs[j].0 = b as u32,
-            (false, false) => {
-                self.runs.copy_within(j + 1..self.nruns, j);
-                self.nruns -= 1;
-            }
-        }
+        debug_assert!(self.free.first(false, a, b) == b, "[{a}, {b}) is not free");
+        self.free.set(a, b, false);
     }
 
     /// Marks `[a, b)`, used granules, as free, joining the runs around.
     fn mark_free(&mut self, a: usize, b: usize) {
-        if a == b {
-            return;
-        }
-        for i in a..b {
-            set_bit(&mut self.used, i, false);
-        }
-        let j = self.runs[..self.nruns].partition_point(|&(s, _)| (s as usize) < a);
-        let joins_left = j > 0 && self.runs[j - 1].1 as usize == a;
-        let joins_right = j < self.nruns && self.runs[j].0 as usize == b;
-        match (joins_left, joins_right) {
-            (true, true) => {
-                self.runs[j - 1].1 = self.runs[j].1;
-                self.runs.copy_within(j + 1..self.nruns, j);
-                self.nruns -= 1;
+        debug_assert!(self.free.first(true, a, b) == b, "[{a}, {b}) is not used");
+        self.free.set(a, b, true);
+    }
+
+    /// Whether the stretches of both bitmaps are all binned, and every
+    /// dirty granule is free (a walk over the region: debug builds).
+    fn indexes_match_bits(&self) -> bool {
+        let mut i = self.dirty.first(true, 0, self.dirty.top());
+        while i < self.dirty.top() {
+            if self.used(i) {
+                return false;
             }
-            (true, false) => self.runs[j - 1].1 = b as u32,
-            (false, true) => self.runs[j].0 = a as u32,
-            (false, false) => self.insert_run(j, a, b),
+            i = self.dirty.first(true, i + 1, self.dirty.top());
         }
-    }
-
-    /// The runs of a new region of `end` granules, whose bookkeeping reads
-    /// as zero (no run yet): its granules past the bookkeeping's own.
-    fn start_runs(&mut self, end: usize) {
-        self.runs[0] = (0, end as u32);
-        self.nruns = 1;
-        self.mark_used(0, META_GRANULES);
-    }
-
-    fn insert_run(&mut self, j: usize, s: usize, e: usize) {
-        debug_assert!(self.nruns < MAX_RUNS);
-        self.runs.copy_within(j..self.nruns, j + 1);
-        self.runs[j] = (s as u32, e as u32);
-        self.nruns += 1;
-    }
-
-    /// Calls `f(s, e)` on each free run of `used` in `[from, end)`, found
-    /// by searching the bitmap (what the table must hold).
-    fn each_bitmap_run(&self, from: usize, end: usize, mut f: impl FnMut(usize, usize)) {
-        let mut i = from;
-        while i < end {
-            let s = find(&self.used, false, i, end);
-            let e = find(&self.used, true, s, end);
-            if s < e {
-                f(s, e);
-            }
-            i = e;
-        }
-    }
-
-    /// Sets the runs from `used` (for tests that write the bitmap).
-    #[cfg(test)]
-    fn rebuild_runs(&mut self, from: usize, end: usize) {
-        let mut runs = [(0u32, 0u32); MAX_RUNS];
-        let mut n = 0;
-        self.each_bitmap_run(from, end, |s, e| {
-            runs[n] = (s as u32, e as u32);
-            n += 1;
-        });
-        self.runs = runs;
-        self.nruns = n;
-    }
-
-    /// Whether the runs are the free runs of `used` in `[from, end)`.
-    fn runs_match_bits(&self, from: usize, end: usize) -> bool {
-        let mut table = self.free_runs();
-        let mut same = true;
-        self.each_bitmap_run(from, end, |s, e| same &= table.next() == Some((s, e)));
-        same && table.next().is_none()
+        self.free.match_bits() && self.dirty.match_bits()
     }
 }
 
 const _: () = assert!(
-    core::mem::size_of::<Meta>() <= ARENA_SIZE
-        && WORDS * 64 == MAX_GRANULES
-        && MAX_GRANULES <= u32::MAX as usize
+    core::mem::size_of::<Meta>() <= META_BYTES
+        && META_BYTES.is_multiple_of(ARENA_SIZE)
+        && MAX_GRANULES == LARGE_REGION_SIZE / GRANULE
+        && LARGE_SPAN_MAX + META_BYTES <= LARGE_REGION_SIZE
 );
-
-#[inline]
-fn bit(b: &Bits, i: usize) -> bool {
-    (b[i / 64] >> (i % 64)) & 1 != 0
-}
-
-#[inline]
-fn set_bit(b: &mut Bits, i: usize, v: bool) {
-    if v {
-        b[i / 64] |= 1 << (i % 64);
-    } else {
-        b[i / 64] &= !(1 << (i % 64));
-    }
-}
-
-/// The first granule in `[from, end)` whose bit is `want`, or `end`.
-fn find(b: &Bits, want: bool, from: usize, end: usize) -> usize {
-    let mut i = from;
-    while i < end {
-        let w = if want { b[i / 64] } else { !b[i / 64] } >> (i % 64);
-        if w != 0 {
-            return (i + w.trailing_zeros() as usize).min(end);
-        }
-        i = (i / 64 + 1) * 64;
-    }
-    end
-}
-
-/// How many granules in `[from, to)` have their bit set.
-fn count(b: &Bits, from: usize, to: usize) -> usize {
-    let mut n = 0;
-    let mut i = from;
-    while i < to {
-        let w = i / 64;
-        let lo = i % 64;
-        let hi = (to - w * 64).min(64);
-        let mask = if hi == 64 { !0u64 } else { (1u64 << hi) - 1 } & (!0u64 << lo);
-        n += (b[w] & mask).count_ones() as usize;
-        i = w * 64 + hi;
-    }
-    n
-}
 
 struct Regions {
     base: [usize; LARGE_REGIONS],
@@ -308,14 +188,21 @@ impl Regions {
     }
 
     /// Where to take a span of `k` granules: its region and first granule.
-    /// The placement in a free run that covers the most dirty granules
-    /// (their pages are resident: no page faults, and fewer kept pages
-    /// left to give back), then one at an end of its run (a run cut in
-    /// the middle leaves two smaller ones), then the smallest run (best
-    /// fit). Within a run, a span starts at the run's start or at a stretch
-    /// of dirty granules (or ends at the run's end, if the stretch is too
-    /// near it). (Considering the run's end as well took 12% more page
-    /// faults on `benches/realloc_grow.c`.)
+    /// Dirty granules first, their pages resident (no page faults, and
+    /// fewer kept pages left to give back): the shortest stretch of at
+    /// least `k` dirty granules. Else, of two places, the one that covers
+    /// more dirty granules, then is at an end of its run (a run cut in
+    /// the middle leaves two smaller ones), then in the shorter run: over
+    /// the longest dirty stretch in a free run that fits, or in the
+    /// shortest free run that fits. In that run, a span starts at the
+    /// run's start or at a stretch of dirty granules (or ends at the run's
+    /// end, if the stretch is too near it). (Considering the run's end as
+    /// well took 12% more page faults on `benches/realloc_grow.c`.)
+    ///
+    /// "Shortest" and "longest" are of the few stretches of one length bin
+    /// that `Stretches` looks at: the time does not grow with the number of
+    /// free runs, as a walk over all of them did (BENCHMARKS.md, seventeenth
+    /// session).
     fn best_fit(&self, k: usize) -> Option<(usize, usize)> {
         // (dirty granules covered, at an end of the run, -run length), and where.
         let mut best: Option<((usize, bool, isize), usize, usize)> = None;
@@ -323,44 +210,62 @@ impl Regions {
             // In a region of the other kind, only a place whose pages are
             // all resident: the page size no longer matters there.
             let own_kind = self.huge[r] == (k >= PER_HUGE);
-            let (m, end) = (self.meta(r), self.granules[r]);
-            let top = m.top;
-            debug_assert!(
-                find(&m.used, true, top, end) == end && find(&m.dirty, true, top, end) == end,
-                "a granule at or above top is used or dirty"
-            );
-            debug_assert!(m.runs_match_bits(META_GRANULES, end));
-            for (s, e) in m.free_runs() {
-                if e - s < k {
-                    continue;
+            let m = self.meta(r);
+            debug_assert!(m.indexes_match_bits());
+            let end = self.granules[r];
+            let mut offer = |score: (usize, bool, isize), x: usize| {
+                if best.is_none_or(|b| score > b.0) {
+                    best = Some((score, r, x));
                 }
-                // No place in a run this long can beat a best that covers
-                // k dirty granules at an end of a run no longer.
-                if let Some(((dirty, at_end, minus_len), _, _)) = best {
-                    if dirty == k && at_end && e - s >= minus_len.unsigned_abs() {
-                        continue;
-                    }
+            };
+            // All dirty: at a stretch's start, preferably where a run starts
+            // or ends, then in the shorter run. (A place's being at an end
+            // needs only the granules around; the run's length, a walk,
+            // only for a place that may win.)
+            let mut full: Option<((bool, isize), usize)> = None;
+            m.dirty.each_fitting(k, |d, _| {
+                let at_end = m.used(d - 1) || d + k == end || m.used(d + k);
+                if full.is_some_and(|f| !at_end && f.0 .0) {
+                    return false;
                 }
-                let mut consider = |x: usize| {
-                    let score = place_score(m, k, (s, e), x);
-                    if (own_kind || score.0 == k) && best.is_none_or(|b| score > b.0) {
-                        best = Some((score, r, x));
-                    }
+                let (s, e) = m.free.stretch_at(d);
+                let score = (at_end, -((e - s) as isize));
+                if full.is_none_or(|f| score > f.0) {
+                    full = Some((score, d));
+                }
+                score == (true, -(k as isize))
+            });
+            if let Some(((at_end, minus_len), x)) = full {
+                offer((k, at_end, minus_len), x);
+            } else if own_kind {
+                let mut consider = |run: (usize, usize), x: usize| {
+                    offer(place_score(m, k, run, x), x);
                 };
-                consider(s);
-                let de = e.min(top);
-                let mut d = find(&m.dirty, true, s, de);
-                while d < de {
-                    // A stretch at the run's start is the place already scored.
-                    if d != s {
-                        consider(d.min(e - k));
+                // Over one of the longest dirty stretches in a run that fits.
+                for (d, _) in m.dirty.longest_up_to(k) {
+                    let run = m.free.stretch_at(d);
+                    if run.1 - run.0 >= k {
+                        consider(run, run.0);
+                        consider(run, d.min(run.1 - k));
                     }
-                    d = find(&m.dirty, true, find(&m.dirty, false, d, de), de);
                 }
-                if let Some((score, r, x)) = best {
-                    if score == (k, true, -(k as isize)) {
-                        return Some((r, x));
+                // In the shortest run that fits.
+                if let Some(run) = m.free.fit(k) {
+                    consider(run, run.0);
+                    let de = run.1.min(m.dirty.top());
+                    let mut d = m.dirty.first(true, run.0, de);
+                    while d < de {
+                        // A stretch at the run's start is the place already scored.
+                        if d != run.0 {
+                            consider(run, d.min(run.1 - k));
+                        }
+                        d = m.dirty.first(true, m.dirty.first(false, d, de), de);
                     }
+                }
+            }
+            if let Some((score, r, x)) = best {
+                if score == (k, true, -(k as isize)) {
+                    return Some((r, x));
                 }
             }
         }
@@ -379,7 +284,7 @@ impl Regions {
         if fault::inject(Site::Large, 2 * LARGE_REGION_SIZE) {
             return Err(Refused::Failed);
         }
-        let min = (ARENA_SIZE + k * GRANULE)
+        let min = (META_BYTES + k * GRANULE)
             .next_power_of_two()
             .max(HUGE_PAGE_SIZE);
         let (p, size) = os::reserve_aligned(LARGE_REGION_SIZE, min);
@@ -387,9 +292,9 @@ impl Regions {
             return Err(Refused::NoRegion);
         }
         let base = p as usize;
-        for c in (base + ARENA_SIZE..base + size).step_by(ARENA_SIZE) {
+        for c in (base + META_BYTES..base + size).step_by(ARENA_SIZE) {
             if !arena_map::set(c, CHUNK_SPAN) {
-                for done in (base + ARENA_SIZE..c).step_by(ARENA_SIZE) {
+                for done in (base + META_BYTES..c).step_by(ARENA_SIZE) {
                     arena_map::clear(done);
                 }
                 // SAFETY: the region was just mapped and nothing in it is
@@ -413,9 +318,7 @@ impl Regions {
         self.granules[r] = size / GRANULE;
         self.huge[r] = huge;
         self.count += 1;
-        let m = self.meta(r);
-        m.start_runs(size / GRANULE);
-        m.top = META_GRANULES;
+        self.meta(r).start(size / GRANULE);
         Ok(r)
     }
 }
@@ -424,16 +327,10 @@ impl Regions {
 /// they all read as zero, and the bytes they kept resident (no longer
 /// kept: the caller counts them as mapped for the block).
 fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
-    m.top = m.top.max(i1);
-    let mut kept = 0;
     m.mark_used(i0, i1);
-    for i in i0..i1 {
-        set_bit(&mut m.hdr, i, false);
-        if bit(&m.dirty, i) {
-            set_bit(&mut m.dirty, i, false);
-            kept += GRANULE;
-        }
-    }
+    set_bits(&mut m.hdr, i0, i1, false);
+    let kept = count(m.dirty.bits(), i0, i1) * GRANULE;
+    m.dirty.set(i0, i1, false);
     KEPT.fetch_sub(kept, Relaxed);
     purge::large_took_fresh((i1 - i0) * GRANULE - kept);
     (kept == 0, kept)
@@ -444,7 +341,7 @@ fn claim(m: &mut Meta, i0: usize, i1: usize) -> (bool, usize) {
 /// run, then the shorter run.
 fn place_score(m: &Meta, k: usize, (s, e): (usize, usize), x: usize) -> (usize, bool, isize) {
     (
-        count(&m.dirty, x, x + k),
+        count(m.dirty.bits(), x, x + k),
         x == s || x + k == e,
         -((e - s) as isize),
     )
@@ -498,7 +395,7 @@ pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
     };
     let end = g.granules[r];
     let m = g.meta(r);
-    if i0 + k2 > end || find(&m.used, true, i0 + k, i0 + k2) != i0 + k2 {
+    if i0 + k2 > end || m.free.first(false, i0 + k, i0 + k2) != i0 + k2 {
         return false;
     }
     let (_, kept) = claim(m, i0 + k, i0 + k2);
@@ -536,13 +433,11 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
     };
     let m = g.meta(r);
     m.mark_free(i0, i0 + k);
-    for i in i0..i0 + k {
-        if keep {
-            set_bit(&mut m.dirty, i, true);
-            m.freed_at[i] = now;
-        }
+    if keep {
+        m.dirty.set(i0, i0 + k, true);
+        m.freed_at[i0..i0 + k].fill(now);
     }
-    set_bit(&mut m.hdr, i0, header);
+    set_bits(&mut m.hdr, i0, i0 + 1, header);
     if keep {
         KEPT.fetch_add(bytes, Relaxed);
         NEXT_EXPIRY.fetch_min(now + purge::delay_ms(), Relaxed);
@@ -565,7 +460,7 @@ pub fn freed_block_at(p: usize) -> bool {
     let g = REGIONS.lock();
     g.locate(start).is_some_and(|(r, i)| {
         let m = g.meta(r);
-        start == g.base[r] + i * GRANULE && !bit(&m.used, i) && bit(&m.hdr, i)
+        start == g.base[r] + i * GRANULE && !m.used(i) && bit(&m.hdr, i)
     })
 }
 
@@ -598,7 +493,7 @@ pub fn purge_expired(now: u64) {
 
 /// Whether granule `i` is free and holds no resident page we know of.
 fn clean(m: &Meta, i: usize) -> bool {
-    !bit(&m.used, i) && !bit(&m.dirty, i)
+    !m.used(i) && !m.is_dirty(i)
 }
 
 /// Marks busy the clean free granules before `from` and from `to` on, up
@@ -625,7 +520,6 @@ fn take_clean_around(
     }
     m.mark_used(start, from);
     m.mark_used(to, end);
-    m.top = m.top.max(end);
     ((start, from), (to, end))
 }
 
@@ -663,11 +557,11 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
         'regions: for r in 0..g.count {
             let (m, base) = (g.meta(r), g.base[r]);
             for w in 0..g.granules[r] / 64 {
-                if m.dirty[w] == 0 {
+                if m.dirty.bits()[w] == 0 {
                     continue;
                 }
                 for i in w * 64..w * 64 + 64 {
-                    if !bit(&m.dirty, i) {
+                    if !m.is_dirty(i) {
                         continue;
                     }
                     if !all && !purge::expired(m.freed_at[i], now) {
@@ -680,9 +574,6 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
                         complete = false;
                         break 'regions;
                     }
-                    set_bit(&mut m.dirty, i, false);
-                    // Busy while its pages go back, outside the lock.
-                    m.mark_used(i, i + 1);
                     if extends {
                         runs[n - 1].2 += 1;
                     } else {
@@ -705,7 +596,11 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
         }
         for (j, &(base, from, to)) in runs[..n].iter().enumerate() {
             if let Some((r, _)) = g.locate(base) {
-                let (before, after) = take_clean_around(g.meta(r), g.huge[r], from, to);
+                let m = g.meta(r);
+                m.dirty.set(from, to, false);
+                // Busy while its pages go back, outside the lock.
+                m.mark_used(from, to);
+                let (before, after) = take_clean_around(m, g.huge[r], from, to);
                 around[2 * j] = before;
                 around[2 * j + 1] = after;
             }
@@ -759,7 +654,7 @@ pub fn kept() -> (usize, usize) {
         let m = g.meta(r);
         let mut prev = false;
         for i in META_GRANULES..g.granules[r] {
-            let kept = bit(&m.dirty, i);
+            let kept = m.is_dirty(i);
             runs += (kept && !prev) as usize;
             prev = kept;
         }
@@ -784,8 +679,8 @@ mod tests {
 
     /// A region's bookkeeping as the kernel hands it out: all zero.
     fn zeroed_meta() -> std::boxed::Box<Meta> {
-        // SAFETY: Meta is bit sets, times, counts and a table of runs: all
-        // zero is a valid value (an empty table).
+        // SAFETY: Meta is bit sets, times and u16 links: all zero is a
+        // valid value (no stretch binned yet).
         unsafe { std::boxed::Box::new_zeroed().assume_init() }
     }
 
@@ -799,157 +694,120 @@ mod tests {
         }
     }
 
-    #[test]
-    fn find_crosses_words_and_stops_at_end() {
-        let mut b: Bits = [0; WORDS];
-        for i in [3, 64, 130, 131, MAX_GRANULES - 1] {
-            set_bit(&mut b, i, true);
-        }
-        assert_eq!(find(&b, true, 0, MAX_GRANULES), 3);
-        assert_eq!(find(&b, true, 4, MAX_GRANULES), 64);
-        assert_eq!(find(&b, true, 65, MAX_GRANULES), 130);
-        assert_eq!(find(&b, true, 132, MAX_GRANULES), MAX_GRANULES - 1);
-        assert_eq!(find(&b, true, 65, 100), 100, "none before the end");
-        assert_eq!(find(&b, false, 130, MAX_GRANULES), 132);
-        assert_eq!(find(&b, false, 3, 4), 4);
-        set_bit(&mut b, 130, false);
-        assert!(!bit(&b, 130) && bit(&b, 131));
-    }
-
-    /// `best_fit` as it was before `Meta::top` and the runs passed over:
-    /// every free run to the end of the region looked at, scored the same
-    /// way; in a region of the other kind, only the places all dirty.
-    fn best_fit_unbounded(m: &Meta, end: usize, k: usize, own_kind: bool) -> Option<usize> {
-        let mut best: Option<((usize, bool, isize), usize)> = None;
-        let mut i = META_GRANULES;
-        while i < end {
-            let s = find(&m.used, false, i, end);
-            let e = find(&m.used, true, s, end);
-            i = e;
-            if e - s < k {
-                continue;
-            }
-            let mut consider = |x: usize| {
-                let score = place_score(m, k, (s, e), x);
-                if (own_kind || score.0 == k) && best.is_none_or(|b| score > b.0) {
-                    best = Some((score, x));
-                }
-            };
-            consider(s);
-            let mut d = find(&m.dirty, true, s, e);
-            while d < e {
-                consider(d.min(e - k));
-                d = find(&m.dirty, true, find(&m.dirty, false, d, e), e);
-            }
-        }
-        best.map(|b| b.1)
-    }
-
-    #[test]
-    fn the_walk_places_spans_as_the_full_walk_does() {
-        let mut meta = zeroed_meta();
-        let end = 2048;
+    /// A table of one region whose bookkeeping is `meta` (not a real
+    /// region: only `best_fit` and `meta` are used on it).
+    fn one_region(meta: &mut Meta, end: usize) -> Regions {
         let mut regions = Regions {
             base: [0; LARGE_REGIONS],
             granules: [0; LARGE_REGIONS],
             huge: [false; LARGE_REGIONS],
             count: 1,
         };
-        regions.base[0] = &mut *meta as *mut Meta as usize;
+        regions.base[0] = meta as *mut Meta as usize;
         regions.granules[0] = end;
-        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
-        for _ in 0..300 {
-            let m = regions.meta(0);
-            *m = Meta {
-                used: [0; WORDS],
-                dirty: [0; WORDS],
-                hdr: [0; WORDS],
-                freed_at: [0; MAX_GRANULES],
-                top: 0,
-                runs: [(0, 0); MAX_RUNS],
-                nruns: 0,
-            };
-            for i in 0..META_GRANULES {
-                set_bit(&mut m.used, i, true);
-            }
-            // Granules below top: used, free dirty or free clean, in runs.
-            m.top = META_GRANULES + rand(end - META_GRANULES);
-            let mut i = META_GRANULES;
-            while i < m.top {
-                let len = (1 + rand(12)).min(m.top - i);
-                let kind = rand(3);
-                for g in i..i + len {
-                    set_bit(&mut m.used, g, kind == 0);
-                    set_bit(&mut m.dirty, g, kind == 1);
-                }
-                i += len;
-            }
-            m.rebuild_runs(META_GRANULES, end);
-            // Each size in a region of its kind and in one of the other.
-            for k in [1, 2, 3, 5, 8, 40, end] {
-                for huge in [false, true] {
-                    regions.huge[0] = huge;
-                    let own_kind = huge == (k >= PER_HUGE);
-                    let want = best_fit_unbounded(regions.meta(0), end, k, own_kind);
-                    assert_eq!(
-                        regions.best_fit(k).map(|f| f.1),
-                        want,
-                        "k {k}, huge {huge}, top {}",
-                        regions.meta(0).top
-                    );
-                }
-            }
-        }
+        meta.start(end);
+        regions
     }
 
-    /// Random claims and frees, as spans and as single busy granules (a
-    /// purge's), keep the run table equal to the free runs of the bitmap.
     #[test]
-    fn the_runs_follow_every_change_of_the_bitmap() {
+    fn a_span_goes_to_dirty_granules_first_then_to_the_shortest_run() {
         let mut meta = zeroed_meta();
-        let m = &mut *meta;
-        let end = 3000;
-        m.start_runs(end);
+        let g = one_region(&mut meta, 2048);
+        let m = g.meta(0);
+        m.mark_used(META_GRANULES, 2048);
+        m.mark_free(100, 140); // 40, clean
+        m.mark_free(200, 210); // 10, clean
+        m.mark_free(300, 400); // 100, 12 dirty in the middle
+        m.dirty.set(350, 362, true);
+        m.mark_free(500, 506); // 6, clean
+        let at = |k| g.best_fit(k).map(|(r, x)| (assert_eq!(r, 0), x).1);
+        assert_eq!(at(6), Some(350), "all dirty beats an exact fit");
+        assert_eq!(at(12), Some(350));
+        // No dirty stretch of 13: a place covering the 12 beats the best
+        // fit, clean.
+        assert_eq!(at(13), Some(350));
+        assert_eq!(at(101), None, "no run fits");
+        m.dirty.set(350, 362, false);
+        assert_eq!(at(6), Some(500), "exact fit");
+        assert_eq!(at(7), Some(200));
+        assert_eq!(at(11), Some(100));
+        assert_eq!(at(31), Some(100));
+        assert_eq!(
+            at(PER_HUGE),
+            None,
+            "a huge span, in a region of small pages"
+        );
+        // Of two dirty stretches, the one where a run starts.
+        m.dirty.set(390, 400, true);
+        assert_eq!(at(4), Some(390));
+        m.dirty.set(200, 210, true);
+        assert_eq!(at(4), Some(200));
+        // In a region of the other kind, only places all dirty.
+        let mut g = g;
+        g.huge[0] = true;
+        assert_eq!(g.best_fit(4).map(|f| f.1), Some(200));
+        assert_eq!(g.best_fit(11).map(|f| f.1), None);
+        // A huge span in its own kind of region: over the dirty stretch,
+        // at the run's end.
+        assert_eq!(g.best_fit(41).map(|f| f.1), Some(359));
+        assert!(g.meta(0).indexes_match_bits());
+    }
+
+    /// Random spans taken and freed, dirty or not, as `take` and `release`
+    /// do: every place found is free; one is found whenever a run fits;
+    /// and it is all dirty whenever a dirty stretch fits.
+    #[test]
+    fn every_place_found_is_free_and_dirty_when_a_dirty_stretch_fits() {
+        let mut meta = zeroed_meta();
+        let end = 1024;
+        let mut g = one_region(&mut meta, end);
         let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
         let mut spans: std::vec::Vec<(usize, usize)> = std::vec::Vec::new();
-        for step in 0..20_000 {
-            if spans.is_empty() || (rand(5) < 3 && m.nruns > 0) {
-                // Claim part of a random free run: at its start, its end or
-                // inside it; sometimes one granule (a purge's busy mark).
-                let (s, e) = m.free_runs().nth(rand(m.nruns)).unwrap();
-                let len = if rand(4) == 0 {
-                    1
-                } else {
-                    1 + rand((e - s).min(40))
-                };
-                let a = match rand(3) {
-                    0 => s,
-                    1 => e - len,
-                    _ => s + rand(e - s - len + 1),
-                };
-                m.mark_used(a, a + len);
-                spans.push((a, a + len));
-            } else {
+        for step in 0..5000 {
+            let most = if rand(4) == 0 { 120 } else { 12 };
+            let k = 1 + rand(most);
+            g.huge[0] = rand(4) == 0;
+            let own_kind = g.huge[0] == (k >= PER_HUGE);
+            let m = g.meta(0);
+            // What a walk over every granule says.
+            let (mut run_fits, mut dirty_fits) = (false, false);
+            let (mut len, mut dlen) = (0, 0);
+            for i in META_GRANULES..end {
+                len = if m.used(i) { 0 } else { len + 1 };
+                dlen = if m.is_dirty(i) { dlen + 1 } else { 0 };
+                run_fits |= len >= k;
+                dirty_fits |= dlen >= k;
+            }
+            match g.best_fit(k) {
+                None => assert!(
+                    !dirty_fits && (!own_kind || !run_fits),
+                    "step {step}: k {k}"
+                ),
+                Some((_, x)) => {
+                    assert!((x..x + k).all(|i| !m.used(i)), "step {step}: k {k} at {x}");
+                    let dirty = (x..x + k).filter(|&i| m.is_dirty(i)).count();
+                    let all_dirty = dirty_fits || !own_kind;
+                    assert!(!all_dirty || dirty == k, "step {step}: k {k} at {x}");
+                    if rand(3) != 0 {
+                        m.mark_used(x, x + k);
+                        m.dirty.set(x, x + k, false);
+                        spans.push((x, x + k));
+                    }
+                }
+            }
+            if !spans.is_empty() && rand(2) == 0 {
                 let (a, b) = spans.swap_remove(rand(spans.len()));
                 m.mark_free(a, b);
+                if rand(2) == 0 {
+                    m.dirty.set(a, b, true);
+                }
             }
-            assert!(m.runs_match_bits(META_GRANULES, end), "step {step}");
+            if rand(50) == 0 {
+                // A purge pass: some dirty granules go clean.
+                let a = META_GRANULES + rand(end - META_GRANULES);
+                m.dirty.set(a, (a + rand(30)).min(end), false);
+            }
+            assert!(m.indexes_match_bits(), "step {step}");
         }
-    }
-
-    #[test]
-    fn count_counts_set_bits_in_a_range_across_words() {
-        let mut b: Bits = [0; WORDS];
-        for i in [0, 5, 63, 64, 65, 127, 128, 200] {
-            set_bit(&mut b, i, true);
-        }
-        assert_eq!(count(&b, 0, MAX_GRANULES), 8);
-        assert_eq!(count(&b, 0, 5), 1, "the end is excluded");
-        assert_eq!(count(&b, 5, 6), 1);
-        assert_eq!(count(&b, 6, 63), 0);
-        assert_eq!(count(&b, 63, 66), 3, "across a word boundary");
-        assert_eq!(count(&b, 64, 128), 3, "one whole word");
-        assert_eq!(count(&b, 1, 201), 7);
-        assert_eq!(count(&b, 129, 129), 0, "empty");
     }
 }
