@@ -675,6 +675,7 @@ pub unsafe fn unlock_after_fork() {
 
 #[cfg(test)]
 mod tests {
+    use super::super::stretches::tests::xorshift;
     use super::*;
 
     /// A region's bookkeeping as the kernel hands it out: all zero.
@@ -682,16 +683,6 @@ mod tests {
         // SAFETY: Meta is bit sets, times and u16 links: all zero is a
         // valid value (no stretch binned yet).
         unsafe { std::boxed::Box::new_zeroed().assume_init() }
-    }
-
-    /// A small deterministic generator: `rand(n)` is in `0..n`.
-    fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
-        move |n| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        }
     }
 
     /// A table of one region whose bookkeeping is `meta` (not a real

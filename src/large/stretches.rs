@@ -415,7 +415,7 @@ impl<const MEMBER: bool> Stretches<MEMBER> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn zeroed<const M: bool>() -> std::boxed::Box<Stretches<M>> {
@@ -423,7 +423,8 @@ mod tests {
         unsafe { std::boxed::Box::new_zeroed().assume_init() }
     }
 
-    fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+    /// A small deterministic generator: `rand(n)` is in `0..n`.
+    pub(in crate::large) fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
         move |n| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
