@@ -69,8 +69,9 @@ fn round_pages(n: usize) -> Option<usize> {
 fn header_of(p: *const u8, kind: u8) -> *mut Header {
     let p = p as usize;
     let at = match kind {
-        // Blocks in regions are aligned, and chunk 0 of a region (not
-        // marked) is mapped: the 64 bytes before any such `p` are readable.
+        // Blocks in regions are aligned, and a region's bookkeeping before
+        // its first marked chunk is mapped: the 64 bytes before any such
+        // `p` are readable.
         CHUNK_SPAN if p.is_multiple_of(ALIGNMENT) => p - HEADER,
         CHUNK_SPAN => 0,
         CHUNK_LARGE_BEHIND => (p & !ARENA_MASK) - ARENA_SIZE,

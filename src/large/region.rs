@@ -137,8 +137,10 @@ impl Meta {
     }
 }
 
+// The 64 bytes before the first span, which `header_of` may read for an
+// invalid pointer, are past the bookkeeping: never written, read as zero.
 const _: () = assert!(
-    core::mem::size_of::<Meta>() <= META_BYTES
+    core::mem::size_of::<Meta>() + HEADER_BYTES <= META_BYTES
         && META_BYTES.is_multiple_of(ARENA_SIZE)
         && MAX_GRANULES == LARGE_REGION_SIZE / GRANULE
         && LARGE_SPAN_MAX + META_BYTES <= LARGE_REGION_SIZE
@@ -181,9 +183,9 @@ impl Regions {
     /// behind its guard) for as long as it uses it.
     #[allow(clippy::mut_from_ref)]
     fn meta(&self, r: usize) -> &mut Meta {
-        // SAFETY: chunk 0 of a reserved region holds its Meta, zeroed by
-        // the kernel and then accessed only under the lock, which the
-        // caller holds.
+        // SAFETY: the first META_BYTES of a reserved region hold its Meta,
+        // zeroed by the kernel and then accessed only under the lock, which
+        // the caller holds.
         unsafe { &mut *(self.base[r] as *mut Meta) }
     }
 
