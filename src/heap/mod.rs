@@ -657,7 +657,7 @@ mod tests {
         // SAFETY: our own heap.
         let cached = |u| unsafe { me.remote_pool(u) }.is_some();
         assert!(
-            u % REMOTE_SLOTS == 0 || cached(u),
+            u.is_multiple_of(REMOTE_SLOTS) || cached(u),
             "the free cached the pool"
         );
         // An unmap of any arena: make one empty, into the reserve, and
