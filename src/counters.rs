@@ -4,6 +4,7 @@
 //! `stats` (at the top) merges them into a snapshot and prints the table.
 
 use crate::config::NUM_CLASSES;
+use crate::sync::raise_to;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Counters owned by one heap: only the thread owning the heap writes them,
@@ -60,7 +61,7 @@ pub static LARGE_ALIGN_LOSS: AtomicUsize = AtomicUsize::new(0);
 
 pub fn add_mapped(n: usize) {
     let now = MAPPED.fetch_add(n, Relaxed) + n;
-    PEAK_MAPPED.fetch_max(now, Relaxed);
+    raise_to(&PEAK_MAPPED, now);
 }
 
 pub fn sub_mapped(n: usize) {
@@ -69,7 +70,7 @@ pub fn sub_mapped(n: usize) {
 
 pub fn arena_acquired() {
     let n = ARENAS_ALLOCATED.fetch_add(1, Relaxed) + 1;
-    ARENAS_PEAK.fetch_max(n - ARENAS_FREED.load(Relaxed), Relaxed);
+    raise_to(&ARENAS_PEAK, n - ARENAS_FREED.load(Relaxed));
 }
 
 pub fn arena_released() {

@@ -12,6 +12,7 @@
 //! A delay of 0 gives pages back as soon as they are free.
 
 use crate::config::{KEEP_MIN_UNITS, PURGE_DELAY_MS_DEFAULT};
+use crate::sync::raise_to;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 static DELAY_MS: AtomicU64 = AtomicU64::new(PURGE_DELAY_MS_DEFAULT);
@@ -94,7 +95,7 @@ static DIRTY_UNITS: AtomicUsize = AtomicUsize::new(0);
 /// `n` units went to pools.
 pub fn units_taken(n: usize) {
     let now = IN_USE_UNITS.fetch_add(n, Relaxed) + n;
-    PEAK_UNITS.fetch_max(now, Relaxed);
+    raise_to(&PEAK_UNITS, now);
 }
 
 /// `n` units came back from pools.

@@ -1,9 +1,28 @@
 //! A spin lock for the allocator's slow paths (arena reserve, heap registry,
 //! large regions). It never allocates, so it is usable inside malloc, and
-//! it is held only for short, bounded sections.
+//! it is held only for short, bounded sections. And shared maxima and
+//! minima that look before they write.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Raises `a` to `v` if it is below. A plain load first: once a peak is
+/// reached, the usual case, no locked instruction is run (`fetch_max`
+/// always runs one, which also waits for the thread's pending stores).
+#[inline]
+pub fn raise_to(a: &AtomicUsize, v: usize) {
+    if a.load(Ordering::Relaxed) < v {
+        a.fetch_max(v, Ordering::Relaxed);
+    }
+}
+
+/// Lowers `a` to `v` if it is above, looking first as `raise_to` does.
+#[inline]
+pub fn lower_to(a: &AtomicU64, v: u64) {
+    if a.load(Ordering::Relaxed) > v {
+        a.fetch_min(v, Ordering::Relaxed);
+    }
+}
 
 pub struct SpinLock<T> {
     locked: AtomicBool,

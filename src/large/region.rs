@@ -60,7 +60,7 @@ use crate::counters;
 use crate::fault::{self, Site};
 use crate::os;
 use crate::purge;
-use crate::sync::SpinLock;
+use crate::sync::{lower_to, raise_to, SpinLock};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 pub(crate) const GRANULE: usize = LARGE_GRANULE;
@@ -442,7 +442,7 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
     set_bits(&mut m.hdr, i0, i0 + 1, header);
     if keep {
         KEPT.fetch_add(bytes, Relaxed);
-        NEXT_EXPIRY.fetch_min(now + purge::delay_ms(), Relaxed);
+        lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
         purge::note_due(now + purge::delay_ms());
         return;
     }
@@ -468,7 +468,7 @@ pub fn freed_block_at(p: usize) -> bool {
 
 /// Records `live` bytes of live large blocks (the recent demand).
 pub fn note_live(live: usize) {
-    RECENT_PEAK.fetch_max(live, Relaxed);
+    raise_to(&RECENT_PEAK, live);
 }
 
 /// Gives back the dirty granules whose delay has run out, if any may have.
