@@ -27,6 +27,10 @@
  *   blocks of 200 KB written at both ends take a few pages each, not the
  *   2 MiB huge pages around them; a block of 4 MiB ends in a mapping that
  *   asks for huge pages (`hg`);
+ * - many: 4,000 live blocks of 129-600 KB, a random one replaced 20,000
+ *   times (a region cut into thousands of free runs, whose bins hold
+ *   more runs than a search looks at): every block keeps its contents,
+ *   none overlaps another, each has at least its size;
  * - double_free (delay 0 and a long delay): still reported as a double
  *   free, from the header (long delay) or from the region's record of
  *   where freed blocks started (delay 0: the header went with its page).
@@ -396,6 +400,61 @@ static void case_page_sizes(void)
         free(p[i]);
 }
 
+/* ---- many ------------------------------------------------------------------ */
+
+static unsigned long long rng_state = 0x9e3779b97f4a7c15ull;
+static size_t rnd(size_t n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (size_t)(rng_state % n);
+}
+
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void case_many(void)
+{
+    enum { LIVE = 4000, OPS = 20000 };
+    static unsigned char *p[LIVE];
+    static size_t size[LIVE];
+    static uintptr_t ends[LIVE][2];
+    for (size_t i = 0; i < LIVE; i++) {
+        size[i] = 129 * 1024 + rnd(472 * 1024);
+        p[i] = malloc(size[i]);
+        CHECK(p[i] != NULL);
+        p[i][0] = p[i][size[i] - 1] = (unsigned char)i;
+    }
+    for (size_t op = 0; op < OPS; op++) {
+        size_t i = rnd(LIVE);
+        CHECK_MSG(p[i][0] == (unsigned char)i && p[i][size[i] - 1] == (unsigned char)i,
+                  "op %zu: block %zu lost its contents", op, i);
+        free(p[i]);
+        size[i] = 129 * 1024 + rnd(472 * 1024);
+        p[i] = malloc(size[i]);
+        CHECK(p[i] != NULL);
+        CHECK(malloc_usable_size(p[i]) >= size[i]);
+        p[i][0] = p[i][size[i] - 1] = (unsigned char)i;
+    }
+    for (size_t i = 0; i < LIVE; i++) {
+        ends[i][0] = (uintptr_t)p[i];
+        ends[i][1] = (uintptr_t)p[i] + malloc_usable_size(p[i]);
+    }
+    qsort(ends, LIVE, sizeof ends[0], by_address);
+    for (size_t i = 1; i < LIVE; i++)
+        CHECK_MSG(ends[i - 1][1] <= ends[i][0], "blocks at %#lx and %#lx overlap",
+                  (unsigned long)ends[i - 1][0], (unsigned long)ends[i][0]);
+    for (size_t i = 0; i < LIVE; i++) {
+        CHECK(p[i][0] == (unsigned char)i && p[i][size[i] - 1] == (unsigned char)i);
+        free(p[i]);
+    }
+    printf("  many: %d live blocks, %d replaced, contents kept, none overlapping\n", LIVE, OPS);
+}
+
 static void child(const char *mode)
 {
     if (strcmp(mode, "reuse") == 0)
@@ -418,6 +477,8 @@ static void child(const char *mode)
         case_page_sizes();
     else if (strcmp(mode, "double_free") == 0)
         case_double_free();
+    else if (strcmp(mode, "many") == 0)
+        case_many();
     else
         FAIL("unknown mode %s", mode);
 }
@@ -451,6 +512,7 @@ int main(int argc, char **argv)
     spawn_self_ok("expiry", (const char *const[]){"OBMEM_PURGE_DELAY_MS=200", NULL});
     spawn_self_ok("delay_zero", (const char *const[]){"OBMEM_PURGE_DELAY_MS=0", NULL});
     spawn_self_ok("page_sizes", (const char *const[]){NULL});
+    spawn_self_ok("many", (const char *const[]){NULL});
     expect_double_free("OBMEM_PURGE_DELAY_MS=0");
     expect_double_free(long_delay);
     printf("test_large_spans: all ok\n");
