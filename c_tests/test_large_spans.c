@@ -27,6 +27,10 @@
  *   blocks of 200 KB written at both ends take a few pages each, not the
  *   2 MiB huge pages around them; a block of 4 MiB ends in a mapping that
  *   asks for huge pages (`hg`);
+ * - cached: a freed span of at most 1 MiB serves the next block of its
+ *   size whole, the last freed first, without a page fault; a block grows
+ *   in place over a cached span after it; a second free of a block whose
+ *   span is cached is reported; obm_trim gives cached spans back;
  * - many: 4,000 live blocks of 129-600 KB, a random one replaced 20,000
  *   times (a region cut into thousands of free runs, whose bins hold
  *   more runs than a search looks at): every block keeps its contents,
@@ -400,6 +404,66 @@ static void case_page_sizes(void)
         free(p[i]);
 }
 
+/* ---- cached ------------------------------------------------------------------- */
+
+static void case_cached(void)
+{
+    const size_t n = 200 * 1000; /* 4 granules with the header */
+    unsigned char *a = malloc(opaque_size(n));
+    unsigned char *b = malloc(opaque_size(n));
+    CHECK_NOT_NULL(a);
+    CHECK_NOT_NULL(b);
+    /* Written and read back: a write just before free could be dropped. */
+    fill_pattern(a, n, 1);
+    fill_pattern(b, n, 2);
+    CHECK_PATTERN(a, n, 1);
+    CHECK_PATTERN(b, n, 2);
+    free(a);
+    free(b);
+    /* The last freed first, its pages still resident. */
+    long f0 = minor_faults();
+    unsigned char *c = malloc(opaque_size(n));
+    unsigned char *d = malloc(opaque_size(n - 1000)); /* the same span size */
+    CHECK(c == b);
+    CHECK(d == a);
+    memset(c, 3, n);
+    memset(d, 4, n - 1000);
+    CHECK_EQ(minor_faults() - f0, 0);
+    /* A block grows in place over the cached span after it: the first
+     * spans of a fresh region lie one after the other. */
+    unsigned char *x = malloc(opaque_size(3 * GRANULE - 64));
+    unsigned char *y = malloc(opaque_size(3 * GRANULE - 64));
+    CHECK_EQ((uintptr_t)y, (uintptr_t)x + 3 * GRANULE);
+    fill_pattern(x, 3 * GRANULE - 64, 5);
+    free(y);
+    unsigned char *z = realloc(opaque_ptr(x), opaque_size(6 * GRANULE - 64));
+    CHECK(z == x);
+    CHECK_PATTERN(z, 3 * GRANULE - 64, 5);
+    memset(z, 6, 6 * GRANULE - 64);
+    /* Everything kept goes back with obm_trim, cached spans too. */
+    free(c);
+    free(d);
+    struct obm_stats st;
+    obm_get_stats(&st);
+    CHECK(st.bytes_kept >= 8 * GRANULE);
+    obm_trim();
+    obm_get_stats(&st);
+    CHECK_LT(st.bytes_kept, GRANULE);
+    free(z);
+    printf("  cached: spans reused whole without faults, grown over, trimmed\n");
+}
+
+static void case_cached_double_free(void)
+{
+    unsigned char *p = malloc(opaque_size(300 * 1000));
+    CHECK_NOT_NULL(p);
+    fill_pattern(p, 300 * 1000, 1);
+    CHECK_PATTERN(p, 300 * 1000, 1);
+    void *again = opaque_ptr(p);
+    free(p);
+    free(again); /* reported: abort */
+}
+
 /* ---- many ------------------------------------------------------------------ */
 
 static unsigned long long rng_state = 0x9e3779b97f4a7c15ull;
@@ -479,18 +543,22 @@ static void child(const char *mode)
         case_double_free();
     else if (strcmp(mode, "many") == 0)
         case_many();
+    else if (strcmp(mode, "cached") == 0)
+        case_cached();
+    else if (strcmp(mode, "cached_double_free") == 0)
+        case_cached_double_free();
     else
         FAIL("unknown mode %s", mode);
 }
 
-static void expect_double_free(const char *delay)
+static void expect_double_free(const char *mode, const char *delay)
 {
     spawn_result r;
-    spawn_self("double_free", (const char *const[]){delay, NULL}, &r);
+    spawn_self(mode, (const char *const[]){delay, NULL}, &r);
     CHECK_MSG(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT, "%s: status %d", delay,
               r.status);
     CHECK_MSG(strstr(r.err, "free(): double free of") != NULL, "%s: stderr:\n%s", delay, r.err);
-    printf("  double free reported (%s)\n", delay);
+    printf("  double free reported (%s, %s)\n", mode, delay);
 }
 
 int main(int argc, char **argv)
@@ -513,8 +581,10 @@ int main(int argc, char **argv)
     spawn_self_ok("delay_zero", (const char *const[]){"OBMEM_PURGE_DELAY_MS=0", NULL});
     spawn_self_ok("page_sizes", (const char *const[]){NULL});
     spawn_self_ok("many", (const char *const[]){NULL});
-    expect_double_free("OBMEM_PURGE_DELAY_MS=0");
-    expect_double_free(long_delay);
+    spawn_self_ok("cached", (const char *const[]){long_delay, NULL});
+    expect_double_free("double_free", "OBMEM_PURGE_DELAY_MS=0");
+    expect_double_free("double_free", long_delay);
+    expect_double_free("cached_double_free", long_delay);
     printf("test_large_spans: all ok\n");
     return 0;
 }

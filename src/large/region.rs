@@ -8,6 +8,9 @@
 //! granules are free again and join the free granules around them
 //! (`Meta::mark_free`): a big freed span serves a smaller request and
 //! leaves the rest free, and neighbouring freed spans serve a bigger one.
+//! A freed span of up to 1 MiB is first kept whole for the next block of
+//! its size (`Regions::cached`), until a block of another size needs it
+//! merged, or its delay runs out.
 //!
 //! Every chunk of a region but its first two is marked `CHUNK_SPAN` in
 //! the arena map for as long as the process lives: a block's header is
@@ -154,13 +157,52 @@ struct Regions {
     /// spans, in small pages.
     huge: [bool; LARGE_REGIONS],
     count: usize,
+    /// Freed spans of `k` granules (`k <= CACHED_MAX`) kept whole for the
+    /// next block of the same span, the last freed first: `cached[k]`
+    /// holds `ncached[k]` of them, `ncached_all` in all. Their granules
+    /// stay used in their region, and are dirty memory like the dirty
+    /// granules: counted in `KEPT`, within its budget, given back with
+    /// them (`purge` first returns the expired ones to their region as
+    /// dirty granules). A block of another size returns every cached span
+    /// to its region before it looks there (`take`), so that they merge
+    /// with the free granules around them as freed spans always did; a
+    /// block that grows in place takes back a cached span after it
+    /// (`grow`).
+    cached: [[Cached; CACHED_SLOTS]; CACHED_MAX + 1],
+    ncached: [usize; CACHED_MAX + 1],
+    ncached_all: usize,
 }
+
+/// Spans of up to this many granules (1 MiB) are cached whole when freed.
+const CACHED_MAX: usize = 16;
+/// Cached spans of each size.
+const CACHED_SLOTS: usize = 4;
+
+/// A freed span kept whole (`Regions::cached`).
+#[derive(Clone, Copy)]
+struct Cached {
+    base: usize,
+    /// When it was freed (`purge::now_ms`).
+    freed_at: u64,
+    /// Whether its block was a normal one, its header at the span's start
+    /// (the region's `hdr` once the span goes back to it).
+    header: bool,
+}
+
+const NOT_CACHED: Cached = Cached {
+    base: 0,
+    freed_at: 0,
+    header: false,
+};
 
 static REGIONS: SpinLock<Regions> = SpinLock::new(Regions {
     base: [0; LARGE_REGIONS],
     granules: [0; LARGE_REGIONS],
     huge: [false; LARGE_REGIONS],
     count: 0,
+    cached: [[NOT_CACHED; CACHED_SLOTS]; CACHED_MAX + 1],
+    ncached: [0; CACHED_MAX + 1],
+    ncached_all: 0,
 });
 
 /// Resident bytes of free granules: the dirty ones (changed under the lock).
@@ -189,6 +231,68 @@ impl Regions {
         unsafe { &mut *(self.base[r] as *mut Meta) }
     }
 
+    /// Returns the cached span of `k` granules at slot `j` to its region:
+    /// free, dirty since it was freed.
+    fn uncache(&mut self, k: usize, j: usize) {
+        let c = self.cached[k][j];
+        let n = self.ncached[k] - 1;
+        self.cached[k][j] = self.cached[k][n];
+        self.ncached[k] = n;
+        self.ncached_all -= 1;
+        let Some((r, i0)) = self.locate(c.base) else {
+            debug_assert!(false, "a cached span outside the regions");
+            return;
+        };
+        let m = self.meta(r);
+        m.mark_free(i0, i0 + k);
+        m.dirty.set(i0, i0 + k, true);
+        m.freed_at[i0..i0 + k].fill(c.freed_at);
+        set_bits(&mut m.hdr, i0, i0 + 1, c.header);
+    }
+
+    /// Returns every cached span to its region.
+    fn uncache_all(&mut self) {
+        for k in 1..=CACHED_MAX {
+            while self.ncached[k] != 0 {
+                self.uncache(k, self.ncached[k] - 1);
+            }
+        }
+    }
+
+    /// Takes the last freed cached span of `k` granules, if any.
+    fn take_cached(&mut self, k: usize) -> Option<usize> {
+        let n = self.ncached.get(k)?.checked_sub(1)?;
+        self.ncached[k] = n;
+        self.ncached_all -= 1;
+        Some(self.cached[k][n].base)
+    }
+
+    /// Caches the freed span of `k` granules at `base` if there is room.
+    fn cache(&mut self, k: usize, c: Cached) -> bool {
+        let Some(&n) = self.ncached.get(k).filter(|&&n| n < CACHED_SLOTS) else {
+            return false;
+        };
+        self.cached[k][n] = c;
+        self.ncached[k] = n + 1;
+        self.ncached_all += 1;
+        true
+    }
+
+    /// Returns the cached span starting at `base`, if there is one, to its
+    /// region.
+    fn uncache_at(&mut self, base: usize) -> bool {
+        for k in 1..=CACHED_MAX {
+            if let Some(j) = self.cached[k][..self.ncached[k]]
+                .iter()
+                .position(|c| c.base == base)
+            {
+                self.uncache(k, j);
+                return true;
+            }
+        }
+        false
+    }
+
     /// Where to take a span of `k` granules: its region and first granule.
     /// Dirty granules first, their pages resident (no page faults, and
     /// fewer kept pages left to give back): the shortest stretch of at
@@ -205,7 +309,7 @@ impl Regions {
     /// that `Stretches` looks at: the time does not grow with the number of
     /// free runs, as a walk over all of them did (BENCHMARKS.md, seventeenth
     /// session).
-    fn best_fit(&self, k: usize) -> Option<(usize, usize)> {
+    fn best_fit(&self, k: usize) -> Option<(usize, usize, usize)> {
         // (dirty granules covered, at an end of the run, -run length), and where.
         let mut best: Option<((usize, bool, isize), usize, usize)> = None;
         for r in 0..self.count {
@@ -267,11 +371,11 @@ impl Regions {
             }
             if let Some((score, r, x)) = best {
                 if score == (k, true, -(k as isize)) {
-                    return Some((r, x));
+                    return Some((r, x, k));
                 }
             }
         }
-        best.map(|b| (b.1, b.2))
+        best.map(|(score, r, x)| (r, x, score.0))
     }
 
     /// Reserves a new region with room for a span of `k` granules.
@@ -372,8 +476,27 @@ pub enum Refused {
 pub fn take(k: usize, map_size: usize) -> Result<Span, Refused> {
     purge_if_due();
     let mut g = REGIONS.lock();
-    let (r, i0) = match g.best_fit(k) {
-        Some(found) => found,
+    if let Some(base) = g.take_cached(k) {
+        drop(g);
+        let bytes = k * GRANULE;
+        KEPT.fetch_sub(bytes, Relaxed);
+        counters::add_mapped(map_size);
+        counters::sub_mapped(bytes);
+        return Ok(Span {
+            base,
+            granules: k,
+            zeroed: false,
+        });
+    }
+    let mut found = g.best_fit(k);
+    if g.ncached_all != 0 && found.is_none_or(|(_, _, dirty)| dirty < k) {
+        // Back in their regions, cached spans join the free granules
+        // around them: maybe a place all dirty, as freed spans always made.
+        g.uncache_all();
+        found = g.best_fit(k);
+    }
+    let (r, i0) = match found {
+        Some((r, x, _)) => (r, x),
         None => (g.reserve(k)?, META_GRANULES),
     };
     let (zeroed, kept) = claim(g.meta(r), i0, i0 + k);
@@ -389,18 +512,27 @@ pub fn take(k: usize, map_size: usize) -> Result<Span, Refused> {
 }
 
 /// Extends the span of `k` granules at `base` to `k2` if the granules
-/// after it are free; its block's pages grow by `added` bytes.
+/// after it are free, or cached spans (which go back to the region
+/// first); its block's pages grow by `added` bytes.
 pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
-    let g = REGIONS.lock();
+    let mut g = REGIONS.lock();
     let Some((r, i0)) = g.locate(base) else {
         return false;
     };
-    let end = g.granules[r];
-    let m = g.meta(r);
-    if i0 + k2 > end || m.free.first(false, i0 + k, i0 + k2) != i0 + k2 {
+    if i0 + k2 > g.granules[r] {
         return false;
     }
-    let (_, kept) = claim(m, i0 + k, i0 + k2);
+    loop {
+        let used = g.meta(r).free.first(false, i0 + k, i0 + k2);
+        if used == i0 + k2 {
+            break;
+        }
+        let at = g.base[r] + used * GRANULE;
+        if !g.uncache_at(at) {
+            return false;
+        }
+    }
+    let (_, kept) = claim(g.meta(r), i0 + k, i0 + k2);
     drop(g);
     counters::add_mapped(added);
     counters::sub_mapped(kept);
@@ -428,7 +560,19 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
         purge::given_back(counted);
     }
     let now = purge::now_ms();
-    let g = REGIONS.lock();
+    let mut g = REGIONS.lock();
+    let c = Cached {
+        base,
+        freed_at: now,
+        header,
+    };
+    if keep && g.cache(k, c) {
+        drop(g);
+        KEPT.fetch_add(bytes, Relaxed);
+        lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
+        purge::note_due(now + purge::delay_ms());
+        return;
+    }
     let Some((r, i0)) = g.locate(base) else {
         debug_assert!(false, "a span outside the regions");
         return;
@@ -554,8 +698,22 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
     let mut complete = true;
     let mut taken = 0;
     {
-        let g = REGIONS.lock();
+        let mut g = REGIONS.lock();
         let mut next = u64::MAX;
+        // Cached spans whose delay has run out go back to their regions,
+        // as dirty granules that this pass gives back.
+        for k in 1..=CACHED_MAX {
+            let mut j = 0;
+            while j < g.ncached[k] {
+                let at = g.cached[k][j].freed_at;
+                if all || purge::expired(at, now) {
+                    g.uncache(k, j);
+                } else {
+                    next = next.min(at + purge::delay_ms());
+                    j += 1;
+                }
+            }
+        }
         'regions: for r in 0..g.count {
             let (m, base) = (g.meta(r), g.base[r]);
             for w in 0..g.granules[r] / 64 {
@@ -651,7 +809,7 @@ pub fn trim() -> usize {
 /// Runs of dirty granules and their bytes, for statistics.
 pub fn kept() -> (usize, usize) {
     let g = REGIONS.lock();
-    let mut runs = 0;
+    let mut runs = g.ncached.iter().sum();
     for r in 0..g.count {
         let m = g.meta(r);
         let mut prev = false;
@@ -695,6 +853,9 @@ mod tests {
             granules: [0; LARGE_REGIONS],
             huge: [false; LARGE_REGIONS],
             count: 1,
+            cached: [[NOT_CACHED; CACHED_SLOTS]; CACHED_MAX + 1],
+            ncached: [0; CACHED_MAX + 1],
+            ncached_all: 0,
         };
         regions.base[0] = meta as *mut Meta as usize;
         regions.granules[0] = end;
@@ -713,7 +874,7 @@ mod tests {
         m.mark_free(300, 400); // 100, 12 dirty in the middle
         m.dirty.set(350, 362, true);
         m.mark_free(500, 506); // 6, clean
-        let at = |k| g.best_fit(k).map(|(r, x)| (assert_eq!(r, 0), x).1);
+        let at = |k| g.best_fit(k).map(|(r, x, _)| (assert_eq!(r, 0), x).1);
         assert_eq!(at(6), Some(350), "all dirty beats an exact fit");
         assert_eq!(at(12), Some(350));
         // No dirty stretch of 13: a place covering the 12 beats the best
@@ -776,9 +937,10 @@ mod tests {
                     !dirty_fits && (!own_kind || !run_fits),
                     "step {step}: k {k}"
                 ),
-                Some((_, x)) => {
+                Some((_, x, covered)) => {
                     assert!((x..x + k).all(|i| !m.used(i)), "step {step}: k {k} at {x}");
                     let dirty = (x..x + k).filter(|&i| m.is_dirty(i)).count();
+                    assert_eq!(covered, dirty, "step {step}: k {k} at {x}");
                     let all_dirty = dirty_fits || !own_kind;
                     assert!(!all_dirty || dirty == k, "step {step}: k {k} at {x}");
                     if rand(3) != 0 {
