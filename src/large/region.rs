@@ -267,7 +267,7 @@ impl Regions {
         Some(self.cached[k][n].base)
     }
 
-    /// Caches the freed span of `k` granules at `base` if there is room.
+    /// Caches `c`, a freed span of `k` granules, if there is room.
     fn cache(&mut self, k: usize, c: Cached) -> bool {
         let Some(&n) = self.ncached.get(k).filter(|&&n| n < CACHED_SLOTS) else {
             return false;
@@ -293,8 +293,8 @@ impl Regions {
         false
     }
 
-    /// Where to take a span of `k` granules: its region and first granule.
-    /// Dirty granules first, their pages resident (no page faults, and
+    /// Where to take a span of `k` granules: its region, its first granule
+    /// and how many of its granules are dirty. Dirty granules first, their pages resident (no page faults, and
     /// fewer kept pages left to give back): the shortest stretch of at
     /// least `k` dirty granules. Else, of two places, the one that covers
     /// more dirty granules, then is at an end of its run (a run cut in
