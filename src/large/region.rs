@@ -294,21 +294,23 @@ impl Regions {
     }
 
     /// Where to take a span of `k` granules: its region, its first granule
-    /// and how many of its granules are dirty. Dirty granules first, their pages resident (no page faults, and
-    /// fewer kept pages left to give back): the shortest stretch of at
-    /// least `k` dirty granules. Else, of two places, the one that covers
-    /// more dirty granules, then is at an end of its run (a run cut in
-    /// the middle leaves two smaller ones), then in the shorter run: over
-    /// the longest dirty stretch in a free run that fits, or in the
-    /// shortest free run that fits. In that run, a span starts at the
-    /// run's start or at a stretch of dirty granules (or ends at the run's
-    /// end, if the stretch is too near it). (Considering the run's end as
-    /// well took 12% more page faults on `benches/realloc_grow.c`.)
+    /// and how many of its granules are dirty. Dirty granules first, their
+    /// pages resident (no page faults, and fewer kept pages left to give
+    /// back): at the start of a stretch of at least `k` dirty granules,
+    /// preferably at an end of its run (a run cut in the middle leaves two
+    /// smaller ones), then in the shorter run. Else, of two places, the
+    /// one that covers more dirty granules, then is at an end of its run,
+    /// then in the shorter run: over one of the longest dirty stretches in
+    /// a free run that fits, or in the shortest free run that fits. In
+    /// that run, a span starts at the run's start or at a stretch of dirty
+    /// granules (or ends at the run's end, if the stretch is too near it),
+    /// so that it can grow in place. (Considering the run's end as well
+    /// took 12% more page faults on `benches/realloc_grow.c`.)
     ///
-    /// "Shortest" and "longest" are of the few stretches of one length bin
-    /// that `Stretches` looks at: the time does not grow with the number of
-    /// free runs, as a walk over all of them did (BENCHMARKS.md, seventeenth
-    /// session).
+    /// "Shortest" and "longest" are of the few stretches of the length
+    /// bins that `Stretches` looks at: the time does not grow with the
+    /// number of free runs, as a walk over all of them did (BENCHMARKS.md,
+    /// seventeenth session).
     fn best_fit(&self, k: usize) -> Option<(usize, usize, usize)> {
         // (dirty granules covered, at an end of the run, -run length), and where.
         let mut best: Option<((usize, bool, isize), usize, usize)> = None;
