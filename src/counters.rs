@@ -68,6 +68,15 @@ pub fn sub_mapped(n: usize) {
     MAPPED.fetch_sub(n, Relaxed);
 }
 
+/// `add_mapped(add)` and `sub_mapped(sub)` in one atomic update.
+pub fn remap(add: usize, sub: usize) {
+    if add > sub {
+        add_mapped(add - sub);
+    } else if sub > add {
+        sub_mapped(sub - add);
+    }
+}
+
 pub fn arena_acquired() {
     let n = ARENAS_ALLOCATED.fetch_add(1, Relaxed) + 1;
     raise_to(&ARENAS_PEAK, n - ARENAS_FREED.load(Relaxed));

@@ -227,7 +227,10 @@ fn count_alloc(base: usize, map_size: usize, user: usize) {
     counters::LARGE_ALLOCS.fetch_add(1, Relaxed);
     let usable = base + map_size - user;
     region::note_live(counters::LARGE_BYTES.fetch_add(usable, Relaxed) + usable);
-    counters::LARGE_ALIGN_LOSS.fetch_add(user - base - HEADER, Relaxed);
+    let loss = user - base - HEADER;
+    if loss != 0 {
+        counters::LARGE_ALIGN_LOSS.fetch_add(loss, Relaxed);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -378,7 +381,10 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
     }
     counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
     counters::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
-    counters::LARGE_ALIGN_LOSS.fetch_sub(user - base - HEADER, Relaxed);
+    let loss = user - base - HEADER;
+    if loss != 0 {
+        counters::LARGE_ALIGN_LOSS.fetch_sub(loss, Relaxed);
+    }
     // SAFETY: the header is ours; marking it FREED makes a second free fail
     // loudly (while its page is resident: see region.rs for after).
     unsafe { (*hdr).magic.store(FREED, Release) };

@@ -482,8 +482,7 @@ pub fn take(k: usize, map_size: usize) -> Result<Span, Refused> {
         drop(g);
         let bytes = k * GRANULE;
         KEPT.fetch_sub(bytes, Relaxed);
-        counters::add_mapped(map_size);
-        counters::sub_mapped(bytes);
+        counters::remap(map_size, bytes);
         return Ok(Span {
             base,
             granules: k,
@@ -504,8 +503,7 @@ pub fn take(k: usize, map_size: usize) -> Result<Span, Refused> {
     let (zeroed, kept) = claim(g.meta(r), i0, i0 + k);
     let base = g.base[r] + i0 * GRANULE;
     drop(g);
-    counters::add_mapped(map_size);
-    counters::sub_mapped(kept);
+    counters::remap(map_size, kept);
     Ok(Span {
         base,
         granules: k,
@@ -536,8 +534,7 @@ pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
     }
     let (_, kept) = claim(g.meta(r), i0 + k, i0 + k2);
     drop(g);
-    counters::add_mapped(added);
-    counters::sub_mapped(kept);
+    counters::remap(added, kept);
     true
 }
 
@@ -545,23 +542,24 @@ pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
 /// and of which `counted` bytes were counted as mapped. `header`: a freed
 /// block's span starts there (see `freed_block_at`).
 pub fn release(base: usize, k: usize, counted: usize, header: bool) {
-    purge_if_due();
+    // One clock read: for the purge and the granules' stamp.
+    let now = purge::now_ms();
+    purge_expired(now);
     let bytes = k * GRANULE;
     let budget = LARGE_KEEP_MIN.max(RECENT_PEAK.load(Relaxed));
     // Decided before the granules are published as free: once free,
     // another thread may take and write them. (The budget may be exceeded
     // by what other threads free meanwhile.)
     let keep = purge::delay_ms() != 0 && KEPT.load(Relaxed) + bytes <= budget;
-    counters::sub_mapped(counted);
     if keep {
-        counters::add_mapped(bytes);
+        counters::remap(bytes, counted);
     } else {
+        counters::sub_mapped(counted);
         // SAFETY: the granules hold no live block and are not free yet, so
         // nobody else reaches them.
         unsafe { os::discard(base as *mut u8, bytes) };
         purge::given_back(counted);
     }
-    let now = purge::now_ms();
     let mut g = REGIONS.lock();
     let c = Cached {
         base,
