@@ -566,35 +566,29 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
         freed_at: now,
         header,
     };
-    if keep && g.cache(k, c) {
-        drop(g);
-        KEPT.fetch_add(bytes, Relaxed);
-        lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
-        purge::note_due(now + purge::delay_ms());
-        return;
-    }
-    let Some((r, i0)) = g.locate(base) else {
-        debug_assert!(false, "a span outside the regions");
-        return;
-    };
-    let m = g.meta(r);
-    m.mark_free(i0, i0 + k);
-    if keep {
+    if !(keep && g.cache(k, c)) {
+        let Some((r, i0)) = g.locate(base) else {
+            debug_assert!(false, "a span outside the regions");
+            return;
+        };
+        let m = g.meta(r);
+        m.mark_free(i0, i0 + k);
+        set_bits(&mut m.hdr, i0, i0 + 1, header);
+        if !keep {
+            let (before, after) = take_clean_around(m, g.huge[r], i0, i0 + k);
+            let region = g.base[r];
+            drop(g);
+            discard_busy(region, before.0, before.1);
+            discard_busy(region, after.0, after.1);
+            return;
+        }
         m.dirty.set(i0, i0 + k, true);
         m.freed_at[i0..i0 + k].fill(now);
     }
-    set_bits(&mut m.hdr, i0, i0 + 1, header);
-    if keep {
-        KEPT.fetch_add(bytes, Relaxed);
-        lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
-        purge::note_due(now + purge::delay_ms());
-        return;
-    }
-    let (before, after) = take_clean_around(m, g.huge[r], i0, i0 + k);
-    let region = g.base[r];
     drop(g);
-    discard_busy(region, before.0, before.1);
-    discard_busy(region, after.0, after.1);
+    KEPT.fetch_add(bytes, Relaxed);
+    lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
+    purge::note_due(now + purge::delay_ms());
 }
 
 /// Whether `p` was a block's start whose span was freed, and not reused
