@@ -19,8 +19,11 @@
 //! Bins 0-30 hold one length each (1-31 granules); from 32 on, each
 //! doubling of the length is cut in 8 bins (a bin's lengths differ by
 //! less than an eighth), 104 bins for the 16,384 granules of a region.
-//! A search looks at `LOOK` stretches of a bin at most: a best fit within
-//! an eighth of the shortest stretch that fits, in a bounded time.
+//! A search looks at `LOOK` stretches at most, from a length's bin up
+//! (`each_fitting`, `fit`) or down (`longest_up_to`): a best fit within
+//! about an eighth of the shortest stretch that fits, in a bounded time.
+//! Only when none of those fits does `each_fitting` go on through the
+//! length's own bin, so that a stretch that fits is found if one exists.
 
 use crate::config::{LARGE_GRANULE, LARGE_REGION_SIZE};
 
