@@ -14,6 +14,7 @@
 #                         jemalloc tcmalloc ("mimalloc" = mimalloc2)
 #   BENCH_WORKLOADS="…"   subset/order of: ring512 ring64 ring64k realloc
 #                         prodcons larson larson-thr mstress cfrac large python
+#                         ringlarge
 #   OBMEM_SO=path         obmem library (default target/release/libobmem.so)
 #   OBMEM_NOSTATS_SO=path obmem built without its statistics counters
 #                         (cargo build --release --no-default-features --features c-library
@@ -45,7 +46,7 @@ TIMEOUT=${BENCH_TIMEOUT:-60}
 OBMEM_SO=${OBMEM_SO:-$ROOT/target/release/libobmem.so}
 OBMEM_NOSTATS_SO=${OBMEM_NOSTATS_SO:-$ROOT/target/nostats/release/libobmem.so}
 read -r -a ALLOCATORS <<<"${BENCH_ALLOCATORS:-glibc obmem mimalloc3 mimalloc2 jemalloc tcmalloc}"
-read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson larson-thr mstress cfrac large python}"
+read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-ring512 ring64 ring64k realloc prodcons larson larson-thr mstress cfrac large python ringlarge}"
 # not CC/CFLAGS: a Makefile may export those for other targets
 CC=${BENCH_CC:-gcc}
 CFLAGS=${BENCH_CFLAGS:--O2 -g -Wall -Wextra}
@@ -103,6 +104,7 @@ workload_title() {
     cfrac) echo "9. cfrac-like big-number arithmetic, single thread, 8-40 B blocks, one malloc per result (ns per malloc+free)" ;;
     large) echo "10. large blocks (mimalloc-bench's malloc-large): 20 live blocks of 5-25 MiB, zeroed, one replaced at random per step (ns per replacement; notes: minor page faults)" ;;
     python) echo "11. CPython allocation-heavy script (benches/py_alloc.py), PYTHONMALLOC=malloc (wall seconds of the whole process)" ;;
+    ringlarge) echo "12. ring, 128-256 KiB, 100 live blocks, a random one replaced (single thread; ns per malloc+free pair)" ;;
     esac
 }
 
@@ -119,6 +121,7 @@ workload_cmd() {
     cfrac) echo "$BUILD/cfrac_like --limbs 4 --fb 60 --steps $(n 1000000)" ;;
     large) echo "$BUILD/malloc_large --live 20 --min-mib 5 --max-mib 25 --ops $(n 500)" ;;
     python) echo "$PYTHON $BENCH_DIR/py_alloc.py $(n 3)" ;;
+    ringlarge) echo "$BUILD/ring --min 131072 --max 262144 --slots 100 --random 1 --ops $(n 1000000)" ;;
     esac
 }
 
