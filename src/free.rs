@@ -152,10 +152,11 @@ pub unsafe fn free_remote_cached(p: *mut u8, me: &'static Heap, unit: usize) -> 
 }
 
 /// `free_remote_cached` when the calling thread's cache of other heaps' pools
-/// does not have `p`'s: through the arena map, then cached. A block of the
-/// calling thread's own heap (its unit evicted from the unit cache) goes
-/// to `free_slow`, which frees it locally. Out of line, so that the cached
-/// path keeps no stack frame.
+/// does not have `p`'s: through the arena map, then cached. A large block
+/// goes to `large::free` from that lookup; a block of the calling thread's
+/// own heap (its unit evicted from the unit cache) to `free_slow`, which
+/// frees it locally. Out of line, so that the cached path keeps no stack
+/// frame.
 ///
 /// # Safety
 /// As `free`.
@@ -166,6 +167,9 @@ pub unsafe fn free_remote_uncached(p: *mut u8) {
         Resolved::Pool(a, pool) if pool.is_block(p) && !core::ptr::eq(heap::owner_of(a), me) => {
             pool
         }
+        // Without a second lookup in `free_slow`.
+        // SAFETY: resolve returns the arena map's large kind for p.
+        Resolved::Large(kind) => return unsafe { large::free(p, kind, "free") },
         // SAFETY: per the contract.
         _ => return unsafe { free_slow(p, "free") },
     };
