@@ -155,13 +155,14 @@ pub(super) struct Stretches<const MEMBER: bool> {
 
 impl<const MEMBER: bool> Stretches<MEMBER> {
     /// Sets up a new region of `end` granules, whose first `reserved`
-    /// (the bookkeeping) are not members; the others have a clear bit.
+    /// (the bookkeeping) are not members; the others have a clear bit
+    /// (all bits read as zero before).
     pub(super) fn start(&mut self, end: usize, reserved: usize) {
         debug_assert!(self.top == 0 && self.nonempty == [0, 0] && reserved > 0);
         self.end = end;
-        if MEMBER {
-            set_bits(&mut self.bits, 0, reserved, false);
-        } else {
+        if !MEMBER {
+            // Members are the clear bits: the bookkeeping's are set, and
+            // the rest is one stretch.
             set_bits(&mut self.bits, 0, reserved, true);
             self.top = reserved;
             self.link(reserved, end);
