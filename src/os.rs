@@ -1,6 +1,7 @@
 //! The OS layer: the memory system calls (mmap, munmap, madvise, mremap,
 //! getrlimit), errno, the files the profile and the symbol tables need
-//! (open, fstat, write, close) and the environment (getenv).
+//! (open, fstat, write, close), /proc/self/maps (read) and the environment
+//! (getenv).
 //!
 //! It is not the only module that calls libc: a call that belongs to one
 //! module's concern is made there (the spin lock's `sched_yield` in
@@ -28,14 +29,21 @@ pub fn map(size: usize, site: Site) -> *mut u8 {
 
 /// `map` without fault injection.
 fn map_raw(size: usize) -> *mut u8 {
-    // SAFETY: an anonymous private mapping with no address hint touches no
+    map_raw_at(0, size, 0)
+}
+
+/// An anonymous mapping of `size` bytes, at `hint` when `flags` has
+/// `MAP_FIXED_NOREPLACE` (which never replaces an existing mapping), or
+/// null.
+fn map_raw_at(hint: usize, size: usize, flags: libc::c_int) -> *mut u8 {
+    // SAFETY: an anonymous private mapping, without MAP_FIXED, touches no
     // existing memory.
     let p = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            hint as *mut libc::c_void,
             size,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | flags,
             -1,
             0,
         )
@@ -67,7 +75,7 @@ fn map_aligned_raw(size: usize, align: usize, offset: usize) -> *mut u8 {
     };
     let raw = map_raw(total);
     if raw.is_null() {
-        return raw;
+        return map_exact_aligned(size, align, offset);
     }
     let start = ((raw as usize + offset + align - 1) & !(align - 1)) - offset;
     let head = start - raw as usize;
@@ -83,6 +91,143 @@ fn map_aligned_raw(size: usize, align: usize, offset: usize) -> *mut u8 {
         }
     }
     start as *mut u8
+}
+
+/// `map_aligned_raw` without the `align` bytes of slack, which the limit
+/// on the address space (RLIMIT_AS) may not leave even though `size`
+/// bytes fit. The kernel finds room for `size` bytes: that place is kept
+/// if aligned, else the aligned place just below it is tried (the kernel
+/// gives the top of the highest gap that fits, so in the hole a freed
+/// aligned block left, that is the block's place), else the highest free
+/// aligned place below it, found in /proc/self/maps. A slow path: it runs
+/// only when the over-sized mapping failed.
+fn map_exact_aligned(size: usize, align: usize, offset: usize) -> *mut u8 {
+    let p = map_raw(size);
+    if p.is_null() || (p as usize + offset).is_multiple_of(align) {
+        return p;
+    }
+    // SAFETY: p is the mapping just made, which nobody else knows about.
+    unsafe { unmap(p, size) };
+    let p = p as usize;
+    let below = ((p + offset) & !(align - 1)).wrapping_sub(offset);
+    if below < p {
+        let q = map_fixed_noreplace(below, size);
+        if !q.is_null() {
+            return q;
+        }
+    }
+    let at = highest_free_aligned(p, size, align, offset);
+    if at != 0 && at != below {
+        let q = map_fixed_noreplace(at, size);
+        if !q.is_null() {
+            return q;
+        }
+    }
+    set_errno(libc::ENOMEM);
+    ptr::null_mut()
+}
+
+/// A mapping of `size` bytes at `at` if that range is free, else null.
+fn map_fixed_noreplace(at: usize, size: usize) -> *mut u8 {
+    let q = map_raw_at(at, size, libc::MAP_FIXED_NOREPLACE);
+    if !q.is_null() && q as usize != at {
+        // A kernel before 4.17 takes the flag for a hint and may map
+        // elsewhere. SAFETY: q is the mapping just made.
+        unsafe { unmap(q, size) };
+        return ptr::null_mut();
+    }
+    q
+}
+
+/// The highest free place for `size` bytes below `near` whose start plus
+/// `offset` is aligned to `align`, from the gaps between the mappings
+/// /proc/self/maps lists; 0 if none or unreadable. Not above: mappings
+/// grow down from below the stack, whose room to grow is the gap above
+/// them.
+fn highest_free_aligned(near: usize, size: usize, align: usize, offset: usize) -> usize {
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return 0;
+    }
+    let mut scan = GapScan::new(near, size, align, offset);
+    let mut buf = [0u8; 1024];
+    loop {
+        // SAFETY: buf is a writable buffer of buf.len() bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        scan.feed(&buf[..n as usize]);
+    }
+    close(fd);
+    scan.best
+}
+
+/// `highest_free_aligned`'s parser, fed the text of /proc/self/maps in
+/// pieces: its lines, in address order, start "start-end " in hex.
+struct GapScan {
+    near: usize,
+    size: usize,
+    align: usize,
+    offset: usize,
+    /// 0: in a line's start address, 1: in its end, 2: in the rest.
+    field: u8,
+    start: usize,
+    end: usize,
+    prev_end: usize,
+    best: usize,
+}
+
+impl GapScan {
+    fn new(near: usize, size: usize, align: usize, offset: usize) -> Self {
+        let (field, start, end, prev_end, best) = (0, 0, 0, 0, 0);
+        GapScan {
+            near,
+            size,
+            align,
+            offset,
+            field,
+            start,
+            end,
+            prev_end,
+            best,
+        }
+    }
+
+    fn feed(&mut self, text: &[u8]) {
+        for &c in text {
+            let digit = (c as char).to_digit(16).map(|d| d as usize);
+            match (self.field, digit) {
+                (0, Some(d)) => self.start = self.start.wrapping_mul(16).wrapping_add(d),
+                (1, Some(d)) => self.end = self.end.wrapping_mul(16).wrapping_add(d),
+                (0, None) => self.field = 1,
+                (1, None) => {
+                    self.gap_before(self.start);
+                    self.prev_end = self.end;
+                    self.field = 2;
+                }
+                _ if c == b'\n' => (self.field, self.start, self.end) = (0, 0, 0),
+                _ => {}
+            }
+        }
+    }
+
+    /// Looks at the free gap from the last mapping's end to `start`.
+    fn gap_before(&mut self, start: usize) {
+        let top = start.saturating_sub(self.size).wrapping_add(self.offset) & !(self.align - 1);
+        let Some(at) = top.checked_sub(self.offset) else {
+            return;
+        };
+        if at >= self.prev_end && at + self.size <= start && at < self.near {
+            self.best = self.best.max(at);
+        }
+    }
 }
 
 /// Reserves address space aligned to its own size: `max` bytes, or,
@@ -298,5 +443,47 @@ pub fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
     } else {
         // SAFETY: p is a NUL-terminated string from the environment.
         Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The highest aligned place below `near` in the gaps of a made-up
+    /// maps text, fed in pieces that split lines and numbers.
+    #[test]
+    fn gap_scan_finds_the_highest_aligned_place() {
+        let maps = "10000-20000 r-xp 00000000 08:01 1 /bin/x\n\
+                    100000-140000 rw-p 00000000 00:00 0\n\
+                    1c0000-1d0000 rw-p 00000000 00:00 0 [heap]\n\
+                    300000-380000 rw-p 00000000 00:00 0\n\
+                    7f0000-800000 rw-p 00000000 00:00 0 [stack]\n";
+        let scan = |near, size, align, offset| {
+            let mut found = [0; 4];
+            for (piece, best) in [1, 7, 64, 4096].into_iter().zip(&mut found) {
+                let mut s = GapScan::new(near, size, align, offset);
+                maps.as_bytes().chunks(piece).for_each(|c| s.feed(c));
+                assert_eq!(s.prev_end, 0x80_0000, "every line read");
+                *best = s.best;
+            }
+            assert!(found.iter().all(|&b| b == found[0]), "{found:x?}");
+            found[0]
+        };
+        // Below the stack, not in the gap above the last mapping.
+        assert_eq!(scan(0x7f_0000, 0x1_0000, 0x1_0000, 0), 0x7e_0000);
+        // Below `near` only.
+        assert_eq!(scan(0x30_0000, 0x1_0000, 0x1_0000, 0), 0x2f_0000);
+        assert_eq!(scan(0x30_0000, 0x4_0000, 0x4_0000, 0), 0x2c_0000);
+        // An offset: the place starts a page before an aligned address.
+        assert_eq!(scan(0x30_0000, 0x1_0000, 0x4_0000, 0x1000), 0x2b_f000);
+        // Too big for every gap below 0x300000 but the one from 0x1d0000.
+        assert_eq!(scan(0x30_0000, 0x13_0000, 0x1_0000, 0), 0x1d_0000);
+        assert_eq!(scan(0x30_0000, 0x14_0000, 0x1_0000, 0), 0);
+        // The gap from 0x140000 to 0x1c0000 holds an aligned 0x40000 only at
+        // 0x180000, and no aligned 0x80000: the one from 0x20000 does.
+        assert_eq!(scan(0x1c_0000, 0x4_0000, 0x4_0000, 0), 0x18_0000);
+        assert_eq!(scan(0x1c_0000, 0x8_0000, 0x8_0000, 0), 0x8_0000);
+        assert_eq!(scan(0x1c_0000, 0x8_0000, 0x10_0000, 0), 0);
     }
 }

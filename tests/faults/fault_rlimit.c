@@ -11,7 +11,8 @@
  *   - the statistics count exactly the blocks it holds (per class, or
  *     large blocks), and bytes mapped stays under the limit;
  *   - after freeing every other block, the same allocation succeeds again
- *     for at least that many blocks (the freed memory serves again);
+ *     for at least that many blocks, with the address space left over
+ *     taken by another mapping (the freed memory alone serves again);
  *   - after freeing everything, the statistics are back to the baseline.
  * realloc: a block grown step by step until NULL stays intact; many small
  * blocks reallocated to large sizes until NULL stay intact.
@@ -196,6 +197,12 @@ static void one_case(enum kind k, size_t n, size_t align, int min_pct)
         FAIL("%s(%zu) succeeded right after failing", kind_name[k], n);
     }
     CHECK_EQ(err, ENOMEM);
+    /* Take what address space is left, so that the blocks below fit in
+     * the freed memory alone: a block's mapping needs no more room than
+     * it keeps, whatever the first exhaustion happened to leave. */
+    size_t left = limit_bytes > vm_bytes() ? limit_bytes - vm_bytes() : 0;
+    void *filler = left ? mmap(NULL, left, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : NULL;
+    CHECK_MSG(filler != MAP_FAILED, "mapping the %zu bytes left: %s", left, strerror(errno));
     /* Free every other block: as many fit again. */
     size_t freed = release(k, &head, 0x1234, 1);
     node *head2 = NULL;
@@ -203,6 +210,8 @@ static void one_case(enum kind k, size_t n, size_t align, int min_pct)
     CHECK_MSG(count2 >= freed, "freed %zu blocks, then only %zu fitted again", freed, count2);
     release(k, &head2, 0x5678, 0);
     release(k, &head, 0x1234, 0);
+    if (filler)
+        munmap(filler, left);
     st = stats_now();
     CHECK_EQ(small_in_use(&st), small_in_use(&base));
     CHECK_EQ(st.large_blocks, base.large_blocks);
