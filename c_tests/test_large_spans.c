@@ -27,10 +27,16 @@
  *   blocks of 200 KB written at both ends take a few pages each, not the
  *   2 MiB huge pages around them; a block of 4 MiB ends in a mapping that
  *   asks for huge pages (`hg`);
- * - cached: a freed span of at most 1 MiB serves the next block of its
- *   size whole, the last freed first, without a page fault; a block grows
- *   in place over a cached span after it; a second free of a block whose
- *   span is cached is reported; obm_trim gives cached spans back;
+ * - cached: a span of at most 1 MiB freed by a thread without a heap (so
+ *   without a cache of its own) serves the next block of its size whole
+ *   from the regions' cache, the last freed first, without a page fault;
+ *   a block grows in place over a cached span after it; a second free of
+ *   a block whose span is cached is reported; obm_trim gives cached spans
+ *   back;
+ * - thread_cache: the same from a thread's own cache of the spans it freed,
+ *   with exact statistics; cached spans go back to their regions to merge
+ *   for a block of another size, when their thread exits, and at obm_trim;
+ *   thread_cache_expiry: after the purge delay, with their pages;
  * - many: 4,000 live blocks of 129-600 KB, a random one replaced 20,000
  *   times (a region cut into thousands of free runs, whose bins hold
  *   more runs than a search looks at): every block keeps its contents,
@@ -41,6 +47,8 @@
  * Each case runs in a fresh process (the delay is read when the library is
  * loaded; RSS and faults are per process). */
 #include "test_util.h"
+
+#include <pthread.h>
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
@@ -406,6 +414,21 @@ static void case_page_sizes(void)
 
 /* ---- cached ------------------------------------------------------------------- */
 
+/* A thread that only frees has no heap, so no cache of its own: the
+ * blocks it frees go to the regions (and their cache). */
+static void *free_block(void *p)
+{
+    free(p);
+    return NULL;
+}
+
+static void free_in_other_thread(void *p)
+{
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, free_block, p), 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+}
+
 static void case_cached(void)
 {
     const size_t n = 200 * 1000; /* 4 granules with the header */
@@ -418,8 +441,8 @@ static void case_cached(void)
     fill_pattern(b, n, 2);
     CHECK_PATTERN(a, n, 1);
     CHECK_PATTERN(b, n, 2);
-    free(a);
-    free(b);
+    free_in_other_thread(a);
+    free_in_other_thread(b);
     /* The last freed first, its pages still resident. */
     long f0 = minor_faults();
     unsigned char *c = malloc(opaque_size(n));
@@ -435,14 +458,14 @@ static void case_cached(void)
     unsigned char *y = malloc(opaque_size(3 * GRANULE - 64));
     CHECK_EQ((uintptr_t)y, (uintptr_t)x + 3 * GRANULE);
     fill_pattern(x, 3 * GRANULE - 64, 5);
-    free(y);
+    free_in_other_thread(y);
     unsigned char *z = realloc(opaque_ptr(x), opaque_size(6 * GRANULE - 64));
     CHECK(z == x);
     CHECK_PATTERN(z, 3 * GRANULE - 64, 5);
     memset(z, 6, 6 * GRANULE - 64);
     /* Everything kept goes back with obm_trim, cached spans too. */
-    free(c);
-    free(d);
+    free_in_other_thread(c);
+    free_in_other_thread(d);
     struct obm_stats st;
     obm_get_stats(&st);
     CHECK(st.bytes_kept >= 8 * GRANULE);
@@ -462,6 +485,170 @@ static void case_cached_double_free(void)
     void *again = opaque_ptr(p);
     free(p);
     free(again); /* reported: abort */
+}
+
+/* ---- thread_cache ---------------------------------------------------------- */
+
+/* The calling thread's heap (which holds its cache of freed spans) is
+ * made by its first small block. */
+static void make_heap(void)
+{
+    void *p = malloc(opaque_size(16));
+    CHECK_NOT_NULL(p);
+    free(opaque_ptr(p));
+}
+
+static void *free_one_and_exit(void *arg)
+{
+    make_heap();
+    unsigned char *p = malloc(opaque_size(300 * 1000));
+    CHECK_NOT_NULL(p);
+    fill_pattern(p, 300 * 1000, 7);
+    CHECK_PATTERN(p, 300 * 1000, 7);
+    *(uintptr_t *)arg = (uintptr_t)p;
+    free(p); /* into this thread's cache, until it exits */
+    return NULL;
+}
+
+static void case_thread_cache(void)
+{
+    make_heap();
+    struct obm_stats base0, base, st;
+    obm_get_stats(&base0);
+    /* A block of another size that finds no place all dirty takes the
+     * cached spans back to their regions first: two freed neighbours
+     * merge to serve a block of both their sizes, without faults. (First:
+     * the first spans of a fresh region lie one after the other.) */
+    unsigned char *u = malloc(opaque_size(3 * GRANULE - 64));
+    unsigned char *v = malloc(opaque_size(3 * GRANULE - 64));
+    CHECK_EQ((uintptr_t)v, (uintptr_t)u + 3 * GRANULE);
+    /* Written and read back: a write just before free could be dropped. */
+    fill_pattern(u, 3 * GRANULE - 64, 1);
+    fill_pattern(v, 3 * GRANULE - 64, 2);
+    CHECK_PATTERN(u, 3 * GRANULE - 64, 1);
+    CHECK_PATTERN(v, 3 * GRANULE - 64, 2);
+    free(u);
+    free(v);
+    long f0 = minor_faults();
+    unsigned char *w = malloc(opaque_size(6 * GRANULE - 64 - 8192));
+    CHECK(w == u);
+    memset(w, 3, 6 * GRANULE - 64 - 8192);
+    /* Its 94 pages are resident; the regions' bookkeeping may take a
+     * page or two the first time their free runs change this way. */
+    CHECK_LE(minor_faults() - f0, 4);
+    obm_get_stats(&base);
+    CHECK_EQ(base.large_blocks, base0.large_blocks + 1);
+
+    /* The span of a block the thread freed serves its next block of the
+     * same granules, header and pages as they were. */
+    const size_t n = 250 * 1000, n2 = 200 * 1000; /* 4 granules each */
+    unsigned char *a = malloc(opaque_size(n));
+    CHECK_NOT_NULL(a);
+    fill_pattern(a, n, 1);
+    CHECK_PATTERN(a, n, 1);
+    free(a);
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_blocks, base.large_blocks);
+    CHECK_EQ(st.large_bytes, base.large_bytes);
+    CHECK_EQ(st.large_cached, base.large_cached + 1);
+    /* counted at its block's pages */
+    CHECK_EQ(st.large_cached_bytes, base.large_cached_bytes + (n + 64 + 4095) / 4096 * 4096);
+    f0 = minor_faults();
+    unsigned char *b = malloc(opaque_size(n2));
+    CHECK(b == a);
+    memset(b, 2, n2);
+    CHECK_EQ(minor_faults() - f0, 0);
+    CHECK_EQ(malloc_usable_size(b), (n2 + 64 + 4095) / 4096 * 4096 - 64);
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_blocks, base.large_blocks + 1);
+    CHECK_EQ(st.large_bytes, base.large_bytes + malloc_usable_size(b));
+    CHECK_EQ(st.large_allocations, base.large_allocations + 2);
+    /* Mapped: the pages of the block, not of the one freed into its span. */
+    CHECK_EQ(st.bytes_mapped, base.bytes_mapped + (n2 + 64 + 4095) / 4096 * 4096);
+    CHECK_EQ(st.large_cached, base.large_cached);
+
+    /* A block grows in place over a span after it in the thread's cache. */
+    unsigned char *x = malloc(opaque_size(3 * GRANULE - 64));
+    unsigned char *y = malloc(opaque_size(3 * GRANULE - 64));
+    CHECK_EQ((uintptr_t)y, (uintptr_t)x + 3 * GRANULE);
+    fill_pattern(x, 3 * GRANULE - 64, 5);
+    free(y);
+    unsigned char *z = realloc(opaque_ptr(x), opaque_size(6 * GRANULE - 64));
+    CHECK(z == x);
+    CHECK_PATTERN(z, 3 * GRANULE - 64, 5);
+    memset(z, 6, 6 * GRANULE - 64);
+
+    /* A thread's cached spans go back to their regions when it exits: the
+     * next block of that size takes the same pages. */
+    pthread_t t;
+    uintptr_t freed = 0;
+    CHECK_EQ(pthread_create(&t, NULL, free_one_and_exit, &freed), 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_blocks, base.large_blocks + 2); /* b, z, and w */
+    f0 = minor_faults();
+    unsigned char *q = malloc(opaque_size(300 * 1000));
+    CHECK((uintptr_t)q == freed);
+    memset(q, 4, 300 * 1000);
+    CHECK_EQ(minor_faults() - f0, 0);
+
+    /* obm_trim gives the thread's cached spans back too. */
+    free(q);
+    free(b);
+    free(z);
+    free(w);
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_blocks, base0.large_blocks);
+    CHECK_EQ(st.large_bytes, base0.large_bytes);
+    CHECK_EQ(st.large_allocations, base0.large_allocations + 9); /* u v w a b x y q, the thread's */
+    CHECK(st.large_cached > base0.large_cached);
+    obm_trim();
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_cached, 0);
+    CHECK_LT(st.bytes_kept, GRANULE);
+    CHECK_EQ(st.large_blocks, base0.large_blocks);
+    CHECK_EQ(st.large_bytes, base0.large_bytes);
+    printf("  thread_cache: spans reused by their thread, grown over, merged, "
+           "returned at exit, trimmed\n");
+}
+
+/* A thread's cached span goes back once it has waited the purge delay. */
+static void case_thread_cache_expiry(void)
+{
+    make_heap();
+    unsigned char *a = malloc(opaque_size(500 * 1000));
+    CHECK_NOT_NULL(a);
+    fill_pattern(a, 500 * 1000, 1);
+    CHECK_PATTERN(a, 500 * 1000, 1);
+    size_t rss_held = rss_bytes();
+    free(a);
+    struct obm_stats st, before;
+    obm_get_stats(&before);
+    CHECK_EQ(before.large_cached, 1);
+    usleep(400 * 1000);
+    /* A large block of another size: the thread's cache is looked at. */
+    void *b = malloc(opaque_size(100 * 1000));
+    CHECK_NOT_NULL(b);
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_cached, 0);
+    /* Its pages went back to the OS: 123 pages with its header. */
+    CHECK_GE(st.bytes_purged, before.bytes_purged + 123 * 4096);
+    CHECK_MSG(rss_bytes() + 256 * KiB < rss_held, "RSS %zu, %zu with the block", rss_bytes(),
+              rss_held);
+    free(b);
+    printf("  thread_cache_expiry: the span went back after the delay\n");
+}
+
+static void case_thread_cached_double_free(void)
+{
+    make_heap();
+    unsigned char *p = malloc(opaque_size(300 * 1000));
+    CHECK_NOT_NULL(p);
+    fill_pattern(p, 300 * 1000, 1);
+    CHECK_PATTERN(p, 300 * 1000, 1);
+    void *again = opaque_ptr(p);
+    free_in_other_thread(p);
+    free_in_other_thread(again); /* reported: abort */
 }
 
 /* ---- many ------------------------------------------------------------------ */
@@ -547,6 +734,12 @@ static void child(const char *mode)
         case_cached();
     else if (strcmp(mode, "cached_double_free") == 0)
         case_cached_double_free();
+    else if (strcmp(mode, "thread_cache") == 0)
+        case_thread_cache();
+    else if (strcmp(mode, "thread_cache_expiry") == 0)
+        case_thread_cache_expiry();
+    else if (strcmp(mode, "thread_cached_double_free") == 0)
+        case_thread_cached_double_free();
     else
         FAIL("unknown mode %s", mode);
 }
@@ -585,6 +778,9 @@ int main(int argc, char **argv)
     expect_double_free("double_free", "OBMEM_PURGE_DELAY_MS=0");
     expect_double_free("double_free", long_delay);
     expect_double_free("cached_double_free", long_delay);
+    spawn_self_ok("thread_cache", (const char *const[]){long_delay, NULL});
+    spawn_self_ok("thread_cache_expiry", (const char *const[]){"OBMEM_PURGE_DELAY_MS=200", NULL});
+    expect_double_free("thread_cached_double_free", long_delay);
     printf("test_large_spans: all ok\n");
     return 0;
 }

@@ -50,8 +50,15 @@ fn alloc_class(class: usize) -> *mut u8 {
 /// a thread that has moved on to large blocks would otherwise hold them.
 #[cold]
 fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
+    let spans = heap::current_spans_or_init();
+    if let Some(spans) = spans.filter(|_| align <= large::HEADER) {
+        let p = large::alloc_cached(spans, n);
+        if !p.is_null() {
+            return (p, false);
+        }
+    }
     heap::drain_current();
-    let r = large::alloc(n, align);
+    let r = large::alloc(n, align, spans);
     give_back_for_fresh_pages();
     r
 }
@@ -247,7 +254,7 @@ unsafe fn realloc_other(p: *mut u8, n: usize, func: &str) -> *mut u8 {
         // A large block resized in place, which `large::realloc` checks as
         // `realloc_size` would (one lookup of its header, not two).
         // SAFETY: kind is the arena map's for p, a large kind.
-        let q = unsafe { large::realloc(p, kind, n, func) };
+        let q = unsafe { large::realloc(p, kind, n, func, heap::current_spans()) };
         if !q.is_null() {
             give_back_for_fresh_pages();
             return q;

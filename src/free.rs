@@ -169,7 +169,9 @@ pub unsafe fn free_remote_uncached(p: *mut u8) {
         }
         // Without a second lookup in `free_slow`.
         // SAFETY: resolve returns the arena map's large kind for p.
-        Resolved::Large(kind) => return unsafe { large::free(p, kind, "free") },
+        Resolved::Large(kind) => {
+            return unsafe { large::free(p, kind, "free", heap::current_spans()) }
+        }
         // SAFETY: per the contract.
         _ => return unsafe { free_slow(p, "free") },
     };
@@ -233,7 +235,9 @@ pub unsafe fn free_slow(p: *mut u8, func: &str) {
     let (arena, pool) = match resolve(p) {
         Resolved::Pool(a, pool) => (a, pool),
         // SAFETY: resolve returns the arena map's large kind for p.
-        Resolved::Large(kind) => return unsafe { large::free(p, kind, func) },
+        Resolved::Large(kind) => {
+            return unsafe { large::free(p, kind, func, heap::current_spans()) }
+        }
         Resolved::Unknown => report::invalid_pointer(func, p),
     };
     let owner = heap::owner_of(arena);

@@ -106,12 +106,28 @@ pub fn snapshot() -> obm_stats {
     let large_resident;
     (s.large_cached, s.large_cached_bytes, large_resident) = crate::large::cached();
     let mut allocs = [0u64; NUM_CLASSES];
+    let (mut cached_spans, mut cached_bytes, mut resized) = (0usize, 0usize, 0usize);
     crate::heap::for_each_heap(|h| {
         s.heaps += 1;
         for (c, n) in allocs.iter_mut().enumerate() {
             *n = n.wrapping_add(h.stats.allocs[c + 1].load(Relaxed));
         }
+        // The shared counters count a thread's cached spans as the blocks
+        // freed into them (large/span_cache.rs).
+        let (spans, bytes, grown, taken) = h.spans.counts();
+        cached_spans += spans;
+        cached_bytes += bytes;
+        resized = resized.wrapping_add(grown);
+        s.large_allocations = s.large_allocations.wrapping_add(taken);
     });
+    s.large_blocks = s.large_blocks.saturating_sub(cached_spans);
+    s.large_bytes = s
+        .large_bytes
+        .wrapping_add(resized)
+        .saturating_sub(cached_bytes - cached_spans * crate::large::HEADER);
+    s.bytes_mapped = s.bytes_mapped.wrapping_add(resized);
+    s.large_cached += cached_spans;
+    s.large_cached_bytes += cached_bytes;
     let mut pools = [0usize; NUM_CLASSES];
     let mut in_use = [0usize; NUM_CLASSES];
     let mut dirty_units = 0;
@@ -123,8 +139,10 @@ pub fn snapshot() -> obm_stats {
         in_use[pool.class()] += pool.used() as usize;
         allocs[pool.class()] = allocs[pool.class()].wrapping_add(pool.allocs.load(Relaxed));
     });
-    s.bytes_kept =
-        dirty_units * UNIT_SIZE + crate::arena::reserve_warm_units() * UNIT_SIZE + large_resident;
+    s.bytes_kept = dirty_units * UNIT_SIZE
+        + crate::arena::reserve_warm_units() * UNIT_SIZE
+        + large_resident
+        + cached_bytes;
     for c in 0..NUM_CLASSES {
         // SAFETY: c < NUM_CLASSES.
         let info = unsafe { crate::size_class::info(c) };

@@ -37,8 +37,8 @@
 //!
 //! Owner-only fields are `Cell`s: only the owning thread (or the thread
 //! holding the registry lock while the heap is abandoned) touches them;
-//! other threads use only `slow`, `remote`, `state`, `next_all` and the
-//! counters.
+//! other threads use only `slow`, `remote`, `state`, `next_all`, the
+//! counters and the flush of `spans`.
 
 mod arenas;
 mod queue;
@@ -47,14 +47,16 @@ mod remote;
 pub(crate) mod tls;
 
 pub use registry::{
-    cache_remote_pool, current, current_or_init, current_or_placeholder, drain_current,
-    for_each_heap, give_back_units, reclaim_abandoned, trim_all,
+    cache_remote_pool, current, current_or_init, current_or_placeholder, current_spans,
+    current_spans_or_init, drain_current, for_each_heap, give_back_units, reclaim_abandoned,
+    trim_all,
 };
 pub(crate) use registry::{lock_for_fork, orphan_other_heaps, unlock_after_fork};
 
 use crate::arena::{self, Arena};
 use crate::config::*;
 use crate::counters::{self, HeapStats};
+use crate::large::SpanCache;
 use crate::os;
 use crate::pool::Pool;
 use crate::purge;
@@ -133,6 +135,8 @@ pub struct Heap {
     /// Link in the abandoned list (under the registry lock).
     next_abandoned: Cell<*mut Heap>,
     pub stats: HeapStats,
+    /// Large blocks' spans this thread freed, for its next ones.
+    pub spans: SpanCache,
     /// Owner only: other heaps' pools this thread freed blocks into, by
     /// unit (`remote_pool`), with the unit cache's rules: tag 0 is empty,
     /// slot 0 is never used and names `EMPTY_POOL`. Emptied once hooks are
@@ -258,6 +262,7 @@ impl Heap {
             next_all: AtomicPtr::new(ptr::null_mut()),
             next_abandoned: Cell::new(ptr::null_mut()),
             stats: HeapStats::new(),
+            spans: SpanCache::new(),
             remote_tags: [const { AtomicUsize::new(0) }; REMOTE_SLOTS],
             remote_pools: {
                 let mut pools = [const { Cell::new(ptr::null()) }; REMOTE_SLOTS];
@@ -315,6 +320,7 @@ impl Heap {
             ptr::addr_of_mut!((*h).next_all).write(AtomicPtr::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).next_abandoned).write(Cell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*h).stats).write(HeapStats::new());
+            ptr::addr_of_mut!((*h).spans).write(SpanCache::new());
             ptr::addr_of_mut!((*h).unit_cache[0].pool).write(Cell::new(empty_pool()));
             ptr::addr_of_mut!((*h).remote_pools[0]).write(Cell::new(empty_pool()));
         }

@@ -55,6 +55,7 @@ pub(super) fn purge_if_due(now: u64) {
         if let Some(_g) = h.arena_lock.try_lock() {
             h.purge_expired(now);
         }
+        crate::large::flush_cache(&h.spans, Some(now));
         let d = h.purge_due.load(Relaxed);
         if d != 0 {
             purge::note_due(d);
@@ -99,6 +100,7 @@ pub fn trim_all() -> usize {
     for_each_heap(|h| {
         let state = h.state.load(Acquire);
         if state == ACTIVE || state == ABANDONED {
+            crate::large::flush_cache(&h.spans, None);
             bytes += h.purge_all();
         }
     });
@@ -154,6 +156,23 @@ pub fn current() -> *mut Heap {
     } else {
         h
     }
+}
+
+/// The calling thread's cache of freed large spans, if it has a heap.
+#[inline(always)]
+pub fn current_spans() -> Option<&'static SpanCache> {
+    let h = current();
+    // SAFETY: the thread's live heap; heaps are never unmapped.
+    (!h.is_null()).then(|| unsafe { &(*h).spans })
+}
+
+/// `current_spans` for a large allocation: a thread that allocates only
+/// large blocks gets a heap for its cache, as its first small block would
+/// make one. None if memory for a heap is refused.
+pub fn current_spans_or_init() -> Option<&'static SpanCache> {
+    let h = current_or_init();
+    // SAFETY: as above.
+    (!h.is_null()).then(|| unsafe { &(*h).spans })
 }
 
 /// The calling thread's heap, made or adopted on first use; null if the
@@ -271,6 +290,7 @@ extern "C" fn thread_exit(arg: *mut libc::c_void) {
     unsafe { h.release_kept() };
     h.release_empty_heads();
     h.idle_release_at.store(0, Relaxed);
+    crate::large::flush_cache(&h.spans, None);
     let list = if h.arenas.get() == 0 {
         &mut r.spare
     } else {

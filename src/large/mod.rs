@@ -22,13 +22,17 @@
 //! otherwise by moving the pages (no copy) to a new aligned reservation.
 
 mod region;
+mod span_cache;
 mod stretches;
+
+pub use span_cache::SpanCache;
 
 use crate::arena_map::{self, CHUNK_LARGE, CHUNK_LARGE_BEHIND, CHUNK_SPAN};
 use crate::config::*;
 use crate::counters;
 use crate::fault::Site;
 use crate::os;
+use crate::purge;
 use crate::report;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering::*};
@@ -136,7 +140,7 @@ fn enomem() -> (*mut u8, bool) {
 
 /// Allocates a large block of `n` bytes aligned to `align` (a power of two).
 /// Returns the block and whether its memory is known to be zero.
-pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
+pub fn alloc(n: usize, align: usize, spans: Option<&SpanCache>) -> (*mut u8, bool) {
     // A zero-byte request still needs a byte of its own: with a header one
     // arena back, the block would otherwise start past its mapping's end.
     let n = n.max(1);
@@ -153,8 +157,13 @@ pub fn alloc(n: usize, align: usize) -> (*mut u8, bool) {
         return enomem();
     }
     let mut taken = None;
+    if let Some(spans) = spans {
+        // The thread's cache missed: its spans go back if they have waited
+        // the purge delay (another thread's sweep would find them too).
+        spans.flush_if_expired(|c| uncache(c, true));
+    }
     if align <= GRANULE && map_size <= LARGE_SPAN_MAX {
-        match region::take(map_size.div_ceil(GRANULE), map_size) {
+        match region::take(map_size.div_ceil(GRANULE), map_size, spans) {
             Ok(s) => taken = Some(s),
             Err(Refused::Failed) => return enomem(),
             Err(Refused::NoRegion) => {}
@@ -221,6 +230,46 @@ pub fn roomy_size(n: usize) -> usize {
     }
 }
 
+/// A block of `n` bytes at the default alignment from the span of a block
+/// the calling thread freed (`cache` is its heap's), or null.
+pub fn alloc_cached(cache: &SpanCache, n: usize) -> *mut u8 {
+    let Some(map_size) = n.max(1).checked_add(HEADER).and_then(round_pages) else {
+        return ptr::null_mut();
+    };
+    let k = map_size.div_ceil(GRANULE);
+    if k > span_cache::MAX_GRANULES {
+        return ptr::null_mut();
+    }
+    let Some(c) = cache.take(k, map_size) else {
+        return ptr::null_mut();
+    };
+    let hdr = c.base as *mut Header;
+    // SAFETY: the span is ours since `take`; its first 64 bytes are the
+    // header of the block freed into it, resident.
+    unsafe {
+        (*hdr).user = c.base + HEADER;
+        (*hdr).map_size = map_size;
+        (*hdr).sample[0] = 0;
+        (*hdr).magic.store(LIVE, Release);
+    }
+    (c.base + HEADER) as *mut u8
+}
+
+/// Returns a span of the calling thread's cache (`SpanCache`) to its
+/// region, its pages kept for reuse unless `expired` (then given back).
+fn uncache(c: span_cache::FreedSpan, expired: bool) {
+    counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
+    counters::LARGE_BYTES.fetch_sub(c.map_size - HEADER, Relaxed);
+    region::release(c.base, c.granules, c.map_size, true, expired);
+}
+
+/// Returns the spans of `cache` to their regions: all of them, or only if
+/// the oldest has waited the purge delay at `now` (`Some(now)`), in which
+/// case their pages go back to the OS.
+pub fn flush_cache(cache: &SpanCache, expired_at: Option<u64>) {
+    cache.flush(expired_at, |c| uncache(c, expired_at.is_some()));
+}
+
 /// Counts a new live block at `user` in the pages [base, base + map_size).
 fn count_alloc(base: usize, map_size: usize, user: usize) {
     counters::LARGE_BLOCKS.fetch_add(1, Relaxed);
@@ -269,7 +318,7 @@ pub fn alloc_sample(n: usize, align: usize) -> (*mut u8, bool) {
             return ((base + HEADER) as *mut u8, false);
         }
     }
-    alloc(n, align)
+    alloc(n, align, None)
 }
 
 /// Keeps the freed one-page sample whose header is at `base`; false if
@@ -285,7 +334,7 @@ fn sample_put(base: usize) -> bool {
 fn release_memory(base: usize, map_size: usize, span: usize, user: usize) {
     if span != 0 {
         // The region records where a normal block started.
-        region::release(base, span, map_size, user == base + HEADER);
+        region::release(base, span, map_size, user == base + HEADER, false);
         return;
     }
     arena_map::clear(user & !ARENA_MASK);
@@ -360,12 +409,13 @@ pub unsafe fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
     unsafe { (*hdr).sample = [tag, bytes as usize, blocks as usize] };
 }
 
-/// Frees the large block `p`.
+/// Frees the large block `p`, into `cache` (the calling thread's) if it
+/// is a span it keeps.
 ///
 /// # Safety
 /// `kind` is what `arena_map::lookup(p)` returned for `p`, and is a large
 /// kind: it says where the header is.
-pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
+pub unsafe fn free(p: *mut u8, kind: u8, func: &str, cache: Option<&SpanCache>) {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
     let Header {
@@ -378,6 +428,21 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
     } = unsafe { ptr::read(hdr) };
     if sample[0] != 0 {
         crate::stacks::release(sample[0], sample[1] as u64, sample[2] as u64);
+    }
+    if let Some(cache) = cache.filter(|_| {
+        (1..=span_cache::MAX_GRANULES).contains(&span)
+            && user == base + HEADER
+            && purge::delay_ms() != 0
+    }) {
+        // SAFETY: as below.
+        unsafe { (*hdr).magic.store(FREED, Release) };
+        let c = span_cache::FreedSpan {
+            base,
+            granules: span,
+            map_size,
+        };
+        cache.put(c, |evicted| uncache(evicted, false));
+        return;
     }
     counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
     counters::LARGE_BYTES.fetch_sub(base + map_size - user, Relaxed);
@@ -402,7 +467,13 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str) {
 /// # Safety
 /// `kind` is what `arena_map::lookup(p)` returned for `p`, and is a large
 /// kind: it says where the header is.
-pub unsafe fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
+pub unsafe fn realloc(
+    p: *mut u8,
+    kind: u8,
+    n: usize,
+    func: &str,
+    spans: Option<&SpanCache>,
+) -> *mut u8 {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
     let (old_size, user, base, span) =
@@ -418,7 +489,7 @@ pub unsafe fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
     }
     if span != 0 {
         // SAFETY: as for `hdr`.
-        return unsafe { resize_span(hdr, span, old_size, new_size) };
+        return unsafe { resize_span(hdr, span, old_size, new_size, spans) };
     }
     if new_size < old_size {
         // Shrinking in place always succeeds; the tail goes back to the OS.
@@ -485,14 +556,20 @@ pub unsafe fn realloc(p: *mut u8, kind: u8, n: usize, func: &str) -> *mut u8 {
 /// # Safety
 /// `hdr` is a live block's header, validated by the caller, at its span's
 /// start.
-unsafe fn resize_span(hdr: *mut Header, span: usize, old_size: usize, new_size: usize) -> *mut u8 {
+unsafe fn resize_span(
+    hdr: *mut Header,
+    span: usize,
+    old_size: usize,
+    new_size: usize,
+    spans: Option<&SpanCache>,
+) -> *mut u8 {
     if new_size > LARGE_SPAN_MAX {
         return ptr::null_mut();
     }
     let base = hdr as usize;
     let k = new_size.div_ceil(GRANULE);
     if new_size > old_size {
-        if k > span && !region::grow(base, span, k, new_size - old_size) {
+        if k > span && !region::grow(base, span, k, new_size - old_size, spans) {
             return ptr::null_mut();
         }
         if k <= span {
@@ -504,7 +581,13 @@ unsafe fn resize_span(hdr: *mut Header, span: usize, old_size: usize, new_size: 
         if k < span {
             // The pages past new_size in the last granule kept stay as
             // they are; the granules after it go.
-            region::release(base + k * GRANULE, span - k, old_size - new_size, false);
+            region::release(
+                base + k * GRANULE,
+                span - k,
+                old_size - new_size,
+                false,
+                false,
+            );
         } else {
             counters::sub_mapped(old_size - new_size);
         }
@@ -552,12 +635,12 @@ mod tests {
     fn release(p: *mut u8) {
         let kind = arena_map::lookup(p as usize);
         // SAFETY: as in `usable`.
-        unsafe { free(p, kind, "test") }
+        unsafe { free(p, kind, "test", None) }
     }
     fn resize(p: *mut u8, n: usize) -> *mut u8 {
         let kind = arena_map::lookup(p as usize);
         // SAFETY: as in `usable`.
-        unsafe { realloc(p, kind, n, "test") }
+        unsafe { realloc(p, kind, n, "test", None) }
     }
 
     #[test]
@@ -571,7 +654,7 @@ mod tests {
             (3 << 20) + 12_345,
             LARGE_SPAN_MAX - HEADER,
         ];
-        let ps: [*mut u8; 5] = core::array::from_fn(|i| alloc(sizes[i], ALIGNMENT).0);
+        let ps: [*mut u8; 5] = core::array::from_fn(|i| alloc(sizes[i], ALIGNMENT, None).0);
         for (i, &p) in ps.iter().enumerate() {
             assert!(!p.is_null());
             assert_eq!(arena_map::lookup(p as usize), CHUNK_SPAN);
@@ -599,7 +682,7 @@ mod tests {
 
     #[test]
     fn spans_grow_into_free_granules_and_shrink() {
-        let (p, _) = alloc(300_000, ALIGNMENT);
+        let (p, _) = alloc(300_000, ALIGNMENT, None);
         assert!(!p.is_null());
         // SAFETY: p has 300_000 usable bytes.
         unsafe { core::ptr::write_bytes(p, 0xcd, 300_000) };
@@ -630,7 +713,7 @@ mod tests {
     #[test]
     fn blocks_above_the_span_limit_are_unmapped() {
         let n = LARGE_SPAN_MAX + 1;
-        let (p, _) = alloc(n, ALIGNMENT);
+        let (p, _) = alloc(n, ALIGNMENT, None);
         assert!(!p.is_null());
         release(p);
         assert_eq!(
@@ -642,7 +725,7 @@ mod tests {
 
     #[test]
     fn realloc_of_a_mapping_keeps_contents_and_alignment() {
-        let (p, _) = alloc(LARGE_SPAN_MAX + 300_000, ALIGNMENT);
+        let (p, _) = alloc(LARGE_SPAN_MAX + 300_000, ALIGNMENT, None);
         // SAFETY: p has more than 300_000 usable bytes.
         unsafe { core::ptr::write_bytes(p, 0xab, 300_000) };
         let q = resize(p, 40 << 20);
@@ -661,7 +744,7 @@ mod tests {
     #[test]
     fn huge_alignment_puts_the_header_one_arena_back() {
         let align = 4 * ARENA_SIZE;
-        let (p, _) = alloc(1000, align);
+        let (p, _) = alloc(1000, align, None);
         assert_eq!(p as usize % align, 0);
         assert_eq!(arena_map::lookup(p as usize), CHUNK_LARGE_BEHIND);
         assert!(usable(p) >= 1000);

@@ -56,6 +56,7 @@
 //! `bytes_mapped` counts a live block's pages and a dirty granule whole;
 //! not the rest of a region (reserved, never written) nor its bookkeeping.
 
+use super::span_cache::{FreedSpan, SpanCache};
 use super::stretches::{bit, count, set_bits, Bits, Stretches, MAX_GRANULES};
 use crate::arena_map::{self, CHUNK_SPAN};
 use crate::config::*;
@@ -248,6 +249,29 @@ impl Regions {
         m.dirty.set(i0, i0 + k, true);
         m.freed_at[i0..i0 + k].fill(c.freed_at);
         set_bits(&mut m.hdr, i0, i0 + 1, c.header);
+    }
+
+    /// Returns a span from a thread's cache (span_cache.rs) to its region,
+    /// free and dirty from now: what `release` does to a span it keeps,
+    /// without its lock (held) and its budget (the pages are resident
+    /// already).
+    fn put_back(&mut self, s: FreedSpan) {
+        let Some((r, i0)) = self.locate(s.base) else {
+            debug_assert!(false, "a cached span outside the regions");
+            return;
+        };
+        let (k, now) = (s.granules, purge::now_ms());
+        let m = self.meta(r);
+        m.mark_free(i0, i0 + k);
+        m.dirty.set(i0, i0 + k, true);
+        m.freed_at[i0..i0 + k].fill(now);
+        set_bits(&mut m.hdr, i0, i0 + 1, true);
+        counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
+        counters::LARGE_BYTES.fetch_sub(s.map_size - HEADER_BYTES, Relaxed);
+        counters::remap(k * GRANULE, s.map_size);
+        KEPT.fetch_add(k * GRANULE, Relaxed);
+        lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
+        purge::note_due(now + purge::delay_ms());
     }
 
     /// Returns every cached span to its region.
@@ -475,7 +499,7 @@ pub enum Refused {
 
 /// Takes a span of `k` granules for a block of `map_size` bytes of pages
 /// from the span's start.
-pub fn take(k: usize, map_size: usize) -> Result<Span, Refused> {
+pub fn take(k: usize, map_size: usize, spans: Option<&SpanCache>) -> Result<Span, Refused> {
     purge_if_due();
     let mut g = REGIONS.lock();
     if let Some(base) = g.take_cached(k) {
@@ -490,11 +514,20 @@ pub fn take(k: usize, map_size: usize) -> Result<Span, Refused> {
         });
     }
     let mut found = g.best_fit(k);
-    if g.ncached_all != 0 && found.is_none_or(|(_, _, dirty)| dirty < k) {
+    if found.is_none_or(|(_, _, dirty)| dirty < k) {
         // Back in their regions, cached spans join the free granules
         // around them: maybe a place all dirty, as freed spans always made.
+        let mut returned = g.ncached_all != 0;
         g.uncache_all();
-        found = g.best_fit(k);
+        if let Some(spans) = spans {
+            spans.flush(None, |s| {
+                g.put_back(s);
+                returned = true;
+            });
+        }
+        if returned {
+            found = g.best_fit(k);
+        }
     }
     let (r, i0) = match found {
         Some((r, x, _)) => (r, x),
@@ -512,9 +545,9 @@ pub fn take(k: usize, map_size: usize) -> Result<Span, Refused> {
 }
 
 /// Extends the span of `k` granules at `base` to `k2` if the granules
-/// after it are free, or cached spans (which go back to the region
-/// first); its block's pages grow by `added` bytes.
-pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
+/// after it are free, or cached spans, here or in `spans` (which go back
+/// to the region first); its block's pages grow by `added` bytes.
+pub fn grow(base: usize, k: usize, k2: usize, added: usize, spans: Option<&SpanCache>) -> bool {
     let mut g = REGIONS.lock();
     let Some((r, i0)) = g.locate(base) else {
         return false;
@@ -528,8 +561,12 @@ pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
             break;
         }
         let at = g.base[r] + used * GRANULE;
-        if !g.uncache_at(at) {
-            return false;
+        if g.uncache_at(at) {
+            continue;
+        }
+        match spans.and_then(|spans| spans.take_at(at)) {
+            Some(s) => g.put_back(s),
+            None => return false,
         }
     }
     let (_, kept) = claim(g.meta(r), i0 + k, i0 + k2);
@@ -540,8 +577,10 @@ pub fn grow(base: usize, k: usize, k2: usize, added: usize) -> bool {
 
 /// Frees the `k` granules at `base`, which no live block uses any more
 /// and of which `counted` bytes were counted as mapped. `header`: a freed
-/// block's span starts there (see `freed_block_at`).
-pub fn release(base: usize, k: usize, counted: usize, header: bool) {
+/// block's span starts there (see `freed_block_at`). `expired`: its pages
+/// have waited the purge delay already (in a thread's `SpanCache`) and go
+/// back to the OS.
+pub fn release(base: usize, k: usize, counted: usize, header: bool, expired: bool) {
     // One clock read: for the purge and the granules' stamp.
     let now = purge::now_ms();
     purge_expired(now);
@@ -550,7 +589,7 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool) {
     // Decided before the granules are published as free: once free,
     // another thread may take and write them. (The budget may be exceeded
     // by what other threads free meanwhile.)
-    let keep = purge::delay_ms() != 0 && KEPT.load(Relaxed) + bytes <= budget;
+    let keep = !expired && purge::delay_ms() != 0 && KEPT.load(Relaxed) + bytes <= budget;
     if keep {
         counters::remap(bytes, counted);
     } else {

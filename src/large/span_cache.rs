@@ -1,0 +1,339 @@
+//! A thread's cache of freed spans: the last few large blocks of up to 1
+//! MiB a thread freed, kept whole with their pages for its next large
+//! blocks of the same number of granules. A hit takes no lock and changes
+//! no shared counter, which is what two threads allocating large blocks
+//! otherwise contend on: the regions' lock and the large-block counters
+//! (BENCHMARKS.md, eighteenth session).
+//!
+//! The cache is a field of the thread's heap (heap/mod.rs), a higher
+//! module, whose callers hand it down. Only the owner puts a span in; any
+//! thread may flush them out (the purge sweep, `obm_trim`, thread exit).
+//! A slot is emptied by swapping it to 0, so the owner's take and another
+//! thread's flush never both get a span.
+//!
+//! A cached span stays out of its region as a live block does (its
+//! granules used, its pages resident), its header says FREED (a second
+//! `free` is reported) and it is counted as kept memory. The shared
+//! counters still count it as the live block it was, at the size its slot
+//! records: the statistics subtract the cache's spans, and add the
+//! owner's own count of how the blocks it took differed in size
+//! (`resized`). So the shared counters move only when a span enters or
+//! leaves the regions.
+
+use super::region::GRANULE;
+use crate::config::PAGE_SIZE;
+use crate::purge;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+
+/// Spans a thread keeps, and their granules together at most (2 MiB).
+const SLOTS: usize = 8;
+const MAX_HELD: usize = 32;
+/// The largest span kept, in granules (1 MiB).
+pub(super) const MAX_GRANULES: usize = 16;
+
+// A slot holds a span's base, which is aligned to a granule, with its
+// granules in the low 5 bits and its block's pages (`map_size`) above.
+const GRANULE_BITS: u32 = 5;
+const GRANULES_MASK: usize = (1 << GRANULE_BITS) - 1;
+const _: () = assert!(MAX_GRANULES < 1 << GRANULE_BITS);
+const _: () = assert!((MAX_GRANULES * GRANULE / PAGE_SIZE) << GRANULE_BITS < GRANULE);
+
+/// A span in a slot: its base, granules and block's mapped bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FreedSpan {
+    pub base: usize,
+    pub granules: usize,
+    pub map_size: usize,
+}
+
+impl FreedSpan {
+    fn encode(self) -> usize {
+        debug_assert!(self.base.is_multiple_of(GRANULE) && self.base != 0);
+        debug_assert!((1..=MAX_GRANULES).contains(&self.granules));
+        debug_assert!(self.map_size <= self.granules * GRANULE);
+        self.base | (self.map_size / PAGE_SIZE) << GRANULE_BITS | self.granules
+    }
+
+    pub fn decode(v: usize) -> FreedSpan {
+        FreedSpan {
+            base: v & !(GRANULE - 1),
+            granules: v & GRANULES_MASK,
+            map_size: (v & (GRANULE - 1)) >> GRANULE_BITS << PAGE_SIZE.trailing_zeros(),
+        }
+    }
+}
+
+/// All zero when empty, as a new heap's memory is.
+pub struct SpanCache {
+    /// Encoded spans (`FreedSpan::encode`), 0 for none.
+    slots: [AtomicUsize; SLOTS],
+    /// Owner only: the next slot to evict when the cache is full.
+    next: AtomicUsize,
+    /// When the cache's oldest span went in (0: empty, or flushed since).
+    since: AtomicU64,
+    /// Owner only, wrapping: the bytes its blocks taken from the cache had
+    /// beyond the blocks freed into their spans (both `map_size`; the
+    /// usable sizes differ by the same).
+    resized: AtomicUsize,
+    /// Owner only: blocks allocated from the cache.
+    allocs: AtomicUsize,
+}
+
+impl SpanCache {
+    pub const fn new() -> Self {
+        SpanCache {
+            slots: [const { AtomicUsize::new(0) }; SLOTS],
+            next: AtomicUsize::new(0),
+            since: AtomicU64::new(0),
+            resized: AtomicUsize::new(0),
+            allocs: AtomicUsize::new(0),
+        }
+    }
+
+    /// Owner only: takes a span of `granules` for a block of `map_size`
+    /// bytes. Returns it with the block it held before.
+    pub fn take(&self, granules: usize, map_size: usize) -> Option<FreedSpan> {
+        // Last slots first: `put` fills the first free slot, so the last
+        // freed span, the likeliest in the CPU's caches, is usually there.
+        for slot in self.slots.iter().rev() {
+            let v = slot.load(Relaxed);
+            if v == 0 || v & GRANULES_MASK != granules {
+                continue;
+            }
+            // Only the owner puts, so the slot holds v or, flushed, 0.
+            let v = slot.swap(0, Acquire);
+            if v != 0 {
+                let c = FreedSpan::decode(v);
+                let r = self.resized.load(Relaxed);
+                self.resized
+                    .store(r.wrapping_add(map_size).wrapping_sub(c.map_size), Relaxed);
+                self.allocs.store(self.allocs.load(Relaxed) + 1, Relaxed);
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Owner only: takes the span starting at `base`, if cached.
+    pub fn take_at(&self, base: usize) -> Option<FreedSpan> {
+        self.slots.iter().find_map(|slot| {
+            let v = slot.load(Relaxed);
+            if v == 0 || FreedSpan::decode(v).base != base {
+                return None;
+            }
+            // As in `take`.
+            let v = slot.swap(0, Acquire);
+            (v != 0).then(|| FreedSpan::decode(v))
+        })
+    }
+
+    /// Owner only: puts `c` in, first evicting spans in turn while the
+    /// cache is full: `evict` takes each (to go back to its region).
+    pub fn put(&self, c: FreedSpan, mut evict: impl FnMut(FreedSpan)) {
+        let (mut held, mut free) = (c.granules, SLOTS);
+        for (i, slot) in self.slots.iter().enumerate() {
+            match slot.load(Relaxed) {
+                0 if free == SLOTS => free = i,
+                0 => {}
+                v => held += v & GRANULES_MASK,
+            }
+        }
+        while held > MAX_HELD || free == SLOTS {
+            let i = self.next.load(Relaxed);
+            self.next.store((i + 1) % SLOTS, Relaxed);
+            let v = self.slots[i].swap(0, Acquire);
+            if v != 0 {
+                held -= v & GRANULES_MASK;
+                evict(FreedSpan::decode(v));
+            }
+            free = i;
+        }
+        if self.since.load(Relaxed) == 0 {
+            let now = purge::now_ms();
+            self.since.store(now, Relaxed);
+            purge::note_due(now + purge::delay_ms());
+        }
+        // An empty slot stays empty but for the owner: a flush only
+        // swaps in 0.
+        self.slots[free].store(c.encode(), Release);
+    }
+
+    /// Empties the cache, or only if its oldest span has waited the purge
+    /// delay at `now` (`Some(now)`): calls `f` on each span taken out.
+    /// Any thread.
+    pub fn flush(&self, expired_at: Option<u64>, mut f: impl FnMut(FreedSpan)) {
+        let since = self.since.load(Relaxed);
+        if let Some(now) = expired_at {
+            if since == 0 || now < since + purge::delay_ms() {
+                return;
+            }
+        }
+        // If the owner has put a span in since the load, its time stays.
+        let _ = self.since.compare_exchange(since, 0, Relaxed, Relaxed);
+        for slot in &self.slots {
+            if slot.load(Relaxed) != 0 {
+                let v = slot.swap(0, Acquire);
+                if v != 0 {
+                    f(FreedSpan::decode(v));
+                }
+            }
+        }
+    }
+
+    /// `flush(Some(now), f)` if anything is cached: the owner's check on
+    /// its way to the regions.
+    pub fn flush_if_expired(&self, f: impl FnMut(FreedSpan)) {
+        if self.since.load(Relaxed) != 0 {
+            self.flush(Some(purge::now_ms()), f);
+        }
+    }
+
+    /// For the statistics, which read other threads' caches as they change:
+    /// the spans cached, their blocks' mapped bytes, `resized` and the
+    /// blocks allocated from the cache.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let (mut spans, mut bytes) = (0, 0);
+        for slot in &self.slots {
+            let v = slot.load(Relaxed);
+            if v != 0 {
+                spans += 1;
+                bytes += FreedSpan::decode(v).map_size;
+            }
+        }
+        (
+            spans,
+            bytes,
+            self.resized.load(Relaxed),
+            self.allocs.load(Relaxed),
+        )
+    }
+}
+
+impl Default for SpanCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    fn span(i: usize, granules: usize) -> FreedSpan {
+        let map_size = granules * GRANULE - (i % 4) * PAGE_SIZE;
+        FreedSpan {
+            base: (0x7000_0000 + i * MAX_GRANULES) * GRANULE,
+            granules,
+            map_size,
+        }
+    }
+
+    fn put(cache: &SpanCache, c: FreedSpan) -> Vec<FreedSpan> {
+        let mut out = Vec::new();
+        cache.put(c, |s| out.push(s));
+        out
+    }
+
+    #[test]
+    fn a_slot_holds_base_granules_and_pages() {
+        for granules in 1..=MAX_GRANULES {
+            for pages in 1..=granules * GRANULE / PAGE_SIZE {
+                let c = FreedSpan {
+                    base: 0x7fff_1234_0000,
+                    granules,
+                    map_size: pages * PAGE_SIZE,
+                };
+                assert_eq!(FreedSpan::decode(c.encode()), c);
+            }
+        }
+    }
+
+    /// Takes find the size asked for only; the counters follow the sizes;
+    /// a full cache evicts in turn, for a slot and for the granules held.
+    #[test]
+    fn take_put_and_evict() {
+        let cache = SpanCache::new();
+        assert!(cache.take(2, GRANULE).is_none());
+        for i in 0..SLOTS {
+            assert!(put(&cache, span(i, 1 + i % 3)).is_empty());
+        }
+        assert_eq!(cache.counts().0, SLOTS);
+        assert!(cache.take(4, 4 * GRANULE).is_none());
+        let c = cache.take(2, 2 * GRANULE).unwrap();
+        assert_eq!(c, span(7, 2));
+        assert_eq!(cache.counts().2, 2 * GRANULE - c.map_size);
+        assert_eq!(cache.counts().3, 1);
+        // A slot is free again: no eviction. Then full: slot 0 goes.
+        assert!(put(&cache, span(20, 1)).is_empty());
+        assert_eq!(put(&cache, span(21, 1)), [span(0, 1)]);
+        // 14 granules held: 16 more fit, but no slot is free: slot 1 goes.
+        assert_eq!(put(&cache, span(22, 16)), [span(1, 2)]);
+        // 28 held: 16 more need 12 to go, slots 2 to 7 and 0 in turn.
+        let out = put(&cache, span(23, 16));
+        let expect = [span(2, 3), span(3, 1), span(4, 2), span(5, 3), span(6, 1)];
+        assert_eq!(out[..5], expect);
+        assert_eq!(out[5..], [span(20, 1), span(21, 1)]);
+        assert_eq!(cache.counts().0, 2);
+        // The later slot first.
+        assert_eq!(cache.take(16, 16 * GRANULE), Some(span(22, 16)));
+        assert_eq!(cache.take(16, 16 * GRANULE), Some(span(23, 16)));
+        assert_eq!(cache.counts().0, 0);
+    }
+
+    #[test]
+    fn flush_waits_for_the_delay() {
+        let cache = SpanCache::new();
+        put(&cache, span(0, 3));
+        let since = cache.since.load(Relaxed);
+        assert_ne!(since, 0);
+        let mut out = Vec::new();
+        cache.flush(Some(since + purge::delay_ms() - 1), |c| out.push(c));
+        assert!(out.is_empty());
+        cache.flush(Some(since + purge::delay_ms()), |c| out.push(c));
+        assert_eq!(out, [span(0, 3)]);
+        assert_eq!(cache.since.load(Relaxed), 0);
+        put(&cache, span(1, 3));
+        cache.flush(None, |c| out.push(c));
+        assert_eq!(out, [span(0, 3), span(1, 3)]);
+    }
+
+    /// The owner puts and takes while another thread flushes: every span
+    /// put comes out exactly once, by a take, an eviction or a flush.
+    #[test]
+    fn owner_and_flusher_never_share_a_span() {
+        let cache = Arc::new(SpanCache::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                while !stop.load(Relaxed) {
+                    cache.flush(None, |c| out.push(c.base));
+                }
+                out
+            })
+        };
+        let (mut seen, mut puts) = (Vec::new(), 0);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..200_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let g = 1 + (rng % 4) as usize;
+            if rng & 16 == 0 {
+                puts += 1;
+                seen.extend(put(&cache, span(i, g)).iter().map(|c| c.base));
+            } else if let Some(c) = cache.take(g, g * GRANULE) {
+                seen.push(c.base);
+            }
+        }
+        stop.store(true, Relaxed);
+        seen.extend(flusher.join().unwrap());
+        cache.flush(None, |c| seen.push(c.base));
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), puts, "a span lost or come out twice");
+    }
+}
