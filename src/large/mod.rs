@@ -418,20 +418,18 @@ pub unsafe fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
 pub unsafe fn free(p: *mut u8, kind: u8, func: &str, cache: Option<&SpanCache>) {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
-    let Header {
-        user,
-        base,
-        map_size,
-        span,
-        sample,
-        ..
-    } = unsafe { ptr::read(hdr) };
+    let (user, base, map_size, span, sample) = unsafe {
+        let h = &*hdr;
+        (h.user, h.base, h.map_size, h.span, h.sample)
+    };
     if sample[0] != 0 {
         crate::stacks::release(sample[0], sample[1] as u64, sample[2] as u64);
     }
+    let sample_page = sample[0] != 0 && map_size == PAGE_SIZE && user == base + HEADER;
     if let Some(cache) = cache.filter(|_| {
         (1..=span_cache::MAX_GRANULES).contains(&span)
             && user == base + HEADER
+            && !sample_page
             && purge::delay_ms() != 0
     }) {
         // SAFETY: as below.
@@ -453,7 +451,6 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str, cache: Option<&SpanCache>) 
     // SAFETY: the header is ours; marking it FREED makes a second free fail
     // loudly (while its page is resident: see region.rs for after).
     unsafe { (*hdr).magic.store(FREED, Release) };
-    let sample_page = sample[0] != 0 && map_size == PAGE_SIZE && user == base + HEADER;
     if sample_page && sample_put(base) {
         return;
     }

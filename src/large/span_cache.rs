@@ -69,6 +69,10 @@ pub struct SpanCache {
     slots: [AtomicUsize; SLOTS],
     /// Owner only: the next slot to evict when the cache is full.
     next: AtomicUsize,
+    /// Owner only: the granules of the spans it put in and did not take
+    /// out; more than the cache holds after a flush by another thread
+    /// (`put` then counts again).
+    held: AtomicUsize,
     /// When the cache's oldest span went in (0: empty, or flushed since).
     since: AtomicU64,
     /// Owner only, wrapping: the bytes its blocks taken from the cache had
@@ -84,6 +88,7 @@ impl SpanCache {
         SpanCache {
             slots: [const { AtomicUsize::new(0) }; SLOTS],
             next: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             since: AtomicU64::new(0),
             resized: AtomicUsize::new(0),
             allocs: AtomicUsize::new(0),
@@ -104,6 +109,8 @@ impl SpanCache {
             let v = slot.swap(0, Acquire);
             if v != 0 {
                 let c = FreedSpan::decode(v);
+                let held = self.held.load(Relaxed);
+                self.held.store(held.saturating_sub(granules), Relaxed);
                 let r = self.resized.load(Relaxed);
                 self.resized
                     .store(r.wrapping_add(map_size).wrapping_sub(c.map_size), Relaxed);
@@ -130,24 +137,27 @@ impl SpanCache {
     /// Owner only: puts `c` in, first evicting spans in turn while the
     /// cache is full: `evict` takes each (to go back to its region).
     pub fn put(&self, c: FreedSpan, mut evict: impl FnMut(FreedSpan)) {
-        let (mut held, mut free) = (c.granules, SLOTS);
-        for (i, slot) in self.slots.iter().enumerate() {
-            match slot.load(Relaxed) {
-                0 if free == SLOTS => free = i,
-                0 => {}
-                v => held += v & GRANULES_MASK,
+        let mut free = self.slots.iter().position(|s| s.load(Relaxed) == 0);
+        let mut held = self.held.load(Relaxed) + c.granules;
+        if free.is_none() || held > MAX_HELD {
+            held = c.granules
+                + self
+                    .slots
+                    .iter()
+                    .map(|s| s.load(Relaxed) & GRANULES_MASK)
+                    .sum::<usize>();
+            while held > MAX_HELD || free.is_none() {
+                let i = self.next.load(Relaxed);
+                self.next.store((i + 1) % SLOTS, Relaxed);
+                let v = self.slots[i].swap(0, Acquire);
+                if v != 0 {
+                    held -= v & GRANULES_MASK;
+                    evict(FreedSpan::decode(v));
+                }
+                free = Some(i);
             }
         }
-        while held > MAX_HELD || free == SLOTS {
-            let i = self.next.load(Relaxed);
-            self.next.store((i + 1) % SLOTS, Relaxed);
-            let v = self.slots[i].swap(0, Acquire);
-            if v != 0 {
-                held -= v & GRANULES_MASK;
-                evict(FreedSpan::decode(v));
-            }
-            free = i;
-        }
+        self.held.store(held, Relaxed);
         if self.since.load(Relaxed) == 0 {
             let now = purge::now_ms();
             self.since.store(now, Relaxed);
@@ -155,7 +165,7 @@ impl SpanCache {
         }
         // An empty slot stays empty but for the owner: a flush only
         // swaps in 0.
-        self.slots[free].store(c.encode(), Release);
+        self.slots[free.unwrap_or(0)].store(c.encode(), Release);
     }
 
     /// Empties the cache, or only if its oldest span has waited the purge
