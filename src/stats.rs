@@ -126,6 +126,10 @@ pub fn snapshot() -> obm_stats {
         .wrapping_add(resized)
         .saturating_sub(cached_bytes - cached_spans * crate::large::HEADER);
     s.bytes_mapped = s.bytes_mapped.wrapping_add(resized);
+    // The caches' blocks resized since their spans were counted are
+    // mapped bytes the shared peak has not seen.
+    crate::sync::raise_to(&PEAK_MAPPED, s.bytes_mapped);
+    s.peak_mapped = s.peak_mapped.max(s.bytes_mapped);
     s.large_cached += cached_spans;
     s.large_cached_bytes += cached_bytes;
     let mut pools = [0usize; NUM_CLASSES];
