@@ -11,8 +11,8 @@
 //!                        │                         │
 //!               size ≤ 128 KiB                size > 128 KiB
 //!                        ▼                         ▼
-//!   heap (per thread, TLS) ─► pool queue per class    large: spans of regions, own mapping > 32 MiB
-//!                        │
+//!   heap (per thread, TLS) ─► pool queue per class    large: the heap's freed spans, spans of
+//!                        │                               regions, own mapping > 32 MiB
 //!                        ▼
 //!   arena (256 KiB, aligned) ─► 15 pool units of 16 KiB; header in unit 0
 //!                        │
