@@ -36,6 +36,7 @@
  * - thread_cache: the same from a thread's own cache of the spans it freed,
  *   with exact statistics; cached spans go back to their regions to merge
  *   for a block of another size, when their thread exits, and at obm_trim;
+ *   a thread that has allocated no large block keeps none it frees;
  *   thread_cache_expiry: after the purge delay, with their pages;
  * - many: 4,000 live blocks of 129-600 KB, a random one replaced 20,000
  *   times (a region cut into thousands of free runs, whose bins hold
@@ -49,6 +50,7 @@
 #include "test_util.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
@@ -498,6 +500,11 @@ static void make_heap(void)
     free(opaque_ptr(p));
 }
 
+struct handoff {
+    void *block;
+    sem_t freed, done;
+};
+
 static void *free_one_and_exit(void *arg)
 {
     make_heap();
@@ -507,6 +514,19 @@ static void *free_one_and_exit(void *arg)
     CHECK_PATTERN(p, 300 * 1000, 7);
     *(uintptr_t *)arg = (uintptr_t)p;
     free(p); /* into this thread's cache, until it exits */
+    return NULL;
+}
+
+/* A thread with a heap that frees a large block it did not allocate, and
+ * has allocated none: the block goes back to the regions, where its
+ * allocator finds it, not to the freeing thread's cache. */
+static void *free_and_wait(void *arg)
+{
+    struct handoff *h = arg;
+    make_heap();
+    free(h->block);
+    sem_post(&h->freed);
+    sem_wait(&h->done);
     return NULL;
 }
 
@@ -578,6 +598,23 @@ static void case_thread_cache(void)
     CHECK_PATTERN(z, 3 * GRANULE - 64, 5);
     memset(z, 6, 6 * GRANULE - 64);
 
+    /* A thread that allocates no large block keeps none it frees. */
+    struct handoff h = {.block = malloc(opaque_size(n))};
+    CHECK_NOT_NULL(h.block);
+    fill_pattern(h.block, n, 8);
+    CHECK_PATTERN(h.block, n, 8);
+    uintptr_t handed = (uintptr_t)h.block;
+    CHECK_EQ(sem_init(&h.freed, 0, 0), 0);
+    CHECK_EQ(sem_init(&h.done, 0, 0), 0);
+    pthread_t helper;
+    CHECK_EQ(pthread_create(&helper, NULL, free_and_wait, &h), 0);
+    CHECK_EQ(sem_wait(&h.freed), 0);
+    unsigned char *back = malloc(opaque_size(n));
+    CHECK((uintptr_t)back == handed);
+    sem_post(&h.done);
+    CHECK_EQ(pthread_join(helper, NULL), 0);
+    free(back);
+
     /* A thread's cached spans go back to their regions when it exits: the
      * next block of that size takes the same pages. */
     pthread_t t;
@@ -600,7 +637,8 @@ static void case_thread_cache(void)
     obm_get_stats(&st);
     CHECK_EQ(st.large_blocks, base0.large_blocks);
     CHECK_EQ(st.large_bytes, base0.large_bytes);
-    CHECK_EQ(st.large_allocations, base0.large_allocations + 9); /* u v w a b x y q, the thread's */
+    /* u v w a b x y, the handed block and its successor, the thread's, q */
+    CHECK_EQ(st.large_allocations, base0.large_allocations + 11);
     CHECK(st.large_cached > base0.large_cached);
     obm_trim();
     obm_get_stats(&st);

@@ -426,8 +426,9 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str, cache: Option<&SpanCache>) 
         crate::stacks::release(sample[0], sample[1] as u64, sample[2] as u64);
     }
     let sample_page = sample[0] != 0 && map_size == PAGE_SIZE && user == base + HEADER;
-    if let Some(cache) = cache.filter(|_| {
-        (1..=span_cache::MAX_GRANULES).contains(&span)
+    if let Some(cache) = cache.filter(|cache| {
+        cache.keeps()
+            && (1..=span_cache::MAX_GRANULES).contains(&span)
             && user == base + HEADER
             && !sample_page
             && purge::delay_ms() != 0

@@ -23,7 +23,7 @@
 use super::region::GRANULE;
 use crate::config::PAGE_SIZE;
 use crate::purge;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 /// Spans a thread keeps, and their granules together at most (2 MiB).
 const SLOTS: usize = 8;
@@ -81,6 +81,10 @@ pub struct SpanCache {
     resized: AtomicUsize,
     /// Owner only: blocks allocated from the cache.
     allocs: AtomicUsize,
+    /// Owner only: whether the thread has allocated a large block. Until
+    /// then it keeps none of the blocks it frees: a thread that frees
+    /// what another allocates would only hold them from their allocator.
+    allocating: AtomicBool,
 }
 
 impl SpanCache {
@@ -92,12 +96,16 @@ impl SpanCache {
             since: AtomicU64::new(0),
             resized: AtomicUsize::new(0),
             allocs: AtomicUsize::new(0),
+            allocating: AtomicBool::new(false),
         }
     }
 
     /// Owner only: takes a span of `granules` for a block of `map_size`
     /// bytes. Returns it with the block it held before.
     pub fn take(&self, granules: usize, map_size: usize) -> Option<FreedSpan> {
+        if !self.allocating.load(Relaxed) {
+            self.allocating.store(true, Relaxed);
+        }
         // Last slots first: `put` fills the first free slot, so the last
         // freed span, the likeliest in the CPU's caches, is usually there.
         for slot in self.slots.iter().rev() {
@@ -132,6 +140,11 @@ impl SpanCache {
             let v = slot.swap(0, Acquire);
             (v != 0).then(|| FreedSpan::decode(v))
         })
+    }
+
+    /// Whether the owner keeps the spans it frees (`allocating`).
+    pub fn keeps(&self) -> bool {
+        self.allocating.load(Relaxed)
     }
 
     /// Owner only: puts `c` in, first evicting spans in turn while the
@@ -265,7 +278,9 @@ mod tests {
     #[test]
     fn take_put_and_evict() {
         let cache = SpanCache::new();
+        assert!(!cache.keeps(), "not before the thread allocates");
         assert!(cache.take(2, GRANULE).is_none());
+        assert!(cache.keeps());
         for i in 0..SLOTS {
             assert!(put(&cache, span(i, 1 + i % 3)).is_empty());
         }
