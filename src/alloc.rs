@@ -45,9 +45,11 @@ fn alloc_class(class: usize) -> *mut u8 {
     p
 }
 
-/// A large block. Mapping costs a system call anyway, so this is also when
-/// a thread takes back the small blocks other threads freed into its heap:
-/// a thread that has moved on to large blocks would otherwise hold them.
+/// A large block: from the spans the thread freed, else from the regions
+/// or the OS. Then, the regions' lock and maybe a system call being
+/// costs anyway, this is also when a thread takes back the small blocks
+/// other threads freed into its heap: a thread that has moved on to large
+/// blocks would otherwise hold them.
 #[cold]
 fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
     let spans = heap::current_spans_or_init();
