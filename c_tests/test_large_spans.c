@@ -431,6 +431,22 @@ static void free_in_other_thread(void *p)
     CHECK_EQ(pthread_join(t, NULL), 0);
 }
 
+/* Two blocks of 3 granules side by side; the second freed by `release`;
+ * the first grown in place over it to 6 granules, contents kept. */
+static unsigned char *grow_over_freed_neighbour(void (*release)(void *))
+{
+    unsigned char *x = malloc(opaque_size(3 * GRANULE - 64));
+    unsigned char *y = malloc(opaque_size(3 * GRANULE - 64));
+    CHECK_EQ((uintptr_t)y, (uintptr_t)x + 3 * GRANULE);
+    fill_pattern(x, 3 * GRANULE - 64, 5);
+    release(y);
+    unsigned char *z = realloc(opaque_ptr(x), opaque_size(6 * GRANULE - 64));
+    CHECK(z == x);
+    CHECK_PATTERN(z, 3 * GRANULE - 64, 5);
+    memset(z, 6, 6 * GRANULE - 64);
+    return z;
+}
+
 static void case_cached(void)
 {
     const size_t n = 200 * 1000; /* 4 granules with the header */
@@ -456,15 +472,7 @@ static void case_cached(void)
     CHECK_EQ(minor_faults() - f0, 0);
     /* A block grows in place over the cached span after it: the first
      * spans of a fresh region lie one after the other. */
-    unsigned char *x = malloc(opaque_size(3 * GRANULE - 64));
-    unsigned char *y = malloc(opaque_size(3 * GRANULE - 64));
-    CHECK_EQ((uintptr_t)y, (uintptr_t)x + 3 * GRANULE);
-    fill_pattern(x, 3 * GRANULE - 64, 5);
-    free_in_other_thread(y);
-    unsigned char *z = realloc(opaque_ptr(x), opaque_size(6 * GRANULE - 64));
-    CHECK(z == x);
-    CHECK_PATTERN(z, 3 * GRANULE - 64, 5);
-    memset(z, 6, 6 * GRANULE - 64);
+    unsigned char *z = grow_over_freed_neighbour(free_in_other_thread);
     /* Everything kept goes back with obm_trim, cached spans too. */
     free_in_other_thread(c);
     free_in_other_thread(d);
@@ -478,16 +486,20 @@ static void case_cached(void)
     printf("  cached: spans reused whole without faults, grown over, trimmed\n");
 }
 
-static void case_cached_double_free(void)
+/* A block freed twice by `release` while its span is cached: aborts. */
+static void free_cached_twice(void (*release)(void *))
 {
     unsigned char *p = malloc(opaque_size(300 * 1000));
     CHECK_NOT_NULL(p);
     fill_pattern(p, 300 * 1000, 1);
     CHECK_PATTERN(p, 300 * 1000, 1);
     void *again = opaque_ptr(p);
-    free(p);
-    free(again); /* reported: abort */
+    release(p);
+    release(again); /* reported: abort */
 }
+
+/* In the regions' cache: freed by a thread without a heap. */
+static void case_cached_double_free(void) { free_cached_twice(free_in_other_thread); }
 
 /* ---- thread_cache ---------------------------------------------------------- */
 
@@ -588,15 +600,7 @@ static void case_thread_cache(void)
     CHECK_EQ(st.large_cached, base.large_cached);
 
     /* A block grows in place over a span after it in the thread's cache. */
-    unsigned char *x = malloc(opaque_size(3 * GRANULE - 64));
-    unsigned char *y = malloc(opaque_size(3 * GRANULE - 64));
-    CHECK_EQ((uintptr_t)y, (uintptr_t)x + 3 * GRANULE);
-    fill_pattern(x, 3 * GRANULE - 64, 5);
-    free(y);
-    unsigned char *z = realloc(opaque_ptr(x), opaque_size(6 * GRANULE - 64));
-    CHECK(z == x);
-    CHECK_PATTERN(z, 3 * GRANULE - 64, 5);
-    memset(z, 6, 6 * GRANULE - 64);
+    unsigned char *z = grow_over_freed_neighbour(free);
 
     /* A thread that allocates no large block keeps none it frees. */
     struct handoff h = {.block = malloc(opaque_size(n))};
@@ -664,8 +668,9 @@ static void case_thread_cache_expiry(void)
     obm_get_stats(&before);
     CHECK_EQ(before.large_cached, 1);
     usleep(400 * 1000);
-    /* A large block of another size: the thread's cache is looked at. */
-    void *b = malloc(opaque_size(100 * 1000));
+    /* A large block of another span size: the thread's cache misses, and
+     * finds its span expired. */
+    void *b = malloc(opaque_size(700 * 1000));
     CHECK_NOT_NULL(b);
     obm_get_stats(&st);
     CHECK_EQ(st.large_cached, 0);
@@ -677,17 +682,8 @@ static void case_thread_cache_expiry(void)
     printf("  thread_cache_expiry: the span went back after the delay\n");
 }
 
-static void case_thread_cached_double_free(void)
-{
-    make_heap();
-    unsigned char *p = malloc(opaque_size(300 * 1000));
-    CHECK_NOT_NULL(p);
-    fill_pattern(p, 300 * 1000, 1);
-    CHECK_PATTERN(p, 300 * 1000, 1);
-    void *again = opaque_ptr(p);
-    free_in_other_thread(p);
-    free_in_other_thread(again); /* reported: abort */
-}
+/* In the thread's own cache. */
+static void case_thread_cached_double_free(void) { free_cached_twice(free); }
 
 /* ---- many ------------------------------------------------------------------ */
 
