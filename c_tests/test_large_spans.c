@@ -38,6 +38,9 @@
  *   for a block of another size, when their thread exits, and at obm_trim;
  *   a thread that has allocated no large block keeps none it frees;
  *   thread_cache_expiry: after the purge delay, with their pages;
+ * - over_budget: when freed spans would take the kept bytes over their
+ *   budget, the older kept granules go back, and the span just freed
+ *   serves the next block of its size without faults;
  * - many: 4,000 live blocks of 129-600 KB, a random one replaced 20,000
  *   times (a region cut into thousands of free runs, whose bins hold
  *   more runs than a search looks at): every block keeps its contents,
@@ -685,6 +688,40 @@ static void case_thread_cache_expiry(void)
 /* In the thread's own cache. */
 static void case_thread_cached_double_free(void) { free_cached_twice(free); }
 
+/* ---- over_budget ------------------------------------------------------------ */
+
+/* Kept pages over their budget (the most live large bytes lately, here 9
+ * MiB): the older kept granules go back, not the span just freed, which
+ * then serves the next block of its size without faults. */
+static void case_over_budget(void)
+{
+    unsigned char *a = malloc(opaque_size(6 * MiB));
+    unsigned char *s = malloc(opaque_size(2 * MiB)); /* keeps a's granules apart */
+    CHECK_NOT_NULL(a);
+    CHECK_NOT_NULL(s);
+    fill_pattern(a, 6 * MiB, 1);
+    CHECK_PATTERN(a, 6 * MiB, 1);
+    free(a); /* 6 MiB kept */
+    unsigned char *b = malloc(opaque_size(7 * MiB)); /* too big for a's place */
+    CHECK_NOT_NULL(b);
+    fill_pattern(b, 7 * MiB, 2);
+    CHECK_PATTERN(b, 7 * MiB, 2);
+    uintptr_t b_at = (uintptr_t)b;
+    free(b); /* 13 MiB kept would pass the 9 MiB budget */
+    struct obm_stats st;
+    obm_get_stats(&st);
+    CHECK_MSG(st.bytes_kept >= 7 * MiB && st.bytes_kept <= 9 * MiB + GRANULE,
+              "%zu bytes kept", st.bytes_kept);
+    long f0 = minor_faults();
+    unsigned char *c = malloc(opaque_size(7 * MiB));
+    CHECK((uintptr_t)c == b_at);
+    memset(c, 3, 7 * MiB);
+    CHECK_LE(minor_faults() - f0, 8);
+    free(c);
+    free(s);
+    printf("  over_budget: the older kept pages went back, %zu MiB kept\n", st.bytes_kept / MiB);
+}
+
 /* ---- many ------------------------------------------------------------------ */
 
 static unsigned long long rng_state = 0x9e3779b97f4a7c15ull;
@@ -768,6 +805,8 @@ static void child(const char *mode)
         case_cached();
     else if (strcmp(mode, "cached_double_free") == 0)
         case_cached_double_free();
+    else if (strcmp(mode, "over_budget") == 0)
+        case_over_budget();
     else if (strcmp(mode, "thread_cache") == 0)
         case_thread_cache();
     else if (strcmp(mode, "thread_cache_expiry") == 0)
@@ -812,6 +851,7 @@ int main(int argc, char **argv)
     expect_double_free("double_free", "OBMEM_PURGE_DELAY_MS=0");
     expect_double_free("double_free", long_delay);
     expect_double_free("cached_double_free", long_delay);
+    spawn_self_ok("over_budget", (const char *const[]){long_delay, NULL});
     spawn_self_ok("thread_cache", (const char *const[]){long_delay, NULL});
     spawn_self_ok("thread_cache_expiry", (const char *const[]){"OBMEM_PURGE_DELAY_MS=200", NULL});
     expect_double_free("thread_cached_double_free", long_delay);

@@ -24,8 +24,12 @@
 //! by the process-wide sweep (`heap::purge_if_due`); or
 //! clean, reading as zero. What stays dirty is bounded by `LARGE_KEEP_MIN`
 //! or the most bytes of live large blocks since dirty granules last
-//! expired (recent demand); beyond it, or with a purge delay of 0, a freed
-//! span's pages go back at once. (Three quarters of the demand, the bound
+//! expired (recent demand); beyond it, the granules freed before go back
+//! at once, as many as the excess (the span just freed is the likeliest
+//! to serve next: a program that frees its buffers together and grows
+//! them again faulted 6% more pages the other way round, BENCHMARKS.md,
+//! eighteenth session); with a purge delay of 0 a freed span's pages go
+//! back at once. (Three quarters of the demand, the bound
 //! for pool units, gave a program that frees and regrows its large
 //! buffers 1.6 times the page faults: BENCHMARKS.md, seventh session.
 //! Since blocks go to dirty granules first, kept pages are reused before
@@ -589,7 +593,10 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool, expired: boo
     // Decided before the granules are published as free: once free,
     // another thread may take and write them. (The budget may be exceeded
     // by what other threads free meanwhile.)
-    let keep = !expired && purge::delay_ms() != 0 && KEPT.load(Relaxed) + bytes <= budget;
+    // Over the budget, the older kept granules go back, not these: the
+    // last freed are the likeliest to serve next.
+    let over = (KEPT.load(Relaxed) + bytes).saturating_sub(budget);
+    let keep = !expired && purge::delay_ms() != 0;
     if keep {
         counters::remap(bytes, counted);
     } else {
@@ -628,6 +635,9 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool, expired: boo
     KEPT.fetch_add(bytes, Relaxed);
     lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
     purge::note_due(now + purge::delay_ms());
+    if over != 0 {
+        purge(now, Which::FreedBefore(now), over);
+    }
 }
 
 /// Whether `p` was a block's start whose span was freed, and not reused
@@ -664,7 +674,7 @@ pub fn purge_expired(now: u64) {
         return;
     }
     if now >= next {
-        purge(now, false, usize::MAX); // notes the next due time itself
+        purge(now, Which::Expired, usize::MAX); // notes the next due time itself
     } else {
         purge::note_due(next);
     }
@@ -722,7 +732,7 @@ fn discard_busy(base: usize, from: usize, to: usize) {
 /// granules of the same huge pages, up to `limit` bytes of dirty ones.
 /// Returns the bytes given back and whether the pass got through
 /// everything (it stops after `PURGE_RUNS` runs, or at the limit).
-fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
+fn purge(now: u64, which: Which, limit: usize) -> (usize, bool) {
     // Region base, first granule, end.
     let mut runs = [(0usize, 0usize, 0usize); PURGE_RUNS];
     // The clean granules before and after each run, in the same huge pages.
@@ -739,7 +749,7 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
             let mut j = 0;
             while j < g.ncached[k] {
                 let at = g.cached[k][j].freed_at;
-                if all || purge::expired(at, now) {
+                if which.takes(at, now) {
                     g.uncache(k, j);
                 } else {
                     next = next.min(at + purge::delay_ms());
@@ -757,7 +767,7 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
                     if !m.is_dirty(i) {
                         continue;
                     }
-                    if !all && !purge::expired(m.freed_at[i], now) {
+                    if !which.takes(m.freed_at[i], now) {
                         next = next.min(m.freed_at[i] + purge::delay_ms());
                         continue;
                     }
@@ -811,17 +821,41 @@ fn purge(now: u64, all: bool, limit: usize) -> (usize, bool) {
         KEPT.fetch_sub(bytes, Relaxed);
         counters::sub_mapped(bytes);
         purge::given_back(bytes);
-        // Demand is measured again from what is live now.
-        RECENT_PEAK.store(counters::LARGE_BYTES.load(Relaxed), Relaxed);
+        // Demand is measured again from what is live now; not while the
+        // budget it sets is being enforced.
+        if !matches!(which, Which::FreedBefore(_)) {
+            RECENT_PEAK.store(counters::LARGE_BYTES.load(Relaxed), Relaxed);
+        }
     }
     (bytes, complete)
+}
+
+/// Which dirty granules a purge pass gives back, by when they were freed.
+#[derive(Clone, Copy)]
+enum Which {
+    /// Those that have waited the purge delay.
+    Expired,
+    All,
+    /// Those freed before this time: the older ones, when a span just
+    /// freed takes the kept bytes over their budget.
+    FreedBefore(u64),
+}
+
+impl Which {
+    fn takes(self, freed_at: u64, now: u64) -> bool {
+        match self {
+            Which::Expired => purge::expired(freed_at, now),
+            Which::All => true,
+            Which::FreedBefore(t) => freed_at < t,
+        }
+    }
 }
 
 /// Gives back about `bytes` of dirty granules, expired or not, lowest
 /// addresses first (`purge::units_took_fresh`).
 pub fn give_back(bytes: usize) {
     if KEPT.load(Relaxed) != 0 {
-        purge(purge::now_ms(), true, bytes);
+        purge(purge::now_ms(), Which::All, bytes);
     }
 }
 
@@ -831,7 +865,7 @@ pub fn trim() -> usize {
     let now = purge::now_ms();
     let mut total = 0;
     loop {
-        let (bytes, complete) = purge(now, true, usize::MAX);
+        let (bytes, complete) = purge(now, Which::All, usize::MAX);
         total += bytes;
         if complete {
             return total;
