@@ -727,9 +727,10 @@ fn discard_busy(base: usize, from: usize, to: usize) {
     }
 }
 
-/// One purge pass: gives back the dirty granules whose delay has run out
-/// at `now` (with `all`: every dirty granule), with the clean free
-/// granules of the same huge pages, up to `limit` bytes of dirty ones.
+/// One purge pass: gives back the dirty granules `which` takes (those
+/// whose delay has run out at `now`, all, or those freed before a time),
+/// with the clean free granules of the same huge pages, up to `limit`
+/// bytes of dirty ones.
 /// Returns the bytes given back and whether the pass got through
 /// everything (it stops after `PURGE_RUNS` runs, or at the limit).
 fn purge(now: u64, which: Which, limit: usize) -> (usize, bool) {
