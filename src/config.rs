@@ -121,7 +121,7 @@ pub(crate) const LARGE_REGIONS: usize = 64;
 /// Free granules keep their pages for the purge delay while the resident
 /// free bytes stay under this or the most bytes of live large blocks since
 /// free granules last expired (recent demand), whichever is more; beyond
-/// it a freed span's pages go back at once.
+/// it, as many bytes of the older free granules' pages go back at once.
 pub(crate) const LARGE_KEEP_MIN: usize = 8 << 20;
 
 /// Requests above this fail with ENOMEM (PTRDIFF_MAX, as glibc).
