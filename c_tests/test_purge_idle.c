@@ -36,17 +36,20 @@ static void child(const char *mode)
     size_t rss0 = rss_bytes();
     CHECK_EQ(pthread_barrier_init(&freed, NULL, NT + 1), 0);
     CHECK_EQ(pthread_barrier_init(&done, NULL, NT + 1), 0);
-    pthread_t th[NT];
-    for (size_t t = 0; t < NT; t++)
-        CHECK_EQ(pthread_create(&th[t], NULL, idle_after_burst, (void *)(uintptr_t)t), 0);
-    /* Large blocks, written while the threads fill theirs, freed with them:
-     * kept in their region, then expired the same way. */
+    /* Large blocks, written before the threads start (written after some
+     * thread had freed its blocks, their fresh pages would make as many
+     * bytes of its free units go back at once: docs/ARCHITECTURE.md, "One
+     * kind of kept memory for the other"), freed with theirs: kept in
+     * their region, then expired the same way. */
     void *big[8];
     for (size_t i = 0; i < 8; i++) {
         big[i] = malloc(8 * MiB);
         CHECK_NOT_NULL(big[i]);
         memset(big[i], 1, 8 * MiB);
     }
+    pthread_t th[NT];
+    for (size_t t = 0; t < NT; t++)
+        CHECK_EQ(pthread_create(&th[t], NULL, idle_after_burst, (void *)(uintptr_t)t), 0);
     pthread_barrier_wait(&freed);
     for (size_t i = 0; i < 8; i++)
         free(big[i]);
