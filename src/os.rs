@@ -186,17 +186,16 @@ struct GapScan {
 
 impl GapScan {
     fn new(near: usize, size: usize, align: usize, offset: usize) -> Self {
-        let (field, start, end, prev_end, best) = (0, 0, 0, 0, 0);
         GapScan {
             near,
             size,
             align,
             offset,
-            field,
-            start,
-            end,
-            prev_end,
-            best,
+            field: 0,
+            start: 0,
+            end: 0,
+            prev_end: 0,
+            best: 0,
         }
     }
 
