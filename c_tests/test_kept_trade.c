@@ -9,7 +9,8 @@
  *   bytes_purged grows by its size;
  * - the other way round, the free pages kept for large blocks are given
  *   back as pools take fresh units: freed large blocks' kept bytes fall
- *   below 1 MiB once 16 MiB of small blocks are live;
+ *   below 1 MiB once 16 MiB of small blocks are live, those the freeing
+ *   thread keeps for its own next large blocks included;
  * - a region of large blocks asks for small pages in its first 2 MiB (the
  *   `nh` flag in /proc/self/smaps; a 256 KiB block costs 256 KiB, not a
  *   huge page) and for huge pages beyond (`hg`).
@@ -48,20 +49,24 @@ static void case_units_for_large(void)
     free(big);
 }
 
-static void case_large_for_units(void)
+/* Large blocks of `size` bytes, freed, then small blocks that take fresh
+ * units: the large blocks' kept pages go back, those the freeing thread
+ * keeps for its next large blocks too (blocks of up to 1 MiB with their
+ * header: large/span_cache.rs). */
+static void large_for_units(size_t size)
 {
     enum { NB = 6 };
     void *big[NB];
     for (int i = 0; i < NB; i++) {
-        big[i] = malloc(MiB);
+        big[i] = malloc(size);
         CHECK_NOT_NULL(big[i]);
-        dirty(big[i], i, MiB);
+        dirty(big[i], i, size);
     }
     for (int i = 0; i < NB; i++)
         free(big[i]);
     stats();
     size_t cached0 = st.large_cached_bytes, purged0 = st.bytes_purged;
-    CHECK_MSG(cached0 >= 5 * MiB, "only %zu bytes of freed large blocks kept", cached0);
+    CHECK_MSG(cached0 >= 5 * size, "only %zu bytes of freed large blocks kept", cached0);
     pause_idle();
     small_blocks small = small_blocks_alloc(16 * MiB, 7);
     stats();
@@ -69,9 +74,13 @@ static void case_large_for_units(void)
               st.large_cached_bytes);
     CHECK_MSG(st.bytes_purged - purged0 >= cached0 - MiB, "purged %zu bytes",
               st.bytes_purged - purged0);
-    printf("large for units: kept %zu -> %zu KiB\n", cached0 / 1024, st.large_cached_bytes / 1024);
+    printf("large for units (%zu-byte blocks): kept %zu -> %zu KiB\n", size, cached0 / 1024,
+           st.large_cached_bytes / 1024);
     small_blocks_free(small);
 }
+
+static void case_large_for_units(void) { large_for_units(MiB); }
+static void case_large_for_units_cached(void) { large_for_units(900 * 1000); }
 
 /* The VmFlags line of the mapping that holds `p`. */
 static const char *vmflags_of(const void *p)
@@ -102,6 +111,8 @@ static void child(const char *mode)
         case_units_for_large();
     else if (strcmp(mode, "large_for_units") == 0)
         case_large_for_units();
+    else if (strcmp(mode, "large_for_units_cached") == 0)
+        case_large_for_units_cached();
     else if (strcmp(mode, "region_pages") == 0)
         case_region_pages();
     else
@@ -120,6 +131,7 @@ int main(int argc, char **argv)
     const char *const long_delay[] = {"OBMEM_PURGE_DELAY_MS=60000", NULL};
     spawn_self_ok("units_for_large", long_delay);
     spawn_self_ok("large_for_units", long_delay);
+    spawn_self_ok("large_for_units_cached", long_delay);
     spawn_self_ok("region_pages", long_delay);
     printf("test_kept_trade: all ok\n");
     return 0;

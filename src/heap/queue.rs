@@ -53,6 +53,9 @@ impl Heap {
         }
         let fresh = purge::take_fresh_unit_debt();
         if fresh != 0 {
+            // The large blocks this thread keeps for itself first: they go
+            // back to their regions, whose kept pages then go back.
+            crate::large::flush_cache(&self.spans, None);
             crate::large::give_back(fresh);
         }
         // SAFETY: new_pool returns a live, empty pool we own.

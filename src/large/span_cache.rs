@@ -7,7 +7,9 @@
 //!
 //! The cache is a field of the thread's heap (heap/mod.rs), a higher
 //! module, whose callers hand it down. Only the owner puts a span in; any
-//! thread may flush them out (the purge sweep, `obm_trim`, thread exit).
+//! thread may flush them out (the purge sweep, `obm_trim`, thread exit;
+//! the owner also when its pools took fresh units, so that its kept large
+//! pages go back for them).
 //! A slot is emptied by swapping it to 0, so the owner's take and another
 //! thread's flush never both get a span.
 //!
