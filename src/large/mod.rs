@@ -258,8 +258,7 @@ pub fn alloc_cached(cache: &SpanCache, n: usize) -> *mut u8 {
 /// Returns a span of the calling thread's cache (`SpanCache`) to its
 /// region, its pages kept for reuse unless `expired` (then given back).
 fn uncache(c: span_cache::FreedSpan, expired: bool) {
-    counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
-    counters::LARGE_BYTES.fetch_sub(c.map_size - HEADER, Relaxed);
+    c.uncount();
     region::release(c.base, c.granules, c.map_size, true, expired);
 }
 

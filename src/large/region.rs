@@ -244,15 +244,21 @@ impl Regions {
         self.cached[k][j] = self.cached[k][n];
         self.ncached[k] = n;
         self.ncached_all -= 1;
-        let Some((r, i0)) = self.locate(c.base) else {
-            debug_assert!(false, "a cached span outside the regions");
+        self.free_dirty(c.base, k, c.freed_at, c.header);
+    }
+
+    /// Marks the `k` granules at `base` free and dirty since `freed_at`;
+    /// `header`: a freed block's span starts there (`hdr`).
+    fn free_dirty(&mut self, base: usize, k: usize, freed_at: u64, header: bool) {
+        let Some((r, i0)) = self.locate(base) else {
+            debug_assert!(false, "a span outside the regions");
             return;
         };
         let m = self.meta(r);
         m.mark_free(i0, i0 + k);
         m.dirty.set(i0, i0 + k, true);
-        m.freed_at[i0..i0 + k].fill(c.freed_at);
-        set_bits(&mut m.hdr, i0, i0 + 1, c.header);
+        m.freed_at[i0..i0 + k].fill(freed_at);
+        set_bits(&mut m.hdr, i0, i0 + 1, header);
     }
 
     /// Returns a span from a thread's cache (span_cache.rs) to its region,
@@ -260,22 +266,11 @@ impl Regions {
     /// without its lock (held) and its budget (the pages are resident
     /// already).
     fn put_back(&mut self, s: FreedSpan) {
-        let Some((r, i0)) = self.locate(s.base) else {
-            debug_assert!(false, "a cached span outside the regions");
-            return;
-        };
-        let (k, now) = (s.granules, purge::now_ms());
-        let m = self.meta(r);
-        m.mark_free(i0, i0 + k);
-        m.dirty.set(i0, i0 + k, true);
-        m.freed_at[i0..i0 + k].fill(now);
-        set_bits(&mut m.hdr, i0, i0 + 1, true);
-        counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
-        counters::LARGE_BYTES.fetch_sub(s.map_size - HEADER_BYTES, Relaxed);
-        counters::remap(k * GRANULE, s.map_size);
-        KEPT.fetch_add(k * GRANULE, Relaxed);
-        lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
-        purge::note_due(now + purge::delay_ms());
+        let (bytes, now) = (s.granules * GRANULE, purge::now_ms());
+        s.uncount();
+        counters::remap(bytes, s.map_size);
+        self.free_dirty(s.base, s.granules, now, true);
+        note_kept(bytes, now);
     }
 
     /// Returns every cached span to its region.
@@ -590,12 +585,11 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool, expired: boo
     purge_expired(now);
     let bytes = k * GRANULE;
     let budget = LARGE_KEEP_MIN.max(RECENT_PEAK.load(Relaxed));
-    // Decided before the granules are published as free: once free,
-    // another thread may take and write them. (The budget may be exceeded
-    // by what other threads free meanwhile.)
     // Over the budget, the older kept granules go back, not these: the
     // last freed are the likeliest to serve next.
     let over = (KEPT.load(Relaxed) + bytes).saturating_sub(budget);
+    // Discarded before the granules are published as free: once free,
+    // another thread may take and write them.
     let keep = !expired && purge::delay_ms() != 0;
     if keep {
         counters::remap(bytes, counted);
@@ -612,7 +606,7 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool, expired: boo
         freed_at: now,
         header,
     };
-    if !(keep && g.cache(k, c)) {
+    if !keep {
         let Some((r, i0)) = g.locate(base) else {
             debug_assert!(false, "a span outside the regions");
             return;
@@ -620,24 +614,29 @@ pub fn release(base: usize, k: usize, counted: usize, header: bool, expired: boo
         let m = g.meta(r);
         m.mark_free(i0, i0 + k);
         set_bits(&mut m.hdr, i0, i0 + 1, header);
-        if !keep {
-            let (before, after) = take_clean_around(m, g.huge[r], i0, i0 + k);
-            let region = g.base[r];
-            drop(g);
-            discard_busy(region, before.0, before.1);
-            discard_busy(region, after.0, after.1);
-            return;
-        }
-        m.dirty.set(i0, i0 + k, true);
-        m.freed_at[i0..i0 + k].fill(now);
+        let (before, after) = take_clean_around(m, g.huge[r], i0, i0 + k);
+        let region = g.base[r];
+        drop(g);
+        discard_busy(region, before.0, before.1);
+        discard_busy(region, after.0, after.1);
+        return;
+    }
+    if !g.cache(k, c) {
+        g.free_dirty(base, k, now, header);
     }
     drop(g);
-    KEPT.fetch_add(bytes, Relaxed);
-    lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
-    purge::note_due(now + purge::delay_ms());
+    note_kept(bytes, now);
     if over != 0 {
         purge(now, Which::FreedBefore(now), over);
     }
+}
+
+/// Counts `bytes` of granules freed at `now` as kept, due to go back a
+/// purge delay later.
+fn note_kept(bytes: usize, now: u64) {
+    KEPT.fetch_add(bytes, Relaxed);
+    lower_to(&NEXT_EXPIRY, now + purge::delay_ms());
+    purge::note_due(now + purge::delay_ms());
 }
 
 /// Whether `p` was a block's start whose span was freed, and not reused

@@ -23,7 +23,9 @@
 //! leaves the regions.
 
 use super::region::GRANULE;
+use super::HEADER;
 use crate::config::PAGE_SIZE;
+use crate::counters;
 use crate::purge;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
@@ -54,6 +56,13 @@ impl FreedSpan {
         debug_assert!((1..=MAX_GRANULES).contains(&self.granules));
         debug_assert!(self.map_size <= self.granules * GRANULE);
         self.base | (self.map_size / PAGE_SIZE) << GRANULE_BITS | self.granules
+    }
+
+    /// The shared counters stop counting the span as the live block it
+    /// was (see the module doc): it leaves the cache for its region.
+    pub fn uncount(self) {
+        counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
+        counters::LARGE_BYTES.fetch_sub(self.map_size - HEADER, Relaxed);
     }
 
     pub fn decode(v: usize) -> FreedSpan {
