@@ -33,9 +33,10 @@
  *   a block grows in place over a cached span after it; a second free of
  *   a block whose span is cached is reported; obm_trim gives cached spans
  *   back;
- * - thread_cache: the same from a thread's own cache of the spans it freed,
- *   with exact statistics; cached spans go back to their regions to merge
- *   for a block of another size, when their thread exits, and at obm_trim;
+ * - thread_cache: the same from a thread's own cache of the spans it freed
+ *   (blocks of up to 1 MiB), with exact statistics; cached spans go back
+ *   to their regions to merge for a block of another size, when their
+ *   thread exits, and at obm_trim;
  *   a thread that has allocated no large block keeps none it frees;
  *   thread_cache_expiry: after the purge delay, with their pages;
  * - over_budget: when freed spans would take the kept bytes over their
@@ -653,8 +654,26 @@ static void case_thread_cache(void)
     CHECK_LT(st.bytes_kept, GRANULE);
     CHECK_EQ(st.large_blocks, base0.large_blocks);
     CHECK_EQ(st.large_bytes, base0.large_bytes);
+
+    /* The largest block cached: a buffer of exactly 1 MiB, 17 granules
+     * with its header. In the cache its span counts its block's pages (in
+     * its region, it would count 17 granules whole). */
+    unsigned char *m = malloc(opaque_size(MiB));
+    CHECK_NOT_NULL(m);
+    fill_pattern(m, MiB, 5);
+    CHECK_PATTERN(m, MiB, 5);
+    free(m);
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_cached, 1);
+    CHECK_EQ(st.large_cached_bytes, MiB + 4096);
+    f0 = minor_faults();
+    unsigned char *m2 = malloc(opaque_size(MiB));
+    CHECK(m2 == m);
+    memset(m2, 6, MiB);
+    CHECK_EQ(minor_faults() - f0, 0);
+    free(m2);
     printf("  thread_cache: spans reused by their thread, grown over, merged, "
-           "returned at exit, trimmed\n");
+           "returned at exit, trimmed; 1 MiB buffers too\n");
 }
 
 /* A thread's cached span goes back once it has waited the purge delay. */

@@ -178,8 +178,8 @@ struct Regions {
     ncached_all: usize,
 }
 
-/// Spans of up to this many granules (1 MiB) are cached whole when freed.
-const CACHED_MAX: usize = 16;
+/// Spans of up to this many granules are cached whole when freed.
+const CACHED_MAX: usize = LARGE_CACHED_GRANULES;
 /// Cached spans of each size.
 const CACHED_SLOTS: usize = 4;
 

@@ -1,6 +1,6 @@
 //! A thread's cache of freed spans: the last few large blocks of up to 1
-//! MiB a thread freed, kept whole with their pages for its next large
-//! blocks of the same number of granules. A hit takes no lock and changes
+//! MiB a thread freed (`LARGE_CACHED_GRANULES`), kept whole with their
+//! pages for its next large blocks of the same number of granules. A hit takes no lock and changes
 //! no shared counter, which is what two threads allocating large blocks
 //! otherwise contend on: the regions' lock and the large-block counters
 //! (BENCHMARKS.md, eighteenth session).
@@ -24,16 +24,17 @@
 
 use super::region::GRANULE;
 use super::HEADER;
-use crate::config::PAGE_SIZE;
+use crate::config::{LARGE_CACHED_GRANULES, PAGE_SIZE};
 use crate::counters;
 use crate::purge;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
-/// Spans a thread keeps, and their granules together at most (2 MiB).
+/// The largest span kept, in granules (a block of 1 MiB).
+pub(super) const MAX_GRANULES: usize = LARGE_CACHED_GRANULES;
+/// Spans a thread keeps, and their granules together at most (two of the
+/// largest).
 const SLOTS: usize = 8;
-const MAX_HELD: usize = 32;
-/// The largest span kept, in granules (1 MiB).
-pub(super) const MAX_GRANULES: usize = 16;
+const MAX_HELD: usize = 2 * MAX_GRANULES;
 
 // A slot holds a span's base, which is aligned to a granule, with its
 // granules in the low 5 bits and its block's pages (`map_size`) above.
@@ -304,17 +305,20 @@ mod tests {
         // A slot is free again: no eviction. Then full: slot 0 goes.
         assert!(put(&cache, span(20, 1)).is_empty());
         assert_eq!(put(&cache, span(21, 1)), [span(0, 1)]);
-        // 14 granules held: 16 more fit, but no slot is free: slot 1 goes.
-        assert_eq!(put(&cache, span(22, 16)), [span(1, 2)]);
-        // 28 held: 16 more need 12 to go, slots 2 to 7 and 0 in turn.
-        let out = put(&cache, span(23, 16));
+        // 14 granules held: the largest span fits, but no slot is free:
+        // slot 1 goes.
+        const M: usize = MAX_GRANULES;
+        const _: () = assert!(14 + M <= MAX_HELD && MAX_HELD == 2 * M);
+        assert_eq!(put(&cache, span(22, M)), [span(1, 2)]);
+        // 12 + M held: M more need 12 to go, slots 2 to 7 and 0 in turn.
+        let out = put(&cache, span(23, M));
         let expect = [span(2, 3), span(3, 1), span(4, 2), span(5, 3), span(6, 1)];
         assert_eq!(out[..5], expect);
         assert_eq!(out[5..], [span(20, 1), span(21, 1)]);
         assert_eq!(cache.counts().0, 2);
         // The later slot first.
-        assert_eq!(cache.take(16, 16 * GRANULE), Some(span(22, 16)));
-        assert_eq!(cache.take(16, 16 * GRANULE), Some(span(23, 16)));
+        assert_eq!(cache.take(M, M * GRANULE), Some(span(22, M)));
+        assert_eq!(cache.take(M, M * GRANULE), Some(span(23, M)));
         assert_eq!(cache.counts().0, 0);
     }
 

@@ -153,8 +153,9 @@ static void scen_arenas(void)
             CHECK_NOT_NULL(big);
             dirty(big, 1, MiB);
             free(big);
-            /* Its span's granules (64 KiB) keep their pages for reuse. */
-            big_map = round_up(MiB + 64, 64 * KiB);
+            /* This thread allocates large blocks, so it keeps the span in
+             * its own cache for reuse, counted as the block's pages. */
+            big_map = round_up(MiB + 64, 4096);
         }
         /* Nothing but the region the large block's span came from. */
         if (big_map)
