@@ -46,18 +46,49 @@ fn alloc_class(class: usize) -> *mut u8 {
 }
 
 /// A large block: from the spans the thread freed, else from the regions
-/// or the OS. Then, the regions' lock and maybe a system call being
-/// costs anyway, this is also when a thread takes back the small blocks
-/// other threads freed into its heap: a thread that has moved on to large
-/// blocks would otherwise hold them.
-#[cold]
+/// or the OS (`alloc_large_uncached`).
 fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
-    let spans = heap::current_spans_or_init();
-    if let Some(spans) = spans.filter(|_| align <= large::HEADER) {
-        let p = large::alloc_cached(spans, n);
-        if !p.is_null() {
+    if align <= large::HEADER {
+        if let Some(p) = alloc_large_cached(n) {
             return (p, false);
         }
+    }
+    alloc_large_uncached(n, align)
+}
+
+/// `malloc` of a large block: `alloc_large` with the default alignment,
+/// as a tail call.
+#[inline(never)]
+fn malloc_large(n: usize) -> *mut u8 {
+    match alloc_large_cached(n) {
+        Some(p) => p,
+        None => alloc_large_uncached(n, ALIGNMENT).0,
+    }
+}
+
+/// A large block of the default alignment from the calling thread's cache
+/// of the spans it freed, if it has one for `n`. Kept to what needs few
+/// registers, the rest out of line: a program that has just written a
+/// cold line waits for that store once the CPU's store buffer fills, and
+/// every register saved is a store (BENCHMARKS.md, nineteenth session).
+#[inline(always)]
+fn alloc_large_cached(n: usize) -> Option<*mut u8> {
+    let spans = heap::current_spans()?;
+    let p = large::alloc_cached(spans, n);
+    (!p.is_null()).then_some(p)
+}
+
+/// `alloc_large` past the thread's cache of spans. Then, the regions'
+/// lock and maybe a system call being costs anyway, this is also when a
+/// thread takes back the small blocks other threads freed into its heap:
+/// a thread that has moved on to large blocks would otherwise hold them.
+#[cold]
+#[inline(never)]
+fn alloc_large_uncached(n: usize, align: usize) -> (*mut u8, bool) {
+    // A thread that allocates only large blocks gets a heap for its cache.
+    let spans = heap::current_spans_or_init();
+    if let Some(spans) = spans.filter(|_| align <= large::HEADER) {
+        spans.start_keeping();
     }
     heap::drain_current();
     let r = large::alloc(n, align, spans);
@@ -148,7 +179,7 @@ pub fn malloc(n: usize) -> *mut u8 {
 pub fn malloc_slow(n: usize) -> *mut u8 {
     match class_of(n) {
         Some(class) => alloc_class(class),
-        None => alloc_large(n, ALIGNMENT).0,
+        None => malloc_large(n),
     }
 }
 

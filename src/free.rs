@@ -162,15 +162,30 @@ pub unsafe fn free_remote_cached(p: *mut u8, me: &'static Heap, unit: usize) -> 
 /// As `free`.
 #[inline(never)]
 pub unsafe fn free_remote_uncached(p: *mut u8) {
+    // A large block first, with nothing to keep across the call: a program
+    // freeing it has often just written a cold line, and every register
+    // saved is one more store waiting behind that one (BENCHMARKS.md,
+    // nineteenth session).
+    let kind = arena_map::lookup(p as usize);
+    if kind != CHUNK_ARENA && kind != CHUNK_NONE {
+        // Without a second lookup in `free_slow`.
+        // SAFETY: kind is the arena map's, a large kind.
+        return unsafe { large::free(p, kind, "free", heap::current_spans()) };
+    }
+    // SAFETY: per the contract.
+    unsafe { free_remote_arena(p) }
+}
+
+/// `free_remote_uncached` of a pointer that is no large block.
+///
+/// # Safety
+/// As `free`.
+#[inline(never)]
+unsafe fn free_remote_arena(p: *mut u8) {
     let me = heap::current_or_placeholder();
     let pool = match resolve(p) {
         Resolved::Pool(a, pool) if pool.is_block(p) && !core::ptr::eq(heap::owner_of(a), me) => {
             pool
-        }
-        // Without a second lookup in `free_slow`.
-        // SAFETY: resolve returns the arena map's large kind for p.
-        Resolved::Large(kind) => {
-            return unsafe { large::free(p, kind, "free", heap::current_spans()) }
         }
         // SAFETY: per the contract.
         _ => return unsafe { free_slow(p, "free") },

@@ -245,11 +245,18 @@ pub fn alloc_cached(cache: &SpanCache, n: usize) -> *mut u8 {
     };
     let hdr = c.base as *mut Header;
     // SAFETY: the span is ours since `take`; its first 64 bytes are the
-    // header of the block freed into it, resident.
+    // header of the block freed into it, resident, a normal block's (its
+    // `user` right after it). Fields are written only if they change: a
+    // program that has just written a cold line waits for that store once
+    // the CPU's store buffer fills (BENCHMARKS.md, nineteenth session).
     unsafe {
-        (*hdr).user = c.base + HEADER;
-        (*hdr).map_size = map_size;
-        (*hdr).sample[0] = 0;
+        debug_assert_eq!((*hdr).user, c.base + HEADER);
+        if (*hdr).map_size != map_size {
+            (*hdr).map_size = map_size;
+        }
+        if (*hdr).sample[0] != 0 {
+            (*hdr).sample[0] = 0;
+        }
         (*hdr).magic.store(LIVE, Release);
     }
     (c.base + HEADER) as *mut u8
@@ -343,6 +350,7 @@ fn release_memory(base: usize, map_size: usize, span: usize, user: usize) {
 }
 
 /// Validates a pointer the arena map marks as large; returns its header.
+#[inline(always)]
 fn checked_header(p: *const u8, kind: u8, func: &str) -> *mut Header {
     let hdr = header_of(p, kind);
     if hdr.is_null() {
@@ -351,13 +359,21 @@ fn checked_header(p: *const u8, kind: u8, func: &str) -> *mut Header {
     // SAFETY: the map says a large block's header, if p is one, is mapped
     // at `hdr` (header_of).
     let (magic, user) = unsafe { ((*hdr).magic.load(Acquire), (*hdr).user) };
-    let mine = user == p as usize;
-    if mine && magic == LIVE {
+    if user == p as usize && magic == LIVE {
         return hdr;
     }
+    not_live(p, kind, magic, user, func)
+}
+
+/// `checked_header` found no live block at `p`: reports it.
+#[cold]
+#[inline(never)]
+fn not_live(p: *const u8, kind: u8, magic: usize, user: usize, func: &str) -> ! {
     // A freed span's header may have gone back with its pages: the region
     // remembers where freed blocks started.
-    if (mine && magic == FREED) || (kind == CHUNK_SPAN && region::freed_block_at(p as usize)) {
+    if (user == p as usize && magic == FREED)
+        || (kind == CHUNK_SPAN && region::freed_block_at(p as usize))
+    {
         report::fatal(format_args!("{func}(): double free of {p:p}"));
     }
     report::invalid_pointer(func, p)
@@ -417,29 +433,66 @@ pub unsafe fn set_sample(p: *mut u8, tag: usize, bytes: u64, blocks: u64) {
 pub unsafe fn free(p: *mut u8, kind: u8, func: &str, cache: Option<&SpanCache>) {
     let hdr = checked_header(p, kind, func);
     // SAFETY: checked_header validated a live header.
-    let (user, base, map_size, span, sample) = unsafe {
-        let h = &*hdr;
-        (h.user, h.base, h.map_size, h.span, h.sample)
-    };
+    let h = unsafe { &*hdr };
+    // The common case first, with few registers to save (the rest is out
+    // of line): a program freeing a block has often just written a cold
+    // line, and waits for that store once the CPU's store buffer fills
+    // (BENCHMARKS.md, nineteenth session).
+    if let Some(cache) = cache.filter(|cache| h.sample[0] == 0 && keeps(cache, h)) {
+        let c = freed_span(h);
+        h.magic.store(FREED, Release);
+        if !cache.put_if_room(c) {
+            put(cache, c);
+        }
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { free_checked(hdr, cache) }
+}
+
+/// Whether `cache`, the freeing thread's, keeps the span of the block of
+/// header `h` when it is freed: a span of a normal block small enough,
+/// while freed pages wait before they go back.
+#[inline(always)]
+fn keeps(cache: &SpanCache, h: &Header) -> bool {
+    cache.keeps()
+        && (1..=span_cache::MAX_GRANULES).contains(&h.span)
+        && h.user == h.base + HEADER
+        && purge::delay_ms() != 0
+}
+
+#[inline(always)]
+fn freed_span(h: &Header) -> span_cache::FreedSpan {
+    span_cache::FreedSpan {
+        base: h.base,
+        granules: h.span,
+        map_size: h.map_size,
+    }
+}
+
+/// `SpanCache::put`, evicted spans back to their regions.
+#[inline(never)]
+fn put(cache: &SpanCache, c: span_cache::FreedSpan) {
+    cache.put(c, |evicted| uncache(evicted, false));
+}
+
+/// `free` of the large block whose live header is `hdr`, past the common
+/// case.
+///
+/// # Safety
+/// `hdr` is a header `checked_header` validated.
+#[inline(never)]
+unsafe fn free_checked(hdr: *mut Header, cache: Option<&SpanCache>) {
+    // SAFETY: per the contract.
+    let h = unsafe { &*hdr };
+    let (user, base, map_size, span, sample) = (h.user, h.base, h.map_size, h.span, h.sample);
     if sample[0] != 0 {
         crate::stacks::release(sample[0], sample[1] as u64, sample[2] as u64);
     }
     let sample_page = sample[0] != 0 && map_size == PAGE_SIZE && user == base + HEADER;
-    if let Some(cache) = cache.filter(|cache| {
-        cache.keeps()
-            && (1..=span_cache::MAX_GRANULES).contains(&span)
-            && user == base + HEADER
-            && !sample_page
-            && purge::delay_ms() != 0
-    }) {
-        // SAFETY: as below.
-        unsafe { (*hdr).magic.store(FREED, Release) };
-        let c = span_cache::FreedSpan {
-            base,
-            granules: span,
-            map_size,
-        };
-        cache.put(c, |evicted| uncache(evicted, false));
+    if let Some(cache) = cache.filter(|cache| !sample_page && keeps(cache, h)) {
+        h.magic.store(FREED, Release);
+        put(cache, freed_span(h));
         return;
     }
     counters::LARGE_BLOCKS.fetch_sub(1, Relaxed);
@@ -448,9 +501,9 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str, cache: Option<&SpanCache>) 
     if loss != 0 {
         counters::LARGE_ALIGN_LOSS.fetch_sub(loss, Relaxed);
     }
-    // SAFETY: the header is ours; marking it FREED makes a second free fail
-    // loudly (while its page is resident: see region.rs for after).
-    unsafe { (*hdr).magic.store(FREED, Release) };
+    // The header is ours; marking it FREED makes a second free fail loudly
+    // (while its page is resident: see region.rs for after).
+    h.magic.store(FREED, Release);
     if sample_page && sample_put(base) {
         return;
     }

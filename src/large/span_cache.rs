@@ -115,9 +115,7 @@ impl SpanCache {
     /// Owner only: takes a span of `granules` for a block of `map_size`
     /// bytes. Returns it with the block it held before.
     pub fn take(&self, granules: usize, map_size: usize) -> Option<FreedSpan> {
-        if !self.allocating.load(Relaxed) {
-            self.allocating.store(true, Relaxed);
-        }
+        self.start_keeping();
         // Last slots first: `put` fills the first free slot, so the last
         // freed span, the likeliest in the CPU's caches, is usually there.
         for slot in self.slots.iter().rev() {
@@ -131,9 +129,11 @@ impl SpanCache {
                 let c = FreedSpan::decode(v);
                 let held = self.held.load(Relaxed);
                 self.held.store(held.saturating_sub(granules), Relaxed);
-                let r = self.resized.load(Relaxed);
-                self.resized
-                    .store(r.wrapping_add(map_size).wrapping_sub(c.map_size), Relaxed);
+                if map_size != c.map_size {
+                    let r = self.resized.load(Relaxed);
+                    self.resized
+                        .store(r.wrapping_add(map_size).wrapping_sub(c.map_size), Relaxed);
+                }
                 self.allocs.store(self.allocs.load(Relaxed) + 1, Relaxed);
                 return Some(c);
             }
@@ -154,9 +154,36 @@ impl SpanCache {
         })
     }
 
+    /// Owner only: the thread allocates large blocks, so it keeps the
+    /// spans it frees from now on (`allocating`).
+    #[inline(always)]
+    pub fn start_keeping(&self) {
+        if !self.allocating.load(Relaxed) {
+            self.allocating.store(true, Relaxed);
+        }
+    }
+
     /// Whether the owner keeps the spans it frees (`allocating`).
     pub fn keeps(&self) -> bool {
         self.allocating.load(Relaxed)
+    }
+
+    /// Owner only: puts `c` in if a slot is free and its granules fit in
+    /// the budget (and the cache's age is running); else does nothing and
+    /// returns false (then `put`).
+    #[inline(always)]
+    pub fn put_if_room(&self, c: FreedSpan) -> bool {
+        let held = self.held.load(Relaxed) + c.granules;
+        if held > MAX_HELD || self.since.load(Relaxed) == 0 {
+            return false;
+        }
+        let Some(slot) = self.slots.iter().find(|s| s.load(Relaxed) == 0) else {
+            return false;
+        };
+        self.held.store(held, Relaxed);
+        // As in `put`: an empty slot stays empty but for the owner.
+        slot.store(c.encode(), Release);
+        true
     }
 
     /// Owner only: puts `c` in, first evicting spans in turn while the
@@ -320,6 +347,43 @@ mod tests {
         assert_eq!(cache.take(M, M * GRANULE), Some(span(22, M)));
         assert_eq!(cache.take(M, M * GRANULE), Some(span(23, M)));
         assert_eq!(cache.counts().0, 0);
+    }
+
+    /// The free path's `put` without eviction: only into a free slot, within
+    /// the granules held, and once the cache's age runs (else `put`).
+    #[test]
+    fn put_if_room_only_with_room() {
+        let cache = SpanCache::new();
+        assert!(
+            !cache.put_if_room(span(0, 2)),
+            "an empty cache starts its age in put"
+        );
+        assert!(put(&cache, span(0, 2)).is_empty());
+        for i in 1..SLOTS {
+            assert!(cache.put_if_room(span(i, 1)));
+        }
+        assert_eq!(cache.counts().0, SLOTS);
+        assert!(!cache.put_if_room(span(20, 1)), "no free slot");
+        assert_eq!(cache.take(1, GRANULE), Some(span(SLOTS - 1, 1)));
+        // 8 granules held, then 8 + MAX_GRANULES: a free slot, but another
+        // span of MAX_GRANULES would pass the budget.
+        const _: () = assert!(8 + 2 * MAX_GRANULES > MAX_HELD);
+        let big = |i| FreedSpan {
+            base: span(i, 1).base,
+            granules: MAX_GRANULES,
+            map_size: MAX_GRANULES * GRANULE,
+        };
+        assert!(cache.put_if_room(big(21)));
+        assert_eq!(cache.take(1, GRANULE), Some(span(SLOTS - 2, 1)));
+        assert!(!cache.put_if_room(big(22)), "over the granules held");
+        assert_eq!(
+            cache.take(MAX_GRANULES, MAX_GRANULES * GRANULE),
+            Some(big(21))
+        );
+        assert!(cache.put_if_room(big(22)));
+        // Flushed by another thread: the age stops, so the next put restarts it.
+        cache.flush(None, |_| {});
+        assert!(!cache.put_if_room(span(23, 1)));
     }
 
     #[test]
