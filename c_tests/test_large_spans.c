@@ -39,6 +39,8 @@
  *   thread exits, and at obm_trim;
  *   a thread that has allocated no large block keeps none it frees;
  *   thread_cache_expiry: after the purge delay, with their pages;
+ *   thread_cache_miss: a block of another size takes the smallest larger
+ *   cached span, and the others stay cached;
  * - over_budget: when freed spans would take the kept bytes over their
  *   budget, the older kept granules go back, and the span just freed
  *   serves the next block of its size without faults;
@@ -676,6 +678,64 @@ static void case_thread_cache(void)
            "returned at exit, trimmed; 1 MiB buffers too\n");
 }
 
+/* A block of a span size the thread's cache lacks, with no place all
+ * dirty in the regions: the smallest larger cached span goes back and
+ * serves it, and the other cached spans stay cached (counted at their
+ * blocks' pages, not as granules of their region), for the next blocks of
+ * their size. */
+static void case_thread_cache_miss(void)
+{
+    make_heap();
+    /* Blocks of 3, 5 and 3 granules, live blocks between them. */
+    const size_t n3 = 3 * GRANULE - 64 - 8192, n5 = 5 * GRANULE - 64 - 8192;
+    unsigned char *a = malloc(opaque_size(n3));
+    void *x1 = malloc(opaque_size(n3));
+    unsigned char *b = malloc(opaque_size(n5));
+    void *x2 = malloc(opaque_size(n3));
+    unsigned char *c = malloc(opaque_size(n3));
+    CHECK(a && x1 && b && x2 && c);
+    fill_pattern(a, n3, 1);
+    fill_pattern(b, n5, 2);
+    fill_pattern(c, n3, 3);
+    CHECK_PATTERN(a, n3, 1);
+    CHECK_PATTERN(b, n5, 2);
+    CHECK_PATTERN(c, n3, 3);
+    struct obm_stats base, st;
+    obm_get_stats(&base);
+    free(a);
+    free(b);
+    free(c);
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_cached, base.large_cached + 3);
+    /* 4 granules: b's span, the larger one, serves it. Its pages are
+     * resident; the regions' bookkeeping may take a page or two the first
+     * time their free runs change this way. */
+    long f0 = minor_faults();
+    unsigned char *d = malloc(opaque_size(4 * GRANULE - 64 - 8192));
+    CHECK(d == b);
+    memset(d, 4, 4 * GRANULE - 64 - 8192);
+    CHECK_LE(minor_faults() - f0, 4);
+    /* Kept: a and c at their blocks' pages, b's last granule whole. */
+    obm_get_stats(&st);
+    CHECK_EQ(st.large_cached_bytes,
+             base.large_cached_bytes + 2 * (3 * GRANULE - 8192) + GRANULE);
+    /* a and c still serve the next blocks of their size, the last freed
+     * first. */
+    f0 = minor_faults();
+    unsigned char *e = malloc(opaque_size(n3)), *f = malloc(opaque_size(n3));
+    CHECK(e == c);
+    CHECK(f == a);
+    memset(e, 5, n3);
+    memset(f, 6, n3);
+    CHECK_EQ(minor_faults() - f0, 0);
+    free(d);
+    free(e);
+    free(f);
+    free(x1);
+    free(x2);
+    printf("  thread_cache_miss: the larger span served, the others stayed cached\n");
+}
+
 /* A thread's cached span goes back once it has waited the purge delay. */
 static void case_thread_cache_expiry(void)
 {
@@ -830,6 +890,8 @@ static void child(const char *mode)
         case_thread_cache();
     else if (strcmp(mode, "thread_cache_expiry") == 0)
         case_thread_cache_expiry();
+    else if (strcmp(mode, "thread_cache_miss") == 0)
+        case_thread_cache_miss();
     else if (strcmp(mode, "thread_cached_double_free") == 0)
         case_thread_cached_double_free();
     else
@@ -873,6 +935,7 @@ int main(int argc, char **argv)
     spawn_self_ok("over_budget", (const char *const[]){long_delay, NULL});
     spawn_self_ok("thread_cache", (const char *const[]){long_delay, NULL});
     spawn_self_ok("thread_cache_expiry", (const char *const[]){"OBMEM_PURGE_DELAY_MS=200", NULL});
+    spawn_self_ok("thread_cache_miss", (const char *const[]){long_delay, NULL});
     expect_double_free("thread_cached_double_free", long_delay);
     printf("test_large_spans: all ok\n");
     return 0;

@@ -141,6 +141,53 @@ impl SpanCache {
         None
     }
 
+    /// Owner only: takes the smallest span of more than `granules`, if
+    /// any, to go back to its region (no block is allocated from it here).
+    pub fn take_larger(&self, granules: usize) -> Option<FreedSpan> {
+        let (mut best, mut best_granules) = (None, usize::MAX);
+        for slot in &self.slots {
+            let g = slot.load(Relaxed) & GRANULES_MASK;
+            if g > granules && g < best_granules {
+                (best, best_granules) = (Some(slot), g);
+            }
+        }
+        // As in `take`: the slot holds that span or, flushed, 0.
+        let v = best?.swap(0, Acquire);
+        (v != 0).then(|| {
+            let held = self.held.load(Relaxed);
+            self.held.store(held.saturating_sub(best_granules), Relaxed);
+            FreedSpan::decode(v)
+        })
+    }
+
+    /// Owner only: takes the first cached span for which `f` holds, to go
+    /// back to its region.
+    pub fn take_if(&self, mut f: impl FnMut(FreedSpan) -> bool) -> Option<FreedSpan> {
+        for slot in &self.slots {
+            let v = slot.load(Relaxed);
+            if v == 0 || !f(FreedSpan::decode(v)) {
+                continue;
+            }
+            // As in `take`.
+            let v = slot.swap(0, Acquire);
+            if v != 0 {
+                let c = FreedSpan::decode(v);
+                let held = self.held.load(Relaxed);
+                self.held.store(held.saturating_sub(c.granules), Relaxed);
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Whether `f` holds for a cached span (any thread; a snapshot).
+    pub fn any(&self, mut f: impl FnMut(FreedSpan) -> bool) -> bool {
+        self.slots.iter().any(|slot| {
+            let v = slot.load(Relaxed);
+            v != 0 && f(FreedSpan::decode(v))
+        })
+    }
+
     /// Owner only: takes the span starting at `base`, if cached.
     pub fn take_at(&self, base: usize) -> Option<FreedSpan> {
         self.slots.iter().find_map(|slot| {
@@ -384,6 +431,24 @@ mod tests {
         // Flushed by another thread: the age stops, so the next put restarts it.
         cache.flush(None, |_| {});
         assert!(!cache.put_if_room(span(23, 1)));
+    }
+
+    /// A miss's returns to the regions: the smallest larger span, or the
+    /// first for which the region's test holds; the granules held follow.
+    #[test]
+    fn take_larger_and_take_if() {
+        let cache = SpanCache::new();
+        for (i, g) in [3, 6, 5, 2].into_iter().enumerate() {
+            assert!(put(&cache, span(i, g)).is_empty());
+        }
+        assert_eq!(cache.take_larger(4), Some(span(2, 5)));
+        assert_eq!(cache.take_larger(6), None);
+        assert!(cache.any(|c| c.granules == 6));
+        assert!(!cache.any(|c| c.granules == 5));
+        assert_eq!(cache.take_if(|c| c.granules < 3), Some(span(3, 2)));
+        assert_eq!(cache.take_if(|c| c.granules == 4), None);
+        assert_eq!(cache.held.load(Relaxed), 3 + 6);
+        assert_eq!(cache.counts().0, 2);
     }
 
     #[test]
