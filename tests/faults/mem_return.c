@@ -2,8 +2,8 @@
  * mem_return: memory goes back after a program frees what it allocated.
  *
  * Three workloads, each repeated, measuring the resident set (RSS, from
- * /proc/self/statm) and obmem's bytes mapped before, at the peak and after
- * each round:
+ * /proc/self/smaps_rollup) and obmem's bytes mapped before, at the peak
+ * and after each round:
  *   small:   1 GiB of small blocks (random sizes 16..512 bytes, every
  *            block written), freed in a shuffled order;
  *   large:   1 GiB of large blocks (160 KiB .. 8 MiB, every page written),
