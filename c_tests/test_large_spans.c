@@ -548,6 +548,19 @@ static void *free_and_wait(void *arg)
     return NULL;
 }
 
+/* A block of `n` bytes, written with `v`, lands at `at`, whose pages are
+ * resident: the regions' bookkeeping may take a page or two the first
+ * time their free runs change this way. */
+static unsigned char *alloc_at_resident(uintptr_t at, size_t n, int v)
+{
+    long f0 = minor_faults();
+    unsigned char *p = malloc(opaque_size(n));
+    CHECK((uintptr_t)p == at);
+    memset(p, v, n);
+    CHECK_LE(minor_faults() - f0, 4);
+    return p;
+}
+
 static void case_thread_cache(void)
 {
     make_heap();
@@ -565,15 +578,10 @@ static void case_thread_cache(void)
     fill_pattern(v, 3 * GRANULE - 64, 2);
     CHECK_PATTERN(u, 3 * GRANULE - 64, 1);
     CHECK_PATTERN(v, 3 * GRANULE - 64, 2);
+    uintptr_t at_u = (uintptr_t)u;
     free(u);
     free(v);
-    long f0 = minor_faults();
-    unsigned char *w = malloc(opaque_size(6 * GRANULE - 64 - 8192));
-    CHECK(w == u);
-    memset(w, 3, 6 * GRANULE - 64 - 8192);
-    /* Its 94 pages are resident; the regions' bookkeeping may take a
-     * page or two the first time their free runs change this way. */
-    CHECK_LE(minor_faults() - f0, 4);
+    unsigned char *w = alloc_at_resident(at_u, 6 * GRANULE - 64 - 8192, 3);
     obm_get_stats(&base);
     CHECK_EQ(base.large_blocks, base0.large_blocks + 1);
 
@@ -591,7 +599,7 @@ static void case_thread_cache(void)
     CHECK_EQ(st.large_cached, base.large_cached + 1);
     /* counted at its block's pages */
     CHECK_EQ(st.large_cached_bytes, base.large_cached_bytes + (n + 64 + 4095) / 4096 * 4096);
-    f0 = minor_faults();
+    long f0 = minor_faults();
     unsigned char *b = malloc(opaque_size(n2));
     CHECK(b == a);
     memset(b, 2, n2);
@@ -702,26 +710,21 @@ static void case_thread_cache_miss(void)
     CHECK_PATTERN(c, n3, 3);
     struct obm_stats base, st;
     obm_get_stats(&base);
+    uintptr_t at_b = (uintptr_t)b;
     free(a);
     free(b);
     free(c);
     obm_get_stats(&st);
     CHECK_EQ(st.large_cached, base.large_cached + 3);
-    /* 4 granules: b's span, the larger one, serves it. Its pages are
-     * resident; the regions' bookkeeping may take a page or two the first
-     * time their free runs change this way. */
-    long f0 = minor_faults();
-    unsigned char *d = malloc(opaque_size(4 * GRANULE - 64 - 8192));
-    CHECK(d == b);
-    memset(d, 4, 4 * GRANULE - 64 - 8192);
-    CHECK_LE(minor_faults() - f0, 4);
+    /* 4 granules: b's span, the larger one, serves it. */
+    unsigned char *d = alloc_at_resident(at_b, 4 * GRANULE - 64 - 8192, 4);
     /* Kept: a and c at their blocks' pages, b's last granule whole. */
     obm_get_stats(&st);
     CHECK_EQ(st.large_cached_bytes,
              base.large_cached_bytes + 2 * (3 * GRANULE - 8192) + GRANULE);
     /* a and c still serve the next blocks of their size, the last freed
      * first. */
-    f0 = minor_faults();
+    long f0 = minor_faults();
     unsigned char *e = malloc(opaque_size(n3)), *f = malloc(opaque_size(n3));
     CHECK(e == c);
     CHECK(f == a);
