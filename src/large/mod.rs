@@ -438,7 +438,7 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str, cache: Option<&SpanCache>) 
     // of line): a program freeing a block has often just written a cold
     // line, and waits for that store once the CPU's store buffer fills
     // (BENCHMARKS.md, nineteenth session).
-    if let Some(cache) = cache.filter(|cache| h.sample[0] == 0 && keeps(cache, h)) {
+    if let Some(cache) = cache.filter(|cache| h.sample[0] == 0 && caches_span(cache, h)) {
         let c = freed_span(h);
         h.magic.store(FREED, Release);
         if !cache.put_if_room(c) {
@@ -454,7 +454,7 @@ pub unsafe fn free(p: *mut u8, kind: u8, func: &str, cache: Option<&SpanCache>) 
 /// header `h` when it is freed: a span of a normal block small enough,
 /// while freed pages wait before they go back.
 #[inline(always)]
-fn keeps(cache: &SpanCache, h: &Header) -> bool {
+fn caches_span(cache: &SpanCache, h: &Header) -> bool {
     cache.keeps()
         && (1..=span_cache::MAX_GRANULES).contains(&h.span)
         && h.user == h.base + HEADER
@@ -490,7 +490,7 @@ unsafe fn free_checked(hdr: *mut Header, cache: Option<&SpanCache>) {
         crate::stacks::release(sample[0], sample[1] as u64, sample[2] as u64);
     }
     let sample_page = sample[0] != 0 && map_size == PAGE_SIZE && user == base + HEADER;
-    if let Some(cache) = cache.filter(|cache| !sample_page && keeps(cache, h)) {
+    if let Some(cache) = cache.filter(|cache| !sample_page && caches_span(cache, h)) {
         h.magic.store(FREED, Release);
         put(cache, freed_span(h));
         return;

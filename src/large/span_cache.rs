@@ -1,9 +1,9 @@
 //! A thread's cache of freed spans: the last few large blocks of up to 1
 //! MiB a thread freed (`LARGE_CACHED_GRANULES`), kept whole with their
-//! pages for its next large blocks of the same number of granules. A hit takes no lock and changes
-//! no shared counter, which is what two threads allocating large blocks
-//! otherwise contend on: the regions' lock and the large-block counters
-//! (BENCHMARKS.md, eighteenth session).
+//! pages for its next large blocks of the same number of granules. A hit
+//! takes no lock and changes no shared counter, which is what two threads
+//! allocating large blocks otherwise contend on: the regions' lock and the
+//! large-block counters (BENCHMARKS.md, eighteenth session).
 //!
 //! The cache is a field of the thread's heap (heap/mod.rs), a higher
 //! module, whose callers hand it down. Only the owner puts a span in; any
@@ -35,6 +35,8 @@ pub(super) const MAX_GRANULES: usize = LARGE_CACHED_GRANULES;
 /// largest).
 const SLOTS: usize = 8;
 const MAX_HELD: usize = 2 * MAX_GRANULES;
+// `put` evicts until the span it puts in fits.
+const _: () = assert!(MAX_HELD >= MAX_GRANULES);
 
 // A slot holds a span's base, which is aligned to a granule, with its
 // granules in the low 5 bits and its block's pages (`map_size`) above.
@@ -190,15 +192,7 @@ impl SpanCache {
 
     /// Owner only: takes the span starting at `base`, if cached.
     pub fn take_at(&self, base: usize) -> Option<FreedSpan> {
-        self.slots.iter().find_map(|slot| {
-            let v = slot.load(Relaxed);
-            if v == 0 || FreedSpan::decode(v).base != base {
-                return None;
-            }
-            // As in `take`.
-            let v = slot.swap(0, Acquire);
-            (v != 0).then(|| FreedSpan::decode(v))
-        })
+        self.take_if(|c| c.base == base)
     }
 
     /// Owner only: the thread allocates large blocks, so it keeps the
