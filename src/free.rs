@@ -173,17 +173,18 @@ pub unsafe fn free_remote_uncached(p: *mut u8) {
         return unsafe { large::free(p, kind, "free", heap::current_spans()) };
     }
     // SAFETY: per the contract.
-    unsafe { free_remote_arena(p) }
+    unsafe { free_remote_arena(p, kind) }
 }
 
-/// `free_remote_uncached` of a pointer that is no large block.
+/// `free_remote_uncached` of a pointer that is no large block: `kind` is
+/// what the arena map says of it.
 ///
 /// # Safety
 /// As `free`.
 #[inline(never)]
-unsafe fn free_remote_arena(p: *mut u8) {
+unsafe fn free_remote_arena(p: *mut u8, kind: u8) {
     let me = heap::current_or_placeholder();
-    let pool = match resolve(p) {
+    let pool = match resolve_kind(p, kind) {
         Resolved::Pool(a, pool) if pool.is_block(p) && !core::ptr::eq(heap::owner_of(a), me) => {
             pool
         }
@@ -319,7 +320,12 @@ enum Resolved<'a> {
 /// Which arena and pool, or which kind of large chunk, `p` belongs to.
 #[inline(always)]
 fn resolve(p: *const u8) -> Resolved<'static> {
-    let kind = arena_map::lookup(p as usize);
+    resolve_kind(p, arena_map::lookup(p as usize))
+}
+
+/// `resolve` of `p`, whose arena map entry is `kind`.
+#[inline(always)]
+fn resolve_kind(p: *const u8, kind: u8) -> Resolved<'static> {
     if kind != CHUNK_ARENA {
         return if kind == CHUNK_NONE {
             Resolved::Unknown
