@@ -71,6 +71,17 @@ static void touch(unsigned char *p, size_t n, unsigned char v)
     p[n - 1] = v;
 }
 
+/* A large block of `n` bytes filled with pattern `v`, written and read
+ * back: a write just before free could be dropped. */
+static unsigned char *written_block(size_t n, int v)
+{
+    unsigned char *p = malloc(opaque_size(n));
+    CHECK_NOT_NULL(p);
+    fill_pattern(p, n, v);
+    CHECK_PATTERN(p, n, v);
+    return p;
+}
+
 /* ---- reuse ----------------------------------------------------------------- */
 
 static void case_reuse(void)
@@ -495,10 +506,7 @@ static void case_cached(void)
 /* A block freed twice by `release` while its span is cached: aborts. */
 static void free_cached_twice(void (*release)(void *))
 {
-    unsigned char *p = malloc(opaque_size(300 * 1000));
-    CHECK_NOT_NULL(p);
-    fill_pattern(p, 300 * 1000, 1);
-    CHECK_PATTERN(p, 300 * 1000, 1);
+    unsigned char *p = written_block(300 * 1000, 1);
     void *again = opaque_ptr(p);
     release(p);
     release(again); /* reported: abort */
@@ -526,10 +534,7 @@ struct handoff {
 static void *free_one_and_exit(void *arg)
 {
     make_heap();
-    unsigned char *p = malloc(opaque_size(300 * 1000));
-    CHECK_NOT_NULL(p);
-    fill_pattern(p, 300 * 1000, 7);
-    CHECK_PATTERN(p, 300 * 1000, 7);
+    unsigned char *p = written_block(300 * 1000, 7);
     *(uintptr_t *)arg = (uintptr_t)p;
     free(p); /* into this thread's cache, until it exits */
     return NULL;
@@ -588,10 +593,7 @@ static void case_thread_cache(void)
     /* The span of a block the thread freed serves its next block of the
      * same granules, header and pages as they were. */
     const size_t n = 250 * 1000, n2 = 200 * 1000; /* 4 granules each */
-    unsigned char *a = malloc(opaque_size(n));
-    CHECK_NOT_NULL(a);
-    fill_pattern(a, n, 1);
-    CHECK_PATTERN(a, n, 1);
+    unsigned char *a = written_block(n, 1);
     free(a);
     obm_get_stats(&st);
     CHECK_EQ(st.large_blocks, base.large_blocks);
@@ -668,10 +670,7 @@ static void case_thread_cache(void)
     /* The largest block cached: a buffer of exactly 1 MiB, 17 granules
      * with its header. In the cache its span counts its block's pages (in
      * its region, it would count 17 granules whole). */
-    unsigned char *m = malloc(opaque_size(MiB));
-    CHECK_NOT_NULL(m);
-    fill_pattern(m, MiB, 5);
-    CHECK_PATTERN(m, MiB, 5);
+    unsigned char *m = written_block(MiB, 5);
     free(m);
     obm_get_stats(&st);
     CHECK_EQ(st.large_cached, 1);
@@ -743,10 +742,7 @@ static void case_thread_cache_miss(void)
 static void case_thread_cache_expiry(void)
 {
     make_heap();
-    unsigned char *a = malloc(opaque_size(500 * 1000));
-    CHECK_NOT_NULL(a);
-    fill_pattern(a, 500 * 1000, 1);
-    CHECK_PATTERN(a, 500 * 1000, 1);
+    unsigned char *a = written_block(500 * 1000, 1);
     size_t rss_held = rss_bytes();
     free(a);
     struct obm_stats st, before;

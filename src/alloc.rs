@@ -47,6 +47,7 @@ fn alloc_class(class: usize) -> *mut u8 {
 
 /// A large block: from the spans the thread freed, else from the regions
 /// or the OS (`alloc_large_uncached`).
+#[inline(always)]
 fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
     if align <= large::HEADER {
         if let Some(p) = alloc_large_cached(n) {
@@ -56,14 +57,10 @@ fn alloc_large(n: usize, align: usize) -> (*mut u8, bool) {
     alloc_large_uncached(n, align)
 }
 
-/// `malloc` of a large block: `alloc_large` with the default alignment,
-/// as a tail call.
+/// `malloc` of a large block, out of `malloc_slow`'s register saves.
 #[inline(never)]
 fn malloc_large(n: usize) -> *mut u8 {
-    match alloc_large_cached(n) {
-        Some(p) => p,
-        None => alloc_large_uncached(n, ALIGNMENT).0,
-    }
+    alloc_large(n, ALIGNMENT).0
 }
 
 /// A large block of the default alignment from the calling thread's cache
