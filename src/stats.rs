@@ -106,7 +106,7 @@ pub fn snapshot() -> obm_stats {
     let large_resident;
     (s.large_cached, s.large_cached_bytes, large_resident) = crate::large::cached();
     let mut allocs = [0u64; NUM_CLASSES];
-    let (mut cached_spans, mut cached_bytes, mut resized) = (0usize, 0usize, 0usize);
+    let (mut cached_spans, mut cached_bytes) = (0usize, 0usize);
     crate::heap::for_each_heap(|h| {
         s.heaps += 1;
         for (c, n) in allocs.iter_mut().enumerate() {
@@ -114,21 +114,16 @@ pub fn snapshot() -> obm_stats {
         }
         // The shared counters count a thread's cached spans as the blocks
         // freed into them (large/span_cache.rs).
-        let (spans, bytes, grown, taken) = h.spans.counts();
+        let (spans, bytes, taken) = h.spans.counts();
         cached_spans += spans;
         cached_bytes += bytes;
-        resized = resized.wrapping_add(grown);
         s.large_allocations = s.large_allocations.wrapping_add(taken);
     });
     s.large_blocks = s.large_blocks.saturating_sub(cached_spans);
     s.large_bytes = s
         .large_bytes
-        .wrapping_add(resized)
         .saturating_sub(cached_bytes - cached_spans * crate::large::HEADER);
-    s.bytes_mapped = s.bytes_mapped.wrapping_add(resized);
-    // The caches' blocks resized since their spans were counted are
-    // mapped bytes the shared peak has not seen.
-    crate::sync::raise_to(&PEAK_MAPPED, s.bytes_mapped);
+    // Read apart from the peak, which another thread may just be raising.
     s.peak_mapped = s.peak_mapped.max(s.bytes_mapped);
     s.large_cached += cached_spans;
     s.large_cached_bytes += cached_bytes;

@@ -240,9 +240,12 @@ pub fn alloc_cached(cache: &SpanCache, n: usize) -> *mut u8 {
     if k > span_cache::MAX_GRANULES {
         return ptr::null_mut();
     }
-    let Some(c) = cache.take(k, map_size) else {
+    let Some(c) = cache.take(k) else {
         return ptr::null_mut();
     };
+    if map_size != c.map_size {
+        count_resized(c.map_size, map_size);
+    }
     let hdr = c.base as *mut Header;
     // SAFETY: the span is ours since `take`; its first 64 bytes are the
     // header of the block freed into it, resident, a normal block's (its
@@ -260,6 +263,19 @@ pub fn alloc_cached(cache: &SpanCache, n: usize) -> *mut u8 {
         (*hdr).magic.store(LIVE, Release);
     }
     (c.base + HEADER) as *mut u8
+}
+
+/// A cached span serves a block of `new` bytes of pages where the shared
+/// counters count the `old` of the block freed into it: they count the
+/// new one (span_cache.rs).
+#[inline(never)]
+fn count_resized(old: usize, new: usize) {
+    counters::remap(new, old);
+    if new > old {
+        region::note_live(counters::LARGE_BYTES.fetch_add(new - old, Relaxed) + (new - old));
+    } else {
+        counters::LARGE_BYTES.fetch_sub(old - new, Relaxed);
+    }
 }
 
 /// Returns a span of the calling thread's cache (`SpanCache`) to its

@@ -1,7 +1,8 @@
 //! A thread's cache of freed spans: the last few large blocks of up to 1
 //! MiB a thread freed (`LARGE_CACHED_GRANULES`), kept whole with their
 //! pages for its next large blocks of the same number of granules. A hit
-//! takes no lock and changes no shared counter, which is what two threads
+//! takes no lock and changes no shared counter (but for a block of other
+//! pages than the last: see below), which is what two threads
 //! allocating large blocks otherwise contend on: the regions' lock and the
 //! large-block counters (BENCHMARKS.md, eighteenth session).
 //!
@@ -17,10 +18,12 @@
 //! granules used, its pages resident), its header says FREED (a second
 //! `free` is reported) and it is counted as kept memory. The shared
 //! counters still count it as the live block it was, at the size its slot
-//! records: the statistics subtract the cache's spans, and add the
-//! owner's own count of how the blocks it took differed in size
-//! (`resized`). So the shared counters move only when a span enters or
-//! leaves the regions.
+//! records, and the statistics subtract the cache's spans. So the shared
+//! counters move only when a span enters or leaves the regions, or serves
+//! a block of another size (`large::alloc_cached` adds the difference:
+//! counted by the owner alone, it would have drifted the shared count of
+//! live large bytes, from which the kept pages' budget is set, by each
+//! span's last size against its first, for good).
 
 use super::region::GRANULE;
 use super::HEADER;
@@ -89,10 +92,6 @@ pub struct SpanCache {
     held: AtomicUsize,
     /// When the cache's oldest span went in (0: empty, or flushed since).
     since: AtomicU64,
-    /// Owner only, wrapping: the bytes its blocks taken from the cache had
-    /// beyond the blocks freed into their spans (both `map_size`; the
-    /// usable sizes differ by the same).
-    resized: AtomicUsize,
     /// Owner only: blocks allocated from the cache.
     allocs: AtomicUsize,
     /// Owner only: whether the thread has allocated a large block. Until
@@ -108,15 +107,14 @@ impl SpanCache {
             next: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             since: AtomicU64::new(0),
-            resized: AtomicUsize::new(0),
             allocs: AtomicUsize::new(0),
             allocating: AtomicBool::new(false),
         }
     }
 
-    /// Owner only: takes a span of `granules` for a block of `map_size`
-    /// bytes. Returns it with the block it held before.
-    pub fn take(&self, granules: usize, map_size: usize) -> Option<FreedSpan> {
+    /// Owner only: takes a span of `granules`. Returns it with the block
+    /// it held before.
+    pub fn take(&self, granules: usize) -> Option<FreedSpan> {
         self.start_keeping();
         // Last slots first: `put` fills the first free slot, so the last
         // freed span, the likeliest in the CPU's caches, is usually there.
@@ -131,11 +129,6 @@ impl SpanCache {
                 let c = FreedSpan::decode(v);
                 let held = self.held.load(Relaxed);
                 self.held.store(held.saturating_sub(granules), Relaxed);
-                if map_size != c.map_size {
-                    let r = self.resized.load(Relaxed);
-                    self.resized
-                        .store(r.wrapping_add(map_size).wrapping_sub(c.map_size), Relaxed);
-                }
                 self.allocs.store(self.allocs.load(Relaxed) + 1, Relaxed);
                 return Some(c);
             }
@@ -146,20 +139,13 @@ impl SpanCache {
     /// Owner only: takes the smallest span of more than `granules`, if
     /// any, to go back to its region (no block is allocated from it here).
     pub fn take_larger(&self, granules: usize) -> Option<FreedSpan> {
-        let (mut best, mut best_granules) = (None, usize::MAX);
-        for slot in &self.slots {
-            let g = slot.load(Relaxed) & GRANULES_MASK;
-            if g > granules && g < best_granules {
-                (best, best_granules) = (Some(slot), g);
-            }
-        }
-        // As in `take`: the slot holds that span or, flushed, 0.
-        let v = best?.swap(0, Acquire);
-        (v != 0).then(|| {
-            let held = self.held.load(Relaxed);
-            self.held.store(held.saturating_sub(best_granules), Relaxed);
-            FreedSpan::decode(v)
-        })
+        let smallest = self
+            .slots
+            .iter()
+            .map(|slot| slot.load(Relaxed) & GRANULES_MASK)
+            .filter(|&g| g > granules)
+            .min()?;
+        self.take_if(|c| c.granules == smallest)
     }
 
     /// Owner only: takes the first cached span for which `f` holds, to go
@@ -292,9 +278,9 @@ impl SpanCache {
     }
 
     /// For the statistics, which read other threads' caches as they change:
-    /// the spans cached, their blocks' mapped bytes, `resized` and the
-    /// blocks allocated from the cache.
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
+    /// the spans cached, their blocks' mapped bytes and the blocks
+    /// allocated from the cache.
+    pub fn counts(&self) -> (usize, usize, usize) {
         let (mut spans, mut bytes) = (0, 0);
         for slot in &self.slots {
             let v = slot.load(Relaxed);
@@ -303,12 +289,7 @@ impl SpanCache {
                 bytes += FreedSpan::decode(v).map_size;
             }
         }
-        (
-            spans,
-            bytes,
-            self.resized.load(Relaxed),
-            self.allocs.load(Relaxed),
-        )
+        (spans, bytes, self.allocs.load(Relaxed))
     }
 }
 
@@ -359,17 +340,16 @@ mod tests {
     fn take_put_and_evict() {
         let cache = SpanCache::new();
         assert!(!cache.keeps(), "not before the thread allocates");
-        assert!(cache.take(2, GRANULE).is_none());
+        assert!(cache.take(2).is_none());
         assert!(cache.keeps());
         for i in 0..SLOTS {
             assert!(put(&cache, span(i, 1 + i % 3)).is_empty());
         }
         assert_eq!(cache.counts().0, SLOTS);
-        assert!(cache.take(4, 4 * GRANULE).is_none());
-        let c = cache.take(2, 2 * GRANULE).unwrap();
+        assert!(cache.take(4).is_none());
+        let c = cache.take(2).unwrap();
         assert_eq!(c, span(7, 2));
-        assert_eq!(cache.counts().2, 2 * GRANULE - c.map_size);
-        assert_eq!(cache.counts().3, 1);
+        assert_eq!(cache.counts().2, 1);
         // A slot is free again: no eviction. Then full: slot 0 goes.
         assert!(put(&cache, span(20, 1)).is_empty());
         assert_eq!(put(&cache, span(21, 1)), [span(0, 1)]);
@@ -385,8 +365,8 @@ mod tests {
         assert_eq!(out[5..], [span(20, 1), span(21, 1)]);
         assert_eq!(cache.counts().0, 2);
         // The later slot first.
-        assert_eq!(cache.take(M, M * GRANULE), Some(span(22, M)));
-        assert_eq!(cache.take(M, M * GRANULE), Some(span(23, M)));
+        assert_eq!(cache.take(M), Some(span(22, M)));
+        assert_eq!(cache.take(M), Some(span(23, M)));
         assert_eq!(cache.counts().0, 0);
     }
 
@@ -405,7 +385,7 @@ mod tests {
         }
         assert_eq!(cache.counts().0, SLOTS);
         assert!(!cache.put_if_room(span(20, 1)), "no free slot");
-        assert_eq!(cache.take(1, GRANULE), Some(span(SLOTS - 1, 1)));
+        assert_eq!(cache.take(1), Some(span(SLOTS - 1, 1)));
         // 8 granules held, then 8 + MAX_GRANULES: a free slot, but another
         // span of MAX_GRANULES would pass the budget.
         const _: () = assert!(8 + 2 * MAX_GRANULES > MAX_HELD);
@@ -415,12 +395,9 @@ mod tests {
             map_size: MAX_GRANULES * GRANULE,
         };
         assert!(cache.put_if_room(big(21)));
-        assert_eq!(cache.take(1, GRANULE), Some(span(SLOTS - 2, 1)));
+        assert_eq!(cache.take(1), Some(span(SLOTS - 2, 1)));
         assert!(!cache.put_if_room(big(22)), "over the granules held");
-        assert_eq!(
-            cache.take(MAX_GRANULES, MAX_GRANULES * GRANULE),
-            Some(big(21))
-        );
+        assert_eq!(cache.take(MAX_GRANULES), Some(big(21)));
         assert!(cache.put_if_room(big(22)));
         // Flushed by another thread: the age stops, so the next put restarts it.
         cache.flush(None, |_| {});
@@ -488,7 +465,7 @@ mod tests {
             if rng & 16 == 0 {
                 puts += 1;
                 seen.extend(put(&cache, span(i, g)).iter().map(|c| c.base));
-            } else if let Some(c) = cache.take(g, g * GRANULE) {
+            } else if let Some(c) = cache.take(g) {
                 seen.push(c.base);
             }
         }
